@@ -1,0 +1,120 @@
+/*
+ * ckpt.h: resumable checkpoints (docs/checkpoints.md has the on-disk format).
+ *
+ * A checkpoint is a directory RUN/ckpt-<step:08> holding manifest.json and
+ * payload files. The trainer describes its state as a list of items
+ * (bt_ckpt_item) built by ONE function for both save and load
+ * (trainer/state.c), so nothing can be saved that is not loaded or the
+ * other way round.
+ *
+ * Items are either
+ *   - replicated: identical on every rank; rank 0 writes them whole;
+ *   - sharded: rank r holds elements [lo, hi) of a flat buffer of `total`
+ *     elements; every rank writes its own range in parallel (ZeRO-1
+ *     optimizer moments). The manifest lists each range's file, so a reader
+ *     with another world size reassembles any range it needs.
+ * Float payloads are byte-shuffled (all first bytes, then all second
+ * bytes...) before zstd, which groups exponents and raises the ratio.
+ *
+ * Crash safety (invariants):
+ *   1. Files are written into RUN/.tmp-ckpt-<step>, fsynced; rank 0 writes
+ *      manifest.json last, fsyncs it and the directory, renames the
+ *      directory to RUN/ckpt-<step>, fsyncs RUN, then replaces RUN/latest
+ *      (a small text file naming the directory) atomically.
+ *   2. A directory named ckpt-* therefore always holds a complete manifest;
+ *      a crash at any instant leaves every earlier checkpoint untouched.
+ *   3. Old checkpoints are deleted only after the new one is renamed.
+ *   4. The reader trusts nothing: every length, offset and checksum is
+ *      checked before use.
+ *
+ * Asynchronous saving: bt_ckpt_save_begin() copies the items into host
+ * snapshot memory (caller provides host pointers; the copy is taken before
+ * it returns) and hands them to a background thread that compresses and
+ * writes this rank's files. bt_ckpt_poll() is called by the main thread at
+ * every step boundary; when every rank's thread has finished it performs
+ * the collective commit (rank 0: manifest, rename, latest, retention). At
+ * most one save is in flight; bt_ckpt_save_begin() first finishes the
+ * previous one. bt_ckpt_finish() blocks until nothing is in flight.
+ */
+#ifndef BATON_CKPT_H
+#define BATON_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../trainer/comm.h"
+
+#define BT_CKPT_FORMAT_VERSION 1
+
+typedef enum bt_ckpt_dtype {
+  BT_CKPT_F32 = 0,   /* float32, byte-shuffled then zstd */
+  BT_CKPT_BYTES = 1, /* opaque bytes (JSON state, config text), zstd */
+} bt_ckpt_dtype;
+
+typedef struct bt_ckpt_item {
+  const char *zName;   /* "params", "adam_m", "adam_v", ... */
+  bt_ckpt_dtype eType;
+  void *pData;         /* save: source; load: destination (host memory) */
+  uint64_t total;      /* elements (bytes for BT_CKPT_BYTES) of the whole */
+  uint64_t lo, hi;     /* this rank's range; replicated: [0, total) */
+  int sharded;         /* 1: every rank writes [lo,hi); 0: rank 0 writes */
+} bt_ckpt_item;
+
+typedef struct bt_ckpt_writer bt_ckpt_writer;
+
+typedef struct bt_ckpt_options {
+  const char *zRunDir;
+  int keep_last;       /* keep the newest K complete checkpoints (>=1) */
+  int keep_every;      /* also keep those whose step % M == 0 (0: none) */
+  int zstd_level;      /* 1..19, default 3 */
+  int async;           /* 1: background thread; 0: write in save_begin */
+  int shuffle;         /* 1: byte-shuffle float payloads (default) */
+} bt_ckpt_options;
+
+int bt_ckpt_writer_create(bt_ckpt_writer **ppW, bt_comm *pComm,
+                          const bt_ckpt_options *pOpt);
+void bt_ckpt_writer_free(bt_ckpt_writer *pW);
+
+/* Starts saving checkpoint `step`. zMetaJson is the trainer's JSON state
+ * (step, loader state, schedule, metrics, config text): stored in the
+ * manifest verbatim. Copies every item's data before returning. Collective:
+ * every rank calls it at the same step. */
+int bt_ckpt_save_begin(bt_ckpt_writer *pW, long step, const char *zMetaJson,
+                       const bt_ckpt_item *aItem, int nItem);
+/* Collective, every step boundary: commits a finished save. *pnDone gets
+ * the step committed by this call (or -1). Errors (disk full, EIO) are
+ * returned with the path and errno; the previous checkpoint stays. */
+int bt_ckpt_poll(bt_ckpt_writer *pW, long *pnDone);
+/* Collective: waits for and commits the save in flight, if any. */
+int bt_ckpt_finish(bt_ckpt_writer *pW);
+/* Seconds the main thread spent in the last save (snapshot + any wait). */
+double bt_ckpt_last_blocking_seconds(const bt_ckpt_writer *pW);
+
+/* ---- reading ---------------------------------------------------------- */
+
+typedef struct bt_ckpt bt_ckpt;
+
+/* Opens RUN/ckpt-* or any checkpoint directory; parses and bounds-checks
+ * the manifest. verify = 1 also checks every payload's size and checksum. */
+int bt_ckpt_open(bt_ckpt **ppC, const char *zDir, int verify);
+void bt_ckpt_close(bt_ckpt *pC);
+long bt_ckpt_step(const bt_ckpt *pC);
+int bt_ckpt_world(const bt_ckpt *pC);
+const char *bt_ckpt_meta_json(const bt_ckpt *pC);
+/* Total elements of an item (0 if absent). */
+uint64_t bt_ckpt_item_total(const bt_ckpt *pC, const char *zName);
+/* Reads elements [lo, hi) of item zName into pDst, from whichever files
+ * hold them (resharding). */
+int bt_ckpt_read_range(bt_ckpt *pC, const char *zName, uint64_t lo,
+                       uint64_t hi, void *pDst);
+/* Prints the summary `baton inspect` shows and verifies every checksum;
+ * returns BT_OK only if everything verified. */
+int bt_ckpt_inspect(const char *zDir, FILE *pOut);
+
+/* Finds the newest checkpoint under zRunDir that opens and verifies,
+ * reporting (bt_log_warn) each newer one that does not. Writes its
+ * directory into zOut; returns 0 found, 1 none, BT_ERR on error. */
+int bt_ckpt_find_latest(const char *zRunDir, char *zOut, size_t nOut);
+
+#endif /* BATON_CKPT_H */

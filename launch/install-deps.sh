@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages baton builds and tests with. Idempotent:
+# only missing packages are installed, so a second run costs one dpkg query.
+# Used by `make demo` and `make test`; safe to run by hand.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config
+  libopenblas-dev libomp-dev
+  libopenmpi-dev openmpi-bin
+  libhdf5-dev hdf5-tools
+  libzstd-dev libxxhash-dev libcjson-dev libinih-dev
+  libprotobuf-c-dev protobuf-c-compiler
+  python3 python3-numpy python3-h5py python3-torch python3-venv python3-pip
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "baton: installing missing packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

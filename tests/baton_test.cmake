@@ -1,0 +1,22 @@
+# Helpers shared by every test directory.
+#
+# baton_add_c_test(NAME name SOURCES a.c ... [LABELS l ...] [ARGS ...])
+#   builds a C test program linked with baton_lib and registers it.
+# MPIEXEC_OVERSUBSCRIBE holds the mpirun prefix that works as root and on
+# a 2-core machine: use it for multi-rank tests.
+set(MPIEXEC_OVERSUBSCRIBE ${MPIEXEC_EXECUTABLE} --oversubscribe --allow-run-as-root
+    --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
+set(BATON_BIN $<TARGET_FILE:baton>)
+set(BATON_PYTHON /usr/bin/python3)
+
+function(baton_add_c_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LABELS;ARGS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE baton_lib)
+  target_include_directories(${T_NAME} PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  add_test(NAME ${T_NAME} COMMAND ${T_NAME} ${T_ARGS})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+endfunction()

@@ -1,0 +1,106 @@
+/*
+ * comm.h: the communicator interface (DESIGN.md decision 3).
+ *
+ * One interface, two implementations chosen at bt_comm_init():
+ *   - MPI: every collective on host memory (CPU backend, and the fallback).
+ *     Also used alone when baton is started without mpirun (world size 1,
+ *     then no MPI call is made at all).
+ *   - NCCL (GPU builds): collectives on device memory on a dedicated CUDA
+ *     stream, ordered against compute with CUDA events; MPI bootstraps it
+ *     (rank 0 makes the ncclUniqueId and broadcasts it).
+ *
+ * Every operation exists blocking (req == NULL) and non-blocking (req !=
+ * NULL: *req receives a handle that bt_comm_wait() completes and frees).
+ * Buffers of a non-blocking operation must not be touched until its wait.
+ *
+ * Watchdog: bt_comm_wait() and every blocking collective poll for progress
+ * and give up after the configured timeout (bt_comm_set_timeout), printing
+ * the operation and step they were waiting in (bt_comm_set_context), then
+ * abort the job with exit code BT_EXIT_WATCHDOG instead of hanging.
+ */
+#ifndef BATON_COMM_H
+#define BATON_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bt_comm bt_comm;
+typedef struct bt_comm_req bt_comm_req;
+
+typedef enum bt_dtype {
+  BT_F32 = 0,
+  BT_F64 = 1,
+  BT_I32 = 2,
+  BT_I64 = 3,
+  BT_U8 = 4,
+} bt_dtype;
+
+typedef enum bt_redop {
+  BT_SUM = 0,
+  BT_MAX = 1,
+  BT_MIN = 2,
+} bt_redop;
+
+typedef enum bt_comm_kind {
+  BT_COMM_AUTO = 0, /* NCCL if the backend is CUDA, else MPI */
+  BT_COMM_MPI = 1,
+  BT_COMM_NCCL = 2,
+} bt_comm_kind;
+
+/* Exit code of a job stopped by the watchdog (docs/operations.md). */
+#define BT_EXIT_WATCHDOG 3
+
+/* Initialises MPI if the process was started by mpirun/srun (detected from
+ * the environment) or world size 1 otherwise. Learns rank, world size and
+ * the node-local rank (MPI_Comm_split_type SHARED). Call once, first thing
+ * in main(); pargc/pargv are passed to MPI_Init. */
+int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv);
+/* After the backend exists: switches collectives to NCCL if eKind asks for
+ * it (or AUTO with a CUDA backend). No-op for MPI. */
+int bt_comm_attach_backend(bt_comm *pComm, bt_comm_kind eKind,
+                           void *pCudaStreamOrNull);
+void bt_comm_free(bt_comm *pComm); /* finalizes MPI */
+
+int bt_comm_rank(const bt_comm *pComm);
+int bt_comm_world(const bt_comm *pComm);
+int bt_comm_local_rank(const bt_comm *pComm);
+int bt_comm_local_world(const bt_comm *pComm);
+const char *bt_comm_name(const bt_comm *pComm); /* "mpi", "nccl", "single" */
+
+/* Watchdog settings. seconds <= 0 disables it. */
+void bt_comm_set_timeout(bt_comm *pComm, double seconds);
+/* What the caller is doing, for watchdog and error messages:
+ * step and a short label ("grad bucket 3/7 allreduce"). */
+void bt_comm_set_context(bt_comm *pComm, long step, const char *zOp);
+
+int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
+                      bt_redop eOp, bt_comm_req **pReq);
+/* pSend holds world * nPerRank elements; rank r receives the sum of every
+ * rank's block r into pRecv (nPerRank elements). */
+int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
+                           size_t nPerRank, bt_dtype eType, bt_redop eOp,
+                           bt_comm_req **pReq);
+/* pRecv receives world * nPerRank elements; block r comes from rank r. */
+int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
+                       size_t nPerRank, bt_dtype eType, bt_comm_req **pReq);
+int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
+                      int root, bt_comm_req **pReq);
+int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq);
+/* Completes and frees a request (NULL is a no-op). */
+int bt_comm_wait(bt_comm *pComm, bt_comm_req *req);
+/* Non-blocking completion check: 1 done (req freed), 0 pending. */
+int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone);
+
+/* Host-side helpers always over MPI (control plane: config agreement,
+ * pre-emption flags), valid whatever the data-plane implementation. */
+int bt_comm_host_allreduce(bt_comm *pComm, void *pBuf, size_t n,
+                           bt_dtype eType, bt_redop eOp);
+int bt_comm_host_broadcast(bt_comm *pComm, void *pBuf, size_t nByte, int root);
+/* Gathers nByte from every rank to every rank (pRecv: world * nByte). */
+int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
+                           size_t nByte);
+
+/* Stops every rank of the job now (MPI_Abort), with exit code. */
+void bt_comm_abort(bt_comm *pComm, int exitCode) __attribute__((noreturn));
+
+#endif /* BATON_COMM_H */
