@@ -128,6 +128,10 @@ typedef struct bt_ckpt_manifest {
 
 int bt_ckpt_manifest_parse(bt_ckpt_manifest *pM, const char *zText,
                            size_t nByte);
+/* bt_ckpt_open with the manifest text given instead of read from
+ * zDir/manifest.json (fuzz driver: no file write per input). */
+int bt_ckpt_open_text(bt_ckpt **ppC, const char *zDir, const char *zText,
+                      size_t nByte, int verify);
 void bt_ckpt_manifest_clear(bt_ckpt_manifest *pM);
 
 #endif /* BATON_CKPT_IMPL_H */

@@ -531,29 +531,11 @@ static int load_file(bt_ckpt *pC, int iFile, uint8_t *pDst,
 
 /* ---- public API -------------------------------------------------------- */
 
-static int open_impl(bt_ckpt **ppC, const char *zDir, int verify) {
-  *ppC = NULL;
-  char zPath[4096];
-  if (strlen(zDir) + 32 > sizeof zPath)
-    return bt_err_set("checkpoint path too long: '%.100s...'", zDir);
-  snprintf(zPath, sizeof zPath, "%s/%s", zDir, BT_CKPT_MANIFEST);
-  struct stat st;
-  if (stat(zPath, &st) != 0)
-    return bt_err_set("cannot open '%s': %s (errno %d)", zPath, strerror(errno),
-                      errno);
-  if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > BT_CKPT_MAX_MANIFEST)
-    return bt_err_set("'%s' is not a regular file of at most %zu bytes", zPath,
-                      BT_CKPT_MAX_MANIFEST);
-  size_t n = 0;
-  char *zText = bt_file_read_all(zPath, &n);
-  if (!zText) return BT_ERR;
+static int open_parsed(bt_ckpt **ppC, const char *zDir, const char *zText,
+                       size_t n, int verify) {
   bt_ckpt *pC = bt_calloc(1, sizeof *pC, "checkpoint reader");
-  if (!pC) {
-    free(zText);
-    return BT_ERR;
-  }
+  if (!pC) return BT_ERR;
   int rc = bt_ckpt_manifest_parse(&pC->m, zText, n);
-  free(zText);
   if (rc == BT_OK) {
     pC->zDir = dup_str(zDir);
     if (!pC->zDir) rc = BT_ERR;
@@ -568,7 +550,36 @@ static int open_impl(bt_ckpt **ppC, const char *zDir, int verify) {
   return BT_OK;
 }
 
+static int open_impl(bt_ckpt **ppC, const char *zDir, int verify) {
+  char zPath[4096];
+  if (strlen(zDir) + 32 > sizeof zPath)
+    return bt_err_set("checkpoint path too long: '%.100s...'", zDir);
+  snprintf(zPath, sizeof zPath, "%s/%s", zDir, BT_CKPT_MANIFEST);
+  struct stat st;
+  if (stat(zPath, &st) != 0)
+    return bt_err_set("cannot open '%s': %s (errno %d)", zPath, strerror(errno),
+                      errno);
+  if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > BT_CKPT_MAX_MANIFEST)
+    return bt_err_set("'%s' is not a regular file of at most %zu bytes", zPath,
+                      BT_CKPT_MAX_MANIFEST);
+  size_t n = 0;
+  char *zText = bt_file_read_all(zPath, &n);
+  if (!zText) return BT_ERR;
+  int rc = open_parsed(ppC, zDir, zText, n, verify);
+  free(zText);
+  return rc;
+}
+
+int bt_ckpt_open_text(bt_ckpt **ppC, const char *zDir, const char *zText,
+                      size_t nByte, int verify) {
+  *ppC = NULL;
+  if (open_parsed(ppC, zDir, zText, nByte, verify) != BT_OK)
+    return bt_err_prefix("checkpoint '%s': ", zDir);
+  return BT_OK;
+}
+
 int bt_ckpt_open(bt_ckpt **ppC, const char *zDir, int verify) {
+  *ppC = NULL;
   if (open_impl(ppC, zDir, verify) != BT_OK)
     return bt_err_prefix("checkpoint '%s': ", zDir);
   return BT_OK;
