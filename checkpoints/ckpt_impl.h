@@ -27,7 +27,9 @@
 #define BT_CKPT_MAX_NAME 64          /* item name, characters */
 #define BT_CKPT_MAX_FILENAME 200     /* payload file name, characters */
 #define BT_CKPT_MAX_WORLD (1 << 20)
-#define BT_CKPT_MAX_COUNT ((uint64_t)1 << 53) /* exact in a JSON double */
+/* Largest element count, offset or step: below 10^15 cJSON prints an
+ * integral double exactly (it uses %1.15g), and 10^15 floats is 4 PB. */
+#define BT_CKPT_MAX_COUNT ((uint64_t)999999999999999)
 /* Raw bytes of one payload file. The writer cuts chunks far smaller
  * (BT_CKPT_CHUNK_DEFAULT); the bound stops a hostile manifest from making
  * the reader allocate terabytes. */

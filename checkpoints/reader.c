@@ -342,7 +342,7 @@ int bt_ckpt_manifest_parse(bt_ckpt_manifest *pM, const char *zText,
   if (!(pM->zBatonVersion = dup_str(z))) goto done;
   if (!(z = json_str(pRoot, "created", ""))) goto done;
   if (!(pM->zCreated = dup_str(z))) goto done;
-  if (json_uint(pRoot, "step", (uint64_t)1 << 53, "", &v)) goto done;
+  if (json_uint(pRoot, "step", BT_CKPT_MAX_COUNT, "", &v)) goto done;
   pM->step = (long)v;
   if (json_uint(pRoot, "world_size", BT_CKPT_MAX_WORLD, "", &v)) goto done;
   if (v < 1) {

@@ -275,19 +275,12 @@ static int wr_fail(bt_ckpt_writer *pW, const char *zPath, int e) {
   return BT_ERR;
 }
 
-static int wr_write_all(bt_ckpt_writer *pW, int fd, const uint8_t *p,
-                        size_t n, const char *zPath) {
+static int wr_write_part(bt_ckpt_writer *pW, int fd, const uint8_t *p,
+                         size_t n, const char *zPath) {
   size_t done = 0;
-  int half = 0;
   while (done < n) {
     size_t want = n - done;
     if (want > ((size_t)1 << 30)) want = (size_t)1 << 30;
-    if (!half && done >= n / 2) {
-      half = 1;
-      /* Crash simulation halfway through a payload (ckpt.h). */
-      if (bt_fault_hit("ckpt.write")) raise(SIGKILL);
-      if (bt_fault_hit("ckpt.eio")) return wr_fail(pW, zPath, EIO);
-    }
     ssize_t w = write(fd, p + done, want);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) return wr_fail(pW, zPath, errno);
@@ -295,6 +288,17 @@ static int wr_write_all(bt_ckpt_writer *pW, int fd, const uint8_t *p,
     done += (size_t)w;
   }
   return BT_OK;
+}
+
+/* Writes n bytes in two halves; the fault points sit between them so a
+ * test can crash (or fail) with a half-written payload on disk. */
+static int wr_write_all(bt_ckpt_writer *pW, int fd, const uint8_t *p,
+                        size_t n, const char *zPath) {
+  size_t nHalf = n / 2;
+  if (wr_write_part(pW, fd, p, nHalf, zPath) != BT_OK) return BT_ERR;
+  if (bt_fault_hit("ckpt.write")) raise(SIGKILL);
+  if (bt_fault_hit("ckpt.eio")) return wr_fail(pW, zPath, EIO);
+  return wr_write_part(pW, fd, p + nHalf, n - nHalf, zPath);
 }
 
 static int wr_grow(uint8_t **pp, size_t *pCap, size_t n) {
@@ -408,7 +412,8 @@ static void *wr_thread_main(void *pArg) {
 
 static int wr_check_items(bt_ckpt_writer *pW, long step, const char *zMeta,
                           const bt_ckpt_item *aItem, int nItem) {
-  if (step < 0) return bt_err_set("negative step %ld", step);
+  if (step < 0 || (uint64_t)step > BT_CKPT_MAX_COUNT)
+    return bt_err_set("step %ld outside [0, 10^15)", step);
   if (nItem < 0 || nItem > BT_CKPT_MAX_ITEMS)
     return bt_err_set("%d items (at most %d)", nItem, BT_CKPT_MAX_ITEMS);
   for (int i = 0; i < nItem; i++) {
@@ -423,7 +428,7 @@ static int wr_check_items(bt_ckpt_writer *pW, long step, const char *zMeta,
     if (bt_ckpt_dtype_size(p->eType) == 0)
       return bt_err_set("item '%s': unknown dtype %d", p->zName, (int)p->eType);
     if (p->total > BT_CKPT_MAX_COUNT)
-      return bt_err_set("item '%s': %llu elements exceed 2^53", p->zName,
+      return bt_err_set("item '%s': %llu elements exceed 10^15", p->zName,
                         (unsigned long long)p->total);
     if (p->sharded && !(p->lo <= p->hi && p->hi <= p->total))
       return bt_err_set("item '%s': range [%llu, %llu) outside [0, %llu)",
