@@ -21,3 +21,11 @@ if(BATON_FUZZ)
   target_compile_definitions(fuzz_ckpt PRIVATE _GNU_SOURCE)
   target_link_libraries(fuzz_ckpt PRIVATE PkgConfig::ZSTD PkgConfig::XXHASH PkgConfig::CJSON m)
 endif()
+
+# The checkpoint benchmark (bench/ckpt/bench_ckpt.c; figures in
+# docs/checkpoints.md). Not a test: run build/bench_ckpt by hand.
+if(EXISTS ${CMAKE_SOURCE_DIR}/bench/ckpt/bench_ckpt.c)
+  add_executable(bench_ckpt ${CMAKE_SOURCE_DIR}/bench/ckpt/bench_ckpt.c)
+  target_link_libraries(bench_ckpt PRIVATE baton_lib)
+  set_target_properties(bench_ckpt PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR})
+endif()
