@@ -655,6 +655,33 @@ int bt_ckpt_read_range(bt_ckpt *pC, const char *zName, uint64_t lo,
   return BT_OK;
 }
 
+int bt_ckpt_load_items(bt_ckpt *pC, const bt_ckpt_item *aItem, int nItem) {
+  for (int i = 0; i < nItem; i++) {
+    const bt_ckpt_item *p = &aItem[i];
+    int it = p->zName ? find_item(&pC->m, p->zName, -1) : -1;
+    if (it < 0)
+      return bt_err_set("checkpoint '%s' has no item '%s'", pC->zDir,
+                        p->zName ? p->zName : "(null)");
+    const bt_ckpt_item_info *pI = &pC->m.aItem[it];
+    if (pI->eType != p->eType || pI->total != p->total)
+      return bt_err_set("checkpoint '%s': item '%s' is %s of %llu elements, the "
+                        "trainer expects %s of %llu (different model or config?)",
+                        pC->zDir, p->zName, bt_ckpt_dtype_name(pI->eType),
+                        (unsigned long long)pI->total, bt_ckpt_dtype_name(p->eType),
+                        (unsigned long long)p->total);
+    uint64_t lo = p->sharded ? p->lo : 0, hi = p->sharded ? p->hi : p->total;
+    if (lo > hi || hi > p->total)
+      return bt_err_set("item '%s': range [%llu, %llu) outside [0, %llu)",
+                        p->zName, (unsigned long long)lo, (unsigned long long)hi,
+                        (unsigned long long)p->total);
+    if (hi > lo && !p->pData)
+      return bt_err_set("item '%s': no destination pointer", p->zName);
+    if (hi > lo && bt_ckpt_read_range(pC, p->zName, lo, hi, p->pData) != BT_OK)
+      return BT_ERR;
+  }
+  return BT_OK;
+}
+
 /* ---- finding the newest usable checkpoint ------------------------------ */
 
 typedef struct step_name {
