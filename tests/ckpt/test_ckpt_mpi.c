@@ -106,6 +106,16 @@ int main(int argc, char **argv) {
                               aS[k].sharded};
   }
 
+  if (!tiny && world > 1) {
+    /* A trainer bug: ranks pass different steps. Every rank refuses. */
+    long bad = rank == 1 ? 6 : 5;
+    CHECK(bt_ckpt_save_begin(pW, bad, "{}", aItem, nS) == BT_ERR &&
+              strstr(bt_err_msg(), "disagree"), "rank %d: mismatched steps: %s", rank,
+          bt_err_msg());
+    long d;
+    CHECK(bt_ckpt_poll(pW, &d) == BT_OK && d == -1, "nothing in flight after a refused save");
+  }
+
   long aStep[] = {10, 20, 30};
   int nSave = tiny ? 1 : 3;
   for (int s = 0; s < nSave; s++) {
