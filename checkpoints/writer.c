@@ -71,6 +71,7 @@ typedef struct wr_item {
   uint64_t total, lo, hi; /* the range this rank writes (mine) */
   int sharded;
   int mine;               /* this rank writes [lo, hi) */
+  uint64_t srcOff;        /* element of pData that holds element lo */
   uint8_t *pSnap;         /* snapshot of [lo, hi); reused across saves */
   size_t nSnapCap;
 } wr_item;
@@ -104,6 +105,7 @@ struct bt_ckpt_writer {
   long step;
   int inflight;
   int seenNewer; /* warned about ckpt-* newer than what we save */
+  int splitReplicated; /* replicated f32 items written by all ranks */
   char zTmp[4096];
 
   pthread_t thread;
@@ -198,6 +200,7 @@ int bt_ckpt_writer_create(bt_ckpt_writer **ppW, bt_comm *pComm,
   if (pW->opt.zstd_level <= 0) pW->opt.zstd_level = 3;
   if (pW->opt.zstd_level > 19) pW->opt.zstd_level = 19;
   pW->nChunk = BT_CKPT_CHUNK_DEFAULT;
+  pW->splitReplicated = 1;
   pW->zRunDir = strdup(pOpt->zRunDir);
   pW->pCctx = ZSTD_createCCtx();
   atomic_store(&pW->done, 1);
@@ -259,6 +262,26 @@ int bt_ckpt_writer_set_chunk_bytes(bt_ckpt_writer *pW, size_t nByte) {
                       nByte, (unsigned long long)BT_CKPT_MAX_FILE_RAW);
   pW->nChunk = nByte;
   return BT_OK;
+}
+
+int bt_ckpt_writer_set_split_replicated(bt_ckpt_writer *pW, int on) {
+  if (pW->inflight)
+    return bt_err_set("checkpoint writer: cannot change this during a save");
+  pW->splitReplicated = on != 0;
+  return BT_OK;
+}
+
+/* Whether a replicated item is cut into world slices, slice r written by
+ * rank r. Every rank holds the whole (that is what replicated means), so
+ * the work of compressing and writing e.g. the parameters is spread over
+ * all ranks instead of falling on rank 0 alone. Only f32 items with at
+ * least BT_CKPT_SPLIT_MIN elements per rank; small ones and bytes items
+ * stay whole on rank 0. */
+#define BT_CKPT_SPLIT_MIN 1024
+static int wr_split(const bt_ckpt_writer *pW, const bt_ckpt_item *p) {
+  return pW->splitReplicated && !p->sharded && p->eType == BT_CKPT_F32 &&
+         pW->world > 1 &&
+         p->total >= (uint64_t)pW->world * BT_CKPT_SPLIT_MIN;
 }
 
 double bt_ckpt_last_blocking_seconds(const bt_ckpt_writer *pW) {
@@ -437,8 +460,11 @@ static int wr_check_items(bt_ckpt_writer *pW, long step, const char *zMeta,
     uint64_t n = p->sharded ? p->hi - p->lo : p->total;
     if (n * bt_ckpt_dtype_size(p->eType) > (uint64_t)SIZE_MAX / 2)
       return bt_err_set("item '%s' too large for this machine", p->zName);
-    if (n > 0 && !p->pData && (p->sharded || pW->rank == 0))
-      return bt_err_set("item '%s': no data pointer", p->zName);
+    int writes = p->sharded || pW->rank == 0 || wr_split(pW, p);
+    if (n > 0 && !p->pData && writes)
+      return bt_err_set("item '%s': no data pointer%s", p->zName,
+                        p->sharded ? "" : " (replicated items are read on "
+                                          "every rank)");
   }
   cJSON *pMeta = cJSON_Parse(zMeta ? zMeta : "null");
   if (!pMeta) return bt_err_set("meta is not valid JSON");
@@ -465,7 +491,14 @@ static int wr_set_items(bt_ckpt_writer *pW, const bt_ckpt_item *aItem,
     pI->sharded = pS->sharded;
     pI->lo = pS->sharded ? pS->lo : 0;
     pI->hi = pS->sharded ? pS->hi : pS->total;
+    pI->srcOff = 0;
     pI->mine = pS->sharded || pW->rank == 0;
+    if (wr_split(pW, pS)) {
+      pI->lo = pS->total * (uint64_t)pW->rank / (uint64_t)pW->world;
+      pI->hi = pS->total * (uint64_t)(pW->rank + 1) / (uint64_t)pW->world;
+      pI->srcOff = pI->lo;
+      pI->mine = 1;
+    }
     if (!pI->mine) continue;
     size_t n = (size_t)(pI->hi - pI->lo) * bt_ckpt_dtype_size(pI->eType);
     /* Snapshot buffers are allocated on the first save and reused: the
@@ -485,7 +518,8 @@ static void wr_snapshot(bt_ckpt_writer *pW, const bt_ckpt_item *aItem) {
     size_t es = bt_ckpt_dtype_size(pI->eType);
     /* pData points at this rank's range for sharded items (ckpt.h: "rank r
      * holds elements [lo, hi)"), at the whole for replicated ones. */
-    memcpy(pI->pSnap, aItem[i].pData, (size_t)(pI->hi - pI->lo) * es);
+    memcpy(pI->pSnap, (const uint8_t *)aItem[i].pData + pI->srcOff * es,
+           (size_t)(pI->hi - pI->lo) * es);
   }
 }
 
