@@ -34,8 +34,9 @@
  * snapshot memory (caller provides host pointers; the copy is taken before
  * it returns) and hands them to a background thread that compresses and
  * writes this rank's files. bt_ckpt_poll() is called by the main thread at
- * every step boundary; when every rank's thread has finished it performs
- * the collective commit (rank 0: manifest, rename, latest, retention). At
+ * every step boundary; when every rank's thread has finished it gathers
+ * the file lists and rank 0 commits (manifest, rename, latest, retention)
+ * in its background thread; a later poll reports the committed step. At
  * most one save is in flight; bt_ckpt_save_begin() first finishes the
  * previous one. bt_ckpt_finish() blocks until nothing is in flight.
  * The background thread only does file I/O (never MPI), so the
