@@ -19,6 +19,9 @@
  *   bench_ckpt [--params N] [--level L] [--dir DIR] [--step-ms MS]
  *              [--from CKPT_DIR] [--json FILE]
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

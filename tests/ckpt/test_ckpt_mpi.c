@@ -13,6 +13,9 @@
  *                          the world (ranks with empty shards write nothing),
  *                          read back for 48 virtual readers.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <mpi.h>
 
 #include "check.h"
