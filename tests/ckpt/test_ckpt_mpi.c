@@ -156,6 +156,29 @@ int main(int argc, char **argv) {
   bt_ckpt_writer_free(pW);
   bt_comm_barrier(pComm, NULL);
 
+  /* Resume: rank 0 finds and verifies, every rank gets the same answer. */
+  {
+    char zAll[512] = "";
+    CHECK(bt_ckpt_find_latest_all(pComm, zRun, zAll, sizeof zAll) == 0 &&
+              strstr(zAll, tiny ? "ckpt-00000010" : "ckpt-00000030"),
+          "rank %d: find_latest_all: '%s' %s", rank, zAll, bt_err_msg());
+    /* every rank loads its own shard of adam_m for a world of the same size */
+    bt_ckpt *pC = NULL;
+    CHECK(bt_ckpt_open(&pC, zAll, 0) == BT_OK, "%s", bt_err_msg());
+    if (pC) {
+      uint64_t lo, hi;
+      shard(aS[1].total, rank, world, &lo, &hi);
+      float *p = malloc((hi - lo + 1) * 4);
+      bt_ckpt_item one = {aS[1].zName, BT_CKPT_F32, p, aS[1].total, lo, hi, 1};
+      int ok = bt_ckpt_load_items(pC, &one, 1) == BT_OK;
+      for (uint64_t i = lo; ok && i < hi; i++) ok = p[i - lo] == val(aS[1].which, i);
+      CHECK(ok, "rank %d: own shard after resume: %s", rank, bt_err_msg());
+      free(p);
+      bt_ckpt_close(pC);
+    }
+  }
+  bt_comm_barrier(pComm, NULL);
+
   if (rank == 0) {
     char zFound[512];
     CHECK(bt_ckpt_find_latest(zRun, zFound, sizeof zFound) == 0, "no checkpoint found");
