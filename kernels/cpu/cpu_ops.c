@@ -207,11 +207,13 @@ void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
       double d = x[c] - m;
       v += d * d;
     }
-    float mf = (float)m;
-    float rs = (float)(1.0 / sqrt(v / C + CPU_LN_EPS));
-    for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * rs * w[c] + b[c];
-    if (mean) mean[n] = mf;
-    if (rstd) rstd[n] = rs;
+    double rs = 1.0 / sqrt(v / C + CPU_LN_EPS);
+    /* x - mean in double: with |mean| >> std the float mean's rounding
+     * would otherwise dominate the normalised value. */
+    for (int c = 0; c < C; c++)
+      o[c] = (float)((x[c] - m) * rs) * w[c] + b[c];
+    if (mean) mean[n] = (float)m;
+    if (rstd) rstd[n] = (float)rs;
   }
 }
 
