@@ -9,8 +9,9 @@
  *   1. forward against a naive fp64 implementation written here (loops a
  *      reader can check against the formula in ops.h);
  *   2. backward against central finite differences of L = sum(out * R) for
- *      a fixed random R, L accumulated in fp64 from the op's own fp32
- *      forward, on small odd shapes (T = 7, NH = 2 and 3, padded Vp > V,
+ *      a fixed random R, L accumulated in fp64, both through the op's own
+ *      fp32 forward (2a) and through the fp64 forward of 1. (2b), on small
+ *      odd shapes (T = 7, NH = 2 and 3, padded Vp > V,
  *      masked targets, both weight layouts, bias NULL);
  *   3. the accumulate convention: a second backward call adds the same
  *      gradient again (result = 2x), except xent_bwd which writes;
@@ -27,13 +28,20 @@
  *     reference shows, yet a wrong constant (layernorm eps 1e-5 vs 1e-6 on
  *     the small-variance rows below, erf-GELU vs tanh-GELU, a missing
  *     1/sqrt(hs)) is off by 1e-4 or more.
- *   FD_LIMIT 1e-2 relative: central differences with eps = 1e-3 on fp32
- *     outputs. Truncation error is O(eps^2 f''') ~ 1e-6; the rounding noise
- *     of L (about sqrt(#out) * 6e-8 * |out| * |R|) divided by 2 eps gives
- *     ~1e-4 absolute on gradients of order 1. Elements whose gradient is
- *     near zero are measured against a floor of 1% of the tensor's largest
- *     gradient (FD_FLOOR), otherwise noise / 0 would be "infinite" error. A
- *     wrong transpose, missing term or wrong sign gives O(1) error.
+ *   FD_LIMIT 1e-2 relative: central differences through the op's own fp32
+ *     forward, step FD_EPS = 1e-2 (2e-3 for layernorm, whose tight row has
+ *     std 0.058). The rounding noise of L (about sqrt(#out) * 6e-8 * |out|
+ *     * |R|) divided by 2 eps is ~1e-5..1e-4 absolute on gradients of order
+ *     1, truncation O(eps^2 f''') ~ 1e-5; measured worst is ~2e-3, so 1e-2
+ *     keeps 5x margin while a wrong transpose, missing term or wrong sign
+ *     gives O(1) error. Elements whose gradient is near zero are measured
+ *     against a floor of 1% of the tensor's largest gradient (FD_FLOOR),
+ *     otherwise noise / 0 would be "infinite" error.
+ *   REF_FD_LIMIT 1e-4 relative: the same derivative through the fp64
+ *     reference forward (step 1e-4: no fp32 noise, truncation ~1e-8), so
+ *     what remains is the fp32 rounding of the backward itself; measured
+ *     worst ~1.4e-5 (GELU), and since the fp32 forward matches the fp64 one
+ *     to FWD_LIMIT, this pins the backward 100x tighter than FD_LIMIT.
  *   ACC_LIMIT 1e-5 relative: second backward call vs 2x the first. Exact for
  *     ops that sum into a temporary then add; attention adds per row, so a
  *     few ulps of reordering.
