@@ -81,6 +81,13 @@ int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
                            size_t nPerRank, bt_dtype eType, bt_redop eOp,
                            bt_comm_req **pReq);
 /* pRecv receives world * nPerRank elements; block r comes from rank r. */
+/* Variable-count reduce-scatter (ZeRO-1 buckets that straddle shard
+ * boundaries): pSend holds sum(aCount[0..world)) elements; rank r receives
+ * the element-wise reduction over ranks of block r (aCount[r] elements at
+ * offset aCount[0]+...+aCount[r-1]) into pRecv. Counts may be zero. */
+int bt_comm_reduce_scatter_v(bt_comm *pComm, const void *pSend, void *pRecv,
+                             const size_t *aCount, bt_dtype eType,
+                             bt_redop eOp, bt_comm_req **pReq);
 int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
                        size_t nPerRank, bt_dtype eType, bt_comm_req **pReq);
 int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
