@@ -53,10 +53,26 @@ typedef enum bt_comm_kind {
 /* Initialises MPI if the process was started by mpirun/srun (detected from
  * the environment) or world size 1 otherwise. Learns rank, world size and
  * the node-local rank (MPI_Comm_split_type SHARED). Call once, first thing
- * in main(); pargc/pargv are passed to MPI_Init. */
+ * in main(); pargc/pargv are passed to MPI_Init.
+ * Detection: OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_RANK, PMI_SIZE, PMI_FD,
+ * MPI_LOCALNRANKS or MV2_COMM_WORLD_RANK in the environment means MPI
+ * (MPI_Init_thread, MPI_THREAD_FUNNELED: only the main thread calls MPI);
+ * BATON_COMM=mpi|single overrides. BATON_COMM_TIMEOUT sets the default
+ * watchdog timeout (600 s otherwise). Calls bt_log_set_rank().
+ * CUDA builds also bind the process to GPU local_rank % device_count here
+ * (cudaSetDevice), before any backend creates handles; no GPU: skipped.
+ * On failure *ppComm is NULL; report and call bt_comm_abort(NULL, code). */
 int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv);
 /* After the backend exists: switches collectives to NCCL if eKind asks for
- * it (or AUTO with a CUDA backend). No-op for MPI. */
+ * it (or AUTO with a CUDA backend). No-op for MPI.
+ * pCudaStreamOrNull is the backend's compute stream (cudaStream_t). AUTO
+ * means NCCL when it is non-NULL (a CUDA backend) and MPI when it is NULL;
+ * BT_COMM_NCCL with NULL takes the legacy default stream as the compute
+ * stream. NCCL runs on its own non-blocking stream; every operation first
+ * waits (cudaStreamWaitEvent) for the work queued so far on the compute
+ * stream, and bt_comm_wait/test make the compute stream wait for the
+ * operation before returning. At world size 1 NCCL runs with one rank.
+ * Refused while operations are in flight. */
 int bt_comm_attach_backend(bt_comm *pComm, bt_comm_kind eKind,
                            void *pCudaStreamOrNull);
 void bt_comm_free(bt_comm *pComm); /* finalizes MPI */
@@ -70,17 +86,32 @@ const char *bt_comm_name(const bt_comm *pComm); /* "mpi", "nccl", "single" */
 /* Watchdog settings. seconds <= 0 disables it. */
 void bt_comm_set_timeout(bt_comm *pComm, double seconds);
 /* What the caller is doing, for watchdog and error messages:
- * step and a short label ("grad bucket 3/7 allreduce"). */
+ * step and a short label ("grad bucket 3/7 allreduce"). Copied (at most
+ * 95 bytes kept). Also the heartbeat of the whole-step watchdog below. */
 void bt_comm_set_context(bt_comm *pComm, long step, const char *zOp);
+/* Whole-step watchdog: starts a background thread that aborts the job
+ * (bt_log_error "watchdog: no progress for N s in '<label>' ... at step S",
+ * then MPI_Abort with BT_EXIT_WATCHDOG) when bt_comm_set_context has not
+ * been called for the timeout (bt_comm_set_timeout, read live). It catches
+ * hangs outside collectives too (a stuck loader or file system); the
+ * trainer calls set_context at least once per step phase. Call once after
+ * init; bt_comm_free stops it. The thread calls MPI only to abort (a
+ * documented exception to MPI_THREAD_FUNNELED, safe in Open MPI and
+ * MPICH). Returns BT_ERR if the thread cannot be created. */
+int bt_comm_watchdog_start(bt_comm *pComm);
 
+/* Collectives. Every rank must call them in the same order with the same
+ * counts. Errors (bad arguments, MPI/NCCL failures) return BT_ERR with a
+ * message naming the op, step, label, rank and host; *pReq is then NULL.
+ * The MPI implementation limits one operation to INT_MAX elements. */
 int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       bt_redop eOp, bt_comm_req **pReq);
 /* pSend holds world * nPerRank elements; rank r receives the sum of every
- * rank's block r into pRecv (nPerRank elements). */
+ * rank's block r into pRecv (nPerRank elements). In place (NCCL's rule):
+ * pRecv == pSend + rank * nPerRank; any other overlap is refused. */
 int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
                            size_t nPerRank, bt_dtype eType, bt_redop eOp,
                            bt_comm_req **pReq);
-/* pRecv receives world * nPerRank elements; block r comes from rank r. */
 /* Variable-count reduce-scatter (ZeRO-1 buckets that straddle shard
  * boundaries): pSend holds sum(aCount[0..world)) elements; rank r receives
  * the element-wise reduction over ranks of block r (aCount[r] elements at
@@ -88,6 +119,8 @@ int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
 int bt_comm_reduce_scatter_v(bt_comm *pComm, const void *pSend, void *pRecv,
                              const size_t *aCount, bt_dtype eType,
                              bt_redop eOp, bt_comm_req **pReq);
+/* pRecv receives world * nPerRank elements; block r comes from rank r.
+ * In place: pSend == pRecv + rank * nPerRank. */
 int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
                        size_t nPerRank, bt_dtype eType, bt_comm_req **pReq);
 int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
@@ -107,7 +140,9 @@ int bt_comm_host_broadcast(bt_comm *pComm, void *pBuf, size_t nByte, int root);
 int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
                            size_t nByte);
 
-/* Stops every rank of the job now (MPI_Abort), with exit code. */
+/* Stops every rank of the job now (MPI_Abort), with exit code; exit(code)
+ * at world size 1 without MPI. pComm may be NULL (after a failed init).
+ * The only place baton calls exit(). */
 void bt_comm_abort(bt_comm *pComm, int exitCode) __attribute__((noreturn));
 
 #endif /* BATON_COMM_H */

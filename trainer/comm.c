@@ -1,0 +1,744 @@
+/*
+ * comm.c: the communicator's implementation-independent half (comm.h).
+ *
+ * Which data plane runs is decided once (comm_impl.h): bt_comm_init picks
+ * "mpi" when a launcher started the process and "single" otherwise;
+ * bt_comm_attach_backend may switch to "nccl" in CUDA builds. This file
+ * validates arguments, hands out requests, waits under the watchdog, runs
+ * the whole-step watchdog thread and implements the host helpers.
+ *
+ * State between operations (what is true whenever no bt_comm_* call runs):
+ *   1. pComm->pOps never changes once an operation has been started; attach
+ *      refuses while requests are live (nReqLive > 0).
+ *   2. Every request is either on the free-list (bInFlight == 0) or owned by
+ *      the caller who started it (bInFlight == 1, counted in nReqLive). A
+ *      completed bt_comm_wait/bt_comm_test returns it to the list, so after
+ *      warm-up no operation allocates memory.
+ *   3. MPI is initialised iff bMpi; with bMpi == 0 (world 1, no launcher) no
+ *      MPI function is ever called, not even MPI_Initialized.
+ *   4. Only the main thread calls MPI (MPI_THREAD_FUNNELED). The single
+ *      exception is the abort path (below).
+ *
+ * What the watchdog guarantees:
+ *   - Per operation: bt_comm_wait (and every blocking collective) polls the
+ *     request; if it has not completed timeout seconds after the wait began,
+ *     the rank prints "watchdog: no progress for N s in <label> at step S;
+ *     aborting the job" and calls MPI_Abort(MPI_COMM_WORLD,
+ *     BT_EXIT_WATCHDOG), so one stopped or dead rank ends the job within
+ *     timeout + the launcher's kill time instead of hanging it.
+ *   - Per step (bt_comm_watchdog_start): a thread aborts the job the same
+ *     way if bt_comm_set_context has not been called for timeout seconds,
+ *     which also catches hangs outside communication (a deadlocked loader,
+ *     a stuck file system). It calls MPI_Abort from a non-main thread: not
+ *     allowed by MPI_THREAD_FUNNELED to the letter, but Open MPI and MPICH
+ *     both implement MPI_Abort as "tell the launcher to kill the job", which
+ *     is safe from any thread; we accept that to avoid a second mechanism.
+ *   - Exactly one abort runs per process (bAborting): a second firing (the
+ *     thread and a wait at once) parks until the launcher kills it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "comm_impl.h"
+#include "util.h"
+
+#define BT_COMM_DEFAULT_TIMEOUT 600.0
+
+/* ---- small helpers ------------------------------------------------------ */
+
+size_t bt_comm_dtype_size(bt_dtype eType) {
+  switch (eType) {
+    case BT_F32: return 4;
+    case BT_F64: return 8;
+    case BT_I32: return 4;
+    case BT_I64: return 8;
+    case BT_U8: return 1;
+  }
+  return 0;
+}
+
+const char *bt_comm_dtype_name(bt_dtype eType) {
+  switch (eType) {
+    case BT_F32: return "f32";
+    case BT_F64: return "f64";
+    case BT_I32: return "i32";
+    case BT_I64: return "i64";
+    case BT_U8: return "u8";
+  }
+  return "?";
+}
+
+const char *bt_comm_op_name(bt_comm_opkind eKind) {
+  switch (eKind) {
+    case BT_OPK_ALLREDUCE: return "allreduce";
+    case BT_OPK_REDUCE_SCATTER: return "reduce_scatter";
+    case BT_OPK_ALL_GATHER: return "all_gather";
+    case BT_OPK_BROADCAST: return "broadcast";
+    case BT_OPK_BARRIER: return "barrier";
+  }
+  return "?";
+}
+
+int bt_comm_mpi_ok(const bt_comm *pComm, int rc, const char *zCall,
+                   const char *zFile, int line) {
+  if (rc == MPI_SUCCESS) return 1;
+  char zMsg[MPI_MAX_ERROR_STRING + 1];
+  int nMsg = 0;
+  if (MPI_Error_string(rc, zMsg, &nMsg) != MPI_SUCCESS) nMsg = 0;
+  zMsg[nMsg] = 0;
+  bt_err_set("%s failed: %s (%s:%d, rank %d@%s)", zCall,
+             nMsg ? zMsg : "unknown MPI error", zFile, line,
+             pComm ? pComm->rank : bt_log_rank(), bt_log_host());
+  return 0;
+}
+
+static void sleep_ns(long ns) {
+  struct timespec ts = {0, ns};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* Launchers we know set one of these in every process they start. A bare
+ * SLURM_PROCID is not enough (sbatch sets it for the batch script too);
+ * srun with an MPI plugin adds PMI_* or PMIX_*. BATON_COMM=mpi|single
+ * overrides the detection. */
+static int comm_launcher_detected(const char **pzWhy) {
+  const char *zForce = getenv("BATON_COMM");
+  if (zForce && strcmp(zForce, "mpi") == 0) {
+    *pzWhy = "BATON_COMM=mpi";
+    return 1;
+  }
+  if (zForce && strcmp(zForce, "single") == 0) {
+    *pzWhy = "BATON_COMM=single";
+    return 0;
+  }
+  static const char *azVar[] = {
+      "OMPI_COMM_WORLD_SIZE", /* Open MPI mpirun */
+      "PMIX_RANK",            /* PMIx (Open MPI 5, srun --mpi=pmix) */
+      "PMI_RANK",             /* MPICH/Intel hydra, srun --mpi=pmi2 */
+      "PMI_SIZE",   "PMI_FD", "MPI_LOCALNRANKS", /* MPICH hydra */
+      "MV2_COMM_WORLD_RANK",                      /* MVAPICH2 */
+  };
+  for (size_t i = 0; i < sizeof azVar / sizeof azVar[0]; i++) {
+    if (getenv(azVar[i])) {
+      *pzWhy = azVar[i];
+      return 1;
+    }
+  }
+  *pzWhy = "no launcher in the environment";
+  return 0;
+}
+
+/* ---- watchdog ----------------------------------------------------------- */
+
+void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
+                           const char *zWhat) {
+  if (atomic_exchange(&pComm->bAborting, 1)) {
+    /* Another thread of this rank is already aborting the job. */
+    for (;;) pause();
+  }
+  bt_log_error("watchdog: no progress for %.0f s in %s at step %ld; "
+               "aborting the job (exit code %d)",
+               waited, zWhat, step, BT_EXIT_WATCHDOG);
+  if (pComm->pOps->xOnWatchdog) pComm->pOps->xOnWatchdog(pComm);
+  bt_comm_abort(pComm, BT_EXIT_WATCHDOG);
+}
+
+double bt_comm_timeout_get(bt_comm *pComm) {
+  pthread_mutex_lock(&pComm->mu);
+  double t = pComm->timeout;
+  pthread_mutex_unlock(&pComm->mu);
+  return t;
+}
+
+/* Polling with backoff: a few plain tests (small messages finish in
+ * microseconds), then sched_yield, then 50 us sleeps growing to 200 us, so
+ * that 64 ranks oversubscribed on 2 cores leave the CPU to the ranks that
+ * have work. MPI progress happens inside MPI_Test, so we must keep calling
+ * it; NCCL progresses on the GPU and is merely queried. */
+static int comm_poll(bt_comm *pComm, const bt_comm_ops *pOps,
+                     bt_comm_req *req) {
+  double timeout = bt_comm_timeout_get(pComm);
+  double t0 = bt_time_now();
+  for (long it = 0;; it++) {
+    int done = 0;
+    if (pOps->xTest(pComm, req, &done)) return BT_ERR;
+    if (done) return BT_OK;
+    if (it < 16) continue;
+    if (it < 64) {
+      sched_yield();
+    } else {
+      sleep_ns(it < 256 ? 50000 : it < 1024 ? 100000 : 200000);
+    }
+    if (timeout > 0) {
+      double waited = bt_time_now() - t0;
+      if (waited > timeout) {
+        char zWhat[2 * BT_COMM_LABEL_MAX];
+        snprintf(zWhat, sizeof zWhat, "%s (%s of %zu x %s)",
+                 req->zLabel[0] ? req->zLabel : "unlabelled operation",
+                 bt_comm_op_name(req->eKind), req->n,
+                 bt_comm_dtype_name(req->eType));
+        bt_comm_watchdog_fire(pComm, waited, req->step, zWhat);
+      }
+    }
+  }
+}
+
+int bt_comm_wait_poll(bt_comm *pComm, bt_comm_req *req) {
+  return comm_poll(pComm, pComm->pOps, req);
+}
+
+static void *comm_watchdog_main(void *pArg) {
+  bt_comm *pComm = pArg;
+  pthread_mutex_lock(&pComm->mu);
+  while (!pComm->bThreadStop) {
+    double timeout = pComm->timeout;
+    double idle = bt_time_now() - pComm->tContext;
+    if (timeout > 0 && idle > timeout) {
+      char zWhat[BT_COMM_LABEL_MAX + 64];
+      snprintf(zWhat, sizeof zWhat, "'%s' (no bt_comm_set_context since)",
+               pComm->zOp[0] ? pComm->zOp : "unlabelled phase");
+      long step = pComm->step;
+      pthread_mutex_unlock(&pComm->mu);
+      bt_comm_watchdog_fire(pComm, idle, step, zWhat);
+    }
+    /* Check often enough that the abort comes at most ~1/8 of the timeout
+     * (and never more than 1 s) late. */
+    double period = timeout > 0 ? timeout / 8 : 1.0;
+    if (period > 1.0) period = 1.0;
+    if (period < 0.01) period = 0.01;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long ns = ts.tv_nsec + (long)(period * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(&pComm->cv, &pComm->mu, &ts);
+  }
+  pthread_mutex_unlock(&pComm->mu);
+  return NULL;
+}
+
+int bt_comm_watchdog_start(bt_comm *pComm) {
+  BT_ASSERT(pComm);
+  pthread_mutex_lock(&pComm->mu);
+  if (pComm->bThread) {
+    pthread_mutex_unlock(&pComm->mu);
+    return BT_OK;
+  }
+  pComm->tContext = bt_time_now();
+  pComm->bThreadStop = 0;
+  /* The thread must not take signals meant for the main thread (SIGINT
+   * handlers of the trainer, SIGALRM): block them all while creating it. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int rc = pthread_create(&pComm->thread, NULL, comm_watchdog_main, pComm);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc == 0) pComm->bThread = 1;
+  pthread_mutex_unlock(&pComm->mu);
+  if (rc != 0)
+    return bt_err_set("watchdog: cannot start its thread on rank %d@%s: %s",
+                      pComm->rank, bt_log_host(), strerror(rc));
+  return BT_OK;
+}
+
+void bt_comm_set_timeout(bt_comm *pComm, double seconds) {
+  BT_ASSERT(pComm);
+  pthread_mutex_lock(&pComm->mu);
+  pComm->timeout = seconds;
+  pthread_cond_signal(&pComm->cv); /* re-evaluate the period now */
+  pthread_mutex_unlock(&pComm->mu);
+}
+
+void bt_comm_set_context(bt_comm *pComm, long step, const char *zOp) {
+  BT_ASSERT(pComm);
+  pthread_mutex_lock(&pComm->mu);
+  pComm->step = step;
+  snprintf(pComm->zOp, sizeof pComm->zOp, "%s", zOp ? zOp : "");
+  pComm->tContext = bt_time_now();
+  pthread_mutex_unlock(&pComm->mu);
+}
+
+/* ---- init / attach / free ----------------------------------------------- */
+
+static int comm_init_mpi(bt_comm *p, int *pargc, char ***pargv) {
+  int init = 0;
+  MPI_Initialized(&init);
+  if (!init) {
+    int provided = MPI_THREAD_SINGLE;
+    int rc = MPI_Init_thread(pargc, pargv, MPI_THREAD_FUNNELED, &provided);
+    if (rc != MPI_SUCCESS)
+      return bt_err_set("MPI_Init_thread failed (code %d) on %s", rc,
+                        bt_log_host());
+    p->bOwnMpi = 1;
+    if (provided < MPI_THREAD_FUNNELED)
+      bt_log_warn("MPI provides thread level %d < MPI_THREAD_FUNNELED; "
+                  "continuing (only the main thread calls MPI)", provided);
+  }
+  p->bMpi = 1;
+  /* Errors come back as codes so that they can be reported with the op,
+   * step, rank and host instead of MPI's default abort. */
+  if (!BT_MPI_OK(p, MPI_Comm_set_errhandler(MPI_COMM_WORLD,
+                                            MPI_ERRORS_RETURN)))
+    return BT_ERR;
+  if (!BT_MPI_OK(p, MPI_Comm_rank(MPI_COMM_WORLD, &p->rank))) return BT_ERR;
+  if (!BT_MPI_OK(p, MPI_Comm_size(MPI_COMM_WORLD, &p->world))) return BT_ERR;
+  if (!BT_MPI_OK(p, MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED,
+                                        p->rank, MPI_INFO_NULL,
+                                        &p->commLocal)))
+    return BT_ERR;
+  if (!BT_MPI_OK(p, MPI_Comm_rank(p->commLocal, &p->localRank)))
+    return BT_ERR;
+  if (!BT_MPI_OK(p, MPI_Comm_size(p->commLocal, &p->localWorld)))
+    return BT_ERR;
+  if (bt_comm_mpi_setup(p)) return BT_ERR;
+  p->pOps = &bt_comm_mpi_ops;
+  return BT_OK;
+}
+
+int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
+  *ppComm = NULL;
+  bt_comm *p = bt_calloc(1, sizeof *p, "communicator");
+  if (!p) return BT_ERR;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&p->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  atomic_init(&p->bAborting, 0);
+  p->timeout = BT_COMM_DEFAULT_TIMEOUT;
+  const char *zTimeout = getenv("BATON_COMM_TIMEOUT");
+  if (zTimeout && *zTimeout) p->timeout = atof(zTimeout);
+  p->step = -1;
+  snprintf(p->zOp, sizeof p->zOp, "startup");
+  p->tContext = bt_time_now();
+  p->commLocal = MPI_COMM_NULL;
+  p->opSumU8 = MPI_OP_NULL;
+  p->cudaDevice = -1;
+  p->rank = 0;
+  p->world = 1;
+  p->localRank = 0;
+  p->localWorld = 1;
+  p->pOps = &bt_comm_single_ops;
+
+  const char *zWhy = "";
+  if (comm_launcher_detected(&zWhy)) {
+    if (comm_init_mpi(p, pargc, pargv)) {
+      bt_err_prefix("communicator init (launcher: %s): ", zWhy);
+      /* MPI stays initialised: the caller reports and calls
+       * bt_comm_abort(NULL, code), which still reaches MPI_Abort. */
+      if (p->commLocal != MPI_COMM_NULL) MPI_Comm_free(&p->commLocal);
+      if (p->bMpi) bt_comm_mpi_teardown(p);
+      pthread_cond_destroy(&p->cv);
+      pthread_mutex_destroy(&p->mu);
+      free(p);
+      return BT_ERR;
+    }
+  }
+  bt_log_set_rank(p->rank, p->world);
+#ifdef BATON_HAVE_CUDA
+  /* Bound here, not at attach: the CUDA backend creates its handles and
+   * streams on the current device before the communicator is attached. */
+  if (bt_comm_cuda_bind_device(p)) {
+    int rc = BT_ERR;
+    bt_comm_free(p);
+    return rc;
+  }
+#endif
+  bt_log_debug("comm: %s, world %d, %d rank(s) per node (%s)", p->pOps->zName,
+               p->world, p->localWorld, zWhy);
+  *ppComm = p;
+  return BT_OK;
+}
+
+int bt_comm_attach_backend(bt_comm *pComm, bt_comm_kind eKind,
+                           void *pCudaStreamOrNull) {
+  BT_ASSERT(pComm);
+  int bNccl = eKind == BT_COMM_NCCL ||
+              (eKind == BT_COMM_AUTO && pCudaStreamOrNull != NULL);
+  if (!bNccl) return BT_OK;
+  if (pComm->pOps != &bt_comm_mpi_ops && pComm->pOps != &bt_comm_single_ops)
+    return BT_OK; /* already attached */
+  if (pComm->nReqLive > 0)
+    return bt_err_set("comm attach on rank %d@%s: %d operation(s) still in "
+                      "flight; wait for them first",
+                      pComm->rank, bt_log_host(), pComm->nReqLive);
+#ifdef BATON_HAVE_CUDA
+  return bt_comm_nccl_attach(pComm, pCudaStreamOrNull);
+#else
+  return bt_err_set("comm attach on rank %d@%s: NCCL requested but this "
+                    "baton was built without CUDA",
+                    pComm->rank, bt_log_host());
+#endif
+}
+
+void bt_comm_free(bt_comm *pComm) {
+  if (!pComm) return;
+  pthread_mutex_lock(&pComm->mu);
+  int bThread = pComm->bThread;
+  pComm->bThreadStop = 1;
+  pthread_cond_signal(&pComm->cv);
+  pthread_mutex_unlock(&pComm->mu);
+  if (bThread) pthread_join(pComm->thread, NULL);
+  if (pComm->nReqLive > 0)
+    bt_log_warn("comm: freed with %d operation(s) never waited for",
+                pComm->nReqLive);
+  while (pComm->pFree) {
+    bt_comm_req *req = pComm->pFree;
+    pComm->pFree = req->pNext;
+    if (pComm->pOps->xReqFree) pComm->pOps->xReqFree(pComm, req);
+    free(req);
+  }
+  if (pComm->pOps->xFree) pComm->pOps->xFree(pComm);
+  if (pComm->bMpi) {
+    if (pComm->commLocal != MPI_COMM_NULL) MPI_Comm_free(&pComm->commLocal);
+    bt_comm_mpi_teardown(pComm);
+    if (pComm->bOwnMpi) MPI_Finalize();
+  }
+  pthread_cond_destroy(&pComm->cv);
+  pthread_mutex_destroy(&pComm->mu);
+  free(pComm);
+}
+
+int bt_comm_rank(const bt_comm *pComm) { return pComm->rank; }
+int bt_comm_world(const bt_comm *pComm) { return pComm->world; }
+int bt_comm_local_rank(const bt_comm *pComm) { return pComm->localRank; }
+int bt_comm_local_world(const bt_comm *pComm) { return pComm->localWorld; }
+const char *bt_comm_name(const bt_comm *pComm) { return pComm->pOps->zName; }
+
+/* ---- requests ------------------------------------------------------------ */
+
+static bt_comm_req *req_get(bt_comm *pComm, bt_comm_opkind eKind, size_t n,
+                            bt_dtype eType) {
+  bt_comm_req *req = pComm->pFree;
+  if (req) {
+    pComm->pFree = req->pNext;
+  } else {
+    req = bt_calloc(1, sizeof *req, "communicator request");
+    if (!req) return NULL;
+  }
+  req->pNext = NULL;
+  req->bInFlight = 1;
+  req->eKind = eKind;
+  req->n = n;
+  req->eType = eType;
+  req->mpiReq = MPI_REQUEST_NULL;
+  req->pCopyDst = NULL;
+  req->pCopySrc = NULL;
+  req->nCopy = 0;
+  /* Only the main thread writes the context, and this is the main thread:
+   * reading it without the lock is race-free. */
+  req->step = pComm->step;
+  memcpy(req->zLabel, pComm->zOp, sizeof req->zLabel);
+  pComm->nReqLive++;
+  return req;
+}
+
+static void req_put(bt_comm *pComm, bt_comm_req *req) {
+  req->bInFlight = 0;
+  req->pNext = pComm->pFree;
+  pComm->pFree = req;
+  pComm->nReqLive--;
+}
+
+static int req_error(const bt_comm_req *req, const char *zVerb) {
+  bt_err_prefix("%s %s of %zu x %s at step %ld (%s): ", zVerb,
+                bt_comm_op_name(req->eKind), req->n,
+                bt_comm_dtype_name(req->eType), req->step,
+                req->zLabel[0] ? req->zLabel : "unlabelled");
+  return BT_ERR;
+}
+
+/* Finishes a start: on error recycles the request; blocking calls wait. */
+static int req_started(bt_comm *pComm, bt_comm_req *req, int rc,
+                       bt_comm_req **ppReq) {
+  if (rc != BT_OK) {
+    req_error(req, "starting");
+    req_put(pComm, req);
+    return BT_ERR;
+  }
+  if (ppReq) {
+    *ppReq = req;
+    return BT_OK;
+  }
+  return bt_comm_wait(pComm, req);
+}
+
+static void req_complete(bt_comm_req *req) {
+  if (req->nCopy) memmove(req->pCopyDst, req->pCopySrc, req->nCopy);
+}
+
+int bt_comm_wait(bt_comm *pComm, bt_comm_req *req) {
+  if (!req) return BT_OK;
+  BT_ASSERT(pComm && req->bInFlight);
+  int rc = bt_comm_wait_poll(pComm, req);
+  if (rc) req_error(req, "waiting for");
+  else req_complete(req);
+  req_put(pComm, req);
+  return rc;
+}
+
+int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone) {
+  *pDone = 1;
+  if (!req) return BT_OK;
+  BT_ASSERT(pComm && req->bInFlight);
+  int done = 0;
+  if (pComm->pOps->xTest(pComm, req, &done)) {
+    req_error(req, "testing");
+    req_put(pComm, req);
+    return BT_ERR;
+  }
+  *pDone = done;
+  if (done) {
+    req_complete(req);
+    req_put(pComm, req);
+  }
+  return BT_OK;
+}
+
+/* ---- argument checks ------------------------------------------------------ */
+
+static int comm_check_type(const bt_comm *pComm, const char *zOp,
+                           bt_dtype eType) {
+  if (bt_comm_dtype_size(eType) == 0)
+    return bt_err_set("%s on rank %d@%s: unknown dtype %d", zOp, pComm->rank,
+                      bt_log_host(), (int)eType);
+  return BT_OK;
+}
+
+static int comm_check_redop(const bt_comm *pComm, const char *zOp,
+                            bt_redop eOp) {
+  if (eOp != BT_SUM && eOp != BT_MAX && eOp != BT_MIN)
+    return bt_err_set("%s on rank %d@%s: unknown reduction %d", zOp,
+                      pComm->rank, bt_log_host(), (int)eOp);
+  return BT_OK;
+}
+
+static int comm_check_buf(const bt_comm *pComm, const char *zOp,
+                          const void *p, size_t n, const char *zWhich) {
+  if (n > 0 && !p)
+    return bt_err_set("%s on rank %d@%s: %s is NULL for %zu elements", zOp,
+                      pComm->rank, bt_log_host(), zWhich, n);
+  return BT_OK;
+}
+
+/* The small block [pSmall, +nSmall) and the big buffer [pBig, +nBig) must be
+ * disjoint or the small one must sit exactly at block `rank` of the big one
+ * (NCCL's in-place convention, comm.h). */
+static int comm_check_overlap(const bt_comm *pComm, const char *zOp,
+                              const void *pSmall, size_t nSmall,
+                              const void *pBig, size_t nBig) {
+  uintptr_t s = (uintptr_t)pSmall, b = (uintptr_t)pBig;
+  if (nSmall == 0 || s + nSmall <= b || b + nBig <= s) return BT_OK;
+  if (s == b + (uintptr_t)pComm->rank * nSmall) return BT_OK;
+  return bt_err_set("%s on rank %d@%s: send and receive buffers overlap "
+                    "other than in place (block %d of the full buffer)",
+                    zOp, pComm->rank, bt_log_host(), pComm->rank);
+}
+
+/* Fault point "comm_stop" (BATON_FAULT=comm_stop:N@R): rank R stops itself
+ * with SIGSTOP at the start of its Nth collective, the way a hung GPU or a
+ * frozen node looks to the other ranks. Used by the watchdog tests. */
+static void comm_fault_point(bt_comm *pComm, bt_comm_opkind eKind) {
+  if (bt_fault_hit("comm_stop")) {
+    bt_log_warn("fault injection: rank %d stops itself (SIGSTOP) in %s at "
+                "step %ld", pComm->rank, bt_comm_op_name(eKind), pComm->step);
+    raise(SIGSTOP);
+  }
+}
+
+/* ---- collectives ---------------------------------------------------------- */
+
+int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
+                      bt_redop eOp, bt_comm_req **pReq) {
+  BT_ASSERT(pComm);
+  if (pReq) *pReq = NULL;
+  if (comm_check_type(pComm, "allreduce", eType) ||
+      comm_check_redop(pComm, "allreduce", eOp) ||
+      comm_check_buf(pComm, "allreduce", pBuf, n, "buffer"))
+    return BT_ERR;
+  comm_fault_point(pComm, BT_OPK_ALLREDUCE);
+  bt_comm_req *req = req_get(pComm, BT_OPK_ALLREDUCE, n, eType);
+  if (!req) return BT_ERR;
+  int rc = pComm->pOps->xAllreduce(pComm, pBuf, n, eType, eOp, req);
+  return req_started(pComm, req, rc, pReq);
+}
+
+int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
+                           size_t nPerRank, bt_dtype eType, bt_redop eOp,
+                           bt_comm_req **pReq) {
+  BT_ASSERT(pComm);
+  if (pReq) *pReq = NULL;
+  const char *zOp = "reduce_scatter";
+  if (comm_check_type(pComm, zOp, eType) ||
+      comm_check_redop(pComm, zOp, eOp) ||
+      comm_check_buf(pComm, zOp, pSend, nPerRank, "send buffer") ||
+      comm_check_buf(pComm, zOp, pRecv, nPerRank, "receive buffer"))
+    return BT_ERR;
+  size_t es = bt_comm_dtype_size(eType);
+  if (comm_check_overlap(pComm, zOp, pRecv, nPerRank * es, pSend,
+                         (size_t)pComm->world * nPerRank * es))
+    return BT_ERR;
+  comm_fault_point(pComm, BT_OPK_REDUCE_SCATTER);
+  bt_comm_req *req = req_get(pComm, BT_OPK_REDUCE_SCATTER, nPerRank, eType);
+  if (!req) return BT_ERR;
+  int rc = pComm->pOps->xReduceScatter(pComm, pSend, pRecv, nPerRank, eType,
+                                       eOp, req);
+  return req_started(pComm, req, rc, pReq);
+}
+
+int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
+                       size_t nPerRank, bt_dtype eType, bt_comm_req **pReq) {
+  BT_ASSERT(pComm);
+  if (pReq) *pReq = NULL;
+  const char *zOp = "all_gather";
+  if (comm_check_type(pComm, zOp, eType) ||
+      comm_check_buf(pComm, zOp, pSend, nPerRank, "send buffer") ||
+      comm_check_buf(pComm, zOp, pRecv, nPerRank, "receive buffer"))
+    return BT_ERR;
+  size_t es = bt_comm_dtype_size(eType);
+  if (comm_check_overlap(pComm, zOp, pSend, nPerRank * es, pRecv,
+                         (size_t)pComm->world * nPerRank * es))
+    return BT_ERR;
+  comm_fault_point(pComm, BT_OPK_ALL_GATHER);
+  bt_comm_req *req = req_get(pComm, BT_OPK_ALL_GATHER, nPerRank, eType);
+  if (!req) return BT_ERR;
+  int rc = pComm->pOps->xAllGather(pComm, pSend, pRecv, nPerRank, eType, req);
+  return req_started(pComm, req, rc, pReq);
+}
+
+int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
+                      int root, bt_comm_req **pReq) {
+  BT_ASSERT(pComm);
+  if (pReq) *pReq = NULL;
+  if (comm_check_type(pComm, "broadcast", eType) ||
+      comm_check_buf(pComm, "broadcast", pBuf, n, "buffer"))
+    return BT_ERR;
+  if (root < 0 || root >= pComm->world)
+    return bt_err_set("broadcast on rank %d@%s: root %d outside [0, %d)",
+                      pComm->rank, bt_log_host(), root, pComm->world);
+  comm_fault_point(pComm, BT_OPK_BROADCAST);
+  bt_comm_req *req = req_get(pComm, BT_OPK_BROADCAST, n, eType);
+  if (!req) return BT_ERR;
+  int rc = pComm->pOps->xBroadcast(pComm, pBuf, n, eType, root, req);
+  return req_started(pComm, req, rc, pReq);
+}
+
+int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq) {
+  BT_ASSERT(pComm);
+  if (pReq) *pReq = NULL;
+  comm_fault_point(pComm, BT_OPK_BARRIER);
+  bt_comm_req *req = req_get(pComm, BT_OPK_BARRIER, 0, BT_U8);
+  if (!req) return BT_ERR;
+  int rc = pComm->pOps->xBarrier(pComm, req);
+  return req_started(pComm, req, rc, pReq);
+}
+
+/* ---- host (control-plane) helpers: MPI_COMM_WORLD, never NCCL ------------- */
+
+/* Waits under the watchdog for one host operation started through the MPI
+ * table, whatever data plane pComm->pOps is. */
+static int comm_host_run(bt_comm *pComm, bt_comm_req *req, int rc) {
+  if (rc == BT_OK) rc = comm_poll(pComm, &bt_comm_mpi_ops, req);
+  if (rc) req_error(req, "host");
+  else req_complete(req);
+  req_put(pComm, req);
+  return rc;
+}
+
+int bt_comm_host_allreduce(bt_comm *pComm, void *pBuf, size_t n,
+                           bt_dtype eType, bt_redop eOp) {
+  BT_ASSERT(pComm);
+  if (comm_check_type(pComm, "host allreduce", eType) ||
+      comm_check_redop(pComm, "host allreduce", eOp) ||
+      comm_check_buf(pComm, "host allreduce", pBuf, n, "buffer"))
+    return BT_ERR;
+  if (!pComm->bMpi) return BT_OK;
+  bt_comm_req *req = req_get(pComm, BT_OPK_ALLREDUCE, n, eType);
+  if (!req) return BT_ERR;
+  return comm_host_run(
+      pComm, req, bt_comm_mpi_ops.xAllreduce(pComm, pBuf, n, eType, eOp, req));
+}
+
+int bt_comm_mpi_host_bcast(bt_comm *pComm, void *pBuf, size_t nByte, int root,
+                           const char *zWhat) {
+  if (!pComm->bMpi) return BT_OK;
+  /* MPI counts are int: large payloads (a checkpoint's state) go in
+   * chunks of 1 GiB. */
+  const size_t nChunk = (size_t)1 << 30;
+  size_t off = 0;
+  do {
+    size_t n = nByte - off < nChunk ? nByte - off : nChunk;
+    bt_comm_req *req = req_get(pComm, BT_OPK_BROADCAST, n, BT_U8);
+    if (!req) return BT_ERR;
+    int rc = bt_comm_mpi_ops.xBroadcast(pComm, (char *)pBuf + off, n, BT_U8,
+                                        root, req);
+    if (comm_host_run(pComm, req, rc))
+      return bt_err_prefix("%s: ", zWhat);
+    off += n;
+  } while (off < nByte);
+  return BT_OK;
+}
+
+int bt_comm_host_broadcast(bt_comm *pComm, void *pBuf, size_t nByte,
+                           int root) {
+  BT_ASSERT(pComm);
+  if (comm_check_buf(pComm, "host broadcast", pBuf, nByte, "buffer"))
+    return BT_ERR;
+  if (root < 0 || root >= pComm->world)
+    return bt_err_set("host broadcast on rank %d@%s: root %d outside [0, %d)",
+                      pComm->rank, bt_log_host(), root, pComm->world);
+  return bt_comm_mpi_host_bcast(pComm, pBuf, nByte, root, "host broadcast");
+}
+
+int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
+                           size_t nByte) {
+  BT_ASSERT(pComm);
+  const char *zOp = "host allgather";
+  if (comm_check_buf(pComm, zOp, pSend, nByte, "send buffer") ||
+      comm_check_buf(pComm, zOp, pRecv, nByte, "receive buffer") ||
+      comm_check_overlap(pComm, zOp, pSend, nByte, pRecv,
+                         (size_t)pComm->world * nByte))
+    return BT_ERR;
+  if (!pComm->bMpi) {
+    if (pSend != pRecv && nByte > 0) memmove(pRecv, pSend, nByte);
+    return BT_OK;
+  }
+  bt_comm_req *req = req_get(pComm, BT_OPK_ALL_GATHER, nByte, BT_U8);
+  if (!req) return BT_ERR;
+  return comm_host_run(pComm, req,
+                       bt_comm_mpi_ops.xAllGather(pComm, pSend, pRecv, nByte,
+                                                  BT_U8, req));
+}
+
+/* ---- abort ----------------------------------------------------------------- */
+
+void bt_comm_abort(bt_comm *pComm, int exitCode) {
+  fflush(stdout);
+  fflush(stderr);
+  int bMpi;
+  if (pComm) {
+    bMpi = pComm->bMpi;
+  } else {
+    /* Init failed or never ran: MPI may still be up. */
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    if (init) MPI_Finalized(&fin);
+    bMpi = init && !fin;
+  }
+  if (bMpi) {
+    /* If the launcher cannot be reached (its daemon died), MPI_Abort may
+     * hang; SIGALRM's default action then ends this process, which the
+     * launcher (if alive) reports as a failure of the whole job. */
+    signal(SIGALRM, SIG_DFL);
+    alarm(60);
+    MPI_Abort(MPI_COMM_WORLD, exitCode);
+  }
+  exit(exitCode); /* the one sanctioned exit() of baton (comm.h) */
+}

@@ -1,0 +1,168 @@
+/*
+ * comm_mpi.c: the MPI data plane: non-blocking collectives on host memory
+ * over MPI_COMM_WORLD. A blocking call is start + comm.c's polling wait, so
+ * the watchdog guards both forms alike.
+ *
+ * Mapping: allreduce -> MPI_Iallreduce(MPI_IN_PLACE) (callers pass one
+ * buffer), reduce_scatter -> MPI_Ireduce_scatter_block, all_gather ->
+ * MPI_Iallgather, broadcast -> MPI_Ibcast, barrier -> MPI_Ibarrier.
+ *
+ * In-place forms follow NCCL's convention (comm.h): all_gather with
+ * pSend == pRecv + rank * n maps directly to MPI_IN_PLACE. reduce_scatter
+ * with pRecv == pSend + rank * n runs MPI_IN_PLACE on pSend (MPI leaves the
+ * result at the start of the buffer), and the request carries a memmove to
+ * rank's block that comm.c performs once the operation has completed.
+ *
+ * u8 sums wrap modulo 256, as NCCL's do. Open MPI's op/avx component
+ * saturates 8- and 16-bit integer sums instead (open-mpi/ompi#8045, closed
+ * "wontfix": overflow is undefined for MPI), which test_comm caught at 64
+ * ranks; so BT_U8 + BT_SUM uses our own commutative MPI_Op.
+ *
+ * MPI counts are int: a single operation is limited to INT_MAX elements
+ * (8 GiB of f32); callers bucket gradients far below that.
+ */
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "comm_impl.h"
+#include "util.h"
+
+static MPI_Datatype mpi_dtype(bt_dtype eType) {
+  switch (eType) {
+    case BT_F32: return MPI_FLOAT;
+    case BT_F64: return MPI_DOUBLE;
+    case BT_I32: return MPI_INT32_T;
+    case BT_I64: return MPI_INT64_T;
+    case BT_U8: return MPI_UINT8_T;
+  }
+  BT_ASSERT(!"unknown bt_dtype");
+  return MPI_DATATYPE_NULL;
+}
+
+static void mpi_sum_u8(void *pIn, void *pInOut, int *pLen,
+                       MPI_Datatype *pType) {
+  (void)pType;
+  const uint8_t *a = pIn;
+  uint8_t *b = pInOut;
+  for (int i = 0; i < *pLen; i++) b[i] = (uint8_t)(b[i] + a[i]);
+}
+
+int bt_comm_mpi_setup(bt_comm *pComm) {
+  if (!BT_MPI_OK(pComm, MPI_Op_create(mpi_sum_u8, 1, &pComm->opSumU8)))
+    return BT_ERR;
+  return BT_OK;
+}
+
+void bt_comm_mpi_teardown(bt_comm *pComm) {
+  if (pComm->opSumU8 != MPI_OP_NULL) MPI_Op_free(&pComm->opSumU8);
+}
+
+static MPI_Op mpi_op(const bt_comm *pComm, bt_redop eOp, bt_dtype eType) {
+  switch (eOp) {
+    case BT_SUM: return eType == BT_U8 ? pComm->opSumU8 : MPI_SUM;
+    case BT_MAX: return MPI_MAX;
+    case BT_MIN: return MPI_MIN;
+  }
+  BT_ASSERT(!"unknown bt_redop");
+  return MPI_OP_NULL;
+}
+
+static int mpi_count(const bt_comm *pComm, size_t n, int *pCount) {
+  if (n > (size_t)INT_MAX)
+    return bt_err_set("%zu elements exceed MPI's int count limit (%d) on "
+                      "rank %d@%s; split the buffer into buckets",
+                      n, INT_MAX, pComm->rank, bt_log_host());
+  *pCount = (int)n;
+  return BT_OK;
+}
+
+static int mpi_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
+                         bt_redop eOp, bt_comm_req *req) {
+  int c = 0;
+  if (mpi_count(pComm, n, &c)) return BT_ERR;
+  if (!BT_MPI_OK(pComm, MPI_Iallreduce(MPI_IN_PLACE, pBuf, c,
+                                       mpi_dtype(eType), mpi_op(pComm, eOp, eType),
+                                       MPI_COMM_WORLD, &req->mpiReq)))
+    return BT_ERR;
+  return BT_OK;
+}
+
+static int mpi_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
+                              size_t nPerRank, bt_dtype eType, bt_redop eOp,
+                              bt_comm_req *req) {
+  int c = 0;
+  if (mpi_count(pComm, nPerRank, &c)) return BT_ERR;
+  size_t nByte = nPerRank * bt_comm_dtype_size(eType);
+  int rc;
+  if (nPerRank > 0 &&
+      (const char *)pRecv == (const char *)pSend + (size_t)pComm->rank * nByte) {
+    /* NCCL-style in place: MPI writes block `rank` to the buffer start. */
+    rc = MPI_Ireduce_scatter_block(MPI_IN_PLACE, (void *)pSend, c,
+                                   mpi_dtype(eType), mpi_op(pComm, eOp, eType),
+                                   MPI_COMM_WORLD, &req->mpiReq);
+    if (pComm->rank != 0) {
+      req->pCopyDst = pRecv;
+      req->pCopySrc = pSend;
+      req->nCopy = nByte;
+    }
+  } else {
+    rc = MPI_Ireduce_scatter_block(pSend, pRecv, c, mpi_dtype(eType),
+                                   mpi_op(pComm, eOp, eType), MPI_COMM_WORLD, &req->mpiReq);
+  }
+  if (!BT_MPI_OK(pComm, rc)) return BT_ERR;
+  return BT_OK;
+}
+
+static int mpi_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
+                          size_t nPerRank, bt_dtype eType, bt_comm_req *req) {
+  int c = 0;
+  if (mpi_count(pComm, nPerRank, &c)) return BT_ERR;
+  size_t nByte = nPerRank * bt_comm_dtype_size(eType);
+  int inPlace = nPerRank > 0 && (const char *)pSend ==
+                                    (const char *)pRecv +
+                                        (size_t)pComm->rank * nByte;
+  int rc = MPI_Iallgather(inPlace ? MPI_IN_PLACE : pSend, inPlace ? 0 : c,
+                          inPlace ? MPI_DATATYPE_NULL : mpi_dtype(eType),
+                          pRecv, c, mpi_dtype(eType), MPI_COMM_WORLD,
+                          &req->mpiReq);
+  if (!BT_MPI_OK(pComm, rc)) return BT_ERR;
+  return BT_OK;
+}
+
+static int mpi_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
+                         int root, bt_comm_req *req) {
+  int c = 0;
+  if (mpi_count(pComm, n, &c)) return BT_ERR;
+  if (!BT_MPI_OK(pComm, MPI_Ibcast(pBuf, c, mpi_dtype(eType), root,
+                                   MPI_COMM_WORLD, &req->mpiReq)))
+    return BT_ERR;
+  return BT_OK;
+}
+
+static int mpi_barrier(bt_comm *pComm, bt_comm_req *req) {
+  if (!BT_MPI_OK(pComm, MPI_Ibarrier(MPI_COMM_WORLD, &req->mpiReq)))
+    return BT_ERR;
+  return BT_OK;
+}
+
+static int mpi_test(bt_comm *pComm, bt_comm_req *req, int *pDone) {
+  int flag = 0;
+  if (!BT_MPI_OK(pComm, MPI_Test(&req->mpiReq, &flag, MPI_STATUS_IGNORE)))
+    return BT_ERR;
+  *pDone = flag;
+  return BT_OK;
+}
+
+const bt_comm_ops bt_comm_mpi_ops = {
+    .zName = "mpi",
+    .xAllreduce = mpi_allreduce,
+    .xReduceScatter = mpi_reduce_scatter,
+    .xAllGather = mpi_all_gather,
+    .xBroadcast = mpi_broadcast,
+    .xBarrier = mpi_barrier,
+    .xTest = mpi_test,
+    .xOnWatchdog = NULL,
+    .xReqFree = NULL,
+    .xFree = NULL,
+};
