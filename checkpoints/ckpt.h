@@ -35,6 +35,32 @@
  * the collective commit (rank 0: manifest, rename, latest, retention). At
  * most one save is in flight; bt_ckpt_save_begin() first finishes the
  * previous one. bt_ckpt_finish() blocks until nothing is in flight.
+ * The background thread only does file I/O (never MPI), so the
+ * communicator may be MPI_THREAD_FUNNELED. Every rank must see the same
+ * RUN directory (a shared filesystem when ranks span nodes).
+ *
+ * Payloads are cut into files of at most 64 MiB raw each
+ * (bt_ckpt_writer_set_chunk_bytes), which bounds the writer's and reader's
+ * scratch memory and lets a reader with another world size decode only
+ * the files its range touches.
+ *
+ * Errors: a failed write (ENOSPC, EIO, EFBIG) in any rank's thread is
+ * carried to the main thread with path and errno ("checkpoint write
+ * failed: RUN/.tmp-ckpt-100/params.r0.0-1000.zst: No space left on device
+ * (errno 28)"); bt_ckpt_poll() then returns BT_ERR on EVERY rank (the
+ * ranks agree by an all-reduce), the temporary directory is removed and
+ * the previous checkpoint stays. The caller decides whether to go on.
+ *
+ * Fault injection (BATON_FAULT, util.h), used by tests/ckpt:
+ *   ckpt.write           each rank's thread, halfway through writing a
+ *                        payload file: raise(SIGKILL) (crash mid-write)
+ *   ckpt.eio             same place: the write fails with EIO (no crash)
+ *   ckpt.before_manifest rank 0, before manifest.json: raise(SIGKILL)
+ *   ckpt.before_rename   rank 0, before renaming .tmp-ckpt-N: raise(SIGKILL)
+ *   ckpt.before_latest   rank 0, before replacing RUN/latest: raise(SIGKILL)
+ * A crash at any of them leaves the previous checkpoint complete and
+ * findable by bt_ckpt_find_latest(); a stale RUN/.tmp-ckpt-* is deleted
+ * by the next bt_ckpt_writer_create().
  */
 #ifndef BATON_CKPT_H
 #define BATON_CKPT_H
@@ -55,7 +81,10 @@ typedef enum bt_ckpt_dtype {
 typedef struct bt_ckpt_item {
   const char *zName;   /* "params", "adam_m", "adam_v", ... */
   bt_ckpt_dtype eType;
-  void *pData;         /* save: source; load: destination (host memory) */
+  void *pData;         /* save: source (host memory). Sharded: points at
+                          element lo of the flat buffer, i.e. at this
+                          rank's shard of hi - lo elements; replicated: at
+                          element 0 of total (read on rank 0 only) */
   uint64_t total;      /* elements (bytes for BT_CKPT_BYTES) of the whole */
   uint64_t lo, hi;     /* this rank's range; replicated: [0, total) */
   int sharded;         /* 1: every rank writes [lo,hi); 0: rank 0 writes */
@@ -65,21 +94,33 @@ typedef struct bt_ckpt_writer bt_ckpt_writer;
 
 typedef struct bt_ckpt_options {
   const char *zRunDir;
-  int keep_last;       /* keep the newest K complete checkpoints (>=1) */
+  int keep_last;       /* keep the newest K complete checkpoints (>=1;
+                          <= 0 keeps every checkpoint) */
   int keep_every;      /* also keep those whose step % M == 0 (0: none) */
-  int zstd_level;      /* 1..19, default 3 */
+  int zstd_level;      /* 1..19, default 3 (<= 0 means 3) */
   int async;           /* 1: background thread; 0: write in save_begin */
   int shuffle;         /* 1: byte-shuffle float payloads (default) */
 } bt_ckpt_options;
 
+/* Collective. Creates RUN if needed; rank 0 deletes stale RUN/.tmp-ckpt-*
+ * left by a crashed save. pComm may be NULL for a single process. */
 int bt_ckpt_writer_create(bt_ckpt_writer **ppW, bt_comm *pComm,
                           const bt_ckpt_options *pOpt);
+/* Local. Joins the thread of a save still in flight WITHOUT committing it
+ * (call bt_ckpt_finish() first to keep it). */
 void bt_ckpt_writer_free(bt_ckpt_writer *pW);
+/* Largest raw size of one payload file (default 64 MiB, rounded down to
+ * whole elements). Call between saves. */
+int bt_ckpt_writer_set_chunk_bytes(bt_ckpt_writer *pW, size_t nByte);
 
 /* Starts saving checkpoint `step`. zMetaJson is the trainer's JSON state
- * (step, loader state, schedule, metrics, config text): stored in the
- * manifest verbatim. Copies every item's data before returning. Collective:
- * every rank calls it at the same step. */
+ * (step, loader state, schedule, metrics, config text): must be valid
+ * JSON (NULL: null); embedded in the manifest as JSON. Copies every item's
+ * data before returning. Collective: every rank calls it at the same step
+ * with the same item names, types and totals. If a previous save is still
+ * in flight it is finished first; if that one failed its error is
+ * returned and the new save is not started. Item names: 1..64 characters
+ * of [A-Za-z0-9_.-], not starting with '.'. */
 int bt_ckpt_save_begin(bt_ckpt_writer *pW, long step, const char *zMetaJson,
                        const bt_ckpt_item *aItem, int nItem);
 /* Collective, every step boundary: commits a finished save. *pnDone gets
@@ -104,6 +145,9 @@ int bt_ckpt_world(const bt_ckpt *pC);
 const char *bt_ckpt_meta_json(const bt_ckpt *pC);
 /* Total elements of an item (0 if absent). */
 uint64_t bt_ckpt_item_total(const bt_ckpt *pC, const char *zName);
+/* Element type of an item; BT_ERR if absent. */
+int bt_ckpt_item_dtype(const bt_ckpt *pC, const char *zName,
+                       bt_ckpt_dtype *peType);
 /* Reads elements [lo, hi) of item zName into pDst, from whichever files
  * hold them (resharding). */
 int bt_ckpt_read_range(bt_ckpt *pC, const char *zName, uint64_t lo,
@@ -111,10 +155,16 @@ int bt_ckpt_read_range(bt_ckpt *pC, const char *zName, uint64_t lo,
 /* Prints the summary `baton inspect` shows and verifies every checksum;
  * returns BT_OK only if everything verified. */
 int bt_ckpt_inspect(const char *zDir, FILE *pOut);
+/* `baton inspect`: argv[0] is the command name, argv[1] a checkpoint
+ * directory or a run directory (its newest ckpt-*). --help prints usage.
+ * Returns the exit code: 0 verify PASS, 1 FAIL, 2 usage error. */
+int bt_inspect_main(int argc, char **argv);
 
-/* Finds the newest checkpoint under zRunDir that opens and verifies,
- * reporting (bt_log_warn) each newer one that does not. Writes its
- * directory into zOut; returns 0 found, 1 none, BT_ERR on error. */
+/* Finds the newest checkpoint (highest step) under zRunDir that opens and
+ * verifies, reporting (bt_log_warn) each newer one that does not. Writes
+ * its directory ("RUN/ckpt-00000100") into zOut; returns 0 found, 1 none
+ * (also when RUN does not exist), BT_ERR on error. Reads every payload of
+ * the candidate: at scale call it on rank 0 and broadcast the result. */
 int bt_ckpt_find_latest(const char *zRunDir, char *zOut, size_t nOut);
 
 #endif /* BATON_CKPT_H */
