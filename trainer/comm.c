@@ -393,6 +393,7 @@ void bt_comm_free(bt_comm *pComm) {
     bt_comm_req *req = pComm->pFree;
     pComm->pFree = req->pNext;
     if (pComm->pOps->xReqFree) pComm->pOps->xReqFree(pComm, req);
+    free(req->aCountInt);
     free(req);
   }
   if (pComm->pOps->xFree) pComm->pOps->xFree(pComm);
@@ -590,6 +591,31 @@ int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
   if (!req) return BT_ERR;
   int rc = pComm->pOps->xReduceScatter(pComm, pSend, pRecv, nPerRank, eType,
                                        eOp, req);
+  return req_started(pComm, req, rc, pReq);
+}
+
+int bt_comm_reduce_scatter_v(bt_comm *pComm, const void *pSend, void *pRecv,
+                             const size_t *aCount, bt_dtype eType,
+                             bt_redop eOp, bt_comm_req **pReq) {
+  BT_ASSERT(pComm && aCount);
+  if (pReq) *pReq = NULL;
+  const char *zOp = "reduce_scatter_v";
+  size_t nTotal = 0;
+  for (int r = 0; r < pComm->world; r++) nTotal += aCount[r];
+  size_t nMine = aCount[pComm->rank];
+  if (comm_check_type(pComm, zOp, eType) ||
+      comm_check_redop(pComm, zOp, eOp) ||
+      comm_check_buf(pComm, zOp, pSend, nTotal, "send buffer") ||
+      comm_check_buf(pComm, zOp, pRecv, nMine, "receive buffer"))
+    return BT_ERR;
+  size_t es = bt_comm_dtype_size(eType);
+  if (comm_check_overlap(pComm, zOp, pRecv, nMine * es, pSend, nTotal * es))
+    return BT_ERR;
+  comm_fault_point(pComm, BT_OPK_REDUCE_SCATTER);
+  bt_comm_req *req = req_get(pComm, BT_OPK_REDUCE_SCATTER, nMine, eType);
+  if (!req) return BT_ERR;
+  int rc = pComm->pOps->xReduceScatterV(pComm, pSend, pRecv, aCount, eType,
+                                        eOp, req);
   return req_started(pComm, req, rc, pReq);
 }
 

@@ -23,6 +23,7 @@
  */
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm_impl.h"
@@ -114,6 +115,29 @@ static int mpi_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
   return BT_OK;
 }
 
+static int mpi_reduce_scatter_v(bt_comm *pComm, const void *pSend,
+                                void *pRecv, const size_t *aCount,
+                                bt_dtype eType, bt_redop eOp,
+                                bt_comm_req *req) {
+  int W = pComm->world;
+  if (req->nCountCap < W) {
+    int *a = realloc(req->aCountInt, (size_t)W * sizeof(int));
+    if (!a)
+      return bt_err_set("rank %d: reduce_scatter_v: out of memory for %d "
+                        "counts", pComm->rank, W);
+    req->aCountInt = a;
+    req->nCountCap = W;
+  }
+  for (int r = 0; r < W; r++)
+    if (mpi_count(pComm, aCount[r], &req->aCountInt[r])) return BT_ERR;
+  if (!BT_MPI_OK(pComm, MPI_Ireduce_scatter(pSend, pRecv, req->aCountInt,
+                                            mpi_dtype(eType),
+                                            mpi_op(pComm, eOp, eType),
+                                            MPI_COMM_WORLD, &req->mpiReq)))
+    return BT_ERR;
+  return BT_OK;
+}
+
 static int mpi_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
                           size_t nPerRank, bt_dtype eType, bt_comm_req *req) {
   int c = 0;
@@ -158,6 +182,7 @@ const bt_comm_ops bt_comm_mpi_ops = {
     .zName = "mpi",
     .xAllreduce = mpi_allreduce,
     .xReduceScatter = mpi_reduce_scatter,
+    .xReduceScatterV = mpi_reduce_scatter_v,
     .xAllGather = mpi_all_gather,
     .xBroadcast = mpi_broadcast,
     .xBarrier = mpi_barrier,

@@ -78,7 +78,9 @@ static int bucket_launch(bt_grad_sync *s, int b) {
   bt_snprintf(zOp, sizeof zOp, "grad bucket %d/%d %s", b + 1, s->nBucket,
               s->zero ? "reduce-scatter" : "allreduce");
   bt_comm_set_context(s->pComm, s->step, zOp);
-  if (s->tFirstLaunch == 0) s->tFirstLaunch = bt_time_now();
+  pB->tLaunch = bt_time_now();
+  pB->tDone = 0;
+  if (s->tFirstLaunch == 0) s->tFirstLaunch = pB->tLaunch;
   int rc;
   if (s->world == 1) {
     rc = BT_OK;
@@ -110,8 +112,10 @@ void bt_grad_sync_ready(void *ctx, size_t lo) {
     bt_bucket *pB = &s->aBucket[b];
     if (pB->req) {
       int done = 0;
-      if (bt_comm_test(s->pComm, pB->req, &done) == BT_OK && done)
+      if (bt_comm_test(s->pComm, pB->req, &done) == BT_OK && done) {
         pB->req = NULL;
+        pB->tDone = bt_time_now();
+      }
     }
   }
 }
@@ -131,6 +135,13 @@ int bt_grad_sync_finish(bt_grad_sync *s) {
       bt_comm_set_context(s->pComm, s->step, zOp);
       if (bt_comm_wait(s->pComm, pB->req) != BT_OK) return BT_ERR;
       pB->req = NULL;
+      pB->tDone = bt_time_now();
+    }
+    if (pB->tDone == 0) pB->tDone = bt_time_now();
+    if (s->pTrace) {
+      char zName[48];
+      bt_snprintf(zName, sizeof zName, "bucket %d", b + 1);
+      bt_trace_span(s->pTrace, zName, "comm", 1, pB->tLaunch, pB->tDone);
     }
     pB->launched = 0;
   }

@@ -27,6 +27,7 @@
 
 #include "comm.h"
 #include "model.h"
+#include "trace.h"
 
 typedef struct bt_bucket {
   size_t lo, hi;      /* flat range */
@@ -34,6 +35,7 @@ typedef struct bt_bucket {
   size_t recvOff;     /* ZeRO: where this rank's part lands in the shard */
   bt_comm_req *req;
   int launched;
+  double tLaunch, tDone; /* for the timeline */
 } bt_bucket;
 
 typedef struct bt_grad_sync {
@@ -50,6 +52,7 @@ typedef struct bt_grad_sync {
   /* timing of the last step */
   double tFirstLaunch, tBackwardEnd, tDone;
   double exposedSeconds; /* wait after backward ended */
+  bt_trace *pTrace;      /* optional: one span per bucket reduction */
 } bt_grad_sync;
 
 int bt_grad_sync_init(bt_grad_sync *s, bt_comm *pComm, bt_model *pModel,
