@@ -156,35 +156,39 @@ double bt_comm_timeout_get(bt_comm *pComm) {
   return t;
 }
 
-/* Polling with backoff: a few plain tests (small messages finish in
- * microseconds), then sched_yield, then 50 us sleeps growing to 200 us, so
- * that 64 ranks oversubscribed on 2 cores leave the CPU to the ranks that
- * have work. MPI progress happens inside MPI_Test, so we must keep calling
- * it; NCCL progresses on the GPU and is merely queried. */
+/* Polling policy. MPI's non-blocking collectives (libnbc in Open MPI)
+ * advance only inside MPI calls, one round per test, so a sleep between
+ * tests stretches every round: with 50-200 us naps a 1 MiB allreduce ran
+ * 20x slower than MPI_Allreduce (bench/comm/README.md). So we first poll
+ * the way a blocking MPI call does, MPI_Test + sched_yield (which lets
+ * oversubscribed ranks run), for spinSec (default 20 ms, covering most
+ * collectives); only then nap 50 us, growing to 1 ms after a second of
+ * waiting, so that ranks parked behind a slow peer (a checkpoint save) or
+ * 64 ranks on 2 cores stop burning CPU. NCCL progresses on the GPU; the
+ * test there is just a query. */
 static int comm_poll(bt_comm *pComm, const bt_comm_ops *pOps,
                      bt_comm_req *req) {
   double timeout = bt_comm_timeout_get(pComm);
-  double t0 = bt_time_now();
+  double t0 = 0, waited = 0;
   for (long it = 0;; it++) {
     int done = 0;
     if (pOps->xTest(pComm, req, &done)) return BT_ERR;
     if (done) return BT_OK;
-    if (it < 16) continue;
-    if (it < 64) {
-      sched_yield();
-    } else {
-      sleep_ns(it < 256 ? 50000 : it < 1024 ? 100000 : 200000);
-    }
-    if (timeout > 0) {
-      double waited = bt_time_now() - t0;
-      if (waited > timeout) {
-        char zWhat[2 * BT_COMM_LABEL_MAX];
-        snprintf(zWhat, sizeof zWhat, "%s (%s of %zu x %s)",
-                 req->zLabel[0] ? req->zLabel : "unlabelled operation",
-                 bt_comm_op_name(req->eKind), req->n,
-                 bt_comm_dtype_name(req->eType));
-        bt_comm_watchdog_fire(pComm, waited, req->step, zWhat);
-      }
+    if (it < 8) continue;
+    if (it == 8) t0 = bt_time_now();
+    int bSpin = waited < pComm->spinSec;
+    if (bSpin && (it & 3) == 0) sched_yield();
+    if (!bSpin)
+      sleep_ns(waited < 1.0 ? 50000 : waited < 10.0 ? 200000 : 1000000);
+    if (bSpin && (it & 15) != 0) continue;
+    waited = bt_time_now() - t0;
+    if (timeout > 0 && waited > timeout) {
+      char zWhat[2 * BT_COMM_LABEL_MAX];
+      snprintf(zWhat, sizeof zWhat, "%s (%s of %zu x %s)",
+               req->zLabel[0] ? req->zLabel : "unlabelled operation",
+               bt_comm_op_name(req->eKind), req->n,
+               bt_comm_dtype_name(req->eType));
+      bt_comm_watchdog_fire(pComm, waited, req->step, zWhat);
     }
   }
 }
@@ -315,6 +319,9 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   p->timeout = BT_COMM_DEFAULT_TIMEOUT;
   const char *zTimeout = getenv("BATON_COMM_TIMEOUT");
   if (zTimeout && *zTimeout) p->timeout = atof(zTimeout);
+  p->spinSec = 0.020;
+  const char *zSpin = getenv("BATON_COMM_SPIN_MS");
+  if (zSpin && *zSpin) p->spinSec = atof(zSpin) * 1e-3;
   p->step = -1;
   snprintf(p->zOp, sizeof p->zOp, "startup");
   p->tContext = bt_time_now();
