@@ -439,10 +439,11 @@ static bt_comm_req *req_get(bt_comm *pComm, bt_comm_opkind eKind, size_t n,
   req->pCopyDst = NULL;
   req->pCopySrc = NULL;
   req->nCopy = 0;
-  /* Only the main thread writes the context, and this is the main thread:
-   * reading it without the lock is race-free. */
+  /* Under the lock: set_context may be called from any thread. */
+  pthread_mutex_lock(&pComm->mu);
   req->step = pComm->step;
   memcpy(req->zLabel, pComm->zOp, sizeof req->zLabel);
+  pthread_mutex_unlock(&pComm->mu);
   pComm->nReqLive++;
   return req;
 }

@@ -405,6 +405,10 @@ int main(int argc, char **argv) {
   g_rank = bt_comm_rank(c);
   g_world = bt_comm_world(c);
   bt_comm_set_timeout(c, 60); /* a hang fails the test instead of CTest */
+  /* The step watchdog runs through the whole test (and must not fire:
+   * every phase below calls set_context); bt_comm_free joins it. */
+  CHECK(bt_comm_watchdog_start(c) == BT_OK, "watchdog: %s", bt_err_msg());
+  CHECK(bt_comm_watchdog_start(c) == BT_OK, "second start: %s", bt_err_msg());
   double t0 = bt_time_now();
   bt_comm_set_context(c, 0, "identity");
   test_identity(c);
