@@ -142,6 +142,12 @@ void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
     /* Another thread of this rank is already aborting the job. */
     for (;;) pause();
   }
+  /* Last resort if anything below blocks (a stdio lock held by a stuck
+   * thread, an unreachable launcher): SIGALRM's default action ends this
+   * process, which the launcher reports as a failed job. The watchdog
+   * thread blocks all signals, so another thread takes it. */
+  signal(SIGALRM, SIG_DFL);
+  alarm(60);
   bt_log_error("watchdog: no progress for %.0f s in %s at step %ld; "
                "aborting the job (exit code %d)",
                waited, zWhat, step, BT_EXIT_WATCHDOG);
@@ -727,9 +733,18 @@ int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
 
 /* ---- abort ----------------------------------------------------------------- */
 
+/* Flushes f unless another thread holds its lock (it may be stuck in a
+ * write: waiting for it would turn an abort into a hang). */
+static void comm_flush_nowait(FILE *f) {
+  if (ftrylockfile(f) == 0) {
+    fflush_unlocked(f);
+    funlockfile(f);
+  }
+}
+
 void bt_comm_abort(bt_comm *pComm, int exitCode) {
-  fflush(stdout);
-  fflush(stderr);
+  comm_flush_nowait(stdout);
+  comm_flush_nowait(stderr);
   int bMpi;
   if (pComm) {
     bMpi = pComm->bMpi;

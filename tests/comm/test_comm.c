@@ -390,6 +390,18 @@ static void test_errors(bt_comm *c) {
               BT_ERR, "bad overlap accepted (reduce_scatter)");
     free(p);
   }
+  if (strcmp(bt_comm_name(c), "mpi") == 0) {
+    /* Over MPI's int count: refused before the buffer is touched, with a
+     * message naming the op, step, label and rank. */
+    bt_comm_set_context(c, 99, "huge bucket");
+    uint8_t b = 0;
+    CHECK(bt_comm_allreduce(c, &b, (size_t)2147483648u, BT_U8, BT_SUM, NULL) ==
+              BT_ERR, "2^31 elements accepted by MPI");
+    const char *z = bt_err_msg();
+    CHECK(strstr(z, "allreduce of 2147483648 x u8 at step 99 (huge bucket)") &&
+              strstr(z, "rank"), "message '%s'", z);
+    bt_comm_set_context(c, 9, "errors");
+  }
   /* Still usable afterwards. */
   int32_t one = 1;
   CHECK(bt_comm_allreduce(c, &one, 1, BT_I32, BT_SUM, NULL) == BT_OK &&
