@@ -8,8 +8,9 @@
  * the whole-step watchdog thread and implements the host helpers.
  *
  * State between operations (what is true whenever no bt_comm_* call runs):
- *   1. pComm->pOps never changes once an operation has been started; attach
- *      refuses while requests are live (nReqLive > 0).
+ *   1. pComm->pOps changes only in bt_comm_attach_backend (single/mpi ->
+ *      nccl, once), which refuses while requests are live (nReqLive > 0):
+ *      a request always completes on the table that started it.
  *   2. Every request is either on the free-list (bInFlight == 0) or owned by
  *      the caller who started it (bInFlight == 1, counted in nReqLive). A
  *      completed bt_comm_wait/bt_comm_test returns it to the list, so after
@@ -17,7 +18,12 @@
  *   3. MPI is initialised iff bMpi; with bMpi == 0 (world 1, no launcher) no
  *      MPI function is ever called, not even MPI_Initialized.
  *   4. Only the main thread calls MPI (MPI_THREAD_FUNNELED). The single
- *      exception is the abort path (below).
+ *      exception is the abort path (below). An MPI operation advances only
+ *      inside MPI calls (no progress thread): a caller overlapping compute
+ *      with a non-blocking collective should bt_comm_test it now and then.
+ *   5. The context (step, label, time of the last set_context) and the
+ *      timeout are read and written under mu; everything else belongs to
+ *      the main thread.
  *
  * What the watchdog guarantees:
  *   - Per operation: bt_comm_wait (and every blocking collective) polls the
