@@ -77,7 +77,7 @@ static herr_t err_walk(unsigned n, const H5E_error2_t *pErr, void *pData) {
 }
 
 /* Records "<file>:<dataset>: <what> failed: <HDF5's innermost message>". */
-static int h5_fail(const char *zPath, const char *zDset, const char *zWhat,
+int bt_h5_fail(const char *zPath, const char *zDset, const char *zWhat,
                    int line) {
   char zDesc[256] = "";
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, err_walk, zDesc);
@@ -92,7 +92,7 @@ static int h5_fail(const char *zPath, const char *zDset, const char *zWhat,
 #define H5_TRY(call, zDsetName)                                                \
   do {                                                                         \
     if ((call) < 0) {                                                          \
-      rc = h5_fail(s->zPath, (zDsetName), #call, __LINE__);                    \
+      rc = bt_h5_fail(s->zPath, (zDsetName), #call, __LINE__);                    \
       goto out;                                                                \
     }                                                                          \
   } while (0)
@@ -123,7 +123,7 @@ static int attr_int(h5_src *s, const char *zName, int64_t *pv) {
   int rc = 0;
   hid_t a = -1;
   htri_t ex = H5Aexists_by_name(s->hFile, "/", zName, H5P_DEFAULT);
-  if (ex < 0) return h5_fail(s->zPath, "/", "H5Aexists_by_name", __LINE__);
+  if (ex < 0) return bt_h5_fail(s->zPath, "/", "H5Aexists_by_name", __LINE__);
   if (ex == 0) return 0;
   a = H5Aopen_by_name(s->hFile, "/", zName, H5P_DEFAULT, H5P_DEFAULT);
   H5_TRY(a, "/");
@@ -178,7 +178,7 @@ static int open_dset(h5_src *s, const char *zDset, hid_t *ph) {
   for (char *slash = strchr(z + 1, '/');; slash = strchr(slash + 1, '/')) {
     if (slash) *slash = 0;
     htri_t ex = H5Lexists(s->hFile, z, H5P_DEFAULT);
-    if (ex < 0) return h5_fail(s->zPath, z, "H5Lexists", __LINE__);
+    if (ex < 0) return bt_h5_fail(s->zPath, z, "H5Lexists", __LINE__);
     if (ex == 0)
       return bt_err_set("%s:%s: dataset not found (no '%s' in the file; "
                         "see docs/data.md for the layout)",
@@ -368,7 +368,7 @@ int bt_h5_open(bt_source **ppSrc, const bt_loader_config *pCfg) {
   }
   s->hFile = H5Fopen(s->zPath, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (s->hFile < 0) {
-    rc = h5_fail(s->zPath, "/",
+    rc = bt_h5_fail(s->zPath, "/",
                  "H5Fopen (the file may be truncated or corrupt)", __LINE__);
     goto out;
   }
@@ -439,7 +439,7 @@ static int read_run(h5_src *s, int64_t i0, int64_t len, void *pDst,
       char z[160];
       snprintf(z, sizeof z, "H5Dread of tokens [%llu, %llu)",
                (unsigned long long)start, (unsigned long long)(start + count));
-      rc = h5_fail(s->zPath, s->zDset, z, __LINE__);
+      rc = bt_h5_fail(s->zPath, s->zDset, z, __LINE__);
       goto out;
     }
     __atomic_add_fetch(&s->base.nByteRead, (uint64_t)count * s->elemSize,
@@ -460,7 +460,7 @@ static int read_run(h5_src *s, int64_t i0, int64_t len, void *pDst,
       char z[160];
       snprintf(z, sizeof z, "H5Dread of rows [%lld, %lld)", (long long)i0,
                (long long)(i0 + len));
-      rc = h5_fail(s->zPath, s->zDset, z, __LINE__);
+      rc = bt_h5_fail(s->zPath, s->zDset, z, __LINE__);
       goto out;
     }
     hsize_t ys[2] = {(hsize_t)i0, 0}, yc[2] = {(hsize_t)len, 1};
@@ -474,7 +474,7 @@ static int read_run(h5_src *s, int64_t i0, int64_t len, void *pDst,
       char z[160];
       snprintf(z, sizeof z, "H5Dread of labels [%lld, %lld)", (long long)i0,
                (long long)(i0 + len));
-      rc = h5_fail(s->zPath, s->zDsetY, z, __LINE__);
+      rc = bt_h5_fail(s->zPath, s->zDsetY, z, __LINE__);
       goto out;
     }
     __atomic_add_fetch(&s->base.nByteRead,
