@@ -845,7 +845,7 @@ static int prepare_arrays(const prep_opts *o) {
     rc = out_open(&of, o->zOut, o->gzip);
     bOpen = rc == BT_OK;
   }
-  hsize_t chunkRows = (hsize_t)((1 << 20) / (4 * t.D) + 1);
+  hsize_t chunkRows = (hsize_t)((1 << 20) / (4 * (t.D > 0 ? t.D : 1)) + 1);
   const char *azName[4] = {"/train/x", "/train/y", "/val/x", "/val/y"};
   for (int s = 0; s < 2 && rc == BT_OK; s++) { /* 0 train, 1 val */
     int64_t m = 0;
