@@ -14,7 +14,9 @@
  * short). nVal = round(F * nBlock) blocks go to /val (at least 1 when
  * F > 0 and there are >= 2 blocks; never all of them): block b is a val
  * block iff bt_perm_index(seed, 0, nBlock, b) < nVal. Each split keeps its
- * blocks in input order. --chunk is also the HDF5 chunk length.
+ * blocks in input order. Without --gzip the datasets are contiguous
+ * (the loader then reads windows with pread); with --gzip they are chunked
+ * (--chunk elements) with shuffle + deflate.
  * arrays: rows of X (any trailing shape, flattened) and labels Y; the same
  * rule with rows instead of blocks picks the val rows.
  *
@@ -74,7 +76,8 @@ typedef struct out_ds {
   hid_t hDset;
   int rank;  /* 1 or 2 */
   hsize_t D; /* columns when rank 2 */
-  int64_t n; /* rows written */
+  int64_t n;      /* rows written */
+  int64_t nTotal; /* rows the dataset holds */
 } out_ds;
 
 #define H5_TRY(call, zDsetName)                                                \
@@ -141,25 +144,29 @@ out:
   return rc;
 }
 
-/* Creates an extendable chunked dataset (rows unlimited). */
+/* Creates a dataset of nRow rows. Without compression it is contiguous
+ * (so the loader can pread() token windows directly, see h5.c); with
+ * --gzip it is chunked (chunkRows) with shuffle + deflate. */
 static int ds_create(out_file *o, out_ds *d, const char *zName, hid_t type,
-                     int rank, hsize_t D, hsize_t chunkRows) {
+                     int rank, hsize_t D, hsize_t chunkRows, int64_t nRow) {
   memset(d, 0, sizeof *d);
   d->zName = zName;
   d->rank = rank;
   d->D = D;
   d->hDset = -1;
+  d->nTotal = nRow;
   int rc = BT_OK;
   hid_t sp = -1, dcpl = -1, lcpl = -1;
-  hsize_t dims[2] = {0, D}, maxd[2] = {H5S_UNLIMITED, D};
+  hsize_t dims[2] = {(hsize_t)nRow, D};
   hsize_t chunk[2] = {chunkRows ? chunkRows : 1, D};
+  if (chunk[0] > dims[0] && dims[0] > 0) chunk[0] = dims[0];
   bt_h5_lock();
-  sp = H5Screate_simple(rank, dims, maxd);
+  sp = H5Screate_simple(rank, dims, NULL);
   H5_TRY(sp, zName);
   dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5_TRY(dcpl, zName);
-  H5_TRY(H5Pset_chunk(dcpl, rank, chunk), zName);
-  if (o->gzip > 0) {
+  if (o->gzip > 0 && nRow > 0) {
+    H5_TRY(H5Pset_chunk(dcpl, rank, chunk), zName);
     H5_TRY(H5Pset_shuffle(dcpl), zName);
     H5_TRY(H5Pset_deflate(dcpl, (unsigned)o->gzip), zName);
   }
@@ -186,10 +193,12 @@ static int ds_append(out_ds *d, const void *pBuf, hid_t memType, int64_t nRow) {
   fault_points();
   int rc = BT_OK;
   hid_t fs = -1, ms = -1;
-  hsize_t dims[2] = {(hsize_t)(d->n + nRow), d->D};
+  if (d->n + nRow > d->nTotal)
+    return bt_err_set("%s:%s: internal: %lld rows do not fit in %lld",
+                      g_zTmp, d->zName, (long long)(d->n + nRow),
+                      (long long)d->nTotal);
   hsize_t start[2] = {(hsize_t)d->n, 0}, count[2] = {(hsize_t)nRow, d->D};
   bt_h5_lock();
-  H5_TRY(H5Dset_extent(d->hDset, dims), d->zName);
   fs = H5Dget_space(d->hDset);
   H5_TRY(fs, d->zName);
   H5_TRY(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL),
@@ -379,6 +388,10 @@ static int prepare_text(const prep_opts *o) {
   int64_t nBlock = (total + B - 1) / B;
   int64_t nVal = split_nval(o->valFrac, nBlock);
   int bProgress = total > (8 << 20) || isatty(2);
+  int64_t nValTok = 0;
+  for (int64_t b = 0; b < nBlock; b++)
+    if (is_val(o->seed, nBlock, nVal, b))
+      nValTok += total - b * B < B ? total - b * B : B;
 
   unsigned char *aByte = bt_malloc((size_t)B, "text block");
   uint16_t *aTok = bt_malloc((size_t)B * 2, "token block");
@@ -395,9 +408,10 @@ static int prepare_text(const prep_opts *o) {
   int rc = out_open(&of, o->zOut, o->gzip);
   if (rc == BT_OK)
     rc = ds_create(&of, &dTr, "/train/tokens", H5T_STD_U16LE, 1, 1,
-                   (hsize_t)B);
+                   (hsize_t)B, total - nValTok);
   if (rc == BT_OK)
-    rc = ds_create(&of, &dVa, "/val/tokens", H5T_STD_U16LE, 1, 1, (hsize_t)B);
+    rc = ds_create(&of, &dVa, "/val/tokens", H5T_STD_U16LE, 1, 1, (hsize_t)B,
+                   nValTok);
   int iFile = 0, fd = -1;
   int64_t done = 0;
   double t0 = bt_time_now();
@@ -855,10 +869,10 @@ static int prepare_arrays(const prep_opts *o) {
       aYs[m++] = t.aY[i];
     }
     rc = ds_create(&of, &d[2 * s], azName[2 * s], H5T_IEEE_F32LE, 2,
-                   (hsize_t)t.D, chunkRows);
+                   (hsize_t)t.D, chunkRows, m);
     if (rc == BT_OK)
       rc = ds_create(&of, &d[2 * s + 1], azName[2 * s + 1], H5T_STD_I32LE, 1,
-                     1, 65536);
+                     1, 65536, m);
     if (rc == BT_OK) rc = ds_append(&d[2 * s], aXs, H5T_NATIVE_FLOAT, m);
     if (rc == BT_OK) rc = ds_append(&d[2 * s + 1], aYs, H5T_NATIVE_INT32, m);
   }

@@ -30,3 +30,7 @@ for shuffle in 1 0; do
     $MPI -n $n "$BUILD"/tests/data/data_bench_loader "$OUT" "$T" "$GB" $shuffle
   done
 done
+echo "# the same file read through H5Dread instead of pread (BATON_DATA_PREAD=0)"
+for n in 1 4; do
+  $MPI -x BATON_DATA_PREAD=0 -n $n "$BUILD"/tests/data/data_bench_loader "$OUT" "$T" "$GB" 1
+done
