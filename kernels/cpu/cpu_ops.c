@@ -1,0 +1,441 @@
+/*
+ * cpu_ops.c: the CPU reference for every op in kernels/ops.h except
+ * attention (cpu_attention.c).
+ *
+ * Why it is written this way:
+ *   - Matrix products go to OpenBLAS cblas_sgemm, forward and backward; the
+ *     backward uses beta = 1 so the product lands directly on the gradient
+ *     (ops.h: backward ops accumulate). sgemm partitions the OUTPUT across
+ *     its threads and never splits the inner dimension, so its results are
+ *     the same bits run after run.
+ *   - Sums over rows (dbias, layernorm dw/db, dwpe, dwte) are parallelised
+ *     over columns: one thread owns a block of columns and adds the rows in
+ *     order 0..N-1, so the bits do not depend on the thread count or the
+ *     schedule. They accumulate in double (cheap: memory bound anyway) so
+ *     the reference is a little better than the kernels tested against it.
+ *   - Per-row statistics (layernorm mean/variance, softmax max/sum) are
+ *     computed in double for the same reason; the outputs are float.
+ *   - Element-wise loops are plain `for` loops the compiler vectorises, with
+ *     an OpenMP `if` so small tensors do not pay for a fork/join.
+ */
+#include "cpu_internal.h"
+#include "../../trainer/util.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* Columns per block in the column-parallel row sums: 64 floats = 4 cache
+ * lines per row, enough for the compiler to vectorise the inner loop and
+ * small enough that the double accumulators stay in registers/L1. */
+#define CPU_COL_BLOCK 64
+
+/* acc[c] += sum_{n=0..N-1} x[n*ld + c] for c in [0, C), rows summed in
+ * order in double by one thread per column block (deterministic). */
+static void cpu_colsum_acc(float *acc, const float *x, int N, int C, int ld) {
+  int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
+  for (int blk = 0; blk < nBlock; blk++) {
+    int c0 = blk * CPU_COL_BLOCK;
+    int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
+    double s[CPU_COL_BLOCK] = {0};
+    for (int n = 0; n < N; n++) {
+      const float *row = x + (size_t)n * ld + c0;
+      for (int j = 0; j < nc; j++) s[j] += row[j];
+    }
+    for (int j = 0; j < nc; j++) acc[c0 + j] += (float)s[j];
+  }
+}
+
+/* ---- matmul ------------------------------------------------------------ */
+
+/* out = inp W (+ bias). The layout only changes whether sgemm reads W
+ * transposed: IN_OUT [C,OC] is used as is, OUT_IN [OC,C] is W^T. */
+void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
+                       const float *w, const float *bias, int N, int C, int OC,
+                       bt_wlayout eLayout) {
+  (void)be;
+  if (N <= 0 || OC <= 0) return;
+  if (C > 0) {
+    int bT = eLayout == BT_W_OUT_IN;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, bT ? CblasTrans : CblasNoTrans,
+                N, OC, C, 1.0f, inp, C, w, bT ? C : OC, 0.0f, out, OC);
+  } else {
+    /* sgemm with K = 0 need not touch out: the product of nothing is 0. */
+    memset(out, 0, (size_t)N * OC * sizeof(float));
+  }
+  if (bias) {
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= BT_CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+      float *o = out + (size_t)n * OC;
+      for (int j = 0; j < OC; j++) o[j] += bias[j];
+    }
+  }
+}
+
+/* dinp += dout W^T, dw += inp^T dout (stored in W's layout), dbias += the
+ * column sums of dout. beta = 1 makes sgemm accumulate in place. */
+void bt_cpu_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
+                       const float *dout, const float *inp, const float *w,
+                       int N, int C, int OC, bt_wlayout eLayout) {
+  (void)be;
+  if (N <= 0 || OC <= 0 || C <= 0) return;
+  int bOutIn = eLayout == BT_W_OUT_IN;
+  if (dinp) {
+    /* [N,OC] x [OC,C]: W^T for IN_OUT, W itself for OUT_IN. */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans,
+                bOutIn ? CblasNoTrans : CblasTrans, N, C, OC, 1.0f, dout, OC,
+                w, bOutIn ? C : OC, 1.0f, dinp, C);
+  }
+  if (dw) {
+    if (bOutIn) {
+      /* dW[OC,C] += dout^T [OC,N] x inp [N,C] */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f,
+                  dout, OC, inp, C, 1.0f, dw, C);
+    } else {
+      /* dW[C,OC] += inp^T [C,N] x dout [N,OC] */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f,
+                  inp, C, dout, OC, 1.0f, dw, OC);
+    }
+  }
+  if (dbias) cpu_colsum_acc(dbias, dout, N, OC, OC);
+}
+
+/* ---- bias -------------------------------------------------------------- */
+
+/* out = inp + bias per row; out may alias inp (element-wise). */
+void bt_cpu_bias_fwd(bt_backend *be, float *out, const float *inp,
+                     const float *bias, int N, int C) {
+  (void)be;
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C;
+    float *o = out + (size_t)n * C;
+    for (int c = 0; c < C; c++) o[c] = x[c] + bias[c];
+  }
+}
+
+void bt_cpu_bias_bwd(bt_backend *be, float *dinp, float *dbias,
+                     const float *dout, int N, int C) {
+  if (N <= 0 || C <= 0) return;
+  if (dinp) bt_cpu_residual_bwd(be, dinp, NULL, dout, (size_t)N * C);
+  if (dbias) cpu_colsum_acc(dbias, dout, N, C, C);
+}
+
+/* ---- embedding --------------------------------------------------------- */
+
+void bt_cpu_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
+                      const float *wte, const float *wpe, int B, int T,
+                      int C) {
+  (void)be;
+  int nRow = B * T;
+#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
+  for (int bt = 0; bt < nRow; bt++) {
+    const float *e = wte + (size_t)tok[bt] * C;
+    float *o = out + (size_t)bt * C;
+    if (wpe) {
+      const float *p = wpe + (size_t)(bt % T) * C;
+      for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
+    } else {
+      memcpy(o, e, (size_t)C * sizeof(float));
+    }
+  }
+}
+
+/* dwte[tok[b,t]] += dout[b,t]: the same token row can be hit from many
+ * (b,t), so rows cannot be split across threads without atomics (which
+ * would make the sum order, hence the bits, depend on timing). Instead each
+ * thread owns a block of CHANNELS and walks all (b,t) in order: every
+ * dwte element is accumulated by one thread in a fixed order.
+ * dwpe[t] += sum_b dout[b,t]: independent per t, so parallel over t with b
+ * summed in order. */
+void bt_cpu_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
+                      const float *dout, const int32_t *tok, int B, int T,
+                      int C, int V) {
+  (void)be;
+  int nRow = B * T;
+  if (nRow <= 0 || C <= 0) return;
+  for (int bt = 0; bt < nRow; bt++)
+    BT_ASSERT(tok[bt] >= 0 && tok[bt] < V);
+  if (dwte) {
+    int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN && nBlock > 1)
+    for (int blk = 0; blk < nBlock; blk++) {
+      int c0 = blk * CPU_COL_BLOCK;
+      int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
+      for (int bt = 0; bt < nRow; bt++) {
+        float *d = dwte + (size_t)tok[bt] * C + c0;
+        const float *g = dout + (size_t)bt * C + c0;
+        for (int j = 0; j < nc; j++) d[j] += g[j];
+      }
+    }
+  }
+  if (dwpe) {
+#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
+    for (int t = 0; t < T; t++) {
+      float *d = dwpe + (size_t)t * C;
+      for (int b = 0; b < B; b++) {
+        const float *g = dout + ((size_t)b * T + t) * C;
+        for (int c = 0; c < C; c++) d[c] += g[c];
+      }
+    }
+  }
+}
+
+/* ---- layernorm --------------------------------------------------------- */
+
+#define CPU_LN_EPS 1e-5 /* GPT-2 */
+
+/* Two-pass mean and variance in double per row (one pass E[x^2]-E[x]^2
+ * cancels badly when |mean| >> std). Saves mean and 1/std for the
+ * backward. */
+void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
+                          const float *inp, const float *w, const float *b,
+                          int N, int C) {
+  (void)be;
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    const float *x = inp + (size_t)n * C;
+    float *o = out + (size_t)n * C;
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (int c = 0; c < C; c++) s += x[c];
+    double m = s / C;
+    double v = 0.0;
+#pragma omp simd reduction(+ : v)
+    for (int c = 0; c < C; c++) {
+      double d = x[c] - m;
+      v += d * d;
+    }
+    double rs = 1.0 / sqrt(v / C + CPU_LN_EPS);
+    /* x - mean in double: with |mean| >> std the float mean's rounding
+     * would otherwise dominate the normalised value. */
+    for (int c = 0; c < C; c++)
+      o[c] = (float)((x[c] - m) * rs) * w[c] + b[c];
+    if (mean) mean[n] = (float)m;
+    if (rstd) rstd[n] = (float)rs;
+  }
+}
+
+/* With xhat = (x - mean) rstd and y = xhat w + b:
+ *   dxhat = dy w
+ *   dx    = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
+ *   dw   += sum_n dy xhat,  db += sum_n dy
+ * dx is per row (parallel over rows); dw/db are row sums (parallel over
+ * column blocks, rows in order), so two passes. */
+void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
+                          const float *dout, const float *inp, const float *w,
+                          const float *mean, const float *rstd, int N, int C) {
+  (void)be;
+  if (N <= 0 || C <= 0) return;
+  if (dinp) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+    for (int n = 0; n < N; n++) {
+      const float *x = inp + (size_t)n * C;
+      const float *dy = dout + (size_t)n * C;
+      float *dx = dinp + (size_t)n * C;
+      float m = mean[n], rs = rstd[n];
+      double sd = 0.0, sdx = 0.0;
+#pragma omp simd reduction(+ : sd, sdx)
+      for (int c = 0; c < C; c++) {
+        float dxh = dy[c] * w[c];
+        sd += dxh;
+        sdx += (double)dxh * ((x[c] - m) * rs);
+      }
+      float md = (float)(sd / C), mdx = (float)(sdx / C);
+      for (int c = 0; c < C; c++) {
+        float xh = (x[c] - m) * rs;
+        dx[c] += rs * (dy[c] * w[c] - md - xh * mdx);
+      }
+    }
+  }
+  if (dw || db) {
+    int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
+    for (int blk = 0; blk < nBlock; blk++) {
+      int c0 = blk * CPU_COL_BLOCK;
+      int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
+      double sw[CPU_COL_BLOCK] = {0}, sb[CPU_COL_BLOCK] = {0};
+      for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C + c0;
+        const float *dy = dout + (size_t)n * C + c0;
+        float m = mean[n], rs = rstd[n];
+        for (int j = 0; j < nc; j++) {
+          sw[j] += dy[j] * ((x[j] - m) * rs);
+          sb[j] += dy[j];
+        }
+      }
+      for (int j = 0; j < nc; j++) {
+        if (dw) dw[c0 + j] += (float)sw[j];
+        if (db) db[c0 + j] += (float)sb[j];
+      }
+    }
+  }
+}
+
+/* ---- GELU -------------------------------------------------------------- */
+
+/* GPT-2 "gelu_new": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+#define CPU_GELU_S 0.7978845608028654f /* sqrt(2/pi) */
+#define CPU_GELU_K 0.044715f
+
+void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
+  (void)be;
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN / 8)
+  for (size_t i = 0; i < n; i++) {
+    float x = inp[i];
+    float u = CPU_GELU_S * (x + CPU_GELU_K * x * x * x);
+    out[i] = 0.5f * x * (1.0f + tanhf(u));
+  }
+}
+
+/* d/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) s (1 + 3k x^2). */
+void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
+                     const float *dout, size_t n) {
+  (void)be;
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN / 8)
+  for (size_t i = 0; i < n; i++) {
+    float x = inp[i];
+    float u = CPU_GELU_S * (x + CPU_GELU_K * x * x * x);
+    float th = tanhf(u);
+    float du = CPU_GELU_S * (1.0f + 3.0f * CPU_GELU_K * x * x);
+    float g = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+    dinp[i] += g * dout[i];
+  }
+}
+
+/* ---- residual ---------------------------------------------------------- */
+
+void bt_cpu_residual_fwd(bt_backend *be, float *out, const float *a,
+                         const float *b, size_t n) {
+  (void)be;
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
+                         const float *dout, size_t n) {
+  (void)be;
+  if (da) {
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) da[i] += dout[i];
+  }
+  if (db) {
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+    for (size_t i = 0; i < n; i++) db[i] += dout[i];
+  }
+}
+
+/* ---- softmax cross-entropy --------------------------------------------- */
+
+/* Row max and sum_v exp(l_v - max) over the V real columns, in double:
+ * the log-sum-exp is the whole loss, so its rounding is the loss's. */
+static void cpu_row_lse(const float *l, int V, float *pMax, double *pSum) {
+  float mx = -INFINITY;
+  for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+  double s = 0.0;
+  for (int v = 0; v < V; v++) s += exp((double)l[v] - mx);
+  *pMax = mx;
+  *pSum = s;
+}
+
+/* losses[n] = logsumexp(l) - l[target] = log(sum) + max - l[target]. */
+void bt_cpu_xent_fwd(bt_backend *be, float *losses, const float *logits,
+                     const int32_t *targets, int N, int V, int Vp) {
+  (void)be;
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
+  for (int n = 0; n < N; n++) {
+    int tgt = targets[n];
+    if (tgt < 0) {
+      losses[n] = 0.0f;
+      continue;
+    }
+    BT_ASSERT(tgt < V);
+    const float *l = logits + (size_t)n * Vp;
+    float mx;
+    double s;
+    cpu_row_lse(l, V, &mx, &s);
+    losses[n] = (float)(log(s) + mx - l[tgt]);
+  }
+}
+
+/* dlogits = (softmax - onehot) * scale. dlogits may alias logits: the row
+ * statistics are taken first, then each element is read before it is
+ * written, so no pointer here is restrict. */
+void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
+                     const int32_t *targets, float scale, int N, int V,
+                     int Vp) {
+  (void)be;
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
+  for (int n = 0; n < N; n++) {
+    const float *l = logits + (size_t)n * Vp;
+    float *d = dlogits + (size_t)n * Vp;
+    int tgt = targets[n];
+    if (tgt < 0) {
+      memset(d, 0, (size_t)Vp * sizeof(float));
+      continue;
+    }
+    BT_ASSERT(tgt < V);
+    float mx;
+    double s;
+    cpu_row_lse(l, V, &mx, &s);
+    double inv = 1.0 / s;
+    for (int v = 0; v < V; v++) {
+      double p = exp((double)l[v] - mx) * inv;
+      d[v] = (float)((p - (v == tgt ? 1.0 : 0.0)) * scale);
+    }
+    for (int v = V; v < Vp; v++) d[v] = 0.0f;
+  }
+}
+
+/* ---- optimizer and helpers --------------------------------------------- */
+
+/* AdamW exactly as ops.h writes it; the bias corrections are computed once
+ * in double (beta^t for large t underflows gracefully there). */
+void bt_cpu_adamw(bt_backend *be, float *param, const float *grad, float *m,
+                  float *v, size_t n, const bt_adamw_hparams *hp) {
+  (void)be;
+  BT_ASSERT(hp->t >= 1);
+  const float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps;
+  const float wd = hp->weight_decay, gs = hp->grad_scale;
+  const float bc1 = (float)(1.0 - pow((double)b1, hp->t));
+  const float bc2 = (float)(1.0 - pow((double)b2, hp->t));
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN / 4)
+  for (size_t i = 0; i < n; i++) {
+    float g = grad[i] * gs;
+    float mi = b1 * m[i] + (1.0f - b1) * g;
+    float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    float mhat = mi / bc1, vhat = vi / bc2;
+    param[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * param[i]);
+  }
+}
+
+/* Fixed chunking: the chunk boundaries depend only on n, each chunk is
+ * summed in double by one thread, and the chunk sums are added in order,
+ * so the result is the same bits for any thread count. */
+#define CPU_SUMSQ_CHUNKS 64
+double bt_cpu_sumsq(bt_backend *be, const float *x, size_t n) {
+  (void)be;
+  double part[CPU_SUMSQ_CHUNKS] = {0};
+  size_t chunk = (n + CPU_SUMSQ_CHUNKS - 1) / CPU_SUMSQ_CHUNKS;
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  for (int k = 0; k < CPU_SUMSQ_CHUNKS; k++) {
+    size_t i0 = (size_t)k * chunk, i1 = i0 + chunk;
+    if (i1 > n) i1 = n;
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+    part[k] = s;
+  }
+  double tot = 0.0;
+  for (int k = 0; k < CPU_SUMSQ_CHUNKS; k++) tot += part[k];
+  return tot;
+}
+
+void bt_cpu_scale(bt_backend *be, float *x, float s, size_t n) {
+  (void)be;
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  for (size_t i = 0; i < n; i++) x[i] *= s;
+}
