@@ -12,8 +12,3 @@ int bt_infer_main(int argc, char **argv) {
   fprintf(stderr, "baton infer: not available in this build yet\n");
   return 1;
 }
-int bt_prepare_main(int argc, char **argv) {
-  (void)argc; (void)argv;
-  fprintf(stderr, "baton prepare: not available in this build yet\n");
-  return 1;
-}
