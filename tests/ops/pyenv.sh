@@ -10,7 +10,8 @@
 #     Debian's numpy/h5py/torch stay visible) and installs the pinned
 #     packages below from PyPI with the venv's own pip.
 #   - Idempotent: when DIR/bin/python already imports the pinned versions it
-#     does nothing and costs one interpreter start.
+#     does nothing and costs one interpreter start. Concurrent calls are
+#     serialized with flock on DIR.lock.
 #   - On success prints the interpreter path (DIR/bin/python) as the last line
 #     of stdout and exits 0; on any failure prints why on stderr and exits 1.
 #   - BATON_PIP_ARGS (optional) is appended to the pip command line, e.g. an
@@ -36,6 +37,16 @@ sys.exit(0 if ok else 1)
 PYEOF
 }
 
+if check; then
+  echo "$py"
+  exit 0
+fi
+
+# Two ref tests may start at once under `ctest -j`: one installs, the other
+# waits for it and then finds the environment ready.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if check; then
   echo "$py"
   exit 0
