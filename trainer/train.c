@@ -403,6 +403,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   int rc = BT_OK;
   double tRunStart = bt_time_now();
   long firstStep = tr->step + 1;
+  double prevCkpt = 0; /* checkpoint time of the previous step */
 
   while (tr->step < total) {
     long step = tr->step + 1;
@@ -556,6 +557,33 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
       if (val < tr->run.bestVal) tr->run.bestVal = val;
     }
 
+    /* Report */
+    if (pLossLog) {
+      fprintf(pLossLog, "%ld %.9g\n", step, loss);
+      fflush(pLossLog);
+    }
+    /* Metrics go out before the checkpoint, so a crash between the two
+     * cannot lose the step's line. The checkpoint's own blocking time is
+     * therefore reported with the NEXT step (time/ckpt_ms). */
+    double tBeforeCkpt = bt_time_now() - tStep;
+    if (tr->rank == 0) {
+      double itemsPerSec = (double)stepGlobal * itemsPerSample / tBeforeCkpt;
+      bt_metrics_scalar(pMet, step, "train/loss", loss);
+      bt_metrics_scalar(pMet, step, "train/lr", lr);
+      bt_metrics_scalar(pMet, step, "train/grad_norm", gnorm);
+      bt_metrics_scalar(pMet, step, isGpt ? "perf/tokens_per_s"
+                                          : "perf/samples_per_s",
+                        itemsPerSec);
+      bt_metrics_scalar(pMet, step, "time/step_ms", 1e3 * tBeforeCkpt);
+      bt_metrics_scalar(pMet, step, "time/data_ms", 1e3 * st.data);
+      bt_metrics_scalar(pMet, step, "time/compute_ms", 1e3 * st.compute);
+      bt_metrics_scalar(pMet, step, "time/comm_exposed_ms",
+                        1e3 * st.commExposed);
+      bt_metrics_scalar(pMet, step, "time/optim_ms", 1e3 * st.optim);
+      bt_metrics_scalar(pMet, step, "time/ckpt_ms", 1e3 * prevCkpt);
+      if (!isnan(val)) bt_metrics_scalar(pMet, step, "val/loss", val);
+      bt_metrics_flush_step(pMet, step);
+    }
     /* Checkpoint: poll the one in flight, start a new one when due. */
     double tCk = bt_time_now();
     bt_trace_begin(pTrace, "checkpoint", "train");
@@ -581,12 +609,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
     st.ckpt = bt_time_now() - tCk;
     bt_trace_end(pTrace); /* step */
     st.total = bt_time_now() - tStep;
-
-    /* Report */
-    if (pLossLog) {
-      fprintf(pLossLog, "%ld %.9g\n", step, loss);
-      fflush(pLossLog);
-    }
+    prevCkpt = st.ckpt;
     acc.data += st.data;
     acc.compute += st.compute;
     acc.commExposed += st.commExposed;
@@ -594,24 +617,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
     acc.ckpt += st.ckpt;
     acc.total += st.total;
     accSteps++;
-    if (tr->rank == 0) {
-      double itemsPerSec = (double)stepGlobal * itemsPerSample / st.total;
-      bt_metrics_scalar(pMet, step, "train/loss", loss);
-      bt_metrics_scalar(pMet, step, "train/lr", lr);
-      bt_metrics_scalar(pMet, step, "train/grad_norm", gnorm);
-      bt_metrics_scalar(pMet, step, isGpt ? "perf/tokens_per_s"
-                                          : "perf/samples_per_s",
-                        itemsPerSec);
-      bt_metrics_scalar(pMet, step, "time/step_ms", 1e3 * st.total);
-      bt_metrics_scalar(pMet, step, "time/data_ms", 1e3 * st.data);
-      bt_metrics_scalar(pMet, step, "time/compute_ms", 1e3 * st.compute);
-      bt_metrics_scalar(pMet, step, "time/comm_exposed_ms",
-                        1e3 * st.commExposed);
-      bt_metrics_scalar(pMet, step, "time/optim_ms", 1e3 * st.optim);
-      bt_metrics_scalar(pMet, step, "time/ckpt_ms", 1e3 * st.ckpt);
-      if (!isnan(val)) bt_metrics_scalar(pMet, step, "val/loss", val);
-      bt_metrics_flush_step(pMet, step);
-    }
+
     if (tr->rank == 0 &&
         (step % c->log_every == 0 || step == total || step == firstStep ||
          !isnan(val) || stopNow)) {
