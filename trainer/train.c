@@ -395,7 +395,16 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   bt_trace_thread_name(pTrace, 1, "gradient communication");
   if (tr->rank == 0) bt_metrics_mark_start(pMet, tr->step);
 
-  int ttyWidth = tr->rank == 0 ? bt_progress_tty_width(1) : 0;
+  /* A live bar only on a real terminal. Under mpirun, Open MPI hands the
+   * ranks a pseudo-terminal even when mpirun's own output goes to a file,
+   * so with several ranks plain lines are the default; BATON_PROGRESS=bar
+   * or =plain overrides either way. */
+  const char *zProg = getenv("BATON_PROGRESS");
+  int ttyWidth = 0;
+  if (tr->rank == 0 &&
+      (zProg ? !strcmp(zProg, "bar") : tr->world == 1))
+    ttyWidth = bt_progress_tty_width(1);
+  if (zProg && !strcmp(zProg, "bar") && ttyWidth <= 0) ttyWidth = 100;
   int isGpt = m->eKind == BT_MODEL_GPT;
   double itemsPerSample = isGpt ? (double)m->T : 1.0;
   step_times acc = {0};
