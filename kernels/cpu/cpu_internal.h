@@ -59,8 +59,14 @@ static inline float bt_cpu_clampf(float x, float lo, float hi) {
  * because GCC does not vectorise floorf/rintf at -march=x86-64-v2. */
 static inline float bt_cpu_expf(float x) {
   x = bt_cpu_clampf(x, -87.3f, 88.0f);
-  float n = x * 1.44269504088896341f + 12582912.0f; /* round(x/ln2) */
-  n -= 12582912.0f;
+  /* nm = 1.5*2^23 + round(x/ln2): the integer sits in nm's low mantissa
+   * bits, so n's bits are read off with integer arithmetic (unsigned, and
+   * no float-to-int conversion, so even NaN has defined behaviour: it
+   * gives garbage bits times NaN, i.e. NaN). */
+  float nm = x * 1.44269504088896341f + 12582912.0f;
+  uint32_t nmBits;
+  __builtin_memcpy(&nmBits, &nm, sizeof nmBits);
+  float n = nm - 12582912.0f;
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -70,7 +76,7 @@ static inline float bt_cpu_expf(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) * (1 << 23);
+  uint32_t bits = (nmBits - 0x4B400000u + 127u) << 23; /* 2^n */
   float scale;
   __builtin_memcpy(&scale, &bits, sizeof scale);
   return p * scale;

@@ -5,16 +5,19 @@
  * Why it is written this way:
  *   - Matrix products go to OpenBLAS cblas_sgemm, forward and backward; the
  *     backward uses beta = 1 so the product lands directly on the gradient
- *     (ops.h: backward ops accumulate). sgemm partitions the OUTPUT across
- *     its threads and never splits the inner dimension, so its results are
- *     the same bits run after run.
+ *     (ops.h: backward ops accumulate). Threads split the OUTPUT rows and
+ *     never the inner dimension, so no element is a sum of partial sums
+ *     from different threads and the bits repeat run after run.
  *   - Sums over rows (dbias, layernorm dw/db, dwpe, dwte) are parallelised
  *     over columns: one thread owns a block of columns and adds the rows in
  *     order 0..N-1, so the bits do not depend on the thread count or the
  *     schedule. They accumulate in double (cheap: memory bound anyway) so
  *     the reference is a little better than the kernels tested against it.
- *   - Per-row statistics (layernorm mean/variance, softmax max/sum) are
- *     computed in double for the same reason; the outputs are float.
+ *   - Per-row statistics (layernorm mean and variance, the softmax sums of
+ *     cross-entropy) accumulate in double for the same reason; outputs
+ *     are float.
+ *   - exp is bt_cpu_expf (cpu_internal.h), not libm's expf, so that GELU
+ *     and softmax loops vectorise; the tests measure its error.
  *   - Element-wise loops are plain `for` loops the compiler vectorises, with
  *     an OpenMP `if` so small tensors do not pay for a fork/join.
  */
