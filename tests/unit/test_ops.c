@@ -946,6 +946,39 @@ static void test_xent(int N, int V, int Vp, int bAlias) {
   free(a.tgt);
 }
 
+/* Logit spreads far beyond exp's range (|l| up to 1e4) must give the
+ * exact log-sum-exp, and a NaN logit must give a NaN loss. */
+static void test_xent_extremes(void) {
+  enum { N = 4, V = 5, Vp = 6 };
+  float l[N * Vp] = {100, -100, 0, 50, 1, 0,       /* target 1: loss 200 */
+                     1e4f, -1e4f, 3, 2, 1, 0,      /* target 0: loss ~0 */
+                     -1e4f, -1e4f, -1e4f, -1e4f, -1e4f, 0, /* uniform */
+                     0, 1, NAN, 2, 3, 0};          /* NaN in the row */
+  int32_t tgt[N] = {1, 0, 3, 4};
+  float *dL = dev_from(l, N * Vp);
+  int32_t *dT = dev_from_i32(tgt, N);
+  float *dLoss = bt_mem_alloc(g_be, N, "loss");
+  float loss[N];
+  bt_op_xent_fwd(g_be, dLoss, dL, dT, N, V, Vp);
+  to_host(loss, dLoss, N);
+  /* fp64 log-sum-exp of row 0 minus l[target] (~200) */
+  double mx = 100, s = 0;
+  for (int v = 0; v < V; v++) s += exp((double)l[v] - mx);
+  double want0 = log(s) + mx - l[1];
+  double e0 = fabs(loss[0] - want0) / want0;
+  double e2 = fabs(loss[2] - log(5.0)) / log(5.0);
+  printf("  xent extremes: loss %.7g (want %.7g), %.3g (want ~0), %.7g "
+         "(want ln 5), %g (want nan)\n",
+         loss[0], want0, loss[1], loss[2], loss[3]);
+  CHECK(e0 < 1e-6, "xent spread 200: rel err %.3e", e0);
+  CHECK(loss[1] >= 0 && loss[1] < 1e-6, "xent dominant target: %g", loss[1]);
+  CHECK(e2 < 1e-6, "xent uniform row: rel err %.3e", e2);
+  CHECK(isnan(loss[3]), "xent with a NaN logit gave %g, want NaN", loss[3]);
+  bt_mem_free(g_be, dL);
+  bt_mem_free(g_be, dLoss);
+  bt_mem_free_i32(g_be, dT);
+}
+
 /* ---- optimizer, sumsq, scale, memory ------------------------------------ */
 
 static void test_adamw(void) {
@@ -1280,6 +1313,7 @@ int main(int argc, char **argv) {
   test_xent(7, 5, 8, 0);
   test_xent(7, 5, 8, 1);
   test_xent(4, 9, 9, 0); /* no padding */
+  test_xent_extremes();
   test_adamw();
   test_sumsq_scale();
   if (g_eKind == BT_BACKEND_CPU) test_thread_independence();
