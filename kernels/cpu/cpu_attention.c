@@ -65,8 +65,7 @@ void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
                   C3, k, C3, 0.0f, P, T);
       for (int t = 0; t < T; t++) {
         float *p = P + (size_t)t * T;
-        float mx = p[0]; /* max is exact in any order: simd is safe */
-#pragma omp simd reduction(max : mx)
+        float mx = p[0];
         for (int t2 = 1; t2 <= t; t2++) mx = p[t2] > mx ? p[t2] : mx;
         double sum = 0.0;
 #pragma omp simd reduction(+ : sum)

@@ -372,8 +372,7 @@ void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
  * bt_cpu_expf (1-2 ulp, vectorised), summed in double: the log-sum-exp is
  * the whole loss, so its rounding is the loss's. */
 static void cpu_row_lse(const float *l, int V, float *pMax, double *pSum) {
-  float mx = l[0]; /* max is exact in any order: simd is safe */
-#pragma omp simd reduction(max : mx)
+  float mx = l[0];
   for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
