@@ -16,8 +16,9 @@
  *     single-threaded OpenBLAS sgemm (cpu_backend.c runs OpenBLAS with one
  *     thread) reading q, k, v in place through their row stride 3C. sgemm
  *     computes the full T x T score matrix, twice the causal triangle, but
- *     with OpenBLAS's SIMD kernels that is still several times faster than
- *     the triangle in plain loops (measured at T = 128, hs = 64). Masked
+ *     with OpenBLAS's SIMD kernels that is still about twice as fast as the
+ *     triangle in plain vectorised loops (bench/ops, T = 128, hs = 64, one
+ *     thread: 4 layers forward 21 -> 11 ms, backward 37 -> 14 ms). Masked
  *     entries get probability exactly 0, so P V and the backward products
  *     need no mask.
  *   - The softmax rows use the vectorisable bt_cpu_expf and sum in double.
@@ -53,6 +54,7 @@ void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
                           const float *qkv, int B, int T, int C, int NH) {
   (void)be;
   BT_ASSERT(NH > 0 && C % NH == 0);
+  if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
   const int hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(static) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
@@ -97,6 +99,7 @@ void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
                           const float *att, int B, int T, int C, int NH) {
   (void)be;
   BT_ASSERT(NH > 0 && C % NH == 0);
+  if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
   const int hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(static) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)

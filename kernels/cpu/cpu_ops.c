@@ -96,10 +96,11 @@ static void cpu_gemm_acc(int bTransA, int bTransB, int M, int Nc, int K,
 }
 
 /* out = inp W (+ bias). out is first filled with the bias rows (or 0) and
- * the product accumulated on top (beta = 1): one pass over out fewer than
- * a separate bias add, and K = 0 needs no special case. The layout only
- * changes whether sgemm reads W transposed: IN_OUT [C,OC] as is, OUT_IN
- * [OC,C] as W^T. */
+ * the product accumulated on top (beta = 1), so bias and no bias, and the
+ * degenerate K = C = 0, take one path (sgemm may skip the product entirely
+ * when K = 0, and beta = 0 would then leave out unwritten). The layout
+ * only changes whether sgemm reads W transposed: IN_OUT [C,OC] as is,
+ * OUT_IN [OC,C] as W^T. */
 void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
                        const float *w, const float *bias, int N, int C, int OC,
                        bt_wlayout eLayout) {
