@@ -1115,6 +1115,43 @@ static void test_memory(void) {
   free(x);
 }
 
+/* Empty shapes (a rank whose shard is empty, a zero-length range) must be
+ * no-ops, not crashes or BLAS parameter errors; and an output must stay
+ * untouched. */
+static void test_empty_shapes(void) {
+  float h[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  float *d = dev_from(h, 8), *g = dev_from(h, 8);
+  int32_t z[2] = {0, 0};
+  int32_t *dz = dev_from_i32(z, 2);
+  bt_adamw_hparams hp = {0.1f, 0.9f, 0.99f, 1e-8f, 0.1f, 1.0f, 1};
+  bt_op_matmul_fwd(g_be, g, d, d, d, 0, 2, 2, BT_W_IN_OUT);
+  bt_op_matmul_bwd(g_be, g, g, g, d, d, d, 0, 2, 2, BT_W_OUT_IN);
+  bt_op_bias_fwd(g_be, g, d, d, 0, 2);
+  bt_op_bias_bwd(g_be, g, g, d, 0, 2);
+  bt_op_embed_fwd(g_be, g, dz, d, d, 0, 2, 2);
+  bt_op_embed_bwd(g_be, g, g, d, dz, 0, 2, 2, 2);
+  bt_op_layernorm_fwd(g_be, g, g, g, d, d, d, 0, 2);
+  bt_op_layernorm_bwd(g_be, g, g, g, d, d, d, d, d, 0, 2);
+  bt_op_gelu_fwd(g_be, g, d, 0);
+  bt_op_gelu_bwd(g_be, g, d, d, 0);
+  bt_op_residual_fwd(g_be, g, d, d, 0);
+  bt_op_residual_bwd(g_be, g, g, d, 0);
+  bt_op_attention_fwd(g_be, g, g, d, 0, 2, 2, 1);
+  bt_op_attention_bwd(g_be, g, g, d, d, d, 1, 0, 2, 1);
+  bt_op_xent_fwd(g_be, g, d, dz, 0, 2, 2);
+  bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
+  bt_op_adamw(g_be, g, d, g, g, 0, &hp);
+  bt_op_scale(g_be, g, 2.0f, 0);
+  double ss = bt_op_sumsq(g_be, d, 0);
+  float back[8];
+  to_host(back, g, 8);
+  CHECK(ss == 0.0 && memcmp(back, h, sizeof h) == 0,
+        "an op with an empty shape wrote its output (sumsq %g)", ss);
+  bt_mem_free(g_be, d);
+  bt_mem_free(g_be, g);
+  bt_mem_free_i32(g_be, dz);
+}
+
 /* ---- thread-count independence (CPU) ------------------------------------
  * Runs every op at shapes big enough to take the parallel paths (OpenMP
  * `if` thresholds, OpenBLAS threading) with 1 thread and with 2, and
@@ -1316,6 +1353,7 @@ int main(int argc, char **argv) {
   test_xent_extremes();
   test_adamw();
   test_sumsq_scale();
+  test_empty_shapes();
   if (g_eKind == BT_BACKEND_CPU) test_thread_independence();
 
   bt_backend_free(g_be);
