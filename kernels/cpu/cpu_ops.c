@@ -222,34 +222,41 @@ void bt_cpu_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
 
 #define CPU_LN_EPS 1e-5 /* GPT-2 */
 
-/* Two-pass mean and variance in double per row (one pass E[x^2]-E[x]^2
- * cancels badly when |mean| >> std). Saves mean and 1/std for the
- * backward. */
+/* One row: two-pass mean and variance in double (one pass E[x^2]-E[x]^2
+ * cancels badly when |mean| >> std), x - mean in double too (the float
+ * mean's rounding would otherwise dominate the normalised value). Saves
+ * mean and 1/std for the backward. */
+BT_CPU_SIMD_CLONES static void cpu_ln_fwd_row(float *o, float *pMean,
+                                              float *pRstd, const float *x,
+                                              const float *w, const float *b,
+                                              int C) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int c = 0; c < C; c++) s += x[c];
+  double m = s / C;
+  double v = 0.0;
+#pragma omp simd reduction(+ : v)
+  for (int c = 0; c < C; c++) {
+    double d = x[c] - m;
+    v += d * d;
+  }
+  double rs = 1.0 / sqrt(v / C + CPU_LN_EPS);
+  for (int c = 0; c < C; c++) o[c] = (float)((x[c] - m) * rs) * w[c] + b[c];
+  *pMean = (float)m;
+  *pRstd = (float)rs;
+}
+
 void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
                           const float *inp, const float *w, const float *b,
                           int N, int C) {
   (void)be;
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
   for (int n = 0; n < N; n++) {
-    const float *x = inp + (size_t)n * C;
-    float *o = out + (size_t)n * C;
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int c = 0; c < C; c++) s += x[c];
-    double m = s / C;
-    double v = 0.0;
-#pragma omp simd reduction(+ : v)
-    for (int c = 0; c < C; c++) {
-      double d = x[c] - m;
-      v += d * d;
-    }
-    double rs = 1.0 / sqrt(v / C + CPU_LN_EPS);
-    /* x - mean in double: with |mean| >> std the float mean's rounding
-     * would otherwise dominate the normalised value. */
-    for (int c = 0; c < C; c++)
-      o[c] = (float)((x[c] - m) * rs) * w[c] + b[c];
-    if (mean) mean[n] = (float)m;
-    if (rstd) rstd[n] = (float)rs;
+    float m, rs;
+    cpu_ln_fwd_row(out + (size_t)n * C, &m, &rs, inp + (size_t)n * C, w, b,
+                   C);
+    if (mean) mean[n] = m;
+    if (rstd) rstd[n] = rs;
   }
 }
 
@@ -259,6 +266,23 @@ void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
  *   dw   += sum_n dy xhat,  db += sum_n dy
  * dx is per row (parallel over rows); dw/db are row sums (parallel over
  * column blocks, rows in order), so two passes. */
+BT_CPU_SIMD_CLONES static void cpu_ln_bwd_row(float *dx, const float *dy,
+                                              const float *x, const float *w,
+                                              float m, float rs, int C) {
+  double sd = 0.0, sdx = 0.0;
+#pragma omp simd reduction(+ : sd, sdx)
+  for (int c = 0; c < C; c++) {
+    float dxh = dy[c] * w[c];
+    sd += dxh;
+    sdx += (double)dxh * ((x[c] - m) * rs);
+  }
+  float md = (float)(sd / C), mdx = (float)(sdx / C);
+  for (int c = 0; c < C; c++) {
+    float xh = (x[c] - m) * rs;
+    dx[c] += rs * (dy[c] * w[c] - md - xh * mdx);
+  }
+}
+
 void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
                           const float *dout, const float *inp, const float *w,
                           const float *mean, const float *rstd, int N, int C) {
@@ -266,24 +290,9 @@ void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
   if (N <= 0 || C <= 0) return;
   if (dinp) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
-    for (int n = 0; n < N; n++) {
-      const float *x = inp + (size_t)n * C;
-      const float *dy = dout + (size_t)n * C;
-      float *dx = dinp + (size_t)n * C;
-      float m = mean[n], rs = rstd[n];
-      double sd = 0.0, sdx = 0.0;
-#pragma omp simd reduction(+ : sd, sdx)
-      for (int c = 0; c < C; c++) {
-        float dxh = dy[c] * w[c];
-        sd += dxh;
-        sdx += (double)dxh * ((x[c] - m) * rs);
-      }
-      float md = (float)(sd / C), mdx = (float)(sdx / C);
-      for (int c = 0; c < C; c++) {
-        float xh = (x[c] - m) * rs;
-        dx[c] += rs * (dy[c] * w[c] - md - xh * mdx);
-      }
-    }
+    for (int n = 0; n < N; n++)
+      cpu_ln_bwd_row(dinp + (size_t)n * C, dout + (size_t)n * C,
+                     inp + (size_t)n * C, w, mean[n], rstd[n], C);
   }
   if (dw || db) {
     int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
@@ -318,9 +327,8 @@ void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
 #define CPU_GELU_S 0.7978845608028654f /* sqrt(2/pi) */
 #define CPU_GELU_K 0.044715f
 
-void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
-  (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+BT_CPU_SIMD_CLONES static void cpu_gelu_fwd_range(float *out,
+                                                  const float *inp, size_t n) {
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = CPU_GELU_S * (x + CPU_GELU_K * x * x * x);
@@ -332,16 +340,39 @@ void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
  * d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u'
  *                           = s + 2 x s (1 - s) u',
  * u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2). */
-void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
-                     const float *dout, size_t n) {
-  (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+BT_CPU_SIMD_CLONES static void cpu_gelu_bwd_range(float *dinp,
+                                                  const float *inp,
+                                                  const float *dout,
+                                                  size_t n) {
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = CPU_GELU_S * (x + CPU_GELU_K * x * x * x);
     float s = 1.0f / (1.0f + bt_cpu_expf(-2.0f * u));
     float du = CPU_GELU_S * (1.0f + 3.0f * CPU_GELU_K * x * x);
     dinp[i] += (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
+  }
+}
+
+void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
+  (void)be;
+  size_t nChunk = (n + BT_CPU_EW_CHUNK - 1) / BT_CPU_EW_CHUNK;
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  for (size_t k = 0; k < nChunk; k++) {
+    size_t i0 = k * BT_CPU_EW_CHUNK;
+    size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
+    cpu_gelu_fwd_range(out + i0, inp + i0, len);
+  }
+}
+
+void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
+                     const float *dout, size_t n) {
+  (void)be;
+  size_t nChunk = (n + BT_CPU_EW_CHUNK - 1) / BT_CPU_EW_CHUNK;
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  for (size_t k = 0; k < nChunk; k++) {
+    size_t i0 = k * BT_CPU_EW_CHUNK;
+    size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
+    cpu_gelu_bwd_range(dinp + i0, inp + i0, dout + i0, len);
   }
 }
 
@@ -372,7 +403,8 @@ void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
 /* Row max and sum_v exp(l_v - max) over the V real columns. The exps are
  * bt_cpu_expf (1-2 ulp, vectorised), summed in double: the log-sum-exp is
  * the whole loss, so its rounding is the loss's. */
-static void cpu_row_lse(const float *l, int V, float *pMax, double *pSum) {
+BT_CPU_SIMD_CLONES static void cpu_row_lse(const float *l, int V, float *pMax,
+                                           double *pSum) {
   float mx = l[0];
   for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
   double s = 0.0;
@@ -380,6 +412,14 @@ static void cpu_row_lse(const float *l, int V, float *pMax, double *pSum) {
   for (int v = 0; v < V; v++) s += bt_cpu_expf(l[v] - mx);
   *pMax = mx;
   *pSum = s;
+}
+
+/* d[v] = softmax(l)[v] * scale; d may alias l (element v is read, then
+ * written). */
+BT_CPU_SIMD_CLONES static void cpu_xent_row_grad(float *d, const float *l,
+                                                 float mx, float inv,
+                                                 float scale, int V) {
+  for (int v = 0; v < V; v++) d[v] = bt_cpu_expf(l[v] - mx) * inv * scale;
 }
 
 /* losses[n] = logsumexp(l) - l[target] = log(sum) + max - l[target]. */
@@ -422,8 +462,7 @@ void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
     float mx;
     double s;
     cpu_row_lse(l, V, &mx, &s);
-    const float inv = (float)(1.0 / s);
-    for (int v = 0; v < V; v++) d[v] = bt_cpu_expf(l[v] - mx) * inv * scale;
+    cpu_xent_row_grad(d, l, mx, (float)(1.0 / s), scale, V);
     d[tgt] -= scale;
     for (int v = V; v < Vp; v++) d[v] = 0.0f;
   }
