@@ -16,10 +16,15 @@
  *   3. the accumulate convention: a second backward call adds the same
  *      gradient again (result = 2x), except xent_bwd which writes;
  *   4. determinism: the same call twice gives the same bits; on the CPU
- *      backend also 1 thread vs 2 threads at shapes large enough to run the
- *      OpenMP/OpenBLAS parallel paths;
+ *      backend also 1 vs 2 vs 3 threads, bit for bit, at shapes large
+ *      enough to take every parallel path;
  *   5. AdamW against a hand-computed step, sumsq against fp64, scale,
- *      memory (zeroed, aligned, round trip).
+ *      memory (zeroed, aligned, round trip), GELU and cross-entropy at
+ *      extreme inputs (saturation, NaN propagation), empty shapes.
+ *
+ * "maxrel" everywhere is max_i |got_i - want_i| / max(|want_i|, floor),
+ * with floor = 1% of the tensor's largest |want| (FD_FLOOR; 0.1% for the
+ * accumulate check): elements near zero are judged on the tensor's scale.
  *
  * Error limits (each printed next to the measured value):
  *   FWD_LIMIT 2e-5 relative: fp32 forward vs fp64 on reductions of at most a
