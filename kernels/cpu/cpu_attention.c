@@ -88,12 +88,12 @@ BT_CPU_SIMD_CLONES static void cpu_softmax_causal_bwd(float *dP,
  * then out_h = P V. */
 void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
                           const float *qkv, int B, int T, int C, int NH) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
   if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
   const int hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(2) schedule(static) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
       const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
@@ -119,12 +119,12 @@ void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
 void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
                           const float *dout, const float *qkv,
                           const float *att, int B, int T, int C, int NH) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
   if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
   const int hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(2) schedule(static) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
       const size_t off = (size_t)b * T * C3 + (size_t)h * hs;

@@ -25,10 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct bt_cpu_state {
-  int nThread; /* as requested; <= 0 means library default */
-} bt_cpu_state;
-
 static void cpu_destroy(bt_backend *be) {
   free(be->pImpl);
   free(be);

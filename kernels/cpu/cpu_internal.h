@@ -22,6 +22,22 @@
 
 #include "../backend_impl.h"
 
+#include <omp.h>
+
+/* Backend-private state (bt_backend.pImpl). */
+typedef struct bt_cpu_state {
+  int nThread; /* as requested; <= 0 means the OpenMP default */
+} bt_cpu_state;
+
+/* Threads for this backend's parallel regions, passed to every region as
+ * num_threads(): the count belongs to the handle, so two backends with
+ * different counts in one process (the unit test does that) each get
+ * their own, whichever thread calls them. */
+static inline int bt_cpu_nthread(const bt_backend *be) {
+  const bt_cpu_state *st = (const bt_cpu_state *)be->pImpl;
+  return st->nThread > 0 ? st->nThread : omp_get_max_threads();
+}
+
 /* Below this many floats of work a parallel region costs more than it
  * saves (a fork/join is a few microseconds; 32K floats of simple work is
  * about that). */

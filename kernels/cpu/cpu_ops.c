@@ -36,9 +36,10 @@
 
 /* acc[c] += sum_{n=0..N-1} x[n*ld + c] for c in [0, C), rows summed in
  * order in double by one thread per column block (deterministic). */
-static void cpu_colsum_acc(float *acc, const float *x, int N, int C, int ld) {
+static void cpu_colsum_acc(int nt, float *acc, const float *x, int N, int C,
+                           int ld) {
   int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
   for (int blk = 0; blk < nBlock; blk++) {
     int c0 = blk * CPU_COL_BLOCK;
     int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
@@ -77,12 +78,12 @@ static void cpu_slab(int nRow, int nPart, int iPart, int *p0, int *p1) {
 /* C[M,Nc] (ldc) += op(A)[M,K] op(B)[K,Nc], the M rows split across the
  * OpenMP threads. A is [M,K] (lda) or, with bTransA, [K,M] (lda) whose
  * columns are the rows of op(A); B is [K,Nc] or [Nc,K] with bTransB. */
-static void cpu_gemm_acc(int bTransA, int bTransB, int M, int Nc, int K,
-                         const float *A, int lda, const float *B, int ldb,
-                         float *Cm, int ldc) {
+static void cpu_gemm_acc(int nt, int bTransA, int bTransB, int M, int Nc,
+                         int K, const float *A, int lda, const float *B,
+                         int ldb, float *Cm, int ldc) {
   if (M <= 0 || Nc <= 0 || K <= 0) return;
   long work = (long)M * Nc * K;
-#pragma omp parallel if (work >= CPU_GEMM_PAR_MIN && M > CPU_ROW_ALIGN)
+#pragma omp parallel num_threads(nt) if (work >= CPU_GEMM_PAR_MIN && M > CPU_ROW_ALIGN)
   {
     int r0, r1;
     cpu_slab(M, omp_get_num_threads(), omp_get_thread_num(), &r0, &r1);
@@ -104,16 +105,16 @@ static void cpu_gemm_acc(int bTransA, int bTransB, int M, int Nc, int K,
 void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
                        const float *w, const float *bias, int N, int C, int OC,
                        bt_wlayout eLayout) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   if (N <= 0 || OC <= 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * OC >= BT_CPU_PAR_MIN)
   for (int n = 0; n < N; n++) {
     float *o = out + (size_t)n * OC;
     if (bias) memcpy(o, bias, (size_t)OC * sizeof(float));
     else memset(o, 0, (size_t)OC * sizeof(float));
   }
   int bT = eLayout == BT_W_OUT_IN;
-  cpu_gemm_acc(0, bT, N, OC, C, inp, C, w, bT ? C : OC, out, OC);
+  cpu_gemm_acc(nt, 0, bT, N, OC, C, inp, C, w, bT ? C : OC, out, OC);
 }
 
 /* dinp += dout W^T, dw += inp^T dout (stored in W's layout), dbias += the
@@ -121,20 +122,20 @@ void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
 void bt_cpu_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
                        const float *dout, const float *inp, const float *w,
                        int N, int C, int OC, bt_wlayout eLayout) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   if (N <= 0 || OC <= 0 || C <= 0) return;
   int bOutIn = eLayout == BT_W_OUT_IN;
   /* [N,OC] x [OC,C]: W^T for IN_OUT, W itself for OUT_IN */
   if (dinp)
-    cpu_gemm_acc(0, !bOutIn, N, C, OC, dout, OC, w, bOutIn ? C : OC, dinp,
+    cpu_gemm_acc(nt, 0, !bOutIn, N, C, OC, dout, OC, w, bOutIn ? C : OC, dinp,
                  C);
   if (dw) {
     if (bOutIn) /* dW[OC,C] += dout^T [OC,N] x inp [N,C] */
-      cpu_gemm_acc(1, 0, OC, C, N, dout, OC, inp, C, dw, C);
+      cpu_gemm_acc(nt, 1, 0, OC, C, N, dout, OC, inp, C, dw, C);
     else /* dW[C,OC] += inp^T [C,N] x dout [N,OC] */
-      cpu_gemm_acc(1, 0, C, OC, N, inp, C, dout, OC, dw, OC);
+      cpu_gemm_acc(nt, 1, 0, C, OC, N, inp, C, dout, OC, dw, OC);
   }
-  if (dbias) cpu_colsum_acc(dbias, dout, N, OC, OC);
+  if (dbias) cpu_colsum_acc(nt, dbias, dout, N, OC, OC);
 }
 
 /* ---- bias -------------------------------------------------------------- */
@@ -142,8 +143,8 @@ void bt_cpu_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
 /* out = inp + bias per row; out may alias inp (element-wise). */
 void bt_cpu_bias_fwd(bt_backend *be, float *out, const float *inp,
                      const float *bias, int N, int C) {
-  (void)be;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C;
     float *o = out + (size_t)n * C;
@@ -153,9 +154,10 @@ void bt_cpu_bias_fwd(bt_backend *be, float *out, const float *inp,
 
 void bt_cpu_bias_bwd(bt_backend *be, float *dinp, float *dbias,
                      const float *dout, int N, int C) {
+  const int nt = bt_cpu_nthread(be);
   if (N <= 0 || C <= 0) return;
   if (dinp) bt_cpu_residual_bwd(be, dinp, NULL, dout, (size_t)N * C);
-  if (dbias) cpu_colsum_acc(dbias, dout, N, C, C);
+  if (dbias) cpu_colsum_acc(nt, dbias, dout, N, C, C);
 }
 
 /* ---- embedding --------------------------------------------------------- */
@@ -163,9 +165,9 @@ void bt_cpu_bias_bwd(bt_backend *be, float *dinp, float *dbias,
 void bt_cpu_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
                       const float *wte, const float *wpe, int B, int T,
                       int C) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   int nRow = B * T;
-#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
   for (int bt = 0; bt < nRow; bt++) {
     const float *e = wte + (size_t)tok[bt] * C;
     float *o = out + (size_t)bt * C;
@@ -188,14 +190,14 @@ void bt_cpu_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
 void bt_cpu_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
                       const float *dout, const int32_t *tok, int B, int T,
                       int C, int V) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   int nRow = B * T;
   if (nRow <= 0 || C <= 0) return;
   for (int bt = 0; bt < nRow; bt++)
     BT_ASSERT(tok[bt] >= 0 && tok[bt] < V);
   if (dwte) {
     int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN && nBlock > 1)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)nRow * C >= BT_CPU_PAR_MIN && nBlock > 1)
     for (int blk = 0; blk < nBlock; blk++) {
       int c0 = blk * CPU_COL_BLOCK;
       int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
@@ -207,7 +209,7 @@ void bt_cpu_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
     }
   }
   if (dwpe) {
-#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
     for (int t = 0; t < T; t++) {
       float *d = dwpe + (size_t)t * C;
       for (int b = 0; b < B; b++) {
@@ -249,8 +251,8 @@ BT_CPU_SIMD_CLONES static void cpu_ln_fwd_row(float *o, float *pMean,
 void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
                           const float *inp, const float *w, const float *b,
                           int N, int C) {
-  (void)be;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN)
   for (int n = 0; n < N; n++) {
     float m, rs;
     cpu_ln_fwd_row(out + (size_t)n * C, &m, &rs, inp + (size_t)n * C, w, b,
@@ -286,17 +288,17 @@ BT_CPU_SIMD_CLONES static void cpu_ln_bwd_row(float *dx, const float *dy,
 void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
                           const float *dout, const float *inp, const float *w,
                           const float *mean, const float *rstd, int N, int C) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   if (N <= 0 || C <= 0) return;
   if (dinp) {
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN)
     for (int n = 0; n < N; n++)
       cpu_ln_bwd_row(dinp + (size_t)n * C, dout + (size_t)n * C,
                      inp + (size_t)n * C, w, mean[n], rstd[n], C);
   }
   if (dw || db) {
     int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
     for (int blk = 0; blk < nBlock; blk++) {
       int c0 = blk * CPU_COL_BLOCK;
       int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
@@ -354,9 +356,9 @@ BT_CPU_SIMD_CLONES static void cpu_gelu_bwd_range(float *dinp,
 }
 
 void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   size_t nChunk = (n + BT_CPU_EW_CHUNK - 1) / BT_CPU_EW_CHUNK;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (size_t k = 0; k < nChunk; k++) {
     size_t i0 = k * BT_CPU_EW_CHUNK;
     size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
@@ -366,9 +368,9 @@ void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
 
 void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
                      const float *dout, size_t n) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   size_t nChunk = (n + BT_CPU_EW_CHUNK - 1) / BT_CPU_EW_CHUNK;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (size_t k = 0; k < nChunk; k++) {
     size_t i0 = k * BT_CPU_EW_CHUNK;
     size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
@@ -380,20 +382,20 @@ void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
 
 void bt_cpu_residual_fwd(bt_backend *be, float *out, const float *a,
                          const float *b, size_t n) {
-  (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
                          const float *dout, size_t n) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   if (da) {
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) da[i] += dout[i];
   }
   if (db) {
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) db[i] += dout[i];
   }
 }
@@ -425,8 +427,8 @@ BT_CPU_SIMD_CLONES static void cpu_xent_row_grad(float *d, const float *l,
 /* losses[n] = logsumexp(l) - l[target] = log(sum) + max - l[target]. */
 void bt_cpu_xent_fwd(bt_backend *be, float *losses, const float *logits,
                      const int32_t *targets, int N, int V, int Vp) {
-  (void)be;
-#pragma omp parallel for schedule(static) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
   for (int n = 0; n < N; n++) {
     int tgt = targets[n];
     if (tgt < 0) {
@@ -448,8 +450,8 @@ void bt_cpu_xent_fwd(bt_backend *be, float *losses, const float *logits,
 void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
                      const int32_t *targets, float scale, int N, int V,
                      int Vp) {
-  (void)be;
-#pragma omp parallel for schedule(static) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
   for (int n = 0; n < N; n++) {
     const float *l = logits + (size_t)n * Vp;
     float *d = dlogits + (size_t)n * Vp;
@@ -474,13 +476,13 @@ void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
  * in double (beta^t for large t underflows gracefully there). */
 void bt_cpu_adamw(bt_backend *be, float *param, const float *grad, float *m,
                   float *v, size_t n, const bt_adamw_hparams *hp) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   BT_ASSERT(hp->t >= 1);
   const float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps;
   const float wd = hp->weight_decay, gs = hp->grad_scale;
   const float bc1 = (float)(1.0 - pow((double)b1, hp->t));
   const float bc2 = (float)(1.0 - pow((double)b2, hp->t));
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN / 4)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN / 4)
   for (size_t i = 0; i < n; i++) {
     float g = grad[i] * gs;
     float mi = b1 * m[i] + (1.0f - b1) * g;
@@ -497,10 +499,10 @@ void bt_cpu_adamw(bt_backend *be, float *param, const float *grad, float *m,
  * so the result is the same bits for any thread count. */
 #define CPU_SUMSQ_CHUNKS 64
 double bt_cpu_sumsq(bt_backend *be, const float *x, size_t n) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   double part[CPU_SUMSQ_CHUNKS] = {0};
   size_t chunk = (n + CPU_SUMSQ_CHUNKS - 1) / CPU_SUMSQ_CHUNKS;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (int k = 0; k < CPU_SUMSQ_CHUNKS; k++) {
     size_t i0 = (size_t)k * chunk, i1 = i0 + chunk;
     if (i1 > n) i1 = n;
@@ -515,7 +517,7 @@ double bt_cpu_sumsq(bt_backend *be, const float *x, size_t n) {
 }
 
 void bt_cpu_scale(bt_backend *be, float *x, float s, size_t n) {
-  (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) x[i] *= s;
 }
