@@ -1314,12 +1314,17 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
     if (!bt_backend_cuda_compiled()) {
       printf("SKIP: the CUDA backend is not compiled into this binary\n");
-      return 0;
+      return 77; /* ctest SKIP_RETURN_CODE */
     }
     g_eKind = BT_BACKEND_CUDA;
   }
   g_be = bt_backend_create(g_eKind, 0, 0);
   if (!g_be) {
+    if (g_eKind == BT_BACKEND_CUDA) {
+      printf("SKIP: cannot create the CUDA backend (no device?): %s\n",
+             bt_err_msg());
+      return 77;
+    }
     fprintf(stderr, "test_ops: cannot create backend: %s\n", bt_err_msg());
     return 1;
   }
