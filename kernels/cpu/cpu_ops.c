@@ -169,6 +169,9 @@ void bt_cpu_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
   int nRow = B * T;
 #pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
   for (int bt = 0; bt < nRow; bt++) {
+    /* no V here to bound it above; a masked target (-1) passed as a token
+     * is the likely mistake */
+    BT_ASSERT(tok[bt] >= 0);
     const float *e = wte + (size_t)tok[bt] * C;
     float *o = out + (size_t)bt * C;
     if (wpe) {
