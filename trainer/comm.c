@@ -522,7 +522,8 @@ int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone) {
   return BT_OK;
 }
 
-/* ---- argument checks ------------------------------------------------------ */
+/* ---- argument checks ------------------------------------------------------
+ */
 
 static int comm_check_type(const bt_comm *pComm, const char *zOp,
                            bt_dtype eType) {
@@ -573,7 +574,8 @@ static void comm_fault_point(bt_comm *pComm, bt_comm_opkind eKind) {
   }
 }
 
-/* ---- collectives ---------------------------------------------------------- */
+/* ---- collectives ----------------------------------------------------------
+ */
 
 int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       bt_redop eOp, bt_comm_req **pReq) {
@@ -660,7 +662,8 @@ int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq) {
   return req_started(pComm, req, rc, pReq);
 }
 
-/* ---- host (control-plane) helpers: MPI_COMM_WORLD, never NCCL ------------- */
+/* ---- host (control-plane) helpers: MPI_COMM_WORLD, never NCCL -------------
+ */
 
 /* Waits under the watchdog for one host operation started through the MPI
  * table, whatever data plane pComm->pOps is. */
@@ -737,7 +740,8 @@ int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
                                                   BT_U8, req));
 }
 
-/* ---- abort ----------------------------------------------------------------- */
+/* ---- abort -----------------------------------------------------------------
+ */
 
 /* Flushes f unless another thread holds its lock (it may be stuck in a
  * write: waiting for it would turn an abort into a hang). */

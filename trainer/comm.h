@@ -121,7 +121,9 @@ int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       bt_redop eOp, bt_comm_req **pReq);
 /* pSend holds world * nPerRank elements; rank r receives the sum of every
  * rank's block r into pRecv (nPerRank elements). In place (NCCL's rule):
- * pRecv == pSend + rank * nPerRank; any other overlap is refused. */
+ * pRecv == pSend + rank * nPerRank; any other overlap is refused. After
+ * an in-place call the other blocks of pSend are undefined (MPI uses
+ * block 0 as scratch). */
 int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
                            size_t nPerRank, bt_dtype eType, bt_redop eOp,
                            bt_comm_req **pReq);

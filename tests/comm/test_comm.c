@@ -179,7 +179,9 @@ static void test_reduce_scatter(bt_comm *c) {
   }
 }
 
-static double gval(int q, size_t i) { return (double)((q * 13 + (long)i) % 120); }
+static double gval(int q, size_t i) {
+  return (double)((q * 13 + (long)i) % 120);
+}
 
 static void test_all_gather(bt_comm *c) {
   static const size_t aN[] = {0, 1, 5, 1000};
@@ -272,7 +274,8 @@ static void test_in_flight(bt_comm *c) {
     CHECK(bt_comm_allreduce(c, apBuf[k], n, BT_F64, BT_SUM, &aReq[k]) == BT_OK,
           "start %d: %s", k, bt_err_msg());
   }
-  int32_t *pAg = malloc(W * n * sizeof *pAg), *pMine = malloc(n * sizeof *pMine);
+  int32_t *pAg = malloc(W * n * sizeof *pAg),
+          *pMine = malloc(n * sizeof *pMine);
   for (size_t i = 0; i < n; i++) pMine[i] = (int32_t)gval(g_rank, i);
   CHECK(bt_comm_all_gather(c, pMine, pAg, n, BT_I32, &aReq[NA]) == BT_OK,
         "start ag: %s", bt_err_msg());
