@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mpi.h>
+
 #include "check.h"
 #include "comm.h"
 #include "util.h"
@@ -100,6 +102,12 @@ static void test_identity(bt_comm *c) {
   CHECK(strcmp(bt_comm_name(c), zWant) == 0, "name %s, want %s",
         bt_comm_name(c), zWant);
   CHECK(bt_log_rank() == g_rank, "log rank %d", bt_log_rank());
+  /* Without a launcher MPI must stay untouched (a plain run on a machine
+   * without a working MPI setup must not depend on it). */
+  int bInit = -1;
+  MPI_Initialized(&bInit);
+  CHECK(bInit == bLaunched, "MPI initialised %d, launched %d", bInit,
+        bLaunched);
   CHECK(bt_comm_attach_backend(c, BT_COMM_MPI, NULL) == BT_OK, "attach: %s",
         bt_err_msg());
   CHECK(bt_comm_attach_backend(c, BT_COMM_AUTO, NULL) == BT_OK, "attach: %s",
