@@ -134,9 +134,11 @@ int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
 int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       int root, bt_comm_req **pReq);
 int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq);
-/* Completes and frees a request (NULL is a no-op). */
+/* Completes and frees a request (NULL is a no-op). On error (BT_ERR) the
+ * request is freed as well: never wait for it again. */
 int bt_comm_wait(bt_comm *pComm, bt_comm_req *req);
-/* Non-blocking completion check: 1 done (req freed), 0 pending. */
+/* Non-blocking completion check: 1 done (req freed), 0 pending. On error
+ * the request is freed and *pDone is 1. */
 int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone);
 
 /* Host-side helpers always over MPI (control plane: config agreement,
