@@ -2,16 +2,6 @@
  * clearly instead of failing to link. Removed as each module lands. */
 #include "cli.h"
 #include <stdio.h>
-int bt_export_main(int argc, char **argv) {
-  (void)argc; (void)argv;
-  fprintf(stderr, "baton export: not available in this build yet\n");
-  return 1;
-}
-int bt_infer_main(int argc, char **argv) {
-  (void)argc; (void)argv;
-  fprintf(stderr, "baton infer: not available in this build yet\n");
-  return 1;
-}
 int bt_prepare_main(int argc, char **argv) {
   (void)argc; (void)argv;
   fprintf(stderr, "baton prepare: not available in this build yet\n");
