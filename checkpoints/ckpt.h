@@ -152,6 +152,14 @@ int bt_ckpt_item_dtype(const bt_ckpt *pC, const char *zName,
  * hold them (resharding). */
 int bt_ckpt_read_range(bt_ckpt *pC, const char *zName, uint64_t lo,
                        uint64_t hi, void *pDst);
+/* Loads the trainer's items (the same list it saves, built by the same
+ * function): sharded items get elements [lo, hi) into pData (which points
+ * at this rank's shard, as for saving), replicated ones [0, total). Every
+ * item must exist in the checkpoint with the same dtype and total; the
+ * world size may differ from the one at save (resharding). Items in the
+ * checkpoint that the list does not name are ignored. Local (no
+ * collective); every file read is checksum-verified. */
+int bt_ckpt_load_items(bt_ckpt *pC, const bt_ckpt_item *aItem, int nItem);
 /* Prints the summary `baton inspect` shows and verifies every checksum;
  * returns BT_OK only if everything verified. */
 int bt_ckpt_inspect(const char *zDir, FILE *pOut);

@@ -116,6 +116,11 @@ typedef struct bt_ckpt_item_info {
  * NUL-terminated). On success fills the reader's manifest fields; on
  * failure returns BT_ERR with a message naming the offending field. Used
  * by bt_ckpt_open and the fuzz driver. */
+typedef struct bt_ckpt_name_idx {
+  const char *zName; /* points into aItem[idx].zName */
+  int idx;
+} bt_ckpt_name_idx;
+
 typedef struct bt_ckpt_manifest {
   long step;
   int world;
@@ -124,6 +129,7 @@ typedef struct bt_ckpt_manifest {
   char *zBatonVersion;
   bt_ckpt_item_info *aItem;
   int nItem;
+  bt_ckpt_name_idx *aByName; /* items sorted by name (lookup in log n) */
   bt_ckpt_file *aFile;
   int nFile;
 } bt_ckpt_manifest;

@@ -118,6 +118,7 @@ void bt_ckpt_manifest_clear(bt_ckpt_manifest *pM) {
   }
   for (int i = 0; i < pM->nFile; i++) free(pM->aFile[i].zFile);
   free(pM->aItem);
+  free(pM->aByName);
   free(pM->aFile);
   free(pM->zMeta);
   free(pM->zCreated);
@@ -140,12 +141,21 @@ static int cmp_strp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int cmp_name_idx(const void *a, const void *b) {
+  return strcmp(((const bt_ckpt_name_idx *)a)->zName,
+                ((const bt_ckpt_name_idx *)b)->zName);
+}
+
+/* Index of item zName, or -1. Binary search once aByName exists (hostile
+ * manifests may list thousands of items and millions of files). */
 static int find_item(const bt_ckpt_manifest *pM, const char *zName, int hint) {
   if (hint >= 0 && hint < pM->nItem && strcmp(pM->aItem[hint].zName, zName) == 0)
     return hint;
-  for (int i = 0; i < pM->nItem; i++)
-    if (strcmp(pM->aItem[i].zName, zName) == 0) return i;
-  return -1;
+  if (!pM->aByName) return -1;
+  bt_ckpt_name_idx key = {zName, -1};
+  const bt_ckpt_name_idx *p = bsearch(&key, pM->aByName, (size_t)pM->nItem,
+                                      sizeof key, cmp_name_idx);
+  return p ? p->idx : -1;
 }
 
 static int parse_items(bt_ckpt_manifest *pM, const cJSON *pItems) {
@@ -160,13 +170,12 @@ static int parse_items(bt_ckpt_manifest *pM, const cJSON *pItems) {
   cJSON_ArrayForEach(p, pItems) {
     char zCtx[64];
     snprintf(zCtx, sizeof zCtx, "items[%d].", i);
+    if (i >= n) break; /* cannot happen: n counted the same list */
     if (!cJSON_IsObject(p)) return bt_err_set("manifest: items[%d] is not an object", i);
     const char *zName = json_str(p, "name", zCtx);
     if (!zName) return BT_ERR;
     if (!bt_ckpt_name_ok(zName))
       return bt_err_set("manifest: items[%d].name is not a valid item name", i);
-    if (find_item(pM, zName, -1) >= 0)
-      return bt_err_set("manifest: item '%s' listed twice", zName);
     const char *zType = json_str(p, "dtype", zCtx);
     if (!zType) return BT_ERR;
     bt_ckpt_item_info *pI = &pM->aItem[i];
@@ -178,6 +187,15 @@ static int parse_items(bt_ckpt_manifest *pM, const cJSON *pItems) {
     if (!pI->zName) return BT_ERR;
     pM->nItem = ++i;
   }
+  pM->aByName = bt_malloc(((size_t)pM->nItem + 1) * sizeof *pM->aByName,
+                          "checkpoint item index");
+  if (!pM->aByName) return BT_ERR;
+  for (int k = 0; k < pM->nItem; k++)
+    pM->aByName[k] = (bt_ckpt_name_idx){pM->aItem[k].zName, k};
+  qsort(pM->aByName, (size_t)pM->nItem, sizeof *pM->aByName, cmp_name_idx);
+  for (int k = 1; k < pM->nItem; k++)
+    if (strcmp(pM->aByName[k - 1].zName, pM->aByName[k].zName) == 0)
+      return bt_err_set("manifest: item '%s' listed twice", pM->aByName[k].zName);
   return BT_OK;
 }
 
@@ -276,13 +294,24 @@ static int check_layout(bt_ckpt_manifest *pM) {
     free(az);
     if (rc) return rc;
   }
+  /* Bucket the files by item (one pass), then sort each bucket by lo. */
+  for (int i = 0; i < pM->nFile; i++) pM->aItem[pM->aFile[i].iItem].nFile++;
+  for (int it = 0; it < pM->nItem; it++) {
+    pM->aItem[it].aiFile = bt_malloc(((size_t)pM->aItem[it].nFile + 1) * sizeof(int),
+                                     "item file list");
+    if (!pM->aItem[it].aiFile) return BT_ERR;
+    pM->aItem[it].nFile = 0;
+  }
+  for (int i = 0; i < pM->nFile; i++) {
+    bt_ckpt_item_info *pI = &pM->aItem[pM->aFile[i].iItem];
+    pI->aiFile[pI->nFile++] = i;
+  }
   sort_key *aKey = bt_malloc(((size_t)pM->nFile + 1) * sizeof *aKey, "tiling check");
   if (!aKey) return BT_ERR;
   for (int it = 0; it < pM->nItem && rc == BT_OK; it++) {
     bt_ckpt_item_info *pI = &pM->aItem[it];
-    int n = 0;
-    for (int i = 0; i < pM->nFile; i++)
-      if (pM->aFile[i].iItem == it) aKey[n++] = (sort_key){pM->aFile[i].lo, i};
+    int n = pI->nFile;
+    for (int k = 0; k < n; k++) aKey[k] = (sort_key){pM->aFile[pI->aiFile[k]].lo, pI->aiFile[k]};
     qsort(aKey, (size_t)n, sizeof *aKey, cmp_key);
     uint64_t at = 0;
     for (int k = 0; k < n && rc == BT_OK; k++) {
@@ -298,14 +327,7 @@ static int check_layout(bt_ckpt_manifest *pM) {
       rc = bt_err_set("manifest: item '%s': files cover [0, %llu) of %llu "
                       "elements", pI->zName, (unsigned long long)at,
                       (unsigned long long)pI->total);
-    if (rc == BT_OK) {
-      pI->aiFile = bt_malloc(((size_t)n + 1) * sizeof(int), "item file list");
-      if (!pI->aiFile) rc = BT_ERR;
-      else {
-        for (int k = 0; k < n; k++) pI->aiFile[k] = aKey[k].idx;
-        pI->nFile = n;
-      }
-    }
+    for (int k = 0; k < n; k++) pI->aiFile[k] = aKey[k].idx;
   }
   free(aKey);
   return rc;
@@ -652,6 +674,33 @@ int bt_ckpt_read_range(bt_ckpt *pC, const char *zName, uint64_t lo,
     lo = e;
   }
   BT_ASSERT(lo == hi); /* tiling was checked at open */
+  return BT_OK;
+}
+
+int bt_ckpt_load_items(bt_ckpt *pC, const bt_ckpt_item *aItem, int nItem) {
+  for (int i = 0; i < nItem; i++) {
+    const bt_ckpt_item *p = &aItem[i];
+    int it = p->zName ? find_item(&pC->m, p->zName, -1) : -1;
+    if (it < 0)
+      return bt_err_set("checkpoint '%s' has no item '%s'", pC->zDir,
+                        p->zName ? p->zName : "(null)");
+    const bt_ckpt_item_info *pI = &pC->m.aItem[it];
+    if (pI->eType != p->eType || pI->total != p->total)
+      return bt_err_set("checkpoint '%s': item '%s' is %s of %llu elements, the "
+                        "trainer expects %s of %llu (different model or config?)",
+                        pC->zDir, p->zName, bt_ckpt_dtype_name(pI->eType),
+                        (unsigned long long)pI->total, bt_ckpt_dtype_name(p->eType),
+                        (unsigned long long)p->total);
+    uint64_t lo = p->sharded ? p->lo : 0, hi = p->sharded ? p->hi : p->total;
+    if (lo > hi || hi > p->total)
+      return bt_err_set("item '%s': range [%llu, %llu) outside [0, %llu)",
+                        p->zName, (unsigned long long)lo, (unsigned long long)hi,
+                        (unsigned long long)p->total);
+    if (hi > lo && !p->pData)
+      return bt_err_set("item '%s': no destination pointer", p->zName);
+    if (hi > lo && bt_ckpt_read_range(pC, p->zName, lo, hi, p->pData) != BT_OK)
+      return BT_ERR;
+  }
   return BT_OK;
 }
 

@@ -519,12 +519,23 @@ int bt_ckpt_save_begin(bt_ckpt_writer *pW, long step, const char *zMetaJson,
       msgf(zMsg, sizeof zMsg, "%s", bt_err_msg());
     }
   }
-  int any = err;
-  if (wr_allreduce_int(pW, &any, BT_MAX) != BT_OK) {
-    err = any = 1;
+  /* One all-reduce (MAX) agrees on: any rank failed, and the step (max of
+   * step and of -step: every rank must pass the same one, or they would
+   * write into different temporary directories). */
+  int64_t agree[3] = {err, step, -(int64_t)step};
+  if (pW->pComm && pW->world > 1 &&
+      bt_comm_host_allreduce(pW->pComm, agree, 3, BT_I64, BT_MAX) != BT_OK) {
+    err = 1;
+    agree[0] = 1;
     msgf(zMsg, sizeof zMsg, "%s", bt_err_msg());
   }
-  if (any) {
+  if (!agree[0] && agree[1] != -agree[2]) {
+    err = 1;
+    agree[0] = 1;
+    msgf(zMsg, sizeof zMsg, "ranks disagree on the step (%lld to %lld)",
+         (long long)-agree[2], (long long)agree[1]);
+  }
+  if (agree[0]) {
     if (pW->rank == 0) bt_ckpt_rmtree(pW->zTmp);
     if (!err) msgf(zMsg, sizeof zMsg, "another rank failed (see its log)");
     return bt_err_set("checkpoint step %ld not started: %s", step, zMsg);

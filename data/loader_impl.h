@@ -44,4 +44,10 @@ struct bt_source {
 int bt_synth_open(bt_source **ppSrc, const bt_loader_config *pCfg);
 int bt_h5_open(bt_source **ppSrc, const bt_loader_config *pCfg);
 
+/* h5.c: records "<file>:<dataset>: <what> failed: <HDF5's innermost error
+ * message> (data/h5.c:<line>)", clears HDF5's error stack, returns BT_ERR.
+ * Call with bt_h5_lock() held. */
+int bt_h5_fail(const char *zPath, const char *zDset, const char *zWhat,
+               int line);
+
 #endif

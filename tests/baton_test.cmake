@@ -6,6 +6,8 @@
 # a 2-core machine: use it for multi-rank tests.
 set(MPIEXEC_OVERSUBSCRIBE ${MPIEXEC_EXECUTABLE} --oversubscribe --allow-run-as-root
     --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
+# The same prefix as one string, for shell scripts (MPIRUN in their env).
+string(REPLACE ";" " " MPIEXEC_OVERSUBSCRIBE_STR "${MPIEXEC_OVERSUBSCRIBE}")
 set(BATON_BIN $<TARGET_FILE:baton>)
 # Python for reference tests: the venv made by tests/pyenv.sh (Debian's
 # torch/numpy/h5py plus pinned PyPI packages) when the Makefile names it.

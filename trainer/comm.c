@@ -8,8 +8,9 @@
  * the whole-step watchdog thread and implements the host helpers.
  *
  * State between operations (what is true whenever no bt_comm_* call runs):
- *   1. pComm->pOps never changes once an operation has been started; attach
- *      refuses while requests are live (nReqLive > 0).
+ *   1. pComm->pOps changes only in bt_comm_attach_backend (single/mpi ->
+ *      nccl, once), which refuses while requests are live (nReqLive > 0):
+ *      a request always completes on the table that started it.
  *   2. Every request is either on the free-list (bInFlight == 0) or owned by
  *      the caller who started it (bInFlight == 1, counted in nReqLive). A
  *      completed bt_comm_wait/bt_comm_test returns it to the list, so after
@@ -17,7 +18,12 @@
  *   3. MPI is initialised iff bMpi; with bMpi == 0 (world 1, no launcher) no
  *      MPI function is ever called, not even MPI_Initialized.
  *   4. Only the main thread calls MPI (MPI_THREAD_FUNNELED). The single
- *      exception is the abort path (below).
+ *      exception is the abort path (below). An MPI operation advances only
+ *      inside MPI calls (no progress thread): a caller overlapping compute
+ *      with a non-blocking collective should bt_comm_test it now and then.
+ *   5. The context (step, label, time of the last set_context) and the
+ *      timeout are read and written under mu; everything else belongs to
+ *      the main thread.
  *
  * What the watchdog guarantees:
  *   - Per operation: bt_comm_wait (and every blocking collective) polls the
@@ -142,6 +148,12 @@ void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
     /* Another thread of this rank is already aborting the job. */
     for (;;) pause();
   }
+  /* Last resort if anything below blocks (a stdio lock held by a stuck
+   * thread, an unreachable launcher): SIGALRM's default action ends this
+   * process, which the launcher reports as a failed job. The watchdog
+   * thread blocks all signals, so another thread takes it. */
+  signal(SIGALRM, SIG_DFL);
+  alarm(60);
   bt_log_error("watchdog: no progress for %.0f s in %s at step %ld; "
                "aborting the job (exit code %d)",
                waited, zWhat, step, BT_EXIT_WATCHDOG);
@@ -156,35 +168,39 @@ double bt_comm_timeout_get(bt_comm *pComm) {
   return t;
 }
 
-/* Polling with backoff: a few plain tests (small messages finish in
- * microseconds), then sched_yield, then 50 us sleeps growing to 200 us, so
- * that 64 ranks oversubscribed on 2 cores leave the CPU to the ranks that
- * have work. MPI progress happens inside MPI_Test, so we must keep calling
- * it; NCCL progresses on the GPU and is merely queried. */
+/* Polling policy. MPI's non-blocking collectives (libnbc in Open MPI)
+ * advance only inside MPI calls, one round per test, so a sleep between
+ * tests stretches every round: with 50-200 us naps a 1 MiB allreduce ran
+ * 20x slower than MPI_Allreduce (bench/comm/README.md). So we first poll
+ * the way a blocking MPI call does, MPI_Test + sched_yield (which lets
+ * oversubscribed ranks run), for spinSec (default 20 ms, covering most
+ * collectives); only then nap 50 us, growing to 1 ms after a second of
+ * waiting, so that ranks parked behind a slow peer (a checkpoint save) or
+ * 64 ranks on 2 cores stop burning CPU. NCCL progresses on the GPU; the
+ * test there is just a query. */
 static int comm_poll(bt_comm *pComm, const bt_comm_ops *pOps,
                      bt_comm_req *req) {
   double timeout = bt_comm_timeout_get(pComm);
-  double t0 = bt_time_now();
+  double t0 = 0, waited = 0;
   for (long it = 0;; it++) {
     int done = 0;
     if (pOps->xTest(pComm, req, &done)) return BT_ERR;
     if (done) return BT_OK;
-    if (it < 16) continue;
-    if (it < 64) {
-      sched_yield();
-    } else {
-      sleep_ns(it < 256 ? 50000 : it < 1024 ? 100000 : 200000);
-    }
-    if (timeout > 0) {
-      double waited = bt_time_now() - t0;
-      if (waited > timeout) {
-        char zWhat[2 * BT_COMM_LABEL_MAX];
-        snprintf(zWhat, sizeof zWhat, "%s (%s of %zu x %s)",
-                 req->zLabel[0] ? req->zLabel : "unlabelled operation",
-                 bt_comm_op_name(req->eKind), req->n,
-                 bt_comm_dtype_name(req->eType));
-        bt_comm_watchdog_fire(pComm, waited, req->step, zWhat);
-      }
+    if (it < 8) continue;
+    if (it == 8) t0 = bt_time_now();
+    int bSpin = waited < pComm->spinSec;
+    if (bSpin && (it & 3) == 0) sched_yield();
+    if (!bSpin)
+      sleep_ns(waited < 1.0 ? 50000 : waited < 10.0 ? 200000 : 1000000);
+    if (bSpin && (it & 15) != 0) continue;
+    waited = bt_time_now() - t0;
+    if (timeout > 0 && waited > timeout) {
+      char zWhat[2 * BT_COMM_LABEL_MAX];
+      snprintf(zWhat, sizeof zWhat, "%s (%s of %zu x %s)",
+               req->zLabel[0] ? req->zLabel : "unlabelled operation",
+               bt_comm_op_name(req->eKind), req->n,
+               bt_comm_dtype_name(req->eType));
+      bt_comm_watchdog_fire(pComm, waited, req->step, zWhat);
     }
   }
 }
@@ -315,6 +331,9 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   p->timeout = BT_COMM_DEFAULT_TIMEOUT;
   const char *zTimeout = getenv("BATON_COMM_TIMEOUT");
   if (zTimeout && *zTimeout) p->timeout = atof(zTimeout);
+  p->spinSec = 0.020;
+  const char *zSpin = getenv("BATON_COMM_SPIN_MS");
+  if (zSpin && *zSpin) p->spinSec = atof(zSpin) * 1e-3;
   p->step = -1;
   snprintf(p->zOp, sizeof p->zOp, "startup");
   p->tContext = bt_time_now();
@@ -433,10 +452,11 @@ static bt_comm_req *req_get(bt_comm *pComm, bt_comm_opkind eKind, size_t n,
   req->pCopyDst = NULL;
   req->pCopySrc = NULL;
   req->nCopy = 0;
-  /* Only the main thread writes the context, and this is the main thread:
-   * reading it without the lock is race-free. */
+  /* Under the lock: set_context may be called from any thread. */
+  pthread_mutex_lock(&pComm->mu);
   req->step = pComm->step;
   memcpy(req->zLabel, pComm->zOp, sizeof req->zLabel);
+  pthread_mutex_unlock(&pComm->mu);
   pComm->nReqLive++;
   return req;
 }
@@ -745,9 +765,18 @@ int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
 
 /* ---- abort ----------------------------------------------------------------- */
 
+/* Flushes f unless another thread holds its lock (it may be stuck in a
+ * write: waiting for it would turn an abort into a hang). */
+static void comm_flush_nowait(FILE *f) {
+  if (ftrylockfile(f) == 0) {
+    fflush_unlocked(f);
+    funlockfile(f);
+  }
+}
+
 void bt_comm_abort(bt_comm *pComm, int exitCode) {
-  fflush(stdout);
-  fflush(stderr);
+  comm_flush_nowait(stdout);
+  comm_flush_nowait(stderr);
   int bMpi;
   if (pComm) {
     bMpi = pComm->bMpi;

@@ -17,6 +17,17 @@
  * and give up after the configured timeout (bt_comm_set_timeout), printing
  * the operation and step they were waiting in (bt_comm_set_context), then
  * abort the job with exit code BT_EXIT_WATCHDOG instead of hanging.
+ *
+ * Reductions: BT_SUM on integers wraps on overflow (u8 modulo 256) in
+ * every implementation, as NCCL does.
+ *
+ * Environment:
+ *   BATON_COMM=mpi|single   force or forbid MPI (default: detect launcher)
+ *   BATON_COMM_TIMEOUT=S    default watchdog timeout (600 s)
+ *   BATON_COMM_SPIN_MS=M    busy-poll time of a wait before napping (20)
+ *   BATON_CUDA_BIND=0       CUDA builds: do not cudaSetDevice at init
+ *   BATON_FAULT=comm_stop:N@R  rank R SIGSTOPs itself at the start of its
+ *                           Nth collective (watchdog tests, util.h)
  */
 #ifndef BATON_COMM_H
 #define BATON_COMM_H
@@ -71,7 +82,9 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv);
  * stream. NCCL runs on its own non-blocking stream; every operation first
  * waits (cudaStreamWaitEvent) for the work queued so far on the compute
  * stream, and bt_comm_wait/test make the compute stream wait for the
- * operation before returning. At world size 1 NCCL runs with one rank.
+ * operation before returning; bt_comm_wait (and a blocking call) also
+ * blocks the host until the operation is done, so that the watchdog sees
+ * a hang. At world size 1 NCCL runs with one rank.
  * Refused while operations are in flight. */
 int bt_comm_attach_backend(bt_comm *pComm, bt_comm_kind eKind,
                            void *pCudaStreamOrNull);

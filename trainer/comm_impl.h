@@ -97,6 +97,7 @@ struct bt_comm {
   MPI_Op opSumU8;     /* wrapping u8 sum (comm_mpi.c), MPI_OP_NULL if none */
   int cudaDevice;    /* device bound at init (CUDA builds), -1 if none */
 
+  double spinSec;      /* busy-poll (with sched_yield) before napping */
   bt_comm_req *pFree; /* request free-list (main thread only) */
   int nReqLive;       /* requests handed out and not yet completed */
 

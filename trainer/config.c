@@ -289,16 +289,43 @@ static int config_check(const bt_config *c, const char *zSource) {
   return BT_OK;
 }
 
-int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
-                   int nSet) {
+void bt_config_defaults(bt_config *pCfg) {
   memset(pCfg, 0, sizeof *pCfg);
   char zWhy[256];
   for (int i = 0; i < bt_config_nkeys; i++) {
     const bt_cfg_key *k = &bt_config_keys[i];
     if (k->zDefault && value_parse(pCfg, k, k->zDefault, zWhy, sizeof zWhy))
-      return bt_err_set("internal: bad default for %s.%s: %s", k->zSection,
-                        k->zName, zWhy);
+      bt_assert_fail(k->zName, __FILE__, __LINE__); /* a bad table entry */
   }
+}
+
+int bt_config_from_text(bt_config *pCfg, const char *zText,
+                        const char *zSource) {
+  bt_config_defaults(pCfg);
+  const char *p = zText;
+  while (*p) {
+    const char *e = strchr(p, '\n');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    char zLine[BT_CFG_STR_MAX + 128];
+    if (n >= sizeof zLine)
+      return bt_err_set("%s: config line too long", zSource);
+    memcpy(zLine, p, n);
+    zLine[n] = 0;
+    char *eq = strstr(zLine, " = ");
+    if (eq) {
+      *eq = '='; /* "a.b = v" -> "a.b=v" */
+      memmove(eq + 1, eq + 3, strlen(eq + 3) + 1);
+      if (bt_config_set(pCfg, zLine, zSource) != BT_OK)
+        bt_log_warn("%s", bt_err_msg()); /* e.g. a key of another version */
+    }
+    p += n + (e ? 1 : 0);
+  }
+  return BT_OK;
+}
+
+int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
+                   int nSet) {
+  bt_config_defaults(pCfg);
   unsigned char aSeen[256] = {0};
   BT_ASSERT(bt_config_nkeys <= 256);
   const char *zSource = zPath ? zPath : "(defaults)";

@@ -97,6 +97,13 @@ extern const int bt_config_nkeys;
  * On error returns BT_ERR with bt_err_msg() naming file, line and key. */
 int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
                    int nSet);
+/* Every key at its default (required keys empty); no validation. */
+void bt_config_defaults(bt_config *pCfg);
+/* Rebuilds a config from bt_config_to_text() output (checkpoints):
+ * defaults, then each "section.key = value" line. zSource names the
+ * origin in errors. Unknown keys (from another version) are warned about. */
+int bt_config_from_text(bt_config *pCfg, const char *zText,
+                        const char *zSource);
 /* Applies one "section.key=value" (source names it in errors). */
 int bt_config_set(bt_config *pCfg, const char *zKeyValue, const char *zSource);
 /* Canonical text of the whole config: "section.key = value" lines in table

@@ -69,7 +69,7 @@ static void fmt_rate(char *z, size_t n, double v) {
     v /= 1000.0;
     i++;
   }
-  if (v >= 99.95 || i == 0)
+  if (v >= 99.95)
     snprintf(z, n, "%.0f%s", v, aSuf[i]);
   else if (v >= 9.995)
     snprintf(z, n, "%.1f%s", v, aSuf[i]);

@@ -92,32 +92,6 @@ char *bt_state_meta_json(bt_trainer *tr) {
   return z;
 }
 
-/* Parses "section.key = value" lines into a config over defaults. */
-static int config_from_text(bt_config *c, const char *zText, const char *zDir) {
-  if (bt_config_load(c, NULL, NULL, 0) != BT_OK) return BT_ERR;
-  const char *p = zText;
-  while (*p) {
-    const char *e = strchr(p, '\n');
-    size_t n = e ? (size_t)(e - p) : strlen(p);
-    char zLine[BT_CFG_STR_MAX + 128];
-    if (n >= sizeof zLine)
-      return bt_err_set("%s: config line too long in checkpoint", zDir);
-    memcpy(zLine, p, n);
-    zLine[n] = 0;
-    char *eq = strstr(zLine, " = ");
-    if (eq) {
-      /* "a.b = v" -> "a.b=v" */
-      memmove(eq + 1, eq + 3, strlen(eq + 3) + 1);
-      if (bt_config_set(c, zLine, zDir) != BT_OK) {
-        /* A key unknown to this version: report, it may be benign. */
-        bt_log_warn("checkpoint config: %s", bt_err_msg());
-      }
-    }
-    p += n + (e ? 1 : 0);
-  }
-  return BT_OK;
-}
-
 int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
   cJSON *o = cJSON_Parse(zJson);
   if (!o) return bt_err_set("%s: manifest meta is not valid JSON", zDir);
@@ -131,7 +105,8 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
     goto done;
   }
   bt_config saved;
-  if (config_from_text(&saved, pCfg->valuestring, zDir) != BT_OK) goto done;
+  if (bt_config_from_text(&saved, pCfg->valuestring, zDir) != BT_OK)
+    goto done;
   char zKey[128];
   if (bt_config_first_diff(&saved, &tr->cfg, 1, zKey, sizeof zKey)) {
     const bt_cfg_key *k = NULL;

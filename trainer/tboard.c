@@ -182,7 +182,7 @@ size_t bt_tboard_encode_event(uint8_t *pOut, size_t nOut, double wall_time,
     }
   }
   if (session_start) {
-    pb_key(&b, 6, PB_LEN);
+    pb_key(&b, 7, PB_LEN); /* 6 is the deprecated log_message */
     pb_varint(&b, 2);
     pb_key(&b, 1, PB_VARINT);
     pb_varint(&b, 1); /* SessionLog.START */

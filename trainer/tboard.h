@@ -8,7 +8,8 @@
  *             | data[length]       | uint32 masked_crc32c(data)
  *   masked(c) = ((c >> 15) | (c << 17)) + 0xa282ead8        (uint32 arithmetic)
  *   Event     = 1: wall_time double | 2: step int64 | 3: file_version string
- *             | 5: summary Summary  | 6: session_log SessionLog
+ *             | 5: summary Summary  | 7: session_log SessionLog
+ *               (3, 5 and 7 are one oneof: an Event carries one of them)
  *   Summary   = repeated 1: value Value
  *   Value     = 1: tag string | 2: simple_value float
  *   SessionLog= 1: status enum (START = 1)
@@ -55,7 +56,7 @@ size_t bt_tfrecord_frame(uint8_t *pOut, size_t nOut, const void *pData,
 
 /* Serializes an Event with nVal scalars (nVal may be 0: then no summary
  * field). zFileVersion may be NULL; session_start != 0 adds
- * session_log{status: START}. Returns the encoded size, or 0 (with
+ * session_log{status: START}. Give only one of the three (a oneof). Returns the encoded size, or 0 (with
  * bt_err_set) when it does not fit in nOut or a tag is too long. */
 size_t bt_tboard_encode_event(uint8_t *pOut, size_t nOut, double wall_time,
                               int64_t step, const char *zFileVersion,

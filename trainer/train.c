@@ -354,11 +354,21 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   bt_config *c = &tr->cfg;
   bt_model *m = &tr->model;
   long total = c->steps;
+  /* Loss log: rank 0 only, or every rank when the path holds "{rank}"
+   * (the 64-rank test checks that all ranks log identical numbers). */
   FILE *pLossLog = NULL;
-  if (o->zLossLog && tr->rank == 0) {
-    pLossLog = fopen(o->zLossLog, "a");
+  const char *zRankTag = o->zLossLog ? strstr(o->zLossLog, "{rank}") : NULL;
+  if (o->zLossLog && (tr->rank == 0 || zRankTag)) {
+    char zPath[1200];
+    if (zRankTag)
+      bt_snprintf(zPath, sizeof zPath, "%.*s%d%s",
+                  (int)(zRankTag - o->zLossLog), o->zLossLog, tr->rank,
+                  zRankTag + 6);
+    else
+      bt_snprintf(zPath, sizeof zPath, "%s", o->zLossLog);
+    pLossLog = fopen(zPath, "a");
     if (!pLossLog)
-      return bt_err_set("cannot open loss log '%s': %s", o->zLossLog,
+      return bt_err_set("cannot open loss log '%s': %s", zPath,
                         strerror(errno));
   }
   bt_metrics *pMet = NULL;
@@ -398,7 +408,12 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
     long step = tr->step + 1;
     step_times st = {0};
     double tStep = bt_time_now();
-    if (bt_fault_hit("train.step")) raise(SIGKILL); /* crash tests */
+    /* Fault points of the crash, hang, pre-emption and NaN tests
+     * (BATON_FAULT, util.h): the Nth step of this process. */
+    if (bt_fault_hit("train.step")) raise(SIGKILL);
+    if (bt_fault_hit("train.stop")) raise(SIGSTOP);
+    if (bt_fault_hit("train.sigterm")) raise(SIGTERM);
+    int injectNan = bt_fault_hit("train.nan");
     bt_trace_begin(pTrace, "step", "train");
     bt_mem_zero(tr->be, m->grads, m->nFlat);
     double lossSum = 0, count = 0;
@@ -453,6 +468,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
      * to stop (pre-emption). */
     double tOpt = bt_time_now();
     bt_comm_set_context(tr->pComm, step, "loss all-reduce");
+    if (injectNan) lossSum = NAN;
     double red[RED_N] = {lossSum, count, g_stopRequested ? 1.0 : 0.0};
     if (bt_comm_host_allreduce(tr->pComm, red, RED_N, BT_F64, BT_SUM) !=
         BT_OK) {

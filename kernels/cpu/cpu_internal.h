@@ -27,6 +27,55 @@
  * about that). */
 #define BT_CPU_PAR_MIN 32768
 
+/* x clamped to [lo, hi] by selecting bit patterns with integer masks.
+ * Why not `x < lo ? lo : x`: GCC turns that into a branch, duplicates the
+ * rest of the expression for the constant x == lo case and evaluates both
+ * sides in every SIMD lane; in GELU the constant side is x / (1 + e^88),
+ * a denormal for |x| < 2, and denormal arithmetic made GELU 6x slower. The
+ * masks keep one straight-line computation per lane. NaN compares false
+ * both ways, so NaN passes through (a diverging run stays visible). */
+static inline float bt_cpu_clampf(float x, float lo, float hi) {
+  int32_t xi, li, hi_i;
+  __builtin_memcpy(&xi, &x, sizeof xi);
+  __builtin_memcpy(&li, &lo, sizeof li);
+  __builtin_memcpy(&hi_i, &hi, sizeof hi_i);
+  int32_t mLo = -(int32_t)(x < lo), mHi = -(int32_t)(x > hi);
+  xi = (xi & ~mLo) | (li & mLo);
+  xi = (xi & ~mHi) | (hi_i & mHi);
+  float r;
+  __builtin_memcpy(&r, &xi, sizeof r);
+  return r;
+}
+
+/* exp(x) for float, written so that GCC vectorises loops that call it
+ * (libm expf is an opaque call, which kept GELU and softmax scalar).
+ * Cephes expf: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts so
+ * n*ln2 is exact), a polynomial for e^r, and 2^n built in the exponent
+ * bits. Max error about 1-2 ulp (tests/unit/test_ops.c measures GELU and
+ * softmax against fp64). Inputs are clamped to [-87.3, 88] so 2^n stays a
+ * normal float: exp(-87.3) is 1.2e-38, not 0, and exp(>88) is 1.65e38, not
+ * inf; every caller adds the result to 1 or normalises by a sum >= 1, where
+ * neither matters. Rounding to the nearest integer uses the 1.5*2^23 trick
+ * because GCC does not vectorise floorf/rintf at -march=x86-64-v2. */
+static inline float bt_cpu_expf(float x) {
+  x = bt_cpu_clampf(x, -87.3f, 88.0f);
+  float n = x * 1.44269504088896341f + 12582912.0f; /* round(x/ln2) */
+  n -= 12582912.0f;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = ((int32_t)n + 127) * (1 << 23);
+  float scale;
+  __builtin_memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
 void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
                        const float *w, const float *bias, int N, int C, int OC,
                        bt_wlayout eLayout);

@@ -23,6 +23,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 /* Columns per block in the column-parallel row sums: 64 floats = 4 cache
@@ -47,56 +48,87 @@ static void cpu_colsum_acc(float *acc, const float *x, int N, int C, int ld) {
   }
 }
 
-/* ---- matmul ------------------------------------------------------------ */
+/* ---- matmul ------------------------------------------------------------
+ * OpenBLAS runs single-threaded (cpu_backend.c says why); the parallelism is
+ * ours: the rows of the OUTPUT are split into one contiguous slab per
+ * OpenMP thread and each thread calls sgemm on its slab. No output element
+ * is summed by two threads, and every element's inner sum runs over the
+ * whole K in sgemm's own order. Slab edges are multiples of CPU_ROW_ALIGN
+ * rows so that sgemm's register tiles line up the same way however many
+ * threads there are (tests/unit/test_ops.c checks 1 vs 2 threads bit for
+ * bit). */
 
-/* out = inp W (+ bias). The layout only changes whether sgemm reads W
- * transposed: IN_OUT [C,OC] is used as is, OUT_IN [OC,C] is W^T. */
+#define CPU_ROW_ALIGN 32
+/* Below this many multiply-adds one sgemm call beats a fork/join. */
+#define CPU_GEMM_PAR_MIN (1L << 20)
+
+/* Thread iPart's slab [*p0, *p1) of nRow rows split nPart ways. */
+static void cpu_slab(int nRow, int nPart, int iPart, int *p0, int *p1) {
+  int per = (nRow + nPart - 1) / nPart;
+  per = (per + CPU_ROW_ALIGN - 1) / CPU_ROW_ALIGN * CPU_ROW_ALIGN;
+  int r0 = iPart * per, r1 = r0 + per;
+  *p0 = r0 < nRow ? r0 : nRow;
+  *p1 = r1 < nRow ? r1 : nRow;
+}
+
+/* C[M,Nc] (ldc) += op(A)[M,K] op(B)[K,Nc], the M rows split across the
+ * OpenMP threads. A is [M,K] (lda) or, with bTransA, [K,M] (lda) whose
+ * columns are the rows of op(A); B is [K,Nc] or [Nc,K] with bTransB. */
+static void cpu_gemm_acc(int bTransA, int bTransB, int M, int Nc, int K,
+                         const float *A, int lda, const float *B, int ldb,
+                         float *Cm, int ldc) {
+  if (M <= 0 || Nc <= 0 || K <= 0) return;
+  long work = (long)M * Nc * K;
+#pragma omp parallel if (work >= CPU_GEMM_PAR_MIN && M > CPU_ROW_ALIGN)
+  {
+    int r0, r1;
+    cpu_slab(M, omp_get_num_threads(), omp_get_thread_num(), &r0, &r1);
+    if (r1 > r0) {
+      const float *Ar = bTransA ? A + r0 : A + (size_t)r0 * lda;
+      cblas_sgemm(CblasRowMajor, bTransA ? CblasTrans : CblasNoTrans,
+                  bTransB ? CblasTrans : CblasNoTrans, r1 - r0, Nc, K, 1.0f,
+                  Ar, lda, B, ldb, 1.0f, Cm + (size_t)r0 * ldc, ldc);
+    }
+  }
+}
+
+/* out = inp W (+ bias). out is first filled with the bias rows (or 0) and
+ * the product accumulated on top (beta = 1): one pass over out fewer than
+ * a separate bias add, and K = 0 needs no special case. The layout only
+ * changes whether sgemm reads W transposed: IN_OUT [C,OC] as is, OUT_IN
+ * [OC,C] as W^T. */
 void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
                        const float *w, const float *bias, int N, int C, int OC,
                        bt_wlayout eLayout) {
   (void)be;
   if (N <= 0 || OC <= 0) return;
-  if (C > 0) {
-    int bT = eLayout == BT_W_OUT_IN;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, bT ? CblasTrans : CblasNoTrans,
-                N, OC, C, 1.0f, inp, C, w, bT ? C : OC, 0.0f, out, OC);
-  } else {
-    /* sgemm with K = 0 need not touch out: the product of nothing is 0. */
-    memset(out, 0, (size_t)N * OC * sizeof(float));
-  }
-  if (bias) {
 #pragma omp parallel for schedule(static) if ((size_t)N * OC >= BT_CPU_PAR_MIN)
-    for (int n = 0; n < N; n++) {
-      float *o = out + (size_t)n * OC;
-      for (int j = 0; j < OC; j++) o[j] += bias[j];
-    }
+  for (int n = 0; n < N; n++) {
+    float *o = out + (size_t)n * OC;
+    if (bias) memcpy(o, bias, (size_t)OC * sizeof(float));
+    else memset(o, 0, (size_t)OC * sizeof(float));
   }
+  int bT = eLayout == BT_W_OUT_IN;
+  cpu_gemm_acc(0, bT, N, OC, C, inp, C, w, bT ? C : OC, out, OC);
 }
 
 /* dinp += dout W^T, dw += inp^T dout (stored in W's layout), dbias += the
- * column sums of dout. beta = 1 makes sgemm accumulate in place. */
+ * column sums of dout; sgemm with beta = 1 accumulates in place. */
 void bt_cpu_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
                        const float *dout, const float *inp, const float *w,
                        int N, int C, int OC, bt_wlayout eLayout) {
   (void)be;
   if (N <= 0 || OC <= 0 || C <= 0) return;
   int bOutIn = eLayout == BT_W_OUT_IN;
-  if (dinp) {
-    /* [N,OC] x [OC,C]: W^T for IN_OUT, W itself for OUT_IN. */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans,
-                bOutIn ? CblasNoTrans : CblasTrans, N, C, OC, 1.0f, dout, OC,
-                w, bOutIn ? C : OC, 1.0f, dinp, C);
-  }
+  /* [N,OC] x [OC,C]: W^T for IN_OUT, W itself for OUT_IN */
+  if (dinp)
+    cpu_gemm_acc(0, !bOutIn, N, C, OC, dout, OC, w, bOutIn ? C : OC, dinp,
+                 C);
   if (dw) {
-    if (bOutIn) {
-      /* dW[OC,C] += dout^T [OC,N] x inp [N,C] */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f,
-                  dout, OC, inp, C, 1.0f, dw, C);
-    } else {
-      /* dW[C,OC] += inp^T [C,N] x dout [N,OC] */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, 1.0f,
-                  inp, C, dout, OC, 1.0f, dw, OC);
-    }
+    if (bOutIn) /* dW[OC,C] += dout^T [OC,N] x inp [N,C] */
+      cpu_gemm_acc(1, 0, OC, C, N, dout, OC, inp, C, dw, C);
+    else /* dW[C,OC] += inp^T [C,N] x dout [N,OC] */
+      cpu_gemm_acc(1, 0, C, OC, N, inp, C, dout, OC, dw, OC);
   }
   if (dbias) cpu_colsum_acc(dbias, dout, N, OC, OC);
 }
@@ -273,34 +305,39 @@ void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
   }
 }
 
-/* ---- GELU -------------------------------------------------------------- */
-
-/* GPT-2 "gelu_new": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+/* ---- GELU --------------------------------------------------------------
+ * GPT-2 "gelu_new": 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+ * Using 1 + tanh(u) = 2 sigmoid(2u) this is x * sigmoid(2u)
+ * = x / (1 + exp(-2u)): the same function, with no cancellation near
+ * u = 0 and an exp the compiler can vectorise (bt_cpu_expf), where libm's
+ * tanhf is a scalar call that made GELU cost half as much as all matmuls. */
 #define CPU_GELU_S 0.7978845608028654f /* sqrt(2/pi) */
 #define CPU_GELU_K 0.044715f
 
 void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
   (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN / 8)
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = CPU_GELU_S * (x + CPU_GELU_K * x * x * x);
-    out[i] = 0.5f * x * (1.0f + tanhf(u));
+    out[i] = x / (1.0f + bt_cpu_expf(-2.0f * u));
   }
 }
 
-/* d/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) s (1 + 3k x^2). */
+/* With s = sigmoid(2u): 1 + tanh u = 2s and 1 - tanh^2 u = 4 s (1 - s), so
+ * d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u'
+ *                           = s + 2 x s (1 - s) u',
+ * u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2). */
 void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
                      const float *dout, size_t n) {
   (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN / 8)
+#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = CPU_GELU_S * (x + CPU_GELU_K * x * x * x);
-    float th = tanhf(u);
+    float s = 1.0f / (1.0f + bt_cpu_expf(-2.0f * u));
     float du = CPU_GELU_S * (1.0f + 3.0f * CPU_GELU_K * x * x);
-    float g = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
-    dinp[i] += g * dout[i];
+    dinp[i] += (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
   }
 }
 
@@ -328,13 +365,15 @@ void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
 
 /* ---- softmax cross-entropy --------------------------------------------- */
 
-/* Row max and sum_v exp(l_v - max) over the V real columns, in double:
- * the log-sum-exp is the whole loss, so its rounding is the loss's. */
+/* Row max and sum_v exp(l_v - max) over the V real columns. The exps are
+ * bt_cpu_expf (1-2 ulp, vectorised), summed in double: the log-sum-exp is
+ * the whole loss, so its rounding is the loss's. */
 static void cpu_row_lse(const float *l, int V, float *pMax, double *pSum) {
-  float mx = -INFINITY;
-  for (int v = 0; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+  float mx = l[0];
+  for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
   double s = 0.0;
-  for (int v = 0; v < V; v++) s += exp((double)l[v] - mx);
+#pragma omp simd reduction(+ : s)
+  for (int v = 0; v < V; v++) s += bt_cpu_expf(l[v] - mx);
   *pMax = mx;
   *pSum = s;
 }
@@ -379,11 +418,9 @@ void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
     float mx;
     double s;
     cpu_row_lse(l, V, &mx, &s);
-    double inv = 1.0 / s;
-    for (int v = 0; v < V; v++) {
-      double p = exp((double)l[v] - mx) * inv;
-      d[v] = (float)((p - (v == tgt ? 1.0 : 0.0)) * scale);
-    }
+    const float inv = (float)(1.0 / s);
+    for (int v = 0; v < V; v++) d[v] = bt_cpu_expf(l[v] - mx) * inv * scale;
+    d[tgt] -= scale;
     for (int v = V; v < Vp; v++) d[v] = 0.0f;
   }
 }

@@ -220,6 +220,36 @@ static void test_round_trip(int async) {
   tu_rm(zRun);
 }
 
+static void test_load_items(void) {
+  char zRun[256], zDir[512];
+  tu_tmpdir(zRun, sizeof zRun, "load");
+  CHECK(save_one(zRun, 4, 1, 32 << 10) == BT_OK, "%s", bt_err_msg());
+  snprintf(zDir, sizeof zDir, "%s/ckpt-00000004", zRun);
+  state s, d;
+  state_make(&s, 4);
+  state_make(&d, 0);
+  memset(d.pParam, 0, N_PARAM * 4);
+  memset(d.zText, 0, sizeof d.zText);
+  /* Resume as rank 1 of 3: the sharded item's slice only. */
+  uint64_t lo = N_OPT / 3, hi = 2 * (uint64_t)N_OPT / 3;
+  d.a[1].lo = lo;
+  d.a[1].hi = hi;
+  d.a[2].total = d.a[2].hi = strlen(s.zText);
+  bt_ckpt *pC;
+  CHECK(bt_ckpt_open(&pC, zDir, 0) == BT_OK, "%s", bt_err_msg());
+  CHECK(bt_ckpt_load_items(pC, d.a, 3) == BT_OK, "%s", bt_err_msg());
+  CHECK(memcmp(d.pParam, s.pParam, N_PARAM * 4) == 0, "replicated item");
+  CHECK(memcmp(d.pOpt, s.pOpt + lo, (hi - lo) * 4) == 0, "sharded slice");
+  CHECK(strcmp(d.zText, s.zText) == 0, "bytes item %s", d.zText);
+  d.a[0].total = N_PARAM + 1;
+  CHECK(bt_ckpt_load_items(pC, d.a, 1) == BT_ERR && strstr(bt_err_msg(), "expects"),
+        "shape mismatch: %s", bt_err_msg());
+  bt_ckpt_close(pC);
+  state_free(&s);
+  state_free(&d);
+  tu_rm(zRun);
+}
+
 static void test_snapshot(void) {
   char zRun[256], zDir[512];
   tu_tmpdir(zRun, sizeof zRun, "snap");
@@ -574,6 +604,7 @@ int main(int argc, char **argv) {
   test_round_trip(0);
   test_round_trip(1);
   test_snapshot();
+  test_load_items();
   test_retention();
   test_corruption();
   test_crafted();

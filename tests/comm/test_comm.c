@@ -390,6 +390,18 @@ static void test_errors(bt_comm *c) {
               BT_ERR, "bad overlap accepted (reduce_scatter)");
     free(p);
   }
+  if (strcmp(bt_comm_name(c), "mpi") == 0) {
+    /* Over MPI's int count: refused before the buffer is touched, with a
+     * message naming the op, step, label and rank. */
+    bt_comm_set_context(c, 99, "huge bucket");
+    uint8_t b = 0;
+    CHECK(bt_comm_allreduce(c, &b, (size_t)2147483648u, BT_U8, BT_SUM, NULL) ==
+              BT_ERR, "2^31 elements accepted by MPI");
+    const char *z = bt_err_msg();
+    CHECK(strstr(z, "allreduce of 2147483648 x u8 at step 99 (huge bucket)") &&
+              strstr(z, "rank"), "message '%s'", z);
+    bt_comm_set_context(c, 9, "errors");
+  }
   /* Still usable afterwards. */
   int32_t one = 1;
   CHECK(bt_comm_allreduce(c, &one, 1, BT_I32, BT_SUM, NULL) == BT_OK &&
@@ -405,6 +417,10 @@ int main(int argc, char **argv) {
   g_rank = bt_comm_rank(c);
   g_world = bt_comm_world(c);
   bt_comm_set_timeout(c, 60); /* a hang fails the test instead of CTest */
+  /* The step watchdog runs through the whole test (and must not fire:
+   * every phase below calls set_context); bt_comm_free joins it. */
+  CHECK(bt_comm_watchdog_start(c) == BT_OK, "watchdog: %s", bt_err_msg());
+  CHECK(bt_comm_watchdog_start(c) == BT_OK, "second start: %s", bt_err_msg());
   double t0 = bt_time_now();
   bt_comm_set_context(c, 0, "identity");
   test_identity(c);
