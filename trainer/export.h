@@ -36,11 +36,6 @@ typedef struct bt_export_model {
   char *zCfgText;    /* canonical config text (checkpoint) or NULL */
 } bt_export_model;
 
-/* Rebuilds a config from "section.key = value" lines over the defaults
- * (the text a checkpoint's meta JSON carries). Unknown keys are warnings. */
-int bt_export_config_from_text(bt_config *c, const char *zText,
-                               const char *zSource);
-
 /* Resolves zPath (a checkpoint directory, or a run directory: its newest
  * valid checkpoint) into zOut. */
 int bt_export_resolve_ckpt(const char *zPath, char *zOut, size_t nOut);

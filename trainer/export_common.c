@@ -17,36 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Same parsing as trainer/state.c's config_from_text (kept private there);
- * a copy so that export does not reach into the trainer's state module. */
-int bt_export_config_from_text(bt_config *c, const char *zText,
-                               const char *zSource) {
-  /* model.type has no default, so bt_config_load(NULL) alone refuses; the
-   * text sets the real value below. */
-  const char *azType[] = {"model.type=gpt"};
-  if (bt_config_load(c, NULL, azType, 1) != BT_OK) return BT_ERR;
-  const char *p = zText;
-  while (*p) {
-    const char *e = strchr(p, '\n');
-    size_t n = e ? (size_t)(e - p) : strlen(p);
-    char zLine[BT_CFG_STR_MAX + 128];
-    if (n >= sizeof zLine)
-      return bt_err_set("%s: config line too long in checkpoint", zSource);
-    memcpy(zLine, p, n);
-    zLine[n] = 0;
-    char *eq = strstr(zLine, " = ");
-    if (eq) {
-      /* "a.b = v" -> "a.b=v" */
-      *eq = '=';
-      memmove(eq + 1, eq + 3, strlen(eq + 3) + 1);
-      if (bt_config_set(c, zLine, zSource) != BT_OK)
-        bt_log_warn("checkpoint config: %s", bt_err_msg());
-    }
-    p += n + (e ? 1 : 0);
-  }
-  return BT_OK;
-}
-
 int bt_export_resolve_ckpt(const char *zPath, char *zOut, size_t nOut) {
   char zMan[4096];
   snprintf(zMan, sizeof zMan, "%s/manifest.json", zPath);
@@ -120,7 +90,7 @@ int bt_export_load_ckpt(bt_export_model *x, const char *zPath, int maxB,
                                   : bt_ckpt_step(pC);
   x->zCfgText = strdup(pCfg->valuestring);
   if (!x->zCfgText) goto done;
-  if (bt_export_config_from_text(&x->cfg, x->zCfgText, x->zSource) != BT_OK)
+  if (bt_config_from_text(&x->cfg, x->zCfgText, x->zSource) != BT_OK)
     goto done;
   if (build(x, maxB) != BT_OK) goto done;
   uint64_t n = bt_ckpt_item_total(pC, "params");
@@ -188,8 +158,7 @@ static int config_from_json(bt_config *c, const char *zFile) {
     return bt_err_set("%s: not a JSON object", zFile);
   }
   int rc = BT_ERR;
-  const char *azType[] = {"model.type=gpt"};
-  if (bt_config_load(c, NULL, azType, 1) != BT_OK) goto done;
+  bt_config_defaults(c);
   const cJSON *pType = cJSON_GetObjectItemCaseSensitive(o, "model_type");
   if (!cJSON_IsString(pType)) {
     bt_err_set("%s: missing \"model_type\"", zFile);
