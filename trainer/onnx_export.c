@@ -148,7 +148,7 @@ static const char *init_raw(onnx_b *b, const char *zName, int32_t eType,
     return NULL;
   }
   onnx__tensor_proto__init(t);
-  memcpy(dims, aDim, sizeof(int64_t) * (size_t)ndim);
+  if (ndim > 0) memcpy(dims, aDim, sizeof(int64_t) * (size_t)ndim);
   t->n_dims = (size_t)ndim;
   t->dims = dims;
   t->has_data_type = 1;
