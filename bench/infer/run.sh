@@ -52,7 +52,7 @@ same() { "$py" -c 'import json,sys; a=open(sys.argv[1]).read().split(); b=json.l
 so=$(same ort) st=$(same torch)
 
 echo "Generation throughput, configs/bench-small.ini (4 layers, width 256, 4 heads, T=128, vocab 256)"
-echo "prompt ${#prompt} tokens + $n new tokens, greedy, 1 thread; medians of $repeats runs; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "prompt ${#prompt} tokens + $n new tokens, greedy, 1 thread; medians of $repeats runs; $(nproc --all) cores (load avg $(cut -d" " -f1 /proc/loadavg)); $(date -u +%Y-%m-%dT%H:%MZ)"
 printf '%-44s %12s %14s %12s\n' engine "tokens/s" "baton / this" "same tokens"
 printf '%-44s %12.0f %14s %12s\n' "baton infer (KV cache, CPU)" "$bm" "1.00x" "-"
 printf '%-44s %12.0f %13.2fx %12s\n' "ONNX Runtime 1.17 (full recompute/token)" "$om" "$("$py" -c "print($bm/$om)")" "$so"

@@ -50,3 +50,19 @@ grep -q "context is 64" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exi
 if "$baton" infer "$t/nothing" --prompt x 2>"$t/err"; then echo "FAIL: missing dir accepted"; exit 1; fi
 grep -q "config.json" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exit 1; }
 echo "ok: errors reported"
+
+# 6. The model's expected tensors: a config.json that disagrees with the
+# weights is caught by name and shape, not read past.
+cp -r "$fx/fp32" "$t/more_layers"
+sed -i 's/"n_layer":[[:space:]]*2/"n_layer": 3/' "$t/more_layers/config.json"
+if "$baton" infer "$t/more_layers" --prompt x 2>"$t/err"; then echo "FAIL: missing tensor accepted"; exit 1; fi
+grep -q "tensor 'transformer.h.2.ln_1.weight' is missing" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exit 1; }
+cp -r "$fx/fp32" "$t/wider"
+sed -i 's/"n_embd":[[:space:]]*64/"n_embd": 32/' "$t/wider/config.json"
+if "$baton" infer "$t/wider" --prompt x 2>"$t/err"; then echo "FAIL: shape mismatch accepted"; exit 1; fi
+grep -q "tensor 'transformer.wte.weight' has shape \[256, 64\], expected \[256, 32\]" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exit 1; }
+cp -r "$fx/fp32" "$t/badheads"
+sed -i 's/"n_head":[[:space:]]*4/"n_head": 3/' "$t/badheads/config.json"
+if "$baton" infer "$t/badheads" --prompt x 2>"$t/err"; then echo "FAIL: n_head 3 accepted"; exit 1; fi
+grep -q "n_head 3 does not divide n_embd 64" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exit 1; }
+echo "ok: config/weights disagreements named (missing tensor, wrong shape, bad n_head)"
