@@ -316,6 +316,17 @@ static int run_validation(bt_trainer *tr, double *pVal) {
   return BT_OK;
 }
 
+/* One line per completed checkpoint: where, and the training time it cost
+ * (snapshot copy plus any waiting; the compression and writing of an
+ * asynchronous save happen beside training and are not counted). */
+static void log_ckpt_done(bt_trainer *tr, long step) {
+  bt_log_info("checkpoint %s/ckpt-%08ld complete: training time lost %.1f ms"
+              " (%s)",
+              tr->zRunDir, step,
+              1e3 * bt_ckpt_last_blocking_seconds(tr->pCkw),
+              tr->cfg.ckpt_async ? "asynchronous" : "synchronous");
+}
+
 static int save_checkpoint(bt_trainer *tr, int wait) {
   bt_comm_set_context(tr->pComm, tr->step, "checkpoint save");
   bt_ckpt_item aItem[8];
@@ -324,7 +335,10 @@ static int save_checkpoint(bt_trainer *tr, int wait) {
   if (!zMeta) return bt_err_set("out of memory building checkpoint meta");
   int rc = bt_ckpt_save_begin(tr->pCkw, tr->step, zMeta, aItem, nItem);
   free(zMeta);
-  if (rc == BT_OK && wait) rc = bt_ckpt_finish(tr->pCkw);
+  if (rc == BT_OK && wait) {
+    rc = bt_ckpt_finish(tr->pCkw);
+    if (rc == BT_OK) log_ckpt_done(tr, tr->step);
+  }
   return rc;
 }
 
@@ -602,6 +616,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
       rc = BT_ERR;
       goto out;
     }
+    if (nDone >= 0) log_ckpt_done(tr, nDone);
     int stopNow = red[RED_STOP] > 0;
     int due = (c->ckpt_every > 0 && step % c->ckpt_every == 0) ||
               step == total || stopNow;

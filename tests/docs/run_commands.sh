@@ -21,7 +21,8 @@ export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 cd "$work"
 n=0
-for f in README.md docs/*.md; do
+# guide.md first: the other documents refer to its runs (runs/guide).
+for f in README.md docs/guide.md $(ls docs/*.md | grep -v '^docs/guide.md$'); do
   awk '/^```/ {inb = !inb; next} inb && /^\$ / {print FNR "\t" substr($0, 3)}' "$f" >"$work/.cmds"
   while IFS=$'\t' read -r line cmd; do
     n=$((n + 1))
