@@ -805,7 +805,7 @@ static int wr_commit_rank0(bt_ckpt_writer *pW, char **azList) {
                 bt_err_msg());
   }
   wr_retention(pW);
-  bt_log_info("checkpoint saved: %s", zFinal);
+  bt_log_debug("checkpoint committed: %s", zFinal);
   rc = BT_OK;
 done:
   free(zText);

@@ -97,4 +97,43 @@ void bt_split(int64_t n, int k, int i, int64_t *pLo, int64_t *pHi);
  * [0, n)); exposed for tests. */
 int64_t bt_perm_index(uint64_t seed, int64_t epoch, int64_t n, int64_t p);
 
+/* ---- additions by the data module (docs/data.md) ------------------------
+ *
+ * Config defaults (a zero-initialised config works): zSplit NULL = "train";
+ * accum <= 0 = 1; world <= 0 = 1; prefetch 0 = 2 batches, prefetch < 0 =
+ * no thread (reads happen inside bt_loader_next); vocab 0, D 0, nClass 0 =
+ * taken from the data. A "train" split smaller than one global batch is an
+ * error at open; a "val" split is not checked against global_batch, and a
+ * val loader may leave global_batch 0 (then 1) if it only serves
+ * bt_loader_val_begin/next.
+ *
+ * Mid-step state: bt_loader_get_state() counts only optimizer steps whose
+ * micro-steps have all been returned; a checkpoint taken mid-step repeats
+ * that step after resume.
+ *
+ * Validation mode: every rank makes the same number of bt_loader_val_next()
+ * calls; the end is global_n == 0 (then n == 0 on every rank). Before the
+ * end a rank may get n == 0 with global_n > 0 when a chunk has fewer
+ * samples than there are ranks: loop on global_n, not on n. nSample <= 0
+ * or larger than the split means the whole split. Validation stops the
+ * prefetch thread; the next bt_loader_next() restarts it where the stream
+ * was, so validation never disturbs the training stream. */
+
+/* Vocabulary of a token source (file attribute vocab_size, 256 for the
+ * synthetic byte sources); number of classes of a feature source. */
+int bt_loader_vocab(const bt_loader *pLoader);
+int bt_loader_num_classes(const bt_loader *pLoader);
+/* Bytes this loader has requested from storage so far (HDF5: elements
+ * selected times element size in the file; synthetic: bytes generated). */
+uint64_t bt_loader_bytes_read(const bt_loader *pLoader);
+
+/* HDF5 is not thread-safe in every build: every HDF5 call in the process,
+ * in any module, is made while holding this (recursive) lock. */
+void bt_h5_lock(void);
+void bt_h5_unlock(void);
+
+/* `baton prepare ...`: converts text or arrays into the HDF5 layout of
+ * docs/data.md. Prints its own --help; returns the process exit code. */
+int bt_prepare_main(int argc, char **argv);
+
 #endif /* BATON_LOADER_H */

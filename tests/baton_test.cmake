@@ -6,8 +6,16 @@
 # a 2-core machine: use it for multi-rank tests.
 set(MPIEXEC_OVERSUBSCRIBE ${MPIEXEC_EXECUTABLE} --oversubscribe --allow-run-as-root
     --mca btl self,vader --mca btl_vader_single_copy_mechanism none)
+# The same prefix as one string, for shell scripts (MPIRUN in their env).
+string(REPLACE ";" " " MPIEXEC_OVERSUBSCRIBE_STR "${MPIEXEC_OVERSUBSCRIBE}")
 set(BATON_BIN $<TARGET_FILE:baton>)
-set(BATON_PYTHON /usr/bin/python3)
+# Python for reference tests: the venv made by tests/pyenv.sh (Debian's
+# torch/numpy/h5py plus pinned PyPI packages) when the Makefile names it.
+if(BATON_PYTHON_ENV)
+  set(BATON_PYTHON ${BATON_PYTHON_ENV}/bin/python3)
+else()
+  set(BATON_PYTHON /usr/bin/python3)
+endif()
 
 function(baton_add_c_test)
   cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LABELS;ARGS" ${ARGN})

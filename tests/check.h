@@ -13,8 +13,8 @@
 #include <math.h>
 #include <stdio.h>
 
-static int g_check_pass = 0;
-static int g_check_fail = 0;
+static int g_check_pass __attribute__((unused)) = 0;
+static int g_check_fail __attribute__((unused)) = 0;
 
 #define CHECK(cond, ...)                                                       \
   do {                                                                         \

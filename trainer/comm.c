@@ -8,8 +8,9 @@
  * the whole-step watchdog thread and implements the host helpers.
  *
  * State between operations (what is true whenever no bt_comm_* call runs):
- *   1. pComm->pOps never changes once an operation has been started; attach
- *      refuses while requests are live (nReqLive > 0).
+ *   1. pComm->pOps changes only in bt_comm_attach_backend (single/mpi ->
+ *      nccl, once), which refuses while requests are live (nReqLive > 0):
+ *      a request always completes on the table that started it.
  *   2. Every request is either on the free-list (bInFlight == 0) or owned by
  *      the caller who started it (bInFlight == 1, counted in nReqLive). A
  *      completed bt_comm_wait/bt_comm_test returns it to the list, so after
@@ -17,7 +18,12 @@
  *   3. MPI is initialised iff bMpi; with bMpi == 0 (world 1, no launcher) no
  *      MPI function is ever called, not even MPI_Initialized.
  *   4. Only the main thread calls MPI (MPI_THREAD_FUNNELED). The single
- *      exception is the abort path (below).
+ *      exception is the abort path (below). An MPI operation advances only
+ *      inside MPI calls (no progress thread): a caller overlapping compute
+ *      with a non-blocking collective should bt_comm_test it now and then.
+ *   5. The context (step, label, time of the last set_context) and the
+ *      timeout are read and written under mu; everything else belongs to
+ *      the main thread.
  *
  * What the watchdog guarantees:
  *   - Per operation: bt_comm_wait (and every blocking collective) polls the
@@ -142,6 +148,12 @@ void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
     /* Another thread of this rank is already aborting the job. */
     for (;;) pause();
   }
+  /* Last resort if anything below blocks (a stdio lock held by a stuck
+   * thread, an unreachable launcher): SIGALRM's default action ends this
+   * process, which the launcher reports as a failed job. The watchdog
+   * thread blocks all signals, so another thread takes it. */
+  signal(SIGALRM, SIG_DFL);
+  alarm(60);
   bt_log_error("watchdog: no progress for %.0f s in %s at step %ld; "
                "aborting the job (exit code %d)",
                waited, zWhat, step, BT_EXIT_WATCHDOG);
@@ -156,35 +168,39 @@ double bt_comm_timeout_get(bt_comm *pComm) {
   return t;
 }
 
-/* Polling with backoff: a few plain tests (small messages finish in
- * microseconds), then sched_yield, then 50 us sleeps growing to 200 us, so
- * that 64 ranks oversubscribed on 2 cores leave the CPU to the ranks that
- * have work. MPI progress happens inside MPI_Test, so we must keep calling
- * it; NCCL progresses on the GPU and is merely queried. */
+/* Polling policy. MPI's non-blocking collectives (libnbc in Open MPI)
+ * advance only inside MPI calls, one round per test, so a sleep between
+ * tests stretches every round: with 50-200 us naps a 1 MiB allreduce ran
+ * 20x slower than MPI_Allreduce (bench/comm/README.md). So we first poll
+ * the way a blocking MPI call does, MPI_Test + sched_yield (which lets
+ * oversubscribed ranks run), for spinSec (default 20 ms, covering most
+ * collectives); only then nap 50 us, growing to 1 ms after a second of
+ * waiting, so that ranks parked behind a slow peer (a checkpoint save) or
+ * 64 ranks on 2 cores stop burning CPU. NCCL progresses on the GPU; the
+ * test there is just a query. */
 static int comm_poll(bt_comm *pComm, const bt_comm_ops *pOps,
                      bt_comm_req *req) {
   double timeout = bt_comm_timeout_get(pComm);
-  double t0 = bt_time_now();
+  double t0 = 0, waited = 0;
   for (long it = 0;; it++) {
     int done = 0;
     if (pOps->xTest(pComm, req, &done)) return BT_ERR;
     if (done) return BT_OK;
-    if (it < 16) continue;
-    if (it < 64) {
-      sched_yield();
-    } else {
-      sleep_ns(it < 256 ? 50000 : it < 1024 ? 100000 : 200000);
-    }
-    if (timeout > 0) {
-      double waited = bt_time_now() - t0;
-      if (waited > timeout) {
-        char zWhat[2 * BT_COMM_LABEL_MAX];
-        snprintf(zWhat, sizeof zWhat, "%s (%s of %zu x %s)",
-                 req->zLabel[0] ? req->zLabel : "unlabelled operation",
-                 bt_comm_op_name(req->eKind), req->n,
-                 bt_comm_dtype_name(req->eType));
-        bt_comm_watchdog_fire(pComm, waited, req->step, zWhat);
-      }
+    if (it < 8) continue;
+    if (it == 8) t0 = bt_time_now();
+    int bSpin = waited < pComm->spinSec;
+    if (bSpin && (it & 3) == 0) sched_yield();
+    if (!bSpin)
+      sleep_ns(waited < 1.0 ? 50000 : waited < 10.0 ? 200000 : 1000000);
+    if (bSpin && (it & 15) != 0) continue;
+    waited = bt_time_now() - t0;
+    if (timeout > 0 && waited > timeout) {
+      char zWhat[2 * BT_COMM_LABEL_MAX];
+      snprintf(zWhat, sizeof zWhat, "%s (%s of %zu x %s)",
+               req->zLabel[0] ? req->zLabel : "unlabelled operation",
+               bt_comm_op_name(req->eKind), req->n,
+               bt_comm_dtype_name(req->eType));
+      bt_comm_watchdog_fire(pComm, waited, req->step, zWhat);
     }
   }
 }
@@ -266,6 +282,9 @@ void bt_comm_set_context(bt_comm *pComm, long step, const char *zOp) {
 
 /* ---- init / attach / free ----------------------------------------------- */
 
+static int comm_shutdown_barrier(bt_comm *pComm);
+static void comm_free(bt_comm *pComm, int bBarrier);
+
 static int comm_init_mpi(bt_comm *p, int *pargc, char ***pargv) {
   int init = 0;
   MPI_Initialized(&init);
@@ -315,6 +334,9 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   p->timeout = BT_COMM_DEFAULT_TIMEOUT;
   const char *zTimeout = getenv("BATON_COMM_TIMEOUT");
   if (zTimeout && *zTimeout) p->timeout = atof(zTimeout);
+  p->spinSec = 0.020;
+  const char *zSpin = getenv("BATON_COMM_SPIN_MS");
+  if (zSpin && *zSpin) p->spinSec = atof(zSpin) * 1e-3;
   p->step = -1;
   snprintf(p->zOp, sizeof p->zOp, "startup");
   p->tContext = bt_time_now();
@@ -346,9 +368,8 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   /* Bound here, not at attach: the CUDA backend creates its handles and
    * streams on the current device before the communicator is attached. */
   if (bt_comm_cuda_bind_device(p)) {
-    int rc = BT_ERR;
-    bt_comm_free(p);
-    return rc;
+    comm_free(p, 0); /* the other ranks may not fail: no barrier */
+    return BT_ERR;
   }
 #endif
   bt_log_debug("comm: %s, world %d, %d rank(s) per node (%s)", p->pOps->zName,
@@ -378,8 +399,16 @@ int bt_comm_attach_backend(bt_comm *pComm, bt_comm_kind eKind,
 #endif
 }
 
-void bt_comm_free(bt_comm *pComm) {
+void bt_comm_free(bt_comm *pComm) { comm_free(pComm, 1); }
+
+/* bBarrier: meet every rank (under the watchdog) before MPI_Finalize,
+ * whose own synchronisation has no timeout: a rank frozen at the end of a
+ * run then still ends the job with a message instead of a hang. */
+static void comm_free(bt_comm *pComm, int bBarrier) {
   if (!pComm) return;
+  if (bBarrier && pComm->bMpi && pComm->world > 1 &&
+      comm_shutdown_barrier(pComm))
+    bt_log_warn("comm shutdown: %s", bt_err_msg());
   pthread_mutex_lock(&pComm->mu);
   int bThread = pComm->bThread;
   pComm->bThreadStop = 1;
@@ -393,6 +422,7 @@ void bt_comm_free(bt_comm *pComm) {
     bt_comm_req *req = pComm->pFree;
     pComm->pFree = req->pNext;
     if (pComm->pOps->xReqFree) pComm->pOps->xReqFree(pComm, req);
+    free(req->aCountInt);
     free(req);
   }
   if (pComm->pOps->xFree) pComm->pOps->xFree(pComm);
@@ -432,10 +462,11 @@ static bt_comm_req *req_get(bt_comm *pComm, bt_comm_opkind eKind, size_t n,
   req->pCopyDst = NULL;
   req->pCopySrc = NULL;
   req->nCopy = 0;
-  /* Only the main thread writes the context, and this is the main thread:
-   * reading it without the lock is race-free. */
+  /* Under the lock: set_context may be called from any thread. */
+  pthread_mutex_lock(&pComm->mu);
   req->step = pComm->step;
   memcpy(req->zLabel, pComm->zOp, sizeof req->zLabel);
+  pthread_mutex_unlock(&pComm->mu);
   pComm->nReqLive++;
   return req;
 }
@@ -502,7 +533,8 @@ int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone) {
   return BT_OK;
 }
 
-/* ---- argument checks ------------------------------------------------------ */
+/* ---- argument checks ------------------------------------------------------
+ */
 
 static int comm_check_type(const bt_comm *pComm, const char *zOp,
                            bt_dtype eType) {
@@ -553,7 +585,8 @@ static void comm_fault_point(bt_comm *pComm, bt_comm_opkind eKind) {
   }
 }
 
-/* ---- collectives ---------------------------------------------------------- */
+/* ---- collectives ----------------------------------------------------------
+ */
 
 int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       bt_redop eOp, bt_comm_req **pReq) {
@@ -590,6 +623,31 @@ int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
   if (!req) return BT_ERR;
   int rc = pComm->pOps->xReduceScatter(pComm, pSend, pRecv, nPerRank, eType,
                                        eOp, req);
+  return req_started(pComm, req, rc, pReq);
+}
+
+int bt_comm_reduce_scatter_v(bt_comm *pComm, const void *pSend, void *pRecv,
+                             const size_t *aCount, bt_dtype eType,
+                             bt_redop eOp, bt_comm_req **pReq) {
+  BT_ASSERT(pComm && aCount);
+  if (pReq) *pReq = NULL;
+  const char *zOp = "reduce_scatter_v";
+  size_t nTotal = 0;
+  for (int r = 0; r < pComm->world; r++) nTotal += aCount[r];
+  size_t nMine = aCount[pComm->rank];
+  if (comm_check_type(pComm, zOp, eType) ||
+      comm_check_redop(pComm, zOp, eOp) ||
+      comm_check_buf(pComm, zOp, pSend, nTotal, "send buffer") ||
+      comm_check_buf(pComm, zOp, pRecv, nMine, "receive buffer"))
+    return BT_ERR;
+  size_t es = bt_comm_dtype_size(eType);
+  if (comm_check_overlap(pComm, zOp, pRecv, nMine * es, pSend, nTotal * es))
+    return BT_ERR;
+  comm_fault_point(pComm, BT_OPK_REDUCE_SCATTER);
+  bt_comm_req *req = req_get(pComm, BT_OPK_REDUCE_SCATTER, nMine, eType);
+  if (!req) return BT_ERR;
+  int rc = pComm->pOps->xReduceScatterV(pComm, pSend, pRecv, aCount, eType,
+                                        eOp, req);
   return req_started(pComm, req, rc, pReq);
 }
 
@@ -640,7 +698,8 @@ int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq) {
   return req_started(pComm, req, rc, pReq);
 }
 
-/* ---- host (control-plane) helpers: MPI_COMM_WORLD, never NCCL ------------- */
+/* ---- host (control-plane) helpers: MPI_COMM_WORLD, never NCCL -------------
+ */
 
 /* Waits under the watchdog for one host operation started through the MPI
  * table, whatever data plane pComm->pOps is. */
@@ -686,6 +745,13 @@ int bt_comm_mpi_host_bcast(bt_comm *pComm, void *pBuf, size_t nByte, int root,
   return BT_OK;
 }
 
+static int comm_shutdown_barrier(bt_comm *pComm) {
+  bt_comm_set_context(pComm, pComm->step, "shutdown barrier");
+  bt_comm_req *req = req_get(pComm, BT_OPK_BARRIER, 0, BT_U8);
+  if (!req) return BT_ERR;
+  return comm_host_run(pComm, req, bt_comm_mpi_ops.xBarrier(pComm, req));
+}
+
 int bt_comm_host_broadcast(bt_comm *pComm, void *pBuf, size_t nByte,
                            int root) {
   BT_ASSERT(pComm);
@@ -717,11 +783,21 @@ int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
                                                   BT_U8, req));
 }
 
-/* ---- abort ----------------------------------------------------------------- */
+/* ---- abort -----------------------------------------------------------------
+ */
+
+/* Flushes f unless another thread holds its lock (it may be stuck in a
+ * write: waiting for it would turn an abort into a hang). */
+static void comm_flush_nowait(FILE *f) {
+  if (ftrylockfile(f) == 0) {
+    fflush_unlocked(f);
+    funlockfile(f);
+  }
+}
 
 void bt_comm_abort(bt_comm *pComm, int exitCode) {
-  fflush(stdout);
-  fflush(stderr);
+  comm_flush_nowait(stdout);
+  comm_flush_nowait(stderr);
   int bMpi;
   if (pComm) {
     bMpi = pComm->bMpi;

@@ -17,6 +17,17 @@
  * and give up after the configured timeout (bt_comm_set_timeout), printing
  * the operation and step they were waiting in (bt_comm_set_context), then
  * abort the job with exit code BT_EXIT_WATCHDOG instead of hanging.
+ *
+ * Reductions: BT_SUM on integers wraps on overflow (u8 modulo 256) in
+ * every implementation, as NCCL does.
+ *
+ * Environment:
+ *   BATON_COMM=mpi|single   force or forbid MPI (default: detect launcher)
+ *   BATON_COMM_TIMEOUT=S    default watchdog timeout (600 s)
+ *   BATON_COMM_SPIN_MS=M    busy-poll time of a wait before napping (20)
+ *   BATON_CUDA_BIND=0       CUDA builds: do not cudaSetDevice at init
+ *   BATON_FAULT=comm_stop:N@R  rank R SIGSTOPs itself at the start of its
+ *                           Nth collective (watchdog tests, util.h)
  */
 #ifndef BATON_COMM_H
 #define BATON_COMM_H
@@ -71,7 +82,9 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv);
  * stream. NCCL runs on its own non-blocking stream; every operation first
  * waits (cudaStreamWaitEvent) for the work queued so far on the compute
  * stream, and bt_comm_wait/test make the compute stream wait for the
- * operation before returning. At world size 1 NCCL runs with one rank.
+ * operation before returning; bt_comm_wait (and a blocking call) also
+ * blocks the host until the operation is done, so that the watchdog sees
+ * a hang. At world size 1 NCCL runs with one rank.
  * Refused while operations are in flight. */
 int bt_comm_attach_backend(bt_comm *pComm, bt_comm_kind eKind,
                            void *pCudaStreamOrNull);
@@ -108,10 +121,19 @@ int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       bt_redop eOp, bt_comm_req **pReq);
 /* pSend holds world * nPerRank elements; rank r receives the sum of every
  * rank's block r into pRecv (nPerRank elements). In place (NCCL's rule):
- * pRecv == pSend + rank * nPerRank; any other overlap is refused. */
+ * pRecv == pSend + rank * nPerRank; any other overlap is refused. After
+ * an in-place call the other blocks of pSend are undefined (MPI uses
+ * block 0 as scratch). */
 int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
                            size_t nPerRank, bt_dtype eType, bt_redop eOp,
                            bt_comm_req **pReq);
+/* Variable-count reduce-scatter (ZeRO-1 buckets that straddle shard
+ * boundaries): pSend holds sum(aCount[0..world)) elements; rank r receives
+ * the element-wise reduction over ranks of block r (aCount[r] elements at
+ * offset aCount[0]+...+aCount[r-1]) into pRecv. Counts may be zero. */
+int bt_comm_reduce_scatter_v(bt_comm *pComm, const void *pSend, void *pRecv,
+                             const size_t *aCount, bt_dtype eType,
+                             bt_redop eOp, bt_comm_req **pReq);
 /* pRecv receives world * nPerRank elements; block r comes from rank r.
  * In place: pSend == pRecv + rank * nPerRank. */
 int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
@@ -119,9 +141,11 @@ int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
 int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       int root, bt_comm_req **pReq);
 int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq);
-/* Completes and frees a request (NULL is a no-op). */
+/* Completes and frees a request (NULL is a no-op). On error (BT_ERR) the
+ * request is freed as well: never wait for it again. */
 int bt_comm_wait(bt_comm *pComm, bt_comm_req *req);
-/* Non-blocking completion check: 1 done (req freed), 0 pending. */
+/* Non-blocking completion check: 1 done (req freed), 0 pending. On error
+ * the request is freed and *pDone is 1. */
 int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone);
 
 /* Host-side helpers always over MPI (control plane: config agreement,

@@ -53,6 +53,11 @@ struct bt_comm_req {
   const void *pCopySrc;
   size_t nCopy;
   void *pEvent;        /* NCCL: cudaEvent_t recorded after the op */
+  /* reduce_scatter_v: MPI needs its int count/displacement arrays alive
+   * until the operation completes, so they live on the request (grown on
+   * demand, kept on the free-list). */
+  int *aCountInt;
+  int nCountCap;
 };
 
 /* The data-plane table. Each start function fills *pReq's MPI request /
@@ -68,6 +73,9 @@ typedef struct bt_comm_ops {
                         size_t nPerRank, bt_dtype, bt_redop, bt_comm_req *);
   int (*xAllGather)(bt_comm *, const void *pSend, void *pRecv,
                     size_t nPerRank, bt_dtype, bt_comm_req *);
+  int (*xReduceScatterV)(bt_comm *, const void *pSend, void *pRecv,
+                         const size_t *aCount, bt_dtype, bt_redop,
+                         bt_comm_req *);
   int (*xBroadcast)(bt_comm *, void *pBuf, size_t n, bt_dtype, int root,
                     bt_comm_req *);
   int (*xBarrier)(bt_comm *, bt_comm_req *);
@@ -89,6 +97,7 @@ struct bt_comm {
   MPI_Op opSumU8;     /* wrapping u8 sum (comm_mpi.c), MPI_OP_NULL if none */
   int cudaDevice;    /* device bound at init (CUDA builds), -1 if none */
 
+  double spinSec;      /* busy-poll (with sched_yield) before napping */
   bt_comm_req *pFree; /* request free-list (main thread only) */
   int nReqLive;       /* requests handed out and not yet completed */
 

@@ -23,6 +23,7 @@
  */
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "comm_impl.h"
@@ -81,8 +82,8 @@ static int mpi_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                          bt_redop eOp, bt_comm_req *req) {
   int c = 0;
   if (mpi_count(pComm, n, &c)) return BT_ERR;
-  if (!BT_MPI_OK(pComm, MPI_Iallreduce(MPI_IN_PLACE, pBuf, c,
-                                       mpi_dtype(eType), mpi_op(pComm, eOp, eType),
+  if (!BT_MPI_OK(pComm, MPI_Iallreduce(MPI_IN_PLACE, pBuf, c, mpi_dtype(eType),
+                                       mpi_op(pComm, eOp, eType),
                                        MPI_COMM_WORLD, &req->mpiReq)))
     return BT_ERR;
   return BT_OK;
@@ -95,8 +96,8 @@ static int mpi_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
   if (mpi_count(pComm, nPerRank, &c)) return BT_ERR;
   size_t nByte = nPerRank * bt_comm_dtype_size(eType);
   int rc;
-  if (nPerRank > 0 &&
-      (const char *)pRecv == (const char *)pSend + (size_t)pComm->rank * nByte) {
+  if (nPerRank > 0 && (const char *)pRecv ==
+                          (const char *)pSend + (size_t)pComm->rank * nByte) {
     /* NCCL-style in place: MPI writes block `rank` to the buffer start. */
     rc = MPI_Ireduce_scatter_block(MPI_IN_PLACE, (void *)pSend, c,
                                    mpi_dtype(eType), mpi_op(pComm, eOp, eType),
@@ -108,9 +109,33 @@ static int mpi_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
     }
   } else {
     rc = MPI_Ireduce_scatter_block(pSend, pRecv, c, mpi_dtype(eType),
-                                   mpi_op(pComm, eOp, eType), MPI_COMM_WORLD, &req->mpiReq);
+                                   mpi_op(pComm, eOp, eType), MPI_COMM_WORLD,
+                                   &req->mpiReq);
   }
   if (!BT_MPI_OK(pComm, rc)) return BT_ERR;
+  return BT_OK;
+}
+
+static int mpi_reduce_scatter_v(bt_comm *pComm, const void *pSend,
+                                void *pRecv, const size_t *aCount,
+                                bt_dtype eType, bt_redop eOp,
+                                bt_comm_req *req) {
+  int W = pComm->world;
+  if (req->nCountCap < W) {
+    int *a = realloc(req->aCountInt, (size_t)W * sizeof(int));
+    if (!a)
+      return bt_err_set("rank %d: reduce_scatter_v: out of memory for %d "
+                        "counts", pComm->rank, W);
+    req->aCountInt = a;
+    req->nCountCap = W;
+  }
+  for (int r = 0; r < W; r++)
+    if (mpi_count(pComm, aCount[r], &req->aCountInt[r])) return BT_ERR;
+  if (!BT_MPI_OK(pComm, MPI_Ireduce_scatter(pSend, pRecv, req->aCountInt,
+                                            mpi_dtype(eType),
+                                            mpi_op(pComm, eOp, eType),
+                                            MPI_COMM_WORLD, &req->mpiReq)))
+    return BT_ERR;
   return BT_OK;
 }
 
@@ -158,6 +183,7 @@ const bt_comm_ops bt_comm_mpi_ops = {
     .zName = "mpi",
     .xAllreduce = mpi_allreduce,
     .xReduceScatter = mpi_reduce_scatter,
+    .xReduceScatterV = mpi_reduce_scatter_v,
     .xAllGather = mpi_all_gather,
     .xBroadcast = mpi_broadcast,
     .xBarrier = mpi_barrier,

@@ -27,6 +27,16 @@ static int single_reduce_scatter(bt_comm *pComm, const void *pSend,
   return BT_OK;
 }
 
+static int single_reduce_scatter_v(bt_comm *pComm, const void *pSend,
+                                   void *pRecv, const size_t *aCount,
+                                   bt_dtype eType, bt_redop eOp,
+                                   bt_comm_req *req) {
+  (void)pComm; (void)eOp; (void)req;
+  if (pSend != pRecv && aCount[0] > 0)
+    memmove(pRecv, pSend, aCount[0] * bt_comm_dtype_size(eType));
+  return BT_OK;
+}
+
 static int single_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
                              size_t nPerRank, bt_dtype eType,
                              bt_comm_req *req) {
@@ -57,6 +67,7 @@ const bt_comm_ops bt_comm_single_ops = {
     .zName = "single",
     .xAllreduce = single_allreduce,
     .xReduceScatter = single_reduce_scatter,
+    .xReduceScatterV = single_reduce_scatter_v,
     .xAllGather = single_all_gather,
     .xBroadcast = single_broadcast,
     .xBarrier = single_barrier,

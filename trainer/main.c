@@ -1,8 +1,117 @@
-/* main.c: the `baton` command line (placeholder until the CLI lands). */
-#include <stdio.h>
+/*
+ * main.c: the `baton` command line. Each subcommand lives in its module
+ * and returns the process exit code; only this file calls exit paths.
+ */
+#include "cli.h"
+#include "comm.h"
+#include "config.h"
+#include "kernels/ops.h"
+#include "trainer.h"
 #include "util.h"
-int main(int argc, char **argv) {
-  (void)argc; (void)argv;
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "baton %s: data-parallel training of neural networks\n"
+          "\n"
+          "usage: baton <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  train CONFIG      train a model (under mpirun: one process per "
+          "GPU/rank)\n"
+          "  prepare ...       build an HDF5 dataset from text or arrays\n"
+          "  inspect CKPT      summarise and verify a checkpoint\n"
+          "  export CKPT ...   export a trained model (safetensors, ONNX)\n"
+          "  infer DIR ...     generate text or classify with an exported "
+          "model\n"
+          "  config [CONFIG]   print the resolved config (--markdown: the "
+          "key reference)\n"
+          "  version           print the version and build features\n"
+          "\n"
+          "`baton <command> --help` describes each command. Documentation: "
+          "docs/guide.md\n",
+          BATON_VERSION);
+}
+
+static int cmd_version(void) {
   printf("baton %s\n", BATON_VERSION);
+  printf("backends: cpu%s\n", bt_backend_cuda_compiled() ? ", cuda" : "");
+  printf("communicators: mpi%s\n", bt_backend_cuda_compiled() ? ", nccl" : "");
   return 0;
+}
+
+static int cmd_config(int argc, char **argv) {
+  const char *zPath = NULL;
+  const char **azSet = calloc((size_t)argc + 1, sizeof(char *));
+  int nSet = 0, markdown = 0;
+  if (!azSet) return BT_EXIT_ERROR;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--markdown")) markdown = 1;
+    else if (!strcmp(argv[i], "--set") && i + 1 < argc) azSet[nSet++] = argv[++i];
+    else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      printf("usage: baton config [CONFIG] [--set SECTION.KEY=VALUE]... "
+             "[--markdown]\n\n"
+             "Prints the fully resolved config (defaults, file, overrides), "
+             "or with\n--markdown the reference of every key "
+             "(docs/config.md).\n");
+      free(azSet);
+      return 0;
+    } else if (argv[i][0] == '-') {
+      fprintf(stderr, "baton config: unknown option '%s'\n", argv[i]);
+      free(azSet);
+      return BT_EXIT_USAGE;
+    } else zPath = argv[i];
+  }
+  if (markdown) {
+    bt_config_write_markdown(stdout);
+    free(azSet);
+    return 0;
+  }
+  bt_config c;
+  int rc = bt_config_load(&c, zPath, azSet, nSet);
+  free(azSet);
+  if (rc != BT_OK) {
+    fprintf(stderr, "baton: %s\n", bt_err_msg());
+    return BT_EXIT_USAGE;
+  }
+  char *z = bt_config_to_text(&c);
+  if (!z) return BT_EXIT_ERROR;
+  fputs(z, stdout);
+  free(z);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return BT_EXIT_USAGE;
+  }
+  const char *zCmd = argv[1];
+  if (!strcmp(zCmd, "-h") || !strcmp(zCmd, "--help") || !strcmp(zCmd, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(zCmd, "--version") || !strcmp(zCmd, "version"))
+    return cmd_version();
+  if (!strcmp(zCmd, "config")) return cmd_config(argc - 1, argv + 1);
+  if (!strcmp(zCmd, "prepare")) return bt_prepare_main(argc - 1, argv + 1);
+  if (!strcmp(zCmd, "inspect")) return bt_inspect_main(argc - 1, argv + 1);
+  if (!strcmp(zCmd, "export")) return bt_export_main(argc - 1, argv + 1);
+  if (!strcmp(zCmd, "infer")) return bt_infer_main(argc - 1, argv + 1);
+  if (!strcmp(zCmd, "train")) {
+    bt_comm *pComm = NULL;
+    if (bt_comm_init(&pComm, &argc, &argv) != BT_OK) {
+      bt_log_error("%s", bt_err_msg());
+      return BT_EXIT_ERROR;
+    }
+    int rc = bt_train_main(argc - 1, argv + 1, pComm);
+    bt_comm_free(pComm);
+    return rc;
+  }
+  fprintf(stderr, "baton: unknown command '%s'\n\n", zCmd);
+  usage(stderr);
+  return BT_EXIT_USAGE;
 }

@@ -2,7 +2,9 @@
  * util.c: see util.h. Everything here is small, thread-safe where it says so,
  * and free of global state other than the log identity and the fault table.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "util.h"
 
 #include <errno.h>
@@ -31,14 +33,15 @@ int bt_err_set(const char *zFmt, ...) {
 }
 
 int bt_err_prefix(const char *zFmt, ...) {
-  char zPre[BT_ERR_MAX];
   char zOld[BT_ERR_MAX];
   va_list ap;
-  va_start(ap, zFmt);
-  vsnprintf(zPre, sizeof zPre, zFmt, ap);
-  va_end(ap);
   memcpy(zOld, g_zErr, sizeof zOld);
-  snprintf(g_zErr, sizeof g_zErr, "%s%s", zPre, zOld);
+  va_start(ap, zFmt);
+  int n = vsnprintf(g_zErr, sizeof g_zErr, zFmt, ap);
+  va_end(ap);
+  if (n >= 0 && (size_t)n < sizeof g_zErr)
+    memcpy(g_zErr + n, zOld, sizeof g_zErr - (size_t)n - 1);
+  g_zErr[sizeof g_zErr - 1] = 0;
   return BT_ERR;
 }
 

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mpi.h>
+
 #include "check.h"
 #include "comm.h"
 #include "util.h"
@@ -100,6 +102,12 @@ static void test_identity(bt_comm *c) {
   CHECK(strcmp(bt_comm_name(c), zWant) == 0, "name %s, want %s",
         bt_comm_name(c), zWant);
   CHECK(bt_log_rank() == g_rank, "log rank %d", bt_log_rank());
+  /* Without a launcher MPI must stay untouched (a plain run on a machine
+   * without a working MPI setup must not depend on it). */
+  int bInit = -1;
+  MPI_Initialized(&bInit);
+  CHECK(bInit == bLaunched, "MPI initialised %d, launched %d", bInit,
+        bLaunched);
   CHECK(bt_comm_attach_backend(c, BT_COMM_MPI, NULL) == BT_OK, "attach: %s",
         bt_err_msg());
   CHECK(bt_comm_attach_backend(c, BT_COMM_AUTO, NULL) == BT_OK, "attach: %s",
@@ -179,7 +187,9 @@ static void test_reduce_scatter(bt_comm *c) {
   }
 }
 
-static double gval(int q, size_t i) { return (double)((q * 13 + (long)i) % 120); }
+static double gval(int q, size_t i) {
+  return (double)((q * 13 + (long)i) % 120);
+}
 
 static void test_all_gather(bt_comm *c) {
   static const size_t aN[] = {0, 1, 5, 1000};
@@ -272,7 +282,8 @@ static void test_in_flight(bt_comm *c) {
     CHECK(bt_comm_allreduce(c, apBuf[k], n, BT_F64, BT_SUM, &aReq[k]) == BT_OK,
           "start %d: %s", k, bt_err_msg());
   }
-  int32_t *pAg = malloc(W * n * sizeof *pAg), *pMine = malloc(n * sizeof *pMine);
+  int32_t *pAg = malloc(W * n * sizeof *pAg),
+          *pMine = malloc(n * sizeof *pMine);
   for (size_t i = 0; i < n; i++) pMine[i] = (int32_t)gval(g_rank, i);
   CHECK(bt_comm_all_gather(c, pMine, pAg, n, BT_I32, &aReq[NA]) == BT_OK,
         "start ag: %s", bt_err_msg());
@@ -390,6 +401,18 @@ static void test_errors(bt_comm *c) {
               BT_ERR, "bad overlap accepted (reduce_scatter)");
     free(p);
   }
+  if (strcmp(bt_comm_name(c), "mpi") == 0) {
+    /* Over MPI's int count: refused before the buffer is touched, with a
+     * message naming the op, step, label and rank. */
+    bt_comm_set_context(c, 99, "huge bucket");
+    uint8_t b = 0;
+    CHECK(bt_comm_allreduce(c, &b, (size_t)2147483648u, BT_U8, BT_SUM, NULL) ==
+              BT_ERR, "2^31 elements accepted by MPI");
+    const char *z = bt_err_msg();
+    CHECK(strstr(z, "allreduce of 2147483648 x u8 at step 99 (huge bucket)") &&
+              strstr(z, "rank"), "message '%s'", z);
+    bt_comm_set_context(c, 9, "errors");
+  }
   /* Still usable afterwards. */
   int32_t one = 1;
   CHECK(bt_comm_allreduce(c, &one, 1, BT_I32, BT_SUM, NULL) == BT_OK &&
@@ -405,6 +428,10 @@ int main(int argc, char **argv) {
   g_rank = bt_comm_rank(c);
   g_world = bt_comm_world(c);
   bt_comm_set_timeout(c, 60); /* a hang fails the test instead of CTest */
+  /* The step watchdog runs through the whole test (and must not fire:
+   * every phase below calls set_context); bt_comm_free joins it. */
+  CHECK(bt_comm_watchdog_start(c) == BT_OK, "watchdog: %s", bt_err_msg());
+  CHECK(bt_comm_watchdog_start(c) == BT_OK, "second start: %s", bt_err_msg());
   double t0 = bt_time_now();
   bt_comm_set_context(c, 0, "identity");
   test_identity(c);

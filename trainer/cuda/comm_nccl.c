@@ -218,6 +218,28 @@ static int nccl_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
   return nccl_end(pComm, s, r, "ncclReduceScatter", req);
 }
 
+/* NCCL has no variable-count reduce-scatter: one ncclReduce per rank with
+ * a non-empty block, rooted at that rank, fused into one group. */
+static int nccl_reduce_scatter_v(bt_comm *pComm, const void *pSend,
+                                 void *pRecv, const size_t *aCount,
+                                 bt_dtype eType, bt_redop eOp,
+                                 bt_comm_req *req) {
+  nccl_state *s;
+  if (nccl_begin(pComm, &s)) return BT_ERR;
+  size_t es = bt_comm_dtype_size(eType), off = 0;
+  ncclResult_t r = ncclGroupStart();
+  for (int q = 0; q < pComm->world && r == ncclSuccess; q++) {
+    if (aCount[q] > 0)
+      r = ncclReduce((const char *)pSend + off * es,
+                     q == pComm->rank ? pRecv : NULL, aCount[q],
+                     nccl_dtype(eType), nccl_op(eOp), q, s->comm, s->stream);
+    off += aCount[q];
+  }
+  ncclResult_t r2 = ncclGroupEnd();
+  if (r == ncclSuccess) r = r2;
+  return nccl_end(pComm, s, r, "ncclReduce (reduce_scatter_v group)", req);
+}
+
 static int nccl_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
                            size_t nPerRank, bt_dtype eType, bt_comm_req *req) {
   nccl_state *s;
@@ -309,6 +331,7 @@ const bt_comm_ops bt_comm_nccl_ops = {
     .zName = "nccl",
     .xAllreduce = nccl_allreduce,
     .xReduceScatter = nccl_reduce_scatter,
+    .xReduceScatterV = nccl_reduce_scatter_v,
     .xAllGather = nccl_all_gather,
     .xBroadcast = nccl_broadcast,
     .xBarrier = nccl_barrier,

@@ -1,0 +1,705 @@
+/*
+ * h5.c: the HDF5 sample source (layouts in docs/data.md).
+ *
+ *   tokens:   /<split>/tokens  1-D uint16 or uint32, any chunking/filters;
+ *             sample i = elements [i*(T+1), (i+1)*(T+1)).
+ *   features: /<split>/x float [N, D...] (trailing dims flattened),
+ *             /<split>/y integer [N] (or [N, 1]).
+ *   root attributes: baton_format_version = 1; vocab_size (tokens);
+ *             num_classes (features); tokenizer (string, informational).
+ *
+ * Thread rule (HDF5 is not thread-safe in every build):
+ *   1. Every HDF5 call in the process happens under bt_h5_lock(), a
+ *      process-wide recursive mutex; other modules that use HDF5 take it
+ *      too. Two loaders (train and val) in one process are then safe.
+ *   2. The file is opened and validated on the caller's thread inside
+ *      bt_loader_open(); afterwards a source is read by one thread at a time
+ *      (loader_impl.h): the prefetch thread while it runs. Handles are never
+ *      shared between processes: each rank opens its own.
+ *   3. HDF5's automatic error printing is switched off on every entry
+ *      (error stacks are per thread in thread-safe builds); failures are
+ *      reported by h5_fail() with the call, file, dataset, the innermost
+ *      HDF5 message and the source line.
+ *
+ *   4. Contiguous unfiltered token streams are read with pread() on the
+ *      source's own file descriptor (see "pread fast path"); those reads
+ *      make no HDF5 call and take no lock.
+ *
+ *   5. Every HDF5 call that reads or opens is checked (H5_TRY, bt_h5_fail).
+ *      Closing ids on cleanup paths of a read-only file is not: it cannot
+ *      lose data and an earlier error is already being reported.
+ *
+ * Reading: a rank's indices are sorted and coalesced into runs of
+ * consecutive samples; each run is one contiguous hyperslab read into a
+ * scratch buffer (tokens through H5T_NATIVE_UINT32, so uint16 files
+ * convert), validated, and scattered back into the caller's order. No rank
+ * ever selects more than its own samples; nByteRead counts the selected
+ * elements times their size in the file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/loader_impl.h"
+#include "util.h"
+
+static pthread_mutex_t g_h5Lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+void bt_h5_lock(void) { pthread_mutex_lock(&g_h5Lock); }
+void bt_h5_unlock(void) { pthread_mutex_unlock(&g_h5Lock); }
+
+typedef struct h5_src {
+  bt_source base;
+  char zPath[4096];
+  char zDset[80];  /* /split/tokens or /split/x */
+  char zDsetY[80]; /* /split/y */
+  int bTokens;
+  hid_t hFile, hDset, hDsetY, hSpace, hSpaceY;
+  int T;
+  int64_t nElem;        /* tokens: elements in the stream */
+  int elemSize;         /* bytes per element of hDset in the file */
+  int elemSizeY;
+  int vocabLimit;       /* tokens must be < this */
+  int nClassLimit;      /* labels must be < this */
+  int rankX, rankY;
+  hsize_t aDimX[H5S_MAX_RANK];
+  /* pread fast path for contiguous, unfiltered, little-endian token
+   * streams: fd >= 0 and the data starts at file offset offData. */
+  int fd;
+  int64_t offData;
+  size_t nRaw;
+  unsigned char *aRaw;
+  /* scratch, grown on demand by the reading thread */
+  size_t nOrd;
+  int64_t *aOrd; /* pairs (index, position in caller's order) */
+  size_t nTok;
+  uint32_t *aTok;
+  size_t nXTmp, nYTmp;
+  float *aXTmp;
+  int32_t *aYTmp;
+} h5_src;
+
+/* ---- errors --------------------------------------------------------------- */
+
+static herr_t err_walk(unsigned n, const H5E_error2_t *pErr, void *pData) {
+  char *z = pData;
+  if (n == 0 && pErr->desc) snprintf(z, 256, "%s", pErr->desc);
+  return 0;
+}
+
+/* Records "<file>:<dataset>: <what> failed: <HDF5's innermost message>". */
+int bt_h5_fail(const char *zPath, const char *zDset, const char *zWhat,
+                   int line) {
+  char zDesc[256] = "";
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, err_walk, zDesc);
+  H5Eclear2(H5E_DEFAULT);
+  return bt_err_set("%s:%s: %s failed%s%s (data/h5.c:%d)", zPath,
+                    zDset && zDset[0] ? zDset : "/", zWhat,
+                    zDesc[0] ? ": " : "", zDesc, line);
+}
+
+/* Checks an HDF5 return value; on failure records the call, file and
+ * dataset and jumps to the function's `out` label with rc = BT_ERR. */
+#define H5_TRY(call, zDsetName)                                                \
+  do {                                                                         \
+    if ((call) < 0) {                                                          \
+      rc = bt_h5_fail(s->zPath, (zDsetName), #call, __LINE__);                    \
+      goto out;                                                                \
+    }                                                                          \
+  } while (0)
+
+static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static const char *type_name(hid_t t, char *z, size_t nz) {
+  H5T_class_t cls = H5Tget_class(t);
+  size_t sz = H5Tget_size(t);
+  const char *zc = "other";
+  if (cls == H5T_INTEGER)
+    zc = H5Tget_sign(t) == H5T_SGN_NONE ? "uint" : "int";
+  else if (cls == H5T_FLOAT)
+    zc = "float";
+  else if (cls == H5T_STRING)
+    zc = "string";
+  else if (cls == H5T_COMPOUND)
+    zc = "compound";
+  snprintf(z, nz, "%s%zu", zc, sz * 8);
+  return z;
+}
+
+/* ---- attributes ----------------------------------------------------------- */
+
+/* Reads integer attribute zName of the root group; 0 = absent (*pv kept),
+ * 1 = read, BT_ERR = present but unreadable. */
+static int attr_int(h5_src *s, const char *zName, int64_t *pv) {
+  int rc = 0;
+  hid_t a = -1;
+  htri_t ex = H5Aexists_by_name(s->hFile, "/", zName, H5P_DEFAULT);
+  if (ex < 0) return bt_h5_fail(s->zPath, "/", "H5Aexists_by_name", __LINE__);
+  if (ex == 0) return 0;
+  a = H5Aopen_by_name(s->hFile, "/", zName, H5P_DEFAULT, H5P_DEFAULT);
+  H5_TRY(a, "/");
+  hid_t t = H5Aget_type(a);
+  H5_TRY(t, "/");
+  H5T_class_t cls = H5Tget_class(t);
+  H5Tclose(t);
+  if (cls != H5T_INTEGER) {
+    rc = bt_err_set("%s: attribute %s is not an integer", s->zPath, zName);
+    goto out;
+  }
+  long long v = 0;
+  H5_TRY(H5Aread(a, H5T_NATIVE_LLONG, &v), "/");
+  *pv = v;
+  rc = 1;
+out:
+  if (a >= 0) H5Aclose(a);
+  return rc;
+}
+
+/* ---- open ----------------------------------------------------------------- */
+
+static void h5_close_handles(h5_src *s) {
+  if (s->hSpaceY >= 0) H5Sclose(s->hSpaceY);
+  if (s->hSpace >= 0) H5Sclose(s->hSpace);
+  if (s->hDsetY >= 0) H5Dclose(s->hDsetY);
+  if (s->hDset >= 0) H5Dclose(s->hDset);
+  if (s->hFile >= 0) H5Fclose(s->hFile);
+  s->hSpaceY = s->hSpace = s->hDsetY = s->hDset = s->hFile = -1;
+}
+
+static void h5_close(bt_source *pSrc) {
+  h5_src *s = (h5_src *)pSrc;
+  bt_h5_lock();
+  h5_quiet();
+  h5_close_handles(s);
+  bt_h5_unlock();
+  if (s->fd >= 0) close(s->fd);
+  free(s->aRaw);
+  free(s->aOrd);
+  free(s->aTok);
+  free(s->aXTmp);
+  free(s->aYTmp);
+  free(s);
+}
+
+/* Opens dataset zDset after checking each path component exists, with a
+ * larger chunk cache (random windows of compressed chunks re-read them). */
+static int open_dset(h5_src *s, const char *zDset, hid_t *ph) {
+  int rc = BT_OK;
+  hid_t dapl = -1;
+  char z[80];
+  snprintf(z, sizeof z, "%s", zDset);
+  for (char *slash = strchr(z + 1, '/');; slash = strchr(slash + 1, '/')) {
+    if (slash) *slash = 0;
+    htri_t ex = H5Lexists(s->hFile, z, H5P_DEFAULT);
+    if (ex < 0) return bt_h5_fail(s->zPath, z, "H5Lexists", __LINE__);
+    if (ex == 0)
+      return bt_err_set("%s:%s: dataset not found (no '%s' in the file; "
+                        "see docs/data.md for the layout)",
+                        s->zPath, zDset, z);
+    if (!slash) break;
+    *slash = '/';
+  }
+  dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  H5_TRY(dapl, zDset);
+  H5_TRY(H5Pset_chunk_cache(dapl, 12421, 64u << 20, 1.0), zDset);
+  *ph = H5Dopen2(s->hFile, zDset, dapl);
+  H5_TRY(*ph, zDset);
+out:
+  if (dapl >= 0) H5Pclose(dapl);
+  return rc;
+}
+
+static int open_tokens(h5_src *s, const bt_loader_config *pCfg) {
+  int rc = BT_OK;
+  hid_t t = -1;
+  char zt[32];
+  if (open_dset(s, s->zDset, &s->hDset) != BT_OK) return BT_ERR;
+  int64_t vocab = -1;
+  if (attr_int(s, "vocab_size", &vocab) < 0) return BT_ERR;
+  if (vocab <= 0 && pCfg->vocab <= 0)
+    return bt_err_set("%s: attribute vocab_size is missing or not positive, "
+                      "and the config gives no vocab",
+                      s->zPath);
+  if (vocab > 0 && pCfg->vocab > 0 && vocab > pCfg->vocab)
+    return bt_err_set("%s: vocab_size %lld is larger than the model's "
+                      "vocab %d",
+                      s->zPath, (long long)vocab, pCfg->vocab);
+  s->base.vocab = vocab > 0 ? (int)vocab : pCfg->vocab;
+  s->vocabLimit = s->base.vocab;
+  t = H5Dget_type(s->hDset);
+  H5_TRY(t, s->zDset);
+  if (H5Tget_class(t) != H5T_INTEGER || H5Tget_sign(t) != H5T_SGN_NONE ||
+      (H5Tget_size(t) != 2 && H5Tget_size(t) != 4)) {
+    rc = bt_err_set("%s:%s: token dtype is %s; expected uint16 or uint32",
+                    s->zPath, s->zDset, type_name(t, zt, sizeof zt));
+    goto out;
+  }
+  s->elemSize = (int)H5Tget_size(t);
+  s->hSpace = H5Dget_space(s->hDset);
+  H5_TRY(s->hSpace, s->zDset);
+  int nd = H5Sget_simple_extent_ndims(s->hSpace);
+  H5_TRY(nd, s->zDset);
+  if (nd != 1) {
+    rc = bt_err_set("%s:%s: token dataset has %d dimensions; expected a 1-D "
+                    "token stream",
+                    s->zPath, s->zDset, nd);
+    goto out;
+  }
+  hsize_t dim = 0;
+  H5_TRY(H5Sget_simple_extent_dims(s->hSpace, &dim, NULL), s->zDset);
+  s->nElem = (int64_t)dim;
+  if (s->nElem == 0) {
+    rc = bt_err_set("%s:%s: dataset is empty (0 tokens)", s->zPath, s->zDset);
+    goto out;
+  }
+  s->base.n = s->nElem / (pCfg->T + 1);
+  if (s->base.n == 0) {
+    rc = bt_err_set("%s:%s: dataset is empty: %lld tokens are fewer than one "
+                    "window of T+1 = %d",
+                    s->zPath, s->zDset, (long long)s->nElem, pCfg->T + 1);
+    goto out;
+  }
+out:
+  if (t >= 0) H5Tclose(t);
+  return rc;
+}
+
+static int open_features(h5_src *s, const bt_loader_config *pCfg) {
+  int rc = BT_OK;
+  hid_t t = -1, ty = -1;
+  char zt[32];
+  if (open_dset(s, s->zDset, &s->hDset) != BT_OK) return BT_ERR;
+  if (open_dset(s, s->zDsetY, &s->hDsetY) != BT_OK) return BT_ERR;
+  int64_t nClass = -1;
+  if (attr_int(s, "num_classes", &nClass) < 0) return BT_ERR;
+  if (nClass <= 0 && pCfg->nClass <= 0)
+    return bt_err_set("%s: attribute num_classes is missing or not positive, "
+                      "and the config gives no nClass",
+                      s->zPath);
+  if (nClass > 0 && pCfg->nClass > 0 && nClass > pCfg->nClass)
+    return bt_err_set("%s: num_classes %lld is larger than the model's "
+                      "nClass %d",
+                      s->zPath, (long long)nClass, pCfg->nClass);
+  s->base.nClass = nClass > 0 ? (int)nClass : pCfg->nClass;
+  s->nClassLimit = s->base.nClass;
+  t = H5Dget_type(s->hDset);
+  H5_TRY(t, s->zDset);
+  if (H5Tget_class(t) != H5T_FLOAT) {
+    rc = bt_err_set("%s:%s: feature dtype is %s; expected float32 (or "
+                    "float64)",
+                    s->zPath, s->zDset, type_name(t, zt, sizeof zt));
+    goto out;
+  }
+  s->elemSize = (int)H5Tget_size(t);
+  ty = H5Dget_type(s->hDsetY);
+  H5_TRY(ty, s->zDsetY);
+  if (H5Tget_class(ty) != H5T_INTEGER) {
+    rc = bt_err_set("%s:%s: label dtype is %s; expected int32", s->zPath,
+                    s->zDsetY, type_name(ty, zt, sizeof zt));
+    goto out;
+  }
+  s->elemSizeY = (int)H5Tget_size(ty);
+  s->hSpace = H5Dget_space(s->hDset);
+  H5_TRY(s->hSpace, s->zDset);
+  s->hSpaceY = H5Dget_space(s->hDsetY);
+  H5_TRY(s->hSpaceY, s->zDsetY);
+  s->rankX = H5Sget_simple_extent_ndims(s->hSpace);
+  H5_TRY(s->rankX, s->zDset);
+  if (s->rankX < 1) {
+    rc = bt_err_set("%s:%s: is a scalar; expected [N, D...]", s->zPath,
+                    s->zDset);
+    goto out;
+  }
+  H5_TRY(H5Sget_simple_extent_dims(s->hSpace, s->aDimX, NULL), s->zDset);
+  int64_t D = 1;
+  for (int i = 1; i < s->rankX; i++) D *= (int64_t)s->aDimX[i];
+  if (D <= 0 || D > (1 << 24)) {
+    rc = bt_err_set("%s:%s: feature width %lld is out of range", s->zPath,
+                    s->zDset, (long long)D);
+    goto out;
+  }
+  s->base.D = (int)D;
+  s->rankY = H5Sget_simple_extent_ndims(s->hSpaceY);
+  H5_TRY(s->rankY, s->zDsetY);
+  hsize_t aDimY[H5S_MAX_RANK];
+  H5_TRY(H5Sget_simple_extent_dims(s->hSpaceY, aDimY, NULL), s->zDsetY);
+  if (s->rankY < 1 || s->rankY > 2 || (s->rankY == 2 && aDimY[1] != 1)) {
+    rc = bt_err_set("%s:%s: labels have %d dimensions; expected [N]",
+                    s->zPath, s->zDsetY, s->rankY);
+    goto out;
+  }
+  if (aDimY[0] != s->aDimX[0]) {
+    rc = bt_err_set("%s: %s has %llu rows but %s has %llu", s->zPath,
+                    s->zDset, (unsigned long long)s->aDimX[0], s->zDsetY,
+                    (unsigned long long)aDimY[0]);
+    goto out;
+  }
+  s->base.n = (int64_t)s->aDimX[0];
+  if (s->base.n == 0) {
+    rc = bt_err_set("%s:%s: dataset is empty (0 rows)", s->zPath, s->zDset);
+    goto out;
+  }
+out:
+  if (t >= 0) H5Tclose(t);
+  if (ty >= 0) H5Tclose(ty);
+  return rc;
+}
+
+/* ---- pread fast path ------------------------------------------------------
+ * A token window is T+1 consecutive elements. For a contiguous dataset
+ * without filters, HDF5's per-call overhead (about 20 us per H5Dread)
+ * dominates a shuffled epoch, so such files are read with pread() at
+ * H5Dget_offset() + element offset instead. Enabled only when: layout is
+ * contiguous, no filters, no external storage, little-endian integers, the
+ * whole stream lies inside the file, and the first elements read both ways
+ * agree. BATON_DATA_PREAD=0 turns it off (tests cover both paths).
+ */
+static int raw_to_u32(const h5_src *s, const unsigned char *pRaw, size_t n,
+                      uint32_t *pOut) {
+  if (s->elemSize == 2)
+    for (size_t i = 0; i < n; i++)
+      pOut[i] = (uint32_t)pRaw[2 * i] | ((uint32_t)pRaw[2 * i + 1] << 8);
+  else
+    for (size_t i = 0; i < n; i++)
+      pOut[i] = (uint32_t)pRaw[4 * i] | ((uint32_t)pRaw[4 * i + 1] << 8) |
+                ((uint32_t)pRaw[4 * i + 2] << 16) |
+                ((uint32_t)pRaw[4 * i + 3] << 24);
+  return BT_OK;
+}
+
+static int fast_pread(const h5_src *s, int64_t start, int64_t count,
+                      unsigned char *pRaw) {
+  size_t nByte = (size_t)count * (size_t)s->elemSize, got = 0;
+  off_t off = (off_t)(s->offData + start * s->elemSize);
+  while (got < nByte) {
+    ssize_t r = pread(s->fd, pRaw + got, nByte - got, off + (off_t)got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0)
+      return bt_err_set("%s:%s: read of tokens [%lld, %lld) failed: %s",
+                        s->zPath, s->zDset, (long long)start,
+                        (long long)(start + count),
+                        r < 0 ? strerror(errno)
+                              : "unexpected end of file (truncated?)");
+    got += (size_t)r;
+  }
+  return BT_OK;
+}
+
+/* Called with bt_h5_lock() held, after open_tokens(). Never fails the open
+ * for a reason that plain HDF5 reading would survive. */
+static int fast_path_open(h5_src *s, int64_t fileSize) {
+  const char *zEnv = getenv("BATON_DATA_PREAD");
+  if (zEnv && zEnv[0] == '0') return BT_OK;
+  int ok = 0;
+  hid_t dcpl = H5Dget_create_plist(s->hDset), t = H5Dget_type(s->hDset);
+  if (dcpl >= 0 && t >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
+      H5Pget_nfilters(dcpl) == 0 && H5Pget_external_count(dcpl) == 0 &&
+      H5Tget_order(t) == H5T_ORDER_LE) {
+    haddr_t off = H5Dget_offset(s->hDset);
+    if (off != HADDR_UNDEF &&
+        (int64_t)off + s->nElem * s->elemSize <= fileSize) {
+      s->offData = (int64_t)off;
+      ok = 1;
+    }
+  }
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (t >= 0) H5Tclose(t);
+  H5Eclear2(H5E_DEFAULT);
+  if (!ok) return BT_OK;
+  s->fd = open(s->zPath, O_RDONLY | O_CLOEXEC);
+  if (s->fd < 0) return BT_OK;
+  /* Cross-check the first elements against HDF5 itself. */
+  hsize_t start = 0, count = (hsize_t)(s->nElem < 64 ? s->nElem : 64);
+  uint32_t a[64], b[64];
+  unsigned char raw[256];
+  hid_t ms = H5Screate_simple(1, &count, NULL);
+  int same = ms >= 0 &&
+             H5Sselect_hyperslab(s->hSpace, H5S_SELECT_SET, &start, NULL,
+                                 &count, NULL) >= 0 &&
+             H5Dread(s->hDset, H5T_NATIVE_UINT32, ms, s->hSpace, H5P_DEFAULT,
+                     a) >= 0 &&
+             fast_pread(s, 0, (int64_t)count, raw) == BT_OK &&
+             raw_to_u32(s, raw, count, b) == BT_OK &&
+             memcmp(a, b, count * sizeof(uint32_t)) == 0;
+  if (ms >= 0) H5Sclose(ms);
+  H5Eclear2(H5E_DEFAULT);
+  bt_err_clear();
+  if (!same) {
+    close(s->fd);
+    s->fd = -1;
+  }
+  return BT_OK;
+}
+
+static int h5_read(bt_source *pSrc, const int64_t *aIdx, int n, int32_t *aIn,
+                   int32_t *aTgt, float *aX);
+
+int bt_h5_open(bt_source **ppSrc, const bt_loader_config *pCfg) {
+  *ppSrc = NULL;
+  struct stat st;
+  if (stat(pCfg->zPath, &st) != 0)
+    return bt_err_set("%s: cannot open dataset file: %s", pCfg->zPath,
+                      strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return bt_err_set("%s: not a regular file", pCfg->zPath);
+  h5_src *s = bt_calloc(1, sizeof *s, "HDF5 source");
+  if (!s) return BT_ERR;
+  s->hFile = s->hDset = s->hDsetY = s->hSpace = s->hSpaceY = -1;
+  s->fd = -1;
+  snprintf(s->zPath, sizeof s->zPath, "%s", pCfg->zPath);
+  s->bTokens = pCfg->eKind == BT_SAMPLE_TOKENS;
+  s->T = pCfg->T;
+  snprintf(s->zDset, sizeof s->zDset, "/%s/%s", pCfg->zSplit,
+           s->bTokens ? "tokens" : "x");
+  snprintf(s->zDsetY, sizeof s->zDsetY, "/%s/y", pCfg->zSplit);
+  s->base.xRead = h5_read;
+  s->base.xClose = h5_close;
+
+  int rc = BT_OK;
+  bt_h5_lock();
+  h5_quiet();
+  htri_t is = H5Fis_hdf5(s->zPath);
+  if (is <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    rc = bt_err_set("%s: not an HDF5 file, or the file is truncated or "
+                    "corrupt (%lld bytes)",
+                    s->zPath, (long long)st.st_size);
+    goto out;
+  }
+  s->hFile = H5Fopen(s->zPath, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (s->hFile < 0) {
+    rc = bt_h5_fail(s->zPath, "/",
+                 "H5Fopen (the file may be truncated or corrupt)", __LINE__);
+    goto out;
+  }
+  int64_t ver = -1;
+  rc = attr_int(s, "baton_format_version", &ver);
+  if (rc < 0) goto out;
+  if (ver < 0) {
+    rc = bt_err_set("%s: attribute baton_format_version is missing (write "
+                    "files with `baton prepare` or as docs/data.md says)",
+                    s->zPath);
+    goto out;
+  }
+  if (ver != 1) {
+    rc = bt_err_set("%s: baton_format_version is %lld; this baton reads "
+                    "version 1",
+                    s->zPath, (long long)ver);
+    goto out;
+  }
+  rc = s->bTokens ? open_tokens(s, pCfg) : open_features(s, pCfg);
+  if (rc == BT_OK && s->bTokens) rc = fast_path_open(s, st.st_size);
+out:
+  bt_h5_unlock();
+  if (rc != BT_OK) {
+    h5_close(&s->base);
+    return BT_ERR;
+  }
+  *ppSrc = &s->base;
+  return BT_OK;
+}
+
+/* ---- read ----------------------------------------------------------------- */
+
+static int cmp_pair(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static int grow(void **pp, size_t *pCap, size_t nNeed, size_t elem,
+                const char *zWhat) {
+  if (nNeed <= *pCap) return BT_OK;
+  void *p = realloc(*pp, nNeed * elem);
+  if (!p)
+    return bt_err_set("out of memory: %zu bytes for %s", nNeed * elem, zWhat);
+  *pp = p;
+  *pCap = nNeed;
+  return BT_OK;
+}
+
+/* One contiguous run of samples [i0, i0+len) into dst. */
+static int read_run(h5_src *s, int64_t i0, int64_t len, void *pDst,
+                    void *pDstY) {
+  int rc = BT_OK;
+  hid_t ms = -1, msy = -1;
+  if (s->bTokens) {
+    hsize_t w = (hsize_t)s->T + 1;
+    hsize_t start = (hsize_t)i0 * w, count = (hsize_t)len * w;
+    if ((int64_t)(start + count) > s->nElem) {
+      return bt_err_set("%s:%s: window %lld is past the end (%lld tokens)",
+                        s->zPath, s->zDset, (long long)(i0 + len - 1),
+                        (long long)s->nElem);
+    }
+    if (s->fd >= 0) {
+      size_t nRawCap = s->nRaw;
+      rc = grow((void **)&s->aRaw, &nRawCap, (size_t)count * s->elemSize, 1,
+                "raw token scratch");
+      s->nRaw = nRawCap;
+      if (rc == BT_OK)
+        rc = fast_pread(s, (int64_t)start, (int64_t)count, s->aRaw);
+      if (rc == BT_OK) rc = raw_to_u32(s, s->aRaw, (size_t)count, pDst);
+      if (rc == BT_OK)
+        __atomic_add_fetch(&s->base.nByteRead, (uint64_t)count * s->elemSize,
+                           __ATOMIC_RELAXED);
+      return rc;
+    }
+    ms = H5Screate_simple(1, &count, NULL);
+    H5_TRY(ms, s->zDset);
+    H5_TRY(H5Sselect_hyperslab(s->hSpace, H5S_SELECT_SET, &start, NULL,
+                               &count, NULL),
+           s->zDset);
+    if (H5Dread(s->hDset, H5T_NATIVE_UINT32, ms, s->hSpace, H5P_DEFAULT,
+                pDst) < 0) {
+      char z[160];
+      snprintf(z, sizeof z, "H5Dread of tokens [%llu, %llu)",
+               (unsigned long long)start, (unsigned long long)(start + count));
+      rc = bt_h5_fail(s->zPath, s->zDset, z, __LINE__);
+      goto out;
+    }
+    __atomic_add_fetch(&s->base.nByteRead, (uint64_t)count * s->elemSize,
+                       __ATOMIC_RELAXED);
+  } else {
+    hsize_t start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
+    for (int i = 0; i < s->rankX; i++) count[i] = s->aDimX[i];
+    start[0] = (hsize_t)i0;
+    count[0] = (hsize_t)len;
+    hsize_t nx = (hsize_t)len * (hsize_t)s->base.D;
+    ms = H5Screate_simple(1, &nx, NULL);
+    H5_TRY(ms, s->zDset);
+    H5_TRY(H5Sselect_hyperslab(s->hSpace, H5S_SELECT_SET, start, NULL, count,
+                               NULL),
+           s->zDset);
+    if (H5Dread(s->hDset, H5T_NATIVE_FLOAT, ms, s->hSpace, H5P_DEFAULT,
+                pDst) < 0) {
+      char z[160];
+      snprintf(z, sizeof z, "H5Dread of rows [%lld, %lld)", (long long)i0,
+               (long long)(i0 + len));
+      rc = bt_h5_fail(s->zPath, s->zDset, z, __LINE__);
+      goto out;
+    }
+    hsize_t ys[2] = {(hsize_t)i0, 0}, yc[2] = {(hsize_t)len, 1};
+    hsize_t ny = (hsize_t)len;
+    msy = H5Screate_simple(1, &ny, NULL);
+    H5_TRY(msy, s->zDsetY);
+    H5_TRY(H5Sselect_hyperslab(s->hSpaceY, H5S_SELECT_SET, ys, NULL, yc, NULL),
+           s->zDsetY);
+    if (H5Dread(s->hDsetY, H5T_NATIVE_INT32, msy, s->hSpaceY, H5P_DEFAULT,
+                pDstY) < 0) {
+      char z[160];
+      snprintf(z, sizeof z, "H5Dread of labels [%lld, %lld)", (long long)i0,
+               (long long)(i0 + len));
+      rc = bt_h5_fail(s->zPath, s->zDsetY, z, __LINE__);
+      goto out;
+    }
+    __atomic_add_fetch(&s->base.nByteRead,
+                       (uint64_t)nx * s->elemSize + (uint64_t)len * s->elemSizeY,
+                       __ATOMIC_RELAXED);
+  }
+out:
+  if (ms >= 0) H5Sclose(ms);
+  if (msy >= 0) H5Sclose(msy);
+  return rc;
+}
+
+static int h5_read(bt_source *pSrc, const int64_t *aIdx, int n, int32_t *aIn,
+                   int32_t *aTgt, float *aX) {
+  h5_src *s = (h5_src *)pSrc;
+  size_t w = s->bTokens ? (size_t)s->T + 1 : (size_t)s->base.D;
+  size_t nOrdCap = s->nOrd, nTokCap = s->nTok, nXCap = s->nXTmp;
+  if (grow((void **)&s->aOrd, &nOrdCap, 2 * (size_t)n, sizeof(int64_t),
+           "read order") != BT_OK)
+    return BT_ERR;
+  s->nOrd = nOrdCap;
+  if (s->bTokens) {
+    if (grow((void **)&s->aTok, &nTokCap, (size_t)n * w, sizeof(uint32_t),
+             "token scratch") != BT_OK)
+      return BT_ERR;
+    s->nTok = nTokCap;
+  } else {
+    size_t nYCap = s->nYTmp;
+    if (grow((void **)&s->aXTmp, &nXCap, (size_t)n * w, sizeof(float),
+             "feature scratch") != BT_OK ||
+        grow((void **)&s->aYTmp, &nYCap, (size_t)n, sizeof(int32_t),
+             "label scratch") != BT_OK)
+      return BT_ERR;
+    s->nXTmp = nXCap;
+    s->nYTmp = nYCap;
+  }
+  for (int i = 0; i < n; i++) {
+    s->aOrd[2 * i] = aIdx[i];
+    s->aOrd[2 * i + 1] = i;
+  }
+  qsort(s->aOrd, (size_t)n, 2 * sizeof(int64_t), cmp_pair);
+
+  int rc = BT_OK;
+  int bLock = s->fd < 0; /* the pread fast path makes no HDF5 call */
+  if (bLock) {
+    bt_h5_lock();
+    h5_quiet();
+  }
+  for (int j = 0; j < n && rc == BT_OK;) {
+    int k = j + 1;
+    while (k < n && s->aOrd[2 * k] == s->aOrd[2 * (k - 1)] + 1) k++;
+    int64_t i0 = s->aOrd[2 * j];
+    if (i0 < 0 || s->aOrd[2 * (k - 1)] >= s->base.n) {
+      rc = bt_err_set("%s:%s: sample %lld is out of range [0, %lld)", s->zPath,
+                      s->zDset, (long long)s->aOrd[2 * (k - 1)],
+                      (long long)s->base.n);
+      break;
+    }
+    rc = s->bTokens ? read_run(s, i0, k - j, s->aTok + (size_t)j * w, NULL)
+                    : read_run(s, i0, k - j, s->aXTmp + (size_t)j * w,
+                               s->aYTmp + j);
+    j = k;
+  }
+  if (bLock) bt_h5_unlock();
+  if (rc != BT_OK) return rc;
+
+  /* Validate and scatter into the caller's order. */
+  for (int j = 0; j < n; j++) {
+    int64_t idx = s->aOrd[2 * j];
+    size_t o = (size_t)s->aOrd[2 * j + 1];
+    if (s->bTokens) {
+      const uint32_t *src = s->aTok + (size_t)j * w;
+      int T = s->T;
+      for (int t = 0; t <= T; t++)
+        if (src[t] >= (uint32_t)s->vocabLimit)
+          return bt_err_set("%s:%s: token id %u at index %lld is >= vocab "
+                            "size %d",
+                            s->zPath, s->zDset, src[t],
+                            (long long)(idx * (int64_t)(T + 1) + t),
+                            s->vocabLimit);
+      int32_t *in = aIn + o * (size_t)T, *tg = aTgt + o * (size_t)T;
+      for (int t = 0; t < T; t++) {
+        in[t] = (int32_t)src[t];
+        tg[t] = (int32_t)src[t + 1];
+      }
+    } else {
+      const float *src = s->aXTmp + (size_t)j * w;
+      for (size_t d = 0; d < w; d++)
+        if (!isfinite(src[d]))
+          return bt_err_set("%s:%s: non-finite value at index %lld (row "
+                            "%lld, column %zu)",
+                            s->zPath, s->zDset,
+                            (long long)(idx * (int64_t)w + (int64_t)d),
+                            (long long)idx, d);
+      int32_t y = s->aYTmp[j];
+      if (y < 0)
+        return bt_err_set("%s:%s: label %d at index %lld is negative",
+                          s->zPath, s->zDsetY, y, (long long)idx);
+      if (y >= s->nClassLimit)
+        return bt_err_set("%s:%s: label %d at index %lld is >= num_classes "
+                          "%d",
+                          s->zPath, s->zDsetY, y, (long long)idx,
+                          s->nClassLimit);
+      memcpy(aX + o * w, src, w * sizeof(float));
+      aTgt[o] = y;
+    }
+  }
+  return BT_OK;
+}

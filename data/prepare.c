@@ -1,0 +1,943 @@
+/*
+ * prepare.c: `baton prepare`, which turns text or arrays into the HDF5
+ * layout of docs/data.md that the loader reads.
+ *
+ *   baton prepare text   -o OUT.h5 [--val-fraction F] [--seed S]
+ *                        [--chunk N] [--gzip L] FILE...
+ *   baton prepare arrays -o OUT.h5 (--x X.npy --y Y.npy |
+ *                        --csv FILE.csv --label-column K)
+ *                        [--val-fraction F] [--seed S] [--gzip L]
+ *
+ * text: byte-level tokens (vocab 256, tokenizer "bytes", uint16). The files
+ * are concatenated in the order given (nothing inserted between them) and
+ * cut into blocks of --chunk bytes (default 65536; the last block may be
+ * short). nVal = round(F * nBlock) blocks go to /val (at least 1 when
+ * F > 0 and there are >= 2 blocks; never all of them): block b is a val
+ * block iff bt_perm_index(seed, 0, nBlock, b) < nVal. Each split keeps its
+ * blocks in input order. Without --gzip the datasets are contiguous
+ * (the loader then reads windows with pread); with --gzip they are chunked
+ * (--chunk elements) with shuffle + deflate.
+ * arrays: rows of X (any trailing shape, flattened) and labels Y; the same
+ * rule with rows instead of blocks picks the val rows.
+ *
+ * Crash safety (DESIGN.md decision 6): everything is written to
+ * OUT.h5.tmp.<pid>, closed, fsync'ed, renamed to OUT.h5 and the directory
+ * fsync'ed. An error removes the temporary file; SIGINT/SIGTERM remove it
+ * and then die with the signal; SIGKILL leaves only the .tmp.<pid> file.
+ * So OUT.h5 is either absent (or the previous version) or complete.
+ * Fault points: prepare.block (fail the Nth block/split write with an
+ * error), prepare.kill (SIGKILL itself at the Nth), prepare.term (SIGTERM
+ * itself at the Nth).
+ *
+ * Threads: single-threaded; HDF5 calls hold bt_h5_lock() like every other
+ * HDF5 user in the process. No exit(): bt_prepare_main returns the code.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <libgen.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/loader.h"
+#include "data/loader_impl.h"
+#include "util.h"
+
+/* ---- temporary file and signals ------------------------------------------ */
+
+static char g_zTmp[4200]; /* the temporary file being written, or "" */
+
+static void on_signal(int sig) {
+  if (g_zTmp[0]) unlink(g_zTmp); /* async-signal-safe */
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void fault_points(void) {
+  if (bt_fault_hit("prepare.kill")) raise(SIGKILL);
+  if (bt_fault_hit("prepare.term")) raise(SIGTERM);
+}
+
+/* ---- HDF5 output -----------------------------------------------------------
+ * Every HDF5 call that can lose data is checked through H5_TRY or
+ * bt_h5_fail (call, file, dataset). Closing property lists, dataspaces,
+ * types and attributes on cleanup paths is not checked: it touches no data
+ * and an earlier error is already being reported. */
+
+typedef struct out_file {
+  char zOut[4096];
+  hid_t hFile;
+  int gzip;
+} out_file;
+
+typedef struct out_ds {
+  const char *zName;
+  hid_t hDset;
+  int rank;  /* 1 or 2 */
+  hsize_t D; /* columns when rank 2 */
+  int64_t n;      /* rows written */
+  int64_t nTotal; /* rows the dataset holds */
+} out_ds;
+
+#define H5_TRY(call, zDsetName)                                                \
+  do {                                                                         \
+    if ((call) < 0) {                                                          \
+      rc = bt_h5_fail(g_zTmp, (zDsetName), #call, __LINE__);                   \
+      goto out;                                                                \
+    }                                                                          \
+  } while (0)
+
+static int out_open(out_file *o, const char *zOut, int gzip) {
+  memset(o, 0, sizeof *o);
+  o->hFile = -1;
+  o->gzip = gzip;
+  snprintf(o->zOut, sizeof o->zOut, "%s", zOut);
+  snprintf(g_zTmp, sizeof g_zTmp, "%s.tmp.%d", zOut, (int)getpid());
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  int rc = BT_OK;
+  bt_h5_lock();
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  o->hFile = H5Fcreate(g_zTmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  H5_TRY(o->hFile, "/");
+out:
+  bt_h5_unlock();
+  if (rc != BT_OK) g_zTmp[0] = 0;
+  return rc;
+}
+
+static int out_attr_int(out_file *o, const char *zName, int v) {
+  int rc = BT_OK;
+  hid_t sp = -1, a = -1;
+  bt_h5_lock();
+  sp = H5Screate(H5S_SCALAR);
+  H5_TRY(sp, "/");
+  a = H5Acreate2(o->hFile, zName, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  H5_TRY(a, "/");
+  H5_TRY(H5Awrite(a, H5T_NATIVE_INT, &v), "/");
+out:
+  if (a >= 0) H5Aclose(a);
+  if (sp >= 0) H5Sclose(sp);
+  bt_h5_unlock();
+  return rc;
+}
+
+static int out_attr_str(out_file *o, const char *zName, const char *zVal) {
+  int rc = BT_OK;
+  hid_t sp = -1, a = -1, t = -1;
+  bt_h5_lock();
+  t = H5Tcopy(H5T_C_S1);
+  H5_TRY(t, "/");
+  H5_TRY(H5Tset_size(t, strlen(zVal) + 1), "/");
+  H5_TRY(H5Tset_strpad(t, H5T_STR_NULLTERM), "/");
+  sp = H5Screate(H5S_SCALAR);
+  H5_TRY(sp, "/");
+  a = H5Acreate2(o->hFile, zName, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  H5_TRY(a, "/");
+  H5_TRY(H5Awrite(a, t, zVal), "/");
+out:
+  if (a >= 0) H5Aclose(a);
+  if (sp >= 0) H5Sclose(sp);
+  if (t >= 0) H5Tclose(t);
+  bt_h5_unlock();
+  return rc;
+}
+
+/* Creates a dataset of nRow rows. Without compression it is contiguous
+ * (so the loader can pread() token windows directly, see h5.c); with
+ * --gzip it is chunked (chunkRows) with shuffle + deflate. */
+static int ds_create(out_file *o, out_ds *d, const char *zName, hid_t type,
+                     int rank, hsize_t D, hsize_t chunkRows, int64_t nRow) {
+  memset(d, 0, sizeof *d);
+  d->zName = zName;
+  d->rank = rank;
+  d->D = D;
+  d->hDset = -1;
+  d->nTotal = nRow;
+  int rc = BT_OK;
+  hid_t sp = -1, dcpl = -1, lcpl = -1;
+  hsize_t dims[2] = {(hsize_t)nRow, D};
+  hsize_t chunk[2] = {chunkRows ? chunkRows : 1, D};
+  if (chunk[0] > dims[0] && dims[0] > 0) chunk[0] = dims[0];
+  bt_h5_lock();
+  sp = H5Screate_simple(rank, dims, NULL);
+  H5_TRY(sp, zName);
+  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5_TRY(dcpl, zName);
+  if (o->gzip > 0 && nRow > 0) {
+    H5_TRY(H5Pset_chunk(dcpl, rank, chunk), zName);
+    H5_TRY(H5Pset_shuffle(dcpl), zName);
+    H5_TRY(H5Pset_deflate(dcpl, (unsigned)o->gzip), zName);
+  }
+  lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5_TRY(lcpl, zName);
+  H5_TRY(H5Pset_create_intermediate_group(lcpl, 1), zName);
+  d->hDset = H5Dcreate2(o->hFile, zName, type, sp, lcpl, dcpl, H5P_DEFAULT);
+  H5_TRY(d->hDset, zName);
+out:
+  if (lcpl >= 0) H5Pclose(lcpl);
+  if (dcpl >= 0) H5Pclose(dcpl);
+  if (sp >= 0) H5Sclose(sp);
+  bt_h5_unlock();
+  return rc;
+}
+
+/* Appends nRow rows (memory type memType) to d. */
+static int ds_append(out_ds *d, const void *pBuf, hid_t memType, int64_t nRow) {
+  if (nRow <= 0) return BT_OK;
+  if (bt_fault_hit("prepare.block"))
+    return bt_err_set("%s:%s: injected write fault (BATON_FAULT "
+                      "prepare.block)",
+                      g_zTmp, d->zName);
+  fault_points();
+  int rc = BT_OK;
+  hid_t fs = -1, ms = -1;
+  if (d->n + nRow > d->nTotal)
+    return bt_err_set("%s:%s: internal: %lld rows do not fit in %lld",
+                      g_zTmp, d->zName, (long long)(d->n + nRow),
+                      (long long)d->nTotal);
+  hsize_t start[2] = {(hsize_t)d->n, 0}, count[2] = {(hsize_t)nRow, d->D};
+  bt_h5_lock();
+  fs = H5Dget_space(d->hDset);
+  H5_TRY(fs, d->zName);
+  H5_TRY(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL),
+         d->zName);
+  ms = H5Screate_simple(d->rank, count, NULL);
+  H5_TRY(ms, d->zName);
+  H5_TRY(H5Dwrite(d->hDset, memType, ms, fs, H5P_DEFAULT, pBuf), d->zName);
+  d->n += nRow;
+out:
+  if (ms >= 0) H5Sclose(ms);
+  if (fs >= 0) H5Sclose(fs);
+  bt_h5_unlock();
+  return rc;
+}
+
+/* Closes d; a failure (HDF5 may flush data here) is an error. */
+static int ds_close(out_ds *d) {
+  int rc = BT_OK;
+  if (d->hDset >= 0) {
+    bt_h5_lock();
+    if (H5Dclose(d->hDset) < 0)
+      rc = bt_h5_fail(g_zTmp, d->zName, "H5Dclose", __LINE__);
+    bt_h5_unlock();
+  }
+  d->hDset = -1;
+  return rc;
+}
+
+/* Closes the file; on success fsyncs and renames it into place, otherwise
+ * removes the temporary file. */
+static int out_finish(out_file *o, int ok) {
+  int rc = ok ? BT_OK : BT_ERR;
+  if (o->hFile >= 0) {
+    bt_h5_lock();
+    if (H5Fclose(o->hFile) < 0 && ok)
+      rc = bt_h5_fail(g_zTmp, "/", "H5Fclose", __LINE__);
+    bt_h5_unlock();
+    o->hFile = -1;
+  }
+  if (rc == BT_OK) {
+    int fd = open(g_zTmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0)
+      rc = bt_err_set("%s: fsync failed: %s", g_zTmp, strerror(errno));
+    if (fd >= 0) close(fd);
+  }
+  if (rc == BT_OK && rename(g_zTmp, o->zOut) != 0)
+    rc = bt_err_set("cannot rename '%s' to '%s': %s", g_zTmp, o->zOut,
+                    strerror(errno));
+  if (rc == BT_OK) {
+    char zDir[4096];
+    snprintf(zDir, sizeof zDir, "%s", o->zOut);
+    rc = bt_fsync_dir(dirname(zDir));
+  } else if (g_zTmp[0]) {
+    unlink(g_zTmp);
+  }
+  g_zTmp[0] = 0;
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  return rc;
+}
+
+/* ---- split rule ----------------------------------------------------------- */
+
+static int64_t split_nval(double frac, int64_t n) {
+  int64_t v = (int64_t)llround(frac * (double)n);
+  if (frac > 0 && v == 0 && n >= 2) v = 1;
+  if (v >= n) v = n >= 2 ? n - 1 : 0;
+  if (v < 0) v = 0;
+  return v;
+}
+
+static int is_val(uint64_t seed, int64_t n, int64_t nVal, int64_t i) {
+  return nVal > 0 && bt_perm_index(seed, 0, n, i) < nVal;
+}
+
+/* ---- options -------------------------------------------------------------- */
+
+typedef struct prep_opts {
+  const char *zMode, *zOut, *zX, *zY, *zCsv, *zLabel;
+  double valFrac;
+  uint64_t seed;
+  int64_t chunk;
+  int gzip;
+  int nFile;
+  char **azFile;
+} prep_opts;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: baton prepare text -o OUT.h5 [--val-fraction F] [--seed S]\n"
+          "                          [--chunk N] [--gzip L] FILE...\n"
+          "       baton prepare arrays -o OUT.h5 --x X.npy --y Y.npy\n"
+          "                          [--val-fraction F] [--seed S] [--gzip L]\n"
+          "       baton prepare arrays -o OUT.h5 --csv FILE.csv "
+          "--label-column K\n"
+          "                          [--val-fraction F] [--seed S] [--gzip L]\n"
+          "\n"
+          "Writes an HDF5 dataset in the layout of docs/data.md.\n"
+          "  text    byte-level tokens (vocab 256): files are concatenated,\n"
+          "          cut into blocks of --chunk bytes (default 65536), and a\n"
+          "          seeded choice of round(F * blocks) blocks goes to /val.\n"
+          "  arrays  features X (.npy float/int, any trailing shape) and\n"
+          "          integer labels Y (.npy), or a CSV of numbers whose\n"
+          "          label column K is a 0-based index or a header name.\n"
+          "          A seeded choice of round(F * rows) rows goes to /val.\n"
+          "  -o OUT.h5            output (written to OUT.h5.tmp.<pid>, fsync'ed\n"
+          "                       and renamed: never left half-written)\n"
+          "  --val-fraction F     fraction for /val (default 0.1)\n"
+          "  --seed S             seed of the train/val choice (default 1)\n"
+          "  --chunk N            text: block and HDF5 chunk length (65536)\n"
+          "  --gzip L             gzip level 1-9 with shuffle (default: none)\n");
+}
+
+static int parse_opts(int argc, char **argv, prep_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->valFrac = 0.1;
+  o->seed = 1;
+  o->chunk = 65536;
+  o->azFile = calloc((size_t)argc + 1, sizeof(char *));
+  if (!o->azFile) return bt_err_set("out of memory");
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int needs = a[0] == '-' && a[1] != 0;
+    if (needs && !v)
+      return bt_err_set("prepare: option %s needs a value (see --help)", a);
+    char *end = NULL;
+    if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->zOut = argv[++i];
+    else if (!strcmp(a, "--x")) o->zX = argv[++i];
+    else if (!strcmp(a, "--y")) o->zY = argv[++i];
+    else if (!strcmp(a, "--csv")) o->zCsv = argv[++i];
+    else if (!strcmp(a, "--label-column")) o->zLabel = argv[++i];
+    else if (!strcmp(a, "--val-fraction")) {
+      o->valFrac = strtod(argv[++i], &end);
+      if (*end || o->valFrac < 0 || o->valFrac >= 1)
+        return bt_err_set("prepare: --val-fraction '%s' is not in [0, 1)", v);
+    } else if (!strcmp(a, "--seed")) {
+      o->seed = strtoull(argv[++i], &end, 10);
+      if (*end) return bt_err_set("prepare: --seed '%s' is not a number", v);
+    } else if (!strcmp(a, "--chunk")) {
+      o->chunk = strtoll(argv[++i], &end, 10);
+      if (*end || o->chunk < 16 || o->chunk > (1 << 26))
+        return bt_err_set("prepare: --chunk '%s' is not in [16, 2^26]", v);
+    } else if (!strcmp(a, "--gzip")) {
+      o->gzip = (int)strtol(argv[++i], &end, 10);
+      if (*end || o->gzip < 0 || o->gzip > 9)
+        return bt_err_set("prepare: --gzip '%s' is not in [0, 9]", v);
+    } else if (needs) {
+      return bt_err_set("prepare: unknown option '%s' (see --help)", a);
+    } else if (!o->zMode) {
+      o->zMode = a;
+    } else {
+      o->azFile[o->nFile++] = argv[i];
+    }
+  }
+  return BT_OK;
+}
+
+/* ---- text ----------------------------------------------------------------- */
+
+static void progress(const char *zOut, int64_t done, int64_t total, double t0,
+                     int bFinal) {
+  static double tLast;
+  double now = bt_time_now();
+  if (!bFinal && now - tLast < 0.5) return;
+  tLast = now;
+  char za[32], zb[32];
+  double mbs = done / 1e6 / (now - t0 > 1e-9 ? now - t0 : 1e-9);
+  fprintf(stderr, "\rprepare %s: %s / %s (%3.0f%%), %.1f MB/s%s", zOut,
+          bt_fmt_bytes((double)done, za, sizeof za),
+          bt_fmt_bytes((double)total, zb, sizeof zb),
+          total ? 100.0 * done / total : 100.0, mbs, bFinal ? "\n" : "");
+  fflush(stderr);
+}
+
+static int prepare_text(const prep_opts *o) {
+  if (o->nFile == 0) return bt_err_set("prepare text: no input files given");
+  int64_t total = 0;
+  for (int i = 0; i < o->nFile; i++) {
+    struct stat st;
+    if (stat(o->azFile[i], &st) != 0)
+      return bt_err_set("prepare text: cannot read '%s': %s", o->azFile[i],
+                        strerror(errno));
+    if (!S_ISREG(st.st_mode))
+      return bt_err_set("prepare text: '%s' is not a regular file",
+                        o->azFile[i]);
+    total += st.st_size;
+  }
+  if (total == 0) return bt_err_set("prepare text: the input files are empty");
+  int64_t B = o->chunk;
+  int64_t nBlock = (total + B - 1) / B;
+  int64_t nVal = split_nval(o->valFrac, nBlock);
+  int bProgress = total > (8 << 20) || isatty(2);
+  int64_t nValTok = 0;
+  for (int64_t b = 0; b < nBlock; b++)
+    if (is_val(o->seed, nBlock, nVal, b))
+      nValTok += total - b * B < B ? total - b * B : B;
+
+  unsigned char *aByte = bt_malloc((size_t)B, "text block");
+  uint16_t *aTok = bt_malloc((size_t)B * 2, "token block");
+  if (!aByte || !aTok) {
+    free(aByte);
+    free(aTok);
+    return BT_ERR;
+  }
+  out_file of;
+  out_ds dTr, dVa;
+  memset(&dTr, 0, sizeof dTr);
+  memset(&dVa, 0, sizeof dVa);
+  dTr.hDset = dVa.hDset = -1;
+  int rc = out_open(&of, o->zOut, o->gzip);
+  if (rc == BT_OK)
+    rc = ds_create(&of, &dTr, "/train/tokens", H5T_STD_U16LE, 1, 1,
+                   (hsize_t)B, total - nValTok);
+  if (rc == BT_OK)
+    rc = ds_create(&of, &dVa, "/val/tokens", H5T_STD_U16LE, 1, 1, (hsize_t)B,
+                   nValTok);
+  int iFile = 0, fd = -1;
+  int64_t done = 0;
+  double t0 = bt_time_now();
+  for (int64_t b = 0; b < nBlock && rc == BT_OK; b++) {
+    int64_t want = total - done < B ? total - done : B, got = 0;
+    while (got < want && rc == BT_OK) {
+      if (fd < 0) {
+        if (iFile >= o->nFile) {
+          rc = bt_err_set("prepare text: input shrank while reading");
+          break;
+        }
+        fd = open(o->azFile[iFile], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+          rc = bt_err_set("prepare text: cannot open '%s': %s",
+                          o->azFile[iFile], strerror(errno));
+          break;
+        }
+      }
+      ssize_t r = read(fd, aByte + got, (size_t)(want - got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        rc = bt_err_set("prepare text: read error in '%s': %s",
+                        o->azFile[iFile], strerror(errno));
+        break;
+      }
+      if (r == 0) {
+        close(fd);
+        fd = -1;
+        iFile++;
+        continue;
+      }
+      got += r;
+    }
+    if (rc != BT_OK) break;
+    for (int64_t i = 0; i < got; i++) aTok[i] = aByte[i];
+    out_ds *d = is_val(o->seed, nBlock, nVal, b) ? &dVa : &dTr;
+    rc = ds_append(d, aTok, H5T_NATIVE_UINT16, got);
+    done += got;
+    if (bProgress) progress(o->zOut, done, total, t0, b + 1 == nBlock);
+  }
+  if (fd >= 0) close(fd);
+  free(aByte);
+  free(aTok);
+  if (ds_close(&dTr) != BT_OK) rc = BT_ERR;
+  if (ds_close(&dVa) != BT_OK) rc = BT_ERR;
+  if (rc == BT_OK) rc = out_attr_int(&of, "baton_format_version", 1);
+  if (rc == BT_OK) rc = out_attr_int(&of, "vocab_size", 256);
+  if (rc == BT_OK) rc = out_attr_str(&of, "tokenizer", "bytes");
+  char zErr[2048];
+  snprintf(zErr, sizeof zErr, "%s", bt_err_msg());
+  int rc2 = out_finish(&of, rc == BT_OK);
+  if (rc != BT_OK) return bt_err_set("%s", zErr);
+  if (rc2 != BT_OK) return rc2;
+  printf("prepare: wrote %s: %lld train tokens, %lld val tokens (%lld of %lld "
+         "blocks of %lld bytes in val)\n",
+         o->zOut, (long long)dTr.n, (long long)dVa.n, (long long)nVal,
+         (long long)nBlock, (long long)B);
+  return BT_OK;
+}
+
+/* ---- .npy ----------------------------------------------------------------- */
+
+typedef struct npy {
+  const char *zPath;
+  char *pBuf;
+  size_t nBuf;
+  const unsigned char *pData;
+  char kind; /* 'f', 'i', 'u' */
+  int size;
+  int rank;
+  int64_t shape[16];
+  int64_t count;
+} npy;
+
+/* Finds key zKey ('k' or "k") in the header dict; returns a pointer just
+ * after its ':' (spaces skipped), or NULL. */
+static const char *npy_key(const char *zHdr, const char *zKey) {
+  char z1[64], z2[64];
+  snprintf(z1, sizeof z1, "'%s'", zKey);
+  snprintf(z2, sizeof z2, "\"%s\"", zKey);
+  const char *p = strstr(zHdr, z1);
+  if (!p) p = strstr(zHdr, z2);
+  if (!p) return NULL;
+  p = strchr(p + strlen(z1), ':');
+  if (!p) return NULL;
+  p++;
+  while (*p == ' ') p++;
+  return p;
+}
+
+static int npy_open(npy *a, const char *zPath) {
+  memset(a, 0, sizeof *a);
+  a->zPath = zPath;
+  a->pBuf = bt_file_read_all(zPath, &a->nBuf);
+  if (!a->pBuf) return BT_ERR;
+  const unsigned char *u = (const unsigned char *)a->pBuf;
+  if (a->nBuf < 10 || memcmp(u, "\x93NUMPY", 6) != 0)
+    return bt_err_set("%s: not a .npy file (bad magic)", zPath);
+  int major = u[6];
+  size_t hlen, hoff;
+  if (major == 1) {
+    hlen = (size_t)u[8] | ((size_t)u[9] << 8);
+    hoff = 10;
+  } else if (major == 2 || major == 3) {
+    if (a->nBuf < 12) return bt_err_set("%s: truncated .npy header", zPath);
+    hlen = (size_t)u[8] | ((size_t)u[9] << 8) | ((size_t)u[10] << 16) |
+           ((size_t)u[11] << 24);
+    hoff = 12;
+  } else {
+    return bt_err_set("%s: .npy format version %d is not supported (1, 2, 3)",
+                      zPath, major);
+  }
+  if (hoff + hlen > a->nBuf)
+    return bt_err_set("%s: truncated .npy header", zPath);
+  char *zHdr = bt_malloc(hlen + 1, "npy header");
+  if (!zHdr) return BT_ERR;
+  memcpy(zHdr, u + hoff, hlen);
+  zHdr[hlen] = 0;
+  int rc = BT_OK;
+  const char *p = npy_key(zHdr, "descr");
+  if (!p || (*p != '\'' && *p != '"')) {
+    rc = bt_err_set("%s: .npy header has no simple 'descr' (structured "
+                    "arrays are not supported): %s",
+                    zPath, zHdr);
+    goto out;
+  }
+  char zDescr[16] = "";
+  {
+    char q = *p++;
+    size_t n = 0;
+    while (*p && *p != q && n + 1 < sizeof zDescr) zDescr[n++] = *p++;
+    zDescr[n] = 0;
+  }
+  if (strlen(zDescr) < 3 || !strchr("<|=", zDescr[0])) {
+    rc = bt_err_set("%s: dtype '%s' is not supported (big-endian or "
+                    "unknown); use little-endian f4, f8, i4, i8 or u1",
+                    zPath, zDescr);
+    goto out;
+  }
+  a->kind = zDescr[1];
+  a->size = atoi(zDescr + 2);
+  if (!((a->kind == 'f' && (a->size == 4 || a->size == 8)) ||
+        (a->kind == 'i' && (a->size == 4 || a->size == 8)) ||
+        (a->kind == 'u' && a->size == 1))) {
+    rc = bt_err_set("%s: dtype '%s' is not supported; use f4, f8, i4, i8 "
+                    "or u1",
+                    zPath, zDescr);
+    goto out;
+  }
+  p = npy_key(zHdr, "fortran_order");
+  if (!p || strncmp(p, "False", 5) != 0) {
+    rc = bt_err_set("%s: only C-order arrays are supported (fortran_order "
+                    "must be False; save with np.ascontiguousarray)",
+                    zPath);
+    goto out;
+  }
+  p = npy_key(zHdr, "shape");
+  if (!p || *p != '(') {
+    rc = bt_err_set("%s: .npy header has no shape", zPath);
+    goto out;
+  }
+  p++;
+  a->count = 1;
+  for (;;) {
+    while (*p == ' ' || *p == ',') p++;
+    if (*p == ')') break;
+    char *end;
+    long long v = strtoll(p, &end, 10);
+    if (end == p || v < 0 || a->rank >= 16) {
+      rc = bt_err_set("%s: cannot parse the shape in the .npy header", zPath);
+      goto out;
+    }
+    a->shape[a->rank++] = v;
+    if (v > 0 && a->count > INT64_MAX / v) {
+      rc = bt_err_set("%s: shape is too large", zPath);
+      goto out;
+    }
+    a->count *= v;
+    p = end;
+    while (*p == ' ' || *p == 'L') p++;
+  }
+  if (a->rank == 0) {
+    rc = bt_err_set("%s: is a scalar; expected rows", zPath);
+    goto out;
+  }
+  size_t need = (size_t)a->count * (size_t)a->size;
+  if (a->nBuf - hoff - hlen < need) {
+    rc = bt_err_set("%s: truncated: the header promises %zu data bytes, the "
+                    "file has %zu",
+                    zPath, need, a->nBuf - hoff - hlen);
+    goto out;
+  }
+  a->pData = u + hoff + hlen;
+out:
+  free(zHdr);
+  return rc;
+}
+
+static double npy_get(const npy *a, int64_t i) {
+  const unsigned char *p = a->pData + (size_t)i * (size_t)a->size;
+  switch (a->kind) {
+    case 'f':
+      if (a->size == 4) {
+        float f;
+        memcpy(&f, p, 4);
+        return f;
+      } else {
+        double d;
+        memcpy(&d, p, 8);
+        return d;
+      }
+    case 'i':
+      if (a->size == 4) {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+      } else {
+        int64_t v;
+        memcpy(&v, p, 8);
+        return (double)v;
+      }
+    default:
+      return p[0];
+  }
+}
+
+/* ---- arrays (npy or csv) -------------------------------------------------- */
+
+typedef struct table {
+  int64_t n;
+  int64_t D;
+  float *aX;   /* [n, D] */
+  int32_t *aY; /* [n] */
+  int64_t nClass;
+} table;
+
+static int labels_check(const char *zWhat, double v, int64_t row, int32_t *py) {
+  if (!(v >= 0) || v != floor(v) || v > 1e9)
+    return bt_err_set("%s: label %g at row %lld is not a non-negative "
+                      "integer",
+                      zWhat, v, (long long)row);
+  *py = (int32_t)v;
+  return BT_OK;
+}
+
+static int load_npy(const prep_opts *o, table *t) {
+  npy x, y;
+  int rc = npy_open(&x, o->zX);
+  if (rc == BT_OK) rc = npy_open(&y, o->zY);
+  else memset(&y, 0, sizeof y);
+  if (rc == BT_OK && !(y.rank == 1 || (y.rank == 2 && y.shape[1] == 1)))
+    rc = bt_err_set("%s: labels must have shape (N,) or (N, 1)", o->zY);
+  if (rc == BT_OK && x.shape[0] != y.shape[0])
+    rc = bt_err_set("%s has %lld rows but %s has %lld", o->zX,
+                    (long long)x.shape[0], o->zY, (long long)y.shape[0]);
+  if (rc == BT_OK) {
+    t->n = x.shape[0];
+    t->D = t->n ? x.count / t->n : 1;
+    if (t->n == 0) rc = bt_err_set("%s: has no rows", o->zX);
+  }
+  if (rc == BT_OK) {
+    t->aX = bt_malloc((size_t)(t->n * t->D) * sizeof(float), "features");
+    t->aY = bt_malloc((size_t)t->n * sizeof(int32_t), "labels");
+    if (!t->aX || !t->aY) rc = BT_ERR;
+  }
+  for (int64_t i = 0; rc == BT_OK && i < t->n * t->D; i++) {
+    double v = npy_get(&x, i);
+    if (!isfinite(v))
+      rc = bt_err_set("%s: non-finite value at element %lld", o->zX,
+                      (long long)i);
+    t->aX[i] = (float)v;
+  }
+  for (int64_t i = 0; rc == BT_OK && i < t->n; i++) {
+    rc = labels_check(o->zY, npy_get(&y, i), i, &t->aY[i]);
+    if (rc == BT_OK && t->aY[i] + 1 > t->nClass) t->nClass = t->aY[i] + 1;
+  }
+  free(x.pBuf);
+  free(y.pBuf);
+  return rc;
+}
+
+/* Splits one CSV line in place; returns the field count. */
+static int csv_fields(char *zLine, char **az, int nMax) {
+  int n = 0;
+  char *p = zLine;
+  for (;;) {
+    if (n < nMax) az[n] = p;
+    n++;
+    char *c = strchr(p, ',');
+    if (!c) break;
+    *c = 0;
+    p = c + 1;
+  }
+  return n;
+}
+
+static int csv_number(const char *z, double *pv) {
+  while (isspace((unsigned char)*z)) z++;
+  if (!*z) return 0;
+  char *end;
+  *pv = strtod(z, &end);
+  while (isspace((unsigned char)*end)) end++;
+  return *end == 0;
+}
+
+static int load_csv(const prep_opts *o, table *t) {
+  size_t nByte;
+  char *z = bt_file_read_all(o->zCsv, &nByte);
+  if (!z) return BT_ERR;
+  int rc = BT_OK;
+  enum { MAXC = 4096 };
+  char **az = malloc(sizeof(char *) * MAXC);
+  int nCol = -1, iLabel = -1;
+  int64_t cap = 0, lineNo = 0;
+  double v;
+  for (char *line = z; line && *line && rc == BT_OK;) {
+    char *nl = strchr(line, '\n');
+    if (nl) *nl = 0;
+    lineNo++;
+    size_t len = strlen(line);
+    if (len && line[len - 1] == '\r') line[len - 1] = 0;
+    char *next = nl ? nl + 1 : NULL;
+    const char *q = line;
+    while (isspace((unsigned char)*q)) q++;
+    if (!*q) {
+      line = next;
+      continue;
+    }
+    int nf = csv_fields(line, az, MAXC);
+    if (nf > MAXC) {
+      rc = bt_err_set("%s: line %lld has more than %d columns", o->zCsv,
+                      (long long)lineNo, MAXC);
+      break;
+    }
+    if (nCol < 0) { /* first line: header or data? */
+      nCol = nf;
+      if (nCol < 2) {
+        rc = bt_err_set("%s: needs at least 2 columns (features and a label)",
+                        o->zCsv);
+        break;
+      }
+      int bHdr = 0;
+      for (int i = 0; i < nf; i++) bHdr |= !csv_number(az[i], &v);
+      char *end;
+      long k = strtol(o->zLabel, &end, 10);
+      if (*end == 0 && o->zLabel[0]) {
+        iLabel = (int)(k < 0 ? nCol + k : k);
+      } else if (bHdr) {
+        for (int i = 0; i < nf; i++) {
+          const char *h = az[i];
+          while (isspace((unsigned char)*h) || *h == '"') h++;
+          size_t hl = strlen(h);
+          while (hl && (isspace((unsigned char)h[hl - 1]) || h[hl - 1] == '"'))
+            hl--;
+          if (hl == strlen(o->zLabel) && !strncmp(h, o->zLabel, hl))
+            iLabel = i;
+        }
+      }
+      if (iLabel < 0 || iLabel >= nCol) {
+        rc = bt_err_set("%s: label column '%s' not found (%d columns%s)",
+                        o->zCsv, o->zLabel, nCol,
+                        bHdr ? "" : ", no header line");
+        break;
+      }
+      t->D = nCol - 1;
+      if (bHdr) {
+        line = next;
+        continue;
+      }
+    }
+    if (nf != nCol) {
+      rc = bt_err_set("%s: line %lld has %d columns, expected %d", o->zCsv,
+                      (long long)lineNo, nf, nCol);
+      break;
+    }
+    if (t->n == cap) {
+      cap = cap ? 2 * cap : 1024;
+      float *pX = realloc(t->aX, (size_t)(cap * t->D) * sizeof(float));
+      if (pX) t->aX = pX;
+      int32_t *pY = realloc(t->aY, (size_t)cap * sizeof(int32_t));
+      if (pY) t->aY = pY;
+      if (!pX || !pY) {
+        rc = bt_err_set("out of memory reading %s", o->zCsv);
+        break;
+      }
+    }
+    int64_t c = 0;
+    for (int i = 0; i < nf && rc == BT_OK; i++) {
+      if (!csv_number(az[i], &v) || !isfinite(v)) {
+        rc = bt_err_set("%s: line %lld column %d: '%s' is not a number",
+                        o->zCsv, (long long)lineNo, i + 1, az[i]);
+        break;
+      }
+      if (i == iLabel) {
+        char zWhat[4200];
+        snprintf(zWhat, sizeof zWhat, "%s (line %lld)", o->zCsv,
+                 (long long)lineNo);
+        rc = labels_check(zWhat, v, t->n, &t->aY[t->n]);
+        if (rc == BT_OK && t->aY[t->n] + 1 > t->nClass)
+          t->nClass = t->aY[t->n] + 1;
+      } else {
+        t->aX[t->n * t->D + c++] = (float)v;
+      }
+    }
+    t->n++;
+    line = next;
+  }
+  if (rc == BT_OK && t->n == 0)
+    rc = bt_err_set("%s: has no data rows", o->zCsv);
+  free(az);
+  free(z);
+  return rc;
+}
+
+static int prepare_arrays(const prep_opts *o) {
+  table t;
+  memset(&t, 0, sizeof t);
+  int rc;
+  if (o->zCsv) {
+    if (!o->zLabel)
+      return bt_err_set("prepare arrays: --csv needs --label-column K");
+    rc = load_csv(o, &t);
+  } else {
+    if (!o->zX || !o->zY)
+      return bt_err_set("prepare arrays: give --x X.npy and --y Y.npy, or "
+                        "--csv FILE.csv --label-column K");
+    rc = load_npy(o, &t);
+  }
+  int64_t nVal = split_nval(o->valFrac, t.n);
+  float *aXs = NULL;
+  int32_t *aYs = NULL;
+  out_file of;
+  memset(&of, 0, sizeof of);
+  of.hFile = -1;
+  out_ds d[4];
+  memset(d, 0, sizeof d);
+  for (int i = 0; i < 4; i++) d[i].hDset = -1;
+  int bOpen = 0;
+  if (rc == BT_OK) {
+    aXs = bt_malloc((size_t)(t.n * t.D) * sizeof(float), "split features");
+    aYs = bt_malloc((size_t)t.n * sizeof(int32_t), "split labels");
+    if (!aXs || !aYs) rc = BT_ERR;
+  }
+  if (rc == BT_OK) {
+    rc = out_open(&of, o->zOut, o->gzip);
+    bOpen = rc == BT_OK;
+  }
+  hsize_t chunkRows = (hsize_t)((1 << 20) / (4 * (t.D > 0 ? t.D : 1)) + 1);
+  const char *azName[4] = {"/train/x", "/train/y", "/val/x", "/val/y"};
+  for (int s = 0; s < 2 && rc == BT_OK; s++) { /* 0 train, 1 val */
+    int64_t m = 0;
+    for (int64_t i = 0; i < t.n; i++) {
+      if (is_val(o->seed, t.n, nVal, i) != s) continue;
+      memcpy(aXs + m * t.D, t.aX + i * t.D, (size_t)t.D * sizeof(float));
+      aYs[m++] = t.aY[i];
+    }
+    rc = ds_create(&of, &d[2 * s], azName[2 * s], H5T_IEEE_F32LE, 2,
+                   (hsize_t)t.D, chunkRows, m);
+    if (rc == BT_OK)
+      rc = ds_create(&of, &d[2 * s + 1], azName[2 * s + 1], H5T_STD_I32LE, 1,
+                     1, 65536, m);
+    if (rc == BT_OK) rc = ds_append(&d[2 * s], aXs, H5T_NATIVE_FLOAT, m);
+    if (rc == BT_OK) rc = ds_append(&d[2 * s + 1], aYs, H5T_NATIVE_INT32, m);
+  }
+  for (int i = 0; i < 4; i++)
+    if (ds_close(&d[i]) != BT_OK) rc = BT_ERR;
+  if (rc == BT_OK) rc = out_attr_int(&of, "baton_format_version", 1);
+  if (rc == BT_OK) rc = out_attr_int(&of, "num_classes", (int)t.nClass);
+  char zErr[2048];
+  snprintf(zErr, sizeof zErr, "%s", bt_err_msg());
+  int rc2 = bOpen ? out_finish(&of, rc == BT_OK) : BT_OK;
+  free(aXs);
+  free(aYs);
+  free(t.aX);
+  free(t.aY);
+  if (rc != BT_OK) return bt_err_set("%s", zErr);
+  if (rc2 != BT_OK) return rc2;
+  printf("prepare: wrote %s: %lld train rows, %lld val rows, D=%lld, %lld "
+         "classes\n",
+         o->zOut, (long long)d[0].n, (long long)d[2].n, (long long)t.D,
+         (long long)t.nClass);
+  return BT_OK;
+}
+
+/* ---- entry ---------------------------------------------------------------- */
+
+int bt_prepare_main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    }
+  prep_opts o;
+  int rc = parse_opts(argc, argv, &o);
+  if (rc == BT_OK && !o.zMode) {
+    usage(stderr);
+    free(o.azFile);
+    return 2;
+  }
+  if (rc == BT_OK && !o.zOut) rc = bt_err_set("prepare: -o OUT.h5 is required");
+  if (rc == BT_OK) {
+    (void)bt_fault_hit("prepare.start");
+    if (!strcmp(o.zMode, "text")) rc = prepare_text(&o);
+    else if (!strcmp(o.zMode, "arrays")) {
+      if (o.nFile > 0)
+        rc = bt_err_set("prepare arrays: unexpected argument '%s'",
+                        o.azFile[0]);
+      else
+        rc = prepare_arrays(&o);
+    } else
+      rc = bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
+                      "--help)",
+                      o.zMode);
+  }
+  free(o.azFile);
+  if (rc != BT_OK) {
+    bt_log_error("%s", bt_err_msg());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,147 @@
+/*
+ * cpu_attention.c: causal multi-head self-attention, CPU reference.
+ *
+ * Layout (GPT-2 / llm.c): qkv[B,T,3C] holds q in columns [0,C), k in
+ * [C,2C), v in [2C,3C); head h owns the slice [h*hs, (h+1)*hs) of each,
+ * hs = C/NH. att[B,NH,T,T] keeps the softmax probabilities (row t has
+ * zeros for t2 > t) for the backward.
+ *
+ * Why it is written this way:
+ *   - One (b, h) pair is one independent problem: its outputs (out slice,
+ *     att block, and in the backward its dq/dk/dv slices) are touched by no
+ *     other pair. So we parallelise over (b, h) with a static schedule and
+ *     no thread ever adds into memory another thread writes: deterministic
+ *     for any thread count, and no atomics.
+ *   - Each (b, h) is three or five small matrix products, done by
+ *     single-threaded OpenBLAS sgemm (cpu_backend.c runs OpenBLAS with one
+ *     thread) reading q, k, v in place through their row stride 3C. sgemm
+ *     computes the full T x T score matrix, twice the causal triangle, but
+ *     with OpenBLAS's SIMD kernels that is still about twice as fast as the
+ *     triangle in plain vectorised loops (bench/ops, T = 128, hs = 64, one
+ *     thread: 4 layers forward 21 -> 11 ms, backward 37 -> 14 ms). Masked
+ *     entries get probability exactly 0, so P V and the backward products
+ *     need no mask.
+ *   - The softmax rows use the vectorisable bt_cpu_expf and sum in double.
+ *   - The backward's dP / dS matrix for one (b,h) lives in that pair's
+ *     T*T block of the caller's scratch, so the op never allocates.
+ */
+#include "cpu_internal.h"
+#include "../../trainer/util.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+size_t bt_cpu_attention_att_size(bt_backend *be, int B, int T, int NH) {
+  (void)be;
+  return (size_t)B * NH * T * T;
+}
+
+size_t bt_cpu_attention_scratch_size(bt_backend *be, int B, int T, int NH) {
+  (void)be;
+  return (size_t)B * NH * T * T;
+}
+
+/* Work in multiply-adds of one call, to decide whether to go parallel. */
+static size_t cpu_att_work(int B, int T, int C) {
+  return (size_t)B * T * T * C;
+}
+
+/* In place on the T x T scores S of one (b,h): row t becomes
+ * softmax(S[t, 0..t]) (row max subtracted: stable) followed by zeros. */
+BT_CPU_SIMD_CLONES static void cpu_softmax_causal(float *S, int T) {
+  for (int t = 0; t < T; t++) {
+    float *p = S + (size_t)t * T;
+    float mx = p[0];
+    for (int t2 = 1; t2 <= t; t2++) mx = p[t2] > mx ? p[t2] : mx;
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int t2 = 0; t2 <= t; t2++) {
+      float e = bt_cpu_expf(p[t2] - mx);
+      p[t2] = e;
+      sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int t2 = 0; t2 <= t; t2++) p[t2] *= inv;
+    for (int t2 = t + 1; t2 < T; t2++) p[t2] = 0.0f;
+  }
+}
+
+/* In place on dP of one (b,h): dS = P * (dP - rowsum(P * dP)) * scale.
+ * Where P is 0 (above the diagonal) dS is 0 too. */
+BT_CPU_SIMD_CLONES static void cpu_softmax_causal_bwd(float *dP,
+                                                      const float *P, int T,
+                                                      float scale) {
+  for (int t = 0; t < T; t++) {
+    const float *p = P + (size_t)t * T;
+    float *d = dP + (size_t)t * T;
+    double sdp = 0.0;
+#pragma omp simd reduction(+ : sdp)
+    for (int t2 = 0; t2 <= t; t2++) sdp += p[t2] * d[t2];
+    const float fs = (float)sdp;
+    for (int t2 = 0; t2 < T; t2++) d[t2] = p[t2] * (d[t2] - fs) * scale;
+  }
+}
+
+/* Per (b,h): S = scale Q K^T (sgemm into the att block), row-wise causal
+ * softmax with the row max subtracted (stable), zeros above the diagonal,
+ * then out_h = P V. */
+void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
+                          const float *qkv, int B, int T, int C, int NH) {
+  const int nt = bt_cpu_nthread(be);
+  BT_ASSERT(NH > 0 && C % NH == 0);
+  if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
+  const int hs = C / NH, C3 = 3 * C;
+  const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+      const float *k = q + C, *v = q + 2 * (size_t)C;
+      float *P = att + ((size_t)b * NH + h) * T * T;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q,
+                  C3, k, C3, 0.0f, P, T);
+      cpu_softmax_causal(P, T);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f,
+                  P, T, v, C3, 0.0f, out + (size_t)b * T * C + (size_t)h * hs,
+                  C);
+    }
+  }
+}
+
+/* Per (b,h), with P the saved probabilities and G = dout_h:
+ *   dP  = G V^T
+ *   dS  = P * (dP - rowsum(P * dP)) * scale     (softmax backward; 0 where
+ *                                                P is 0, i.e. above the
+ *                                                diagonal)
+ *   dQ += dS K,   dK += dS^T Q,   dV += P^T G
+ * The three products accumulate (beta = 1) into dqkv, as ops.h requires. */
+void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
+                          const float *dout, const float *qkv,
+                          const float *att, int B, int T, int C, int NH) {
+  const int nt = bt_cpu_nthread(be);
+  BT_ASSERT(NH > 0 && C % NH == 0);
+  if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
+  const int hs = C / NH, C3 = 3 * C;
+  const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      const size_t off = (size_t)b * T * C3 + (size_t)h * hs;
+      const float *q = qkv + off, *k = q + C, *v = q + 2 * (size_t)C;
+      float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * (size_t)C;
+      const float *G = dout + (size_t)b * T * C + (size_t)h * hs;
+      const float *P = att + ((size_t)b * NH + h) * T * T;
+      float *dS = scratch + ((size_t)b * NH + h) * T * T;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, G,
+                  C, v, C3, 0.0f, dS, T);
+      cpu_softmax_causal_bwd(dS, P, T, scale);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f,
+                  dS, T, k, C3, 1.0f, dq, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dS,
+                  T, q, C3, 1.0f, dk, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, P,
+                  T, G, C, 1.0f, dv, C3);
+    }
+  }
+}

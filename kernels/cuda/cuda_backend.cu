@@ -1,0 +1,306 @@
+/*
+ * cuda_backend.cu: lifetime, memory, scratch and the function table of the
+ * CUDA backend. The ops themselves live in cuda_gemm.cu, cuda_ops.cu and
+ * cuda_attention.cu; cuda_common.h states the invariants they keep.
+ *
+ * Device and threads: create() makes `device` current on the calling
+ * thread. Memory calls and sync make it current again on whatever thread
+ * calls them; ops assume the calling thread's current device is `device`
+ * (the trainer runs one process per GPU and calls ops from its main
+ * thread).
+ *
+ * Copies: mem_to_host / mem_from_host are synchronous (queued on the
+ * compute stream, then waited for), so a host buffer may be reused as soon
+ * as they return and a D2H result is complete. They are for checkpoints,
+ * metrics and batches, not for the inner loop; overlapping batch uploads
+ * with compute is future work (docs/gpu.md).
+ *
+ * Environment (read once, at create):
+ *   BATON_CUDA_GEMM=fp32|bf16  GEMM operand precision (default fp32)
+ *   BATON_CUDA_SYNC=1          wait after every kernel: pinpoints the op
+ *                              behind an asynchronous error (debugging)
+ */
+#include "cuda_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- errors ------------------------------------------------------------ */
+
+void bt_cuda_fatal(const char *zCall, const char *zErr, const char *zFile,
+                   int line) {
+  bt_log_error("CUDA backend: %s failed: %s (%s:%d)", zCall, zErr, zFile,
+               line);
+  bt_assert_fail(zCall, zFile, line);
+}
+
+/* ---- scratch ----------------------------------------------------------- */
+
+void *bt_cuda_scratch(bt_cuda *cu, size_t nByte) {
+  if (nByte <= cu->nScratch) return cu->pScratch;
+  /* Round up to 1 MiB so that slightly different shapes do not each cause
+   * a reallocation. */
+  size_t nNew = (nByte + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+  /* Kernels already queued may still read the old buffer. */
+  BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  if (cu->pScratch) BT_CUDA_CHECK(cudaFree(cu->pScratch));
+  cu->pScratch = NULL;
+  cu->nScratch = 0;
+  cudaError_t e = cudaMalloc(&cu->pScratch, nNew);
+  if (e != cudaSuccess) {
+    char zBuf[32];
+    bt_log_error("CUDA backend: cannot grow op scratch to %s",
+                 bt_fmt_bytes((double)nNew, zBuf, sizeof zBuf));
+    bt_cuda_fatal("cudaMalloc(scratch)", cudaGetErrorString(e), __FILE__,
+                  __LINE__);
+  }
+  cu->nScratch = nNew;
+  {
+    char zBuf[32];
+    bt_log_debug("CUDA backend: op scratch grown to %s (first use of this "
+                 "shape; steady-state steps do not allocate)",
+                 bt_fmt_bytes((double)nNew, zBuf, sizeof zBuf));
+  }
+  return cu->pScratch;
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+/* Frees whatever part of the state exists (create's failure path uses it
+ * too, so every field may still be NULL). */
+static void cuda_state_free(bt_cuda *cu) {
+  if (!cu) return;
+  if (cu->stream) cudaStreamSynchronize(cu->stream);
+  if (cu->pScratch) cudaFree(cu->pScratch);
+  if (cu->pIdx) cudaFree(cu->pIdx);
+  if (cu->pWorkspace) cudaFree(cu->pWorkspace);
+  if (cu->pSumsqPart) cudaFree(cu->pSumsqPart);
+  if (cu->pHostSumsq) cudaFreeHost(cu->pHostSumsq);
+  if (cu->lt) cublasLtDestroy(cu->lt);
+  if (cu->stream) cudaStreamDestroy(cu->stream);
+  free(cu->pHostTok);
+  free(cu->pHostKey);
+  free(cu->pHostIdx);
+  free(cu);
+}
+
+static void cuda_destroy(bt_backend *be) {
+  (void)cudaSetDevice(bt_cuda_of(be)->device);
+  cuda_state_free(bt_cuda_of(be));
+  free(be);
+}
+
+/* ---- memory ------------------------------------------------------------ */
+
+/* Memory calls and sync may come from a thread other than the one that
+ * created the backend (checkpoint staging, tests): make our device current
+ * on the calling thread first. cudaSetDevice on the already-current device
+ * costs well under a microsecond. Ops assume the creating thread. */
+static void cuda_bind(const bt_cuda *cu) {
+  BT_CUDA_CHECK(cudaSetDevice(cu->device));
+}
+
+static void *cuda_alloc_bytes(bt_backend *be, size_t nByte, const char *zWhat) {
+  bt_cuda *cu = bt_cuda_of(be);
+  void *p = NULL;
+  if (nByte == 0) nByte = sizeof(float); /* a valid, freeable pointer */
+  cuda_bind(cu);
+  cudaError_t e = cudaMalloc(&p, nByte);
+  if (e != cudaSuccess) {
+    char zBuf[32];
+    (void)cudaGetLastError(); /* out-of-memory is not sticky: clear it */
+    bt_err_set("CUDA device %d: cannot allocate %s for %s: %s", cu->device,
+               bt_fmt_bytes((double)nByte, zBuf, sizeof zBuf),
+               zWhat ? zWhat : "(unnamed)", cudaGetErrorString(e));
+    return NULL;
+  }
+  /* The contract says zeroed; wait so that the memory is usable from the
+   * host side (copies) at once as well. */
+  BT_CUDA_CHECK(cudaMemsetAsync(p, 0, nByte, cu->stream));
+  BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  return p;
+}
+
+static float *cuda_mem_alloc(bt_backend *be, size_t n, const char *zWhat) {
+  return (float *)cuda_alloc_bytes(be, n * sizeof(float), zWhat);
+}
+
+static int32_t *cuda_mem_alloc_i32(bt_backend *be, size_t n,
+                                   const char *zWhat) {
+  return (int32_t *)cuda_alloc_bytes(be, n * sizeof(int32_t), zWhat);
+}
+
+static void cuda_mem_free(bt_backend *be, void *p) {
+  /* cudaFree synchronises the device itself, but queued kernels on our
+   * stream may use p: say so explicitly rather than rely on it. */
+  cuda_bind(bt_cuda_of(be));
+  BT_CUDA_CHECK(cudaStreamSynchronize(bt_cuda_of(be)->stream));
+  BT_CUDA_CHECK(cudaFree(p));
+}
+
+static void cuda_mem_zero(bt_backend *be, float *p, size_t n) {
+  if (n == 0) return;
+  cuda_bind(bt_cuda_of(be));
+  BT_CUDA_CHECK(
+      cudaMemsetAsync(p, 0, n * sizeof(float), bt_cuda_of(be)->stream));
+}
+
+static void cuda_mem_to_host(bt_backend *be, void *pHost, const void *pDev,
+                             size_t nByte) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (nByte == 0) return;
+  cuda_bind(cu);
+  BT_CUDA_CHECK(cudaMemcpyAsync(pHost, pDev, nByte, cudaMemcpyDeviceToHost,
+                                cu->stream));
+  BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+}
+
+static void cuda_mem_from_host(bt_backend *be, void *pDev, const void *pHost,
+                               size_t nByte) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (nByte == 0) return;
+  cuda_bind(cu);
+  BT_CUDA_CHECK(cudaMemcpyAsync(pDev, pHost, nByte, cudaMemcpyHostToDevice,
+                                cu->stream));
+  BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+}
+
+static void cuda_sync(bt_backend *be) {
+  cuda_bind(bt_cuda_of(be));
+  BT_CUDA_CHECK(cudaStreamSynchronize(bt_cuda_of(be)->stream));
+}
+
+/* ---- extra entry points (cuda_backend.h) ------------------------------- */
+
+void *bt_cuda_stream(bt_backend *be) { return (void *)bt_cuda_of(be)->stream; }
+int bt_cuda_gemm_bf16(bt_backend *be) { return bt_cuda_of(be)->bGemmBf16; }
+
+/* ---- the function table ------------------------------------------------ */
+
+/* Filled field by field (not positionally) so that two members with the
+ * same signature can never be swapped by accident. */
+static bt_backend_vtab cuda_vtab_make(void) {
+  bt_backend_vtab v;
+  memset(&v, 0, sizeof v);
+  v.zName = "cuda";
+  v.destroy = cuda_destroy;
+  v.mem_alloc = cuda_mem_alloc;
+  v.mem_free = cuda_mem_free;
+  v.mem_zero = cuda_mem_zero;
+  v.mem_to_host = cuda_mem_to_host;
+  v.mem_from_host = cuda_mem_from_host;
+  v.mem_alloc_i32 = cuda_mem_alloc_i32;
+  v.sync = cuda_sync;
+  v.matmul_fwd = bt_cuda_matmul_fwd;
+  v.matmul_bwd = bt_cuda_matmul_bwd;
+  v.bias_fwd = bt_cuda_bias_fwd;
+  v.bias_bwd = bt_cuda_bias_bwd;
+  v.embed_fwd = bt_cuda_embed_fwd;
+  v.embed_bwd = bt_cuda_embed_bwd;
+  v.layernorm_fwd = bt_cuda_layernorm_fwd;
+  v.layernorm_bwd = bt_cuda_layernorm_bwd;
+  v.gelu_fwd = bt_cuda_gelu_fwd;
+  v.gelu_bwd = bt_cuda_gelu_bwd;
+  v.residual_fwd = bt_cuda_residual_fwd;
+  v.residual_bwd = bt_cuda_residual_bwd;
+  v.attention_fwd = bt_cuda_attention_fwd;
+  v.attention_bwd = bt_cuda_attention_bwd;
+  v.attention_att_size = bt_cuda_attention_att_size;
+  v.attention_scratch_size = bt_cuda_attention_scratch_size;
+  v.xent_fwd = bt_cuda_xent_fwd;
+  v.xent_bwd = bt_cuda_xent_bwd;
+  v.adamw = bt_cuda_adamw;
+  v.sumsq = bt_cuda_sumsq;
+  v.scale = bt_cuda_scale;
+  return v;
+}
+static const bt_backend_vtab g_cuda_vtab = cuda_vtab_make();
+
+/* ---- create ------------------------------------------------------------ */
+
+/* Records an expected failure of create with the failing call named. */
+#define CREATE_TRY(call)                                                       \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess) {                                                   \
+      bt_err_set("CUDA backend on device %d: %s failed: %s", device, #call,    \
+                 cudaGetErrorString(e_));                                      \
+      goto fail;                                                               \
+    }                                                                          \
+  } while (0)
+
+bt_backend *bt_backend_cuda_create(int device) {
+  bt_backend *be = NULL;
+  bt_cuda *cu = NULL;
+  int nDev = 0;
+  int bBf16 = 0;
+  const char *zGemm = getenv("BATON_CUDA_GEMM");
+  const char *zSync = getenv("BATON_CUDA_SYNC");
+  cudaError_t e;
+  cublasStatus_t s;
+
+  if (zGemm && zGemm[0] && strcmp(zGemm, "fp32") != 0) {
+    if (strcmp(zGemm, "bf16") == 0) {
+      bBf16 = 1;
+    } else {
+      bt_err_set("BATON_CUDA_GEMM=%s: expected fp32 or bf16", zGemm);
+      return NULL;
+    }
+  }
+  e = cudaGetDeviceCount(&nDev);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    bt_err_set("CUDA backend: no usable CUDA device (cudaGetDeviceCount: %s)",
+               cudaGetErrorString(e));
+    return NULL;
+  }
+  if (device < 0 || device >= nDev) {
+    bt_err_set("CUDA backend: device %d does not exist (%d device%s visible)",
+               device, nDev, nDev == 1 ? "" : "s");
+    return NULL;
+  }
+
+  be = (bt_backend *)bt_calloc(1, sizeof *be, "CUDA backend handle");
+  cu = (bt_cuda *)bt_calloc(1, sizeof *cu, "CUDA backend state");
+  if (!be || !cu) goto fail;
+  cu->device = device;
+  cu->bGemmBf16 = bBf16;
+  cu->bSyncCheck = zSync && zSync[0] == '1';
+
+  CREATE_TRY(cudaSetDevice(device));
+  /* A blocking stream (not cudaStreamNonBlocking): work that other modules
+   * put on the legacy default stream is then ordered with our ops, which
+   * is the safe default while the communicator is being integrated. */
+  CREATE_TRY(cudaStreamCreate(&cu->stream));
+  s = cublasLtCreate(&cu->lt);
+  if (s != CUBLAS_STATUS_SUCCESS) {
+    cu->lt = NULL;
+    bt_err_set("CUDA backend on device %d: cublasLtCreate failed: %s", device,
+               cublasLtGetStatusString(s));
+    goto fail;
+  }
+  cu->nWorkspace = BT_CUDA_LT_WORKSPACE;
+  CREATE_TRY(cudaMalloc(&cu->pWorkspace, cu->nWorkspace));
+  CREATE_TRY(cudaMalloc((void **)&cu->pSumsqPart,
+                        (BT_CUDA_SUMSQ_BLOCKS + 1) * sizeof(double)));
+  CREATE_TRY(cudaMallocHost((void **)&cu->pHostSumsq, sizeof(double)));
+  CREATE_TRY(bt_cuda_attention_init());
+
+  be->pVtab = &g_cuda_vtab;
+  be->eKind = BT_BACKEND_CUDA;
+  be->pImpl = cu;
+  {
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, device) == cudaSuccess)
+      bt_log_debug("CUDA backend: device %d (%s, sm_%d%d, %d SMs), GEMM %s",
+                   device, prop.name, prop.major, prop.minor,
+                   prop.multiProcessorCount, bBf16 ? "bf16" : "fp32");
+  }
+  return be;
+
+fail:
+  (void)cudaGetLastError();
+  cuda_state_free(cu);
+  free(be);
+  return NULL;
+}

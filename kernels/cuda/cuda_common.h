@@ -1,0 +1,245 @@
+/*
+ * cuda_common.h: private state and helpers shared by the files of the CUDA
+ * backend (compiled as CUDA C++ by nvcc; nothing outside kernels/cuda
+ * includes this file).
+ *
+ *   cuda_backend.cu    lifetime, memory, scratch, the function table
+ *   cuda_gemm.cu       matmul fwd/bwd (cuBLASLt), bias fwd/bwd, column sums
+ *   cuda_ops.cu        embedding, layernorm, GELU, residual, cross-entropy,
+ *                      AdamW, sumsq, scale
+ *   cuda_attention.cu  flash attention fwd/bwd + the reference kernels
+ *
+ * Invariants every op of this backend keeps:
+ *   1. Stream order. Every kernel, cuBLASLt call and async copy goes on the
+ *      backend's one compute stream (cu->stream), so ops run in call order
+ *      and any scratch can be reused by the next op without a sync.
+ *   2. Determinism. No floating-point atomics anywhere. Every reduction has
+ *      a decomposition that depends only on the problem shape (never on
+ *      timing or on the number of SMs), and a fixed combination order.
+ *      cuBLASLt is deterministic run to run on one GPU model with one
+ *      toolkit version (we use one handle on one stream).
+ *   3. No allocation in steady state. Scratch (bt_cuda_scratch) grows on
+ *      first use of a larger shape and is then reused; a training loop with
+ *      fixed shapes allocates only during its first step.
+ *   4. Fatal API errors inside ops print the failing call, the CUDA /
+ *      cuBLAS error string, file:line, rank and host, and abort (ops return
+ *      void, and a failed kernel leaves the context unusable anyway).
+ *      Failures in create and mem_alloc are expected errors: bt_err_set +
+ *      NULL.
+ */
+#ifndef BATON_CUDA_COMMON_H
+#define BATON_CUDA_COMMON_H
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "../backend_impl.h"
+#include "../../trainer/util.h"
+#include "cuda_backend.h"
+}
+
+/* One remembered cuBLASLt heuristic answer (cuda_gemm.cu). The key holds
+ * everything the heuristic sees: shapes, transposes, leading dimensions,
+ * operand type, the requested epilogue and the pointer alignments. */
+typedef struct bt_cuda_lt_key {
+  int m, n, k, opA, opB, lda, ldb, ldd, bBf16, bBias;
+  uint32_t alA, alB, alD, alBias;
+} bt_cuda_lt_key;
+typedef struct bt_cuda_lt_entry {
+  bt_cuda_lt_key key;
+  int bFused;                   /* bias fused in the epilogue */
+  cublasLtMatmulAlgo_t algo;
+} bt_cuda_lt_entry;
+#define BT_CUDA_LT_CACHE 64
+
+/* Private state behind bt_backend.pImpl. */
+typedef struct bt_cuda {
+  int device;
+  cudaStream_t stream;          /* the one compute stream (invariant 1) */
+  cublasLtHandle_t lt;          /* used only on `stream` */
+  void *pWorkspace;             /* cuBLASLt workspace */
+  size_t nWorkspace;            /* bytes (BT_CUDA_LT_WORKSPACE) */
+  int bGemmBf16;                /* BATON_CUDA_GEMM=bf16 */
+  int bSyncCheck;               /* BATON_CUDA_SYNC=1: sync after each launch */
+  void *pScratch;               /* general scratch, grown lazily */
+  size_t nScratch;              /* bytes */
+  int32_t *pIdx;                /* device int scratch (embedding backward) */
+  size_t nIdx;                  /* int32 elements */
+  int32_t *pHostTok;            /* host side of the embedding backward: */
+  uint64_t *pHostKey;           /*   tokens, (token, position) sort keys, */
+  int32_t *pHostIdx;            /*   and the packed plan (3*nHost + 1) */
+  size_t nHost;                 /* tokens the host arrays can hold */
+  double *pSumsqPart;           /* device: BT_CUDA_SUMSQ_BLOCKS + 1 doubles */
+  double *pHostSumsq;           /* pinned host double for the result */
+  bt_cuda_lt_entry aLt[BT_CUDA_LT_CACHE]; /* heuristic answers, */
+  int nLt;                      /*   entries in use */
+  int iLtNext;                  /*   next slot to replace when full */
+} bt_cuda;
+
+#define BT_CUDA_LT_WORKSPACE ((size_t)32 << 20)
+/* sumsq's first pass always uses this many blocks (invariant 2: the
+ * decomposition must not depend on the device). */
+#define BT_CUDA_SUMSQ_BLOCKS 512
+#define BT_CUDA_SUMSQ_THREADS 256
+
+static inline bt_cuda *bt_cuda_of(bt_backend *be) {
+  return (bt_cuda *)be->pImpl;
+}
+
+/* ---- error checks (invariant 4) ---------------------------------------- */
+
+void bt_cuda_fatal(const char *zCall, const char *zErr, const char *zFile,
+                   int line) __attribute__((noreturn));
+
+#define BT_CUDA_CHECK(call)                                                    \
+  do {                                                                         \
+    cudaError_t e_ = (call);                                                   \
+    if (e_ != cudaSuccess)                                                     \
+      bt_cuda_fatal(#call, cudaGetErrorString(e_), __FILE__, __LINE__);        \
+  } while (0)
+
+#define BT_CUBLAS_CHECK(call)                                                  \
+  do {                                                                         \
+    cublasStatus_t s_ = (call);                                                \
+    if (s_ != CUBLAS_STATUS_SUCCESS)                                           \
+      bt_cuda_fatal(#call, cublasLtGetStatusString(s_), __FILE__, __LINE__);   \
+  } while (0)
+
+/* After every kernel launch: catches bad launch configurations at once;
+ * with BATON_CUDA_SYNC=1 also waits for the kernel so that an illegal
+ * address is reported at the op that caused it, not at a later sync. */
+#define BT_CUDA_LAUNCHED(cu)                                                   \
+  do {                                                                         \
+    BT_CUDA_CHECK(cudaGetLastError());                                         \
+    if ((cu)->bSyncCheck) BT_CUDA_CHECK(cudaStreamSynchronize((cu)->stream));  \
+  } while (0)
+
+/* ---- launch geometry --------------------------------------------------- */
+
+/* Blocks for a grid-stride loop over n elements. Element-wise kernels give
+ * the same bits for any grid, so the cap only bounds launch size. */
+static inline unsigned bt_cuda_grid(size_t n, unsigned nThread) {
+  size_t g = (n + nThread - 1) / nThread;
+  if (g < 1) g = 1;
+  if (g > (1u << 20)) g = 1u << 20;
+  return (unsigned)g;
+}
+
+/* ---- scratch (invariant 3) --------------------------------------------- */
+
+/* Returns device scratch of at least nByte bytes (256-byte aligned). Grows
+ * the buffer when needed: waits for the stream (queued kernels may still
+ * read the old buffer), frees it, allocates the larger one. Its contents
+ * are undefined; each op owns all of it from call to return. */
+void *bt_cuda_scratch(bt_cuda *cu, size_t nByte);
+
+/* ---- shared device helpers --------------------------------------------- */
+
+/* Butterfly (xor) warp reductions: every lane ends with the same, bitwise
+ * identical value, because each step adds a pair in both lanes and float
+ * addition is commutative (a+b == b+a exactly). */
+__device__ __forceinline__ float bt_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float bt_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ double bt_warp_sum_d(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+/* Block-wide sum for blockDim.x a multiple of 32 (<= 1024); every thread
+ * gets the result. sh must hold 32 floats. Fixed order: warps reduce by
+ * butterfly, then warp 0 reduces the per-warp sums by butterfly. The
+ * trailing barrier lets the caller reuse sh immediately. */
+__device__ __forceinline__ float bt_block_sum(float v, float *sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int nWarp = blockDim.x >> 5;
+  v = bt_warp_sum(v);
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float t = (lane < nWarp) ? sh[lane] : 0.0f;
+  t = bt_warp_sum(t);
+  __syncthreads();
+  return t;
+}
+__device__ __forceinline__ float bt_block_max(float v, float *sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int nWarp = blockDim.x >> 5;
+  v = bt_warp_max(v);
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  float t = (lane < nWarp) ? sh[lane] : -INFINITY;
+  t = bt_warp_max(t);
+  __syncthreads();
+  return t;
+}
+
+/* ---- functions shared between the backend's files ---------------------- */
+
+/* cuda_gemm.cu */
+void bt_cuda_matmul_fwd(bt_backend *be, float *out, const float *inp,
+                        const float *w, const float *bias, int N, int C,
+                        int OC, bt_wlayout eLayout);
+void bt_cuda_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
+                        const float *dout, const float *inp, const float *w,
+                        int N, int C, int OC, bt_wlayout eLayout);
+void bt_cuda_bias_fwd(bt_backend *be, float *out, const float *inp,
+                      const float *bias, int N, int C);
+void bt_cuda_bias_bwd(bt_backend *be, float *dinp, float *dbias,
+                      const float *dout, int N, int C);
+
+/* cuda_ops.cu */
+void bt_cuda_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
+                       const float *wte, const float *wpe, int B, int T,
+                       int C);
+void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
+                       const float *dout, const int32_t *tok, int B, int T,
+                       int C, int V);
+void bt_cuda_layernorm_fwd(bt_backend *be, float *out, float *mean,
+                           float *rstd, const float *inp, const float *w,
+                           const float *b, int N, int C);
+void bt_cuda_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
+                           const float *dout, const float *inp,
+                           const float *w, const float *mean,
+                           const float *rstd, int N, int C);
+void bt_cuda_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n);
+void bt_cuda_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
+                      const float *dout, size_t n);
+void bt_cuda_residual_fwd(bt_backend *be, float *out, const float *a,
+                          const float *b, size_t n);
+void bt_cuda_residual_bwd(bt_backend *be, float *da, float *db,
+                          const float *dout, size_t n);
+void bt_cuda_xent_fwd(bt_backend *be, float *losses, const float *logits,
+                      const int32_t *targets, int N, int V, int Vp);
+void bt_cuda_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
+                      const int32_t *targets, float scale, int N, int V,
+                      int Vp);
+void bt_cuda_adamw(bt_backend *be, float *param, const float *grad, float *m,
+                   float *v, size_t n, const bt_adamw_hparams *hp);
+double bt_cuda_sumsq(bt_backend *be, const float *x, size_t n);
+void bt_cuda_scale(bt_backend *be, float *x, float s, size_t n);
+
+/* cuda_attention.cu */
+void bt_cuda_attention_fwd(bt_backend *be, float *out, float *att,
+                           const float *qkv, int B, int T, int C, int NH);
+void bt_cuda_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
+                           const float *dout, const float *qkv,
+                           const float *att, int B, int T, int C, int NH);
+size_t bt_cuda_attention_att_size(bt_backend *be, int B, int T, int NH);
+size_t bt_cuda_attention_scratch_size(bt_backend *be, int B, int T, int NH);
+/* Called once by create: raises the dynamic shared-memory limit of the
+ * attention kernels (their tiles need up to ~66 KB at head size 128).
+ * Returns cudaSuccess or the failing call's error. */
+cudaError_t bt_cuda_attention_init(void);
+
+#endif /* BATON_CUDA_COMMON_H */

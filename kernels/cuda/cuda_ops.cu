@@ -1,0 +1,593 @@
+/*
+ * cuda_ops.cu: the fused and element-wise ops of the CUDA backend:
+ * embedding, layernorm, GELU, residual, softmax cross-entropy, AdamW,
+ * sumsq and scale. Contracts: kernels/ops.h; invariants: cuda_common.h.
+ *
+ * Every reduction here is deterministic (no atomics; fixed decomposition
+ * and order):
+ *   - row reductions (layernorm, cross-entropy): one warp or one block per
+ *     row, butterfly shuffles, fixed tree across warps;
+ *   - column reductions (layernorm dw/db, dwpe): per-chunk partial sums in
+ *     scratch, then one thread per column adds the chunks in order;
+ *   - dwte (embedding backward): tokens are grouped by value on the host
+ *     (see bt_cuda_embed_bwd), then one block per distinct token adds its
+ *     rows in position order;
+ *   - sumsq: a fixed 512-block grid in double, then one block in order.
+ */
+#include "cuda_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define GRID_STRIDE(i, n)                                                      \
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);     \
+       i += (size_t)gridDim.x * blockDim.x)
+
+/* ======================================================================
+ * embedding
+ * ====================================================================== */
+
+__global__ void bt_k_embed_fwd(float *out, const int32_t *tok,
+                               const float *wte, const float *wpe, int T,
+                               int C, size_t total) {
+  GRID_STRIDE(i, total) {
+    const size_t bt = i / (size_t)C;
+    const int c = (int)(i % (size_t)C);
+    const int t = (int)(bt % (size_t)T);
+    float v = wte[(size_t)tok[bt] * C + c];
+    if (wpe) v += wpe[(size_t)t * C + c];
+    out[i] = v;
+  }
+}
+
+void bt_cuda_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
+                       const float *wte, const float *wpe, int B, int T,
+                       int C) {
+  bt_cuda *cu = bt_cuda_of(be);
+  size_t total = (size_t)B * T * C;
+  if (total == 0) return;
+  /* Token ids are trusted here (the loader validates them against the
+   * vocabulary); the backward checks them on the host. */
+  bt_k_embed_fwd<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
+      out, tok, wte, wpe, T, C, total);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+/* dwpe[t, c] += dout[0, t, c] + dout[1, t, c] + ... in b order, starting
+ * from the current value (the CPU reference's order). */
+__global__ void bt_k_embed_dwpe(float *dwpe, const float *dout, int B, int T,
+                                int C) {
+  const size_t total = (size_t)T * C;
+  GRID_STRIDE(i, total) {
+    float acc = dwpe[i];
+    for (int b = 0; b < B; b++) acc += dout[(size_t)b * total + i];
+    dwpe[i] = acc;
+  }
+}
+
+/* One block per distinct token u (plan layout: see bt_cuda_embed_bwd).
+ * Each thread owns columns c; it adds the token's dout rows in increasing
+ * position order onto dwte[u, c]. Distinct blocks own distinct dwte rows,
+ * so there is no race and no atomic. */
+__global__ void bt_k_embed_dwte(float *dwte, const float *dout,
+                                const int32_t *plan, int nTok, int nUniq,
+                                int C) {
+  const int u = blockIdx.x;
+  const int32_t *pos = plan;                 /* [nTok] grouped positions */
+  const int32_t *uTok = plan + nTok;         /* [nUniq] token values */
+  const int32_t *uStart = plan + nTok + nUniq; /* [nUniq + 1] */
+  const size_t row = (size_t)uTok[u];
+  const int p0 = uStart[u], p1 = uStart[u + 1];
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float acc = dwte[row * C + c];
+    for (int p = p0; p < p1; p++) acc += dout[(size_t)pos[p] * C + c];
+    dwte[row * C + c] = acc;
+  }
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* dwte without atomics: the token ids (B*T int32, e.g. 32 KB) come to the
+ * host, where (token, position) keys are sorted; the resulting plan (the
+ * positions grouped by token in increasing order, the distinct tokens,
+ * and each group's start) goes back, and one block per distinct token sums
+ * its rows. The copy waits for the queued work, which costs little here:
+ * the embedding backward is the last op of a backward pass. Host and
+ * device plan buffers grow on first use (invariant 3). */
+void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
+                       const float *dout, const int32_t *tok, int B, int T,
+                       int C, int V) {
+  bt_cuda *cu = bt_cuda_of(be);
+  const int nTok = B * T;
+  if (nTok <= 0 || C <= 0) return;
+  if (dwpe) {
+    size_t total = (size_t)T * C;
+    bt_k_embed_dwpe<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
+        dwpe, dout, B, T, C);
+    BT_CUDA_LAUNCHED(cu);
+  }
+  if (!dwte) return;
+
+  if ((size_t)nTok > cu->nHost) {
+    free(cu->pHostTok);
+    free(cu->pHostKey);
+    free(cu->pHostIdx);
+    cu->pHostTok = (int32_t *)malloc((size_t)nTok * sizeof(int32_t));
+    cu->pHostKey = (uint64_t *)malloc((size_t)nTok * sizeof(uint64_t));
+    /* plan: nTok + 2 * nUniq + 1 <= 3 * nTok + 1 entries */
+    cu->pHostIdx = (int32_t *)malloc((3 * (size_t)nTok + 1) * sizeof(int32_t));
+    BT_ASSERT(cu->pHostTok && cu->pHostKey && cu->pHostIdx);
+    cu->nHost = (size_t)nTok;
+  }
+  BT_CUDA_CHECK(cudaMemcpyAsync(cu->pHostTok, tok, (size_t)nTok * sizeof(int32_t),
+                                cudaMemcpyDeviceToHost, cu->stream));
+  BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+
+  for (int i = 0; i < nTok; i++) {
+    const int32_t t = cu->pHostTok[i];
+    BT_ASSERT(t >= 0 && t < V); /* a token outside the vocabulary is a bug */
+    cu->pHostKey[i] = ((uint64_t)(uint32_t)t << 32) | (uint32_t)i;
+  }
+  /* Keys are unique (the position is in them), so any sort is stable. */
+  qsort(cu->pHostKey, (size_t)nTok, sizeof(uint64_t), cmp_u64);
+
+  /* Plan: pos[nTok] | uTok[nUniq] | uStart[nUniq + 1]. Built into pHostIdx
+   * in two steps because nUniq is known only after the scan. */
+  int32_t *pos = cu->pHostIdx;
+  int nUniq = 0;
+  for (int i = 0; i < nTok; i++) {
+    pos[i] = (int32_t)(cu->pHostKey[i] & 0xffffffffu);
+    if (i == 0 || (cu->pHostKey[i] >> 32) != (cu->pHostKey[i - 1] >> 32))
+      nUniq++;
+  }
+  int32_t *uTok = pos + nTok;
+  int32_t *uStart = uTok + nUniq;
+  {
+    int u = 0;
+    for (int i = 0; i < nTok; i++) {
+      if (i == 0 || (cu->pHostKey[i] >> 32) != (cu->pHostKey[i - 1] >> 32)) {
+        uTok[u] = (int32_t)(cu->pHostKey[i] >> 32);
+        uStart[u] = i;
+        u++;
+      }
+    }
+    BT_ASSERT(u == nUniq);
+    uStart[nUniq] = nTok;
+  }
+  const size_t nPlan = (size_t)nTok + 2 * (size_t)nUniq + 1;
+  if (nPlan > cu->nIdx) {
+    /* The stream is idle (synchronised above), so freeing is safe. */
+    if (cu->pIdx) BT_CUDA_CHECK(cudaFree(cu->pIdx));
+    cu->pIdx = NULL;
+    cu->nIdx = 0;
+    const size_t nAlloc = 3 * (size_t)nTok + 1; /* bound for any plan */
+    BT_CUDA_CHECK(cudaMalloc((void **)&cu->pIdx, nAlloc * sizeof(int32_t)));
+    cu->nIdx = nAlloc;
+  }
+  /* From pageable memory: returns once the data is staged, so the host
+   * plan may be rewritten by the next call; stream order covers the
+   * device side. */
+  BT_CUDA_CHECK(cudaMemcpyAsync(cu->pIdx, cu->pHostIdx, nPlan * sizeof(int32_t),
+                                cudaMemcpyHostToDevice, cu->stream));
+  bt_k_embed_dwte<<<nUniq, 256, 0, cu->stream>>>(dwte, dout, cu->pIdx, nTok,
+                                                 nUniq, C);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+/* ======================================================================
+ * layernorm (eps = 1e-5, biased variance, as GPT-2)
+ * ====================================================================== */
+
+#define LN_WARPS 8 /* rows per 256-thread block: one warp per row */
+
+__global__ void bt_k_ln_fwd(float *out, float *mean, float *rstd,
+                            const float *inp, const float *w, const float *b,
+                            int N, int C) {
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
+  if (row >= N) return; /* whole warp: no block barrier below */
+  const float *x = inp + (size_t)row * C;
+  float s = 0.0f;
+  for (int c = lane; c < C; c += 32) s += x[c];
+  const float m = bt_warp_sum(s) / (float)C;
+  /* Two passes (mean first) rather than E[x^2] - m^2: no cancellation. */
+  float v = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    const float d = x[c] - m;
+    v += d * d;
+  }
+  const float var = bt_warp_sum(v) / (float)C;
+  const float r = 1.0f / sqrtf(var + 1e-5f);
+  float *o = out + (size_t)row * C;
+  for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * w[c] + b[c];
+  if (lane == 0) {
+    if (mean) mean[row] = m;
+    if (rstd) rstd[row] = r;
+  }
+}
+
+void bt_cuda_layernorm_fwd(bt_backend *be, float *out, float *mean,
+                           float *rstd, const float *inp, const float *w,
+                           const float *b, int N, int C) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (N <= 0 || C <= 0) return;
+  bt_k_ln_fwd<<<(N + LN_WARPS - 1) / LN_WARPS, 32 * LN_WARPS, 0, cu->stream>>>(
+      out, mean, rstd, inp, w, b, N, C);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+/* dinp += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd with
+ * dnorm = w * dout; one warp per row. */
+__global__ void bt_k_ln_bwd_dinp(float *dinp, const float *dout,
+                                 const float *inp, const float *w,
+                                 const float *mean, const float *rstd, int N,
+                                 int C) {
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
+  if (row >= N) return;
+  const float *dy = dout + (size_t)row * C;
+  const float *x = inp + (size_t)row * C;
+  const float m = mean[row], r = rstd[row];
+  float s1 = 0.0f, s2 = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    const float xhat = (x[c] - m) * r;
+    const float dn = w[c] * dy[c];
+    s1 += dn;
+    s2 += dn * xhat;
+  }
+  s1 = bt_warp_sum(s1) / (float)C;
+  s2 = bt_warp_sum(s2) / (float)C;
+  float *dx = dinp + (size_t)row * C;
+  for (int c = lane; c < C; c += 32) {
+    const float xhat = (x[c] - m) * r;
+    const float dn = w[c] * dy[c];
+    dx[c] += (dn - s1 - xhat * s2) * r;
+  }
+}
+
+/* dw, db partial column sums: same decomposition as the bias column sum in
+ * cuda_gemm.cu (block (32, 8) per 32 columns x LN_ROWS rows). */
+#define LN_ROWS 256
+__global__ void bt_k_ln_dwdb_part(float *partW, float *partB,
+                                  const float *dout, const float *inp,
+                                  const float *mean, const float *rstd, int N,
+                                  int C) {
+  __shared__ float shW[8][33], shB[8][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int c = blockIdx.x * 32 + tx;
+  const int chunk = blockIdx.y;
+  const int r0 = chunk * LN_ROWS, r1 = min(N, r0 + LN_ROWS);
+  float aw = 0.0f, ab = 0.0f;
+  if (c < C) {
+    for (int r = r0 + ty; r < r1; r += 8) {
+      const float dy = dout[(size_t)r * C + c];
+      const float xhat = (inp[(size_t)r * C + c] - mean[r]) * rstd[r];
+      aw += dy * xhat;
+      ab += dy;
+    }
+  }
+  shW[ty][tx] = aw;
+  shB[ty][tx] = ab;
+  __syncthreads();
+  if (ty == 0 && c < C) {
+    float sw = 0.0f, sb = 0.0f;
+    for (int i = 0; i < 8; i++) {
+      sw += shW[i][tx];
+      sb += shB[i][tx];
+    }
+    partW[(size_t)chunk * C + c] = sw;
+    partB[(size_t)chunk * C + c] = sb;
+  }
+}
+
+__global__ void bt_k_ln_dwdb_final(float *dw, float *db, const float *partW,
+                                   const float *partB, int nChunk, int C) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  float sw = 0.0f, sb = 0.0f;
+  for (int k = 0; k < nChunk; k++) {
+    sw += partW[(size_t)k * C + c];
+    sb += partB[(size_t)k * C + c];
+  }
+  if (dw) dw[c] += sw;
+  if (db) db[c] += sb;
+}
+
+void bt_cuda_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
+                           const float *dout, const float *inp,
+                           const float *w, const float *mean,
+                           const float *rstd, int N, int C) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (N <= 0 || C <= 0) return;
+  /* dw/db first: they read dout, which a caller might alias with dinp. */
+  if (dw || db) {
+    const int nChunk = (N + LN_ROWS - 1) / LN_ROWS;
+    BT_ASSERT(nChunk <= 65535);
+    float *partW = (float *)bt_cuda_scratch(
+        cu, 2 * (size_t)nChunk * C * sizeof(float));
+    float *partB = partW + (size_t)nChunk * C;
+    dim3 grid((unsigned)((C + 31) / 32), (unsigned)nChunk);
+    bt_k_ln_dwdb_part<<<grid, dim3(32, 8), 0, cu->stream>>>(
+        partW, partB, dout, inp, mean, rstd, N, C);
+    BT_CUDA_LAUNCHED(cu);
+    bt_k_ln_dwdb_final<<<(C + 255) / 256, 256, 0, cu->stream>>>(
+        dw, db, partW, partB, nChunk, C);
+    BT_CUDA_LAUNCHED(cu);
+  }
+  if (dinp) {
+    bt_k_ln_bwd_dinp<<<(N + LN_WARPS - 1) / LN_WARPS, 32 * LN_WARPS, 0,
+                       cu->stream>>>(dinp, dout, inp, w, mean, rstd, N, C);
+    BT_CUDA_LAUNCHED(cu);
+  }
+}
+
+/* ======================================================================
+ * GELU (tanh approximation) and residual
+ * ====================================================================== */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+
+__global__ void bt_k_gelu_fwd(float *out, const float *inp, size_t n) {
+  GRID_STRIDE(i, n) {
+    const float x = inp[i];
+    const float u = GELU_K * (x + 0.044715f * x * x * x);
+    out[i] = 0.5f * x * (1.0f + tanhf(u));
+  }
+}
+
+/* d/dx = 0.5 (1 + tanh u) + 0.5 x sech^2(u) du/dx; sech^2 = 1 - tanh^2
+ * (no cosh overflow for large |u|). */
+__global__ void bt_k_gelu_bwd(float *dinp, const float *inp,
+                              const float *dout, size_t n) {
+  GRID_STRIDE(i, n) {
+    const float x = inp[i];
+    const float u = GELU_K * (x + 0.044715f * x * x * x);
+    const float th = tanhf(u);
+    const float sech2 = 1.0f - th * th;
+    const float g = 0.5f * (1.0f + th) +
+                    0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+    dinp[i] += g * dout[i];
+  }
+}
+
+void bt_cuda_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0) return;
+  bt_k_gelu_fwd<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(out, inp, n);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+void bt_cuda_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
+                      const float *dout, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0) return;
+  bt_k_gelu_bwd<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(dinp, inp, dout,
+                                                              n);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+__global__ void bt_k_residual_fwd(float *out, const float *a, const float *b,
+                                  size_t n) {
+  GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+
+/* da and db may be the same buffer: the two updates are sequential in one
+ * thread, so it then receives 2 * dout, as the contract implies. */
+__global__ void bt_k_residual_bwd(float *da, float *db, const float *dout,
+                                  size_t n) {
+  GRID_STRIDE(i, n) {
+    const float d = dout[i];
+    if (da) da[i] += d;
+    if (db) db[i] += d;
+  }
+}
+
+void bt_cuda_residual_fwd(bt_backend *be, float *out, const float *a,
+                          const float *b, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0) return;
+  bt_k_residual_fwd<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(out, a, b, n);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+void bt_cuda_residual_bwd(bt_backend *be, float *da, float *db,
+                          const float *dout, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0 || (!da && !db)) return;
+  bt_k_residual_bwd<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(da, db, dout,
+                                                                  n);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+/* ======================================================================
+ * softmax cross-entropy: one 256-thread block per row
+ * ====================================================================== */
+
+#define XENT_THREADS 256
+
+/* Row max M and S = sum_v exp(x[v] - M) over the first V columns. Each
+ * thread keeps an online (max, sum) pair over its strided columns, the
+ * pairs are combined with a block max then a block sum of rescaled sums.
+ * NaN logits propagate into S. Every thread returns the same M and S, and
+ * every thread has finished reading x when this returns (the reductions
+ * end in barriers), which is what lets the backward overwrite x. */
+__device__ void bt_xent_row_stats(const float *x, int V, float *sh, float *pM,
+                                  float *pS) {
+  float m = -INFINITY, s = 0.0f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    const float xv = x[v];
+    if (xv > m) {
+      s = s * expf(m - xv) + 1.0f; /* first value: s = 0 * 0 + 1 */
+      m = xv;
+    } else if (!(xv == -INFINITY)) {
+      s += expf(xv - m); /* a NaN xv lands here and poisons s */
+    }
+  }
+  const float M = bt_block_max(m, sh);
+  /* s == 0 means "no finite values" (m may be -inf): contributes 0. */
+  const float sScaled = (s == 0.0f) ? 0.0f : s * expf(m - M);
+  *pS = bt_block_sum(sScaled, sh);
+  *pM = M;
+}
+
+__global__ void bt_k_xent_fwd(float *losses, const float *logits,
+                              const int32_t *targets, int V, int Vp) {
+  __shared__ float sh[32];
+  const int row = blockIdx.x;
+  const int t = targets[row];
+  if (t < 0) { /* masked row; t is the same in every thread of the block */
+    if (threadIdx.x == 0) losses[row] = 0.0f;
+    return;
+  }
+  const float *x = logits + (size_t)row * Vp;
+  float M, S;
+  bt_xent_row_stats(x, V, sh, &M, &S);
+  if (threadIdx.x == 0) {
+    /* -log p_t = log S - (x_t - M); a target >= V is a loader bug: NaN
+     * makes it visible in the loss instead of reading padding. */
+    losses[row] = (t < V) ? logf(S) - (x[t] - M) : NAN;
+  }
+}
+
+/* dlogits may alias logits: each element is read and then written by the
+ * same thread, after every thread has finished the statistics pass. */
+__global__ void bt_k_xent_bwd(float *dlogits, const float *logits,
+                              const int32_t *targets, float scale, int V,
+                              int Vp) {
+  __shared__ float sh[32];
+  const int row = blockIdx.x;
+  const int t = targets[row];
+  const float *x = logits + (size_t)row * Vp;
+  float *dx = dlogits + (size_t)row * Vp;
+  if (t < 0) {
+    for (int v = threadIdx.x; v < Vp; v += blockDim.x) dx[v] = 0.0f;
+    return;
+  }
+  float M, S;
+  bt_xent_row_stats(x, V, sh, &M, &S);
+  const float bad = (t < V) ? 0.0f : NAN; /* see the forward */
+  for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
+    if (v < V) {
+      const float p = expf(x[v] - M) / S;
+      dx[v] = (p - (v == t ? 1.0f : 0.0f)) * scale + bad;
+    } else {
+      dx[v] = 0.0f;
+    }
+  }
+}
+
+void bt_cuda_xent_fwd(bt_backend *be, float *losses, const float *logits,
+                      const int32_t *targets, int N, int V, int Vp) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (N <= 0) return;
+  BT_ASSERT(V > 0 && V <= Vp);
+  bt_k_xent_fwd<<<N, XENT_THREADS, 0, cu->stream>>>(losses, logits, targets,
+                                                    V, Vp);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+void bt_cuda_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
+                      const int32_t *targets, float scale, int N, int V,
+                      int Vp) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (N <= 0) return;
+  BT_ASSERT(V > 0 && V <= Vp);
+  bt_k_xent_bwd<<<N, XENT_THREADS, 0, cu->stream>>>(dlogits, logits, targets,
+                                                    scale, V, Vp);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+/* ======================================================================
+ * AdamW, sumsq, scale
+ * ====================================================================== */
+
+__global__ void bt_k_adamw(float *param, const float *grad, float *m,
+                           float *v, size_t n, float lr, float b1, float b2,
+                           float eps, float wd, float gs, float bc1,
+                           float bc2) {
+  GRID_STRIDE(i, n) {
+    const float g = grad[i] * gs;
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float mhat = mi / bc1, vhat = vi / bc2;
+    const float p = param[i];
+    param[i] = p - lr * (mhat / (sqrtf(vhat) + eps) + wd * p);
+  }
+}
+
+void bt_cuda_adamw(bt_backend *be, float *param, const float *grad, float *m,
+                   float *v, size_t n, const bt_adamw_hparams *hp) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0) return;
+  BT_ASSERT(hp->t >= 1);
+  /* Bias corrections once on the host, in float like the CPU reference. */
+  const float bc1 = 1.0f - powf(hp->beta1, (float)hp->t);
+  const float bc2 = 1.0f - powf(hp->beta2, (float)hp->t);
+  bt_k_adamw<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(
+      param, grad, m, v, n, hp->lr, hp->beta1, hp->beta2, hp->eps,
+      hp->weight_decay, hp->grad_scale, bc1, bc2);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+/* Pass 1: always BT_CUDA_SUMSQ_BLOCKS blocks of BT_CUDA_SUMSQ_THREADS
+ * (the grid-stride assignment, hence the result bits, depend on n only). */
+__global__ void bt_k_sumsq_part(double *part, const float *x, size_t n) {
+  __shared__ double sh[BT_CUDA_SUMSQ_THREADS];
+  double acc = 0.0;
+  GRID_STRIDE(i, n) {
+    const double v = (double)x[i];
+    acc += v * v;
+  }
+  sh[threadIdx.x] = acc;
+  __syncthreads();
+  for (int s = BT_CUDA_SUMSQ_THREADS / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+/* Pass 2: one block of BT_CUDA_SUMSQ_BLOCKS threads, fixed tree; the
+ * result goes to part[BT_CUDA_SUMSQ_BLOCKS]. */
+__global__ void bt_k_sumsq_final(double *part) {
+  __shared__ double sh[BT_CUDA_SUMSQ_BLOCKS];
+  sh[threadIdx.x] = part[threadIdx.x];
+  __syncthreads();
+  for (int s = BT_CUDA_SUMSQ_BLOCKS / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) part[BT_CUDA_SUMSQ_BLOCKS] = sh[0];
+}
+
+double bt_cuda_sumsq(bt_backend *be, const float *x, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0) return 0.0;
+  bt_k_sumsq_part<<<BT_CUDA_SUMSQ_BLOCKS, BT_CUDA_SUMSQ_THREADS, 0,
+                    cu->stream>>>(cu->pSumsqPart, x, n);
+  BT_CUDA_LAUNCHED(cu);
+  bt_k_sumsq_final<<<1, BT_CUDA_SUMSQ_BLOCKS, 0, cu->stream>>>(cu->pSumsqPart);
+  BT_CUDA_LAUNCHED(cu);
+  BT_CUDA_CHECK(cudaMemcpyAsync(cu->pHostSumsq,
+                                cu->pSumsqPart + BT_CUDA_SUMSQ_BLOCKS,
+                                sizeof(double), cudaMemcpyDeviceToHost,
+                                cu->stream));
+  BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  return *cu->pHostSumsq;
+}
+
+__global__ void bt_k_scale(float *x, float s, size_t n) {
+  GRID_STRIDE(i, n) x[i] *= s;
+}
+
+void bt_cuda_scale(bt_backend *be, float *x, float s, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0) return;
+  bt_k_scale<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(x, s, n);
+  BT_CUDA_LAUNCHED(cu);
+}

@@ -1,0 +1,895 @@
+/*
+ * test_gpu_ops.c: every op of the CUDA backend against the CPU reference
+ * backend, forward and backward, on fresh random inputs.
+ *
+ * Usage: test_gpu_ops [--small | --probe]
+ *   --small  only the small shapes (what the compute-sanitizer run uses)
+ *   --probe  exit 0 if a CUDA device is usable, 77 (skip) if not
+ *
+ * Without a CUDA device (or without the CUDA backend compiled in) it
+ * prints "SKIPPED: no CUDA device (<reason>)" and exits 77, which ctest
+ * reports as skipped (SKIP_RETURN_CODE), never as passed.
+ *
+ * For each case:
+ *   1. inputs are random (counter-based generator, fixed seeds), identical
+ *      on both backends;
+ *   2. outputs that the op overwrites are filled with NaN on the GPU before
+ *      the call, so an element the kernel forgets to write stays NaN and
+ *      fails; gradients that the op accumulates into start from random
+ *      values on both sides (this also tests += against =);
+ *   3. the GPU result is compared with the CPU one by relative error
+ *      ||gpu - cpu|| / ||cpu|| over the whole tensor; any NaN or Inf fails;
+ *   4. the GPU op is run twice from the same state and the results must be
+ *      identical bytes (determinism);
+ *   5. the flash attention kernels are also compared with the simple
+ *      reference kernels (materialised scores) on the GPU.
+ *
+ * Error limits:
+ *   TOL_FP32 1e-5: element-wise ops, layernorm, cross-entropy, embedding,
+ *     AdamW, residual, bias. The GPU computes in fp32 where the CPU
+ *     reference sometimes uses double (row statistics), so differences are
+ *     a few fp32 ulps (6e-8 each) times the op's condition: ~1e-7..1e-6.
+ *   TOL_GEMM 1e-5: the fp32 GEMMs run with CUBLAS_COMPUTE_32F, i.e. true
+ *     fp32 FMA, TF32 disabled. A length-K dot product of random normals
+ *     has a rounding random walk of about eps * K / sqrt(2) on a value of
+ *     size sqrt(K): relative ~eps * sqrt(K / 2) = 1.2e-6 at K = 768 per
+ *     implementation, ~1.7e-6 for the difference of two summation orders;
+ *     1e-5 leaves ~6x margin while any indexing error is O(1).
+ *   TOL_ATTN 1e-4: the flash kernels reach the same softmax through the
+ *     online rescaling (exp(m_old - m_new) products), and the backward's
+ *     dS = P (dP - D) subtracts nearly equal numbers, which amplifies
+ *     rounding by |dP| / |dP - D| in some rows. Measured-by-analysis
+ *     errors are ~1e-6..1e-5; a wrong mask, scale or transposition is O(1).
+ *   TOL_BF16 1e-2: with BATON_CUDA_GEMM=bf16 both GEMM operands are
+ *     rounded to bf16 (relative 2^-9 = 2e-3 each), accumulation stays
+ *     fp32; the product's relative norm error is ~3e-3.
+ *   TOL_SUMSQ 1e-10: sumsq accumulates in double on both sides (each term
+ *     x*x is exact in double); only summation order differs.
+ */
+#include "ops.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef BATON_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "check.h" /* only here: its counters are unused in the skip build */
+#include "kernels/cuda/cuda_backend.h"
+
+#define TOL_FP32 1e-5
+#define TOL_GEMM 1e-5
+#define TOL_ATTN 1e-4
+#define TOL_BF16 1e-2
+#define TOL_SUMSQ 1e-10
+
+static bt_backend *g_cpu;  /* reference */
+static bt_backend *g_gpu;  /* fp32 GEMMs */
+static bt_backend *g_gpu16; /* BATON_CUDA_GEMM=bf16 (NULL if create failed) */
+static uint64_t g_salt = 1;
+
+/* ---- host helpers ------------------------------------------------------- */
+
+static void *xmalloc(size_t nByte) {
+  void *p = malloc(nByte ? nByte : 1);
+  BT_ASSERT(p != NULL);
+  return p;
+}
+
+/* n values uniform in [lo, hi), a fresh stream per call. */
+static float *rnd(size_t n, float lo, float hi) {
+  uint64_t key = bt_rng_key(2024, 7, g_salt++, 0);
+  float *x = xmalloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++)
+    x[i] = lo + (hi - lo) * (float)bt_rng_uniform(key, i);
+  return x;
+}
+
+/* ||a - b|| / ||b||; INFINITY if anything is NaN or Inf. If b is all zero,
+ * the absolute norm of a - b. */
+static double relerr(const float *a, const float *b, size_t n) {
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
+    double d = (double)a[i] - (double)b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  return den > 0.0 ? sqrt(num / den) : sqrt(num);
+}
+
+static size_t count_nan(const float *a, size_t n) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) k += isnan(a[i]) ? 1 : 0;
+  return k;
+}
+
+/* ---- paired tensors ----------------------------------------------------- */
+
+/* The same tensor on both backends: p[0] in CPU memory, p[1] in GPU memory.
+ * init (host) is loaded into both before every run; if init is NULL the
+ * tensor is an overwritten output: zeros on the CPU, NaN on the GPU. off
+ * shifts the pointers by that many floats inside a larger allocation, so
+ * the GEMMs see views that are not 16-byte aligned, as the trainer's flat
+ * buffers produce. */
+typedef struct tens {
+  const char *zName;
+  size_t n;
+  int off;
+  float *base[2];
+  float *p[2];
+  float *init;
+} tens;
+
+static void t_make(tens *t, const char *zName, size_t n, float *init,
+                   int off) {
+  memset(t, 0, sizeof *t);
+  t->zName = zName;
+  t->n = n;
+  t->off = off;
+  t->init = init;
+  t->base[0] = bt_mem_alloc(g_cpu, n + (size_t)off, zName);
+  t->base[1] = bt_mem_alloc(g_gpu, n + (size_t)off, zName);
+  BT_ASSERT(t->base[0] && t->base[1]);
+  t->p[0] = t->base[0] + off;
+  t->p[1] = t->base[1] + off;
+  if (init) {
+    bt_mem_from_host(g_cpu, t->p[0], init, n);
+    bt_mem_from_host(g_gpu, t->p[1], init, n);
+  }
+}
+
+/* Input tensor with uniform random values in [lo, hi). */
+static void t_rand(tens *t, const char *zName, size_t n, float lo, float hi) {
+  t_make(t, zName, n, rnd(n, lo, hi), 0);
+}
+
+static void t_free(tens *t) {
+  if (t->base[0]) bt_mem_free(g_cpu, t->base[0]);
+  if (t->base[1]) bt_mem_free(g_gpu, t->base[1]);
+  free(t->init);
+  memset(t, 0, sizeof *t);
+}
+
+/* Loads the pre-run state of an output on backend k (0 CPU, 1 GPU). */
+static void t_reset(tens *t, int k) {
+  bt_backend *be = k ? g_gpu : g_cpu;
+  if (t->init) {
+    bt_mem_from_host(be, t->p[k], t->init, t->n);
+  } else if (k == 0) {
+    bt_mem_zero(be, t->p[0], t->n);
+  } else {
+    float *nan = xmalloc(t->n * sizeof(float));
+    for (size_t i = 0; i < t->n; i++) nan[i] = NAN;
+    bt_mem_from_host(be, t->p[1], nan, t->n);
+    free(nan);
+  }
+}
+
+static float *t_fetch(tens *t, int k) {
+  float *h = xmalloc(t->n * sizeof(float));
+  bt_mem_to_host(k ? g_gpu : g_cpu, h, t->p[k], t->n);
+  return h;
+}
+
+/* Integer tensor (tokens, targets): the same host ids on both sides. */
+typedef struct itens {
+  int32_t *p[2];
+  int32_t *host;
+  size_t n;
+} itens;
+
+static void it_make(itens *t, const int32_t *host, size_t n) {
+  t->n = n;
+  t->host = xmalloc(n * sizeof(int32_t));
+  memcpy(t->host, host, n * sizeof(int32_t));
+  t->p[0] = bt_mem_alloc_i32(g_cpu, n, "ids");
+  t->p[1] = bt_mem_alloc_i32(g_gpu, n, "ids");
+  BT_ASSERT(t->p[0] && t->p[1]);
+  bt_mem_from_host_i32(g_cpu, t->p[0], host, n);
+  bt_mem_from_host_i32(g_gpu, t->p[1], host, n);
+}
+
+static void it_free(itens *t) {
+  bt_mem_free_i32(g_cpu, t->p[0]);
+  bt_mem_free_i32(g_gpu, t->p[1]);
+  free(t->host);
+}
+
+/* ---- the generic case runner -------------------------------------------- */
+
+/* Runs the op on backend be (the CPU one when k == 0, else a GPU one)
+ * with the k-side pointers of the case's tensors. */
+typedef void (*op_fn)(bt_backend *be, int k, void *ctx);
+
+/* CPU once, GPU twice (outputs reset before each run), then for every
+ * output: fully written (no NaN left), relative error <= tol, identical
+ * bits across the two GPU runs. gpu selects the fp32 or bf16 backend. */
+static void run_case(const char *zCase, bt_backend *gpu, op_fn fn, void *ctx,
+                     tens **aOut, int nOut, double tol) {
+  float *ref[8], *res[2][8];
+  BT_ASSERT(nOut <= 8);
+  for (int o = 0; o < nOut; o++) t_reset(aOut[o], 0);
+  fn(g_cpu, 0, ctx);
+  for (int o = 0; o < nOut; o++) ref[o] = t_fetch(aOut[o], 0);
+  for (int rep = 0; rep < 2; rep++) {
+    for (int o = 0; o < nOut; o++) t_reset(aOut[o], 1);
+    fn(gpu, 1, ctx);
+    bt_backend_sync(gpu);
+    for (int o = 0; o < nOut; o++) res[rep][o] = t_fetch(aOut[o], 1);
+  }
+  for (int o = 0; o < nOut; o++) {
+    const tens *t = aOut[o];
+    size_t nNan = count_nan(res[0][o], t->n);
+    double e = relerr(res[0][o], ref[o], t->n);
+    int bSame = memcmp(res[0][o], res[1][o], t->n * sizeof(float)) == 0;
+    printf("  %-44s %-7s relerr %9.2e (limit %.0e)%s%s\n", zCase, t->zName, e,
+           tol, bSame ? "" : "  NOT DETERMINISTIC",
+           nNan ? "  NaN LEFT" : "");
+    CHECK(nNan == 0, "%s: %s has %zu NaN (unwritten or non-finite) of %zu",
+          zCase, t->zName, nNan, t->n);
+    CHECK(e <= tol, "%s: %s relative error %.3e > %.0e", zCase, t->zName, e,
+          tol);
+    CHECK(bSame, "%s: %s differs between two identical GPU runs", zCase,
+          t->zName);
+    free(ref[o]);
+    free(res[0][o]);
+    free(res[1][o]);
+  }
+}
+
+/* ---- matmul ------------------------------------------------------------- */
+
+typedef struct mm_ctx {
+  tens inp, w, bias, out, dout, dinp, dw, dbias;
+  int N, C, OC, bBias;
+  bt_wlayout L;
+} mm_ctx;
+
+static void mm_fwd(bt_backend *be, int k, void *v) {
+  mm_ctx *c = v;
+  bt_op_matmul_fwd(be, c->out.p[k], c->inp.p[k], c->w.p[k],
+                   c->bBias ? c->bias.p[k] : NULL, c->N, c->C, c->OC, c->L);
+}
+static void mm_bwd(bt_backend *be, int k, void *v) {
+  mm_ctx *c = v;
+  bt_op_matmul_bwd(be, c->dinp.p[k], c->dw.p[k],
+                   c->bBias ? c->dbias.p[k] : NULL, c->dout.p[k], c->inp.p[k],
+                   c->w.p[k], c->N, c->C, c->OC, c->L);
+}
+static void mm_bwd_dw_only(bt_backend *be, int k, void *v) {
+  mm_ctx *c = v;
+  bt_op_matmul_bwd(be, NULL, c->dw.p[k], NULL, c->dout.p[k], c->inp.p[k],
+                   c->w.p[k], c->N, c->C, c->OC, c->L);
+}
+
+/* off = 1 shifts every matrix one float off its allocation's alignment. */
+static void test_matmul(int N, int C, int OC, bt_wlayout L, int bBias,
+                        int off) {
+  mm_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.N = N;
+  c.C = C;
+  c.OC = OC;
+  c.L = L;
+  c.bBias = bBias;
+  t_make(&c.inp, "inp", (size_t)N * C, rnd((size_t)N * C, -1, 1), off);
+  t_make(&c.w, "w", (size_t)C * OC, rnd((size_t)C * OC, -0.1f, 0.1f), off);
+  t_make(&c.bias, "bias", (size_t)OC, rnd((size_t)OC, -1, 1), off);
+  t_make(&c.out, "out", (size_t)N * OC, NULL, off);
+  t_make(&c.dout, "dout", (size_t)N * OC, rnd((size_t)N * OC, -1, 1), off);
+  t_make(&c.dinp, "dinp", (size_t)N * C, rnd((size_t)N * C, -1, 1), off);
+  t_make(&c.dw, "dw", (size_t)C * OC, rnd((size_t)C * OC, -1, 1), off);
+  t_make(&c.dbias, "dbias", (size_t)OC, rnd((size_t)OC, -1, 1), off);
+  const char *zL = L == BT_W_IN_OUT ? "in_out" : "out_in";
+
+  tens *fo[] = {&c.out};
+  tens *bo[] = {&c.dinp, &c.dw, &c.dbias};
+  tens *bo2[] = {&c.dw};
+  bt_snprintf(z, sizeof z, "matmul_fwd %dx%dx%d %s%s%s", N, C, OC, zL,
+              bBias ? " bias" : "", off ? " unaligned" : "");
+  run_case(z, g_gpu, mm_fwd, &c, fo, 1, TOL_GEMM);
+  bt_snprintf(z, sizeof z, "matmul_bwd %dx%dx%d %s%s%s", N, C, OC, zL,
+              bBias ? " bias" : "", off ? " unaligned" : "");
+  run_case(z, g_gpu, mm_bwd, &c, bo, bBias ? 3 : 2, TOL_GEMM);
+  bt_snprintf(z, sizeof z, "matmul_bwd dw-only %dx%dx%d %s", N, C, OC, zL);
+  run_case(z, g_gpu, mm_bwd_dw_only, &c, bo2, 1, TOL_GEMM);
+  if (g_gpu16) {
+    bt_snprintf(z, sizeof z, "bf16 matmul_fwd %dx%dx%d %s%s", N, C, OC, zL,
+                bBias ? " bias" : "");
+    run_case(z, g_gpu16, mm_fwd, &c, fo, 1, TOL_BF16);
+    bt_snprintf(z, sizeof z, "bf16 matmul_bwd %dx%dx%d %s%s", N, C, OC, zL,
+                bBias ? " bias" : "");
+    run_case(z, g_gpu16, mm_bwd, &c, bo, bBias ? 3 : 2, TOL_BF16);
+  }
+  t_free(&c.inp);
+  t_free(&c.w);
+  t_free(&c.bias);
+  t_free(&c.out);
+  t_free(&c.dout);
+  t_free(&c.dinp);
+  t_free(&c.dw);
+  t_free(&c.dbias);
+}
+
+/* ---- bias, residual, gelu, scale ---------------------------------------- */
+
+typedef struct ew_ctx {
+  tens a, b, out, da, db;
+  int N, C;
+  size_t n;
+  float s;
+} ew_ctx;
+
+static void bias_fwd(bt_backend *be, int k, void *v) {
+  ew_ctx *c = v;
+  bt_op_bias_fwd(be, c->out.p[k], c->a.p[k], c->b.p[k], c->N, c->C);
+}
+static void bias_bwd(bt_backend *be, int k, void *v) {
+  ew_ctx *c = v;
+  bt_op_bias_bwd(be, c->da.p[k], c->db.p[k], c->a.p[k], c->N, c->C);
+}
+static void res_fwd(bt_backend *be, int k, void *v) {
+  ew_ctx *c = v;
+  bt_op_residual_fwd(be, c->out.p[k], c->a.p[k], c->b.p[k], c->n);
+}
+static void res_bwd(bt_backend *be, int k, void *v) {
+  ew_ctx *c = v;
+  bt_op_residual_bwd(be, c->da.p[k], c->db.p[k], c->a.p[k], c->n);
+}
+static void res_bwd_a(bt_backend *be, int k, void *v) {
+  ew_ctx *c = v;
+  bt_op_residual_bwd(be, c->da.p[k], NULL, c->a.p[k], c->n);
+}
+static void gelu_fwd(bt_backend *be, int k, void *v) {
+  ew_ctx *c = v;
+  bt_op_gelu_fwd(be, c->out.p[k], c->a.p[k], c->n);
+}
+static void gelu_bwd(bt_backend *be, int k, void *v) {
+  ew_ctx *c = v;
+  bt_op_gelu_bwd(be, c->da.p[k], c->a.p[k], c->b.p[k], c->n);
+}
+static void scale_op(bt_backend *be, int k, void *v) {
+  ew_ctx *c = v;
+  bt_op_scale(be, c->da.p[k], c->s, c->n);
+}
+
+static void ew_free(ew_ctx *c) {
+  t_free(&c->a);
+  t_free(&c->b);
+  t_free(&c->out);
+  t_free(&c->da);
+  t_free(&c->db);
+}
+
+static void test_bias(int N, int C) {
+  ew_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.N = N;
+  c.C = C;
+  t_rand(&c.a, "inp", (size_t)N * C, -1, 1); /* also dout of the backward */
+  t_rand(&c.b, "bias", (size_t)C, -1, 1);
+  t_make(&c.out, "out", (size_t)N * C, NULL, 0);
+  t_rand(&c.da, "dinp", (size_t)N * C, -1, 1);
+  t_rand(&c.db, "dbias", (size_t)C, -1, 1);
+  tens *fo[] = {&c.out};
+  tens *bo[] = {&c.da, &c.db};
+  bt_snprintf(z, sizeof z, "bias_fwd %dx%d", N, C);
+  run_case(z, g_gpu, bias_fwd, &c, fo, 1, TOL_FP32);
+  bt_snprintf(z, sizeof z, "bias_bwd %dx%d", N, C);
+  run_case(z, g_gpu, bias_bwd, &c, bo, 2, TOL_FP32);
+  ew_free(&c);
+}
+
+static void test_elementwise(size_t n) {
+  ew_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.n = n;
+  c.s = 0.37f;
+  t_rand(&c.a, "a", n, -4, 4);
+  t_rand(&c.b, "b", n, -1, 1);
+  t_make(&c.out, "out", n, NULL, 0);
+  t_rand(&c.da, "da", n, -1, 1);
+  t_rand(&c.db, "db", n, -1, 1);
+  tens *fo[] = {&c.out};
+  tens *bo[] = {&c.da, &c.db};
+  tens *bo1[] = {&c.da};
+  bt_snprintf(z, sizeof z, "residual_fwd n=%zu", n);
+  run_case(z, g_gpu, res_fwd, &c, fo, 1, TOL_FP32);
+  bt_snprintf(z, sizeof z, "residual_bwd n=%zu", n);
+  run_case(z, g_gpu, res_bwd, &c, bo, 2, TOL_FP32);
+  bt_snprintf(z, sizeof z, "residual_bwd da-only n=%zu", n);
+  run_case(z, g_gpu, res_bwd_a, &c, bo1, 1, TOL_FP32);
+  bt_snprintf(z, sizeof z, "gelu_fwd n=%zu", n);
+  run_case(z, g_gpu, gelu_fwd, &c, fo, 1, TOL_FP32);
+  bt_snprintf(z, sizeof z, "gelu_bwd n=%zu", n);
+  run_case(z, g_gpu, gelu_bwd, &c, bo1, 1, TOL_FP32);
+  bt_snprintf(z, sizeof z, "scale n=%zu", n);
+  run_case(z, g_gpu, scale_op, &c, bo1, 1, TOL_FP32);
+  ew_free(&c);
+}
+
+/* ---- embedding ---------------------------------------------------------- */
+
+typedef struct emb_ctx {
+  tens wte, wpe, out, dout, dwte, dwpe;
+  itens tok;
+  int B, T, C, V, bWpe;
+} emb_ctx;
+
+static void emb_fwd(bt_backend *be, int k, void *v) {
+  emb_ctx *c = v;
+  bt_op_embed_fwd(be, c->out.p[k], c->tok.p[k], c->wte.p[k],
+                  c->bWpe ? c->wpe.p[k] : NULL, c->B, c->T, c->C);
+}
+static void emb_bwd(bt_backend *be, int k, void *v) {
+  emb_ctx *c = v;
+  bt_op_embed_bwd(be, c->dwte.p[k], c->bWpe ? c->dwpe.p[k] : NULL,
+                  c->dout.p[k], c->tok.p[k], c->B, c->T, c->C, c->V);
+}
+
+static void test_embed(int B, int T, int C, int V, int bWpe) {
+  emb_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.B = B;
+  c.T = T;
+  c.C = C;
+  c.V = V;
+  c.bWpe = bWpe;
+  int32_t *tok = xmalloc((size_t)B * T * sizeof(int32_t));
+  uint64_t key = bt_rng_key(2024, 8, g_salt++, 0);
+  for (int i = 0; i < B * T; i++)
+    tok[i] = (int32_t)(bt_rng_u64(key, (uint64_t)i) % (uint64_t)V);
+  tok[0] = V - 1; /* the last row of the table is reachable */
+  it_make(&c.tok, tok, (size_t)B * T);
+  free(tok);
+  t_rand(&c.wte, "wte", (size_t)V * C, -1, 1);
+  t_rand(&c.wpe, "wpe", (size_t)T * C, -1, 1);
+  t_make(&c.out, "out", (size_t)B * T * C, NULL, 0);
+  t_rand(&c.dout, "dout", (size_t)B * T * C, -1, 1);
+  t_rand(&c.dwte, "dwte", (size_t)V * C, -1, 1);
+  t_rand(&c.dwpe, "dwpe", (size_t)T * C, -1, 1);
+  tens *fo[] = {&c.out};
+  tens *bo[] = {&c.dwte, &c.dwpe};
+  bt_snprintf(z, sizeof z, "embed_fwd B=%d T=%d C=%d V=%d%s", B, T, C, V,
+              bWpe ? " +wpe" : "");
+  run_case(z, g_gpu, emb_fwd, &c, fo, 1, TOL_FP32);
+  bt_snprintf(z, sizeof z, "embed_bwd B=%d T=%d C=%d V=%d%s", B, T, C, V,
+              bWpe ? " +wpe" : "");
+  run_case(z, g_gpu, emb_bwd, &c, bo, bWpe ? 2 : 1, TOL_FP32);
+  it_free(&c.tok);
+  t_free(&c.wte);
+  t_free(&c.wpe);
+  t_free(&c.out);
+  t_free(&c.dout);
+  t_free(&c.dwte);
+  t_free(&c.dwpe);
+}
+
+/* ---- layernorm ---------------------------------------------------------- */
+
+typedef struct ln_ctx {
+  tens inp, w, b, out, mean, rstd, dout, dinp, dw, db;
+  tens smean, srstd; /* saved statistics fed to both backwards */
+  int N, C;
+} ln_ctx;
+
+static void ln_fwd(bt_backend *be, int k, void *v) {
+  ln_ctx *c = v;
+  bt_op_layernorm_fwd(be, c->out.p[k], c->mean.p[k], c->rstd.p[k],
+                      c->inp.p[k], c->w.p[k], c->b.p[k], c->N, c->C);
+}
+static void ln_bwd(bt_backend *be, int k, void *v) {
+  ln_ctx *c = v;
+  bt_op_layernorm_bwd(be, c->dinp.p[k], c->dw.p[k], c->db.p[k], c->dout.p[k],
+                      c->inp.p[k], c->w.p[k], c->smean.p[k], c->srstd.p[k],
+                      c->N, c->C);
+}
+
+static void test_layernorm(int N, int C) {
+  ln_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.N = N;
+  c.C = C;
+  /* An offset mean (0.5) and unequal scales per row come from the range. */
+  t_rand(&c.inp, "inp", (size_t)N * C, -1.5f, 2.5f);
+  t_rand(&c.w, "w", (size_t)C, 0.5f, 1.5f);
+  t_rand(&c.b, "b", (size_t)C, -0.5f, 0.5f);
+  t_make(&c.out, "out", (size_t)N * C, NULL, 0);
+  t_make(&c.mean, "mean", (size_t)N, NULL, 0);
+  t_make(&c.rstd, "rstd", (size_t)N, NULL, 0);
+  t_rand(&c.dout, "dout", (size_t)N * C, -1, 1);
+  t_rand(&c.dinp, "dinp", (size_t)N * C, -1, 1);
+  t_rand(&c.dw, "dw", (size_t)C, -1, 1);
+  t_rand(&c.db, "db", (size_t)C, -1, 1);
+  tens *fo[] = {&c.out, &c.mean, &c.rstd};
+  bt_snprintf(z, sizeof z, "layernorm_fwd %dx%d", N, C);
+  run_case(z, g_gpu, ln_fwd, &c, fo, 3, TOL_FP32);
+  /* Both backwards get the CPU's saved statistics, so the comparison
+   * isolates the backward kernels. */
+  float *m = t_fetch(&c.mean, 0), *r = t_fetch(&c.rstd, 0);
+  t_make(&c.smean, "mean", (size_t)N, m, 0);
+  t_make(&c.srstd, "rstd", (size_t)N, r, 0);
+  tens *bo[] = {&c.dinp, &c.dw, &c.db};
+  bt_snprintf(z, sizeof z, "layernorm_bwd %dx%d", N, C);
+  run_case(z, g_gpu, ln_bwd, &c, bo, 3, TOL_FP32);
+  tens *all[] = {&c.inp, &c.w, &c.b, &c.out, &c.mean, &c.rstd,
+                 &c.dout, &c.dinp, &c.dw, &c.db, &c.smean, &c.srstd};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) t_free(all[i]);
+}
+
+/* ---- attention ---------------------------------------------------------- */
+
+typedef struct att_ctx {
+  tens qkv, out, dout, dqkv;
+  float *att[2], *scratch[2];
+  int B, T, C, NH;
+} att_ctx;
+
+static void att_fwd(bt_backend *be, int k, void *v) {
+  att_ctx *c = v;
+  bt_op_attention_fwd(be, c->out.p[k], c->att[k], c->qkv.p[k], c->B, c->T,
+                      c->C, c->NH);
+}
+static void att_bwd(bt_backend *be, int k, void *v) {
+  att_ctx *c = v;
+  bt_op_attention_bwd(be, c->dqkv.p[k], c->scratch[k], c->dout.p[k],
+                      c->qkv.p[k], c->att[k], c->B, c->T, c->C, c->NH);
+}
+
+/* Flash kernels vs the reference kernels, both on the GPU. */
+static void attention_vs_reference(att_ctx *c) {
+  const int B = c->B, T = c->T, C = c->C, NH = c->NH;
+  const size_t nOut = (size_t)B * T * C, nQkv = 3 * nOut;
+  const size_t nLse = (size_t)B * NH * T;
+  const size_t nRefScratch = bt_cuda_attention_ref_scratch_size(B, T, NH);
+  float *outR = bt_mem_alloc(g_gpu, nOut, "ref out");
+  float *lseR = bt_mem_alloc(g_gpu, nLse, "ref lse");
+  float *dqkvR = bt_mem_alloc(g_gpu, nQkv, "ref dqkv");
+  float *scrR = bt_mem_alloc(g_gpu, nRefScratch, "ref scratch");
+  BT_ASSERT(outR && lseR && dqkvR && scrR);
+  char z[96];
+
+  /* Flash forward + backward from the case's state. */
+  bt_mem_from_host(g_gpu, c->dqkv.p[1], c->dqkv.init, nQkv);
+  att_fwd(g_gpu, 1, c);
+  att_bwd(g_gpu, 1, c);
+  /* Reference forward + backward from the same state. */
+  bt_mem_from_host(g_gpu, dqkvR, c->dqkv.init, nQkv);
+  bt_cuda_attention_ref_fwd(g_gpu, outR, lseR, c->qkv.p[1], B, T, C, NH);
+  bt_cuda_attention_ref_bwd(g_gpu, dqkvR, scrR, c->dout.p[1], c->qkv.p[1],
+                            lseR, B, T, C, NH);
+  bt_backend_sync(g_gpu);
+
+  float *hF = xmalloc(nQkv * sizeof(float)), *hR = xmalloc(nQkv * sizeof(float));
+  struct {
+    const char *zName;
+    const float *f, *r;
+    size_t n;
+    double tol;
+  } cmp[3] = {
+      {"out", c->out.p[1], outR, nOut, TOL_ATTN},
+      {"lse", c->att[1], lseR, nLse, TOL_FP32},
+      {"dqkv", c->dqkv.p[1], dqkvR, nQkv, TOL_ATTN},
+  };
+  for (int i = 0; i < 3; i++) {
+    bt_mem_to_host(g_gpu, hF, cmp[i].f, cmp[i].n);
+    bt_mem_to_host(g_gpu, hR, cmp[i].r, cmp[i].n);
+    double e = relerr(hF, hR, cmp[i].n);
+    bt_snprintf(z, sizeof z, "flash vs ref B=%d T=%d C=%d NH=%d", B, T, C,
+                NH);
+    printf("  %-44s %-7s relerr %9.2e (limit %.0e)\n", z, cmp[i].zName, e,
+           cmp[i].tol);
+    CHECK(e <= cmp[i].tol, "%s: %s relative error %.3e", z, cmp[i].zName, e);
+  }
+  free(hF);
+  free(hR);
+  bt_mem_free(g_gpu, outR);
+  bt_mem_free(g_gpu, lseR);
+  bt_mem_free(g_gpu, dqkvR);
+  bt_mem_free(g_gpu, scrR);
+}
+
+static void test_attention(int B, int T, int C, int NH) {
+  att_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.B = B;
+  c.T = T;
+  c.C = C;
+  c.NH = NH;
+  const size_t nOut = (size_t)B * T * C;
+  t_rand(&c.qkv, "qkv", 3 * nOut, -1.5f, 1.5f);
+  t_make(&c.out, "out", nOut, NULL, 0);
+  t_rand(&c.dout, "dout", nOut, -1, 1);
+  t_rand(&c.dqkv, "dqkv", 3 * nOut, -1, 1);
+  size_t nAtt0 = bt_op_attention_att_size(g_cpu, B, T, NH);
+  size_t nAtt1 = bt_op_attention_att_size(g_gpu, B, T, NH);
+  size_t nScr0 = bt_op_attention_scratch_size(g_cpu, B, T, NH);
+  size_t nScr1 = bt_op_attention_scratch_size(g_gpu, B, T, NH);
+  CHECK(nAtt1 == (size_t)B * NH * T, "GPU att_size %zu", nAtt1);
+  CHECK(nScr1 == (size_t)B * NH * T, "GPU scratch_size %zu", nScr1);
+  c.att[0] = bt_mem_alloc(g_cpu, nAtt0, "att");
+  c.att[1] = bt_mem_alloc(g_gpu, nAtt1, "att");
+  c.scratch[0] = bt_mem_alloc(g_cpu, nScr0, "att scratch");
+  c.scratch[1] = bt_mem_alloc(g_gpu, nScr1, "att scratch");
+  BT_ASSERT(c.att[0] && c.att[1] && c.scratch[0] && c.scratch[1]);
+  tens *fo[] = {&c.out};
+  tens *bo[] = {&c.dqkv};
+  bt_snprintf(z, sizeof z, "attention_fwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  run_case(z, g_gpu, att_fwd, &c, fo, 1, TOL_ATTN);
+  /* att on each side now holds that backend's forward state. */
+  bt_snprintf(z, sizeof z, "attention_bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  run_case(z, g_gpu, att_bwd, &c, bo, 1, TOL_ATTN);
+  attention_vs_reference(&c);
+  bt_mem_free(g_cpu, c.att[0]);
+  bt_mem_free(g_gpu, c.att[1]);
+  bt_mem_free(g_cpu, c.scratch[0]);
+  bt_mem_free(g_gpu, c.scratch[1]);
+  t_free(&c.qkv);
+  t_free(&c.out);
+  t_free(&c.dout);
+  t_free(&c.dqkv);
+}
+
+/* ---- cross-entropy ------------------------------------------------------ */
+
+typedef struct xe_ctx {
+  tens logits, losses, dlogits, inplace;
+  itens tgt;
+  int N, V, Vp;
+  float scale;
+} xe_ctx;
+
+static void xe_fwd(bt_backend *be, int k, void *v) {
+  xe_ctx *c = v;
+  bt_op_xent_fwd(be, c->losses.p[k], c->logits.p[k], c->tgt.p[k], c->N, c->V,
+                 c->Vp);
+}
+static void xe_bwd(bt_backend *be, int k, void *v) {
+  xe_ctx *c = v;
+  bt_op_xent_bwd(be, c->dlogits.p[k], c->logits.p[k], c->tgt.p[k], c->scale,
+                 c->N, c->V, c->Vp);
+}
+/* dlogits aliasing logits, as the trainer calls it. */
+static void xe_bwd_inplace(bt_backend *be, int k, void *v) {
+  xe_ctx *c = v;
+  bt_op_xent_bwd(be, c->inplace.p[k], c->inplace.p[k], c->tgt.p[k], c->scale,
+                 c->N, c->V, c->Vp);
+}
+
+static void test_xent(int N, int V, int Vp) {
+  xe_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.N = N;
+  c.V = V;
+  c.Vp = Vp;
+  c.scale = 1.0f / (float)N;
+  int32_t *tgt = xmalloc((size_t)N * sizeof(int32_t));
+  uint64_t key = bt_rng_key(2024, 9, g_salt++, 0);
+  for (int i = 0; i < N; i++)
+    tgt[i] = (int32_t)(bt_rng_u64(key, (uint64_t)i) % (uint64_t)V);
+  tgt[0] = V - 1;
+  if (N > 2) tgt[2] = -1; /* masked rows */
+  if (N > 5) tgt[N - 1] = -100;
+  it_make(&c.tgt, tgt, (size_t)N);
+  free(tgt);
+  /* Padding columns hold large junk: it must not enter the softmax. */
+  float *x = rnd((size_t)N * Vp, -4, 4);
+  for (int n = 0; n < N; n++)
+    for (int v = V; v < Vp; v++) x[(size_t)n * Vp + v] = 1e4f;
+  float *x2 = xmalloc((size_t)N * Vp * sizeof(float));
+  memcpy(x2, x, (size_t)N * Vp * sizeof(float));
+  t_make(&c.logits, "logits", (size_t)N * Vp, x, 0);
+  t_make(&c.inplace, "dlogits", (size_t)N * Vp, x2, 0);
+  t_make(&c.losses, "losses", (size_t)N, NULL, 0);
+  t_make(&c.dlogits, "dlogits", (size_t)N * Vp, NULL, 0);
+  tens *fo[] = {&c.losses};
+  tens *bo[] = {&c.dlogits};
+  tens *io[] = {&c.inplace};
+  bt_snprintf(z, sizeof z, "xent_fwd N=%d V=%d Vp=%d", N, V, Vp);
+  run_case(z, g_gpu, xe_fwd, &c, fo, 1, TOL_FP32);
+  bt_snprintf(z, sizeof z, "xent_bwd N=%d V=%d Vp=%d", N, V, Vp);
+  run_case(z, g_gpu, xe_bwd, &c, bo, 1, TOL_FP32);
+  bt_snprintf(z, sizeof z, "xent_bwd in-place N=%d V=%d Vp=%d", N, V, Vp);
+  run_case(z, g_gpu, xe_bwd_inplace, &c, io, 1, TOL_FP32);
+  it_free(&c.tgt);
+  t_free(&c.logits);
+  t_free(&c.inplace);
+  t_free(&c.losses);
+  t_free(&c.dlogits);
+}
+
+/* ---- AdamW, sumsq ------------------------------------------------------- */
+
+typedef struct adam_ctx {
+  tens p, g, m, v;
+  size_t n;
+  bt_adamw_hparams hp;
+} adam_ctx;
+
+static void adam_op(bt_backend *be, int k, void *vv) {
+  adam_ctx *c = vv;
+  bt_op_adamw(be, c->p.p[k], c->g.p[k], c->m.p[k], c->v.p[k], c->n, &c->hp);
+}
+
+static void test_adamw(size_t n) {
+  adam_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.n = n;
+  c.hp.lr = 1e-3f;
+  c.hp.beta1 = 0.9f;
+  c.hp.beta2 = 0.95f;
+  c.hp.eps = 1e-8f;
+  c.hp.weight_decay = 0.1f;
+  c.hp.grad_scale = 0.5f;
+  c.hp.t = 3;
+  t_rand(&c.p, "param", n, -1, 1);
+  t_rand(&c.g, "grad", n, -1, 1);
+  t_rand(&c.m, "m", n, -0.1f, 0.1f);
+  t_rand(&c.v, "v", n, 0.0f, 0.01f);
+  tens *o[] = {&c.p, &c.m, &c.v};
+  bt_snprintf(z, sizeof z, "adamw n=%zu", n);
+  run_case(z, g_gpu, adam_op, &c, o, 3, TOL_FP32);
+  t_free(&c.p);
+  t_free(&c.g);
+  t_free(&c.m);
+  t_free(&c.v);
+}
+
+static void test_sumsq(size_t n) {
+  tens x;
+  t_rand(&x, "x", n, -2, 2);
+  double r = bt_op_sumsq(g_cpu, x.p[0], n);
+  double g1 = bt_op_sumsq(g_gpu, x.p[1], n);
+  double g2 = bt_op_sumsq(g_gpu, x.p[1], n);
+  double e = fabs(g1 - r) / (r > 0 ? r : 1.0);
+  printf("  %-44s %-7s relerr %9.2e (limit %.0e)%s\n", "sumsq", "sum", e,
+         TOL_SUMSQ, memcmp(&g1, &g2, sizeof g1) ? "  NOT DETERMINISTIC" : "");
+  CHECK(isfinite(g1) && e <= TOL_SUMSQ, "sumsq n=%zu: gpu %.17g cpu %.17g", n,
+        g1, r);
+  CHECK(memcmp(&g1, &g2, sizeof g1) == 0, "sumsq differs between runs");
+  t_free(&x);
+}
+
+/* ---- backend-level checks ----------------------------------------------- */
+
+static void test_backend_misc(void) {
+  /* A bad BATON_CUDA_GEMM is an expected error, not a crash. */
+  setenv("BATON_CUDA_GEMM", "fp16", 1);
+  bt_backend *bad = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  CHECK(bad == NULL && strstr(bt_err_msg(), "BATON_CUDA_GEMM") != NULL,
+        "BATON_CUDA_GEMM=fp16 accepted (%s)", bt_err_msg());
+  bt_backend_free(bad);
+  unsetenv("BATON_CUDA_GEMM");
+  /* A device index that does not exist. */
+  bt_backend *none = bt_backend_create(BT_BACKEND_CUDA, 0, 1 << 20);
+  CHECK(none == NULL, "device 1<<20 accepted");
+  bt_backend_free(none);
+  CHECK(strcmp(bt_backend_name(g_gpu), "cuda") == 0, "name %s",
+        bt_backend_name(g_gpu));
+  CHECK(bt_cuda_gemm_bf16(g_gpu) == 0, "default GEMM mode is not fp32");
+  CHECK(g_gpu16 && bt_cuda_gemm_bf16(g_gpu16) == 1, "bf16 mode not set");
+  /* Fresh memory is zeroed. */
+  size_t n = 4099;
+  float *d = bt_mem_alloc(g_gpu, n, "zero test");
+  float *h = rnd(n, 1, 2);
+  bt_mem_to_host(g_gpu, h, d, n);
+  size_t nz = 0;
+  for (size_t i = 0; i < n; i++) nz += h[i] != 0.0f;
+  CHECK(nz == 0, "fresh GPU memory has %zu non-zero floats", nz);
+  bt_mem_free(g_gpu, d);
+  free(h);
+}
+
+static int device_available(char *zWhy, size_t nWhy) {
+  int nDev = 0;
+  cudaError_t e = cudaGetDeviceCount(&nDev);
+  if (e != cudaSuccess) {
+    bt_snprintf(zWhy, nWhy, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
+    return 0;
+  }
+  if (nDev == 0) {
+    bt_snprintf(zWhy, nWhy, "cudaGetDeviceCount reports 0 devices");
+    return 0;
+  }
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  int bSmall = argc > 1 && strcmp(argv[1], "--small") == 0;
+  int bProbe = argc > 1 && strcmp(argv[1], "--probe") == 0;
+  char zWhy[256];
+  if (!device_available(zWhy, sizeof zWhy)) {
+    printf("SKIPPED: no CUDA device (%s)\n", zWhy);
+    return 77;
+  }
+  if (bProbe) return 0;
+
+  unsetenv("BATON_CUDA_GEMM");
+  g_cpu = bt_backend_create(BT_BACKEND_CPU, 0, 0);
+  g_gpu = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  if (!g_cpu || !g_gpu) {
+    fprintf(stderr, "test_gpu_ops: cannot create backends: %s\n",
+            bt_err_msg());
+    return 1;
+  }
+  setenv("BATON_CUDA_GEMM", "bf16", 1);
+  g_gpu16 = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  unsetenv("BATON_CUDA_GEMM");
+  if (!g_gpu16)
+    fprintf(stderr, "test_gpu_ops: bf16 backend: %s\n", bt_err_msg());
+  {
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+      printf("test_gpu_ops on %s (sm_%d%d)%s\n", prop.name, prop.major,
+             prop.minor, bSmall ? ", small shapes" : "");
+  }
+
+  test_backend_misc();
+
+  /* Small odd shapes: nothing divides a tile, a warp or a vector width. */
+  test_matmul(7, 5, 6, BT_W_IN_OUT, 1, 0);
+  test_matmul(7, 5, 6, BT_W_OUT_IN, 1, 0);
+  test_matmul(37, 70, 67, BT_W_IN_OUT, 1, 1);
+  test_matmul(37, 70, 67, BT_W_OUT_IN, 0, 1);
+  test_matmul(64, 96, 128, BT_W_OUT_IN, 1, 0);
+  test_bias(5, 7);
+  test_bias(300, 70); /* more than one 256-row chunk */
+  test_elementwise(10007);
+  test_embed(2, 7, 5, 4, 1); /* V = 4: every token repeats */
+  test_embed(3, 17, 40, 29, 0);
+  test_layernorm(5, 9);
+  test_layernorm(300, 100);
+  test_attention(2, 7, 6, 3);    /* hs = 2, T below one tile */
+  test_attention(1, 1, 8, 2);    /* T = 1 */
+  test_attention(2, 70, 128, 2); /* hs = 64, T across 3 tiles */
+  test_attention(1, 45, 96, 2);  /* hs = 48: not a multiple of 32 */
+  test_attention(1, 33, 256, 2); /* hs = 128: the largest supported */
+  test_xent(7, 5, 8);
+  test_xent(9, 300, 320);
+  test_adamw(10001);
+  test_sumsq(1000003);
+  test_sumsq(5);
+
+  if (!bSmall) {
+    /* GPT-2 124M shapes (fewer rows). */
+    test_matmul(512, 768, 2304, BT_W_IN_OUT, 1, 0); /* c_attn */
+    test_matmul(512, 3072, 768, BT_W_IN_OUT, 1, 0); /* mlp c_proj */
+    test_matmul(128, 768, 50304, BT_W_OUT_IN, 0, 0); /* tied lm_head */
+    test_bias(4096, 768);
+    test_elementwise((size_t)512 * 3072);
+    test_embed(4, 128, 768, 50257, 1);
+    test_layernorm(1024, 768);
+    test_attention(2, 256, 768, 12);
+    test_attention(1, 1024, 768, 12);
+    test_xent(64, 50257, 50304);
+    test_adamw((size_t)1 << 22);
+  }
+
+  bt_backend_free(g_gpu16);
+  bt_backend_free(g_gpu);
+  bt_backend_free(g_cpu);
+  return CHECK_DONE();
+}
+
+#else /* !BATON_HAVE_CUDA */
+
+int main(void) {
+  printf("SKIPPED: no CUDA device (the CUDA backend is not compiled into "
+         "this build: no CUDA toolkit, cuDNN or NCCL at configure time)\n");
+  return 77;
+}
+
+#endif

@@ -1,0 +1,47 @@
+# lib.sh: helpers shared by the training tests (sourced).
+# BATON (the binary), MPIRUN (mpirun with the flags that work here) and
+# PY (python with numpy) come from CMake via the environment.
+set -euo pipefail
+: "${BATON:?}" "${MPIRUN:?}" "${PY:?}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CFG="$HERE/micro.ini"
+WORK="$(mktemp -d /tmp/baton-test.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# run_np N ARGS...: baton train under mpirun with N ranks (N=1: no mpirun).
+run_np() {
+  local n=$1; shift
+  if [ "$n" = 1 ]; then "$BATON" train "$@"
+  else $MPIRUN -np "$n" "$BATON" train "$@"; fi
+}
+
+# relerr A B: ||a-b|| / ||b|| of two raw float32 files.
+relerr() {
+  "$PY" - "$1" "$2" <<'PY'
+import sys, numpy as np
+a = np.fromfile(sys.argv[1], np.float32).astype(np.float64)
+b = np.fromfile(sys.argv[2], np.float32).astype(np.float64)
+assert a.shape == b.shape, (a.shape, b.shape)
+print("%.3e" % (np.linalg.norm(a - b) / np.linalg.norm(b)))
+PY
+}
+
+# le X Y: X <= Y for floats.
+le() { "$PY" -c "import sys; sys.exit(0 if float('$1') <= float('$2') else 1)"; }
+
+# last_losses FILE: "step loss" lines, keeping the last entry of each step
+# (a resumed run logs the steps after its checkpoint again).
+last_losses() {
+  "$PY" - "$1" <<'PY'
+import sys
+d = {}
+for line in open(sys.argv[1]):
+    s, l = line.split()
+    d[int(s)] = l
+for s in sorted(d):
+    print(s, d[s])
+PY
+}

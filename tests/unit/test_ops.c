@@ -1,0 +1,1364 @@
+/*
+ * test_ops.c: holds a backend to the op contract in kernels/ops.h.
+ *
+ * Usage: test_ops [cpu|cuda]   (default cpu; cuda only if compiled in)
+ *
+ * The test talks to the backend only through ops.h (bt_mem_* copies in and
+ * out), so the same file checks the CUDA backend when it exists. For every op
+ * it checks:
+ *   1. forward against a naive fp64 implementation written here (loops a
+ *      reader can check against the formula in ops.h);
+ *   2. backward against central finite differences of L = sum(out * R) for
+ *      a fixed random R, L accumulated in fp64, both through the op's own
+ *      fp32 forward (2a) and through the fp64 forward of 1. (2b), on small
+ *      odd shapes (T = 7, NH = 2 and 3, padded Vp > V,
+ *      masked targets, both weight layouts, bias NULL);
+ *   3. the accumulate convention: a second backward call adds the same
+ *      gradient again (result = 2x), except xent_bwd which writes;
+ *   4. determinism: the same call twice gives the same bits; on the CPU
+ *      backend also 1 vs 2 vs 3 threads, bit for bit, at shapes large
+ *      enough to take every parallel path;
+ *   5. AdamW against a hand-computed step, sumsq against fp64, scale,
+ *      memory (zeroed, aligned, round trip), GELU and cross-entropy at
+ *      extreme inputs (saturation, NaN propagation), empty shapes.
+ *
+ * "maxrel" everywhere is max_i |got_i - want_i| / max(|want_i|, floor),
+ * with floor = 1% of the tensor's largest |want| (FD_FLOOR; 0.1% for the
+ * accumulate check): elements near zero are judged on the tensor's scale.
+ *
+ * Error limits (each printed next to the measured value):
+ *   FWD_LIMIT 2e-5 relative: fp32 forward vs fp64 on reductions of at most a
+ *     few dozen terms accumulates a few ulps (6e-8 each) times the
+ *     condition of the op; 2e-5 leaves 10-100x margin on what the CPU
+ *     reference shows, yet a wrong constant (layernorm eps 1e-5 vs 1e-6 on
+ *     the small-variance rows below, erf-GELU vs tanh-GELU, a missing
+ *     1/sqrt(hs)) is off by 1e-4 or more.
+ *   FD_LIMIT 1e-2 relative: central differences through the op's own fp32
+ *     forward, step FD_EPS = 1e-2 (2e-3 for layernorm, whose tight row has
+ *     std 0.058). The rounding noise of L (about sqrt(#out) * 6e-8 * |out|
+ *     * |R|) divided by 2 eps is ~1e-5..1e-4 absolute on gradients of order
+ *     1, truncation O(eps^2 f''') ~ 1e-5; measured worst is ~2e-3, so 1e-2
+ *     keeps 5x margin while a wrong transpose, missing term or wrong sign
+ *     gives O(1) error. Elements whose gradient is near zero are measured
+ *     against a floor of 1% of the tensor's largest gradient (FD_FLOOR),
+ *     otherwise noise / 0 would be "infinite" error.
+ *   REF_FD_LIMIT 1e-4 relative: the same derivative through the fp64
+ *     reference forward (step 1e-4: no fp32 noise, truncation ~1e-8), so
+ *     what remains is the fp32 rounding of the backward itself; measured
+ *     worst ~1.4e-5 (GELU), and since the fp32 forward matches the fp64 one
+ *     to FWD_LIMIT, this pins the backward 100x tighter than FD_LIMIT.
+ *   ACC_LIMIT 1e-5 relative: second backward call vs 2x the first. Exact for
+ *     ops that sum into a temporary then add; attention adds per row, so a
+ *     few ulps of reordering.
+ */
+#include "check.h"
+#include "ops.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FWD_LIMIT 2e-5
+#define FD_LIMIT 1e-2
+#define FD_EPS 1e-2
+#define FD_FLOOR 1e-2
+#define REF_FD_EPS 1e-4
+#define REF_FD_LIMIT 1e-4
+#define ACC_LIMIT 1e-5
+
+static bt_backend *g_be;
+static bt_backend_kind g_eKind = BT_BACKEND_CPU;
+static uint64_t g_salt = 1;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void *xmalloc(size_t nByte) {
+  void *p = calloc(1, nByte ? nByte : 1);
+  if (!p) {
+    fprintf(stderr, "test_ops: out of memory\n");
+    abort();
+  }
+  return p;
+}
+
+/* Uniform in [lo, hi), a pure function of (salt, i): reproducible. */
+static float *rand_vec(size_t n, float lo, float hi) {
+  float *x = xmalloc(n * sizeof(float));
+  uint64_t key = bt_rng_key(1234, 77, g_salt++, 0);
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)(lo + (hi - lo) * bt_rng_uniform(key, i));
+  return x;
+}
+
+static float *dev_from(const float *h, size_t n) {
+  float *d = bt_mem_alloc(g_be, n ? n : 1, "test");
+  if (!d) {
+    fprintf(stderr, "test_ops: %s\n", bt_err_msg());
+    abort();
+  }
+  if (n) bt_mem_from_host(g_be, d, h, n);
+  return d;
+}
+
+static int32_t *dev_from_i32(const int32_t *h, size_t n) {
+  int32_t *d = bt_mem_alloc_i32(g_be, n ? n : 1, "test");
+  if (!d) {
+    fprintf(stderr, "test_ops: %s\n", bt_err_msg());
+    abort();
+  }
+  if (n) bt_mem_from_host_i32(g_be, d, h, n);
+  return d;
+}
+
+static void to_host(float *h, const float *d, size_t n) {
+  bt_backend_sync(g_be);
+  if (n) bt_mem_to_host(g_be, h, d, n);
+}
+
+/* Copies a device buffer into host memory h and frees it. */
+static void fetch_free(float *h, float *d, size_t n) {
+  if (h) to_host(h, d, n);
+  bt_mem_free(g_be, d);
+}
+
+static double maxabs_d(const double *x, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++) m = fabs(x[i]) > m ? fabs(x[i]) : m;
+  return m;
+}
+
+/* max_i |a_i - r_i| / max(|r_i|, floorFrac * max|r|). */
+static double maxrel(const float *a, const double *r, size_t n,
+                     double floorFrac) {
+  double fl = floorFrac * maxabs_d(r, n);
+  if (fl < 1e-30) fl = 1e-30;
+  double e = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double ei = check_relerr(a[i], r[i], fl);
+    e = ei > e ? ei : e;
+  }
+  return e;
+}
+
+/* ---- the generic op case -------------------------------------------------
+ * An op under test: up to 4 differentiable host inputs, one output whose
+ * loss L = sum(out * R) is differentiated. fwd() uploads the inputs, runs
+ * the forward op and downloads out; bwd() uploads the inputs and the
+ * current gradients, runs the op's backward with dout = R and downloads the
+ * gradients (which the backward accumulates into). ref() is the fp64
+ * forward. */
+typedef struct OpCase OpCase;
+struct OpCase {
+  char zName[96];
+  int nIn;
+  const char *azIn[4];
+  float *aIn[4];
+  size_t anIn[4];
+  size_t nOut;
+  float *R;
+  int bWrites;  /* backward overwrites (xent_bwd) instead of accumulating */
+  double fdEps; /* finite-difference step for 2a; 0 = FD_EPS */
+  void (*fwd)(OpCase *, float *out);
+  void (*bwd)(OpCase *, float **aGrad);
+  void (*ref)(OpCase *, double *out);
+  void *pArg;
+};
+
+static double ref_loss(OpCase *c, double *out) {
+  c->ref(c, out);
+  double L = 0.0;
+  for (size_t i = 0; i < c->nOut; i++) L += out[i] * c->R[i];
+  return L;
+}
+
+static double case_loss(OpCase *c, float *out) {
+  c->fwd(c, out);
+  double L = 0.0;
+  for (size_t i = 0; i < c->nOut; i++) L += (double)out[i] * c->R[i];
+  return L;
+}
+
+/* Runs every generic check on c. */
+static void case_run(OpCase *c) {
+  float *out = xmalloc(c->nOut * sizeof(float));
+  float *out2 = xmalloc(c->nOut * sizeof(float));
+  double *ref = xmalloc(c->nOut * sizeof(double));
+
+  /* 1. forward vs fp64 */
+  c->fwd(c, out);
+  c->ref(c, ref);
+  double eF = maxrel(out, ref, c->nOut, 1e-2);
+  printf("  %-44s fwd    maxrel %.2e (limit %.0e)\n", c->zName, eF,
+         FWD_LIMIT);
+  CHECK(eF <= FWD_LIMIT, "%s: forward maxrel %.3e", c->zName, eF);
+
+  /* 4. forward determinism */
+  c->fwd(c, out2);
+  CHECK(memcmp(out, out2, c->nOut * sizeof(float)) == 0,
+        "%s: forward not deterministic", c->zName);
+
+  /* analytic gradients from zero, twice (determinism), then once more on
+   * top of the first (accumulation). */
+  float *g1[4], *g1b[4], *g2[4];
+  for (int k = 0; k < c->nIn; k++) {
+    g1[k] = xmalloc(c->anIn[k] * sizeof(float));
+    g1b[k] = xmalloc(c->anIn[k] * sizeof(float));
+    g2[k] = xmalloc(c->anIn[k] * sizeof(float));
+  }
+  c->bwd(c, g1);
+  c->bwd(c, g1b);
+  for (int k = 0; k < c->nIn; k++) {
+    CHECK(memcmp(g1[k], g1b[k], c->anIn[k] * sizeof(float)) == 0,
+          "%s: d%s not deterministic", c->zName, c->azIn[k]);
+    memcpy(g2[k], g1[k], c->anIn[k] * sizeof(float));
+  }
+  c->bwd(c, g2);
+  for (int k = 0; k < c->nIn; k++) {
+    double *want = xmalloc(c->anIn[k] * sizeof(double));
+    for (size_t i = 0; i < c->anIn[k]; i++)
+      want[i] = c->bWrites ? g1[k][i] : 2.0 * g1[k][i];
+    double eA = maxrel(g2[k], want, c->anIn[k], 1e-3);
+    CHECK(eA <= ACC_LIMIT, "%s: d%s second call %s (maxrel %.3e)", c->zName,
+          c->azIn[k], c->bWrites ? "must overwrite" : "must accumulate to 2x",
+          eA);
+    free(want);
+  }
+
+  /* 2a. central differences of L through the op's own fp32 forward */
+  double eps = c->fdEps > 0 ? c->fdEps : FD_EPS;
+  double *ref2 = xmalloc(c->nOut * sizeof(double));
+  for (int k = 0; k < c->nIn; k++) {
+    size_t n = c->anIn[k];
+    double *num = xmalloc(n * sizeof(double));
+    double *numRef = xmalloc(n * sizeof(double));
+    float *x = c->aIn[k];
+    for (size_t i = 0; i < n; i++) {
+      float x0 = x[i];
+      float xp = (float)(x0 + eps), xm = (float)(x0 - eps);
+      x[i] = xp;
+      double Lp = case_loss(c, out2);
+      x[i] = xm;
+      double Lm = case_loss(c, out2);
+      num[i] = (Lp - Lm) / ((double)xp - (double)xm);
+      /* 2b. the same through the fp64 reference forward, with a small
+       * step: no fp32 noise, truncation ~ REF_FD_EPS^2. */
+      xp = (float)(x0 + REF_FD_EPS), xm = (float)(x0 - REF_FD_EPS);
+      x[i] = xp;
+      double Rp = ref_loss(c, ref2);
+      x[i] = xm;
+      double Rm = ref_loss(c, ref2);
+      numRef[i] = (Rp - Rm) / ((double)xp - (double)xm);
+      x[i] = x0;
+    }
+    double eG = maxrel(g1[k], num, n, FD_FLOOR);
+    double eR = maxrel(g1[k], numRef, n, FD_FLOOR);
+    printf("  %-44s d%-5s maxrel %.2e (limit %.0e)  vs fp64-fd %.2e "
+           "(limit %.0e)\n",
+           c->zName, c->azIn[k], eG, FD_LIMIT, eR, REF_FD_LIMIT);
+    CHECK(eG <= FD_LIMIT, "%s: d%s vs finite differences maxrel %.3e",
+          c->zName, c->azIn[k], eG);
+    CHECK(eR <= REF_FD_LIMIT,
+          "%s: d%s vs fp64 finite differences maxrel %.3e", c->zName,
+          c->azIn[k], eR);
+    free(num);
+    free(numRef);
+  }
+  free(ref2);
+
+  for (int k = 0; k < c->nIn; k++) {
+    free(g1[k]);
+    free(g1b[k]);
+    free(g2[k]);
+  }
+  free(out);
+  free(out2);
+  free(ref);
+}
+
+static void case_free(OpCase *c) {
+  for (int k = 0; k < c->nIn; k++) free(c->aIn[k]);
+  free(c->R);
+}
+
+/* Uploads host gradients, returns device copies (for bwd() helpers). */
+static float *grad_up(float *h, size_t n) { return dev_from(h, n); }
+
+/* ---- matmul ------------------------------------------------------------- */
+
+typedef struct {
+  int N, C, OC, bBias;
+  bt_wlayout eLayout;
+} MatmulArg;
+
+static void matmul_fwd(OpCase *c, float *out) {
+  MatmulArg *a = c->pArg;
+  float *dInp = dev_from(c->aIn[0], c->anIn[0]);
+  float *dW = dev_from(c->aIn[1], c->anIn[1]);
+  float *dB = a->bBias ? dev_from(c->aIn[2], c->anIn[2]) : NULL;
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  bt_op_matmul_fwd(g_be, dOut, dInp, dW, dB, a->N, a->C, a->OC, a->eLayout);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free(g_be, dInp);
+  bt_mem_free(g_be, dW);
+  bt_mem_free(g_be, dB);
+}
+
+static void matmul_bwd(OpCase *c, float **g) {
+  MatmulArg *a = c->pArg;
+  float *dInp = dev_from(c->aIn[0], c->anIn[0]);
+  float *dW = dev_from(c->aIn[1], c->anIn[1]);
+  float *dR = dev_from(c->R, c->nOut);
+  float *gI = grad_up(g[0], c->anIn[0]);
+  float *gW = grad_up(g[1], c->anIn[1]);
+  float *gB = a->bBias ? grad_up(g[2], c->anIn[2]) : NULL;
+  bt_op_matmul_bwd(g_be, gI, gW, gB, dR, dInp, dW, a->N, a->C, a->OC,
+                   a->eLayout);
+  fetch_free(g[0], gI, c->anIn[0]);
+  fetch_free(g[1], gW, c->anIn[1]);
+  if (gB) fetch_free(g[2], gB, c->anIn[2]);
+  bt_mem_free(g_be, dInp);
+  bt_mem_free(g_be, dW);
+  bt_mem_free(g_be, dR);
+}
+
+static void matmul_ref(OpCase *c, double *out) {
+  MatmulArg *a = c->pArg;
+  const float *x = c->aIn[0], *w = c->aIn[1];
+  for (int n = 0; n < a->N; n++)
+    for (int o = 0; o < a->OC; o++) {
+      double s = a->bBias ? c->aIn[2][o] : 0.0;
+      for (int k = 0; k < a->C; k++) {
+        double wk = a->eLayout == BT_W_IN_OUT ? w[(size_t)k * a->OC + o]
+                                              : w[(size_t)o * a->C + k];
+        s += (double)x[(size_t)n * a->C + k] * wk;
+      }
+      out[(size_t)n * a->OC + o] = s;
+    }
+}
+
+static void test_matmul(int N, int C, int OC, bt_wlayout eLayout, int bBias) {
+  MatmulArg a = {N, C, OC, bBias, eLayout};
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "matmul N%d C%d OC%d %s%s", N, C, OC,
+           eLayout == BT_W_IN_OUT ? "IN_OUT" : "OUT_IN",
+           bBias ? " bias" : " nobias");
+  c.nIn = bBias ? 3 : 2;
+  c.azIn[0] = "inp";
+  c.azIn[1] = "w";
+  c.azIn[2] = "bias";
+  c.anIn[0] = (size_t)N * C;
+  c.anIn[1] = (size_t)C * OC;
+  c.anIn[2] = (size_t)OC;
+  for (int k = 0; k < c.nIn; k++) c.aIn[k] = rand_vec(c.anIn[k], -1, 1);
+  c.nOut = (size_t)N * OC;
+  c.R = rand_vec(c.nOut, -1, 1);
+  c.fwd = matmul_fwd;
+  c.bwd = matmul_bwd;
+  c.ref = matmul_ref;
+  c.pArg = &a;
+  case_run(&c);
+  case_free(&c);
+}
+
+/* ---- bias --------------------------------------------------------------- */
+
+typedef struct {
+  int N, C;
+} NCArg;
+
+static void bias_fwd(OpCase *c, float *out) {
+  NCArg *a = c->pArg;
+  float *dInp = dev_from(c->aIn[0], c->anIn[0]);
+  float *dB = dev_from(c->aIn[1], c->anIn[1]);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  bt_op_bias_fwd(g_be, dOut, dInp, dB, a->N, a->C);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free(g_be, dInp);
+  bt_mem_free(g_be, dB);
+}
+
+static void bias_bwd(OpCase *c, float **g) {
+  NCArg *a = c->pArg;
+  float *dR = dev_from(c->R, c->nOut);
+  float *gI = grad_up(g[0], c->anIn[0]);
+  float *gB = grad_up(g[1], c->anIn[1]);
+  bt_op_bias_bwd(g_be, gI, gB, dR, a->N, a->C);
+  fetch_free(g[0], gI, c->anIn[0]);
+  fetch_free(g[1], gB, c->anIn[1]);
+  bt_mem_free(g_be, dR);
+}
+
+static void bias_ref(OpCase *c, double *out) {
+  NCArg *a = c->pArg;
+  for (int n = 0; n < a->N; n++)
+    for (int k = 0; k < a->C; k++)
+      out[(size_t)n * a->C + k] =
+          (double)c->aIn[0][(size_t)n * a->C + k] + c->aIn[1][k];
+}
+
+static void test_bias(int N, int C) {
+  NCArg a = {N, C};
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "bias N%d C%d", N, C);
+  c.nIn = 2;
+  c.azIn[0] = "inp";
+  c.azIn[1] = "bias";
+  c.anIn[0] = (size_t)N * C;
+  c.anIn[1] = (size_t)C;
+  for (int k = 0; k < c.nIn; k++) c.aIn[k] = rand_vec(c.anIn[k], -1, 1);
+  c.nOut = (size_t)N * C;
+  c.R = rand_vec(c.nOut, -1, 1);
+  c.fwd = bias_fwd;
+  c.bwd = bias_bwd;
+  c.ref = bias_ref;
+  c.pArg = &a;
+  case_run(&c);
+  case_free(&c);
+}
+
+/* ---- embedding ---------------------------------------------------------- */
+
+typedef struct {
+  int B, T, C, V, bPos;
+  int32_t *tok;
+} EmbedArg;
+
+static void embed_fwd(OpCase *c, float *out) {
+  EmbedArg *a = c->pArg;
+  int32_t *dTok = dev_from_i32(a->tok, (size_t)a->B * a->T);
+  float *dWte = dev_from(c->aIn[0], c->anIn[0]);
+  float *dWpe = a->bPos ? dev_from(c->aIn[1], c->anIn[1]) : NULL;
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  bt_op_embed_fwd(g_be, dOut, dTok, dWte, dWpe, a->B, a->T, a->C);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free_i32(g_be, dTok);
+  bt_mem_free(g_be, dWte);
+  bt_mem_free(g_be, dWpe);
+}
+
+static void embed_bwd(OpCase *c, float **g) {
+  EmbedArg *a = c->pArg;
+  int32_t *dTok = dev_from_i32(a->tok, (size_t)a->B * a->T);
+  float *dR = dev_from(c->R, c->nOut);
+  float *gE = grad_up(g[0], c->anIn[0]);
+  float *gP = a->bPos ? grad_up(g[1], c->anIn[1]) : NULL;
+  bt_op_embed_bwd(g_be, gE, gP, dR, dTok, a->B, a->T, a->C, a->V);
+  fetch_free(g[0], gE, c->anIn[0]);
+  if (gP) fetch_free(g[1], gP, c->anIn[1]);
+  bt_mem_free_i32(g_be, dTok);
+  bt_mem_free(g_be, dR);
+}
+
+static void embed_ref(OpCase *c, double *out) {
+  EmbedArg *a = c->pArg;
+  for (int b = 0; b < a->B; b++)
+    for (int t = 0; t < a->T; t++)
+      for (int k = 0; k < a->C; k++) {
+        size_t bt = (size_t)b * a->T + t;
+        double v = c->aIn[0][(size_t)a->tok[bt] * a->C + k];
+        if (a->bPos) v += c->aIn[1][(size_t)t * a->C + k];
+        out[bt * a->C + k] = v;
+      }
+}
+
+static void test_embed(int B, int T, int C, int V, int bPos) {
+  EmbedArg a = {B, T, C, V, bPos, NULL};
+  a.tok = xmalloc(sizeof(int32_t) * B * T);
+  /* V small relative to B*T: tokens repeat, so dwte rows collect several
+   * contributions (the case that needs care to stay deterministic). */
+  uint64_t key = bt_rng_key(99, 1, g_salt++, 0);
+  for (int i = 0; i < B * T; i++) a.tok[i] = (int32_t)(bt_rng_u64(key, i) % V);
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "embed B%d T%d C%d V%d%s", B, T, C, V,
+           bPos ? "" : " wpe=NULL");
+  c.nIn = bPos ? 2 : 1;
+  c.azIn[0] = "wte";
+  c.azIn[1] = "wpe";
+  c.anIn[0] = (size_t)V * C;
+  c.anIn[1] = (size_t)T * C;
+  for (int k = 0; k < c.nIn; k++) c.aIn[k] = rand_vec(c.anIn[k], -1, 1);
+  c.nOut = (size_t)B * T * C;
+  c.R = rand_vec(c.nOut, -1, 1);
+  c.fwd = embed_fwd;
+  c.bwd = embed_bwd;
+  c.ref = embed_ref;
+  c.pArg = &a;
+  case_run(&c);
+  case_free(&c);
+  free(a.tok);
+}
+
+/* ---- layernorm ---------------------------------------------------------- */
+
+static void layernorm_fwd(OpCase *c, float *out) {
+  NCArg *a = c->pArg;
+  float *dInp = dev_from(c->aIn[0], c->anIn[0]);
+  float *dW = dev_from(c->aIn[1], c->anIn[1]);
+  float *dB = dev_from(c->aIn[2], c->anIn[2]);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  float *dMean = bt_mem_alloc(g_be, (size_t)a->N, "mean");
+  float *dRstd = bt_mem_alloc(g_be, (size_t)a->N, "rstd");
+  bt_op_layernorm_fwd(g_be, dOut, dMean, dRstd, dInp, dW, dB, a->N, a->C);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free(g_be, dMean);
+  bt_mem_free(g_be, dRstd);
+  bt_mem_free(g_be, dInp);
+  bt_mem_free(g_be, dW);
+  bt_mem_free(g_be, dB);
+}
+
+static void layernorm_bwd(OpCase *c, float **g) {
+  NCArg *a = c->pArg;
+  float *dInp = dev_from(c->aIn[0], c->anIn[0]);
+  float *dW = dev_from(c->aIn[1], c->anIn[1]);
+  float *dB = dev_from(c->aIn[2], c->anIn[2]);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  float *dMean = bt_mem_alloc(g_be, (size_t)a->N, "mean");
+  float *dRstd = bt_mem_alloc(g_be, (size_t)a->N, "rstd");
+  bt_op_layernorm_fwd(g_be, dOut, dMean, dRstd, dInp, dW, dB, a->N, a->C);
+  float *dR = dev_from(c->R, c->nOut);
+  float *gI = grad_up(g[0], c->anIn[0]);
+  float *gW = grad_up(g[1], c->anIn[1]);
+  float *gB = grad_up(g[2], c->anIn[2]);
+  bt_op_layernorm_bwd(g_be, gI, gW, gB, dR, dInp, dW, dMean, dRstd, a->N,
+                      a->C);
+  fetch_free(g[0], gI, c->anIn[0]);
+  fetch_free(g[1], gW, c->anIn[1]);
+  fetch_free(g[2], gB, c->anIn[2]);
+  bt_mem_free(g_be, dR);
+  bt_mem_free(g_be, dOut);
+  bt_mem_free(g_be, dMean);
+  bt_mem_free(g_be, dRstd);
+  bt_mem_free(g_be, dInp);
+  bt_mem_free(g_be, dW);
+  bt_mem_free(g_be, dB);
+}
+
+static void layernorm_ref(OpCase *c, double *out) {
+  NCArg *a = c->pArg;
+  for (int n = 0; n < a->N; n++) {
+    const float *x = c->aIn[0] + (size_t)n * a->C;
+    double m = 0, v = 0;
+    for (int k = 0; k < a->C; k++) m += x[k];
+    m /= a->C;
+    for (int k = 0; k < a->C; k++) v += (x[k] - m) * (x[k] - m);
+    v /= a->C;
+    double rs = 1.0 / sqrt(v + 1e-5);
+    for (int k = 0; k < a->C; k++)
+      out[(size_t)n * a->C + k] =
+          (x[k] - m) * rs * c->aIn[1][k] + c->aIn[2][k];
+  }
+}
+
+static void test_layernorm(int N, int C) {
+  NCArg a = {N, C};
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "layernorm N%d C%d", N, C);
+  c.nIn = 3;
+  c.azIn[0] = "inp";
+  c.azIn[1] = "w";
+  c.azIn[2] = "b";
+  c.anIn[0] = (size_t)N * C;
+  c.anIn[1] = (size_t)C;
+  c.anIn[2] = (size_t)C;
+  /* Rows get growing offsets and spreads (|mean| > std tests the variance
+   * for cancellation); the last row has mean 0.5 and a small spread (std
+   * ~0.058, var ~3.3e-3) so that eps = 1e-5 changes its output by 0.15%:
+   * a wrong eps fails the forward check by 100x. Its spread is 30x the
+   * finite-difference step (fdEps below), so the differences stay in the
+   * smooth region. */
+  c.aIn[0] = rand_vec(c.anIn[0], -1, 1);
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < C; k++) {
+      float *x = &c.aIn[0][(size_t)n * C + k];
+      if (n == N - 1) *x = 0.1f * *x + 0.5f;
+      else *x = *x * (1.0f + n) + 0.5f * n;
+    }
+  c.fdEps = 2e-3;
+  c.aIn[1] = rand_vec(C, 0.5, 1.5);
+  c.aIn[2] = rand_vec(C, -0.5, 0.5);
+  c.nOut = (size_t)N * C;
+  c.R = rand_vec(c.nOut, -1, 1);
+  c.fwd = layernorm_fwd;
+  c.bwd = layernorm_bwd;
+  c.ref = layernorm_ref;
+  c.pArg = &a;
+  case_run(&c);
+  case_free(&c);
+}
+
+/* ---- gelu and residual ---------------------------------------------------- */
+
+static void gelu_fwd(OpCase *c, float *out) {
+  float *dInp = dev_from(c->aIn[0], c->anIn[0]);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  bt_op_gelu_fwd(g_be, dOut, dInp, c->nOut);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free(g_be, dInp);
+}
+
+static void gelu_bwd(OpCase *c, float **g) {
+  float *dInp = dev_from(c->aIn[0], c->anIn[0]);
+  float *dR = dev_from(c->R, c->nOut);
+  float *gI = grad_up(g[0], c->anIn[0]);
+  bt_op_gelu_bwd(g_be, gI, dInp, dR, c->nOut);
+  fetch_free(g[0], gI, c->anIn[0]);
+  bt_mem_free(g_be, dInp);
+  bt_mem_free(g_be, dR);
+}
+
+static void gelu_ref(OpCase *c, double *out) {
+  const double s = sqrt(2.0 / M_PI);
+  for (size_t i = 0; i < c->nOut; i++) {
+    double x = c->aIn[0][i];
+    out[i] = 0.5 * x * (1.0 + tanh(s * (x + 0.044715 * x * x * x)));
+  }
+}
+
+static void test_gelu(size_t n) {
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "gelu n%zu", n);
+  c.nIn = 1;
+  c.azIn[0] = "inp";
+  c.anIn[0] = n;
+  c.aIn[0] = rand_vec(n, -4, 4);
+  c.nOut = n;
+  c.R = rand_vec(n, -1, 1);
+  c.fwd = gelu_fwd;
+  c.bwd = gelu_bwd;
+  c.ref = gelu_ref;
+  case_run(&c);
+  case_free(&c);
+}
+
+/* GELU far outside the random range: the vectorised exp clamps its
+ * argument, so check saturation (x for large x, ~0 for very negative x),
+ * that nothing becomes inf, and that NaN stays NaN (a diverging run must
+ * stay visible). Tolerance: 1e-6 relative to max(1, |ref|). Known limit:
+ * below about -1e30 the CPU GELU returns x * 6e-39 (exp's clamp) instead
+ * of 0, and beyond |x| ~ 7e12 (x^3 overflows) its derivative is NaN. */
+static void test_gelu_extremes(void) {
+  const float xs[] = {0.0f,   1e-3f,  -1e-3f, 5.0f,  -5.0f, 9.0f,
+                      -9.0f,  20.0f,  -20.0f, 100.0f, -100.0f, 1e4f,
+                      -1e4f,  1e6f,   -1e6f,  NAN};
+  const size_t n = sizeof xs / sizeof xs[0];
+  float y[16], g[16], ones[16];
+  for (size_t i = 0; i < n; i++) ones[i] = 1.0f;
+  float *dX = dev_from(xs, n), *dY = bt_mem_alloc(g_be, n, "y");
+  float *dG = bt_mem_alloc(g_be, n, "g"), *dOne = dev_from(ones, n);
+  bt_op_gelu_fwd(g_be, dY, dX, n);
+  bt_op_gelu_bwd(g_be, dG, dX, dOne, n);
+  to_host(y, dY, n);
+  to_host(g, dG, n);
+  int nBad = 0;
+  double eMax = 0;
+  for (size_t i = 0; i + 1 < n; i++) {
+    double x = xs[i], s = sqrt(2.0 / M_PI);
+    double u = s * (x + 0.044715 * x * x * x);
+    double ref = 0.5 * x * (1.0 + tanh(u));
+    double e = fabs(y[i] - ref) / (fabs(ref) > 1 ? fabs(ref) : 1);
+    eMax = e > eMax ? e : eMax;
+    if (!(e <= 1e-6) || !isfinite(g[i])) {
+      nBad++;
+      printf("  gelu(%g) = %g (ref %g), gelu'(x) = %g\n", x, y[i], ref, g[i]);
+    }
+  }
+  printf("  gelu extremes (0 .. +-1e6, NaN)            fwd    maxerr %.2e "
+         "(limit 1e-06)\n",
+         eMax);
+  CHECK(nBad == 0, "gelu: %d extreme inputs wrong or non-finite", nBad);
+  CHECK(isnan(y[n - 1]) && isnan(g[n - 1]),
+        "gelu(NaN) = %g, gelu'(NaN) = %g: NaN must propagate", y[n - 1],
+        g[n - 1]);
+  bt_mem_free(g_be, dX);
+  bt_mem_free(g_be, dY);
+  bt_mem_free(g_be, dG);
+  bt_mem_free(g_be, dOne);
+}
+
+static void residual_fwd(OpCase *c, float *out) {
+  float *dA = dev_from(c->aIn[0], c->anIn[0]);
+  float *dB = dev_from(c->aIn[1], c->anIn[1]);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  bt_op_residual_fwd(g_be, dOut, dA, dB, c->nOut);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free(g_be, dA);
+  bt_mem_free(g_be, dB);
+}
+
+static void residual_bwd(OpCase *c, float **g) {
+  float *dR = dev_from(c->R, c->nOut);
+  float *gA = grad_up(g[0], c->anIn[0]);
+  float *gB = grad_up(g[1], c->anIn[1]);
+  bt_op_residual_bwd(g_be, gA, gB, dR, c->nOut);
+  fetch_free(g[0], gA, c->anIn[0]);
+  fetch_free(g[1], gB, c->anIn[1]);
+  bt_mem_free(g_be, dR);
+}
+
+static void residual_ref(OpCase *c, double *out) {
+  for (size_t i = 0; i < c->nOut; i++)
+    out[i] = (double)c->aIn[0][i] + c->aIn[1][i];
+}
+
+static void test_residual(size_t n) {
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "residual n%zu", n);
+  c.nIn = 2;
+  c.azIn[0] = "a";
+  c.azIn[1] = "b";
+  c.anIn[0] = c.anIn[1] = n;
+  c.aIn[0] = rand_vec(n, -1, 1);
+  c.aIn[1] = rand_vec(n, -1, 1);
+  c.nOut = n;
+  c.R = rand_vec(n, -1, 1);
+  c.fwd = residual_fwd;
+  c.bwd = residual_bwd;
+  c.ref = residual_ref;
+  case_run(&c);
+  case_free(&c);
+}
+
+/* ---- attention ---------------------------------------------------------- */
+
+typedef struct {
+  int B, T, C, NH;
+} AttArg;
+
+/* fp64 causal attention; probs (if not NULL) gets [B,NH,T,T]. */
+static void attention_ref_full(const float *qkv, const AttArg *a, double *out,
+                               double *probs) {
+  int B = a->B, T = a->T, C = a->C, NH = a->NH, hs = C / NH;
+  double *p = xmalloc(sizeof(double) * T);
+  for (int b = 0; b < B; b++)
+    for (int h = 0; h < NH; h++)
+      for (int t = 0; t < T; t++) {
+        const float *q = qkv + ((size_t)b * T + t) * 3 * C + h * hs;
+        double mx = -INFINITY, sum = 0;
+        for (int t2 = 0; t2 <= t; t2++) {
+          const float *k = qkv + ((size_t)b * T + t2) * 3 * C + C + h * hs;
+          double s = 0;
+          for (int i = 0; i < hs; i++) s += (double)q[i] * k[i];
+          p[t2] = s / sqrt((double)hs);
+          if (p[t2] > mx) mx = p[t2];
+        }
+        for (int t2 = 0; t2 <= t; t2++) sum += (p[t2] = exp(p[t2] - mx));
+        for (int t2 = 0; t2 <= t; t2++) p[t2] /= sum;
+        for (int i = 0; i < hs; i++) {
+          double o = 0;
+          for (int t2 = 0; t2 <= t; t2++)
+            o += p[t2] *
+                 qkv[((size_t)b * T + t2) * 3 * C + 2 * C + h * hs + i];
+          out[((size_t)b * T + t) * C + h * hs + i] = o;
+        }
+        if (probs)
+          for (int t2 = 0; t2 < T; t2++)
+            probs[(((size_t)b * NH + h) * T + t) * T + t2] =
+                t2 <= t ? p[t2] : 0.0;
+      }
+  free(p);
+}
+
+static void attention_fwd(OpCase *c, float *out) {
+  AttArg *a = c->pArg;
+  float *dQkv = dev_from(c->aIn[0], c->anIn[0]);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  float *dAtt = bt_mem_alloc(
+      g_be, bt_op_attention_att_size(g_be, a->B, a->T, a->NH), "att");
+  bt_op_attention_fwd(g_be, dOut, dAtt, dQkv, a->B, a->T, a->C, a->NH);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free(g_be, dAtt);
+  bt_mem_free(g_be, dQkv);
+}
+
+static void attention_bwd(OpCase *c, float **g) {
+  AttArg *a = c->pArg;
+  float *dQkv = dev_from(c->aIn[0], c->anIn[0]);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "out");
+  float *dAtt = bt_mem_alloc(
+      g_be, bt_op_attention_att_size(g_be, a->B, a->T, a->NH), "att");
+  float *dScr = bt_mem_alloc(
+      g_be, bt_op_attention_scratch_size(g_be, a->B, a->T, a->NH), "scratch");
+  bt_op_attention_fwd(g_be, dOut, dAtt, dQkv, a->B, a->T, a->C, a->NH);
+  float *dR = dev_from(c->R, c->nOut);
+  float *gQ = grad_up(g[0], c->anIn[0]);
+  bt_op_attention_bwd(g_be, gQ, dScr, dR, dQkv, dAtt, a->B, a->T, a->C,
+                      a->NH);
+  fetch_free(g[0], gQ, c->anIn[0]);
+  bt_mem_free(g_be, dR);
+  bt_mem_free(g_be, dOut);
+  bt_mem_free(g_be, dAtt);
+  bt_mem_free(g_be, dScr);
+  bt_mem_free(g_be, dQkv);
+}
+
+static void attention_ref(OpCase *c, double *out) {
+  attention_ref_full(c->aIn[0], c->pArg, out, NULL);
+}
+
+static void test_attention(int B, int T, int C, int NH) {
+  AttArg a = {B, T, C, NH};
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "attention B%d T%d C%d NH%d", B, T, C,
+           NH);
+  c.nIn = 1;
+  c.azIn[0] = "qkv";
+  c.anIn[0] = (size_t)B * T * 3 * C;
+  /* Inputs up to +-2 so the softmax is far from uniform (a missing scale or
+   * max subtraction shows). */
+  c.aIn[0] = rand_vec(c.anIn[0], -2, 2);
+  c.nOut = (size_t)B * T * C;
+  c.R = rand_vec(c.nOut, -1, 1);
+  c.fwd = attention_fwd;
+  c.bwd = attention_bwd;
+  c.ref = attention_ref;
+  c.pArg = &a;
+  case_run(&c);
+
+  /* The saved probabilities are part of the contract on the CPU backend:
+   * softmax rows, upper triangle exactly zero. */
+  if (g_eKind == BT_BACKEND_CPU) {
+    size_t nAtt = (size_t)B * NH * T * T;
+    double *pRef = xmalloc(nAtt * sizeof(double));
+    double *oRef = xmalloc(c.nOut * sizeof(double));
+    float *att = xmalloc(nAtt * sizeof(float));
+    attention_ref_full(c.aIn[0], &a, oRef, pRef);
+    float *dQkv = dev_from(c.aIn[0], c.anIn[0]);
+    float *dOut = bt_mem_alloc(g_be, c.nOut, "out");
+    /* Poison att first: the op must write the zeros, not rely on them. */
+    float *junk = rand_vec(nAtt, 5, 6);
+    float *dAtt = dev_from(junk, nAtt);
+    bt_op_attention_fwd(g_be, dOut, dAtt, dQkv, B, T, C, NH);
+    fetch_free(att, dAtt, nAtt);
+    int nUpper = 0;
+    for (size_t r = 0; r < (size_t)B * NH * T; r++) {
+      int t = (int)(r % T);
+      for (int t2 = t + 1; t2 < T; t2++) nUpper += att[r * T + t2] != 0.0f;
+    }
+    double eP = maxrel(att, pRef, nAtt, 1e-2);
+    printf("  %-44s probs  maxrel %.2e (limit %.0e)\n", c.zName, eP,
+           FWD_LIMIT);
+    CHECK(eP <= FWD_LIMIT, "%s: saved probs maxrel %.3e", c.zName, eP);
+    CHECK(nUpper == 0, "%s: %d non-zero probs above the diagonal", c.zName,
+          nUpper);
+    bt_mem_free(g_be, dOut);
+    bt_mem_free(g_be, dQkv);
+    free(junk);
+    free(att);
+    free(pRef);
+    free(oRef);
+  }
+  case_free(&c);
+}
+
+/* ---- cross-entropy -------------------------------------------------------- */
+
+typedef struct {
+  int N, V, Vp;
+  int32_t *tgt;
+  float scale;
+  int bAlias; /* run xent_bwd in place on the logits buffer */
+} XentArg;
+
+static void xent_fwd(OpCase *c, float *out) {
+  XentArg *a = c->pArg;
+  float *dL = dev_from(c->aIn[0], c->anIn[0]);
+  int32_t *dT = dev_from_i32(a->tgt, (size_t)a->N);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "losses");
+  bt_op_xent_fwd(g_be, dOut, dL, dT, a->N, a->V, a->Vp);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free(g_be, dL);
+  bt_mem_free_i32(g_be, dT);
+}
+
+/* xent_bwd WRITES dlogits; the incoming g is overwritten (bWrites). */
+static void xent_bwd(OpCase *c, float **g) {
+  XentArg *a = c->pArg;
+  float *dL = dev_from(c->aIn[0], c->anIn[0]);
+  int32_t *dT = dev_from_i32(a->tgt, (size_t)a->N);
+  if (a->bAlias) {
+    bt_op_xent_bwd(g_be, dL, dL, dT, a->scale, a->N, a->V, a->Vp);
+    fetch_free(g[0], dL, c->anIn[0]);
+  } else {
+    float *gL = grad_up(g[0], c->anIn[0]); /* stale content must be replaced */
+    bt_op_xent_bwd(g_be, gL, dL, dT, a->scale, a->N, a->V, a->Vp);
+    fetch_free(g[0], gL, c->anIn[0]);
+    bt_mem_free(g_be, dL);
+  }
+  bt_mem_free_i32(g_be, dT);
+}
+
+static void xent_ref(OpCase *c, double *out) {
+  XentArg *a = c->pArg;
+  for (int n = 0; n < a->N; n++) {
+    const float *l = c->aIn[0] + (size_t)n * a->Vp;
+    if (a->tgt[n] < 0) {
+      out[n] = 0;
+      continue;
+    }
+    double mx = -INFINITY, s = 0;
+    for (int v = 0; v < a->V; v++) mx = l[v] > mx ? l[v] : mx;
+    for (int v = 0; v < a->V; v++) s += exp(l[v] - mx);
+    out[n] = log(s) + mx - l[a->tgt[n]];
+  }
+}
+
+static void test_xent(int N, int V, int Vp, int bAlias) {
+  XentArg a = {N, V, Vp, NULL, 0.37f, bAlias};
+  a.tgt = xmalloc(sizeof(int32_t) * N);
+  uint64_t key = bt_rng_key(5, 5, g_salt++, 0);
+  for (int n = 0; n < N; n++)
+    a.tgt[n] = (n % 3 == 1) ? -1 : (int32_t)(bt_rng_u64(key, n) % V);
+  a.tgt[N - 1] = V - 1; /* the last real column */
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "xent N%d V%d Vp%d masked%s", N, V, Vp,
+           bAlias ? " in-place" : "");
+  c.nIn = 1;
+  c.azIn[0] = "logit";
+  c.anIn[0] = (size_t)N * Vp;
+  c.aIn[0] = rand_vec(c.anIn[0], -3, 3);
+  /* Padding columns hold huge values: if the op read them, loss and
+   * gradient would be visibly wrong. */
+  for (int n = 0; n < N; n++)
+    for (int v = V; v < Vp; v++) c.aIn[0][(size_t)n * Vp + v] = 50.0f;
+  c.nOut = (size_t)N;
+  c.R = xmalloc(sizeof(float) * N);
+  for (int n = 0; n < N; n++) c.R[n] = a.scale; /* dL/dloss_n = scale */
+  c.bWrites = 1;
+  c.fwd = xent_fwd;
+  c.bwd = xent_bwd;
+  c.ref = xent_ref;
+  c.pArg = &a;
+  case_run(&c);
+
+  /* Exact zeros where the contract says so. */
+  float *g = xmalloc(sizeof(float) * c.anIn[0]);
+  for (size_t i = 0; i < c.anIn[0]; i++) g[i] = 7.0f; /* stale gradient */
+  float *gp[1] = {g};
+  xent_bwd(&c, gp);
+  int nBad = 0;
+  for (int n = 0; n < N; n++)
+    for (int v = 0; v < Vp; v++) {
+      int bZero = a.tgt[n] < 0 || v >= V;
+      if (bZero && g[(size_t)n * Vp + v] != 0.0f) nBad++;
+    }
+  CHECK(nBad == 0, "%s: %d masked-row/padding gradients not exactly 0",
+        c.zName, nBad);
+  free(g);
+  case_free(&c);
+  free(a.tgt);
+}
+
+/* Logit spreads far beyond exp's range (|l| up to 1e4) must give the
+ * exact log-sum-exp, and a NaN logit must give a NaN loss. */
+static void test_xent_extremes(void) {
+  enum { N = 4, V = 5, Vp = 6 };
+  float l[N * Vp] = {100, -100, 0, 50, 1, 0,       /* target 1: loss 200 */
+                     1e4f, -1e4f, 3, 2, 1, 0,      /* target 0: loss ~0 */
+                     -1e4f, -1e4f, -1e4f, -1e4f, -1e4f, 0, /* uniform */
+                     0, 1, NAN, 2, 3, 0};          /* NaN in the row */
+  int32_t tgt[N] = {1, 0, 3, 4};
+  float *dL = dev_from(l, N * Vp);
+  int32_t *dT = dev_from_i32(tgt, N);
+  float *dLoss = bt_mem_alloc(g_be, N, "loss");
+  float loss[N];
+  bt_op_xent_fwd(g_be, dLoss, dL, dT, N, V, Vp);
+  to_host(loss, dLoss, N);
+  /* fp64 log-sum-exp of row 0 minus l[target] (~200) */
+  double mx = 100, s = 0;
+  for (int v = 0; v < V; v++) s += exp((double)l[v] - mx);
+  double want0 = log(s) + mx - l[1];
+  double e0 = fabs(loss[0] - want0) / want0;
+  double e2 = fabs(loss[2] - log(5.0)) / log(5.0);
+  printf("  xent extremes: loss %.7g (want %.7g), %.3g (want ~0), %.7g "
+         "(want ln 5), %g (want nan)\n",
+         loss[0], want0, loss[1], loss[2], loss[3]);
+  CHECK(e0 < 1e-6, "xent spread 200: rel err %.3e", e0);
+  CHECK(loss[1] >= 0 && loss[1] < 1e-6, "xent dominant target: %g", loss[1]);
+  CHECK(e2 < 1e-6, "xent uniform row: rel err %.3e", e2);
+  CHECK(isnan(loss[3]), "xent with a NaN logit gave %g, want NaN", loss[3]);
+  bt_mem_free(g_be, dL);
+  bt_mem_free(g_be, dLoss);
+  bt_mem_free_i32(g_be, dT);
+}
+
+/* ---- optimizer, sumsq, scale, memory ------------------------------------ */
+
+static void test_adamw(void) {
+  /* Hand-computed: t = 1 with m = v = 0 gives mhat = g, vhat = g^2, so the
+   * step is lr * (g/(|g| + eps) + wd p) ~ lr * (sign(g) + wd p).
+   * p = 0.5, g = 0.2, lr = 0.1, wd = 0.1: p' = 0.5 - 0.1 * (1 + 0.05)
+   * = 0.395 (eps = 1e-8 moves it by 5e-9). m' = 0.1 * 0.2 = 0.02,
+   * v' = 0.001 * 0.04 = 4e-5. */
+  bt_adamw_hparams hp = {0.1f, 0.9f, 0.999f, 1e-8f, 0.1f, 1.0f, 1};
+  float p0[2] = {0.5f, -0.25f}, g0[2] = {0.2f, 0.0f};
+  float *dP = dev_from(p0, 2), *dG = dev_from(g0, 2);
+  float *dM = bt_mem_alloc(g_be, 2, "m"), *dV = bt_mem_alloc(g_be, 2, "v");
+  bt_op_adamw(g_be, dP, dG, dM, dV, 2, &hp);
+  float p[2], m[2], v[2];
+  to_host(p, dP, 2);
+  to_host(m, dM, 2);
+  to_host(v, dV, 2);
+  printf("  adamw t=1 hand: p %.9f (want 0.395), m %.9g, v %.9g\n", p[0],
+         m[0], v[0]);
+  CHECK(fabs(p[0] - 0.395) < 1e-6, "adamw t=1: p = %.9f, want 0.395", p[0]);
+  /* m and v to 1e-4 relative: the float betas are not exactly 0.9 and
+   * 0.999 (1 - 0.999f = 0.00099998713), which moves v by 1.3e-5. */
+  CHECK(fabs(m[0] - 0.02) < 2e-6, "adamw t=1: m = %.9g, want 0.02", m[0]);
+  CHECK(fabs(v[0] - 4e-5) < 4e-9, "adamw t=1: v = %.9g, want 4e-5", v[0]);
+  /* zero gradient: only the decay acts: p' = p (1 - lr wd) */
+  CHECK(fabs(p[1] - (-0.25 * (1 - 0.01))) < 1e-7,
+        "adamw zero grad: p = %.9f, want -0.2475", p[1]);
+  bt_mem_free(g_be, dP);
+  bt_mem_free(g_be, dG);
+  bt_mem_free(g_be, dM);
+  bt_mem_free(g_be, dV);
+
+  /* General step (t = 7, grad_scale 0.5, nonzero m, v) vs fp64 formula. */
+  size_t n = 1000;
+  float *P = rand_vec(n, -1, 1), *G = rand_vec(n, -2, 2);
+  float *M = rand_vec(n, -0.1f, 0.1f), *Vv = rand_vec(n, 0, 0.01f);
+  bt_adamw_hparams h2 = {3e-3f, 0.9f, 0.95f, 1e-6f, 0.05f, 0.5f, 7};
+  dP = dev_from(P, n);
+  dG = dev_from(G, n);
+  dM = dev_from(M, n);
+  dV = dev_from(Vv, n);
+  bt_op_adamw(g_be, dP, dG, dM, dV, n, &h2);
+  float *P2 = xmalloc(n * sizeof(float)), *M2 = xmalloc(n * sizeof(float));
+  float *V2 = xmalloc(n * sizeof(float));
+  to_host(P2, dP, n);
+  to_host(M2, dM, n);
+  to_host(V2, dV, n);
+  double eMax = 0, eM = 0, eV = 0;
+  /* The formula of ops.h in double, with the hyperparameters exactly as
+   * the op receives them (float). */
+  const double b1 = h2.beta1, b2 = h2.beta2, lr = h2.lr, ep = h2.eps;
+  const double wd = h2.weight_decay, gs = h2.grad_scale;
+  for (size_t i = 0; i < n; i++) {
+    double g = (double)G[i] * gs;
+    double mi = b1 * M[i] + (1 - b1) * g, vi = b2 * Vv[i] + (1 - b2) * g * g;
+    double mh = mi / (1 - pow(b1, h2.t)), vh = vi / (1 - pow(b2, h2.t));
+    double pw = P[i] - lr * (mh / (sqrt(vh) + ep) + wd * P[i]);
+    /* Error in units of lr: |update| <= lr (|mhat/sqrt(vhat)| <= ~1, plus
+     * wd |p|), so this is the error relative to a full-size step. */
+    double e = fabs(P2[i] - pw) / lr;
+    eMax = e > eMax ? e : eMax;
+    e = check_relerr(M2[i], mi, 1e-3);
+    eM = e > eM ? e : eM;
+    e = check_relerr(V2[i], vi, 1e-6);
+    eV = e > eV ? e : eV;
+  }
+  printf("  adamw t=7 vs fp64: |p err|/lr %.2e (limit 1e-4), m maxrel %.2e, "
+         "v maxrel %.2e (limit 1e-5)\n",
+         eMax, eM, eV);
+  /* p is float: p - step rounds by up to 6e-8 |p| (|p| <= 1), which is
+   * 2e-5 lr for lr = 3e-3, plus a few ulps of the step itself. */
+  CHECK(eMax < 1e-4, "adamw t=7: |p err|/lr %.3e", eMax);
+  CHECK(eM < 1e-5 && eV < 1e-5, "adamw t=7: m %.3e v %.3e", eM, eV);
+  bt_mem_free(g_be, dP);
+  bt_mem_free(g_be, dG);
+  bt_mem_free(g_be, dM);
+  bt_mem_free(g_be, dV);
+  free(P), free(G), free(M), free(Vv), free(P2), free(M2), free(V2);
+}
+
+static void test_sumsq_scale(void) {
+  size_t n = 100003; /* not a multiple of any chunking */
+  float *x = rand_vec(n, -3, 3);
+  double want = 0;
+  for (size_t i = 0; i < n; i++) want += (double)x[i] * x[i];
+  float *d = dev_from(x, n);
+  double got = bt_op_sumsq(g_be, d, n);
+  double got2 = bt_op_sumsq(g_be, d, n);
+  double e = fabs(got - want) / want;
+  printf("  sumsq n=%zu: rel err %.2e vs fp64 (limit 1e-12)\n", n, e);
+  /* each x^2 is exact in double; only the summation order differs */
+  CHECK(e < 1e-12, "sumsq rel err %.3e", e);
+  CHECK(memcmp(&got, &got2, sizeof got) == 0, "sumsq not deterministic");
+  CHECK(bt_op_sumsq(g_be, d, 0) == 0.0, "sumsq of nothing must be 0");
+  CHECK(bt_op_sumsq(g_be, d, 3) ==
+            (double)x[0] * x[0] + (double)x[1] * x[1] + (double)x[2] * x[2],
+        "sumsq n=3");
+
+  bt_op_scale(g_be, d, 0.3f, n);
+  float *y = xmalloc(n * sizeof(float));
+  to_host(y, d, n);
+  int nBad = 0;
+  for (size_t i = 0; i < n; i++) nBad += y[i] != x[i] * 0.3f;
+  CHECK(nBad == 0, "scale: %d elements differ from x*s", nBad);
+  bt_mem_free(g_be, d);
+  free(x);
+  free(y);
+}
+
+static void test_memory(void) {
+  size_t n = 1001;
+  float *d = bt_mem_alloc(g_be, n, "mem test");
+  CHECK(d != NULL, "alloc: %s", bt_err_msg());
+  if (!d) return;
+  float *h = xmalloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) h[i] = 1.0f;
+  to_host(h, d, n);
+  int nNonZero = 0;
+  for (size_t i = 0; i < n; i++) nNonZero += h[i] != 0.0f;
+  CHECK(nNonZero == 0, "fresh memory has %d non-zero floats", nNonZero);
+  if (g_eKind == BT_BACKEND_CPU)
+    CHECK(((uintptr_t)d & 63) == 0, "CPU memory not 64-byte aligned");
+  float *x = rand_vec(n, -1, 1);
+  bt_mem_from_host(g_be, d, x, n);
+  to_host(h, d, n);
+  CHECK(memcmp(h, x, n * sizeof(float)) == 0, "host round trip differs");
+  bt_mem_zero(g_be, d, n);
+  to_host(h, d, n);
+  nNonZero = 0;
+  for (size_t i = 0; i < n; i++) nNonZero += h[i] != 0.0f;
+  CHECK(nNonZero == 0, "mem_zero left %d non-zero floats", nNonZero);
+  bt_mem_free(g_be, d);
+  free(h);
+  free(x);
+}
+
+/* Empty shapes (a rank whose shard is empty, a zero-length range) must be
+ * no-ops, not crashes or BLAS parameter errors; and an output must stay
+ * untouched. */
+static void test_empty_shapes(void) {
+  float h[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  float *d = dev_from(h, 8), *g = dev_from(h, 8);
+  int32_t z[2] = {0, 0};
+  int32_t *dz = dev_from_i32(z, 2);
+  bt_adamw_hparams hp = {0.1f, 0.9f, 0.99f, 1e-8f, 0.1f, 1.0f, 1};
+  bt_op_matmul_fwd(g_be, g, d, d, d, 0, 2, 2, BT_W_IN_OUT);
+  bt_op_matmul_bwd(g_be, g, g, g, d, d, d, 0, 2, 2, BT_W_OUT_IN);
+  bt_op_bias_fwd(g_be, g, d, d, 0, 2);
+  bt_op_bias_bwd(g_be, g, g, d, 0, 2);
+  bt_op_embed_fwd(g_be, g, dz, d, d, 0, 2, 2);
+  bt_op_embed_bwd(g_be, g, g, d, dz, 0, 2, 2, 2);
+  bt_op_layernorm_fwd(g_be, g, g, g, d, d, d, 0, 2);
+  bt_op_layernorm_bwd(g_be, g, g, g, d, d, d, d, d, 0, 2);
+  bt_op_gelu_fwd(g_be, g, d, 0);
+  bt_op_gelu_bwd(g_be, g, d, d, 0);
+  bt_op_residual_fwd(g_be, g, d, d, 0);
+  bt_op_residual_bwd(g_be, g, g, d, 0);
+  bt_op_attention_fwd(g_be, g, g, d, 0, 2, 2, 1);
+  bt_op_attention_bwd(g_be, g, g, d, d, d, 1, 0, 2, 1);
+  bt_op_xent_fwd(g_be, g, d, dz, 0, 2, 2);
+  bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
+  bt_op_adamw(g_be, g, d, g, g, 0, &hp);
+  bt_op_scale(g_be, g, 2.0f, 0);
+  double ss = bt_op_sumsq(g_be, d, 0);
+  float back[8];
+  to_host(back, g, 8);
+  CHECK(ss == 0.0 && memcmp(back, h, sizeof h) == 0,
+        "an op with an empty shape wrote its output (sumsq %g)", ss);
+  bt_mem_free(g_be, d);
+  bt_mem_free(g_be, g);
+  bt_mem_free_i32(g_be, dz);
+}
+
+/* ---- thread-count independence (CPU) ------------------------------------
+ * Runs every op at shapes big enough to take the parallel paths (OpenMP
+ * `if` thresholds, OpenBLAS threading) with 1 thread and with 2, and
+ * requires the same bits. Returns a checksum-free byte comparison of all
+ * outputs, so any schedule-dependent reduction fails it. */
+typedef struct {
+  float *out[24];
+  size_t n[24];
+  int nBuf;
+  double sumsq;
+} RunAll;
+
+static void run_all_ops(RunAll *r) {
+  const int B = 4, T = 61, C = 128, NH = 4, V = 300, Vp = 320;
+  const int N = B * T;
+  r->nBuf = 0;
+  g_salt = 5000; /* same inputs on every call */
+  int32_t *tok = xmalloc(sizeof(int32_t) * N), *tgt = xmalloc(sizeof(int32_t) * N);
+  for (int i = 0; i < N; i++) {
+    tok[i] = (i * 7919) % V;
+    tgt[i] = i % 5 == 0 ? -1 : (i * 104729) % V;
+  }
+  float *hWte = rand_vec((size_t)V * C, -1, 1), *hWpe = rand_vec((size_t)T * C, -1, 1);
+  float *hW = rand_vec((size_t)C * 3 * C, -0.1f, 0.1f), *hB = rand_vec(3 * C, -1, 1);
+  float *hLw = rand_vec(C, 0.5, 1.5), *hLb = rand_vec(C, -1, 1);
+  float *hR = rand_vec((size_t)N * 3 * C, -1, 1);
+  float *hLog = rand_vec((size_t)N * Vp, -3, 3);
+  int32_t *dTok = dev_from_i32(tok, N), *dTgt = dev_from_i32(tgt, N);
+  float *wte = dev_from(hWte, (size_t)V * C), *wpe = dev_from(hWpe, (size_t)T * C);
+  float *w = dev_from(hW, (size_t)C * 3 * C), *bias = dev_from(hB, 3 * C);
+  float *lw = dev_from(hLw, C), *lb = dev_from(hLb, C);
+  float *R = dev_from(hR, (size_t)N * 3 * C), *logits = dev_from(hLog, (size_t)N * Vp);
+  float *x = bt_mem_alloc(g_be, (size_t)N * C, "x");
+  float *ln = bt_mem_alloc(g_be, (size_t)N * C, "ln");
+  float *mean = bt_mem_alloc(g_be, N, "mean"), *rstd = bt_mem_alloc(g_be, N, "rstd");
+  float *qkv = bt_mem_alloc(g_be, (size_t)N * 3 * C, "qkv");
+  float *ge = bt_mem_alloc(g_be, (size_t)N * 3 * C, "gelu");
+  float *att = bt_mem_alloc(g_be, bt_op_attention_att_size(g_be, B, T, NH), "att");
+  float *scr = bt_mem_alloc(g_be, bt_op_attention_scratch_size(g_be, B, T, NH), "scr");
+  float *ao = bt_mem_alloc(g_be, (size_t)N * C, "attout");
+  float *res = bt_mem_alloc(g_be, (size_t)N * C, "res");
+  float *losses = bt_mem_alloc(g_be, N, "losses");
+  float *dqkv = bt_mem_alloc(g_be, (size_t)N * 3 * C, "dqkv");
+  float *dln = bt_mem_alloc(g_be, (size_t)N * C, "dln");
+  float *dw = bt_mem_alloc(g_be, (size_t)C * 3 * C, "dw");
+  float *db = bt_mem_alloc(g_be, 3 * C, "db");
+  float *dx = bt_mem_alloc(g_be, (size_t)N * C, "dx");
+  float *dlw = bt_mem_alloc(g_be, C, "dlw"), *dlb = bt_mem_alloc(g_be, C, "dlb");
+  float *dwte = bt_mem_alloc(g_be, (size_t)V * C, "dwte");
+  float *dwpe = bt_mem_alloc(g_be, (size_t)T * C, "dwpe");
+  float *dge = bt_mem_alloc(g_be, (size_t)N * 3 * C, "dgelu");
+  float *m = bt_mem_alloc(g_be, (size_t)C * 3 * C, "m"), *v = bt_mem_alloc(g_be, (size_t)C * 3 * C, "v");
+
+  bt_op_embed_fwd(g_be, x, dTok, wte, wpe, B, T, C);
+  bt_op_layernorm_fwd(g_be, ln, mean, rstd, x, lw, lb, N, C);
+  bt_op_matmul_fwd(g_be, qkv, ln, w, bias, N, C, 3 * C, BT_W_IN_OUT);
+  bt_op_gelu_fwd(g_be, ge, qkv, (size_t)N * 3 * C);
+  bt_op_attention_fwd(g_be, ao, att, qkv, B, T, C, NH);
+  bt_op_residual_fwd(g_be, res, ao, x, (size_t)N * C);
+  bt_op_bias_fwd(g_be, res, res, lb, N, C);
+  bt_op_xent_fwd(g_be, losses, logits, dTgt, N, V, Vp);
+  bt_op_xent_bwd(g_be, logits, logits, dTgt, 0.01f, N, V, Vp);
+  bt_op_gelu_bwd(g_be, dge, qkv, R, (size_t)N * 3 * C);
+  bt_op_attention_bwd(g_be, dqkv, scr, R, qkv, att, B, T, C, NH);
+  bt_op_matmul_bwd(g_be, dln, dw, db, dqkv, ln, w, N, C, 3 * C, BT_W_IN_OUT);
+  bt_op_matmul_bwd(g_be, dln, dw, db, dqkv, ln, w, N, C, 3 * C, BT_W_OUT_IN);
+  bt_op_bias_bwd(g_be, dln, dlb, R, N, C);
+  bt_op_layernorm_bwd(g_be, dx, dlw, dlb, dln, x, lw, mean, rstd, N, C);
+  bt_op_residual_bwd(g_be, dx, dln, R, (size_t)N * C);
+  bt_op_embed_bwd(g_be, dwte, dwpe, dx, dTok, B, T, C, V);
+  bt_adamw_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 3};
+  bt_op_adamw(g_be, w, dw, m, v, (size_t)C * 3 * C, &hp);
+  r->sumsq = bt_op_sumsq(g_be, dw, (size_t)C * 3 * C);
+  bt_op_scale(g_be, dw, 0.5f, (size_t)C * 3 * C);
+
+  float *keep[] = {x, ln, mean, rstd, qkv, ge, att, ao, res, losses, logits,
+                   dge, dqkv, dln, dw, db, dx, dlw, dlb, dwte, dwpe, w, m, v};
+  size_t nKeep[] = {(size_t)N * C, (size_t)N * C, N, N, (size_t)N * 3 * C,
+                    (size_t)N * 3 * C, (size_t)B * NH * T * T, (size_t)N * C,
+                    (size_t)N * C, N, (size_t)N * Vp, (size_t)N * 3 * C,
+                    (size_t)N * 3 * C, (size_t)N * C, (size_t)C * 3 * C, 3 * C,
+                    (size_t)N * C, C, C, (size_t)V * C, (size_t)T * C,
+                    (size_t)C * 3 * C, (size_t)C * 3 * C, (size_t)C * 3 * C};
+  for (int i = 0; i < 24; i++) {
+    r->n[i] = nKeep[i];
+    r->out[i] = xmalloc(nKeep[i] * sizeof(float));
+    to_host(r->out[i], keep[i], nKeep[i]);
+  }
+  r->nBuf = 24;
+  float *all[] = {wte, wpe, w, bias, lw, lb, R, logits, x, ln, mean, rstd,
+                  qkv, ge, att, scr, ao, res, losses, dqkv, dln, dw, db, dx,
+                  dlw, dlb, dwte, dwpe, dge, m, v};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) bt_mem_free(g_be, all[i]);
+  bt_mem_free_i32(g_be, dTok);
+  bt_mem_free_i32(g_be, dTgt);
+  free(tok), free(tgt), free(hWte), free(hWpe), free(hW), free(hB);
+  free(hLw), free(hLb), free(hR), free(hLog);
+}
+
+static void test_thread_independence(void) {
+  static const char *azName[24] = {
+      "embed", "ln", "mean", "rstd", "qkv", "gelu", "att", "attout", "bias",
+      "losses", "dlogits", "dgelu", "dqkv", "dln", "dw", "db", "dx", "dlnw",
+      "dlnb", "dwte", "dwpe", "adamw p", "adamw m", "adamw v"};
+  RunAll r1, r2, r2b, r3;
+  bt_backend *saved = g_be;
+  bt_backend *be1 = bt_backend_create(BT_BACKEND_CPU, 1, 0);
+  bt_backend *be2 = bt_backend_create(BT_BACKEND_CPU, 2, 0);
+  bt_backend *be3 = bt_backend_create(BT_BACKEND_CPU, 3, 0);
+  CHECK(be1 && be2 && be3, "cpu backend create: %s", bt_err_msg());
+  if (!be1 || !be2 || !be3) return;
+  /* The thread count belongs to each handle (all three coexist). */
+  g_be = be1;
+  run_all_ops(&r1);
+  g_be = be2;
+  run_all_ops(&r2);
+  run_all_ops(&r2b);
+  g_be = be3;
+  run_all_ops(&r3);
+  int nDiff = 0, nDiff2 = 0, nDiff3 = 0;
+  for (int i = 0; i < r1.nBuf; i++) {
+    size_t nb = r1.n[i] * sizeof(float);
+    int d = memcmp(r1.out[i], r2.out[i], nb) != 0;
+    int d2 = memcmp(r2.out[i], r2b.out[i], nb) != 0;
+    int d3 = memcmp(r1.out[i], r3.out[i], nb) != 0;
+    if (d) printf("  1 vs 2 threads differ: %s\n", azName[i]);
+    if (d2) printf("  2 threads run twice differs: %s\n", azName[i]);
+    if (d3) printf("  1 vs 3 threads differ: %s\n", azName[i]);
+    nDiff += d;
+    nDiff2 += d2;
+    nDiff3 += d3;
+  }
+  printf("  determinism (B4 T61 C128 NH4 V300 Vp320, all ops): %d buffers "
+         "differ 1 vs 2 threads, %d 1 vs 3 threads, %d run to run\n",
+         nDiff, nDiff3, nDiff2);
+  CHECK(nDiff2 == 0, "%d outputs differ between two identical runs", nDiff2);
+  CHECK(nDiff == 0, "%d outputs differ between 1 and 2 threads", nDiff);
+  CHECK(nDiff3 == 0, "%d outputs differ between 1 and 3 threads", nDiff3);
+  CHECK(memcmp(&r1.sumsq, &r2.sumsq, sizeof(double)) == 0 &&
+            memcmp(&r1.sumsq, &r3.sumsq, sizeof(double)) == 0,
+        "sumsq differs between thread counts");
+  for (int i = 0; i < r1.nBuf; i++) {
+    free(r1.out[i]);
+    free(r2.out[i]);
+    free(r2b.out[i]);
+    free(r3.out[i]);
+  }
+  bt_backend_free(be3);
+  bt_backend_free(be1);
+  bt_backend_free(be2);
+  g_be = saved;
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
+    if (!bt_backend_cuda_compiled()) {
+      printf("SKIP: the CUDA backend is not compiled into this binary\n");
+      return 77; /* ctest SKIP_RETURN_CODE */
+    }
+    g_eKind = BT_BACKEND_CUDA;
+  }
+  g_be = bt_backend_create(g_eKind, 0, 0);
+  if (!g_be) {
+    if (g_eKind == BT_BACKEND_CUDA) {
+      printf("SKIP: cannot create the CUDA backend (no device?): %s\n",
+             bt_err_msg());
+      return 77;
+    }
+    fprintf(stderr, "test_ops: cannot create backend: %s\n", bt_err_msg());
+    return 1;
+  }
+  printf("test_ops on backend '%s'\n", bt_backend_name(g_be));
+
+  test_memory();
+  /* Odd sizes throughout: nothing divides by a vector width or a block. */
+  test_matmul(7, 5, 6, BT_W_IN_OUT, 1);
+  test_matmul(7, 5, 6, BT_W_OUT_IN, 1);
+  test_matmul(9, 6, 3, BT_W_IN_OUT, 0);
+  test_matmul(9, 6, 3, BT_W_OUT_IN, 0);
+  test_matmul(3, 70, 67, BT_W_OUT_IN, 1); /* > one 64-column block */
+  test_bias(5, 7);
+  test_bias(3, 70);
+  test_embed(2, 7, 5, 4, 1);
+  test_embed(3, 5, 3, 6, 0);
+  test_layernorm(5, 9);
+  test_layernorm(3, 70);
+  test_gelu(301);
+  test_gelu_extremes();
+  test_residual(101);
+  test_attention(2, 7, 6, 2);
+  test_attention(2, 7, 6, 3);
+  test_attention(1, 5, 12, 3);
+  test_attention(1, 1, 4, 2); /* T = 1: softmax of one element */
+  test_xent(7, 5, 8, 0);
+  test_xent(7, 5, 8, 1);
+  test_xent(4, 9, 9, 0); /* no padding */
+  test_xent_extremes();
+  test_adamw();
+  test_sumsq_scale();
+  test_empty_shapes();
+  if (g_eKind == BT_BACKEND_CPU) test_thread_independence();
+
+  bt_backend_free(g_be);
+  return CHECK_DONE();
+}

@@ -1,0 +1,513 @@
+/*
+ * config.c: the table of keys and everything that walks it (see config.h).
+ */
+#include "config.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OFF(f) offsetof(bt_config, f), sizeof(((bt_config *)0)->f)
+#define NOLIM -1e300, 1e300
+
+/* Every key baton reads. Order is the order of docs/config.md and of the
+ * canonical text form. */
+const bt_cfg_key bt_config_keys[] = {
+    /* [model] */
+    {"model", "type", BT_CFG_ENUM, OFF(model_type), NULL, "gpt|mlp", NOLIM,
+     BT_CFG_SHAPE, "Model family: a GPT-2-style decoder or an MLP classifier."},
+    {"model", "n_layer", BT_CFG_INT, OFF(n_layer), "2", NULL, 1, 256,
+     BT_CFG_SHAPE, "GPT: number of transformer blocks."},
+    {"model", "n_head", BT_CFG_INT, OFF(n_head), "2", NULL, 1, 256,
+     BT_CFG_SHAPE, "GPT: attention heads; must divide n_embd."},
+    {"model", "n_embd", BT_CFG_INT, OFF(n_embd), "64", NULL, 1, 65536,
+     BT_CFG_SHAPE, "GPT: model width (channels)."},
+    {"model", "context", BT_CFG_INT, OFF(context), "64", NULL, 1, 1 << 20,
+     BT_CFG_SHAPE, "GPT: context length T (tokens per sample)."},
+    {"model", "vocab_size", BT_CFG_INT, OFF(vocab_size), "256", NULL, 2,
+     1 << 24, BT_CFG_SHAPE, "GPT: vocabulary size (token ids are below it)."},
+    {"model", "vocab_pad_to", BT_CFG_INT, OFF(vocab_pad_to), "64", NULL, 1,
+     4096, BT_CFG_SHAPE,
+     "GPT: the embedding/logit rows are padded to a multiple of this "
+     "(50257 -> 50304 with 64) for faster matrix products; padding is never "
+     "a target and is dropped on export."},
+    {"model", "mlp_hidden", BT_CFG_STR, OFF(mlp_hidden), "64,64", NULL, NOLIM,
+     BT_CFG_SHAPE, "MLP: comma-separated hidden layer widths (GELU between)."},
+    {"model", "n_features", BT_CFG_INT, OFF(n_features), "16", NULL, 1,
+     1 << 24, BT_CFG_SHAPE, "MLP: input features per sample."},
+    {"model", "n_classes", BT_CFG_INT, OFF(n_classes), "4", NULL, 2, 1 << 24,
+     BT_CFG_SHAPE, "MLP: number of classes."},
+    /* [data] */
+    {"data", "path", BT_CFG_STR, OFF(data_path), "synthetic:arith", NULL, NOLIM,
+     BT_CFG_SHAPE,
+     "HDF5 dataset (docs/data.md) or a built-in synthetic one: "
+     "synthetic:arith (tokens) or synthetic:clusters (features)."},
+    {"data", "shuffle", BT_CFG_BOOL, OFF(shuffle), "true", NULL, NOLIM,
+     BT_CFG_SHAPE, "Visit samples in a seeded permutation each epoch."},
+    {"data", "prefetch", BT_CFG_INT, OFF(prefetch), "2", NULL, 1, 64,
+     BT_CFG_SAFE, "Batches the loader thread prepares ahead."},
+    {"data", "val_every", BT_CFG_INT, OFF(val_every), "0", NULL, 0, 1 << 30,
+     BT_CFG_SAFE, "Run a validation pass every N steps (0: never)."},
+    {"data", "val_samples", BT_CFG_INT, OFF(val_samples), "64", NULL, 1,
+     1 << 30, BT_CFG_SAFE, "Samples in the fixed validation subset."},
+    /* [train] */
+    {"train", "steps", BT_CFG_INT, OFF(steps), "100", NULL, 1, 1 << 30,
+     BT_CFG_SAFE, "Total optimizer steps of the run."},
+    {"train", "batch_size", BT_CFG_INT, OFF(batch_size), "8", NULL, 1, 1 << 24,
+     BT_CFG_SHAPE,
+     "Global batch: samples per optimizer step over all ranks and "
+     "micro-steps. Split across ranks as evenly as possible."},
+    {"train", "grad_accum", BT_CFG_INT, OFF(grad_accum), "1", NULL, 1, 4096,
+     BT_CFG_SAFE, "Micro-steps per optimizer step (gradient accumulation)."},
+    {"train", "seed", BT_CFG_INT64, OFF(seed), "1337", NULL, 0, 9.0e15,
+     BT_CFG_SHAPE, "Seed of initialisation and data order."},
+    {"train", "backend", BT_CFG_ENUM, OFF(backend), "cpu", "cpu|cuda", NOLIM,
+     BT_CFG_SAFE, "Compute backend."},
+    {"train", "threads", BT_CFG_INT, OFF(threads), "0", NULL, 0, 1024,
+     BT_CFG_SAFE, "CPU threads per rank (0: OMP_NUM_THREADS or all cores)."},
+    {"train", "log_every", BT_CFG_INT, OFF(log_every), "10", NULL, 1, 1 << 30,
+     BT_CFG_SAFE, "Print a progress line every N steps."},
+    {"train", "nan_policy", BT_CFG_ENUM, OFF(nan_policy), "stop", "stop|skip",
+     NOLIM, BT_CFG_SAFE,
+     "On NaN/Inf loss or grad-norm: stop the run, or skip the update."},
+    /* [optim] */
+    {"optim", "lr", BT_CFG_FLOAT, OFF(lr), "1e-3", NULL, 0, 10, BT_CFG_SAFE,
+     "Peak learning rate (AdamW)."},
+    {"optim", "min_lr_ratio", BT_CFG_FLOAT, OFF(min_lr_ratio), "0.1", NULL, 0,
+     1, BT_CFG_SAFE, "Final learning rate as a fraction of lr."},
+    {"optim", "warmup_steps", BT_CFG_INT, OFF(warmup_steps), "10", NULL, 0,
+     1 << 30, BT_CFG_SAFE, "Linear warm-up steps."},
+    {"optim", "schedule", BT_CFG_ENUM, OFF(schedule), "cosine",
+     "cosine|linear|constant", NOLIM, BT_CFG_SAFE,
+     "Decay after warm-up, from lr to lr*min_lr_ratio at the last step."},
+    {"optim", "beta1", BT_CFG_FLOAT, OFF(beta1), "0.9", NULL, 0, 0.999999,
+     BT_CFG_SAFE, "AdamW beta1."},
+    {"optim", "beta2", BT_CFG_FLOAT, OFF(beta2), "0.95", NULL, 0, 0.999999999,
+     BT_CFG_SAFE, "AdamW beta2."},
+    {"optim", "eps", BT_CFG_FLOAT, OFF(eps), "1e-8", NULL, 0, 1, BT_CFG_SAFE,
+     "AdamW epsilon."},
+    {"optim", "weight_decay", BT_CFG_FLOAT, OFF(weight_decay), "0.1", NULL, 0,
+     10, BT_CFG_SAFE,
+     "Decoupled weight decay, applied to matrices and embeddings only."},
+    {"optim", "grad_clip", BT_CFG_FLOAT, OFF(grad_clip), "1.0", NULL, 0, 1e30,
+     BT_CFG_SAFE, "Clip the global gradient norm to this (0: off)."},
+    /* [dist] */
+    {"dist", "zero", BT_CFG_BOOL, OFF(zero), "false", NULL, NOLIM, BT_CFG_SAFE,
+     "ZeRO-1: shard optimizer state across ranks."},
+    {"dist", "bucket_mb", BT_CFG_FLOAT, OFF(bucket_mb), "25", NULL, 0.001,
+     4096, BT_CFG_SAFE, "Gradient bucket size in MB (reduced as one)."},
+    {"dist", "overlap", BT_CFG_BOOL, OFF(overlap), "true", NULL, NOLIM,
+     BT_CFG_SAFE,
+     "Start each bucket's reduction as soon as backward has written it."},
+    {"dist", "watchdog_seconds", BT_CFG_FLOAT, OFF(watchdog_seconds), "600",
+     NULL, 0, 1e9, BT_CFG_SAFE,
+     "Abort the job if a collective or a step makes no progress this long "
+     "(0: off)."},
+    {"dist", "comm", BT_CFG_ENUM, OFF(comm), "auto", "auto|mpi|nccl", NOLIM,
+     BT_CFG_SAFE, "Communicator: NCCL on CUDA, MPI otherwise (auto)."},
+    /* [checkpoint] */
+    {"checkpoint", "every", BT_CFG_INT, OFF(ckpt_every), "0", NULL, 0, 1 << 30,
+     BT_CFG_SAFE, "Save a checkpoint every N steps (0: only at the end)."},
+    {"checkpoint", "keep_last", BT_CFG_INT, OFF(keep_last), "3", NULL, 1,
+     1 << 20, BT_CFG_SAFE, "Keep the newest K checkpoints."},
+    {"checkpoint", "keep_every", BT_CFG_INT, OFF(keep_every), "0", NULL, 0,
+     1 << 30, BT_CFG_SAFE, "Also keep every checkpoint whose step is a "
+                           "multiple of M (0: none)."},
+    {"checkpoint", "async", BT_CFG_BOOL, OFF(ckpt_async), "true", NULL, NOLIM,
+     BT_CFG_SAFE, "Compress and write in a background thread."},
+    {"checkpoint", "zstd_level", BT_CFG_INT, OFF(zstd_level), "3", NULL, 1, 19,
+     BT_CFG_SAFE, "zstd compression level."},
+    {"checkpoint", "on_error", BT_CFG_ENUM, OFF(ckpt_on_error), "stop",
+     "stop|continue", NOLIM, BT_CFG_SAFE,
+     "On a failed save (disk full, I/O error): stop, or continue training "
+     "(the previous checkpoint stays)."},
+    /* [log] */
+    {"log", "jsonl", BT_CFG_BOOL, OFF(jsonl), "true", NULL, NOLIM, BT_CFG_SAFE,
+     "Write RUN/metrics.jsonl."},
+    {"log", "tensorboard", BT_CFG_BOOL, OFF(tensorboard), "true", NULL, NOLIM,
+     BT_CFG_SAFE, "Write TensorBoard event files under RUN/tb."},
+    {"log", "trace", BT_CFG_BOOL, OFF(trace), "false", NULL, NOLIM,
+     BT_CFG_SAFE, "Write a Chrome-trace timeline per rank under RUN/trace."},
+};
+const int bt_config_nkeys = (int)(sizeof bt_config_keys / sizeof bt_config_keys[0]);
+
+/* ---- value parsing ---------------------------------------------------- */
+
+static const bt_cfg_key *key_find(const char *zSection, const char *zName) {
+  for (int i = 0; i < bt_config_nkeys; i++)
+    if (!strcmp(bt_config_keys[i].zSection, zSection) &&
+        !strcmp(bt_config_keys[i].zName, zName))
+      return &bt_config_keys[i];
+  return NULL;
+}
+
+static int choice_ok(const char *zChoices, const char *zVal) {
+  size_t n = strlen(zVal);
+  const char *p = zChoices;
+  while (*p) {
+    const char *bar = strchr(p, '|');
+    size_t m = bar ? (size_t)(bar - p) : strlen(p);
+    if (m == n && !strncmp(p, zVal, n)) return 1;
+    if (!bar) break;
+    p = bar + 1;
+  }
+  return 0;
+}
+
+/* Parses zVal into the field of pKey; on error fills zWhy. */
+static int value_parse(bt_config *pCfg, const bt_cfg_key *pKey,
+                       const char *zVal, char *zWhy, size_t nWhy) {
+  char *pField = (char *)pCfg + pKey->offset;
+  char *end = NULL;
+  switch (pKey->eType) {
+  case BT_CFG_INT:
+  case BT_CFG_INT64: {
+    errno = 0;
+    long long v = strtoll(zVal, &end, 10);
+    while (end && isspace((unsigned char)*end)) end++;
+    if (errno || end == zVal || *end) {
+      snprintf(zWhy, nWhy, "expected an integer");
+      return BT_ERR;
+    }
+    if ((double)v < pKey->min || (double)v > pKey->max) {
+      snprintf(zWhy, nWhy, "must be between %.0f and %.0f", pKey->min,
+               pKey->max);
+      return BT_ERR;
+    }
+    if (pKey->eType == BT_CFG_INT) *(int *)pField = (int)v;
+    else *(int64_t *)pField = (int64_t)v;
+    return BT_OK;
+  }
+  case BT_CFG_FLOAT: {
+    errno = 0;
+    double v = strtod(zVal, &end);
+    while (end && isspace((unsigned char)*end)) end++;
+    if (errno || end == zVal || *end || !isfinite(v)) {
+      snprintf(zWhy, nWhy, "expected a number");
+      return BT_ERR;
+    }
+    if (v < pKey->min || v > pKey->max) {
+      snprintf(zWhy, nWhy, "must be between %g and %g", pKey->min, pKey->max);
+      return BT_ERR;
+    }
+    *(double *)pField = v;
+    return BT_OK;
+  }
+  case BT_CFG_BOOL:
+    if (!strcmp(zVal, "true") || !strcmp(zVal, "1") || !strcmp(zVal, "yes") ||
+        !strcmp(zVal, "on")) {
+      *(int *)pField = 1;
+      return BT_OK;
+    }
+    if (!strcmp(zVal, "false") || !strcmp(zVal, "0") || !strcmp(zVal, "no") ||
+        !strcmp(zVal, "off")) {
+      *(int *)pField = 0;
+      return BT_OK;
+    }
+    snprintf(zWhy, nWhy, "expected true or false");
+    return BT_ERR;
+  case BT_CFG_ENUM:
+    if (!choice_ok(pKey->zChoices, zVal)) {
+      snprintf(zWhy, nWhy, "expected one of %s", pKey->zChoices);
+      return BT_ERR;
+    }
+    /* fall through */
+  case BT_CFG_STR:
+    if (strlen(zVal) >= pKey->size) {
+      snprintf(zWhy, nWhy, "longer than %zu characters", pKey->size - 1);
+      return BT_ERR;
+    }
+    snprintf(pField, pKey->size, "%s", zVal);
+    return BT_OK;
+  }
+  snprintf(zWhy, nWhy, "internal: unknown type");
+  return BT_ERR;
+}
+
+/* ---- INI file --------------------------------------------------------- */
+
+typedef struct ini_ctx {
+  bt_config *pCfg;
+  unsigned char *aSeen; /* per key: set by the file */
+  char zErr[1024];      /* first error (without file:line) */
+  int nErr;
+} ini_ctx;
+
+static int config_ini_handler(void *user, const char *zSection, const char *zName,
+                       const char *zValue) {
+  ini_ctx *p = user;
+  if (p->nErr) return 1; /* report only the first error */
+  const bt_cfg_key *pKey = key_find(zSection, zName);
+  if (!pKey) {
+    if (!zSection[0])
+      snprintf(p->zErr, sizeof p->zErr,
+               "key '%s' outside any [section]", zName);
+    else {
+      int known = 0;
+      for (int i = 0; i < bt_config_nkeys; i++)
+        if (!strcmp(bt_config_keys[i].zSection, zSection)) known = 1;
+      if (known)
+        snprintf(p->zErr, sizeof p->zErr, "unknown key '%s' in section [%s]",
+                 zName, zSection);
+      else
+        snprintf(p->zErr, sizeof p->zErr,
+                 "unknown section [%s] (key '%s')", zSection, zName);
+    }
+    p->nErr++;
+    return 0;
+  }
+  char zWhy[256];
+  if (value_parse(p->pCfg, pKey, zValue, zWhy, sizeof zWhy) != BT_OK) {
+    snprintf(p->zErr, sizeof p->zErr, "bad value '%s' for %s.%s: %s", zValue,
+             zSection, zName, zWhy);
+    p->nErr++;
+    return 0;
+  }
+  p->aSeen[pKey - bt_config_keys] = 1;
+  return 1;
+}
+
+static int config_check(const bt_config *c, const char *zSource) {
+  if (!strcmp(c->model_type, "gpt")) {
+    if (c->n_embd % c->n_head != 0)
+      return bt_err_set("%s: model.n_embd (%d) must be a multiple of "
+                        "model.n_head (%d)",
+                        zSource, c->n_embd, c->n_head);
+  } else {
+    int a[64];
+    if (bt_config_mlp_hidden(c, a, 64) < 0)
+      return bt_err_prefix("%s: ", zSource);
+  }
+  if (c->batch_size < c->grad_accum)
+    return bt_err_set("%s: train.batch_size (%d) must be at least "
+                      "train.grad_accum (%d)",
+                      zSource, c->batch_size, c->grad_accum);
+  return BT_OK;
+}
+
+void bt_config_defaults(bt_config *pCfg) {
+  memset(pCfg, 0, sizeof *pCfg);
+  char zWhy[256];
+  for (int i = 0; i < bt_config_nkeys; i++) {
+    const bt_cfg_key *k = &bt_config_keys[i];
+    if (k->zDefault && value_parse(pCfg, k, k->zDefault, zWhy, sizeof zWhy))
+      bt_assert_fail(k->zName, __FILE__, __LINE__); /* a bad table entry */
+  }
+}
+
+int bt_config_from_text(bt_config *pCfg, const char *zText,
+                        const char *zSource) {
+  bt_config_defaults(pCfg);
+  const char *p = zText;
+  while (*p) {
+    const char *e = strchr(p, '\n');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    char zLine[BT_CFG_STR_MAX + 128];
+    if (n >= sizeof zLine)
+      return bt_err_set("%s: config line too long", zSource);
+    memcpy(zLine, p, n);
+    zLine[n] = 0;
+    char *eq = strstr(zLine, " = ");
+    if (eq) {
+      *eq = '='; /* "a.b = v" -> "a.b=v" */
+      memmove(eq + 1, eq + 3, strlen(eq + 3) + 1);
+      if (bt_config_set(pCfg, zLine, zSource) != BT_OK)
+        bt_log_warn("%s", bt_err_msg()); /* e.g. a key of another version */
+    }
+    p += n + (e ? 1 : 0);
+  }
+  return BT_OK;
+}
+
+int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
+                   int nSet) {
+  bt_config_defaults(pCfg);
+  unsigned char aSeen[256] = {0};
+  BT_ASSERT(bt_config_nkeys <= 256);
+  const char *zSource = zPath ? zPath : "(defaults)";
+  if (zPath) {
+    FILE *f = fopen(zPath, "r");
+    if (!f)
+      return bt_err_set("cannot open config file '%s': %s", zPath,
+                        strerror(errno));
+    ini_ctx ctx = {.pCfg = pCfg, .aSeen = aSeen};
+    int line = ini_parse_file(f, config_ini_handler, &ctx);
+    fclose(f);
+    if (line != 0) {
+      if (ctx.nErr) return bt_err_set("%s:%d: %s", zPath, line, ctx.zErr);
+      return bt_err_set("%s:%d: syntax error (expected [section] or "
+                        "key = value)",
+                        zPath, line);
+    }
+  }
+  for (int i = 0; i < nSet; i++) {
+    if (bt_config_set(pCfg, azSet[i], "--set") != BT_OK) return BT_ERR;
+    const char *eq = strchr(azSet[i], '=');
+    char zKey[128];
+    snprintf(zKey, sizeof zKey, "%.*s", (int)(eq - azSet[i]), azSet[i]);
+    char *dot = strchr(zKey, '.');
+    *dot = 0;
+    aSeen[key_find(zKey, dot + 1) - bt_config_keys] = 1;
+  }
+  for (int i = 0; i < bt_config_nkeys; i++)
+    if (!bt_config_keys[i].zDefault && !aSeen[i])
+      return bt_err_set("%s: missing required key %s.%s", zSource,
+                        bt_config_keys[i].zSection, bt_config_keys[i].zName);
+  return config_check(pCfg, zSource);
+}
+
+int bt_config_set(bt_config *pCfg, const char *zKeyValue, const char *zSource) {
+  const char *eq = strchr(zKeyValue, '=');
+  const char *dot = strchr(zKeyValue, '.');
+  if (!eq || !dot || dot > eq)
+    return bt_err_set("%s '%s': expected section.key=value", zSource,
+                      zKeyValue);
+  char zSec[64], zName[64];
+  if ((size_t)(dot - zKeyValue) >= sizeof zSec ||
+      (size_t)(eq - dot - 1) >= sizeof zName)
+    return bt_err_set("%s '%s': key too long", zSource, zKeyValue);
+  snprintf(zSec, sizeof zSec, "%.*s", (int)(dot - zKeyValue), zKeyValue);
+  snprintf(zName, sizeof zName, "%.*s", (int)(eq - dot - 1), dot + 1);
+  const bt_cfg_key *pKey = key_find(zSec, zName);
+  if (!pKey)
+    return bt_err_set("%s: unknown key '%s.%s'", zSource, zSec, zName);
+  char zWhy[256];
+  if (value_parse(pCfg, pKey, eq + 1, zWhy, sizeof zWhy) != BT_OK)
+    return bt_err_set("%s: bad value '%s' for %s.%s: %s", zSource, eq + 1, zSec,
+                      zName, zWhy);
+  return BT_OK;
+}
+
+void bt_config_value_text(const bt_config *pCfg, const bt_cfg_key *pKey,
+                          char *zOut, size_t nOut) {
+  const char *pField = (const char *)pCfg + pKey->offset;
+  switch (pKey->eType) {
+  case BT_CFG_INT: snprintf(zOut, nOut, "%d", *(const int *)pField); break;
+  case BT_CFG_INT64:
+    snprintf(zOut, nOut, "%lld", (long long)*(const int64_t *)pField);
+    break;
+  case BT_CFG_FLOAT:
+    snprintf(zOut, nOut, "%.17g", *(const double *)pField);
+    break;
+  case BT_CFG_BOOL:
+    snprintf(zOut, nOut, "%s", *(const int *)pField ? "true" : "false");
+    break;
+  case BT_CFG_STR:
+  case BT_CFG_ENUM: snprintf(zOut, nOut, "%s", pField); break;
+  }
+}
+
+char *bt_config_to_text(const bt_config *pCfg) {
+  size_t n = (size_t)bt_config_nkeys * (BT_CFG_STR_MAX + 64) + 1;
+  char *z = bt_malloc(n, "config text");
+  if (!z) return NULL;
+  size_t used = 0;
+  z[0] = 0;
+  for (int i = 0; i < bt_config_nkeys; i++) {
+    char zVal[BT_CFG_STR_MAX + 8];
+    bt_config_value_text(pCfg, &bt_config_keys[i], zVal, sizeof zVal);
+    used += (size_t)snprintf(z + used, n - used, "%s.%s = %s\n",
+                             bt_config_keys[i].zSection,
+                             bt_config_keys[i].zName, zVal);
+  }
+  return z;
+}
+
+int bt_config_first_diff(const bt_config *a, const bt_config *b, int onlyShape,
+                         char *zKey, size_t nKey) {
+  for (int i = 0; i < bt_config_nkeys; i++) {
+    const bt_cfg_key *k = &bt_config_keys[i];
+    if (onlyShape && k->eResume != BT_CFG_SHAPE) continue;
+    char va[BT_CFG_STR_MAX + 8], vb[BT_CFG_STR_MAX + 8];
+    bt_config_value_text(a, k, va, sizeof va);
+    bt_config_value_text(b, k, vb, sizeof vb);
+    if (strcmp(va, vb)) {
+      snprintf(zKey, nKey, "%s.%s", k->zSection, k->zName);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void bt_config_write_markdown(FILE *f) {
+  fprintf(f, "# Configuration reference\n\n"
+             "Generated from the key table in trainer/config.c by "
+             "`baton config --markdown`; `make test` fails if this file "
+             "and the table differ.\n\n"
+             "A config file is INI: `[section]` headers and `key = value` "
+             "lines. Any key can be overridden on the command line with "
+             "`--set section.key=value`. Keys marked *safe on resume* may "
+             "change when a run resumes from a checkpoint (the change is "
+             "logged); changing any other key stops the resume with an "
+             "error naming the key.\n");
+  const char *zSec = "";
+  for (int i = 0; i < bt_config_nkeys; i++) {
+    const bt_cfg_key *k = &bt_config_keys[i];
+    if (strcmp(zSec, k->zSection)) {
+      zSec = k->zSection;
+      fprintf(f, "\n## [%s]\n\n| key | type | default | resume | meaning |\n"
+                 "|---|---|---|---|---|\n",
+              zSec);
+    }
+    const char *zType = "";
+    char zBuf[128];
+    switch (k->eType) {
+    case BT_CFG_INT:
+    case BT_CFG_INT64:
+      snprintf(zBuf, sizeof zBuf, "integer %.0f..%.0f", k->min, k->max);
+      zType = zBuf;
+      break;
+    case BT_CFG_FLOAT:
+      snprintf(zBuf, sizeof zBuf, "number %g..%g", k->min, k->max);
+      zType = zBuf;
+      break;
+    case BT_CFG_BOOL: zType = "true/false"; break;
+    case BT_CFG_STR: zType = "string"; break;
+    case BT_CFG_ENUM:
+      snprintf(zBuf, sizeof zBuf, "one of `%s`", k->zChoices);
+      for (char *p = zBuf; *p; p++)
+        if (*p == '|') *p = ',';
+      zType = zBuf;
+      break;
+    }
+    fprintf(f, "| `%s` | %s | %s%s%s | %s | %s |\n", k->zName, zType,
+            k->zDefault ? "`" : "", k->zDefault ? k->zDefault : "**required**",
+            k->zDefault ? "`" : "",
+            k->eResume == BT_CFG_SAFE ? "safe" : "fixed", k->zHelp);
+  }
+}
+
+int bt_config_vocab_padded(const bt_config *c) {
+  int m = c->vocab_pad_to;
+  return (c->vocab_size + m - 1) / m * m;
+}
+
+int bt_config_mlp_hidden(const bt_config *c, int *aOut, int nMax) {
+  int n = 0;
+  const char *p = c->mlp_hidden;
+  while (*p) {
+    while (*p == ' ') p++;
+    if (!*p) break;
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (end == p || v < 1 || v > (1 << 24))
+      return bt_err_set("bad value '%s' for model.mlp_hidden: expected "
+                        "comma-separated positive widths like 64,64",
+                        c->mlp_hidden);
+    if (n >= nMax)
+      return bt_err_set("model.mlp_hidden: more than %d layers", nMax);
+    aOut[n++] = (int)v;
+    p = end;
+    while (*p == ' ') p++;
+    if (*p == ',') p++;
+    else if (*p)
+      return bt_err_set("bad value '%s' for model.mlp_hidden: expected "
+                        "comma-separated positive widths like 64,64",
+                        c->mlp_hidden);
+  }
+  return n;
+}

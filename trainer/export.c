@@ -1,0 +1,210 @@
+/*
+ * export.c: `baton export CHECKPOINT --format safetensors|onnx -o DIR`.
+ *
+ * Safetensors exports are laid out for Hugging Face: GPT tensors carry
+ * GPT2LMHeadModel's names ("transformer.h.0.attn.c_attn.weight"), wte
+ * loses its padded rows, lm_head is NOT written (GPT2LMHeadModel ties it
+ * to wte when tie_word_embeddings is true, and from_pretrained does not
+ * report it missing). config.json is a GPT2Config that from_pretrained
+ * reads as is; baton adds "baton_vocab_pad_to" so `baton infer` rebuilds
+ * the exact padded model the trainer ran (transformers keeps unknown keys
+ * as attributes and ignores them).
+ *
+ * Only inference weights go out: the optimizer moments never leave the
+ * checkpoint.
+ */
+#include "cli.h"
+#include "export.h"
+#include "safetensors.h"
+#include "trainer.h"
+#include "util.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: baton export CHECKPOINT --format safetensors|onnx -o DIR "
+          "[--dtype fp32|bf16|fp16]\n"
+          "\n"
+          "Exports the weights of a checkpoint for inference.\n"
+          "  CHECKPOINT        a checkpoint directory (RUN/ckpt-00000100) or "
+          "a run directory\n"
+          "                    (its newest checkpoint that verifies)\n"
+          "  --format F        safetensors: DIR/model.safetensors + "
+          "DIR/config.json (Hugging Face\n"
+          "                    GPT2LMHeadModel layout for GPT; "
+          "layers.N.weight/bias for MLP)\n"
+          "                    onnx: DIR/model.onnx (opset 17, dynamic "
+          "batch and sequence) + config.json\n"
+          "  -o, --out DIR     output directory (created if needed)\n"
+          "  --dtype D         safetensors tensor type: fp32 (default), bf16 "
+          "or fp16\n"
+          "                    (round to nearest even); ONNX is always fp32\n"
+          "\n"
+          "docs/export.md describes the formats and what loads them.\n");
+}
+
+/* config.json for the model (HF GPT2Config, or baton's MLP description). */
+static int write_config_json(const bt_export_model *x, const char *zDir,
+                             bt_st_dtype eType) {
+  const bt_model *m = &x->m;
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return bt_err_set("out of memory");
+  if (m->eKind == BT_MODEL_GPT) {
+    cJSON *pA = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(pA, cJSON_CreateString("GPT2LMHeadModel"));
+    cJSON_AddStringToObject(o, "model_type", "gpt2");
+    cJSON_AddNumberToObject(o, "vocab_size", m->V);
+    cJSON_AddNumberToObject(o, "n_positions", m->T);
+    cJSON_AddNumberToObject(o, "n_ctx", m->T);
+    cJSON_AddNumberToObject(o, "n_embd", m->C);
+    cJSON_AddNumberToObject(o, "n_layer", m->L);
+    cJSON_AddNumberToObject(o, "n_head", m->NH);
+    cJSON_AddNullToObject(o, "n_inner"); /* 4 * n_embd */
+    cJSON_AddStringToObject(o, "activation_function", "gelu_new");
+    cJSON_AddNumberToObject(o, "layer_norm_epsilon", 1e-5);
+    cJSON_AddNumberToObject(o, "resid_pdrop", 0);
+    cJSON_AddNumberToObject(o, "embd_pdrop", 0);
+    cJSON_AddNumberToObject(o, "attn_pdrop", 0);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    cJSON_AddBoolToObject(o, "scale_attn_weights", 1);
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", 1);
+    cJSON_AddBoolToObject(o, "use_cache", 1);
+    cJSON_AddNumberToObject(o, "bos_token_id", BT_EXPORT_BOS_ID);
+    cJSON_AddNumberToObject(o, "eos_token_id", BT_EXPORT_EOS_ID);
+    cJSON_AddNumberToObject(o, "baton_vocab_pad_to", x->cfg.vocab_pad_to);
+  } else {
+    cJSON_AddStringToObject(o, "model_type", "baton_mlp");
+    cJSON *pW = cJSON_AddArrayToObject(o, "widths");
+    for (int l = 0; l <= m->nLayer; l++)
+      cJSON_AddItemToArray(pW, cJSON_CreateNumber(m->aWidth[l]));
+    cJSON_AddStringToObject(o, "activation", "gelu_tanh");
+    cJSON_AddStringToObject(o, "weight_layout", "torch.nn.Linear [out, in]");
+  }
+  cJSON_AddStringToObject(o, "torch_dtype",
+                          eType == BT_ST_F32    ? "float32"
+                          : eType == BT_ST_BF16 ? "bfloat16"
+                                                : "float16");
+  cJSON_AddStringToObject(o, "baton_version", BATON_VERSION);
+  cJSON_AddNumberToObject(o, "baton_step", (double)x->step);
+  char *z = cJSON_Print(o);
+  cJSON_Delete(o);
+  if (!z) return bt_err_set("out of memory printing config.json");
+  char zPath[4096];
+  snprintf(zPath, sizeof zPath, "%s/config.json", zDir);
+  int rc = bt_file_write_atomic(zPath, z, strlen(z));
+  free(z);
+  return rc;
+}
+
+static int write_safetensors(const bt_export_model *x, const char *zDir,
+                             bt_st_dtype eType) {
+  const bt_model *m = &x->m;
+  bt_st_wtensor *aT = bt_calloc((size_t)m->nTensor, sizeof *aT, "tensors");
+  char (*azName)[BT_TENSOR_NAME_MAX + 32] =
+      bt_calloc((size_t)m->nTensor, sizeof *azName, "tensor names");
+  if (!aT || !azName) {
+    free(aT);
+    free(azName);
+    return BT_ERR;
+  }
+  for (int i = 0; i < m->nTensor; i++) {
+    const bt_tensor *t = &m->aTensor[i];
+    aT[i].ndim = bt_export_tensor_info(m, t, azName[i], sizeof azName[i],
+                                       aT[i].shape);
+    aT[i].zName = azName[i];
+    aT[i].pData = x->hostParams + t->offset;
+  }
+  char zStep[32], zHash[32];
+  snprintf(zStep, sizeof zStep, "%ld", x->step);
+  const char *zText = x->zCfgText ? x->zCfgText : "";
+  snprintf(zHash, sizeof zHash, "%016llx",
+           (unsigned long long)bt_hash64(zText, strlen(zText), 0));
+  const char *azMeta[] = {"format",          "pt",
+                          "baton_version",   BATON_VERSION,
+                          "step",            zStep,
+                          "source",          x->zSource,
+                          "config_xxh64",    zHash,
+                          "baton_model",     m->eKind == BT_MODEL_GPT ? "gpt"
+                                                                      : "mlp"};
+  char zPath[4096];
+  snprintf(zPath, sizeof zPath, "%s/model.safetensors", zDir);
+  int rc = bt_st_write(zPath, aT, m->nTensor, eType, azMeta,
+                       (int)(sizeof azMeta / sizeof azMeta[0] / 2));
+  free(aT);
+  free(azName);
+  return rc;
+}
+
+int bt_export_main(int argc, char **argv) {
+  const char *zCkpt = NULL, *zFormat = NULL, *zOut = NULL, *zDtype = "fp32";
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return BT_EXIT_OK;
+    } else if (!strcmp(a, "--format") && i + 1 < argc) zFormat = argv[++i];
+    else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc)
+      zOut = argv[++i];
+    else if (!strcmp(a, "--dtype") && i + 1 < argc) zDtype = argv[++i];
+    else if (a[0] == '-') {
+      fprintf(stderr, "baton export: unknown or incomplete option '%s'\n\n", a);
+      usage(stderr);
+      return BT_EXIT_USAGE;
+    } else if (!zCkpt) zCkpt = a;
+    else {
+      fprintf(stderr, "baton export: unexpected argument '%s'\n", a);
+      return BT_EXIT_USAGE;
+    }
+  }
+  if (!zCkpt || !zFormat || !zOut) {
+    fprintf(stderr, "baton export: CHECKPOINT, --format and -o are "
+                    "required\n\n");
+    usage(stderr);
+    return BT_EXIT_USAGE;
+  }
+  int onnx = 0;
+  if (!strcmp(zFormat, "onnx")) onnx = 1;
+  else if (strcmp(zFormat, "safetensors")) {
+    fprintf(stderr, "baton export: unknown format '%s' (safetensors, onnx)\n",
+            zFormat);
+    return BT_EXIT_USAGE;
+  }
+  bt_st_dtype eType;
+  if (bt_st_dtype_parse(zDtype, &eType) != BT_OK) {
+    fprintf(stderr, "baton export: %s\n", bt_err_msg());
+    return BT_EXIT_USAGE;
+  }
+  if (onnx && eType != BT_ST_F32) {
+    fprintf(stderr, "baton export: ONNX export is fp32 only (convert with "
+                    "onnxconverter-common or TensorRT for half precision)\n");
+    return BT_EXIT_USAGE;
+  }
+  bt_export_model x;
+  int rc = BT_EXIT_ERROR;
+  double t0 = bt_time_now();
+  if (bt_export_load_ckpt(&x, zCkpt, 1, NULL) != BT_OK) goto done;
+  if (bt_mkdir_p(zOut) != BT_OK) goto done;
+  if (write_config_json(&x, zOut, eType) != BT_OK) goto done;
+  if (onnx) {
+    char zPath[4096];
+    snprintf(zPath, sizeof zPath, "%s/model.onnx", zOut);
+    if (bt_onnx_export(&x, zPath) != BT_OK) goto done;
+    fprintf(stderr, "exported %s (step %ld) -> %s (ONNX opset 17, fp32) in "
+                    "%.2f s\n",
+            x.zSource, x.step, zPath, bt_time_now() - t0);
+  } else {
+    if (write_safetensors(&x, zOut, eType) != BT_OK) goto done;
+    fprintf(stderr, "exported %s (step %ld) -> %s/model.safetensors (%s) + "
+                    "config.json in %.2f s\n",
+            x.zSource, x.step, zOut, bt_st_dtype_name(eType),
+            bt_time_now() - t0);
+  }
+  rc = BT_EXIT_OK;
+done:
+  if (rc != BT_EXIT_OK) fprintf(stderr, "baton export: %s\n", bt_err_msg());
+  bt_export_model_free(&x);
+  return rc;
+}

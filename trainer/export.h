@@ -1,0 +1,79 @@
+/*
+ * export.h: pieces shared by `baton export` (export.c, onnx_export.c) and
+ * `baton infer` (infer.c, export_kv.c).
+ *
+ * An export directory holds model.safetensors + config.json (Hugging Face
+ * layout; docs/export.md) and optionally model.onnx. It is self-contained:
+ * `baton infer` rebuilds the model from config.json alone.
+ *
+ * A loaded model (bt_export_model) is a bt_model built from the config on
+ * the CPU backend (or the one asked for) with its parameters filled in,
+ * either from a checkpoint or from an export directory. Inference needs
+ * only one sample (maxB = 1 unless asked otherwise).
+ */
+#ifndef BATON_EXPORT_H
+#define BATON_EXPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+
+/* Special tokens written into config.json for GPT exports. Byte 0 (NUL)
+ * never occurs in text prompts, so using it as BOS/EOS cannot cut a
+ * generation of ordinary text short. */
+#define BT_EXPORT_BOS_ID 0
+#define BT_EXPORT_EOS_ID 0
+
+typedef struct bt_export_model {
+  bt_config cfg;
+  bt_backend *be;
+  bt_model m;
+  float *hostParams; /* nParam host floats (a copy on CUDA; = m.params on CPU) */
+  long step;         /* checkpoint step (-1 if unknown) */
+  char zSource[1024];
+  char *zCfgText;    /* canonical config text (checkpoint) or NULL */
+} bt_export_model;
+
+/* Resolves zPath (a checkpoint directory, or a run directory: its newest
+ * valid checkpoint) into zOut. */
+int bt_export_resolve_ckpt(const char *zPath, char *zOut, size_t nOut);
+
+/* Loads a checkpoint's config and parameters into a model of maxB samples
+ * (maxB <= 0: 1 for GPT, 256 for MLP)
+ * on backend be (NULL: a CPU backend is created). Either way x owns the
+ * backend from the call on: bt_export_model_free() frees it, also after
+ * a failed load. */
+int bt_export_load_ckpt(bt_export_model *x, const char *zPath, int maxB,
+                        bt_backend *be);
+/* Loads an export directory (config.json + model.safetensors). */
+int bt_export_load_dir(bt_export_model *x, const char *zDir, int maxB,
+                       bt_backend *be);
+void bt_export_model_free(bt_export_model *x);
+
+/* Hugging Face tensor name of model tensor t ("transformer.h.0.ln_1.weight")
+ * and its exported shape (wte loses its padded rows). Returns the number
+ * of dims. */
+int bt_export_tensor_info(const bt_model *m, const bt_tensor *t, char *zName,
+                          size_t nName, int64_t *aShape);
+
+/* Writes DIR/model.onnx for the model (opset 17). */
+int bt_onnx_export(const bt_export_model *x, const char *zPath);
+
+/* ---- KV-cache incremental decoder (GPT, CPU, host memory) ------------- */
+
+typedef struct bt_kv_decoder bt_kv_decoder;
+
+/* Decoder over the host parameters of a GPT model (not copied: hostParams
+ * must outlive it). Cache of m->T positions. */
+int bt_kv_create(bt_kv_decoder **pp, const bt_model *m,
+                 const float *hostParams);
+void bt_kv_free(bt_kv_decoder *d);
+void bt_kv_reset(bt_kv_decoder *d);
+int bt_kv_pos(const bt_kv_decoder *d);
+/* Feeds one token at the next position; writes vocab_size logits. BT_ERR
+ * when the cache is full (context reached) or the token is out of range. */
+int bt_kv_step(bt_kv_decoder *d, int token, float *logits);
+
+#endif /* BATON_EXPORT_H */

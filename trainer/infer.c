@@ -1,0 +1,539 @@
+/*
+ * infer.c: `baton infer DIR ...` on an export directory.
+ *
+ * GPT: byte-level prompt -> KV-cache generation (export_kv.c) with greedy
+ * or temperature/top-k sampling. Sampling draws come from the counter-based
+ * generator keyed by (seed, "sample", position), so a given seed always
+ * gives the same text. --logits-out writes the logits of a full forward
+ * (bt_model_forward, the trainer's own code) over the prompt: that is what
+ * the bit-exactness test compares against the trainer.
+ *
+ * MLP: rows of features from CSV or HDF5 -> predicted class per row.
+ *
+ * `--checkpoint` accepts a checkpoint (or run) directory instead of an
+ * export, so tests can run the same code on the trainer's own weights.
+ */
+#include "checkpoints/ckpt.h"
+#include "cli.h"
+#include "data/loader.h"
+#include "export.h"
+#include "trainer.h"
+#include "util.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RNG_PURPOSE_SAMPLE 0x73616d70u /* "samp" */
+
+typedef struct infer_opts {
+  const char *zDir;
+  int fromCkpt;
+  const char *zPrompt;
+  const char *zPromptIds;
+  int maxNew;
+  double temperature;
+  int topK;
+  uint64_t seed;
+  const char *zLogitsOut;
+  int printIds;
+  const char *zInput;
+  const char *zDataset;
+  int threads;
+  const char *zBackend;
+  int noCache;
+} infer_opts;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: baton infer DIR [options]\n"
+          "\n"
+          "Runs an exported model (DIR holds config.json + "
+          "model.safetensors from\n`baton export`).\n"
+          "\n"
+          "GPT (text generation, byte-level tokens):\n"
+          "  --prompt TEXT         prompt; its UTF-8 bytes are the tokens\n"
+          "  --prompt-ids LIST     prompt as comma-separated token ids "
+          "instead\n"
+          "  --max-new-tokens N    tokens to generate (default 64; stops at "
+          "the context)\n"
+          "  --temperature T       0 = greedy (default 0)\n"
+          "  --top-k K             sample among the K most likely (0 = all)\n"
+          "  --seed S              sampling seed (default 1); same seed, same "
+          "text\n"
+          "  --ids                 print generated token ids instead of "
+          "text\n"
+          "  --no-cache            recompute the full forward per token "
+          "(slow; for checks)\n"
+          "MLP (classification):\n"
+          "  --input FILE          .csv (one row of features per line) or "
+          ".h5/.hdf5\n"
+          "  --dataset NAME        HDF5 dataset (default /val/x, else "
+          "/train/x)\n"
+          "Both:\n"
+          "  --logits-out FILE     write raw little-endian fp32 logits: GPT "
+          "[prompt tokens,\n"
+          "                        vocab] from a full forward of the prompt; "
+          "MLP [rows, classes]\n"
+          "  --checkpoint          DIR is a checkpoint or run directory, not "
+          "an export\n"
+          "  --threads N           CPU threads (default: OMP_NUM_THREADS)\n"
+          "  --backend cpu|cuda    backend of the full forward (the KV-cache "
+          "decoder is CPU)\n"
+          "\n"
+          "Generated text goes to stdout (bytes outside printable ASCII, "
+          "newline and\ntab, and valid UTF-8, are escaped as \\xNN); "
+          "throughput goes to stderr.\n");
+}
+
+static int write_floats(const char *zPath, const float *p, size_t n) {
+  return bt_file_write_atomic(zPath, p, n * sizeof(float));
+}
+
+/* Prints token bytes; escapes control bytes. Tokens >= 256 print as <id>. */
+static void put_token(FILE *f, int tok) {
+  if (tok >= 256) fprintf(f, "<%d>", tok);
+  else if (tok == '\n' || tok == '\t' || (tok >= 0x20 && tok < 0x7f) ||
+           tok >= 0x80)
+    fputc(tok, f);
+  else fprintf(f, "\\x%02x", tok);
+}
+
+/* Full forward of tokens[0, n) padded to the model's window: causal
+ * attention makes positions < n independent of the padding. */
+static int full_forward(bt_export_model *x, const int32_t *tok, int n,
+                        float *out) {
+  bt_model *m = &x->m;
+  int32_t *in = bt_calloc((size_t)m->T, sizeof(int32_t), "forward tokens");
+  float *lg = bt_malloc((size_t)m->T * m->Vp * sizeof(float), "logits");
+  if (!in || !lg) {
+    free(in);
+    free(lg);
+    return BT_ERR;
+  }
+  memcpy(in, tok, (size_t)n * sizeof(int32_t));
+  int rc = bt_model_forward(m, 1, in, NULL, NULL, NULL, NULL);
+  if (rc == BT_OK) {
+    bt_mem_to_host(m->be, lg, bt_model_logits(m), (size_t)m->T * m->Vp);
+    for (int t = 0; t < n; t++)
+      memcpy(out + (size_t)t * m->V, lg + (size_t)t * m->Vp,
+             (size_t)m->V * sizeof(float));
+  }
+  free(in);
+  free(lg);
+  return rc;
+}
+
+static int sample(const float *logits, int V, const infer_opts *o, int pos,
+                  double *scratch, float *sorted) {
+  int best = 0;
+  for (int i = 1; i < V; i++)
+    if (logits[i] > logits[best]) best = i;
+  if (o->temperature <= 0) return best;
+  float thresh = -INFINITY;
+  if (o->topK > 0 && o->topK < V) {
+    memcpy(sorted, logits, (size_t)V * sizeof(float));
+    /* k-th largest by partial selection: quickselect would do; V is small
+     * enough for an insertion into a k-sized sorted window. */
+    int k = o->topK, n = 0;
+    for (int i = 0; i < V; i++) {
+      float v = logits[i];
+      if (n < k) {
+        int j = n++;
+        while (j > 0 && sorted[j - 1] < v) {
+          sorted[j] = sorted[j - 1];
+          j--;
+        }
+        sorted[j] = v;
+      } else if (v > sorted[k - 1]) {
+        int j = k - 1;
+        while (j > 0 && sorted[j - 1] < v) {
+          sorted[j] = sorted[j - 1];
+          j--;
+        }
+        sorted[j] = v;
+      }
+    }
+    thresh = sorted[k - 1];
+  }
+  double mx = logits[best], sum = 0;
+  for (int i = 0; i < V; i++) {
+    scratch[i] = logits[i] >= thresh
+                     ? exp(((double)logits[i] - mx) / o->temperature)
+                     : 0.0;
+    sum += scratch[i];
+  }
+  uint64_t key = bt_rng_key(o->seed, RNG_PURPOSE_SAMPLE, 0, 0);
+  double u = bt_rng_uniform(key, (uint64_t)pos) * sum, c = 0;
+  for (int i = 0; i < V; i++) {
+    c += scratch[i];
+    if (scratch[i] > 0 && u < c) return i;
+  }
+  return best;
+}
+
+static int parse_ids(const char *z, int32_t **pa, int *pn) {
+  int cap = 16, n = 0;
+  int32_t *a = bt_malloc((size_t)cap * sizeof(int32_t), "prompt ids");
+  if (!a) return BT_ERR;
+  const char *p = z;
+  while (*p) {
+    char *e;
+    errno = 0;
+    long v = strtol(p, &e, 10);
+    if (e == p || errno || v < 0 || v > INT32_MAX) {
+      free(a);
+      return bt_err_set("--prompt-ids: bad id near '%.16s'", p);
+    }
+    if (n == cap) {
+      int32_t *b = realloc(a, (size_t)(cap *= 2) * sizeof(int32_t));
+      if (!b) {
+        free(a);
+        return bt_err_set("out of memory");
+      }
+      a = b;
+    }
+    a[n++] = (int32_t)v;
+    p = e;
+    while (*p == ',' || *p == ' ') p++;
+  }
+  *pa = a;
+  *pn = n;
+  return BT_OK;
+}
+
+static int infer_gpt(bt_export_model *x, const infer_opts *o) {
+  bt_model *m = &x->m;
+  int32_t *tok = NULL;
+  int nPrompt = 0;
+  if (o->zPromptIds) {
+    if (parse_ids(o->zPromptIds, &tok, &nPrompt) != BT_OK) return BT_ERR;
+  } else {
+    const char *z = o->zPrompt ? o->zPrompt : "";
+    nPrompt = (int)strlen(z);
+    tok = bt_malloc((size_t)(nPrompt + 1) * sizeof(int32_t), "prompt");
+    if (!tok) return BT_ERR;
+    for (int i = 0; i < nPrompt; i++) tok[i] = (unsigned char)z[i];
+  }
+  int rc = BT_ERR;
+  float *logits = NULL, *sorted = NULL, *full = NULL;
+  double *scratch = NULL;
+  int32_t *seq = NULL;
+  bt_kv_decoder *d = NULL;
+  if (nPrompt < 1) {
+    bt_err_set("the prompt is empty (give --prompt TEXT or --prompt-ids)");
+    goto done;
+  }
+  if (nPrompt > m->T) {
+    bt_err_set("the prompt has %d tokens; the model's context is %d",
+               nPrompt, m->T);
+    goto done;
+  }
+  for (int i = 0; i < nPrompt; i++)
+    if (tok[i] >= m->V) {
+      bt_err_set("prompt token %d at position %d is outside the vocabulary "
+                 "[0, %d)",
+                 tok[i], i, m->V);
+      goto done;
+    }
+  if (o->zLogitsOut) {
+    full = bt_malloc((size_t)nPrompt * m->V * sizeof(float), "logits out");
+    if (!full || full_forward(x, tok, nPrompt, full) != BT_OK) goto done;
+    if (write_floats(o->zLogitsOut, full, (size_t)nPrompt * m->V) != BT_OK)
+      goto done;
+  }
+  logits = bt_malloc((size_t)m->V * sizeof(float), "logits");
+  sorted = bt_malloc((size_t)m->V * sizeof(float), "top-k");
+  scratch = bt_malloc((size_t)m->V * sizeof(double), "probabilities");
+  seq = bt_malloc((size_t)m->T * sizeof(int32_t), "sequence");
+  if (!logits || !sorted || !scratch || !seq) goto done;
+  memcpy(seq, tok, (size_t)nPrompt * sizeof(int32_t));
+  int nNew = o->maxNew;
+  if (nPrompt + nNew > m->T) {
+    bt_log_warn("context %d reached: generating %d tokens, not %d", m->T,
+                m->T - nPrompt, nNew);
+    nNew = m->T - nPrompt;
+  }
+  if (!o->noCache && bt_kv_create(&d, m, x->hostParams) != BT_OK) goto done;
+  double t0 = bt_time_now();
+  if (d) {
+    for (int i = 0; i < nPrompt; i++)
+      if (bt_kv_step(d, seq[i], logits) != BT_OK) goto done;
+  }
+  double t1 = bt_time_now();
+  int n = nPrompt;
+  for (int g = 0; g < nNew; g++) {
+    if (!d) {
+      /* Without a cache: a full forward over the whole sequence per token;
+       * only its last row is used. */
+      float *all = bt_malloc((size_t)n * m->V * sizeof(float), "logits");
+      if (!all) goto done;
+      int r = full_forward(x, seq, n, all);
+      if (r == BT_OK)
+        memcpy(logits, all + (size_t)(n - 1) * m->V,
+               (size_t)m->V * sizeof(float));
+      free(all);
+      if (r != BT_OK) goto done;
+    }
+    int next = sample(logits, m->V, o, n, scratch, sorted);
+    seq[n++] = next;
+    if (o->printIds) printf("%s%d", g ? " " : "", next);
+    else put_token(stdout, next);
+    fflush(stdout);
+    if (d && g + 1 < nNew && bt_kv_step(d, next, logits) != BT_OK) goto done;
+  }
+  printf("\n");
+  double t2 = bt_time_now();
+  double tps = nNew > 0 && t2 > t1 ? nNew / (t2 - t1) : 0;
+  fprintf(stderr,
+          "prompt %d tokens in %.3f s; generated %d tokens in %.3f s: %.1f "
+          "tokens/s (%s)\n",
+          nPrompt, t1 - t0, nNew, t2 - t1, tps,
+          d ? "KV cache, CPU" : "full recompute per token");
+  rc = BT_OK;
+done:
+  bt_kv_free(d);
+  free(tok);
+  free(logits);
+  free(sorted);
+  free(scratch);
+  free(seq);
+  free(full);
+  return rc;
+}
+
+/* ---- MLP input -------------------------------------------------------- */
+
+static int read_csv(const char *zPath, int D, float **pX, int *pN) {
+  size_t nByte;
+  char *z = bt_file_read_all(zPath, &nByte);
+  if (!z) return BT_ERR;
+  size_t cap = 1024, n = 0;
+  float *X = bt_malloc(cap * sizeof(float), "csv values");
+  int line = 0, rows = 0;
+  char *p = z;
+  while (X && *p) {
+    line++;
+    char *e = strchr(p, '\n');
+    if (e) *e = 0;
+    char *q = p;
+    while (*q == ' ' || *q == '\t' || *q == '\r') q++;
+    if (*q && *q != '#') {
+      int col = 0;
+      while (*q && *q != '\r') {
+        char *end;
+        errno = 0;
+        float v = strtof(q, &end);
+        if (end == q || errno == ERANGE) {
+          free(X);
+          free(z);
+          return bt_err_set("%s:%d: column %d is not a number", zPath, line,
+                            col + 1);
+        }
+        if (col >= D) {
+          free(X);
+          free(z);
+          return bt_err_set("%s:%d: more than %d features", zPath, line, D);
+        }
+        if (n == cap) {
+          float *b = realloc(X, (cap *= 2) * sizeof(float));
+          if (!b) {
+            free(X);
+            free(z);
+            return bt_err_set("out of memory reading %s", zPath);
+          }
+          X = b;
+        }
+        X[n++] = v;
+        col++;
+        q = end;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q == ',') q++;
+      }
+      if (col != D) {
+        free(X);
+        free(z);
+        return bt_err_set("%s:%d: %d features, the model takes %d", zPath,
+                          line, col, D);
+      }
+      rows++;
+    }
+    if (!e) break;
+    p = e + 1;
+  }
+  free(z);
+  if (!X) return BT_ERR;
+  if (rows == 0) {
+    free(X);
+    return bt_err_set("%s: no rows", zPath);
+  }
+  *pX = X;
+  *pN = rows;
+  return BT_OK;
+}
+
+static int read_h5(const char *zPath, const char *zDset, int D, float **pX,
+                   int *pN) {
+  int rc = BT_ERR;
+  bt_h5_lock();
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+  hid_t f = H5Fopen(zPath, H5F_ACC_RDONLY, H5P_DEFAULT), ds = -1, sp = -1;
+  const char *zName = zDset;
+  if (f < 0) {
+    bt_err_set("%s: cannot open as HDF5", zPath);
+    goto done;
+  }
+  if (!zName) {
+    zName = H5Lexists(f, "/val", H5P_DEFAULT) > 0 &&
+                    H5Lexists(f, "/val/x", H5P_DEFAULT) > 0
+                ? "/val/x"
+                : "/train/x";
+  }
+  ds = H5Dopen2(f, zName, H5P_DEFAULT);
+  if (ds < 0) {
+    bt_err_set("%s: no dataset %s (use --dataset)", zPath, zName);
+    goto done;
+  }
+  sp = H5Dget_space(ds);
+  int nd = H5Sget_simple_extent_ndims(sp);
+  hsize_t dims[8];
+  if (nd < 1 || nd > 8 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+    bt_err_set("%s:%s: unsupported dataspace", zPath, zName);
+    goto done;
+  }
+  hsize_t per = 1;
+  for (int i = 1; i < nd; i++) per *= dims[i];
+  if (per != (hsize_t)D || dims[0] < 1 || dims[0] > (1u << 30)) {
+    bt_err_set("%s:%s: %llu rows of %llu features; the model takes %d",
+               zPath, zName, (unsigned long long)dims[0],
+               (unsigned long long)per, D);
+    goto done;
+  }
+  float *X = bt_malloc((size_t)dims[0] * D * sizeof(float), "h5 rows");
+  if (!X) goto done;
+  if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, X) < 0) {
+    free(X);
+    bt_err_set("%s:%s: read failed (not a numeric dataset?)", zPath, zName);
+    goto done;
+  }
+  *pX = X;
+  *pN = (int)dims[0];
+  rc = BT_OK;
+done:
+  if (sp >= 0) H5Sclose(sp);
+  if (ds >= 0) H5Dclose(ds);
+  if (f >= 0) H5Fclose(f);
+  bt_h5_unlock();
+  return rc;
+}
+
+static int infer_mlp(bt_export_model *x, const infer_opts *o) {
+  bt_model *m = &x->m;
+  int D = m->aWidth[0], K = m->aWidth[m->nLayer], N = 0;
+  if (!o->zInput)
+    return bt_err_set("an MLP model needs --input FILE.csv or FILE.h5");
+  float *X = NULL;
+  size_t nz = strlen(o->zInput);
+  int isH5 = (nz > 3 && !strcmp(o->zInput + nz - 3, ".h5")) ||
+             (nz > 5 && !strcmp(o->zInput + nz - 5, ".hdf5"));
+  if ((isH5 ? read_h5(o->zInput, o->zDataset, D, &X, &N)
+            : read_csv(o->zInput, D, &X, &N)) != BT_OK)
+    return BT_ERR;
+  float *L = bt_malloc((size_t)N * K * sizeof(float), "logits");
+  if (!L) {
+    free(X);
+    return BT_ERR;
+  }
+  int rc = BT_OK;
+  for (int i = 0; rc == BT_OK && i < N; i += m->maxB) {
+    int b = N - i < m->maxB ? N - i : m->maxB;
+    rc = bt_model_forward(m, b, NULL, X + (size_t)i * D, NULL, NULL, NULL);
+    if (rc == BT_OK)
+      bt_mem_to_host(m->be, L + (size_t)i * K, bt_model_logits(m),
+                     (size_t)b * K);
+  }
+  if (rc == BT_OK) {
+    for (int i = 0; i < N; i++) {
+      int best = 0;
+      for (int k = 1; k < K; k++)
+        if (L[(size_t)i * K + k] > L[(size_t)i * K + best]) best = k;
+      printf("%d\n", best);
+    }
+    if (o->zLogitsOut) rc = write_floats(o->zLogitsOut, L, (size_t)N * K);
+  }
+  free(X);
+  free(L);
+  return rc;
+}
+
+int bt_infer_main(int argc, char **argv) {
+  infer_opts o = {.maxNew = 64, .seed = 1, .temperature = 0};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int more = i + 1 < argc;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return BT_EXIT_OK;
+    } else if (!strcmp(a, "--prompt") && more) o.zPrompt = argv[++i];
+    else if (!strcmp(a, "--prompt-ids") && more) o.zPromptIds = argv[++i];
+    else if (!strcmp(a, "--max-new-tokens") && more)
+      o.maxNew = atoi(argv[++i]);
+    else if (!strcmp(a, "--temperature") && more)
+      o.temperature = atof(argv[++i]);
+    else if (!strcmp(a, "--top-k") && more) o.topK = atoi(argv[++i]);
+    else if (!strcmp(a, "--seed") && more)
+      o.seed = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--logits-out") && more) o.zLogitsOut = argv[++i];
+    else if (!strcmp(a, "--input") && more) o.zInput = argv[++i];
+    else if (!strcmp(a, "--dataset") && more) o.zDataset = argv[++i];
+    else if (!strcmp(a, "--threads") && more) o.threads = atoi(argv[++i]);
+    else if (!strcmp(a, "--backend") && more) o.zBackend = argv[++i];
+    else if (!strcmp(a, "--ids")) o.printIds = 1;
+    else if (!strcmp(a, "--no-cache")) o.noCache = 1;
+    else if (!strcmp(a, "--checkpoint")) o.fromCkpt = 1;
+    else if (a[0] == '-') {
+      fprintf(stderr, "baton infer: unknown or incomplete option '%s'\n\n", a);
+      usage(stderr);
+      return BT_EXIT_USAGE;
+    } else if (!o.zDir) o.zDir = a;
+    else {
+      fprintf(stderr, "baton infer: unexpected argument '%s'\n", a);
+      return BT_EXIT_USAGE;
+    }
+  }
+  if (!o.zDir) {
+    fprintf(stderr, "baton infer: DIR is required\n\n");
+    usage(stderr);
+    return BT_EXIT_USAGE;
+  }
+  if (o.maxNew < 0 || o.topK < 0 || o.temperature < 0 || o.threads < 0) {
+    fprintf(stderr, "baton infer: --max-new-tokens, --top-k, --temperature "
+                    "and --threads must not be negative\n");
+    return BT_EXIT_USAGE;
+  }
+  bt_backend_kind eKind = BT_BACKEND_CPU;
+  if (o.zBackend && !strcmp(o.zBackend, "cuda")) eKind = BT_BACKEND_CUDA;
+  else if (o.zBackend && strcmp(o.zBackend, "cpu")) {
+    fprintf(stderr, "baton infer: unknown backend '%s' (cpu, cuda)\n",
+            o.zBackend);
+    return BT_EXIT_USAGE;
+  }
+  bt_backend *be = bt_backend_create(eKind, o.threads, 0);
+  if (!be) {
+    fprintf(stderr, "baton infer: %s\n", bt_err_msg());
+    return BT_EXIT_ERROR;
+  }
+  bt_export_model x;
+  /* maxB 0: one sample for GPT, 256-row batches for MLP classification */
+  int rc = o.fromCkpt ? bt_export_load_ckpt(&x, o.zDir, 0, be)
+                      : bt_export_load_dir(&x, o.zDir, 0, be);
+  if (rc == BT_OK) {
+    if (x.m.eKind == BT_MODEL_GPT) rc = infer_gpt(&x, &o);
+    else rc = infer_mlp(&x, &o);
+  }
+  if (rc != BT_OK) fprintf(stderr, "baton infer: %s\n", bt_err_msg());
+  bt_export_model_free(&x);
+  return rc == BT_OK ? BT_EXIT_OK : BT_EXIT_ERROR;
+}

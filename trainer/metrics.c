@@ -1,0 +1,267 @@
+/*
+ * metrics.c: see metrics.h for the contract.
+ *
+ * State between calls: at most one step is buffered (nVal scalars of
+ * bufStep). A JSONL line is formatted into a fixed buffer and handed to the
+ * kernel with one write() on an O_APPEND descriptor, so lines from a crashed
+ * and a resumed process never interleave; the worst a crash leaves is a torn
+ * final line, which open() terminates with '\n' before appending.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "metrics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tboard.h"
+#include "util.h"
+
+/* Worst case per tag: 6 bytes per escaped byte + quotes, colon, comma and a
+ * number (at most 24 chars for %.17g). */
+#define LINE_MAX_BYTES \
+  (64 + BT_METRICS_MAX_TAGS * (6 * BT_METRICS_MAX_TAG + 32))
+
+struct bt_metrics {
+  int bActive; /* rank 0 and at least one sink: otherwise calls are no-ops */
+  int fdJsonl; /* -1 when disabled */
+  char zJsonl[4096];
+  bt_tboard *pTb; /* NULL when disabled */
+  int bHaveStep;
+  int64_t bufStep;
+  int nVal;
+  char azTag[BT_METRICS_MAX_TAGS][BT_METRICS_MAX_TAG + 1];
+  double aValue[BT_METRICS_MAX_TAGS];
+  char zLine[LINE_MAX_BYTES];
+};
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Opens zPath for appending; if a crash left it without a final newline,
+ * writes one so the next record starts on its own line. */
+static int jsonl_open(bt_metrics *pM, const char *zRunDir) {
+  int n = snprintf(pM->zJsonl, sizeof pM->zJsonl, "%s/metrics.jsonl", zRunDir);
+  if (n < 0 || (size_t)n >= sizeof pM->zJsonl)
+    return bt_err_set("metrics: run directory path too long: %s", zRunDir);
+  int fd = open(pM->zJsonl, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return bt_err_set("metrics: opening %s: %s", pM->zJsonl, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) == 0 && st.st_size > 0) {
+    char c = '\n';
+    int rfd = open(pM->zJsonl, O_RDONLY | O_CLOEXEC);
+    if (rfd >= 0) {
+      if (pread(rfd, &c, 1, st.st_size - 1) != 1) c = '\n';
+      close(rfd);
+    }
+    if (c != '\n' && bt_file_write_full(fd, "\n", 1, pM->zJsonl) != BT_OK) {
+      close(fd);
+      return BT_ERR;
+    }
+  }
+  pM->fdJsonl = fd;
+  return BT_OK;
+}
+
+int bt_metrics_open(bt_metrics **ppM, const char *zRunDir, int enable_jsonl,
+                    int enable_tboard) {
+  *ppM = NULL;
+  bt_metrics *pM = bt_calloc(1, sizeof *pM, "metrics sink");
+  if (!pM) return BT_ERR;
+  pM->fdJsonl = -1;
+  if (bt_log_rank() != 0 || (!enable_jsonl && !enable_tboard)) {
+    *ppM = pM; /* inactive: every call is a no-op */
+    return BT_OK;
+  }
+  if (bt_mkdir_p(zRunDir) != BT_OK) {
+    free(pM);
+    return bt_err_prefix("metrics: creating run directory %s: ", zRunDir);
+  }
+  if (enable_jsonl && jsonl_open(pM, zRunDir) != BT_OK) {
+    free(pM);
+    return BT_ERR;
+  }
+  if (enable_tboard) {
+    char zTb[4096];
+    int n = snprintf(zTb, sizeof zTb, "%s/tb", zRunDir);
+    if (n < 0 || (size_t)n >= sizeof zTb || bt_tboard_open(&pM->pTb, zTb) != BT_OK) {
+      if (n < 0 || (size_t)n >= sizeof zTb)
+        bt_err_set("metrics: run directory path too long: %s", zRunDir);
+      if (pM->fdJsonl >= 0) close(pM->fdJsonl);
+      free(pM);
+      return BT_ERR;
+    }
+  }
+  pM->bActive = 1;
+  *ppM = pM;
+  return BT_OK;
+}
+
+/* ---- JSONL formatting -------------------------------------------------- */
+
+typedef struct line_buf {
+  char *z;
+  size_t n, cap;
+  int bOverflow;
+} line_buf;
+
+static void lb_put(line_buf *b, const char *z, size_t n) {
+  if (b->bOverflow || n >= b->cap - b->n) {
+    b->bOverflow = 1;
+    return;
+  }
+  memcpy(b->z + b->n, z, n);
+  b->n += n;
+  b->z[b->n] = 0;
+}
+
+static void lb_printf(line_buf *b, const char *zFmt, ...) BT_PRINTF(2, 3);
+static void lb_printf(line_buf *b, const char *zFmt, ...) {
+  char zTmp[64];
+  va_list ap;
+  va_start(ap, zFmt);
+  int n = vsnprintf(zTmp, sizeof zTmp, zFmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof zTmp) {
+    b->bOverflow = 1;
+    return;
+  }
+  lb_put(b, zTmp, (size_t)n);
+}
+
+static void lb_json_string(line_buf *b, const char *z) {
+  lb_put(b, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)z; *p; p++) {
+    if (*p == '"' || *p == '\\') {
+      char a[2] = {'\\', (char)*p};
+      lb_put(b, a, 2);
+    } else if (*p < 0x20) {
+      lb_printf(b, "\\u%04x", *p);
+    } else {
+      lb_put(b, (const char *)p, 1);
+    }
+  }
+  lb_put(b, "\"", 1);
+}
+
+/* Shortest of %.15g/%.17g that reads back to the same double, so values are
+ * exact without 0.30000000000000004 noise where 15 digits suffice. */
+static void lb_json_number(line_buf *b, double v) {
+  if (!isfinite(v)) {
+    lb_put(b, "null", 4);
+    return;
+  }
+  char z[40];
+  snprintf(z, sizeof z, "%.15g", v);
+  if (strtod(z, NULL) != v) snprintf(z, sizeof z, "%.17g", v);
+  lb_put(b, z, strlen(z));
+}
+
+static int write_step(bt_metrics *pM) {
+  int rc = BT_OK;
+  if (!pM->bHaveStep) return BT_OK;
+  if (pM->fdJsonl >= 0) {
+    line_buf b = {pM->zLine, 0, sizeof pM->zLine, 0};
+    lb_printf(&b, "{\"step\":%lld,\"time\":%.3f", (long long)pM->bufStep,
+              wall_now());
+    for (int i = 0; i < pM->nVal; i++) {
+      lb_put(&b, ",", 1);
+      lb_json_string(&b, pM->azTag[i]);
+      lb_put(&b, ":", 1);
+      lb_json_number(&b, pM->aValue[i]);
+    }
+    lb_put(&b, "}\n", 2);
+    BT_ASSERT(!b.bOverflow); /* LINE_MAX_BYTES covers the worst case */
+    if (bt_file_write_full(pM->fdJsonl, b.z, b.n, pM->zJsonl) != BT_OK)
+      rc = bt_err_prefix("metrics: ");
+  }
+  if (pM->pTb) {
+    const char *azTag[BT_METRICS_MAX_TAGS];
+    for (int i = 0; i < pM->nVal; i++) azTag[i] = pM->azTag[i];
+    if (bt_tboard_scalars(pM->pTb, pM->bufStep, pM->nVal, azTag, pM->aValue) !=
+        BT_OK)
+      rc = bt_err_prefix("metrics: ");
+  }
+  pM->bHaveStep = 0;
+  pM->nVal = 0;
+  return rc;
+}
+
+int bt_metrics_scalar(bt_metrics *pM, int64_t step, const char *zTag,
+                      double value) {
+  if (!pM || !pM->bActive) return BT_OK;
+  size_t nTag = strlen(zTag);
+  if (nTag == 0 || nTag > BT_METRICS_MAX_TAG)
+    return bt_err_set("metrics: tag '%.40s' must be 1..%d bytes", zTag,
+                      BT_METRICS_MAX_TAG);
+  if (!strcmp(zTag, "step") || !strcmp(zTag, "time"))
+    return bt_err_set("metrics: tag '%s' is reserved", zTag);
+  int rc = BT_OK;
+  if (pM->bHaveStep && pM->bufStep != step) rc = write_step(pM);
+  if (!pM->bHaveStep) {
+    pM->bHaveStep = 1;
+    pM->bufStep = step;
+    pM->nVal = 0;
+  }
+  for (int i = 0; i < pM->nVal; i++) {
+    if (!strcmp(pM->azTag[i], zTag)) {
+      pM->aValue[i] = value;
+      return rc;
+    }
+  }
+  if (pM->nVal >= BT_METRICS_MAX_TAGS)
+    return bt_err_set("metrics: more than %d tags in step %lld (dropped '%s')",
+                      BT_METRICS_MAX_TAGS, (long long)step, zTag);
+  memcpy(pM->azTag[pM->nVal], zTag, nTag + 1);
+  pM->aValue[pM->nVal] = value;
+  pM->nVal++;
+  return rc;
+}
+
+int bt_metrics_flush_step(bt_metrics *pM, int64_t step) {
+  if (!pM || !pM->bActive || !pM->bHaveStep) return BT_OK;
+  int64_t had = pM->bufStep;
+  int rc = write_step(pM);
+  if (rc == BT_OK && had != step)
+    rc = bt_err_set("metrics: flush of step %lld, but step %lld was buffered "
+                    "(written under its own step)",
+                    (long long)step, (long long)had);
+  return rc;
+}
+
+int bt_metrics_mark_start(bt_metrics *pM, int64_t step) {
+  if (!pM || !pM->bActive) return BT_OK;
+  int rc = write_step(pM);
+  if (pM->pTb && bt_tboard_session_start(pM->pTb, step) != BT_OK)
+    rc = bt_err_prefix("metrics: ");
+  return rc;
+}
+
+int bt_metrics_close(bt_metrics *pM) {
+  if (!pM) return BT_OK;
+  int rc = BT_OK;
+  if (pM->bActive) rc = write_step(pM);
+  if (pM->fdJsonl >= 0) {
+    if (fsync(pM->fdJsonl) != 0 && rc == BT_OK)
+      rc = bt_err_set("metrics: syncing %s: %s", pM->zJsonl, strerror(errno));
+    if (close(pM->fdJsonl) != 0 && rc == BT_OK)
+      rc = bt_err_set("metrics: closing %s: %s", pM->zJsonl, strerror(errno));
+  }
+  if (pM->pTb && bt_tboard_close(pM->pTb) != BT_OK && rc == BT_OK)
+    rc = bt_err_prefix("metrics: ");
+  free(pM);
+  return rc;
+}

@@ -1,0 +1,524 @@
+/*
+ * model.c: GPT-2 and MLP built from the op interface (see model.h).
+ *
+ * The forward keeps every activation the backward needs (no recompute);
+ * the backward walks blocks in reverse, reusing a handful of gradient
+ * buffers, and reports finished gradient ranges through the hook.
+ */
+#include "model.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RNG_PURPOSE_INIT 1
+
+struct bt_model_acts {
+  /* inputs (backend memory) and host copies */
+  int32_t *inputs, *targets;
+  int32_t *hostTargets;
+  float *hostLosses;
+  float *x; /* MLP inputs */
+  /* GPT: per-layer activations, each kind one allocation of L slices */
+  float *encoded;
+  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *res2;
+  float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *fcproj, *res3;
+  float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
+  size_t attPerLayer;
+  /* GPT gradient scratch */
+  float *dres, *dbuf, *dqkv, *dfch, *dfch_gelu, *attScratch;
+  /* MLP: pre[l] and act[l] per layer, two gradient buffers */
+  float *aPre[16], *aAct[16];
+  float *dA, *dP;
+  int firstTensorOfLayer[1024 + 1];
+};
+
+/* ---- parameter table -------------------------------------------------- */
+
+static int tensor_add(bt_model *m, int cap, const char *zName, int decay,
+                      int ndim, int d0, int d1) {
+  if (m->nTensor >= cap) return bt_err_set("internal: too many tensors");
+  bt_tensor *t = &m->aTensor[m->nTensor++];
+  bt_snprintf(t->zName, sizeof t->zName, "%s", zName);
+  t->ndim = ndim;
+  t->shape[0] = d0;
+  t->shape[1] = ndim > 1 ? d1 : 1;
+  t->numel = (size_t)d0 * (size_t)(ndim > 1 ? d1 : 1);
+  t->offset = m->nParam;
+  t->decay = decay;
+  m->nParam += t->numel;
+  return BT_OK;
+}
+
+static int gpt_tensors(bt_model *m) {
+  int C = m->C, cap = 2 + 12 * m->L + 2;
+  m->aTensor = bt_calloc((size_t)cap, sizeof(bt_tensor), "tensor table");
+  if (!m->aTensor) return BT_ERR;
+  char z[BT_TENSOR_NAME_MAX];
+  tensor_add(m, cap, "wte.weight", 1, 2, m->Vp, C);
+  tensor_add(m, cap, "wpe.weight", 1, 2, m->T, C);
+  for (int l = 0; l < m->L; l++) {
+    m->pActs->firstTensorOfLayer[l] = m->nTensor;
+#define ADD(suffix, decay, nd, a, b)                                           \
+  bt_snprintf(z, sizeof z, "h.%d.%s", l, suffix);                              \
+  tensor_add(m, cap, z, decay, nd, a, b)
+    ADD("ln_1.weight", 0, 1, C, 0);
+    ADD("ln_1.bias", 0, 1, C, 0);
+    ADD("attn.c_attn.weight", 1, 2, C, 3 * C);
+    ADD("attn.c_attn.bias", 0, 1, 3 * C, 0);
+    ADD("attn.c_proj.weight", 1, 2, C, C);
+    ADD("attn.c_proj.bias", 0, 1, C, 0);
+    ADD("ln_2.weight", 0, 1, C, 0);
+    ADD("ln_2.bias", 0, 1, C, 0);
+    ADD("mlp.c_fc.weight", 1, 2, C, 4 * C);
+    ADD("mlp.c_fc.bias", 0, 1, 4 * C, 0);
+    ADD("mlp.c_proj.weight", 1, 2, 4 * C, C);
+    ADD("mlp.c_proj.bias", 0, 1, C, 0);
+#undef ADD
+  }
+  m->pActs->firstTensorOfLayer[m->L] = m->nTensor;
+  tensor_add(m, cap, "ln_f.weight", 0, 1, C, 0);
+  tensor_add(m, cap, "ln_f.bias", 0, 1, C, 0);
+  return BT_OK;
+}
+
+static int mlp_tensors(bt_model *m) {
+  int cap = 2 * m->nLayer;
+  m->aTensor = bt_calloc((size_t)cap, sizeof(bt_tensor), "tensor table");
+  if (!m->aTensor) return BT_ERR;
+  char z[BT_TENSOR_NAME_MAX];
+  for (int l = 0; l < m->nLayer; l++) {
+    m->pActs->firstTensorOfLayer[l] = m->nTensor;
+    bt_snprintf(z, sizeof z, "layers.%d.weight", l);
+    tensor_add(m, cap, z, 1, 2, m->aWidth[l + 1], m->aWidth[l]);
+    bt_snprintf(z, sizeof z, "layers.%d.bias", l);
+    tensor_add(m, cap, z, 0, 1, m->aWidth[l + 1], 0);
+  }
+  m->pActs->firstTensorOfLayer[m->nLayer] = m->nTensor;
+  return BT_OK;
+}
+
+const bt_tensor *bt_model_find(const bt_model *m, const char *zName) {
+  for (int i = 0; i < m->nTensor; i++)
+    if (!strcmp(m->aTensor[i].zName, zName)) return &m->aTensor[i];
+  return NULL;
+}
+
+/* Parameter / gradient pointer of tensor i. */
+#define P(i) (m->params + m->aTensor[i].offset)
+#define G(i) (m->grads + m->aTensor[i].offset)
+
+/* ---- build ------------------------------------------------------------ */
+
+static float *act_alloc(bt_model *m, size_t n, const char *zWhat, int *pRc) {
+  if (*pRc != BT_OK) return NULL;
+  float *p = bt_mem_alloc(m->be, n, zWhat);
+  if (!p) *pRc = BT_ERR;
+  return p;
+}
+
+static int gpt_alloc_acts(bt_model *m) {
+  bt_model_acts *a = m->pActs;
+  size_t B = (size_t)m->maxB, T = (size_t)m->T, C = (size_t)m->C,
+         L = (size_t)m->L, BT = B * T;
+  int rc = BT_OK;
+  a->attPerLayer = bt_op_attention_att_size(m->be, m->maxB, m->T, m->NH);
+  a->encoded = act_alloc(m, BT * C, "encoded", &rc);
+  a->ln1 = act_alloc(m, L * BT * C, "ln1", &rc);
+  a->ln1_mean = act_alloc(m, L * BT, "ln1 mean", &rc);
+  a->ln1_rstd = act_alloc(m, L * BT, "ln1 rstd", &rc);
+  a->qkv = act_alloc(m, L * BT * 3 * C, "qkv", &rc);
+  a->atty = act_alloc(m, L * BT * C, "atty", &rc);
+  a->att = act_alloc(m, L * a->attPerLayer, "att", &rc);
+  a->attproj = act_alloc(m, L * BT * C, "attproj", &rc);
+  a->res2 = act_alloc(m, L * BT * C, "residual2", &rc);
+  a->ln2 = act_alloc(m, L * BT * C, "ln2", &rc);
+  a->ln2_mean = act_alloc(m, L * BT, "ln2 mean", &rc);
+  a->ln2_rstd = act_alloc(m, L * BT, "ln2 rstd", &rc);
+  a->fch = act_alloc(m, L * BT * 4 * C, "fch", &rc);
+  a->fch_gelu = act_alloc(m, L * BT * 4 * C, "fch_gelu", &rc);
+  a->fcproj = act_alloc(m, L * BT * C, "fcproj", &rc);
+  a->res3 = act_alloc(m, L * BT * C, "residual3", &rc);
+  a->lnf = act_alloc(m, BT * C, "lnf", &rc);
+  a->lnf_mean = act_alloc(m, BT, "lnf mean", &rc);
+  a->lnf_rstd = act_alloc(m, BT, "lnf rstd", &rc);
+  a->logits = act_alloc(m, BT * (size_t)m->Vp, "logits", &rc);
+  a->losses = act_alloc(m, BT, "losses", &rc);
+  a->dres = act_alloc(m, BT * C, "dresidual", &rc);
+  a->dbuf = act_alloc(m, BT * C, "dbuf", &rc);
+  a->dqkv = act_alloc(m, BT * 3 * C, "dqkv", &rc);
+  a->dfch = act_alloc(m, BT * 4 * C, "dfch", &rc);
+  a->dfch_gelu = act_alloc(m, BT * 4 * C, "dfch_gelu", &rc);
+  a->attScratch = act_alloc(
+      m, bt_op_attention_scratch_size(m->be, m->maxB, m->T, m->NH) + 1,
+      "attention scratch", &rc);
+  if (rc != BT_OK) return rc;
+  a->inputs = bt_mem_alloc_i32(m->be, BT, "inputs");
+  a->targets = bt_mem_alloc_i32(m->be, BT, "targets");
+  a->hostTargets = bt_calloc(BT, sizeof(int32_t), "host targets");
+  a->hostLosses = bt_calloc(BT, sizeof(float), "host losses");
+  if (!a->inputs || !a->targets || !a->hostTargets || !a->hostLosses)
+    return BT_ERR;
+  return BT_OK;
+}
+
+static int mlp_alloc_acts(bt_model *m) {
+  bt_model_acts *a = m->pActs;
+  size_t B = (size_t)m->maxB;
+  int rc = BT_OK, wmax = 0;
+  for (int l = 0; l <= m->nLayer; l++)
+    if (m->aWidth[l] > wmax) wmax = m->aWidth[l];
+  a->x = act_alloc(m, B * (size_t)m->aWidth[0], "mlp inputs", &rc);
+  for (int l = 0; l < m->nLayer; l++) {
+    a->aPre[l] = act_alloc(m, B * (size_t)m->aWidth[l + 1], "mlp pre", &rc);
+    a->aAct[l] = act_alloc(m, B * (size_t)m->aWidth[l + 1], "mlp act", &rc);
+  }
+  a->losses = act_alloc(m, B, "losses", &rc);
+  a->dA = act_alloc(m, B * (size_t)wmax, "mlp dA", &rc);
+  a->dP = act_alloc(m, B * (size_t)wmax, "mlp dP", &rc);
+  if (rc != BT_OK) return rc;
+  a->targets = bt_mem_alloc_i32(m->be, B, "targets");
+  a->hostTargets = bt_calloc(B, sizeof(int32_t), "host targets");
+  a->hostLosses = bt_calloc(B, sizeof(float), "host losses");
+  if (!a->targets || !a->hostTargets || !a->hostLosses) return BT_ERR;
+  return BT_OK;
+}
+
+int bt_model_build(bt_model *m, const bt_config *c, bt_backend *be, int maxB,
+                   size_t padMultiple) {
+  memset(m, 0, sizeof *m);
+  m->be = be;
+  m->maxB = maxB < 1 ? 1 : maxB;
+  m->pActs = bt_calloc(1, sizeof(bt_model_acts), "model activations");
+  if (!m->pActs) return BT_ERR;
+  int rc;
+  if (!strcmp(c->model_type, "gpt")) {
+    m->eKind = BT_MODEL_GPT;
+    m->L = c->n_layer;
+    m->NH = c->n_head;
+    m->C = c->n_embd;
+    m->T = c->context;
+    m->V = c->vocab_size;
+    m->Vp = bt_config_vocab_padded(c);
+    if (m->L > 1024) return bt_err_set("model.n_layer: at most 1024 layers");
+    rc = gpt_tensors(m);
+  } else {
+    m->eKind = BT_MODEL_MLP;
+    int aHidden[15];
+    int nHidden = bt_config_mlp_hidden(c, aHidden, 15);
+    if (nHidden < 0) return BT_ERR;
+    m->aWidth[0] = c->n_features;
+    for (int i = 0; i < nHidden; i++) m->aWidth[i + 1] = aHidden[i];
+    m->aWidth[nHidden + 1] = c->n_classes;
+    m->nLayer = nHidden + 1;
+    m->T = 1;
+    rc = mlp_tensors(m);
+  }
+  if (rc != BT_OK) return rc;
+  size_t pad = padMultiple ? padMultiple : 1;
+  m->nFlat = (m->nParam + pad - 1) / pad * pad;
+  m->params = bt_mem_alloc(be, m->nFlat, "parameters");
+  m->grads = m->params ? bt_mem_alloc(be, m->nFlat, "gradients") : NULL;
+  if (!m->params || !m->grads) return BT_ERR;
+  rc = m->eKind == BT_MODEL_GPT ? gpt_alloc_acts(m) : mlp_alloc_acts(m);
+  if (rc != BT_OK)
+    return bt_err_prefix("allocating activations for %d samples: ", m->maxB);
+  return BT_OK;
+}
+
+void bt_model_free(bt_model *m) {
+  if (!m->pActs) return;
+  bt_model_acts *a = m->pActs;
+  bt_backend *be = m->be;
+  float **apF[] = {&a->x, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd,
+                   &a->qkv, &a->atty, &a->att, &a->attproj, &a->res2, &a->ln2,
+                   &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
+                   &a->fcproj, &a->res3, &a->lnf, &a->lnf_mean, &a->lnf_rstd,
+                   &a->logits, &a->losses, &a->dres, &a->dbuf, &a->dqkv,
+                   &a->dfch, &a->dfch_gelu, &a->attScratch, &a->dA, &a->dP};
+  for (size_t i = 0; i < sizeof apF / sizeof apF[0]; i++)
+    bt_mem_free(be, *apF[i]);
+  for (int l = 0; l < 16; l++) {
+    bt_mem_free(be, a->aPre[l]);
+    bt_mem_free(be, a->aAct[l]);
+  }
+  bt_mem_free_i32(be, a->inputs);
+  bt_mem_free_i32(be, a->targets);
+  free(a->hostTargets);
+  free(a->hostLosses);
+  free(a);
+  bt_mem_free(be, m->params);
+  bt_mem_free(be, m->grads);
+  free(m->aTensor);
+  memset(m, 0, sizeof *m);
+}
+
+/* ---- initialisation --------------------------------------------------- */
+
+int bt_model_init_weights(bt_model *m, uint64_t seed) {
+  float *h = bt_calloc(m->nFlat, sizeof(float), "initial weights");
+  if (!h) return BT_ERR;
+  for (int i = 0; i < m->nTensor; i++) {
+    const bt_tensor *t = &m->aTensor[i];
+    float *p = h + t->offset;
+    uint64_t key = bt_rng_key(seed, RNG_PURPOSE_INIT, (uint64_t)i, 0);
+    const char *zLeaf = strrchr(t->zName, '.');
+    int isBias = zLeaf && !strcmp(zLeaf, ".bias");
+    int isLn = strstr(t->zName, "ln_") != NULL;
+    if (isLn && !isBias) {
+      for (size_t j = 0; j < t->numel; j++) p[j] = 1.0f;
+    } else if (isBias) {
+      /* zero */
+    } else if (m->eKind == BT_MODEL_GPT) {
+      /* GPT-2: N(0, 0.02); residual projections scaled by 1/sqrt(2L). */
+      double std = 0.02;
+      if (strstr(t->zName, "c_proj.weight")) std /= sqrt(2.0 * m->L);
+      size_t n = t->numel;
+      if (!strcmp(t->zName, "wte.weight")) n = (size_t)m->V * (size_t)m->C;
+      for (size_t j = 0; j < n; j++)
+        p[j] = (float)(std * bt_rng_normal(key, j));
+    } else {
+      double std = 1.0 / sqrt((double)t->shape[1]);
+      for (size_t j = 0; j < t->numel; j++)
+        p[j] = (float)(std * bt_rng_normal(key, j));
+    }
+  }
+  bt_mem_from_host(m->be, m->params, h, m->nFlat);
+  free(h);
+  return BT_OK;
+}
+
+/* ---- forward ---------------------------------------------------------- */
+
+static double host_loss_sum(bt_model *m, size_t N, const int32_t *targets,
+                            int64_t *pnCount) {
+  bt_model_acts *a = m->pActs;
+  bt_mem_to_host(m->be, a->hostLosses, a->losses, N);
+  double sum = 0;
+  int64_t cnt = 0;
+  for (size_t i = 0; i < N; i++) {
+    if (targets[i] < 0) continue;
+    sum += a->hostLosses[i];
+    cnt++;
+  }
+  *pnCount = cnt;
+  return sum;
+}
+
+static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
+                       const int32_t *targets, double *pLossSum,
+                       int64_t *pnCount) {
+  bt_model_acts *a = m->pActs;
+  bt_backend *be = m->be;
+  int T = m->T, C = m->C, NH = m->NH, L = m->L, N = B * T;
+  size_t sC = (size_t)m->maxB * T * C, sBT = (size_t)m->maxB * T;
+  for (int i = 0; i < N; i++)
+    if (inputs[i] < 0 || inputs[i] >= m->V)
+      return bt_err_set("token id %d at position %d is outside the "
+                        "vocabulary [0, %d)",
+                        inputs[i], i, m->V);
+  bt_mem_from_host_i32(be, a->inputs, inputs, (size_t)N);
+  bt_op_embed_fwd(be, a->encoded, a->inputs, P(0), P(1), B, T, C);
+  for (int l = 0; l < L; l++) {
+    int t0 = a->firstTensorOfLayer[l];
+    const float *res = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * sC;
+    float *ln1 = a->ln1 + l * sC, *ln1m = a->ln1_mean + l * sBT,
+          *ln1r = a->ln1_rstd + l * sBT, *qkv = a->qkv + l * 3 * sC,
+          *atty = a->atty + l * sC, *att = a->att + l * a->attPerLayer,
+          *attproj = a->attproj + l * sC, *res2 = a->res2 + l * sC,
+          *ln2 = a->ln2 + l * sC, *ln2m = a->ln2_mean + l * sBT,
+          *ln2r = a->ln2_rstd + l * sBT, *fch = a->fch + l * 4 * sC,
+          *fchg = a->fch_gelu + l * 4 * sC, *fcproj = a->fcproj + l * sC,
+          *res3 = a->res3 + l * sC;
+    bt_op_layernorm_fwd(be, ln1, ln1m, ln1r, res, P(t0), P(t0 + 1), N, C);
+    bt_op_matmul_fwd(be, qkv, ln1, P(t0 + 2), P(t0 + 3), N, C, 3 * C,
+                     BT_W_IN_OUT);
+    bt_op_attention_fwd(be, atty, att, qkv, B, T, C, NH);
+    bt_op_matmul_fwd(be, attproj, atty, P(t0 + 4), P(t0 + 5), N, C, C,
+                     BT_W_IN_OUT);
+    bt_op_residual_fwd(be, res2, res, attproj, (size_t)N * C);
+    bt_op_layernorm_fwd(be, ln2, ln2m, ln2r, res2, P(t0 + 6), P(t0 + 7), N, C);
+    bt_op_matmul_fwd(be, fch, ln2, P(t0 + 8), P(t0 + 9), N, C, 4 * C,
+                     BT_W_IN_OUT);
+    bt_op_gelu_fwd(be, fchg, fch, (size_t)N * 4 * C);
+    bt_op_matmul_fwd(be, fcproj, fchg, P(t0 + 10), P(t0 + 11), N, 4 * C, C,
+                     BT_W_IN_OUT);
+    bt_op_residual_fwd(be, res3, res2, fcproj, (size_t)N * C);
+  }
+  int tf = a->firstTensorOfLayer[L];
+  bt_op_layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd,
+                      a->res3 + (size_t)(L - 1) * sC, P(tf), P(tf + 1), N, C);
+  bt_op_matmul_fwd(be, a->logits, a->lnf, P(0), NULL, N, C, m->Vp,
+                   BT_W_OUT_IN);
+  if (targets) {
+    for (int i = 0; i < N; i++)
+      if (targets[i] >= m->V)
+        return bt_err_set("target id %d at position %d is outside the "
+                          "vocabulary [0, %d)",
+                          targets[i], i, m->V);
+    memcpy(a->hostTargets, targets, (size_t)N * sizeof(int32_t));
+    bt_mem_from_host_i32(be, a->targets, targets, (size_t)N);
+    bt_op_xent_fwd(be, a->losses, a->logits, a->targets, N, m->V, m->Vp);
+    *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
+  }
+  return BT_OK;
+}
+
+static int mlp_forward(bt_model *m, int B, const float *x,
+                       const int32_t *targets, double *pLossSum,
+                       int64_t *pnCount) {
+  bt_model_acts *a = m->pActs;
+  bt_backend *be = m->be;
+  bt_mem_from_host(be, a->x, x, (size_t)B * m->aWidth[0]);
+  const float *in = a->x;
+  for (int l = 0; l < m->nLayer; l++) {
+    int t0 = a->firstTensorOfLayer[l];
+    bt_op_matmul_fwd(be, a->aPre[l], in, P(t0), P(t0 + 1), B, m->aWidth[l],
+                     m->aWidth[l + 1], BT_W_OUT_IN);
+    if (l + 1 < m->nLayer) {
+      bt_op_gelu_fwd(be, a->aAct[l], a->aPre[l],
+                     (size_t)B * m->aWidth[l + 1]);
+      in = a->aAct[l];
+    }
+  }
+  if (targets) {
+    int K = m->aWidth[m->nLayer];
+    for (int i = 0; i < B; i++)
+      if (targets[i] >= K)
+        return bt_err_set("label %d of sample %d is not below the number "
+                          "of classes %d",
+                          targets[i], i, K);
+    memcpy(a->hostTargets, targets, (size_t)B * sizeof(int32_t));
+    bt_mem_from_host_i32(be, a->targets, targets, (size_t)B);
+    bt_op_xent_fwd(be, a->losses, a->aPre[m->nLayer - 1], a->targets, B, K, K);
+    *pLossSum = host_loss_sum(m, (size_t)B, targets, pnCount);
+  }
+  return BT_OK;
+}
+
+int bt_model_forward(bt_model *m, int n, const int32_t *inputs, const float *x,
+                     const int32_t *targets, double *pLossSum,
+                     int64_t *pnCount) {
+  if (n < 1 || n > m->maxB)
+    return bt_err_set("internal: forward of %d samples (model sized for %d)",
+                      n, m->maxB);
+  m->curB = n;
+  double s = 0;
+  int64_t c = 0;
+  int rc = m->eKind == BT_MODEL_GPT
+               ? gpt_forward(m, n, inputs, targets, &s, &c)
+               : mlp_forward(m, n, x, targets, &s, &c);
+  if (pLossSum) *pLossSum = s;
+  if (pnCount) *pnCount = c;
+  return rc;
+}
+
+/* ---- backward --------------------------------------------------------- */
+
+static void ready(bt_grad_ready_fn fn, void *ctx, size_t lo) {
+  if (fn) fn(ctx, lo);
+}
+
+static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
+                         void *ctx) {
+  bt_model_acts *a = m->pActs;
+  bt_backend *be = m->be;
+  int B = m->curB, T = m->T, C = m->C, NH = m->NH, L = m->L, N = B * T;
+  size_t sC = (size_t)m->maxB * T * C, sBT = (size_t)m->maxB * T;
+  size_t nC = (size_t)N * C;
+
+  /* loss -> logits (in place) -> lnf (tied wte gets its first gradient) */
+  bt_op_xent_bwd(be, a->logits, a->logits, a->targets, scale, N, m->V, m->Vp);
+  bt_mem_zero(be, a->dbuf, nC);
+  bt_op_matmul_bwd(be, a->dbuf, G(0), NULL, a->logits, a->lnf, P(0), N, C,
+                   m->Vp, BT_W_OUT_IN);
+  int tf = a->firstTensorOfLayer[L];
+  bt_mem_zero(be, a->dres, nC);
+  bt_op_layernorm_bwd(be, a->dres, G(tf), G(tf + 1), a->dbuf,
+                      a->res3 + (size_t)(L - 1) * sC, P(tf), a->lnf_mean,
+                      a->lnf_rstd, N, C);
+  ready(fn, ctx, m->aTensor[tf].offset);
+
+  for (int l = L - 1; l >= 0; l--) {
+    int t0 = a->firstTensorOfLayer[l];
+    const float *res = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * sC;
+    float *ln1 = a->ln1 + l * sC, *ln1m = a->ln1_mean + l * sBT,
+          *ln1r = a->ln1_rstd + l * sBT, *qkv = a->qkv + l * 3 * sC,
+          *atty = a->atty + l * sC, *att = a->att + l * a->attPerLayer,
+          *res2 = a->res2 + l * sC, *ln2 = a->ln2 + l * sC,
+          *ln2m = a->ln2_mean + l * sBT, *ln2r = a->ln2_rstd + l * sBT,
+          *fch = a->fch + l * 4 * sC, *fchg = a->fch_gelu + l * 4 * sC;
+    /* dres holds d(residual3): MLP branch, then its skip path */
+    bt_mem_zero(be, a->dfch_gelu, 4 * nC);
+    bt_op_matmul_bwd(be, a->dfch_gelu, G(t0 + 10), G(t0 + 11), a->dres, fchg,
+                     P(t0 + 10), N, 4 * C, C, BT_W_IN_OUT);
+    bt_mem_zero(be, a->dfch, 4 * nC);
+    bt_op_gelu_bwd(be, a->dfch, fch, a->dfch_gelu, 4 * nC);
+    bt_mem_zero(be, a->dbuf, nC);
+    bt_op_matmul_bwd(be, a->dbuf, G(t0 + 8), G(t0 + 9), a->dfch, ln2,
+                     P(t0 + 8), N, C, 4 * C, BT_W_IN_OUT);
+    bt_op_layernorm_bwd(be, a->dres, G(t0 + 6), G(t0 + 7), a->dbuf, res2,
+                        P(t0 + 6), ln2m, ln2r, N, C);
+    /* dres holds d(residual2): attention branch, then its skip path */
+    bt_mem_zero(be, a->dbuf, nC);
+    bt_op_matmul_bwd(be, a->dbuf, G(t0 + 4), G(t0 + 5), a->dres, atty,
+                     P(t0 + 4), N, C, C, BT_W_IN_OUT);
+    bt_mem_zero(be, a->dqkv, 3 * nC);
+    bt_op_attention_bwd(be, a->dqkv, a->attScratch, a->dbuf, qkv, att, B, T,
+                        C, NH);
+    bt_mem_zero(be, a->dbuf, nC);
+    bt_op_matmul_bwd(be, a->dbuf, G(t0 + 2), G(t0 + 3), a->dqkv, ln1,
+                     P(t0 + 2), N, C, 3 * C, BT_W_IN_OUT);
+    bt_op_layernorm_bwd(be, a->dres, G(t0), G(t0 + 1), a->dbuf, res, P(t0),
+                        ln1m, ln1r, N, C);
+    ready(fn, ctx, m->aTensor[t0].offset);
+  }
+  bt_op_embed_bwd(be, G(0), G(1), a->dres, a->inputs, B, T, C, m->V);
+  ready(fn, ctx, 0);
+}
+
+static void mlp_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
+                         void *ctx) {
+  bt_model_acts *a = m->pActs;
+  bt_backend *be = m->be;
+  int B = m->curB, K = m->aWidth[m->nLayer];
+  float *dout = a->aPre[m->nLayer - 1];
+  bt_op_xent_bwd(be, dout, dout, a->targets, scale, B, K, K);
+  for (int l = m->nLayer - 1; l >= 0; l--) {
+    int t0 = a->firstTensorOfLayer[l];
+    int in = m->aWidth[l], out = m->aWidth[l + 1];
+    const float *inp = l == 0 ? a->x : a->aAct[l - 1];
+    if (l > 0) bt_mem_zero(be, a->dA, (size_t)B * in);
+    bt_op_matmul_bwd(be, l > 0 ? a->dA : NULL, G(t0), G(t0 + 1), dout, inp,
+                     P(t0), B, in, out, BT_W_OUT_IN);
+    if (l > 0) {
+      bt_mem_zero(be, a->dP, (size_t)B * in);
+      bt_op_gelu_bwd(be, a->dP, a->aPre[l - 1], a->dA, (size_t)B * in);
+      dout = a->dP;
+    }
+    ready(fn, ctx, m->aTensor[t0].offset);
+  }
+}
+
+void bt_model_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
+                       void *ctx) {
+  BT_ASSERT(m->curB > 0);
+  if (m->eKind == BT_MODEL_GPT) gpt_backward(m, scale, fn, ctx);
+  else mlp_backward(m, scale, fn, ctx);
+}
+
+const float *bt_model_logits(const bt_model *m) {
+  return m->eKind == BT_MODEL_GPT ? m->pActs->logits
+                                  : m->pActs->aPre[m->nLayer - 1];
+}
+
+int bt_model_logits_stride(const bt_model *m) {
+  return m->eKind == BT_MODEL_GPT ? m->Vp : m->aWidth[m->nLayer];
+}
+
+double bt_model_flops_per_item(const bt_model *m) {
+  if (m->eKind == BT_MODEL_GPT)
+    return 6.0 * (double)m->nParam + 6.0 * m->L * m->C * (double)m->T;
+  return 6.0 * (double)m->nParam;
+}

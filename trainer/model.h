@@ -1,0 +1,114 @@
+/*
+ * model.h: GPT-2-style decoder and MLP classifier over flat buffers.
+ *
+ * Memory (DESIGN.md decision 1): every parameter lives in ONE contiguous
+ * buffer `params`, gradients in `grads` of the same layout; optimizer
+ * moments are owned by the optimizer (trainer/optim.h) with the same
+ * layout. A named tensor is a view (offset, shape) into them. The buffers
+ * hold nParam real elements followed by padding up to nFlat, so that ZeRO
+ * shards and buckets never need a tensor size to divide by anything.
+ *
+ * GPT tensor names and shapes follow the Hugging Face GPT-2 state dict
+ * (GPT2Model naming, Conv1D [in, out] weights): wte.weight [Vp, C],
+ * wpe.weight [T, C], h.N.ln_1.{weight,bias}, h.N.attn.c_attn.{weight
+ * [C,3C], bias}, h.N.attn.c_proj, h.N.ln_2, h.N.mlp.c_fc [C,4C],
+ * h.N.mlp.c_proj [4C,C], ln_f. The output projection is tied to wte. Only
+ * wte's first vocab_size rows are real; padded rows stay zero.
+ * MLP names: layers.N.weight [out, in] (torch Linear layout), layers.N.bias.
+ *
+ * Layout order is the forward order, so backward finishes gradients from
+ * the END of the flat buffer towards the start: after each block's
+ * backward, grads[lo, nFlat) are final for a lo that only decreases. The
+ * grad-ready hook reports lo, which is what bucketed, overlapped reduction
+ * needs (trainer/grad_sync.c).
+ *
+ * All activation memory is allocated once by bt_model_build for at most
+ * maxB samples; forward/backward allocate nothing.
+ */
+#ifndef BATON_MODEL_H
+#define BATON_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "kernels/ops.h"
+
+typedef enum bt_model_kind {
+  BT_MODEL_GPT = 0,
+  BT_MODEL_MLP = 1,
+} bt_model_kind;
+
+#define BT_TENSOR_NAME_MAX 64
+
+typedef struct bt_tensor {
+  char zName[BT_TENSOR_NAME_MAX];
+  size_t offset; /* elements from the start of the flat buffer */
+  size_t numel;
+  int ndim;
+  int shape[4];
+  int decay;     /* 1: weight decay applies (matrices, embeddings) */
+} bt_tensor;
+
+/* Called during backward: grads[lo, nFlat) are final. */
+typedef void (*bt_grad_ready_fn)(void *ctx, size_t lo);
+
+typedef struct bt_model_acts bt_model_acts; /* private */
+
+typedef struct bt_model {
+  bt_model_kind eKind;
+  bt_backend *be;
+  /* GPT shape */
+  int L, NH, C, T, V, Vp;
+  /* MLP shape: widths[0] = inputs, widths[nLayer] = classes */
+  int nLayer;
+  int aWidth[17];
+
+  int nTensor;
+  bt_tensor *aTensor;
+  size_t nParam; /* real elements */
+  size_t nFlat;  /* padded length of params/grads */
+  float *params; /* backend memory */
+  float *grads;  /* backend memory */
+
+  int maxB;      /* activations sized for this many samples */
+  int curB;      /* samples of the last forward */
+  bt_model_acts *pActs;
+} bt_model;
+
+/* Builds the model described by pCfg (shape only; weights zero). nFlat is
+ * nParam rounded up to a multiple of padMultiple. */
+int bt_model_build(bt_model *m, const bt_config *pCfg, bt_backend *be,
+                   int maxB, size_t padMultiple);
+void bt_model_free(bt_model *m);
+
+/* Seeded GPT-2 initialisation from a counter-based generator keyed by
+ * (seed, tensor index, element): identical on every rank and backend. */
+int bt_model_init_weights(bt_model *m, uint64_t seed);
+
+const bt_tensor *bt_model_find(const bt_model *m, const char *zName);
+
+/* Forward over n <= maxB samples. GPT: inputs [n,T] token ids; MLP: x [n,D].
+ * targets (GPT [n,T], MLP [n]; host memory, < 0 = masked) may be NULL for
+ * inference. With targets, *pLossSum receives the sum of per-token losses
+ * (double, summed in a fixed order) and *pnCount the unmasked count. */
+int bt_model_forward(bt_model *m, int n, const int32_t *inputs, const float *x,
+                     const int32_t *targets, double *pLossSum,
+                     int64_t *pnCount);
+/* Backward of the last forward (which must have had targets). The loss
+ * being differentiated is scale * sum of losses, so scale = 1 / (global
+ * token count) gives the mean over the global batch when rank gradients are
+ * summed. Gradients are ACCUMULATED into m->grads. fnReady (may be NULL) is
+ * called as ranges become final, the last call with lo = 0. */
+void bt_model_backward(bt_model *m, float scale, bt_grad_ready_fn fnReady,
+                       void *ctx);
+
+/* Logits of the last forward in backend memory: GPT [n, T, Vp], MLP
+ * [n, classes]. */
+const float *bt_model_logits(const bt_model *m);
+int bt_model_logits_stride(const bt_model *m); /* Vp or classes */
+
+/* FLOPs per token (GPT: 6N + 6 L C T) or per sample (MLP: 6N), for MFU. */
+double bt_model_flops_per_item(const bt_model *m);
+
+#endif /* BATON_MODEL_H */

@@ -1,0 +1,593 @@
+/*
+ * onnx_export.c: model.onnx for a GPT or MLP model (opset 17, IR 8).
+ *
+ * The protobuf is written with protobuf-c from ONNX's own schema
+ * (trainer/onnx/onnx.proto, code generated at build time by
+ * trainer/module.cmake), so the encoding is the library's, not ours.
+ *
+ * GPT graph (input_ids int64 [batch, seq] -> logits float [batch, seq,
+ * vocab_size]; batch and seq are dynamic, seq <= n_positions):
+ *   pos   = Range(0, seq, 1) with seq = Gather(Shape(input_ids), 1)
+ *   x     = Gather(wte, input_ids) + Gather(wpe, pos)
+ *   per block:
+ *     a   = LayerNormalization(x); qkv = a @ c_attn.W + b; q,k,v = Split
+ *     heads: Reshape [0,0,NH,hs] + Transpose (k straight to [B,NH,hs,S])
+ *     s   = (q @ k) * 1/sqrt(hs) + causal_mask[:seq,:seq]  (0 / -1e9)
+ *     y   = Softmax(s) @ v -> Transpose/Reshape [B,S,C] -> @ c_proj + b
+ *     x   = x + y
+ *     m   = LayerNormalization(x) @ c_fc + b -> GELU(tanh) -> @ c_proj + b
+ *     x   = x + m
+ *   logits = LayerNormalization(x) @ wte^T   (a stored [C, V] initializer)
+ * GELU is spelled out with Mul/Add/Tanh (opset 17 has no Gelu op):
+ *   0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))), h^3 as h*h*h.
+ * The causal mask is an additive [n_positions, n_positions] initializer
+ * sliced to [seq, seq]; -1e9 (not -inf) keeps fully masked arithmetic
+ * finite in any runtime, and exp(-1e9 - max) is exactly 0 in fp32.
+ *
+ * MLP graph (x float [batch, D] -> logits float [batch, classes]):
+ *   Gemm(transB=1) per layer (weights stay in torch Linear [out, in]
+ *   layout), GELU(tanh) between layers.
+ *
+ * Initializers carry raw_data: little-endian fp32/int64, the host layout
+ * on every platform baton builds for (checked at run time). Weights are
+ * referenced, not copied, except wte^T which is built once.
+ *
+ * Memory: every protobuf-c object is allocated from one arena (onnx_b),
+ * freed in one go, so error paths cannot leak.
+ */
+#include "export.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef BATON_HAVE_ONNX
+
+int bt_onnx_export(const bt_export_model *x, const char *zPath) {
+  (void)x;
+  return bt_err_set("%s: ONNX export is not built into this binary "
+                    "(protobuf-c and protoc-c were not found at configure "
+                    "time; install libprotobuf-c-dev and protobuf-c-compiler)",
+                    zPath);
+}
+
+#else
+
+#include "onnx.pb-c.h"
+
+#define ONNX_OPSET 17
+#define ONNX_IR_VERSION 8
+#define ONNX_FLOAT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
+#define ONNX_INT64 ONNX__TENSOR_PROTO__DATA_TYPE__INT64
+
+typedef struct onnx_b {
+  void **apAlloc; /* every allocation, freed together */
+  size_t nAlloc, nAllocCap;
+  int oom;
+  Onnx__NodeProto **apNode;
+  size_t nNode, nNodeCap;
+  Onnx__TensorProto **apInit;
+  size_t nInit, nInitCap;
+  int nTmp;
+} onnx_b;
+
+static void *ob_alloc(onnx_b *b, size_t n) {
+  if (b->oom) return NULL;
+  if (b->nAlloc == b->nAllocCap) {
+    size_t cap = b->nAllocCap ? 2 * b->nAllocCap : 256;
+    void **a = realloc(b->apAlloc, cap * sizeof *a);
+    if (!a) {
+      b->oom = 1;
+      return NULL;
+    }
+    b->apAlloc = a;
+    b->nAllocCap = cap;
+  }
+  void *p = calloc(1, n ? n : 1);
+  if (!p) {
+    b->oom = 1;
+    return NULL;
+  }
+  b->apAlloc[b->nAlloc++] = p;
+  return p;
+}
+
+static void ob_free(onnx_b *b) {
+  for (size_t i = 0; i < b->nAlloc; i++) free(b->apAlloc[i]);
+  free(b->apAlloc);
+  free(b->apNode);
+  free(b->apInit);
+  memset(b, 0, sizeof *b);
+}
+
+static char *ob_str(onnx_b *b, const char *zFmt, ...) BT_PRINTF(2, 3);
+static char *ob_str(onnx_b *b, const char *zFmt, ...) {
+  va_list ap;
+  va_start(ap, zFmt);
+  int n = vsnprintf(NULL, 0, zFmt, ap);
+  va_end(ap);
+  char *z = n >= 0 ? ob_alloc(b, (size_t)n + 1) : NULL;
+  if (!z) return NULL;
+  va_start(ap, zFmt);
+  vsnprintf(z, (size_t)n + 1, zFmt, ap);
+  va_end(ap);
+  return z;
+}
+
+static int ob_push(onnx_b *b, void ***pa, size_t *pn, size_t *pcap, void *p) {
+  if (!p || b->oom) {
+    b->oom = 1;
+    return BT_ERR;
+  }
+  if (*pn == *pcap) {
+    size_t cap = *pcap ? 2 * *pcap : 64;
+    void **a = realloc(*pa, cap * sizeof *a);
+    if (!a) {
+      b->oom = 1;
+      return BT_ERR;
+    }
+    *pa = a;
+    *pcap = cap;
+  }
+  (*pa)[(*pn)++] = p;
+  return BT_OK;
+}
+
+/* ---- initializers ----------------------------------------------------- */
+
+static const char *init_raw(onnx_b *b, const char *zName, int32_t eType,
+                            int ndim, const int64_t *aDim, const void *pData,
+                            size_t nByte) {
+  Onnx__TensorProto *t = ob_alloc(b, sizeof *t);
+  int64_t *dims = ob_alloc(b, sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+  char *z = ob_str(b, "%s", zName);
+  if (!t || !dims || !z) {
+    b->oom = 1;
+    return NULL;
+  }
+  onnx__tensor_proto__init(t);
+  if (ndim > 0) memcpy(dims, aDim, sizeof(int64_t) * (size_t)ndim);
+  t->n_dims = (size_t)ndim;
+  t->dims = dims;
+  t->has_data_type = 1;
+  t->data_type = eType;
+  t->name = z;
+  t->has_raw_data = 1;
+  t->raw_data.len = nByte;
+  t->raw_data.data = (uint8_t *)pData; /* referenced; packed by pack() */
+  if (ob_push(b, (void ***)&b->apInit, &b->nInit, &b->nInitCap, t) != BT_OK)
+    return NULL;
+  return z;
+}
+
+static const char *init_f32(onnx_b *b, const char *zName, int ndim,
+                            const int64_t *aDim, const float *p) {
+  size_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= (size_t)aDim[i];
+  return init_raw(b, zName, ONNX_FLOAT, ndim, aDim, p, n * sizeof(float));
+}
+
+/* A small int64 constant (copied into the arena). */
+static const char *init_i64(onnx_b *b, const char *zName, int ndim,
+                            const int64_t *aDim, const int64_t *p, size_t n) {
+  int64_t *c = ob_alloc(b, n * sizeof(int64_t));
+  if (!c) return NULL;
+  memcpy(c, p, n * sizeof(int64_t));
+  return init_raw(b, zName, ONNX_INT64, ndim, aDim, c, n * sizeof(int64_t));
+}
+
+/* A float scalar (0-d) constant. */
+static const char *init_scalar(onnx_b *b, const char *zName, float v) {
+  float *c = ob_alloc(b, sizeof(float));
+  if (!c) return NULL;
+  *c = v;
+  return init_raw(b, zName, ONNX_FLOAT, 0, NULL, c, sizeof(float));
+}
+
+/* ---- nodes ------------------------------------------------------------ */
+
+/* Adds node zOp with nIn inputs and nOut fresh outputs named after zHint;
+ * returns the node (outputs in node->output). */
+static Onnx__NodeProto *node(onnx_b *b, const char *zOp, const char *zHint,
+                             int nIn, const char *const *azIn, int nOut) {
+  Onnx__NodeProto *n = ob_alloc(b, sizeof *n);
+  char **in = ob_alloc(b, sizeof(char *) * (size_t)nIn);
+  char **out = ob_alloc(b, sizeof(char *) * (size_t)nOut);
+  if (!n || !in || !out) {
+    b->oom = 1;
+    return NULL;
+  }
+  onnx__node_proto__init(n);
+  int id = b->nTmp++;
+  for (int i = 0; i < nIn; i++) {
+    if (!azIn[i]) {
+      b->oom = 1; /* an earlier step failed */
+      return NULL;
+    }
+    in[i] = (char *)azIn[i];
+  }
+  for (int i = 0; i < nOut; i++)
+    out[i] = nOut == 1 ? ob_str(b, "%s_%d", zHint, id)
+                       : ob_str(b, "%s_%d_%d", zHint, id, i);
+  n->n_input = (size_t)nIn;
+  n->input = in;
+  n->n_output = (size_t)nOut;
+  n->output = out;
+  n->op_type = ob_str(b, "%s", zOp);
+  n->name = ob_str(b, "%s_%d", zOp, id);
+  if (ob_push(b, (void ***)&b->apNode, &b->nNode, &b->nNodeCap, n) != BT_OK)
+    return NULL;
+  return b->oom ? NULL : n;
+}
+
+static Onnx__AttributeProto *attr_new(onnx_b *b, Onnx__NodeProto *n,
+                                      const char *zName) {
+  if (!n) return NULL;
+  Onnx__AttributeProto *a = ob_alloc(b, sizeof *a);
+  Onnx__AttributeProto **ap =
+      ob_alloc(b, sizeof *ap * (n->n_attribute + 1));
+  if (!a || !ap) return NULL;
+  onnx__attribute_proto__init(a);
+  a->name = ob_str(b, "%s", zName);
+  if (n->n_attribute) memcpy(ap, n->attribute, sizeof *ap * n->n_attribute);
+  ap[n->n_attribute++] = a;
+  n->attribute = ap;
+  return a;
+}
+
+static void attr_i(onnx_b *b, Onnx__NodeProto *n, const char *zName,
+                   int64_t v) {
+  Onnx__AttributeProto *a = attr_new(b, n, zName);
+  if (!a) return;
+  a->has_type = 1;
+  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  a->has_i = 1;
+  a->i = v;
+}
+
+static void attr_f(onnx_b *b, Onnx__NodeProto *n, const char *zName,
+                   float v) {
+  Onnx__AttributeProto *a = attr_new(b, n, zName);
+  if (!a) return;
+  a->has_type = 1;
+  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
+  a->has_f = 1;
+  a->f = v;
+}
+
+static void attr_ints(onnx_b *b, Onnx__NodeProto *n, const char *zName,
+                      int cnt, const int64_t *v) {
+  Onnx__AttributeProto *a = attr_new(b, n, zName);
+  int64_t *c = ob_alloc(b, sizeof(int64_t) * (size_t)cnt);
+  if (!a || !c) return;
+  memcpy(c, v, sizeof(int64_t) * (size_t)cnt);
+  a->has_type = 1;
+  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+  a->n_ints = (size_t)cnt;
+  a->ints = c;
+}
+
+/* One-output helpers; NULL inputs (after an earlier failure) propagate. */
+static const char *op1(onnx_b *b, const char *zOp, const char *a) {
+  Onnx__NodeProto *n = node(b, zOp, zOp, 1, &a, 1);
+  return n ? n->output[0] : NULL;
+}
+
+static const char *op2(onnx_b *b, const char *zOp, const char *a,
+                       const char *c) {
+  const char *az[2] = {a, c};
+  Onnx__NodeProto *n = node(b, zOp, zOp, 2, az, 1);
+  return n ? n->output[0] : NULL;
+}
+
+static const char *transpose(onnx_b *b, const char *a, int64_t p0, int64_t p1,
+                             int64_t p2, int64_t p3) {
+  Onnx__NodeProto *n = node(b, "Transpose", "Transpose", 1, &a, 1);
+  int64_t perm[4] = {p0, p1, p2, p3};
+  attr_ints(b, n, "perm", 4, perm);
+  return n ? n->output[0] : NULL;
+}
+
+static const char *layernorm(onnx_b *b, const char *x, const char *w,
+                             const char *bias) {
+  const char *az[3] = {x, w, bias};
+  Onnx__NodeProto *n = node(b, "LayerNormalization", "LayerNorm", 3, az, 1);
+  attr_i(b, n, "axis", -1);
+  attr_f(b, n, "epsilon", 1e-5f);
+  return n ? n->output[0] : NULL;
+}
+
+/* x @ W + bias (W an initializer in [in, out] layout). */
+static const char *linear(onnx_b *b, const char *x, const char *w,
+                          const char *bias) {
+  return op2(b, "Add", op2(b, "MatMul", x, w), bias);
+}
+
+/* GELU, tanh approximation, from primitive ops. */
+static const char *gelu(onnx_b *b, const char *h, const char *zHalf,
+                        const char *zOne, const char *zK, const char *zS) {
+  const char *h3 = op2(b, "Mul", op2(b, "Mul", h, h), h);
+  const char *inner = op2(b, "Add", h, op2(b, "Mul", h3, zK));
+  const char *t = op1(b, "Tanh", op2(b, "Mul", inner, zS));
+  return op2(b, "Mul", op2(b, "Mul", h, zHalf), op2(b, "Add", t, zOne));
+}
+
+/* ---- graph inputs/outputs --------------------------------------------- */
+
+/* Value info: elem type and dims; a dim < 0 is dynamic, named azParam[i]. */
+static Onnx__ValueInfoProto *value_info(onnx_b *b, const char *zName,
+                                        int32_t eType, int ndim,
+                                        const int64_t *aDim,
+                                        const char *const *azParam) {
+  Onnx__ValueInfoProto *v = ob_alloc(b, sizeof *v);
+  Onnx__TypeProto *tp = ob_alloc(b, sizeof *tp);
+  Onnx__TypeProto__Tensor *tt = ob_alloc(b, sizeof *tt);
+  Onnx__TensorShapeProto *sh = ob_alloc(b, sizeof *sh);
+  Onnx__TensorShapeProto__Dimension **ad =
+      ob_alloc(b, sizeof *ad * (size_t)ndim);
+  if (!v || !tp || !tt || !sh || !ad) return NULL;
+  onnx__value_info_proto__init(v);
+  onnx__type_proto__init(tp);
+  onnx__type_proto__tensor__init(tt);
+  onnx__tensor_shape_proto__init(sh);
+  for (int i = 0; i < ndim; i++) {
+    Onnx__TensorShapeProto__Dimension *d = ob_alloc(b, sizeof *d);
+    if (!d) return NULL;
+    onnx__tensor_shape_proto__dimension__init(d);
+    if (aDim[i] >= 0) {
+      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+      d->dim_value = aDim[i];
+    } else {
+      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+      d->dim_param = ob_str(b, "%s", azParam[i]);
+    }
+    ad[i] = d;
+  }
+  sh->n_dim = (size_t)ndim;
+  sh->dim = ad;
+  tt->has_elem_type = 1;
+  tt->elem_type = eType;
+  tt->shape = sh;
+  tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+  tp->tensor_type = tt;
+  v->type = tp;
+  v->name = ob_str(b, "%s", zName);
+  return v;
+}
+
+/* ---- models ----------------------------------------------------------- */
+
+static const float *P(const bt_export_model *x, int iTensor) {
+  return x->hostParams + x->m.aTensor[iTensor].offset;
+}
+
+/* Initializer for model tensor i under its exported (HF) name. */
+static const char *init_param(onnx_b *b, const bt_export_model *x, int i) {
+  char zName[BT_TENSOR_NAME_MAX + 32];
+  int64_t aShape[4];
+  int nd = bt_export_tensor_info(&x->m, &x->m.aTensor[i], zName, sizeof zName,
+                                 aShape);
+  return init_f32(b, zName, nd, aShape, P(x, i));
+}
+
+static const char *gpt_graph(onnx_b *b, const bt_export_model *x,
+                             float **ppOwned) {
+  const bt_model *m = &x->m;
+  const int C = m->C, NH = m->NH, T = m->T, V = m->V, hs = C / NH;
+  /* wte^T [C, V] and the causal mask [T, T]: built here, freed by caller */
+  float *wteT = bt_malloc(((size_t)C * V + (size_t)T * T) * sizeof(float),
+                          "ONNX wte^T and mask");
+  if (!wteT) return NULL;
+  *ppOwned = wteT;
+  const float *wte = P(x, 0);
+  for (int v = 0; v < V; v++)
+    for (int c = 0; c < C; c++)
+      wteT[(size_t)c * V + v] = wte[(size_t)v * C + c];
+  float *mask = wteT + (size_t)C * V;
+  for (int i = 0; i < T; i++)
+    for (int j = 0; j < T; j++) mask[(size_t)i * T + j] = j <= i ? 0.0f : -1e9f;
+
+  const char *zWte = init_param(b, x, 0);
+  const char *zWpe = init_param(b, x, 1);
+  int64_t dCV[2] = {C, V}, dTT[2] = {T, T}, d1[1] = {1}, d2[1] = {2},
+          d3[1] = {3}, d4[1] = {4};
+  const char *zWteT = init_f32(b, "lm_head.weight_transposed", 2, dCV, wteT);
+  const char *zMask = init_f32(b, "causal_mask", 2, dTT, mask);
+  int64_t one = 1, zero = 0, split[3] = {C, C, C}, shp4[4] = {0, 0, NH, hs},
+          shp3[3] = {0, 0, C}, axes01[2] = {0, 1}, zeros2[2] = {0, 0};
+  const char *zIdx1 = init_i64(b, "const_i64_1", 0, NULL, &one, 1);
+  const char *zI0 = init_i64(b, "const_i64_0", 0, NULL, &zero, 1);
+  const char *zSplit = init_i64(b, "qkv_split", 1, d3, split, 3);
+  const char *zShp4 = init_i64(b, "shape_heads", 1, d4, shp4, 4);
+  const char *zShp3 = init_i64(b, "shape_merge", 1, d3, shp3, 3);
+  const char *zAxes = init_i64(b, "mask_axes", 1, d2, axes01, 2);
+  const char *zStarts = init_i64(b, "mask_starts", 1, d2, zeros2, 2);
+  const char *zScale = init_scalar(b, "attn_scale", 1.0f / sqrtf((float)hs));
+  const char *zHalf = init_scalar(b, "gelu_half", 0.5f);
+  const char *zOne = init_scalar(b, "gelu_one", 1.0f);
+  const char *zK = init_scalar(b, "gelu_k", 0.044715f);
+  const char *zS = init_scalar(b, "gelu_s", 0.7978845608028654f);
+  (void)d1;
+
+  /* positions and the mask slice from the dynamic sequence length */
+  const char *zShape = op1(b, "Shape", "input_ids");
+  const char *zSeq = op2(b, "Gather", zShape, zIdx1); /* 0-d */
+  const char *az3[3] = {zI0, zSeq, zIdx1};
+  Onnx__NodeProto *nR = node(b, "Range", "positions", 3, az3, 1);
+  const char *zPos = nR ? nR->output[0] : NULL;
+  const char *zSeq1 = op2(b, "Unsqueeze", zSeq, init_i64(b, "axes_0", 1, d1,
+                                                         &zero, 1));
+  const char *azCat[2] = {zSeq1, zSeq1};
+  Onnx__NodeProto *nC = node(b, "Concat", "mask_ends", 2, azCat, 1);
+  attr_i(b, nC, "axis", 0);
+  const char *azSl[4] = {zMask, zStarts, nC ? nC->output[0] : NULL, zAxes};
+  Onnx__NodeProto *nS = node(b, "Slice", "mask", 4, azSl, 1);
+  const char *zMaskS = nS ? nS->output[0] : NULL;
+
+  const char *zx = op2(b, "Add", op2(b, "Gather", zWte, "input_ids"),
+                       op2(b, "Gather", zWpe, zPos));
+  for (int l = 0; l < m->L; l++) {
+    char z[BT_TENSOR_NAME_MAX];
+    bt_snprintf(z, sizeof z, "h.%d.ln_1.weight", l);
+    const bt_tensor *t = bt_model_find(m, z);
+    BT_ASSERT(t);
+    int t0 = (int)(t - m->aTensor);
+    const char *w[12];
+    for (int i = 0; i < 12; i++) w[i] = init_param(b, x, t0 + i);
+    const char *a = layernorm(b, zx, w[0], w[1]);
+    const char *qkv = linear(b, a, w[2], w[3]);
+    const char *azSp[2] = {qkv, zSplit};
+    Onnx__NodeProto *nSp = node(b, "Split", "qkv", 2, azSp, 3);
+    attr_i(b, nSp, "axis", -1);
+    if (!nSp) return NULL;
+    const char *q = transpose(b, op2(b, "Reshape", nSp->output[0], zShp4), 0,
+                              2, 1, 3);
+    const char *k = transpose(b, op2(b, "Reshape", nSp->output[1], zShp4), 0,
+                              2, 3, 1);
+    const char *v = transpose(b, op2(b, "Reshape", nSp->output[2], zShp4), 0,
+                              2, 1, 3);
+    const char *s = op2(b, "Add", op2(b, "Mul", op2(b, "MatMul", q, k), zScale),
+                        zMaskS);
+    Onnx__NodeProto *nSm = node(b, "Softmax", "Softmax", 1, &s, 1);
+    attr_i(b, nSm, "axis", -1);
+    if (!nSm) return NULL;
+    const char *y = op2(b, "MatMul", nSm->output[0], v);
+    y = op2(b, "Reshape", transpose(b, y, 0, 2, 1, 3), zShp3);
+    zx = op2(b, "Add", zx, linear(b, y, w[4], w[5]));
+    const char *hmid = linear(b, layernorm(b, zx, w[6], w[7]), w[8], w[9]);
+    zx = op2(b, "Add", zx,
+             linear(b, gelu(b, hmid, zHalf, zOne, zK, zS), w[10], w[11]));
+  }
+  const bt_tensor *tf = bt_model_find(m, "ln_f.weight");
+  BT_ASSERT(tf);
+  int iF = (int)(tf - m->aTensor);
+  const char *zF = layernorm(b, zx, init_param(b, x, iF),
+                             init_param(b, x, iF + 1));
+  return op2(b, "MatMul", zF, zWteT);
+}
+
+static const char *mlp_graph(onnx_b *b, const bt_export_model *x) {
+  const bt_model *m = &x->m;
+  const char *zHalf = init_scalar(b, "gelu_half", 0.5f);
+  const char *zOne = init_scalar(b, "gelu_one", 1.0f);
+  const char *zK = init_scalar(b, "gelu_k", 0.044715f);
+  const char *zS = init_scalar(b, "gelu_s", 0.7978845608028654f);
+  const char *h = "x";
+  for (int l = 0; l < m->nLayer; l++) {
+    const char *az[3] = {h, init_param(b, x, 2 * l),
+                         init_param(b, x, 2 * l + 1)};
+    Onnx__NodeProto *n = node(b, "Gemm", "Linear", 3, az, 1);
+    attr_i(b, n, "transB", 1);
+    if (!n) return NULL;
+    h = n->output[0];
+    if (l + 1 < m->nLayer) h = gelu(b, h, zHalf, zOne, zK, zS);
+  }
+  return h;
+}
+
+int bt_onnx_export(const bt_export_model *x, const char *zPath) {
+  const uint32_t probe = 1;
+  uint8_t first;
+  memcpy(&first, &probe, 1);
+  if (first != 1)
+    return bt_err_set("%s: ONNX raw_data is little-endian; this host is "
+                      "not",
+                      zPath);
+  const bt_model *m = &x->m;
+  onnx_b b = {0};
+  float *pOwned = NULL;
+  int rc = BT_ERR;
+  uint8_t *pOut = NULL;
+  const char *zLogits;
+  Onnx__ValueInfoProto *pIn, *pOutV;
+  if (m->eKind == BT_MODEL_GPT) {
+    if (m->C % m->NH) {
+      bt_err_set("%s: n_head %d does not divide n_embd %d", zPath, m->NH,
+                 m->C);
+      goto done;
+    }
+    const char *azP[3] = {"batch", "seq", NULL};
+    int64_t dIn[2] = {-1, -1}, dOut[3] = {-1, -1, m->V};
+    zLogits = gpt_graph(&b, x, &pOwned);
+    pIn = value_info(&b, "input_ids", ONNX_INT64, 2, dIn, azP);
+    pOutV = value_info(&b, "logits", ONNX_FLOAT, 3, dOut, azP);
+  } else {
+    const char *azP[2] = {"batch", NULL};
+    int64_t dIn[2] = {-1, m->aWidth[0]}, dOut[2] = {-1, m->aWidth[m->nLayer]};
+    zLogits = mlp_graph(&b, x);
+    pIn = value_info(&b, "x", ONNX_FLOAT, 2, dIn, azP);
+    pOutV = value_info(&b, "logits", ONNX_FLOAT, 2, dOut, azP);
+  }
+  if (!zLogits || !pIn || !pOutV || b.oom) {
+    if (!bt_err_msg()[0] || b.oom)
+      bt_err_set("%s: out of memory building the ONNX graph", zPath);
+    goto done;
+  }
+  /* The last node's output becomes the graph output "logits". */
+  b.apNode[b.nNode - 1]->output[0] = (char *)"logits";
+
+  Onnx__GraphProto g;
+  onnx__graph_proto__init(&g);
+  g.name = m->eKind == BT_MODEL_GPT ? "baton_gpt" : "baton_mlp";
+  g.n_node = b.nNode;
+  g.node = b.apNode;
+  g.n_initializer = b.nInit;
+  g.initializer = b.apInit;
+  Onnx__ValueInfoProto *apIn[1] = {pIn}, *apOut[1] = {pOutV};
+  g.n_input = 1;
+  g.input = apIn;
+  g.n_output = 1;
+  g.output = apOut;
+
+  Onnx__OperatorSetIdProto opset;
+  onnx__operator_set_id_proto__init(&opset);
+  opset.domain = "";
+  opset.has_version = 1;
+  opset.version = ONNX_OPSET;
+  Onnx__OperatorSetIdProto *apOpset[1] = {&opset};
+
+  char zStep[32], zSrc[1100];
+  snprintf(zStep, sizeof zStep, "%ld", x->step);
+  snprintf(zSrc, sizeof zSrc, "%s", x->zSource);
+  Onnx__StringStringEntryProto meta[2], *apMeta[2] = {&meta[0], &meta[1]};
+  onnx__string_string_entry_proto__init(&meta[0]);
+  onnx__string_string_entry_proto__init(&meta[1]);
+  meta[0].key = "baton_step";
+  meta[0].value = zStep;
+  meta[1].key = "baton_source";
+  meta[1].value = zSrc;
+
+  Onnx__ModelProto mp;
+  onnx__model_proto__init(&mp);
+  mp.has_ir_version = 1;
+  mp.ir_version = ONNX_IR_VERSION;
+  mp.n_opset_import = 1;
+  mp.opset_import = apOpset;
+  mp.producer_name = "baton";
+  mp.producer_version = BATON_VERSION;
+  mp.graph = &g;
+  mp.n_metadata_props = 2;
+  mp.metadata_props = apMeta;
+
+  size_t n = onnx__model_proto__get_packed_size(&mp);
+  if (n >= ((size_t)2 << 30)) {
+    bt_err_set("%s: the model needs %zu bytes, beyond protobuf's 2 GiB limit "
+               "(ONNX external data is not implemented)",
+               zPath, n);
+    goto done;
+  }
+  pOut = bt_malloc(n, "ONNX image");
+  if (!pOut) goto done;
+  size_t got = onnx__model_proto__pack(&mp, pOut);
+  BT_ASSERT(got == n);
+  rc = bt_file_write_atomic(zPath, pOut, n);
+done:
+  free(pOut);
+  free(pOwned);
+  ob_free(&b);
+  return rc;
+}
+
+#endif /* BATON_HAVE_ONNX */

@@ -1,0 +1,32 @@
+/*
+ * optim.h: learning-rate schedule and AdamW over a range of the flat buffer.
+ *
+ * The optimizer owns two moment buffers (m, v) covering [lo, hi) of the
+ * flat parameter buffer: the whole buffer in plain data parallelism, the
+ * rank's ZeRO-1 shard otherwise. Weight decay follows each tensor's decay
+ * flag (matrices and embeddings decay; biases and layernorm do not), so
+ * the update walks the tensors that intersect [lo, hi).
+ */
+#ifndef BATON_OPTIM_H
+#define BATON_OPTIM_H
+
+#include "config.h"
+#include "model.h"
+
+typedef struct bt_optim {
+  size_t lo, hi;  /* flat range of the moments */
+  float *m, *v;   /* backend memory, hi - lo elements */
+} bt_optim;
+
+int bt_optim_init(bt_optim *o, bt_backend *be, size_t lo, size_t hi);
+void bt_optim_free(bt_optim *o, bt_backend *be);
+
+/* Learning rate at 1-based step `step` of `total`. */
+double bt_optim_lr(const bt_config *c, long step, long total);
+
+/* One AdamW step over [lo, hi) ∩ [0, nParam). grad(x) gives the reduced
+ * gradient pointer for flat position x (contiguous over the range). */
+void bt_optim_step(bt_optim *o, bt_model *pModel, float *pGradLo, double lr,
+                   const bt_config *c, float gradScale, long step);
+
+#endif

@@ -1,0 +1,247 @@
+/*
+ * progress.c: see progress.h.
+ *
+ * The line is built from segments, each with a priority; the terminal form
+ * drops segments by priority until the rest fits, then gives the remaining
+ * width to the bar. Everything is formatted into fixed stack buffers.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "progress.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define SEG_MAX 12
+#define SEG_BYTES 160
+
+typedef struct seg {
+  char z[SEG_BYTES];
+  size_t n;
+  int prio; /* 0 = always kept; larger = dropped earlier on a terminal */
+} seg;
+
+static void seg_add(seg *aSeg, int *pnSeg, int prio, const char *zFmt, ...)
+    BT_PRINTF(4, 5);
+static void seg_add(seg *aSeg, int *pnSeg, int prio, const char *zFmt, ...) {
+  if (*pnSeg >= SEG_MAX) return;
+  seg *s = &aSeg[*pnSeg];
+  va_list ap;
+  va_start(ap, zFmt);
+  int n = vsnprintf(s->z, sizeof s->z, zFmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  s->n = (size_t)n < sizeof s->z ? (size_t)n : sizeof s->z - 1;
+  s->prio = prio;
+  (*pnSeg)++;
+}
+
+void bt_progress_init(bt_progress *p) {
+  memset(p, 0, sizeof *p);
+  p->loss = p->val_loss = p->lr = p->grad_norm = NAN;
+  p->throughput = NAN;
+  p->mfu = NAN;
+  p->step_s = p->data_s = p->compute_s = p->comm_s = p->optim_s = p->ckpt_s = NAN;
+  p->eta_s = NAN;
+}
+
+const char *bt_progress_fmt_eta(double seconds, char *zBuf, size_t n) {
+  if (!(seconds >= 0) || seconds > 1e9) {
+    snprintf(zBuf, n, "?");
+    return zBuf;
+  }
+  long long s = (long long)(seconds + 0.5);
+  snprintf(zBuf, n, "%lld:%02lld:%02lld", s / 3600, (s / 60) % 60, s % 60);
+  return zBuf;
+}
+
+/* 3 significant digits with k/M/G suffix: 812, 45.2k, 1.23M. */
+static void fmt_rate(char *z, size_t n, double v) {
+  static const char *aSuf[] = {"", "k", "M", "G", "T"};
+  int i = 0;
+  while (v >= 999.5 && i < 4) {
+    v /= 1000.0;
+    i++;
+  }
+  if (v >= 99.95)
+    snprintf(z, n, "%.0f%s", v, aSuf[i]);
+  else if (v >= 9.995)
+    snprintf(z, n, "%.1f%s", v, aSuf[i]);
+  else
+    snprintf(z, n, "%.2f%s", v, aSuf[i]);
+}
+
+/* A breakdown entry: ms with one decimal below 10 ms, or whole percent. */
+static void fmt_part(char *z, size_t n, double part, double step, int bPct) {
+  if (!(part >= 0)) {
+    snprintf(z, n, "?");
+  } else if (bPct) {
+    snprintf(z, n, "%.0f%%", step > 0 ? 100.0 * part / step : 0.0);
+  } else {
+    double ms = part * 1e3;
+    snprintf(z, n, ms < 10 ? "%.1f" : "%.0f", ms);
+  }
+}
+
+static int build_segments(seg *aSeg, const bt_progress *p, int bTty) {
+  int nSeg = 0;
+  char z1[32];
+  if (p->total_steps > 0 && !bTty)
+    seg_add(aSeg, &nSeg, 0, "step %lld/%lld (%.1f%%)", (long long)p->step,
+            (long long)p->total_steps,
+            100.0 * (double)p->step / (double)p->total_steps);
+  else if (p->total_steps > 0)
+    seg_add(aSeg, &nSeg, 0, "%lld/%lld", (long long)p->step,
+            (long long)p->total_steps);
+  else
+    seg_add(aSeg, &nSeg, 0, "step %lld", (long long)p->step);
+  if (isfinite(p->loss)) seg_add(aSeg, &nSeg, 1, "loss %.4f", p->loss);
+  if (isfinite(p->val_loss)) seg_add(aSeg, &nSeg, 5, "val %.4f", p->val_loss);
+  if (isfinite(p->lr)) seg_add(aSeg, &nSeg, 4, "lr %.2e", p->lr);
+  if (isfinite(p->grad_norm))
+    seg_add(aSeg, &nSeg, 7, "gnorm %.3f", p->grad_norm);
+  if (p->throughput > 0 && isfinite(p->throughput)) {
+    fmt_rate(z1, sizeof z1, p->throughput);
+    seg_add(aSeg, &nSeg, 3, "%s %s", z1, p->zUnit ? p->zUnit : "tok/s");
+  }
+  if (isfinite(p->mfu) && p->mfu >= 0)
+    seg_add(aSeg, &nSeg, 6, "MFU %.1f%%", 100.0 * p->mfu);
+  if (isfinite(p->step_s) && p->step_s >= 0) {
+    char a[5][24];
+    const double aPart[5] = {p->data_s, p->compute_s, p->comm_s, p->optim_s,
+                             p->ckpt_s};
+    for (int i = 0; i < 5; i++)
+      fmt_part(a[i], sizeof a[i], aPart[i], p->step_s, p->breakdown_pct);
+    double ms = p->step_s * 1e3;
+    seg_add(aSeg, &nSeg, 8,
+            ms < 10 ? "%.1f ms/step (data %s, compute %s, comm %s, opt %s, "
+                      "ckpt %s)"
+                    : "%.0f ms/step (data %s, compute %s, comm %s, opt %s, "
+                      "ckpt %s)",
+            ms, a[0], a[1], a[2], a[3], a[4]);
+  }
+  if (isfinite(p->eta_s) && p->eta_s >= 0)
+    seg_add(aSeg, &nSeg, 2, "ETA %s", bt_progress_fmt_eta(p->eta_s, z1, sizeof z1));
+  return nSeg;
+}
+
+/* Appends z[0..len) to zBuf at *pAt, keeping room for the NUL. */
+static void put(char *zBuf, size_t n, size_t *pAt, const char *z, size_t len) {
+  if (*pAt + 1 >= n) return;
+  size_t room = n - 1 - *pAt;
+  if (len > room) len = room;
+  memcpy(zBuf + *pAt, z, len);
+  *pAt += len;
+  zBuf[*pAt] = 0;
+}
+
+size_t bt_progress_format(char *zBuf, size_t n, const bt_progress *p,
+                          int tty_width) {
+  if (n == 0) return 0;
+  zBuf[0] = 0;
+  seg aSeg[SEG_MAX];
+  int bTty = tty_width > 0;
+  int nSeg = build_segments(aSeg, p, bTty);
+  size_t at = 0;
+  const char *zSep = bTty ? "  " : " | ";
+  size_t nSep = strlen(zSep);
+
+  if (!bTty) {
+    for (int i = 0; i < nSeg; i++) {
+      if (i) put(zBuf, n, &at, zSep, nSep);
+      put(zBuf, n, &at, aSeg[i].z, aSeg[i].n);
+    }
+    return at;
+  }
+
+  size_t width = (size_t)tty_width - 1; /* never write the last column */
+  int aKeep[SEG_MAX];
+  for (int i = 0; i < nSeg; i++) aKeep[i] = 1;
+  /* The bar "[...]" plus " 100.0%" before the fields. */
+  int bBar = p->total_steps > 0;
+  const size_t nPct = 7; /* " 100.0%" */
+  const size_t minBar = 10;
+  for (;;) {
+    size_t need = 0;
+    int nKept = 0;
+    for (int i = 0; i < nSeg; i++)
+      if (aKeep[i]) need += aSeg[i].n + (nKept++ ? nSep : 0);
+    size_t barNeed = bBar ? minBar + 2 + nPct + nSep : 0;
+    if (need + barNeed <= width) break;
+    /* Drop the least important kept segment (largest prio, never 0). */
+    int worst = -1;
+    for (int i = 0; i < nSeg; i++)
+      if (aKeep[i] && aSeg[i].prio > 0 &&
+          (worst < 0 || aSeg[i].prio > aSeg[worst].prio))
+        worst = i;
+    if (worst >= 0) {
+      aKeep[worst] = 0;
+    } else if (bBar) {
+      bBar = 0; /* only the counter is left and still no room for a bar */
+    } else {
+      break; /* the counter alone is wider than the terminal: truncate */
+    }
+  }
+  size_t need = 0;
+  int nKept = 0;
+  for (int i = 0; i < nSeg; i++)
+    if (aKeep[i]) need += aSeg[i].n + (nKept++ ? nSep : 0);
+  if (bBar) {
+    size_t nBar = width - need - 2 - nPct - nSep;
+    if (nBar > 50) nBar = 50; /* a wider bar carries no more information */
+    double frac = (double)p->step / (double)p->total_steps;
+    if (frac < 0) frac = 0;
+    if (frac > 1) frac = 1;
+    size_t nFill = (size_t)(frac * (double)nBar + 1e-9);
+    char zBar[64];
+    zBar[0] = '[';
+    for (size_t i = 0; i < nBar; i++) zBar[1 + i] = i < nFill ? '#' : '.';
+    zBar[nBar + 1] = ']';
+    put(zBuf, n, &at, zBar, nBar + 2);
+    char zPct[16];
+    int k = snprintf(zPct, sizeof zPct, " %5.1f%%", 100.0 * frac);
+    put(zBuf, n, &at, zPct, (size_t)k);
+    put(zBuf, n, &at, zSep, nSep);
+  }
+  nKept = 0;
+  for (int i = 0; i < nSeg; i++) {
+    if (!aKeep[i]) continue;
+    if (nKept++) put(zBuf, n, &at, zSep, nSep);
+    put(zBuf, n, &at, aSeg[i].z, aSeg[i].n);
+  }
+  if (at > width) { /* only when the counter alone is too wide */
+    at = width;
+    zBuf[at] = 0;
+  }
+  return at;
+}
+
+int bt_progress_tty_width(int fd) {
+  if (!isatty(fd)) return 0;
+  struct winsize ws;
+  if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
+
+void bt_progress_print(FILE *f, const bt_progress *p, int tty_width) {
+  if (bt_log_rank() != 0) return;
+  char zLine[1024];
+  bt_progress_format(zLine, sizeof zLine, p, tty_width);
+  if (tty_width > 0)
+    fprintf(f, "\r%s\x1b[K", zLine);
+  else
+    fprintf(f, "%s\n", zLine);
+  fflush(f);
+}
+
+void bt_progress_end_line(FILE *f, int tty_width) {
+  if (bt_log_rank() != 0 || tty_width <= 0) return;
+  fputc('\n', f);
+  fflush(f);
+}

@@ -1,0 +1,170 @@
+/*
+ * state.c: what a checkpoint holds, listed once for save and load.
+ *
+ * Tensors: "params" (fp32 master weights, replicated: rank 0 writes all
+ * nParam elements), "adam_m" and "adam_v" (replicated, or with ZeRO-1 each
+ * rank writes its own shard's range). Padding beyond nParam is never
+ * saved, so a checkpoint does not depend on the world size that wrote it.
+ * Scalars go into the manifest's meta JSON: step, loader (epoch, consumed),
+ * running metrics and the full config text. There is no random-number
+ * state: every random draw is a pure function of (seed, purpose, index).
+ */
+#include "trainer.h"
+#include "util.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float *host_of(bt_trainer *tr, float *pDev, float *pStage, size_t n,
+                      int forSave) {
+  if (bt_backend_kind_of(tr->be) == BT_BACKEND_CPU) return pDev;
+  if (forSave) bt_mem_to_host(tr->be, pStage, pDev, n);
+  return pStage;
+}
+
+int bt_state_items(bt_trainer *tr, bt_ckpt_item *a, int nMax, int forSave) {
+  BT_ASSERT(nMax >= 3);
+  bt_model *m = &tr->model;
+  size_t nParam = m->nParam;
+  size_t lo = tr->optim.lo < nParam ? tr->optim.lo : nParam;
+  size_t hi = tr->optim.hi < nParam ? tr->optim.hi : nParam;
+  int sharded = tr->sync.zero;
+  size_t nMom = tr->optim.hi - tr->optim.lo;
+  a[0] = (bt_ckpt_item){.zName = "params",
+                        .eType = BT_CKPT_F32,
+                        .pData = host_of(tr, m->params, tr->hostStage,
+                                         m->nFlat, forSave),
+                        .total = nParam,
+                        .lo = 0,
+                        .hi = nParam,
+                        .sharded = 0};
+  a[1] = (bt_ckpt_item){.zName = "adam_m",
+                        .eType = BT_CKPT_F32,
+                        .pData = host_of(tr, tr->optim.m, tr->hostStageM,
+                                         nMom, forSave),
+                        .total = nParam,
+                        .lo = lo,
+                        .hi = hi,
+                        .sharded = sharded};
+  a[2] = (bt_ckpt_item){.zName = "adam_v",
+                        .eType = BT_CKPT_F32,
+                        .pData = host_of(tr, tr->optim.v, tr->hostStageV,
+                                         nMom, forSave),
+                        .total = nParam,
+                        .lo = lo,
+                        .hi = hi,
+                        .sharded = sharded};
+  return 3;
+}
+
+void bt_state_commit_load(bt_trainer *tr) {
+  if (bt_backend_kind_of(tr->be) == BT_BACKEND_CPU) return;
+  size_t nMom = tr->optim.hi - tr->optim.lo;
+  bt_mem_from_host(tr->be, tr->model.params, tr->hostStage, tr->model.nFlat);
+  bt_mem_from_host(tr->be, tr->optim.m, tr->hostStageM, nMom);
+  bt_mem_from_host(tr->be, tr->optim.v, tr->hostStageV, nMom);
+}
+
+char *bt_state_meta_json(bt_trainer *tr) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "step", (double)tr->step);
+  cJSON_AddStringToObject(o, "baton_version", BATON_VERSION);
+  cJSON_AddNumberToObject(o, "world_size", tr->world);
+  cJSON_AddBoolToObject(o, "zero", tr->sync.zero);
+  bt_loader_state ls = bt_loader_get_state(tr->pLoader);
+  cJSON *pL = cJSON_AddObjectToObject(o, "loader");
+  cJSON_AddNumberToObject(pL, "epoch", (double)ls.epoch);
+  cJSON_AddNumberToObject(pL, "consumed", (double)ls.consumed);
+  cJSON *pR = cJSON_AddObjectToObject(o, "running");
+  cJSON_AddNumberToObject(pR, "loss_ema", tr->run.lossEma);
+  if (isfinite(tr->run.bestVal))
+    cJSON_AddNumberToObject(pR, "best_val", tr->run.bestVal);
+  cJSON_AddNumberToObject(pR, "train_seconds", tr->run.trainSeconds);
+  cJSON_AddNumberToObject(pR, "items_seen", (double)tr->run.itemsSeen);
+  cJSON *pM = cJSON_AddObjectToObject(o, "model");
+  cJSON_AddStringToObject(pM, "type", tr->cfg.model_type);
+  cJSON_AddNumberToObject(pM, "n_param", (double)tr->model.nParam);
+  cJSON_AddStringToObject(o, "config", tr->zCfgText);
+  char *z = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return z;
+}
+
+int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
+  cJSON *o = cJSON_Parse(zJson);
+  if (!o) return bt_err_set("%s: manifest meta is not valid JSON", zDir);
+  int rc = BT_ERR;
+  cJSON *pStep = cJSON_GetObjectItemCaseSensitive(o, "step");
+  cJSON *pL = cJSON_GetObjectItemCaseSensitive(o, "loader");
+  cJSON *pCfg = cJSON_GetObjectItemCaseSensitive(o, "config");
+  cJSON *pR = cJSON_GetObjectItemCaseSensitive(o, "running");
+  if (!cJSON_IsNumber(pStep) || !cJSON_IsObject(pL) || !cJSON_IsString(pCfg)) {
+    bt_err_set("%s: manifest meta lacks step, loader or config", zDir);
+    goto done;
+  }
+  bt_config saved;
+  if (bt_config_from_text(&saved, pCfg->valuestring, zDir) != BT_OK)
+    goto done;
+  char zKey[128];
+  if (bt_config_first_diff(&saved, &tr->cfg, 1, zKey, sizeof zKey)) {
+    const bt_cfg_key *k = NULL;
+    for (int i = 0; i < bt_config_nkeys; i++) {
+      char zName[128];
+      bt_snprintf(zName, sizeof zName, "%s.%s", bt_config_keys[i].zSection,
+                  bt_config_keys[i].zName);
+      if (!strcmp(zName, zKey)) k = &bt_config_keys[i];
+    }
+    char va[BT_CFG_STR_MAX + 8] = "", vb[BT_CFG_STR_MAX + 8] = "";
+    if (k) {
+      bt_config_value_text(&saved, k, va, sizeof va);
+      bt_config_value_text(&tr->cfg, k, vb, sizeof vb);
+    }
+    bt_err_set("cannot resume from %s: %s is %s in the checkpoint but %s "
+               "now; it changes the model or the data stream (start a new "
+               "run directory, or set it back)",
+               zDir, zKey, va, vb);
+    goto done;
+  }
+  /* Safe keys that changed are allowed and logged. */
+  for (int i = 0; i < bt_config_nkeys; i++) {
+    const bt_cfg_key *k = &bt_config_keys[i];
+    char va[BT_CFG_STR_MAX + 8], vb[BT_CFG_STR_MAX + 8];
+    bt_config_value_text(&saved, k, va, sizeof va);
+    bt_config_value_text(&tr->cfg, k, vb, sizeof vb);
+    if (strcmp(va, vb))
+      bt_log_info("resume: %s.%s changed from %s to %s", k->zSection,
+                  k->zName, va, vb);
+  }
+  tr->step = (long)pStep->valuedouble;
+  cJSON *pE = cJSON_GetObjectItemCaseSensitive(pL, "epoch");
+  cJSON *pC = cJSON_GetObjectItemCaseSensitive(pL, "consumed");
+  if (!cJSON_IsNumber(pE) || !cJSON_IsNumber(pC) || pE->valuedouble < 0 ||
+      pC->valuedouble < 0) {
+    bt_err_set("%s: manifest meta has a bad loader state", zDir);
+    goto done;
+  }
+  bt_loader_state ls = {.epoch = (int64_t)pE->valuedouble,
+                        .consumed = (int64_t)pC->valuedouble};
+  if (bt_loader_seek(tr->pLoader, &ls) != BT_OK) {
+    bt_err_prefix("%s: restoring the data stream: ", zDir);
+    goto done;
+  }
+  if (cJSON_IsObject(pR)) {
+    cJSON *x;
+    if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(pR, "loss_ema")))
+      tr->run.lossEma = x->valuedouble;
+    if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(pR, "best_val")))
+      tr->run.bestVal = x->valuedouble;
+    if (cJSON_IsNumber(
+            x = cJSON_GetObjectItemCaseSensitive(pR, "train_seconds")))
+      tr->run.trainSeconds = x->valuedouble;
+    if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(pR, "items_seen")))
+      tr->run.itemsSeen = (int64_t)x->valuedouble;
+  }
+  rc = BT_OK;
+done:
+  cJSON_Delete(o);
+  return rc;
+}

@@ -1,0 +1,85 @@
+/*
+ * trainer.h: the training loop's state, shared by train.c (the loop),
+ * state.c (what a checkpoint holds) and the CLI.
+ *
+ * Between optimizer steps the following is true on every rank:
+ *   - params are identical on all ranks (after the ZeRO all-gather);
+ *   - grads are garbage (zeroed at the start of the next step);
+ *   - the optimizer moments cover this rank's range [optim.lo, optim.hi);
+ *   - `step` optimizer steps are complete and the loader is positioned at
+ *     the first sample of step `step + 1`.
+ * That is exactly the state a checkpoint captures (state.c).
+ */
+#ifndef BATON_TRAINER_H
+#define BATON_TRAINER_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "checkpoints/ckpt.h"
+#include "comm.h"
+#include "config.h"
+#include "data/loader.h"
+#include "grad_sync.h"
+#include "model.h"
+#include "optim.h"
+
+/* Process exit codes (docs/operations.md). */
+#define BT_EXIT_OK 0
+#define BT_EXIT_ERROR 1
+#define BT_EXIT_USAGE 2 /* bad command line or config: do not retry */
+/* 3 = BT_EXIT_WATCHDOG (comm.h) */
+#define BT_EXIT_PREEMPTED 4 /* checkpointed on SIGTERM/SIGUSR1: rerun */
+#define BT_EXIT_NAN 5       /* NaN/Inf with nan_policy = stop */
+
+typedef struct bt_train_opts {
+  const char *zConfig;
+  const char **azSet;
+  int nSet;
+  const char *zRunDir;
+  const char *zResume;     /* "auto" (default), "never" or a directory */
+  const char *zDumpParams; /* write final fp32 params here (tests) */
+  const char *zLossLog;    /* write "step loss" lines here (tests) */
+} bt_train_opts;
+
+typedef struct bt_running {
+  double lossEma;     /* exponential moving average of the train loss */
+  double bestVal;     /* lowest validation loss so far (inf if none) */
+  double trainSeconds;
+  int64_t itemsSeen;  /* tokens (GPT) or samples (MLP) */
+} bt_running;
+
+typedef struct bt_trainer {
+  bt_config cfg;
+  char *zCfgText;
+  char zRunDir[1024];
+  bt_comm *pComm;
+  int rank, world;
+  bt_backend *be;
+  bt_model model;
+  bt_loader *pLoader, *pVal;
+  bt_grad_sync sync;
+  bt_optim optim;
+  bt_ckpt_writer *pCkw;
+  long step;    /* completed optimizer steps */
+  bt_running run;
+  int maxMicro; /* largest per-rank micro-batch */
+  float *hostStage; /* host staging for non-CPU backends (nFlat floats) */
+  float *hostStageM, *hostStageV;
+} bt_trainer;
+
+/* One function lists the state for both save and load (DESIGN.md decision
+ * 5). For save, pData holds current values (host); for load, pData is the
+ * destination to fill, after which bt_state_commit_load copies it to the
+ * backend. Returns the item count (<= nMax). */
+int bt_state_items(bt_trainer *tr, bt_ckpt_item *aItem, int nMax, int forSave);
+void bt_state_commit_load(bt_trainer *tr);
+/* Trainer scalars (step, loader, running metrics, config) as JSON. */
+char *bt_state_meta_json(bt_trainer *tr);
+/* Restores scalars from a checkpoint's meta; checks the model shape. */
+int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir);
+
+/* `baton train` */
+int bt_train_main(int argc, char **argv, bt_comm *pComm);
+
+#endif
