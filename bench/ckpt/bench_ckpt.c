@@ -14,7 +14,8 @@
  *      polls every --step-ms milliseconds, as the trainer does);
  *   3. load: open + verify + read everything, and open + read (checksums
  *      of the files read are checked either way).
- * MB/s are of raw state (MB = 10^6 bytes). Single process (world size 1).
+ * MB/s are of raw state (MB = 10^6 bytes). Single process (world size 1),
+ * or under mpirun a save comparison (bench_mpi below).
  *
  *   bench_ckpt [--params N] [--level L] [--dir DIR] [--step-ms MS]
  *              [--from CKPT_DIR] [--json FILE]
@@ -29,6 +30,7 @@
 
 #include "checkpoints/ckpt.h"
 #include "checkpoints/ckpt_impl.h"
+#include "comm.h"
 #include "util.h"
 
 typedef struct bitem {
@@ -96,7 +98,76 @@ static void ratio(const bitem *b, int shuffle, int level, double *pRatio, double
   free(pC);
 }
 
+/* Under mpirun (world > 1): params replicated, Adam moments sharded
+ * (ZeRO-1), async save polled every step; rank 0 prints wall time and
+ * main-thread blocking with replicated items split over the ranks (the
+ * default) and written by rank 0 alone. Shared directory: --dir. */
+static int bench_mpi(bt_comm *pComm, uint64_t n, int level, int stepMs,
+                     const char *zDir) {
+  int rank = bt_comm_rank(pComm), world = bt_comm_world(pComm);
+  uint64_t lo = n * (uint64_t)rank / (uint64_t)world;
+  uint64_t hi = n * (uint64_t)(rank + 1) / (uint64_t)world;
+  float *pP = malloc(n * 4), *pM = malloc((hi - lo + 1) * 4), *pV = malloc((hi - lo + 1) * 4);
+  for (uint64_t i = 0; i < n; i++) pP[i] = (float)(0.02 * bt_rng_normal(1, i));
+  for (uint64_t i = lo; i < hi; i++) {
+    pM[i - lo] = (float)(1e-4 * bt_rng_normal(2, i));
+    double v = 1e-8 * bt_rng_normal(3, i);
+    pV[i - lo] = (float)(v < 0 ? -v : v);
+  }
+  bt_ckpt_item it[3] = {{"params", BT_CKPT_F32, pP, n, 0, n, 0},
+                        {"adam_m", BT_CKPT_F32, pM, n, lo, hi, 1},
+                        {"adam_v", BT_CKPT_F32, pV, n, lo, hi, 1}};
+  char zRun[600];
+  snprintf(zRun, sizeof zRun, "%s/bench-ckpt-mpi", zDir ? zDir : "/tmp");
+  double rawMB = 3.0 * (double)n * 4 / 1e6;
+  if (rank == 0)
+    printf("%d ranks, %.1f MB raw state (params replicated, moments sharded), level %d, "
+           "async\n%-26s | %8s %8s | %12s\n", world, rawMB, level, "replicated params",
+           "wall s", "MB/s", "blocked s");
+  long step = 1;
+  for (int split = 1; split >= 0; split--) {
+    bt_ckpt_options o = {zRun, 1, 0, level, 1, 1};
+    bt_ckpt_writer *pW;
+    if (bt_ckpt_writer_create(&pW, pComm, &o) != BT_OK) return 1;
+    bt_ckpt_writer_set_split_replicated(pW, split);
+    double wall = 0;
+    for (int rep = 0; rep < 2; rep++) {
+      bt_comm_barrier(pComm, NULL);
+      double t = now();
+      int rc = bt_ckpt_save_begin(pW, step++, "{}", it, 3);
+      long done = -1;
+      while (rc == BT_OK && done < 0) {
+        rc = bt_ckpt_poll(pW, &done);
+        if (rc == BT_OK && done < 0) usleep((useconds_t)stepMs * 1000);
+      }
+      if (rc != BT_OK) {
+        fprintf(stderr, "%s\n", bt_err_msg());
+        return 1;
+      }
+      wall = now() - t;
+    }
+    double blk = bt_ckpt_last_blocking_seconds(pW);
+    bt_comm_host_allreduce(pComm, &blk, 1, BT_F64, BT_MAX);
+    if (rank == 0)
+      printf("%-26s | %8.2f %8.0f | %12.3f\n", split ? "sliced over all ranks" : "rank 0 alone",
+             wall, rawMB / wall, blk);
+    bt_ckpt_writer_free(pW);
+  }
+  if (rank == 0) bt_ckpt_rmtree(zRun);
+  free(pP);
+  free(pM);
+  free(pV);
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  bt_comm *pComm = NULL;
+  if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE")) {
+    if (bt_comm_init(&pComm, &argc, &argv) != BT_OK) {
+      fprintf(stderr, "%s\n", bt_err_msg());
+      return 1;
+    }
+  }
   uint64_t nParam = 25000000;
   int level = 3, stepMs = 50;
   const char *zDir = NULL, *zFrom = NULL, *zJson = NULL;
@@ -114,6 +185,11 @@ int main(int argc, char **argv) {
     }
   }
   bt_log_set_level(0);
+  if (pComm && bt_comm_world(pComm) > 1) {
+    int code = bench_mpi(pComm, nParam, level, stepMs, zDir);
+    bt_comm_free(pComm);
+    return code;
+  }
   bitem a[3];
   int nItem = 3;
   const char *zData;
