@@ -123,6 +123,12 @@ static void read_all(bt_ckpt *pC) {
     if (n > 1) bt_ckpt_read_range(pC, az[k], n - 1, n, buf);
   }
   (void)bt_ckpt_meta_json(pC);
+  /* The resume path: the fixture's shapes, one sharded slice. */
+  static float fa[3000];
+  static char fb[500];
+  bt_ckpt_item aItem[2] = {{"a", BT_CKPT_F32, fa + 100, 3000, 100, 2500, 1},
+                           {"b", BT_CKPT_BYTES, fb, 500, 0, 500, 0}};
+  bt_ckpt_load_items(pC, aItem, 2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *pData, size_t nData) {
