@@ -1351,6 +1351,7 @@ int main(int argc, char **argv) {
   test_attention(2, 7, 6, 3);
   test_attention(1, 5, 12, 3);
   test_attention(1, 1, 4, 2); /* T = 1: softmax of one element */
+  test_attention(1, 70, 4, 2); /* T > 2 query blocks of the CPU kernel */
   test_xent(7, 5, 8, 0);
   test_xent(7, 5, 8, 1);
   test_xent(4, 9, 9, 0); /* no padding */
