@@ -271,7 +271,8 @@ int main() {
   printf("CUDA kernels in the CPU SIMT emulator vs the CPU backend\n");
   t_attention(1, 7, 6, 3);
   t_attention(1, 1, 8, 2);
-  t_attention(2, 70, 128, 2);
+  t_attention(2, 40, 128, 2); /* b > 0, two tiles */
+  t_attention(1, 70, 64, 1);  /* three tiles, hs = 64 */
   t_attention(1, 45, 96, 2);
   t_attention(1, 33, 256, 2);
   t_layernorm(5, 9);
