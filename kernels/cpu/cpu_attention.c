@@ -12,18 +12,26 @@
  *     other pair. So we parallelise over (b, h) with a static schedule and
  *     no thread ever adds into memory another thread writes: deterministic
  *     for any thread count, and no atomics.
- *   - Only the causal triangle is computed (t2 <= t): half the work of a
- *     masked full T x T product.
- *   - The inner loops run over the head dimension, contiguous in memory, so
- *     they vectorise. Dot products use `omp simd reduction`, whose order is
- *     fixed at compile time (still deterministic).
- *   - The backward needs dL/datt for one row at a time; it lives in the
- *     caller's scratch (B*NH*T*T floats, one T*T block per (b,h), of which
- *     one row is used), so the op never allocates.
+ *   - Each (b, h) is a few small matrix products, done by single-threaded
+ *     OpenBLAS sgemm (cpu_backend.c runs OpenBLAS with one thread) reading
+ *     q, k, v in place through their row stride 3C. The query rows go in
+ *     blocks of CPU_ATT_BLOCK: rows [r0, r1) see keys [0, r1) only, so the
+ *     products cover the causal triangle plus a sliver of the diagonal
+ *     blocks (5/8 of the full T x T at T = 128) while each call stays
+ *     large enough for OpenBLAS's SIMD kernels. Measured at T = 128,
+ *     hs = 64, one thread, per layer: plain vectorised loops over the
+ *     triangle 5.3 / 9.3 ms (fwd / bwd), full T x T sgemm 1.9 / 2.5 ms,
+ *     blocks of 32: 1.5 / 1.6 ms (16 and 64 are slower). Entries above
+ *     the diagonal get probability (and dS) exactly 0, so the products
+ *     need no mask.
+ *   - The softmax rows use the vectorisable bt_cpu_expf and sum in double.
+ *   - The backward's dP / dS matrix for one (b,h) lives in that pair's
+ *     T*T block of the caller's scratch, so the op never allocates.
  */
 #include "cpu_internal.h"
 #include "../../trainer/util.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -37,107 +45,129 @@ size_t bt_cpu_attention_scratch_size(bt_backend *be, int B, int T, int NH) {
   return (size_t)B * NH * T * T;
 }
 
+/* Query rows per block; see the file comment for the measurement. */
+#define CPU_ATT_BLOCK 32
+
 /* Work in multiply-adds of one call, to decide whether to go parallel. */
 static size_t cpu_att_work(int B, int T, int C) {
   return (size_t)B * T * T * C;
 }
 
-/* For each query row t: s = q.k * scale for t2 <= t, softmax with the row
- * max subtracted (stable), out = sum_t2 p[t2] v[t2]. */
+/* In place on the T x T scores S of one (b,h): row t becomes
+ * softmax(S[t, 0..t]) (row max subtracted: stable) followed by zeros. */
+BT_CPU_SIMD_CLONES static void cpu_softmax_causal(float *S, int T) {
+  for (int t = 0; t < T; t++) {
+    float *p = S + (size_t)t * T;
+    float mx = p[0];
+    for (int t2 = 1; t2 <= t; t2++) mx = p[t2] > mx ? p[t2] : mx;
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int t2 = 0; t2 <= t; t2++) {
+      float e = bt_cpu_expf(p[t2] - mx);
+      p[t2] = e;
+      sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int t2 = 0; t2 <= t; t2++) p[t2] *= inv;
+    for (int t2 = t + 1; t2 < T; t2++) p[t2] = 0.0f;
+  }
+}
+
+/* In place on dP of one (b,h): dS = P * (dP - rowsum(P * dP)) * scale.
+ * Where P is 0 (above the diagonal) dS is 0 too. */
+BT_CPU_SIMD_CLONES static void cpu_softmax_causal_bwd(float *dP,
+                                                      const float *P, int T,
+                                                      float scale) {
+  for (int t = 0; t < T; t++) {
+    const float *p = P + (size_t)t * T;
+    float *d = dP + (size_t)t * T;
+    double sdp = 0.0;
+#pragma omp simd reduction(+ : sdp)
+    for (int t2 = 0; t2 <= t; t2++) sdp += p[t2] * d[t2];
+    const float fs = (float)sdp;
+    for (int t2 = 0; t2 <= t; t2++) d[t2] = p[t2] * (d[t2] - fs) * scale;
+    for (int t2 = t + 1; t2 < T; t2++) d[t2] = 0.0f; /* dP not computed here */
+  }
+}
+
+/* Per (b,h): S = scale Q K^T (sgemm into the att block), row-wise causal
+ * softmax with the row max subtracted (stable), zeros above the diagonal,
+ * then out_h = P V. */
 void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
                           const float *qkv, int B, int T, int C, int NH) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
-  const int hs = C / NH;
-  const size_t C3 = (size_t)3 * C;
+  if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
+  const int hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(2) schedule(static) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
-      const float *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-      for (int t = 0; t < T; t++) {
-        const float *q = base + (size_t)t * C3;
-        float *p = att + (((size_t)b * NH + h) * T + t) * T;
-        float mx = -INFINITY;
-        for (int t2 = 0; t2 <= t; t2++) {
-          const float *k = base + (size_t)t2 * C3 + C;
-          float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-          for (int i = 0; i < hs; i++) dot += q[i] * k[i];
-          dot *= scale;
-          p[t2] = dot;
-          mx = dot > mx ? dot : mx;
-        }
-        double sum = 0.0;
-        for (int t2 = 0; t2 <= t; t2++) {
-          float e = expf(p[t2] - mx);
-          p[t2] = e;
-          sum += e;
-        }
-        float inv = (float)(1.0 / sum);
-        for (int t2 = 0; t2 <= t; t2++) p[t2] *= inv;
-        for (int t2 = t + 1; t2 < T; t2++) p[t2] = 0.0f;
-
-        float *o = out + ((size_t)b * T + t) * C + (size_t)h * hs;
-        for (int i = 0; i < hs; i++) o[i] = 0.0f;
-        for (int t2 = 0; t2 <= t; t2++) {
-          const float *v = base + (size_t)t2 * C3 + 2 * (size_t)C;
-          float a = p[t2];
-          for (int i = 0; i < hs; i++) o[i] += a * v[i];
-        }
+      const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+      const float *k = q + C, *v = q + 2 * (size_t)C;
+      float *P = att + ((size_t)b * NH + h) * T * T;
+      float *o = out + (size_t)b * T * C + (size_t)h * hs;
+      for (int r0 = 0; r0 < T; r0 += CPU_ATT_BLOCK) {
+        int nr = T - r0 < CPU_ATT_BLOCK ? T - r0 : CPU_ATT_BLOCK;
+        int nk = r0 + nr; /* keys 0..r1-1 are all any of these rows sees */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs,
+                    scale, q + (size_t)r0 * C3, C3, k, C3, 0.0f,
+                    P + (size_t)r0 * T, T);
+      }
+      cpu_softmax_causal(P, T);
+      for (int r0 = 0; r0 < T; r0 += CPU_ATT_BLOCK) {
+        int nr = T - r0 < CPU_ATT_BLOCK ? T - r0 : CPU_ATT_BLOCK;
+        int nk = r0 + nr;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk,
+                    1.0f, P + (size_t)r0 * T, T, v, C3, 0.0f,
+                    o + (size_t)r0 * C, C);
       }
     }
   }
 }
 
-/* Per row t, with p = att row and g = dout row:
- *   dp[t2]  = g . v[t2]                      dv[t2] += p[t2] g
- *   ds[t2]  = p[t2] (dp[t2] - sum_j p[j] dp[j])   (softmax backward)
- *   dq     += scale sum_t2 ds[t2] k[t2]      dk[t2] += scale ds[t2] q
- * All accumulate (+=) into dqkv, as ops.h requires. */
+/* Per (b,h), with P the saved probabilities and G = dout_h:
+ *   dP  = G V^T
+ *   dS  = P * (dP - rowsum(P * dP)) * scale     (softmax backward; 0 where
+ *                                                P is 0, i.e. above the
+ *                                                diagonal)
+ *   dQ += dS K,   dK += dS^T Q,   dV += P^T G
+ * The three products accumulate (beta = 1) into dqkv, as ops.h requires. */
 void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
                           const float *dout, const float *qkv,
                           const float *att, int B, int T, int C, int NH) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
-  const int hs = C / NH;
-  const size_t C3 = (size_t)3 * C;
+  if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
+  const int hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(2) schedule(static) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
       const size_t off = (size_t)b * T * C3 + (size_t)h * hs;
-      const float *base = qkv + off;
-      float *dbase = dqkv + off;
-      float *dp = scratch + ((size_t)b * NH + h) * T * T; /* one row used */
-      for (int t = 0; t < T; t++) {
-        const float *p = att + (((size_t)b * NH + h) * T + t) * T;
-        const float *g = dout + ((size_t)b * T + t) * C + (size_t)h * hs;
-        const float *q = base + (size_t)t * C3;
-        float *dq = dbase + (size_t)t * C3;
-
-        double sdp = 0.0;
-        for (int t2 = 0; t2 <= t; t2++) {
-          const float *v = base + (size_t)t2 * C3 + 2 * (size_t)C;
-          float *dv = dbase + (size_t)t2 * C3 + 2 * (size_t)C;
-          float a = p[t2];
-          float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-          for (int i = 0; i < hs; i++) dot += g[i] * v[i];
-          for (int i = 0; i < hs; i++) dv[i] += a * g[i];
-          dp[t2] = dot;
-          sdp += (double)a * dot;
-        }
-        const float fsdp = (float)sdp;
-        for (int t2 = 0; t2 <= t; t2++) {
-          const float *k = base + (size_t)t2 * C3 + C;
-          float *dk = dbase + (size_t)t2 * C3 + C;
-          float ds = p[t2] * (dp[t2] - fsdp) * scale;
-          for (int i = 0; i < hs; i++) {
-            dq[i] += ds * k[i];
-            dk[i] += ds * q[i];
-          }
-        }
+      const float *q = qkv + off, *k = q + C, *v = q + 2 * (size_t)C;
+      float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * (size_t)C;
+      const float *G = dout + (size_t)b * T * C + (size_t)h * hs;
+      const float *P = att + ((size_t)b * NH + h) * T * T;
+      float *dS = scratch + ((size_t)b * NH + h) * T * T;
+      for (int r0 = 0; r0 < T; r0 += CPU_ATT_BLOCK) {
+        int nr = T - r0 < CPU_ATT_BLOCK ? T - r0 : CPU_ATT_BLOCK;
+        int nk = r0 + nr;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, nk, hs, 1.0f,
+                    G + (size_t)r0 * C, C, v, C3, 0.0f, dS + (size_t)r0 * T,
+                    T);
+      }
+      cpu_softmax_causal_bwd(dS, P, T, scale);
+      for (int r0 = 0; r0 < T; r0 += CPU_ATT_BLOCK) {
+        int nr = T - r0 < CPU_ATT_BLOCK ? T - r0 : CPU_ATT_BLOCK;
+        int nk = r0 + nr;
+        const float *dSb = dS + (size_t)r0 * T, *Pb = P + (size_t)r0 * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hs, nk,
+                    1.0f, dSb, T, k, C3, 1.0f, dq + (size_t)r0 * C3, C3);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, 1.0f,
+                    dSb, T, q + (size_t)r0 * C3, C3, 1.0f, dk, C3);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nr, 1.0f,
+                    Pb, T, G + (size_t)r0 * C, C, 1.0f, dv, C3);
       }
     }
   }

@@ -6,10 +6,22 @@
  * and the widest SIMD load) and zeroed, so every copy is a memcpy and sync
  * has nothing to wait for: every op has finished when it returns.
  *
- * Threads: OpenMP runs the element-wise and attention loops, OpenBLAS runs
- * the matrix products. nThread > 0 sets both pools to the same size so the
- * two never oversubscribe the cores; nThread <= 0 keeps the defaults
- * (OMP_NUM_THREADS / OPENBLAS_NUM_THREADS).
+ * Threads: ONE pool, OpenMP's. OpenBLAS is set to a single thread and the
+ * matmuls split their output rows across the OpenMP threads themselves
+ * (cpu_ops.c), attention runs one small sgemm per (batch, head) inside an
+ * OpenMP loop (cpu_attention.c). Two pools on the same cores fight: after
+ * each sgemm OpenBLAS's pthreads keep spinning for a while, and OpenMP's
+ * workers spin at their barriers, so every switch between a BLAS call and
+ * an OpenMP loop ran the next region on half the cores (measured: 2
+ * threads slower than 1 on the bench-small GPT step). With a single pool
+ * there is nothing to fight over; this is also what OpenBLAS's own usage
+ * notes prescribe for multi-threaded callers (one BLAS thread per calling
+ * thread; the pthreads build locks its buffer pool for concurrent calls).
+ *
+ * nThread > 0 is this handle's thread count (every parallel region gets
+ * num_threads(), cpu_internal.h), and is also made the process-wide
+ * OpenMP default for code outside the backend; nThread <= 0 follows
+ * OMP_NUM_THREADS / the core count.
  */
 #include "cpu_internal.h"
 #include "../../trainer/util.h"
@@ -18,10 +30,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct bt_cpu_state {
-  int nThread; /* as requested; <= 0 means library default */
-} bt_cpu_state;
 
 static void cpu_destroy(bt_backend *be) {
   free(be->pImpl);
@@ -125,10 +133,8 @@ bt_backend *bt_backend_cpu_create(int nThread) {
     return NULL;
   }
   st->nThread = nThread;
-  if (nThread > 0) {
-    omp_set_num_threads(nThread);
-    openblas_set_num_threads(nThread);
-  }
+  if (nThread > 0) omp_set_num_threads(nThread);
+  openblas_set_num_threads(1); /* see the file comment: one thread pool */
   be->pVtab = &cpu_vtab;
   be->eKind = BT_BACKEND_CPU;
   be->pImpl = st;
