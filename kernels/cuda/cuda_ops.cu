@@ -167,9 +167,9 @@ void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
     BT_CUDA_CHECK(cudaMalloc((void **)&cu->pIdx, nAlloc * sizeof(int32_t)));
     cu->nIdx = nAlloc;
   }
-  /* From pageable memory: returns once the data is staged, so the host
-   * plan may be rewritten by the next call; stream order covers the
-   * device side. */
+  /* From pageable memory. The host plan is rewritten only by the next
+   * call, after its own stream synchronisation, by which time this copy
+   * has completed; stream order covers the device side. */
   BT_CUDA_CHECK(cudaMemcpyAsync(cu->pIdx, cu->pHostIdx, nPlan * sizeof(int32_t),
                                 cudaMemcpyHostToDevice, cu->stream));
   bt_k_embed_dwte<<<nUniq, 256, 0, cu->stream>>>(dwte, dout, cu->pIdx, nTok,
