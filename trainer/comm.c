@@ -154,9 +154,9 @@ void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
    * thread blocks all signals, so another thread takes it. */
   signal(SIGALRM, SIG_DFL);
   alarm(60);
-  bt_log_error("watchdog: no progress for %.0f s in %s at step %ld; "
+  bt_log_error("watchdog: no progress for %.*f s in %s at step %ld; "
                "aborting the job (exit code %d)",
-               waited, zWhat, step, BT_EXIT_WATCHDOG);
+               waited < 10 ? 1 : 0, waited, zWhat, step, BT_EXIT_WATCHDOG);
   if (pComm->pOps->xOnWatchdog) pComm->pOps->xOnWatchdog(pComm);
   bt_comm_abort(pComm, BT_EXIT_WATCHDOG);
 }
