@@ -182,4 +182,11 @@ int bt_inspect_main(int argc, char **argv);
  * the candidate: at scale call it on rank 0 and broadcast the result. */
 int bt_ckpt_find_latest(const char *zRunDir, char *zOut, size_t nOut);
 
+/* Collective: rank 0 runs bt_ckpt_find_latest() and broadcasts the
+ * result, so every rank resumes from the same directory and the newest
+ * checkpoint is read (verified) once, not once per rank. pComm NULL or
+ * world 1: same as bt_ckpt_find_latest(). */
+int bt_ckpt_find_latest_all(bt_comm *pComm, const char *zRunDir, char *zOut,
+                            size_t nOut);
+
 #endif /* BATON_CKPT_H */

@@ -339,8 +339,8 @@ static void test_corruption(void) {
   snprintf(zD2, sizeof zD2, "%s/ckpt-00000002", zRun);
   CHECK(save_one(zRun, 1, 1, 0) == BT_OK, "%s", bt_err_msg());
   const char *azWhat[] = {"payload byte", "manifest byte", "truncated payload",
-                          "missing payload", "empty manifest"};
-  for (int k = 0; k < 5; k++) {
+                          "missing payload", "empty manifest", "half a manifest"};
+  for (int k = 0; k < 6; k++) {
     CHECK(save_one(zRun, 2, 1, 0) == BT_OK, "%s", bt_err_msg());
     CHECK(tu_first_payload(zD2, zP, sizeof zP) == 0, "no payload in %s", zD2);
     snprintf(zF, sizeof zF, "%s/manifest.json", zD2);
@@ -356,6 +356,11 @@ static void test_corruption(void) {
     if (k == 2) tu_truncate(zP, 100);
     if (k == 3) unlink(zP);
     if (k == 4) tu_truncate(zF, 0);
+    if (k == 5) {
+      struct stat st;
+      stat(zF, &st);
+      tu_truncate(zF, (long)st.st_size / 2);
+    }
     char zFound[512] = "";
     cap_begin();
     int rc = bt_ckpt_find_latest(zRun, zFound, sizeof zFound);

@@ -60,11 +60,72 @@ static int check_reshard(const char *zDir, const spec *aS, int nS, int nVirt) {
   return ok;
 }
 
+/* Crash-test modes (tests/ckpt/crash_mpi.sh):
+ *   save RUN STEP   every rank saves its shard of the standard items
+ *                   (async, polled); BATON_FAULT may kill a rank midway;
+ *   check RUN STEP  the newest verified checkpoint must be STEP, and its
+ *                   content right when read back by this many ranks. */
+static const spec g_aCrash[] = {{"params", 20011, 0, 1}, {"adam_m", 50021, 1, 2},
+                                {"adam_v", 30011, 1, 3}};
+
+static int crash_save(bt_comm *pComm, const char *zRun, long step) {
+  int rank = bt_comm_rank(pComm), world = bt_comm_world(pComm);
+  bt_ckpt_writer *pW = NULL;
+  bt_ckpt_options o = {zRun, 5, 0, 1, 1, 1};
+  if (bt_ckpt_writer_create(&pW, pComm, &o) != BT_OK) goto fail;
+  bt_ckpt_writer_set_chunk_bytes(pW, 16 << 10);
+  bt_ckpt_item a[3];
+  float *ap[3];
+  for (int k = 0; k < 3; k++) {
+    uint64_t lo = 0, hi = g_aCrash[k].total;
+    if (g_aCrash[k].sharded) shard(g_aCrash[k].total, rank, world, &lo, &hi);
+    ap[k] = malloc((hi - lo + 1) * 4);
+    for (uint64_t i = lo; i < hi; i++) ap[k][i - lo] = val(g_aCrash[k].which, i);
+    a[k] = (bt_ckpt_item){g_aCrash[k].zName, BT_CKPT_F32, ap[k], g_aCrash[k].total, lo, hi,
+                          g_aCrash[k].sharded};
+  }
+  int rc = bt_ckpt_save_begin(pW, step, "{\"crash_test\":true}", a, 3);
+  long done = -1;
+  while (rc == BT_OK && done < 0) {
+    rc = bt_ckpt_poll(pW, &done);
+    if (rc == BT_OK && done < 0) usleep(1000);
+  }
+  for (int k = 0; k < 3; k++) free(ap[k]);
+  bt_ckpt_writer_free(pW);
+  if (rc != BT_OK) goto fail;
+  return 0;
+fail:
+  fprintf(stderr, "rank %d: save %ld: %s\n", rank, step, bt_err_msg());
+  return 1;
+}
+
+static int crash_check(bt_comm *pComm, const char *zRun, long step) {
+  char zDir[512] = "";
+  int rc = bt_ckpt_find_latest_all(pComm, zRun, zDir, sizeof zDir);
+  char zWant[64];
+  snprintf(zWant, sizeof zWant, "ckpt-%08ld", step);
+  int ok = rc == 0 && strstr(zDir, zWant) != NULL;
+  if (ok && bt_comm_rank(pComm) == 0)
+    ok = check_reshard(zDir, g_aCrash, 3, bt_comm_world(pComm));
+  if (!ok)
+    fprintf(stderr, "rank %d: expected %s, found '%s' (rc %d) %s\n", bt_comm_rank(pComm),
+            zWant, zDir, rc, bt_err_msg());
+  int bad = !ok;
+  bt_comm_host_allreduce(pComm, &bad, 1, BT_I32, BT_MAX);
+  return bad;
+}
+
 int main(int argc, char **argv) {
   bt_comm *pComm = NULL;
   if (bt_comm_init(&pComm, &argc, &argv) != BT_OK) {
     fprintf(stderr, "comm init: %s\n", bt_err_msg());
     return 1;
+  }
+  if (argc == 4 && (!strcmp(argv[1], "save") || !strcmp(argv[1], "check"))) {
+    int code = !strcmp(argv[1], "save") ? crash_save(pComm, argv[2], atol(argv[3]))
+                                        : crash_check(pComm, argv[2], atol(argv[3]));
+    bt_comm_free(pComm);
+    return code;
   }
   int rank = bt_comm_rank(pComm), world = bt_comm_world(pComm);
   int tiny = argc > 1 && strcmp(argv[1], "tiny") == 0;
@@ -154,6 +215,29 @@ int main(int argc, char **argv) {
   }
   CHECK(bt_ckpt_finish(pW) == BT_OK, "%s", bt_err_msg());
   bt_ckpt_writer_free(pW);
+  bt_comm_barrier(pComm, NULL);
+
+  /* Resume: rank 0 finds and verifies, every rank gets the same answer. */
+  {
+    char zAll[512] = "";
+    CHECK(bt_ckpt_find_latest_all(pComm, zRun, zAll, sizeof zAll) == 0 &&
+              strstr(zAll, tiny ? "ckpt-00000010" : "ckpt-00000030"),
+          "rank %d: find_latest_all: '%s' %s", rank, zAll, bt_err_msg());
+    /* every rank loads its own shard of adam_m for a world of the same size */
+    bt_ckpt *pC = NULL;
+    CHECK(bt_ckpt_open(&pC, zAll, 0) == BT_OK, "%s", bt_err_msg());
+    if (pC) {
+      uint64_t lo, hi;
+      shard(aS[1].total, rank, world, &lo, &hi);
+      float *p = malloc((hi - lo + 1) * 4);
+      bt_ckpt_item one = {aS[1].zName, BT_CKPT_F32, p, aS[1].total, lo, hi, 1};
+      int ok = bt_ckpt_load_items(pC, &one, 1) == BT_OK;
+      for (uint64_t i = lo; ok && i < hi; i++) ok = p[i - lo] == val(aS[1].which, i);
+      CHECK(ok, "rank %d: own shard after resume: %s", rank, bt_err_msg());
+      free(p);
+      bt_ckpt_close(pC);
+    }
+  }
   bt_comm_barrier(pComm, NULL);
 
   if (rank == 0) {
