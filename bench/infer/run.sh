@@ -16,7 +16,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 build="${1:-$root/build}"
-repeats="${2:-3}"
+repeats="${2:-5}"
 n="${3:-100}"
 py="${BATON_PYTHON:-$build/pyenv/bin/python3}"
 out_json="${OUT_JSON:-/tmp/baton-bench-infer.json}"
