@@ -100,6 +100,21 @@ def cmd_hf(fx, baton):
                              use_cache=True, min_new_tokens=24, pad_token_id=0)
     theirs = out[0, len(ids):].tolist()
     check(theirs == ours, f"greedy generate: transformers {theirs[:12]}... == baton {ours[:12]}...")
+    # The other direction: a model saved by transformers (save_pretrained,
+    # safetensors) runs in `baton infer` unchanged (no baton_* config keys).
+    with tempfile.TemporaryDirectory() as t:
+        model.save_pretrained(t, safe_serialization=True)
+        # transformers keeps unknown keys; drop baton's so this is a plain
+        # HF config, as a model from elsewhere would have.
+        cj = json.load(open(os.path.join(t, "config.json")))
+        cj = {k: v for k, v in cj.items() if not k.startswith("baton_")}
+        json.dump(cj, open(os.path.join(t, "config.json"), "w"))
+        ids = prompts(V, 17, 1, seed=8)[0]
+        ours = baton_logits(baton, t, ids, V)
+        with torch.no_grad():
+            theirs = model(torch.tensor([ids])).logits[0].numpy()
+        e = relerr(theirs, ours)
+        check(e < TOL, f"baton infer on transformers' save_pretrained output: rel err {e:.2e}")
     # bf16 export: loads in transformers; upcast to fp32 it equals baton's
     # own bf16 inference (both widen the same bf16 weights).
     mb = transformers.GPT2LMHeadModel.from_pretrained(os.path.join(fx, "bf16"),

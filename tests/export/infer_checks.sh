@@ -36,6 +36,12 @@ s2=$("$baton" infer "$fx/fp32" --prompt "$prompt" --max-new-tokens 40 --temperat
 [ "$s1" = "$s2" ] || { echo "FAIL: same seed, different samples"; exit 1; }
 echo "ok: sampling deterministic for a seed"
 
+# 3b. top-k 1 is greedy whatever the temperature.
+g=$("$baton" infer "$fx/fp32" --prompt "$prompt" --max-new-tokens 20 --ids 2>/dev/null)
+k1=$("$baton" infer "$fx/fp32" --prompt "$prompt" --max-new-tokens 20 --temperature 2 --top-k 1 --seed 4 --ids 2>/dev/null)
+[ "$g" = "$k1" ] || { echo "FAIL: --top-k 1 differs from greedy"; exit 1; }
+echo "ok: --top-k 1 == greedy"
+
 # 4. Half-precision exports load and generate; tokens/s goes to stderr.
 for d in bf16 fp16; do
   "$baton" infer "$fx/$d" --prompt "$prompt" --max-new-tokens 8 >/dev/null 2>"$t/err"
