@@ -71,4 +71,8 @@ cp -r "$fx/fp32" "$t/badheads"
 sed -i 's/"n_head":[[:space:]]*4/"n_head": 3/' "$t/badheads/config.json"
 if "$baton" infer "$t/badheads" --prompt x 2>"$t/err"; then echo "FAIL: n_head 3 accepted"; exit 1; fi
 grep -q "n_head 3 does not divide n_embd 64" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exit 1; }
-echo "ok: config/weights disagreements named (missing tensor, wrong shape, bad n_head)"
+cp -r "$fx/fp32" "$t/layeridx"
+sed -i 's/"use_cache":/"scale_attn_by_inverse_layer_idx": true, "use_cache":/' "$t/layeridx/config.json"
+if "$baton" infer "$t/layeridx" --prompt x 2>"$t/err"; then echo "FAIL: scale_attn_by_inverse_layer_idx accepted"; exit 1; fi
+grep -q "scale_attn_by_inverse_layer_idx" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exit 1; }
+echo "ok: config/weights disagreements named (missing tensor, wrong shape, bad n_head, unsupported GPT2Config switch)"
