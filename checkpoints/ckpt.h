@@ -8,7 +8,10 @@
  * other way round.
  *
  * Items are either
- *   - replicated: identical on every rank; rank 0 writes them whole;
+ *   - replicated: identical on every rank. Large f32 ones (>= 1024
+ *     elements per rank) are cut into world slices written in parallel,
+ *     slice r by rank r (bt_ckpt_writer_set_split_replicated(pW, 0): rank
+ *     0 writes them whole); bytes and small items are written by rank 0;
  *   - sharded: rank r holds elements [lo, hi) of a flat buffer of `total`
  *     elements; every rank writes its own range in parallel (ZeRO-1
  *     optimizer moments). The manifest lists each range's file, so a reader
@@ -31,8 +34,9 @@
  * snapshot memory (caller provides host pointers; the copy is taken before
  * it returns) and hands them to a background thread that compresses and
  * writes this rank's files. bt_ckpt_poll() is called by the main thread at
- * every step boundary; when every rank's thread has finished it performs
- * the collective commit (rank 0: manifest, rename, latest, retention). At
+ * every step boundary; when every rank's thread has finished it gathers
+ * the file lists and rank 0 commits (manifest, rename, latest, retention)
+ * in its background thread; a later poll reports the committed step. At
  * most one save is in flight; bt_ckpt_save_begin() first finishes the
  * previous one. bt_ckpt_finish() blocks until nothing is in flight.
  * The background thread only does file I/O (never MPI), so the
@@ -84,7 +88,7 @@ typedef struct bt_ckpt_item {
   void *pData;         /* save: source (host memory). Sharded: points at
                           element lo of the flat buffer, i.e. at this
                           rank's shard of hi - lo elements; replicated: at
-                          element 0 of total (read on rank 0 only) */
+                          element 0 of total, on every rank */
   uint64_t total;      /* elements (bytes for BT_CKPT_BYTES) of the whole */
   uint64_t lo, hi;     /* this rank's range; replicated: [0, total) */
   int sharded;         /* 1: every rank writes [lo,hi); 0: rank 0 writes */
@@ -129,6 +133,9 @@ int bt_ckpt_save_begin(bt_ckpt_writer *pW, long step, const char *zMetaJson,
 int bt_ckpt_poll(bt_ckpt_writer *pW, long *pnDone);
 /* Collective: waits for and commits the save in flight, if any. */
 int bt_ckpt_finish(bt_ckpt_writer *pW);
+/* 1 (default): replicated f32 items of >= 1024 elements per rank are
+ * written in slices by all ranks; 0: by rank 0 alone. Between saves. */
+int bt_ckpt_writer_set_split_replicated(bt_ckpt_writer *pW, int on);
 /* Seconds the main thread spent in the last save (snapshot + any wait). */
 double bt_ckpt_last_blocking_seconds(const bt_ckpt_writer *pW);
 

@@ -18,7 +18,6 @@ if(BATON_FUZZ)
   target_link_options(fuzz_ckpt PRIVATE -fsanitize=fuzzer,address,undefined)
   target_include_directories(fuzz_ckpt PRIVATE ${CMAKE_SOURCE_DIR}
     ${CMAKE_SOURCE_DIR}/trainer ${MPI_C_INCLUDE_DIRS})
-  target_compile_definitions(fuzz_ckpt PRIVATE _GNU_SOURCE)
   target_link_libraries(fuzz_ckpt PRIVATE PkgConfig::ZSTD PkgConfig::XXHASH PkgConfig::CJSON m)
 endif()
 

@@ -859,8 +859,10 @@ int bt_ckpt_inspect(const char *zDir, FILE *pOut) {
             pI->nFile);
     for (int k = 0; k < pI->nFile; k++) {
       const bt_ckpt_file *pF = &pM->aFile[pI->aiFile[k]];
-      fprintf(pOut, "    %-44s [%llu, %llu)  raw %10s  stored %10s  %s\n",
-              pF->zFile, (unsigned long long)pF->lo, (unsigned long long)pF->hi,
+      char zRange[64];
+      snprintf(zRange, sizeof zRange, "[%llu, %llu)", (unsigned long long)pF->lo,
+               (unsigned long long)pF->hi);
+      fprintf(pOut, "    %-40s %-24s raw %10s  stored %10s  %s\n", pF->zFile, zRange,
               bt_fmt_bytes((double)pF->raw_bytes, zA, sizeof zA),
               bt_fmt_bytes((double)pF->stored_bytes, zB, sizeof zB),
               pF->shuffled ? BT_CKPT_CODEC_SHUF : BT_CKPT_CODEC_ZSTD);

@@ -3,30 +3,36 @@
  *
  * States of one writer (main thread view):
  *
- *   IDLE --save_begin--> WRITING --poll: all ranks done--> COMMIT --> IDLE
+ *   IDLE --save_begin--> WRITING --poll: all done--> COMMITTING
+ *        --poll: rank 0 done--> IDLE
  *
  *   save_begin (collective): validates items, rank 0 creates
  *     RUN/.tmp-ckpt-<step> (removing a stale one of the same step), the
- *     ranks agree (all-reduce MAX of an error flag), each rank copies the
- *     items it writes into its snapshot buffers (allocated once, reused),
- *     then starts the background thread (async) or writes inline (sync).
+ *     ranks agree on success and on the step (one all-reduce), each rank
+ *     copies the items it writes into its snapshot buffers (allocated once,
+ *     reused), then starts the background thread (async) or writes inline
+ *     (sync).
  *   WRITING: the thread shuffles, compresses, checksums and writes this
- *     rank's payload files, fsyncs each, then the directory. It does file
- *     I/O only: no MPI call is ever made off the main thread.
- *   poll (collective, every step): all-reduce MIN of "my thread is done".
- *     Until everyone is done it returns at once. Then COMMIT:
+ *     rank's payload files, fsyncs each, then the directory. Background
+ *     threads do file I/O only: no MPI call is ever made off the main
+ *     thread.
+ *   poll (collective, every step): all-reduce MIN of "my part is done";
+ *     returns at once until everyone is done. Then:
  *       1. every rank all-gathers a fixed record {error, message, length of
  *          its file list}; any error -> rank 0 removes the temp directory,
  *          every rank returns BT_ERR naming the first failing rank, path
  *          and errno;
- *       2. otherwise the file lists (JSON text) are all-gathered; rank 0
- *          builds the manifest, checks it with the READER's validator
- *          (so a trainer bug such as ranges that do not tile cannot produce
- *          a directory the reader rejects), writes manifest.json, fsyncs
- *          it and the temp directory, renames the temp directory to
- *          RUN/ckpt-<step:08>, fsyncs RUN, replaces RUN/latest atomically,
- *          then applies retention;
- *       3. rank 0 broadcasts its status; every rank returns it.
+ *       2. otherwise the file lists (JSON text) are all-gathered to rank 0,
+ *          which enters COMMITTING: in its background thread (async) it
+ *          builds the manifest, checks it with the READER's validator (so a
+ *          trainer bug such as ranges that do not tile cannot produce a
+ *          directory the reader rejects), writes manifest.json, fsyncs it
+ *          and the temp directory, renames it to RUN/ckpt-<step:08>, fsyncs
+ *          RUN, replaces RUN/latest atomically and applies retention. The
+ *          fsyncs therefore never stall the training loop.
+ *       3. a later poll finds rank 0 done (all-reduce MIN); rank 0
+ *          broadcasts its status; every rank returns it and *pnDone = step.
+ *     With async = 0 all of this happens inside one poll.
  *
  * What a crash leaves behind, by instant:
  *   - before the rename: RUN/.tmp-ckpt-<step> (partial files, perhaps a
@@ -71,6 +77,7 @@ typedef struct wr_item {
   uint64_t total, lo, hi; /* the range this rank writes (mine) */
   int sharded;
   int mine;               /* this rank writes [lo, hi) */
+  uint64_t srcOff;        /* element of pData that holds element lo */
   uint8_t *pSnap;         /* snapshot of [lo, hi); reused across saves */
   size_t nSnapCap;
 } wr_item;
@@ -104,8 +111,12 @@ struct bt_ckpt_writer {
   long step;
   int inflight;
   int seenNewer; /* warned about ckpt-* newer than what we save */
+  int splitReplicated; /* replicated f32 items written by all ranks */
   char zTmp[4096];
 
+  int phase;            /* 1 writing, 2 committing (while inflight) */
+  char *pLists;         /* rank 0, phase 2: every rank's file list */
+  size_t nListMax;
   pthread_t thread;
   int threadRunning;
   atomic_int done;
@@ -198,6 +209,7 @@ int bt_ckpt_writer_create(bt_ckpt_writer **ppW, bt_comm *pComm,
   if (pW->opt.zstd_level <= 0) pW->opt.zstd_level = 3;
   if (pW->opt.zstd_level > 19) pW->opt.zstd_level = 19;
   pW->nChunk = BT_CKPT_CHUNK_DEFAULT;
+  pW->splitReplicated = 1;
   pW->zRunDir = strdup(pOpt->zRunDir);
   pW->pCctx = ZSTD_createCCtx();
   atomic_store(&pW->done, 1);
@@ -243,6 +255,7 @@ void bt_ckpt_writer_free(bt_ckpt_writer *pW) {
   for (int i = 0; i < pW->nItemCap; i++) free(pW->aItem[i].pSnap);
   free(pW->aItem);
   free(pW->aEnt);
+  free(pW->pLists);
   free(pW->zMeta);
   free(pW->zRunDir);
   if (pW->pCctx) ZSTD_freeCCtx(pW->pCctx);
@@ -259,6 +272,26 @@ int bt_ckpt_writer_set_chunk_bytes(bt_ckpt_writer *pW, size_t nByte) {
                       nByte, (unsigned long long)BT_CKPT_MAX_FILE_RAW);
   pW->nChunk = nByte;
   return BT_OK;
+}
+
+int bt_ckpt_writer_set_split_replicated(bt_ckpt_writer *pW, int on) {
+  if (pW->inflight)
+    return bt_err_set("checkpoint writer: cannot change this during a save");
+  pW->splitReplicated = on != 0;
+  return BT_OK;
+}
+
+/* Whether a replicated item is cut into world slices, slice r written by
+ * rank r. Every rank holds the whole (that is what replicated means), so
+ * the work of compressing and writing e.g. the parameters is spread over
+ * all ranks instead of falling on rank 0 alone. Only f32 items with at
+ * least BT_CKPT_SPLIT_MIN elements per rank; small ones and bytes items
+ * stay whole on rank 0. */
+#define BT_CKPT_SPLIT_MIN 1024
+static int wr_split(const bt_ckpt_writer *pW, const bt_ckpt_item *p) {
+  return pW->splitReplicated && !p->sharded && p->eType == BT_CKPT_F32 &&
+         pW->world > 1 &&
+         p->total >= (uint64_t)pW->world * BT_CKPT_SPLIT_MIN;
 }
 
 double bt_ckpt_last_blocking_seconds(const bt_ckpt_writer *pW) {
@@ -437,8 +470,11 @@ static int wr_check_items(bt_ckpt_writer *pW, long step, const char *zMeta,
     uint64_t n = p->sharded ? p->hi - p->lo : p->total;
     if (n * bt_ckpt_dtype_size(p->eType) > (uint64_t)SIZE_MAX / 2)
       return bt_err_set("item '%s' too large for this machine", p->zName);
-    if (n > 0 && !p->pData && (p->sharded || pW->rank == 0))
-      return bt_err_set("item '%s': no data pointer", p->zName);
+    int writes = p->sharded || pW->rank == 0 || wr_split(pW, p);
+    if (n > 0 && !p->pData && writes)
+      return bt_err_set("item '%s': no data pointer%s", p->zName,
+                        p->sharded ? "" : " (replicated items are read on "
+                                          "every rank)");
   }
   cJSON *pMeta = cJSON_Parse(zMeta ? zMeta : "null");
   if (!pMeta) return bt_err_set("meta is not valid JSON");
@@ -465,7 +501,14 @@ static int wr_set_items(bt_ckpt_writer *pW, const bt_ckpt_item *aItem,
     pI->sharded = pS->sharded;
     pI->lo = pS->sharded ? pS->lo : 0;
     pI->hi = pS->sharded ? pS->hi : pS->total;
+    pI->srcOff = 0;
     pI->mine = pS->sharded || pW->rank == 0;
+    if (wr_split(pW, pS)) {
+      pI->lo = pS->total * (uint64_t)pW->rank / (uint64_t)pW->world;
+      pI->hi = pS->total * (uint64_t)(pW->rank + 1) / (uint64_t)pW->world;
+      pI->srcOff = pI->lo;
+      pI->mine = 1;
+    }
     if (!pI->mine) continue;
     size_t n = (size_t)(pI->hi - pI->lo) * bt_ckpt_dtype_size(pI->eType);
     /* Snapshot buffers are allocated on the first save and reused: the
@@ -485,7 +528,8 @@ static void wr_snapshot(bt_ckpt_writer *pW, const bt_ckpt_item *aItem) {
     size_t es = bt_ckpt_dtype_size(pI->eType);
     /* pData points at this rank's range for sharded items (ckpt.h: "rank r
      * holds elements [lo, hi)"), at the whole for replicated ones. */
-    memcpy(pI->pSnap, aItem[i].pData, (size_t)(pI->hi - pI->lo) * es);
+    memcpy(pI->pSnap, (const uint8_t *)aItem[i].pData + pI->srcOff * es,
+           (size_t)(pI->hi - pI->lo) * es);
   }
 }
 
@@ -543,6 +587,7 @@ int bt_ckpt_save_begin(bt_ckpt_writer *pW, long step, const char *zMetaJson,
   pW->step = step;
   wr_snapshot(pW, aItem);
   pW->inflight = 1;
+  pW->phase = 1;
   atomic_store(&pW->done, 0);
   if (pW->opt.async) {
     if (pthread_create(&pW->thread, NULL, wr_thread_main, pW) != 0) {
@@ -760,7 +805,7 @@ static int wr_commit_rank0(bt_ckpt_writer *pW, char **azList) {
                 bt_err_msg());
   }
   wr_retention(pW);
-  bt_log_info("checkpoint saved: %s", zFinal);
+  bt_log_debug("checkpoint committed: %s", zFinal);
   rc = BT_OK;
 done:
   free(zText);
@@ -768,7 +813,10 @@ done:
   return rc;
 }
 
-static int wr_commit(bt_ckpt_writer *pW) {
+/* End of phase WRITING (all ranks' threads done): every rank contributes
+ * its status and file list. On success rank 0 keeps all lists in
+ * pW->pLists (world strings of pW->nListMax bytes) for the commit. */
+static int wr_gather(bt_ckpt_writer *pW) {
   wr_join(pW);
   wr_record rec;
   memset(&rec, 0, sizeof rec);
@@ -788,10 +836,9 @@ static int wr_commit(bt_ckpt_writer *pW) {
   }
   size_t W = (size_t)pW->world;
   wr_record *aRec = bt_calloc(W, sizeof *aRec, "checkpoint commit records");
-  if (!aRec) {
-    /* Cannot take part in the exchange: every rank would hang. */
-    BT_ASSERT(!"out of memory in checkpoint commit");
-  }
+  /* Without it this rank cannot take part in the exchange and every rank
+   * would hang: a broken invariant, not an expected failure. */
+  BT_ASSERT(aRec);
   int rc = wr_allgather(pW, &rec, aRec, sizeof rec);
   int firstBad = -1;
   uint64_t nMax = 1;
@@ -826,23 +873,75 @@ static int wr_commit(bt_ckpt_writer *pW) {
     free(pAll);
     return bt_err_prefix("checkpoint step %ld: ", pW->step);
   }
-  wr_record st;
-  memset(&st, 0, sizeof st);
+  free(pW->pLists);
+  pW->pLists = NULL;
   if (pW->rank == 0) {
-    char **az = bt_calloc(W, sizeof *az, "checkpoint file lists");
-    BT_ASSERT(az);
+    pW->pLists = pAll;
+    pW->nListMax = (size_t)nMax;
+  } else {
+    free(pAll);
+  }
+  return BT_OK;
+}
+
+/* Phase COMMITTING, rank 0, in the background thread (async) or inline:
+ * file operations only. The result goes to pW->err / pW->zErr. */
+static void wr_commit_files(bt_ckpt_writer *pW) {
+  pW->err = 0;
+  pW->zErr[0] = 0;
+  size_t W = (size_t)pW->world;
+  char **az = bt_calloc(W, sizeof *az, "checkpoint file lists");
+  int rc = BT_ERR;
+  if (az) {
     for (size_t r = 0; r < W; r++) {
-      az[r] = pAll + r * nMax;
-      az[r][nMax - 1] = 0;
+      az[r] = pW->pLists + r * pW->nListMax;
+      az[r][pW->nListMax - 1] = 0;
     }
-    if (wr_commit_rank0(pW, az) != BT_OK) {
-      st.err = 1;
-      msgf(st.zMsg, sizeof st.zMsg, "%s", bt_err_msg());
-      bt_ckpt_rmtree(pW->zTmp);
-    }
+    rc = wr_commit_rank0(pW, az);
     free(az);
   }
-  free(pAll);
+  if (rc != BT_OK) {
+    pW->err = 1;
+    msgf(pW->zErr, sizeof pW->zErr, "%s", bt_err_msg());
+    bt_ckpt_rmtree(pW->zTmp);
+  }
+  free(pW->pLists);
+  pW->pLists = NULL;
+}
+
+static void *wr_commit_main(void *pArg) {
+  bt_ckpt_writer *pW = pArg;
+  wr_commit_files(pW);
+  atomic_store(&pW->done, 1);
+  return NULL;
+}
+
+/* Starts phase COMMITTING after a successful gather. */
+static void wr_commit_start(bt_ckpt_writer *pW) {
+  pW->phase = 2;
+  pW->err = 0;
+  if (pW->rank != 0) {
+    atomic_store(&pW->done, 1);
+    return;
+  }
+  atomic_store(&pW->done, 0);
+  if (pW->opt.async &&
+      pthread_create(&pW->thread, NULL, wr_commit_main, pW) == 0) {
+    pW->threadRunning = 1;
+    return;
+  }
+  wr_commit_main(pW);
+}
+
+/* End of phase COMMITTING: rank 0 tells everyone how it went. */
+static int wr_conclude(bt_ckpt_writer *pW) {
+  wr_join(pW);
+  wr_record st;
+  memset(&st, 0, sizeof st);
+  if (pW->rank == 0 && pW->err) {
+    st.err = 1;
+    msgf(st.zMsg, sizeof st.zMsg, "%s", pW->zErr);
+  }
   if (wr_broadcast(pW, &st, sizeof st) != BT_OK)
     return bt_err_prefix("checkpoint step %ld: ", pW->step);
   if (st.err) {
@@ -853,33 +952,53 @@ static int wr_commit(bt_ckpt_writer *pW) {
   return BT_OK;
 }
 
+/* Collective. Phases of a save in flight:
+ *   1 WRITING     every rank's thread writes its payloads;
+ *   2 COMMITTING  rank 0's thread writes the manifest, renames, updates
+ *                 latest and applies retention.
+ * Each poll all-reduces (MIN) "my part of this phase is done" and moves on
+ * when everyone is done; with async = 0 both phases finish in one call. */
 int bt_ckpt_poll(bt_ckpt_writer *pW, long *pnDone) {
   if (pnDone) *pnDone = -1;
   if (!pW->inflight) return BT_OK;
   double t0 = bt_time_now();
-  int allDone = atomic_load(&pW->done);
-  if (wr_allreduce_int(pW, &allDone, BT_MIN) != BT_OK) {
-    pW->tBlock += bt_time_now() - t0;
-    return bt_err_prefix("checkpoint step %ld: ", pW->step);
+  int rc = BT_OK;
+  for (;;) {
+    int allDone = atomic_load(&pW->done);
+    if (wr_allreduce_int(pW, &allDone, BT_MIN) != BT_OK) {
+      rc = bt_err_prefix("checkpoint step %ld: ", pW->step);
+      break;
+    }
+    if (!allDone) break;
+    if (pW->phase == 1) {
+      rc = wr_gather(pW);
+      if (rc != BT_OK) {
+        pW->inflight = 0;
+        break;
+      }
+      wr_commit_start(pW);
+      if (pW->opt.async) break; /* rank 0 commits in the background */
+      continue;                 /* sync: finished already; conclude now */
+    }
+    rc = wr_conclude(pW);
+    pW->inflight = 0;
+    if (rc == BT_OK && pnDone) *pnDone = pW->step;
+    break;
   }
-  if (!allDone) {
-    pW->tBlock += bt_time_now() - t0;
-    pW->tLastBlock = pW->tBlock;
-    return BT_OK;
-  }
-  int rc = wr_commit(pW);
-  pW->inflight = 0;
   pW->tBlock += bt_time_now() - t0;
   pW->tLastBlock = pW->tBlock;
-  if (rc == BT_OK && pnDone) *pnDone = pW->step;
   return rc;
 }
 
 int bt_ckpt_finish(bt_ckpt_writer *pW) {
-  double t0 = bt_time_now();
-  if (!pW->inflight) return BT_OK;
-  /* Our own thread first; then poll's all-reduce sees every rank done. */
-  wr_join(pW);
-  pW->tBlock += bt_time_now() - t0;
-  return bt_ckpt_poll(pW, NULL);
+  int rc = BT_OK;
+  while (pW->inflight && rc == BT_OK) {
+    /* Our own thread first; then poll's all-reduce sees every rank done.
+     * Every rank goes round this loop the same number of times. */
+    double t0 = bt_time_now();
+    wr_join(pW);
+    pW->tBlock += bt_time_now() - t0;
+    rc = bt_ckpt_poll(pW, NULL);
+  }
+  return rc;
 }

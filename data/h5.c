@@ -25,6 +25,10 @@
  *      source's own file descriptor (see "pread fast path"); those reads
  *      make no HDF5 call and take no lock.
  *
+ *   5. Every HDF5 call that reads or opens is checked (H5_TRY, bt_h5_fail).
+ *      Closing ids on cleanup paths of a read-only file is not: it cannot
+ *      lose data and an earlier error is already being reported.
+ *
  * Reading: a rank's indices are sorted and coalesced into runs of
  * consecutive samples; each run is one contiguous hyperslab read into a
  * scratch buffer (tokens through H5T_NATIVE_UINT32, so uint16 files

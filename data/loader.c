@@ -260,6 +260,8 @@ int bt_loader_open(bt_loader **ppLoader, const bt_loader_config *pCfg) {
                c->world);
     goto fail;
   }
+  if (c->global_batch <= 0 && strcmp(c->zSplit, "val") == 0)
+    c->global_batch = 1; /* a val loader may serve only val_begin/next */
   if (c->global_batch <= 0) {
     bt_err_set("%s: global batch %lld must be positive", c->zPath,
                (long long)c->global_batch);

@@ -103,7 +103,9 @@ int64_t bt_perm_index(uint64_t seed, int64_t epoch, int64_t n, int64_t p);
  * accum <= 0 = 1; world <= 0 = 1; prefetch 0 = 2 batches, prefetch < 0 =
  * no thread (reads happen inside bt_loader_next); vocab 0, D 0, nClass 0 =
  * taken from the data. A "train" split smaller than one global batch is an
- * error at open; a "val" split is not checked against global_batch.
+ * error at open; a "val" split is not checked against global_batch, and a
+ * val loader may leave global_batch 0 (then 1) if it only serves
+ * bt_loader_val_begin/next.
  *
  * Mid-step state: bt_loader_get_state() counts only optimizer steps whose
  * micro-steps have all been returned; a checkpoint taken mid-step repeats

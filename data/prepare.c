@@ -63,7 +63,11 @@ static void fault_points(void) {
   if (bt_fault_hit("prepare.term")) raise(SIGTERM);
 }
 
-/* ---- HDF5 output ---------------------------------------------------------- */
+/* ---- HDF5 output -----------------------------------------------------------
+ * Every HDF5 call that can lose data is checked through H5_TRY or
+ * bt_h5_fail (call, file, dataset). Closing property lists, dataspaces,
+ * types and attributes on cleanup paths is not checked: it touches no data
+ * and an earlier error is already being reported. */
 
 typedef struct out_file {
   char zOut[4096];
@@ -214,13 +218,17 @@ out:
   return rc;
 }
 
-static void ds_close(out_ds *d) {
+/* Closes d; a failure (HDF5 may flush data here) is an error. */
+static int ds_close(out_ds *d) {
+  int rc = BT_OK;
   if (d->hDset >= 0) {
     bt_h5_lock();
-    H5Dclose(d->hDset);
+    if (H5Dclose(d->hDset) < 0)
+      rc = bt_h5_fail(g_zTmp, d->zName, "H5Dclose", __LINE__);
     bt_h5_unlock();
   }
   d->hDset = -1;
+  return rc;
 }
 
 /* Closes the file; on success fsyncs and renames it into place, otherwise
@@ -455,8 +463,8 @@ static int prepare_text(const prep_opts *o) {
   if (fd >= 0) close(fd);
   free(aByte);
   free(aTok);
-  ds_close(&dTr);
-  ds_close(&dVa);
+  if (ds_close(&dTr) != BT_OK) rc = BT_ERR;
+  if (ds_close(&dVa) != BT_OK) rc = BT_ERR;
   if (rc == BT_OK) rc = out_attr_int(&of, "baton_format_version", 1);
   if (rc == BT_OK) rc = out_attr_int(&of, "vocab_size", 256);
   if (rc == BT_OK) rc = out_attr_str(&of, "tokenizer", "bytes");
@@ -876,7 +884,8 @@ static int prepare_arrays(const prep_opts *o) {
     if (rc == BT_OK) rc = ds_append(&d[2 * s], aXs, H5T_NATIVE_FLOAT, m);
     if (rc == BT_OK) rc = ds_append(&d[2 * s + 1], aYs, H5T_NATIVE_INT32, m);
   }
-  for (int i = 0; i < 4; i++) ds_close(&d[i]);
+  for (int i = 0; i < 4; i++)
+    if (ds_close(&d[i]) != BT_OK) rc = BT_ERR;
   if (rc == BT_OK) rc = out_attr_int(&of, "baton_format_version", 1);
   if (rc == BT_OK) rc = out_attr_int(&of, "num_classes", (int)t.nClass);
   char zErr[2048];

@@ -282,6 +282,9 @@ void bt_comm_set_context(bt_comm *pComm, long step, const char *zOp) {
 
 /* ---- init / attach / free ----------------------------------------------- */
 
+static int comm_shutdown_barrier(bt_comm *pComm);
+static void comm_free(bt_comm *pComm, int bBarrier);
+
 static int comm_init_mpi(bt_comm *p, int *pargc, char ***pargv) {
   int init = 0;
   MPI_Initialized(&init);
@@ -365,9 +368,8 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   /* Bound here, not at attach: the CUDA backend creates its handles and
    * streams on the current device before the communicator is attached. */
   if (bt_comm_cuda_bind_device(p)) {
-    int rc = BT_ERR;
-    bt_comm_free(p);
-    return rc;
+    comm_free(p, 0); /* the other ranks may not fail: no barrier */
+    return BT_ERR;
   }
 #endif
   bt_log_debug("comm: %s, world %d, %d rank(s) per node (%s)", p->pOps->zName,
@@ -397,8 +399,16 @@ int bt_comm_attach_backend(bt_comm *pComm, bt_comm_kind eKind,
 #endif
 }
 
-void bt_comm_free(bt_comm *pComm) {
+void bt_comm_free(bt_comm *pComm) { comm_free(pComm, 1); }
+
+/* bBarrier: meet every rank (under the watchdog) before MPI_Finalize,
+ * whose own synchronisation has no timeout: a rank frozen at the end of a
+ * run then still ends the job with a message instead of a hang. */
+static void comm_free(bt_comm *pComm, int bBarrier) {
   if (!pComm) return;
+  if (bBarrier && pComm->bMpi && pComm->world > 1 &&
+      comm_shutdown_barrier(pComm))
+    bt_log_warn("comm shutdown: %s", bt_err_msg());
   pthread_mutex_lock(&pComm->mu);
   int bThread = pComm->bThread;
   pComm->bThreadStop = 1;
@@ -523,7 +533,8 @@ int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone) {
   return BT_OK;
 }
 
-/* ---- argument checks ------------------------------------------------------ */
+/* ---- argument checks ------------------------------------------------------
+ */
 
 static int comm_check_type(const bt_comm *pComm, const char *zOp,
                            bt_dtype eType) {
@@ -574,7 +585,8 @@ static void comm_fault_point(bt_comm *pComm, bt_comm_opkind eKind) {
   }
 }
 
-/* ---- collectives ---------------------------------------------------------- */
+/* ---- collectives ----------------------------------------------------------
+ */
 
 int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       bt_redop eOp, bt_comm_req **pReq) {
@@ -686,7 +698,8 @@ int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq) {
   return req_started(pComm, req, rc, pReq);
 }
 
-/* ---- host (control-plane) helpers: MPI_COMM_WORLD, never NCCL ------------- */
+/* ---- host (control-plane) helpers: MPI_COMM_WORLD, never NCCL -------------
+ */
 
 /* Waits under the watchdog for one host operation started through the MPI
  * table, whatever data plane pComm->pOps is. */
@@ -732,6 +745,13 @@ int bt_comm_mpi_host_bcast(bt_comm *pComm, void *pBuf, size_t nByte, int root,
   return BT_OK;
 }
 
+static int comm_shutdown_barrier(bt_comm *pComm) {
+  bt_comm_set_context(pComm, pComm->step, "shutdown barrier");
+  bt_comm_req *req = req_get(pComm, BT_OPK_BARRIER, 0, BT_U8);
+  if (!req) return BT_ERR;
+  return comm_host_run(pComm, req, bt_comm_mpi_ops.xBarrier(pComm, req));
+}
+
 int bt_comm_host_broadcast(bt_comm *pComm, void *pBuf, size_t nByte,
                            int root) {
   BT_ASSERT(pComm);
@@ -763,7 +783,8 @@ int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
                                                   BT_U8, req));
 }
 
-/* ---- abort ----------------------------------------------------------------- */
+/* ---- abort -----------------------------------------------------------------
+ */
 
 /* Flushes f unless another thread holds its lock (it may be stuck in a
  * write: waiting for it would turn an abort into a hang). */

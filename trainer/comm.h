@@ -121,7 +121,9 @@ int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       bt_redop eOp, bt_comm_req **pReq);
 /* pSend holds world * nPerRank elements; rank r receives the sum of every
  * rank's block r into pRecv (nPerRank elements). In place (NCCL's rule):
- * pRecv == pSend + rank * nPerRank; any other overlap is refused. */
+ * pRecv == pSend + rank * nPerRank; any other overlap is refused. After
+ * an in-place call the other blocks of pSend are undefined (MPI uses
+ * block 0 as scratch). */
 int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
                            size_t nPerRank, bt_dtype eType, bt_redop eOp,
                            bt_comm_req **pReq);
@@ -139,9 +141,11 @@ int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
 int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       int root, bt_comm_req **pReq);
 int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq);
-/* Completes and frees a request (NULL is a no-op). */
+/* Completes and frees a request (NULL is a no-op). On error (BT_ERR) the
+ * request is freed as well: never wait for it again. */
 int bt_comm_wait(bt_comm *pComm, bt_comm_req *req);
-/* Non-blocking completion check: 1 done (req freed), 0 pending. */
+/* Non-blocking completion check: 1 done (req freed), 0 pending. On error
+ * the request is freed and *pDone is 1. */
 int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone);
 
 /* Host-side helpers always over MPI (control plane: config agreement,

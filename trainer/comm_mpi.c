@@ -82,8 +82,8 @@ static int mpi_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                          bt_redop eOp, bt_comm_req *req) {
   int c = 0;
   if (mpi_count(pComm, n, &c)) return BT_ERR;
-  if (!BT_MPI_OK(pComm, MPI_Iallreduce(MPI_IN_PLACE, pBuf, c,
-                                       mpi_dtype(eType), mpi_op(pComm, eOp, eType),
+  if (!BT_MPI_OK(pComm, MPI_Iallreduce(MPI_IN_PLACE, pBuf, c, mpi_dtype(eType),
+                                       mpi_op(pComm, eOp, eType),
                                        MPI_COMM_WORLD, &req->mpiReq)))
     return BT_ERR;
   return BT_OK;
@@ -96,8 +96,8 @@ static int mpi_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
   if (mpi_count(pComm, nPerRank, &c)) return BT_ERR;
   size_t nByte = nPerRank * bt_comm_dtype_size(eType);
   int rc;
-  if (nPerRank > 0 &&
-      (const char *)pRecv == (const char *)pSend + (size_t)pComm->rank * nByte) {
+  if (nPerRank > 0 && (const char *)pRecv ==
+                          (const char *)pSend + (size_t)pComm->rank * nByte) {
     /* NCCL-style in place: MPI writes block `rank` to the buffer start. */
     rc = MPI_Ireduce_scatter_block(MPI_IN_PLACE, (void *)pSend, c,
                                    mpi_dtype(eType), mpi_op(pComm, eOp, eType),
@@ -109,7 +109,8 @@ static int mpi_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
     }
   } else {
     rc = MPI_Ireduce_scatter_block(pSend, pRecv, c, mpi_dtype(eType),
-                                   mpi_op(pComm, eOp, eType), MPI_COMM_WORLD, &req->mpiReq);
+                                   mpi_op(pComm, eOp, eType), MPI_COMM_WORLD,
+                                   &req->mpiReq);
   }
   if (!BT_MPI_OK(pComm, rc)) return BT_ERR;
   return BT_OK;

@@ -7,7 +7,7 @@
  *     "step" is the optimizer step, "time" Unix wall-clock seconds, every
  *     other key a tag given to bt_metrics_scalar(). Non-finite values
  *     (NaN, +-inf) are written as null: JSON has no literal for them.
- *   RUN/tb/events.out.tfevents.<time>.<host>.<pid>.<seq>
+ *   RUN/tb/events.out.tfevents.<sec>.<usec>.<host>.<pid>.<seq>
  *     the same scalars as a TensorBoard event file (tboard.h).
  *
  * Contract:

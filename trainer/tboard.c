@@ -230,9 +230,15 @@ int bt_tboard_open(bt_tboard **ppTb, const char *zDir) {
   bt_tboard *pTb = bt_calloc(1, sizeof *pTb, "tensorboard writer");
   if (!pTb) return BT_ERR;
   double now = wall_now();
+  /* TensorBoard reads the files of a directory in name order, and a resumed
+   * run's file must come after the crashed run's: seconds alone can tie,
+   * and then the pid would decide, so microseconds follow (fixed width). */
+  long long sec = (long long)now;
+  long usec = (long)((now - (double)sec) * 1e6);
+  if (usec > 999999) usec = 999999;
   int n = snprintf(pTb->zPath, sizeof pTb->zPath,
-                   "%s/events.out.tfevents.%lld.%s.%d.%d", zDir,
-                   (long long)now, bt_log_host(), (int)getpid(),
+                   "%s/events.out.tfevents.%lld.%06ld.%s.%d.%d", zDir, sec,
+                   usec, bt_log_host(), (int)getpid(),
                    __atomic_fetch_add(&s_seq, 1, __ATOMIC_RELAXED));
   if (n < 0 || (size_t)n >= sizeof pTb->zPath) {
     free(pTb);

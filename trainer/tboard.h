@@ -21,7 +21,8 @@
  * TensorBoard's reader, which stops at the first bad CRC/short record.
  *
  * Resume: a resumed run opens a NEW file in the same directory (file names
- * carry time, host, pid and a sequence number, so they sort by creation) and
+ * start with the creation time in seconds and microseconds, fixed width, so
+ * name order, which is TensorBoard's reading order, is creation order) and
  * calls bt_tboard_session_start(step): TensorBoard then drops the points with
  * step >= that step read from older files ("purge orphaned data"), so the
  * curve shows the resumed values, not the stale ones written after the last
@@ -64,8 +65,8 @@ size_t bt_tboard_encode_event(uint8_t *pOut, size_t nOut, double wall_time,
                               const char *const *azTag, const float *aValue);
 
 /* Creates zDir (mkdir -p) and a new file
- * zDir/events.out.tfevents.<unix-seconds>.<host>.<pid>.<seq> whose first
- * record carries file_version "brain.Event:2". *ppTb is NULL on error. */
+ * zDir/events.out.tfevents.<unix-seconds>.<microseconds>.<host>.<pid>.<seq>
+ * whose first record carries file_version "brain.Event:2". *ppTb is NULL on error. */
 int bt_tboard_open(bt_tboard **ppTb, const char *zDir);
 /* Path of the file being written (valid until close). */
 const char *bt_tboard_path(const bt_tboard *pTb);

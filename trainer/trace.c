@@ -132,6 +132,22 @@ static void meta_locked(bt_trace *pT, const char *zWhat, int tid,
   append_locked(pT, zEv, (size_t)n);
 }
 
+/* A resumed run reopens the same path; the previous attempt's trace is the
+ * one that shows the crash, so it is kept as <stem>.prev.json (replacing an
+ * older .prev) instead of being truncated. */
+static void keep_previous(const char *zPath) {
+  if (!bt_path_exists(zPath)) return;
+  char zPrev[4096 + 8];
+  size_t n = strlen(zPath);
+  if (n > 5 && !strcmp(zPath + n - 5, ".json"))
+    snprintf(zPrev, sizeof zPrev, "%.*s.prev.json", (int)(n - 5), zPath);
+  else
+    snprintf(zPrev, sizeof zPrev, "%s.prev", zPath);
+  if (rename(zPath, zPrev) != 0)
+    bt_log_warn("trace: could not keep the previous trace %s as %s: %s "
+                "(overwriting it)", zPath, zPrev, strerror(errno));
+}
+
 int bt_trace_open(bt_trace **ppT, const char *zPath, int rank) {
   *ppT = NULL;
   bt_trace *pT = bt_calloc(1, sizeof *pT, "trace writer");
@@ -151,6 +167,7 @@ int bt_trace_open(bt_trace **ppT, const char *zPath, int rank) {
       return bt_err_prefix("trace: creating %s: ", zDir);
     }
   }
+  keep_previous(pT->zPath);
   pT->fd = open(pT->zPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (pT->fd < 0) {
     int e = errno;

@@ -25,6 +25,11 @@
  *     so far without the closing bracket: Perfetto and chrome://tracing load
  *     such truncated traces; launch/baton-trace-repair makes strict JSON
  *     from one for other tools.
+ *   - Opening a path that exists (a resumed run) first renames the old file
+ *     to <stem>.prev.json (replacing an older one): the trace of the attempt
+ *     that crashed survives one restart.
+ *   - Size: about 100 bytes per event; the trainer traces a window of steps,
+ *     not a whole multi-day run.
  *   - Events are formatted into one fixed buffer allocated at open: no
  *     allocation per event. The buffer goes to the file when it is nearly
  *     full and whenever the outermost begin/end span ends (once a step), so

@@ -316,6 +316,17 @@ static int run_validation(bt_trainer *tr, double *pVal) {
   return BT_OK;
 }
 
+/* One line per completed checkpoint: where, and the training time it cost
+ * (snapshot copy plus any waiting; the compression and writing of an
+ * asynchronous save happen beside training and are not counted). */
+static void log_ckpt_done(bt_trainer *tr, long step) {
+  bt_log_info("checkpoint %s/ckpt-%08ld complete: training time lost %.1f ms"
+              " (%s)",
+              tr->zRunDir, step,
+              1e3 * bt_ckpt_last_blocking_seconds(tr->pCkw),
+              tr->cfg.ckpt_async ? "asynchronous" : "synchronous");
+}
+
 static int save_checkpoint(bt_trainer *tr, int wait) {
   bt_comm_set_context(tr->pComm, tr->step, "checkpoint save");
   bt_ckpt_item aItem[8];
@@ -324,7 +335,10 @@ static int save_checkpoint(bt_trainer *tr, int wait) {
   if (!zMeta) return bt_err_set("out of memory building checkpoint meta");
   int rc = bt_ckpt_save_begin(tr->pCkw, tr->step, zMeta, aItem, nItem);
   free(zMeta);
-  if (rc == BT_OK && wait) rc = bt_ckpt_finish(tr->pCkw);
+  if (rc == BT_OK && wait) {
+    rc = bt_ckpt_finish(tr->pCkw);
+    if (rc == BT_OK) log_ckpt_done(tr, tr->step);
+  }
   return rc;
 }
 
@@ -395,7 +409,16 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   bt_trace_thread_name(pTrace, 1, "gradient communication");
   if (tr->rank == 0) bt_metrics_mark_start(pMet, tr->step);
 
-  int ttyWidth = tr->rank == 0 ? bt_progress_tty_width(1) : 0;
+  /* A live bar only on a real terminal. Under mpirun, Open MPI hands the
+   * ranks a pseudo-terminal even when mpirun's own output goes to a file,
+   * so with several ranks plain lines are the default; BATON_PROGRESS=bar
+   * or =plain overrides either way. */
+  const char *zProg = getenv("BATON_PROGRESS");
+  int ttyWidth = 0;
+  if (tr->rank == 0 &&
+      (zProg ? !strcmp(zProg, "bar") : tr->world == 1))
+    ttyWidth = bt_progress_tty_width(1);
+  if (zProg && !strcmp(zProg, "bar") && ttyWidth <= 0) ttyWidth = 100;
   int isGpt = m->eKind == BT_MODEL_GPT;
   double itemsPerSample = isGpt ? (double)m->T : 1.0;
   step_times acc = {0};
@@ -403,6 +426,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   int rc = BT_OK;
   double tRunStart = bt_time_now();
   long firstStep = tr->step + 1;
+  double prevCkpt = 0; /* checkpoint time of the previous step */
 
   while (tr->step < total) {
     long step = tr->step + 1;
@@ -556,6 +580,33 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
       if (val < tr->run.bestVal) tr->run.bestVal = val;
     }
 
+    /* Report */
+    if (pLossLog) {
+      fprintf(pLossLog, "%ld %.9g\n", step, loss);
+      fflush(pLossLog);
+    }
+    /* Metrics go out before the checkpoint, so a crash between the two
+     * cannot lose the step's line. The checkpoint's own blocking time is
+     * therefore reported with the NEXT step (time/ckpt_ms). */
+    double tBeforeCkpt = bt_time_now() - tStep;
+    if (tr->rank == 0) {
+      double itemsPerSec = (double)stepGlobal * itemsPerSample / tBeforeCkpt;
+      bt_metrics_scalar(pMet, step, "train/loss", loss);
+      bt_metrics_scalar(pMet, step, "train/lr", lr);
+      bt_metrics_scalar(pMet, step, "train/grad_norm", gnorm);
+      bt_metrics_scalar(pMet, step, isGpt ? "perf/tokens_per_s"
+                                          : "perf/samples_per_s",
+                        itemsPerSec);
+      bt_metrics_scalar(pMet, step, "time/step_ms", 1e3 * tBeforeCkpt);
+      bt_metrics_scalar(pMet, step, "time/data_ms", 1e3 * st.data);
+      bt_metrics_scalar(pMet, step, "time/compute_ms", 1e3 * st.compute);
+      bt_metrics_scalar(pMet, step, "time/comm_exposed_ms",
+                        1e3 * st.commExposed);
+      bt_metrics_scalar(pMet, step, "time/optim_ms", 1e3 * st.optim);
+      bt_metrics_scalar(pMet, step, "time/ckpt_ms", 1e3 * prevCkpt);
+      if (!isnan(val)) bt_metrics_scalar(pMet, step, "val/loss", val);
+      bt_metrics_flush_step(pMet, step);
+    }
     /* Checkpoint: poll the one in flight, start a new one when due. */
     double tCk = bt_time_now();
     bt_trace_begin(pTrace, "checkpoint", "train");
@@ -565,6 +616,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
       rc = BT_ERR;
       goto out;
     }
+    if (nDone >= 0) log_ckpt_done(tr, nDone);
     int stopNow = red[RED_STOP] > 0;
     int due = (c->ckpt_every > 0 && step % c->ckpt_every == 0) ||
               step == total || stopNow;
@@ -581,12 +633,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
     st.ckpt = bt_time_now() - tCk;
     bt_trace_end(pTrace); /* step */
     st.total = bt_time_now() - tStep;
-
-    /* Report */
-    if (pLossLog) {
-      fprintf(pLossLog, "%ld %.9g\n", step, loss);
-      fflush(pLossLog);
-    }
+    prevCkpt = st.ckpt;
     acc.data += st.data;
     acc.compute += st.compute;
     acc.commExposed += st.commExposed;
@@ -594,24 +641,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
     acc.ckpt += st.ckpt;
     acc.total += st.total;
     accSteps++;
-    if (tr->rank == 0) {
-      double itemsPerSec = (double)stepGlobal * itemsPerSample / st.total;
-      bt_metrics_scalar(pMet, step, "train/loss", loss);
-      bt_metrics_scalar(pMet, step, "train/lr", lr);
-      bt_metrics_scalar(pMet, step, "train/grad_norm", gnorm);
-      bt_metrics_scalar(pMet, step, isGpt ? "perf/tokens_per_s"
-                                          : "perf/samples_per_s",
-                        itemsPerSec);
-      bt_metrics_scalar(pMet, step, "time/step_ms", 1e3 * st.total);
-      bt_metrics_scalar(pMet, step, "time/data_ms", 1e3 * st.data);
-      bt_metrics_scalar(pMet, step, "time/compute_ms", 1e3 * st.compute);
-      bt_metrics_scalar(pMet, step, "time/comm_exposed_ms",
-                        1e3 * st.commExposed);
-      bt_metrics_scalar(pMet, step, "time/optim_ms", 1e3 * st.optim);
-      bt_metrics_scalar(pMet, step, "time/ckpt_ms", 1e3 * st.ckpt);
-      if (!isnan(val)) bt_metrics_scalar(pMet, step, "val/loss", val);
-      bt_metrics_flush_step(pMet, step);
-    }
+
     if (tr->rank == 0 &&
         (step % c->log_every == 0 || step == total || step == firstStep ||
          !isnan(val) || stopNow)) {

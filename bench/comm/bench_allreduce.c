@@ -37,7 +37,9 @@ static size_t parse_size(const char *z) {
 }
 
 /* Rank q's value at i: small integers, so every sum is exact in f32. */
-static float pattern(int q, size_t i) { return (float)((q + (int)(i % 16)) % 16 + 1); }
+static float pattern(int q, size_t i) {
+  return (float)((q + (int)(i % 16)) % 16 + 1);
+}
 
 typedef struct bench_row {
   size_t nByte;
@@ -129,7 +131,8 @@ int main(int argc, char **argv) {
     char zLoad[64] = "?";
     FILE *fLoad = fopen("/proc/loadavg", "r");
     if (fLoad) {
-      if (!fgets(zLoad, sizeof zLoad, fLoad)) snprintf(zLoad, sizeof zLoad, "?");
+      if (!fgets(zLoad, sizeof zLoad, fLoad))
+        snprintf(zLoad, sizeof zLoad, "?");
       zLoad[strcspn(zLoad, "\n")] = 0;
       fclose(fLoad);
     }

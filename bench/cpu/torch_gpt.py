@@ -64,7 +64,7 @@ class GPT(nn.Module):
         for b in self.h:
             x = b(x)
         logits = self.ln_f(x) @ self.wte.weight.t()  # tied, as in baton
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), tgt.view(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1))
 
 
 def main():

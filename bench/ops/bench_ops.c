@@ -233,6 +233,16 @@ int main(int argc, char **argv) {
   printf("%-16s %8s %12.3f   -> %.0f tokens/s (mean step %.3f ms)\n",
          "best step", "", 1e3 * bestStep, (double)N / bestStep,
          1e3 * tSum / nStep);
+  /* the same numbers as one JSON line, for tooling */
+  printf("{\"bench\":\"ops\",\"backend\":\"%s\",\"threads\":%d,"
+         "\"clock\":\"%s\",\"B\":%d,\"T\":%d,\"C\":%d,\"NH\":%d,\"L\":%d,"
+         "\"V\":%d,\"steps\":%d,\"best_step_ms\":%.3f,\"tokens_per_s\":%.1f,"
+         "\"ops_ms\":{",
+         bt_backend_name(g_be), nThread, g_bCpuTime ? "cpu" : "wall", B, T, C,
+         NH, L, V, nStep, 1e3 * bestStep, (double)N / bestStep);
+  for (int k = 0; k < OP_COUNT; k++)
+    printf("%s\"%s\":%.3f", k ? "," : "", azOp[k], 1e3 * best[k]);
+  printf("}}\n");
   bt_backend_free(g_be); /* buffers are released with the process */
   return 0;
 }

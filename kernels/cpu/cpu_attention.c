@@ -16,8 +16,9 @@
  *     single-threaded OpenBLAS sgemm (cpu_backend.c runs OpenBLAS with one
  *     thread) reading q, k, v in place through their row stride 3C. sgemm
  *     computes the full T x T score matrix, twice the causal triangle, but
- *     with OpenBLAS's SIMD kernels that is still several times faster than
- *     the triangle in plain loops (measured at T = 128, hs = 64). Masked
+ *     with OpenBLAS's SIMD kernels that is still about twice as fast as the
+ *     triangle in plain vectorised loops (bench/ops, T = 128, hs = 64, one
+ *     thread: 4 layers forward 21 -> 11 ms, backward 37 -> 14 ms). Masked
  *     entries get probability exactly 0, so P V and the backward products
  *     need no mask.
  *   - The softmax rows use the vectorisable bt_cpu_expf and sum in double.
@@ -46,16 +47,53 @@ static size_t cpu_att_work(int B, int T, int C) {
   return (size_t)B * T * T * C;
 }
 
+/* In place on the T x T scores S of one (b,h): row t becomes
+ * softmax(S[t, 0..t]) (row max subtracted: stable) followed by zeros. */
+BT_CPU_SIMD_CLONES static void cpu_softmax_causal(float *S, int T) {
+  for (int t = 0; t < T; t++) {
+    float *p = S + (size_t)t * T;
+    float mx = p[0];
+    for (int t2 = 1; t2 <= t; t2++) mx = p[t2] > mx ? p[t2] : mx;
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int t2 = 0; t2 <= t; t2++) {
+      float e = bt_cpu_expf(p[t2] - mx);
+      p[t2] = e;
+      sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int t2 = 0; t2 <= t; t2++) p[t2] *= inv;
+    for (int t2 = t + 1; t2 < T; t2++) p[t2] = 0.0f;
+  }
+}
+
+/* In place on dP of one (b,h): dS = P * (dP - rowsum(P * dP)) * scale.
+ * Where P is 0 (above the diagonal) dS is 0 too. */
+BT_CPU_SIMD_CLONES static void cpu_softmax_causal_bwd(float *dP,
+                                                      const float *P, int T,
+                                                      float scale) {
+  for (int t = 0; t < T; t++) {
+    const float *p = P + (size_t)t * T;
+    float *d = dP + (size_t)t * T;
+    double sdp = 0.0;
+#pragma omp simd reduction(+ : sdp)
+    for (int t2 = 0; t2 <= t; t2++) sdp += p[t2] * d[t2];
+    const float fs = (float)sdp;
+    for (int t2 = 0; t2 < T; t2++) d[t2] = p[t2] * (d[t2] - fs) * scale;
+  }
+}
+
 /* Per (b,h): S = scale Q K^T (sgemm into the att block), row-wise causal
  * softmax with the row max subtracted (stable), zeros above the diagonal,
  * then out_h = P V. */
 void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
                           const float *qkv, int B, int T, int C, int NH) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
+  if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
   const int hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(2) schedule(static) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
       const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
@@ -63,21 +101,7 @@ void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
       float *P = att + ((size_t)b * NH + h) * T * T;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q,
                   C3, k, C3, 0.0f, P, T);
-      for (int t = 0; t < T; t++) {
-        float *p = P + (size_t)t * T;
-        float mx = p[0];
-        for (int t2 = 1; t2 <= t; t2++) mx = p[t2] > mx ? p[t2] : mx;
-        double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-        for (int t2 = 0; t2 <= t; t2++) {
-          float e = bt_cpu_expf(p[t2] - mx);
-          p[t2] = e;
-          sum += e;
-        }
-        float inv = (float)(1.0 / sum);
-        for (int t2 = 0; t2 <= t; t2++) p[t2] *= inv;
-        for (int t2 = t + 1; t2 < T; t2++) p[t2] = 0.0f;
-      }
+      cpu_softmax_causal(P, T);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f,
                   P, T, v, C3, 0.0f, out + (size_t)b * T * C + (size_t)h * hs,
                   C);
@@ -95,11 +119,12 @@ void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
 void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
                           const float *dout, const float *qkv,
                           const float *att, int B, int T, int C, int NH) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
+  if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
   const int hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(2) schedule(static) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (cpu_att_work(B, T, C) >= BT_CPU_PAR_MIN)
   for (int b = 0; b < B; b++) {
     for (int h = 0; h < NH; h++) {
       const size_t off = (size_t)b * T * C3 + (size_t)h * hs;
@@ -110,15 +135,7 @@ void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
       float *dS = scratch + ((size_t)b * NH + h) * T * T;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, G,
                   C, v, C3, 0.0f, dS, T);
-      for (int t = 0; t < T; t++) {
-        const float *p = P + (size_t)t * T;
-        float *d = dS + (size_t)t * T;
-        double sdp = 0.0;
-#pragma omp simd reduction(+ : sdp)
-        for (int t2 = 0; t2 <= t; t2++) sdp += p[t2] * d[t2];
-        const float fs = (float)sdp;
-        for (int t2 = 0; t2 < T; t2++) d[t2] = p[t2] * (d[t2] - fs) * scale;
-      }
+      cpu_softmax_causal_bwd(dS, P, T, scale);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f,
                   dS, T, k, C3, 1.0f, dq, C3);
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, dS,

@@ -14,8 +14,14 @@
  * workers spin at their barriers, so every switch between a BLAS call and
  * an OpenMP loop ran the next region on half the cores (measured: 2
  * threads slower than 1 on the bench-small GPT step). With a single pool
- * there is nothing to fight over. nThread > 0 sets the OpenMP pool size;
- * nThread <= 0 keeps OMP_NUM_THREADS / the core count.
+ * there is nothing to fight over; this is also what OpenBLAS's own usage
+ * notes prescribe for multi-threaded callers (one BLAS thread per calling
+ * thread; the pthreads build locks its buffer pool for concurrent calls).
+ *
+ * nThread > 0 is this handle's thread count (every parallel region gets
+ * num_threads(), cpu_internal.h), and is also made the process-wide
+ * OpenMP default for code outside the backend; nThread <= 0 follows
+ * OMP_NUM_THREADS / the core count.
  */
 #include "cpu_internal.h"
 #include "../../trainer/util.h"
@@ -24,10 +30,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct bt_cpu_state {
-  int nThread; /* as requested; <= 0 means library default */
-} bt_cpu_state;
 
 static void cpu_destroy(bt_backend *be) {
   free(be->pImpl);
@@ -132,7 +134,7 @@ bt_backend *bt_backend_cpu_create(int nThread) {
   }
   st->nThread = nThread;
   if (nThread > 0) omp_set_num_threads(nThread);
-  openblas_set_num_threads(1);
+  openblas_set_num_threads(1); /* see the file comment: one thread pool */
   be->pVtab = &cpu_vtab;
   be->eKind = BT_BACKEND_CPU;
   be->pImpl = st;

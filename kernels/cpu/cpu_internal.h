@@ -22,10 +22,49 @@
 
 #include "../backend_impl.h"
 
+#include <omp.h>
+
+/* Backend-private state (bt_backend.pImpl). */
+typedef struct bt_cpu_state {
+  int nThread; /* as requested; <= 0 means the OpenMP default */
+} bt_cpu_state;
+
+/* Threads for this backend's parallel regions, passed to every region as
+ * num_threads(): the count belongs to the handle, so two backends with
+ * different counts in one process (the unit test does that) each get
+ * their own, whichever thread calls them. */
+static inline int bt_cpu_nthread(const bt_backend *be) {
+  const bt_cpu_state *st = (const bt_cpu_state *)be->pImpl;
+  return st->nThread > 0 ? st->nThread : omp_get_max_threads();
+}
+
 /* Below this many floats of work a parallel region costs more than it
  * saves (a fork/join is a few microseconds; 32K floats of simple work is
  * about that). */
 #define BT_CPU_PAR_MIN 32768
+
+/* The build's baseline is -march=x86-64-v2 (4-wide SSE). The few loops
+ * that are compute bound (GELU, layernorm rows, softmax rows) are compiled
+ * three times, for AVX-512, AVX2 and the baseline, and the dynamic loader
+ * picks the widest the CPU has (GCC target_clones, resolved once through
+ * an ifunc). Measured on the bench machine (Sapphire Rapids): GELU 1.3 ns
+ * per element baseline, 0.73 AVX2, 0.39 AVX-512. Results may differ in
+ * the last bit between CPUs (vector width, FMA), never between runs or
+ * thread counts on one machine: callers hand these kernels fixed rows or
+ * fixed-size chunks, so each element takes the same code path. Other
+ * compilers and targets get the baseline. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&     \
+    defined(__linux__) && !defined(BATON_NO_TARGET_CLONES)
+#define BT_CPU_SIMD_CLONES                                                    \
+  __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BT_CPU_SIMD_CLONES
+#endif
+
+/* Element-wise ops run in chunks of this many elements, the unit of work
+ * of the OpenMP loops: fixed so that chunk boundaries (where a vector loop
+ * hands over to its scalar tail) do not move with the thread count. */
+#define BT_CPU_EW_CHUNK 16384
 
 /* x clamped to [lo, hi] by selecting bit patterns with integer masks.
  * Why not `x < lo ? lo : x`: GCC turns that into a branch, duplicates the
@@ -59,8 +98,14 @@ static inline float bt_cpu_clampf(float x, float lo, float hi) {
  * because GCC does not vectorise floorf/rintf at -march=x86-64-v2. */
 static inline float bt_cpu_expf(float x) {
   x = bt_cpu_clampf(x, -87.3f, 88.0f);
-  float n = x * 1.44269504088896341f + 12582912.0f; /* round(x/ln2) */
-  n -= 12582912.0f;
+  /* nm = 1.5*2^23 + round(x/ln2): the integer sits in nm's low mantissa
+   * bits, so n's bits are read off with integer arithmetic (unsigned, and
+   * no float-to-int conversion, so even NaN has defined behaviour: it
+   * gives garbage bits times NaN, i.e. NaN). */
+  float nm = x * 1.44269504088896341f + 12582912.0f;
+  uint32_t nmBits;
+  __builtin_memcpy(&nmBits, &nm, sizeof nmBits);
+  float n = nm - 12582912.0f;
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -70,7 +115,7 @@ static inline float bt_cpu_expf(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = ((int32_t)n + 127) * (1 << 23);
+  uint32_t bits = (nmBits - 0x4B400000u + 127u) << 23; /* 2^n */
   float scale;
   __builtin_memcpy(&scale, &bits, sizeof scale);
   return p * scale;

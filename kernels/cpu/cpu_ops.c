@@ -5,16 +5,19 @@
  * Why it is written this way:
  *   - Matrix products go to OpenBLAS cblas_sgemm, forward and backward; the
  *     backward uses beta = 1 so the product lands directly on the gradient
- *     (ops.h: backward ops accumulate). sgemm partitions the OUTPUT across
- *     its threads and never splits the inner dimension, so its results are
- *     the same bits run after run.
+ *     (ops.h: backward ops accumulate). Threads split the OUTPUT rows and
+ *     never the inner dimension, so no element is a sum of partial sums
+ *     from different threads and the bits repeat run after run.
  *   - Sums over rows (dbias, layernorm dw/db, dwpe, dwte) are parallelised
  *     over columns: one thread owns a block of columns and adds the rows in
  *     order 0..N-1, so the bits do not depend on the thread count or the
  *     schedule. They accumulate in double (cheap: memory bound anyway) so
  *     the reference is a little better than the kernels tested against it.
- *   - Per-row statistics (layernorm mean/variance, softmax max/sum) are
- *     computed in double for the same reason; the outputs are float.
+ *   - Per-row statistics (layernorm mean and variance, the softmax sums of
+ *     cross-entropy) accumulate in double for the same reason; outputs
+ *     are float.
+ *   - exp is bt_cpu_expf (cpu_internal.h), not libm's expf, so that GELU
+ *     and softmax loops vectorise; the tests measure its error.
  *   - Element-wise loops are plain `for` loops the compiler vectorises, with
  *     an OpenMP `if` so small tensors do not pay for a fork/join.
  */
@@ -33,9 +36,10 @@
 
 /* acc[c] += sum_{n=0..N-1} x[n*ld + c] for c in [0, C), rows summed in
  * order in double by one thread per column block (deterministic). */
-static void cpu_colsum_acc(float *acc, const float *x, int N, int C, int ld) {
+static void cpu_colsum_acc(int nt, float *acc, const float *x, int N, int C,
+                           int ld) {
   int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
   for (int blk = 0; blk < nBlock; blk++) {
     int c0 = blk * CPU_COL_BLOCK;
     int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
@@ -74,12 +78,12 @@ static void cpu_slab(int nRow, int nPart, int iPart, int *p0, int *p1) {
 /* C[M,Nc] (ldc) += op(A)[M,K] op(B)[K,Nc], the M rows split across the
  * OpenMP threads. A is [M,K] (lda) or, with bTransA, [K,M] (lda) whose
  * columns are the rows of op(A); B is [K,Nc] or [Nc,K] with bTransB. */
-static void cpu_gemm_acc(int bTransA, int bTransB, int M, int Nc, int K,
-                         const float *A, int lda, const float *B, int ldb,
-                         float *Cm, int ldc) {
+static void cpu_gemm_acc(int nt, int bTransA, int bTransB, int M, int Nc,
+                         int K, const float *A, int lda, const float *B,
+                         int ldb, float *Cm, int ldc) {
   if (M <= 0 || Nc <= 0 || K <= 0) return;
   long work = (long)M * Nc * K;
-#pragma omp parallel if (work >= CPU_GEMM_PAR_MIN && M > CPU_ROW_ALIGN)
+#pragma omp parallel num_threads(nt) if (work >= CPU_GEMM_PAR_MIN && M > CPU_ROW_ALIGN)
   {
     int r0, r1;
     cpu_slab(M, omp_get_num_threads(), omp_get_thread_num(), &r0, &r1);
@@ -93,23 +97,24 @@ static void cpu_gemm_acc(int bTransA, int bTransB, int M, int Nc, int K,
 }
 
 /* out = inp W (+ bias). out is first filled with the bias rows (or 0) and
- * the product accumulated on top (beta = 1): one pass over out fewer than
- * a separate bias add, and K = 0 needs no special case. The layout only
- * changes whether sgemm reads W transposed: IN_OUT [C,OC] as is, OUT_IN
- * [OC,C] as W^T. */
+ * the product accumulated on top (beta = 1), so bias and no bias, and the
+ * degenerate K = C = 0, take one path (sgemm may skip the product entirely
+ * when K = 0, and beta = 0 would then leave out unwritten). The layout
+ * only changes whether sgemm reads W transposed: IN_OUT [C,OC] as is,
+ * OUT_IN [OC,C] as W^T. */
 void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
                        const float *w, const float *bias, int N, int C, int OC,
                        bt_wlayout eLayout) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   if (N <= 0 || OC <= 0) return;
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * OC >= BT_CPU_PAR_MIN)
   for (int n = 0; n < N; n++) {
     float *o = out + (size_t)n * OC;
     if (bias) memcpy(o, bias, (size_t)OC * sizeof(float));
     else memset(o, 0, (size_t)OC * sizeof(float));
   }
   int bT = eLayout == BT_W_OUT_IN;
-  cpu_gemm_acc(0, bT, N, OC, C, inp, C, w, bT ? C : OC, out, OC);
+  cpu_gemm_acc(nt, 0, bT, N, OC, C, inp, C, w, bT ? C : OC, out, OC);
 }
 
 /* dinp += dout W^T, dw += inp^T dout (stored in W's layout), dbias += the
@@ -117,20 +122,20 @@ void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
 void bt_cpu_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
                        const float *dout, const float *inp, const float *w,
                        int N, int C, int OC, bt_wlayout eLayout) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   if (N <= 0 || OC <= 0 || C <= 0) return;
   int bOutIn = eLayout == BT_W_OUT_IN;
   /* [N,OC] x [OC,C]: W^T for IN_OUT, W itself for OUT_IN */
   if (dinp)
-    cpu_gemm_acc(0, !bOutIn, N, C, OC, dout, OC, w, bOutIn ? C : OC, dinp,
+    cpu_gemm_acc(nt, 0, !bOutIn, N, C, OC, dout, OC, w, bOutIn ? C : OC, dinp,
                  C);
   if (dw) {
     if (bOutIn) /* dW[OC,C] += dout^T [OC,N] x inp [N,C] */
-      cpu_gemm_acc(1, 0, OC, C, N, dout, OC, inp, C, dw, C);
+      cpu_gemm_acc(nt, 1, 0, OC, C, N, dout, OC, inp, C, dw, C);
     else /* dW[C,OC] += inp^T [C,N] x dout [N,OC] */
-      cpu_gemm_acc(1, 0, C, OC, N, inp, C, dout, OC, dw, OC);
+      cpu_gemm_acc(nt, 1, 0, C, OC, N, inp, C, dout, OC, dw, OC);
   }
-  if (dbias) cpu_colsum_acc(dbias, dout, N, OC, OC);
+  if (dbias) cpu_colsum_acc(nt, dbias, dout, N, OC, OC);
 }
 
 /* ---- bias -------------------------------------------------------------- */
@@ -138,8 +143,8 @@ void bt_cpu_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
 /* out = inp + bias per row; out may alias inp (element-wise). */
 void bt_cpu_bias_fwd(bt_backend *be, float *out, const float *inp,
                      const float *bias, int N, int C) {
-  (void)be;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN)
   for (int n = 0; n < N; n++) {
     const float *x = inp + (size_t)n * C;
     float *o = out + (size_t)n * C;
@@ -149,9 +154,10 @@ void bt_cpu_bias_fwd(bt_backend *be, float *out, const float *inp,
 
 void bt_cpu_bias_bwd(bt_backend *be, float *dinp, float *dbias,
                      const float *dout, int N, int C) {
+  const int nt = bt_cpu_nthread(be);
   if (N <= 0 || C <= 0) return;
   if (dinp) bt_cpu_residual_bwd(be, dinp, NULL, dout, (size_t)N * C);
-  if (dbias) cpu_colsum_acc(dbias, dout, N, C, C);
+  if (dbias) cpu_colsum_acc(nt, dbias, dout, N, C, C);
 }
 
 /* ---- embedding --------------------------------------------------------- */
@@ -159,10 +165,13 @@ void bt_cpu_bias_bwd(bt_backend *be, float *dinp, float *dbias,
 void bt_cpu_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
                       const float *wte, const float *wpe, int B, int T,
                       int C) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   int nRow = B * T;
-#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
   for (int bt = 0; bt < nRow; bt++) {
+    /* no V here to bound it above; a masked target (-1) passed as a token
+     * is the likely mistake */
+    BT_ASSERT(tok[bt] >= 0);
     const float *e = wte + (size_t)tok[bt] * C;
     float *o = out + (size_t)bt * C;
     if (wpe) {
@@ -184,14 +193,14 @@ void bt_cpu_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
 void bt_cpu_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
                       const float *dout, const int32_t *tok, int B, int T,
                       int C, int V) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   int nRow = B * T;
   if (nRow <= 0 || C <= 0) return;
   for (int bt = 0; bt < nRow; bt++)
     BT_ASSERT(tok[bt] >= 0 && tok[bt] < V);
   if (dwte) {
     int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN && nBlock > 1)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)nRow * C >= BT_CPU_PAR_MIN && nBlock > 1)
     for (int blk = 0; blk < nBlock; blk++) {
       int c0 = blk * CPU_COL_BLOCK;
       int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
@@ -203,7 +212,7 @@ void bt_cpu_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
     }
   }
   if (dwpe) {
-#pragma omp parallel for schedule(static) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)nRow * C >= BT_CPU_PAR_MIN)
     for (int t = 0; t < T; t++) {
       float *d = dwpe + (size_t)t * C;
       for (int b = 0; b < B; b++) {
@@ -218,34 +227,41 @@ void bt_cpu_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
 
 #define CPU_LN_EPS 1e-5 /* GPT-2 */
 
-/* Two-pass mean and variance in double per row (one pass E[x^2]-E[x]^2
- * cancels badly when |mean| >> std). Saves mean and 1/std for the
- * backward. */
+/* One row: two-pass mean and variance in double (one pass E[x^2]-E[x]^2
+ * cancels badly when |mean| >> std), x - mean in double too (the float
+ * mean's rounding would otherwise dominate the normalised value). Saves
+ * mean and 1/std for the backward. */
+BT_CPU_SIMD_CLONES static void cpu_ln_fwd_row(float *o, float *pMean,
+                                              float *pRstd, const float *x,
+                                              const float *w, const float *b,
+                                              int C) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int c = 0; c < C; c++) s += x[c];
+  double m = s / C;
+  double v = 0.0;
+#pragma omp simd reduction(+ : v)
+  for (int c = 0; c < C; c++) {
+    double d = x[c] - m;
+    v += d * d;
+  }
+  double rs = 1.0 / sqrt(v / C + CPU_LN_EPS);
+  for (int c = 0; c < C; c++) o[c] = (float)((x[c] - m) * rs) * w[c] + b[c];
+  *pMean = (float)m;
+  *pRstd = (float)rs;
+}
+
 void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
                           const float *inp, const float *w, const float *b,
                           int N, int C) {
-  (void)be;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN)
   for (int n = 0; n < N; n++) {
-    const float *x = inp + (size_t)n * C;
-    float *o = out + (size_t)n * C;
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int c = 0; c < C; c++) s += x[c];
-    double m = s / C;
-    double v = 0.0;
-#pragma omp simd reduction(+ : v)
-    for (int c = 0; c < C; c++) {
-      double d = x[c] - m;
-      v += d * d;
-    }
-    double rs = 1.0 / sqrt(v / C + CPU_LN_EPS);
-    /* x - mean in double: with |mean| >> std the float mean's rounding
-     * would otherwise dominate the normalised value. */
-    for (int c = 0; c < C; c++)
-      o[c] = (float)((x[c] - m) * rs) * w[c] + b[c];
-    if (mean) mean[n] = (float)m;
-    if (rstd) rstd[n] = (float)rs;
+    float m, rs;
+    cpu_ln_fwd_row(out + (size_t)n * C, &m, &rs, inp + (size_t)n * C, w, b,
+                   C);
+    if (mean) mean[n] = m;
+    if (rstd) rstd[n] = rs;
   }
 }
 
@@ -255,35 +271,37 @@ void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
  *   dw   += sum_n dy xhat,  db += sum_n dy
  * dx is per row (parallel over rows); dw/db are row sums (parallel over
  * column blocks, rows in order), so two passes. */
+BT_CPU_SIMD_CLONES static void cpu_ln_bwd_row(float *dx, const float *dy,
+                                              const float *x, const float *w,
+                                              float m, float rs, int C) {
+  double sd = 0.0, sdx = 0.0;
+#pragma omp simd reduction(+ : sd, sdx)
+  for (int c = 0; c < C; c++) {
+    float dxh = dy[c] * w[c];
+    sd += dxh;
+    sdx += (double)dxh * ((x[c] - m) * rs);
+  }
+  float md = (float)(sd / C), mdx = (float)(sdx / C);
+  for (int c = 0; c < C; c++) {
+    float xh = (x[c] - m) * rs;
+    dx[c] += rs * (dy[c] * w[c] - md - xh * mdx);
+  }
+}
+
 void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
                           const float *dout, const float *inp, const float *w,
                           const float *mean, const float *rstd, int N, int C) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   if (N <= 0 || C <= 0) return;
   if (dinp) {
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN)
-    for (int n = 0; n < N; n++) {
-      const float *x = inp + (size_t)n * C;
-      const float *dy = dout + (size_t)n * C;
-      float *dx = dinp + (size_t)n * C;
-      float m = mean[n], rs = rstd[n];
-      double sd = 0.0, sdx = 0.0;
-#pragma omp simd reduction(+ : sd, sdx)
-      for (int c = 0; c < C; c++) {
-        float dxh = dy[c] * w[c];
-        sd += dxh;
-        sdx += (double)dxh * ((x[c] - m) * rs);
-      }
-      float md = (float)(sd / C), mdx = (float)(sdx / C);
-      for (int c = 0; c < C; c++) {
-        float xh = (x[c] - m) * rs;
-        dx[c] += rs * (dy[c] * w[c] - md - xh * mdx);
-      }
-    }
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+    for (int n = 0; n < N; n++)
+      cpu_ln_bwd_row(dinp + (size_t)n * C, dout + (size_t)n * C,
+                     inp + (size_t)n * C, w, mean[n], rstd[n], C);
   }
   if (dw || db) {
     int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN && nBlock > 1)
     for (int blk = 0; blk < nBlock; blk++) {
       int c0 = blk * CPU_COL_BLOCK;
       int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
@@ -314,9 +332,8 @@ void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
 #define CPU_GELU_S 0.7978845608028654f /* sqrt(2/pi) */
 #define CPU_GELU_K 0.044715f
 
-void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
-  (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+BT_CPU_SIMD_CLONES static void cpu_gelu_fwd_range(float *out,
+                                                  const float *inp, size_t n) {
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = CPU_GELU_S * (x + CPU_GELU_K * x * x * x);
@@ -328,10 +345,10 @@ void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
  * d/dx [0.5 x (1 + tanh u)] = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u'
  *                           = s + 2 x s (1 - s) u',
  * u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2). */
-void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
-                     const float *dout, size_t n) {
-  (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+BT_CPU_SIMD_CLONES static void cpu_gelu_bwd_range(float *dinp,
+                                                  const float *inp,
+                                                  const float *dout,
+                                                  size_t n) {
   for (size_t i = 0; i < n; i++) {
     float x = inp[i];
     float u = CPU_GELU_S * (x + CPU_GELU_K * x * x * x);
@@ -341,24 +358,47 @@ void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
   }
 }
 
+void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
+  const int nt = bt_cpu_nthread(be);
+  size_t nChunk = (n + BT_CPU_EW_CHUNK - 1) / BT_CPU_EW_CHUNK;
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
+  for (size_t k = 0; k < nChunk; k++) {
+    size_t i0 = k * BT_CPU_EW_CHUNK;
+    size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
+    cpu_gelu_fwd_range(out + i0, inp + i0, len);
+  }
+}
+
+void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
+                     const float *dout, size_t n) {
+  const int nt = bt_cpu_nthread(be);
+  size_t nChunk = (n + BT_CPU_EW_CHUNK - 1) / BT_CPU_EW_CHUNK;
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
+  for (size_t k = 0; k < nChunk; k++) {
+    size_t i0 = k * BT_CPU_EW_CHUNK;
+    size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
+    cpu_gelu_bwd_range(dinp + i0, inp + i0, dout + i0, len);
+  }
+}
+
 /* ---- residual ---------------------------------------------------------- */
 
 void bt_cpu_residual_fwd(bt_backend *be, float *out, const float *a,
                          const float *b, size_t n) {
-  (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
                          const float *dout, size_t n) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   if (da) {
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) da[i] += dout[i];
   }
   if (db) {
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) db[i] += dout[i];
   }
 }
@@ -368,7 +408,8 @@ void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
 /* Row max and sum_v exp(l_v - max) over the V real columns. The exps are
  * bt_cpu_expf (1-2 ulp, vectorised), summed in double: the log-sum-exp is
  * the whole loss, so its rounding is the loss's. */
-static void cpu_row_lse(const float *l, int V, float *pMax, double *pSum) {
+BT_CPU_SIMD_CLONES static void cpu_row_lse(const float *l, int V, float *pMax,
+                                           double *pSum) {
   float mx = l[0];
   for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
   double s = 0.0;
@@ -378,11 +419,19 @@ static void cpu_row_lse(const float *l, int V, float *pMax, double *pSum) {
   *pSum = s;
 }
 
+/* d[v] = softmax(l)[v] * scale; d may alias l (element v is read, then
+ * written). */
+BT_CPU_SIMD_CLONES static void cpu_xent_row_grad(float *d, const float *l,
+                                                 float mx, float inv,
+                                                 float scale, int V) {
+  for (int v = 0; v < V; v++) d[v] = bt_cpu_expf(l[v] - mx) * inv * scale;
+}
+
 /* losses[n] = logsumexp(l) - l[target] = log(sum) + max - l[target]. */
 void bt_cpu_xent_fwd(bt_backend *be, float *losses, const float *logits,
                      const int32_t *targets, int N, int V, int Vp) {
-  (void)be;
-#pragma omp parallel for schedule(static) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
   for (int n = 0; n < N; n++) {
     int tgt = targets[n];
     if (tgt < 0) {
@@ -404,8 +453,8 @@ void bt_cpu_xent_fwd(bt_backend *be, float *losses, const float *logits,
 void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
                      const int32_t *targets, float scale, int N, int V,
                      int Vp) {
-  (void)be;
-#pragma omp parallel for schedule(static) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
   for (int n = 0; n < N; n++) {
     const float *l = logits + (size_t)n * Vp;
     float *d = dlogits + (size_t)n * Vp;
@@ -418,8 +467,7 @@ void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
     float mx;
     double s;
     cpu_row_lse(l, V, &mx, &s);
-    const float inv = (float)(1.0 / s);
-    for (int v = 0; v < V; v++) d[v] = bt_cpu_expf(l[v] - mx) * inv * scale;
+    cpu_xent_row_grad(d, l, mx, (float)(1.0 / s), scale, V);
     d[tgt] -= scale;
     for (int v = V; v < Vp; v++) d[v] = 0.0f;
   }
@@ -431,13 +479,13 @@ void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
  * in double (beta^t for large t underflows gracefully there). */
 void bt_cpu_adamw(bt_backend *be, float *param, const float *grad, float *m,
                   float *v, size_t n, const bt_adamw_hparams *hp) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   BT_ASSERT(hp->t >= 1);
   const float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps;
   const float wd = hp->weight_decay, gs = hp->grad_scale;
   const float bc1 = (float)(1.0 - pow((double)b1, hp->t));
   const float bc2 = (float)(1.0 - pow((double)b2, hp->t));
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN / 4)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN / 4)
   for (size_t i = 0; i < n; i++) {
     float g = grad[i] * gs;
     float mi = b1 * m[i] + (1.0f - b1) * g;
@@ -454,10 +502,10 @@ void bt_cpu_adamw(bt_backend *be, float *param, const float *grad, float *m,
  * so the result is the same bits for any thread count. */
 #define CPU_SUMSQ_CHUNKS 64
 double bt_cpu_sumsq(bt_backend *be, const float *x, size_t n) {
-  (void)be;
+  const int nt = bt_cpu_nthread(be);
   double part[CPU_SUMSQ_CHUNKS] = {0};
   size_t chunk = (n + CPU_SUMSQ_CHUNKS - 1) / CPU_SUMSQ_CHUNKS;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (int k = 0; k < CPU_SUMSQ_CHUNKS; k++) {
     size_t i0 = (size_t)k * chunk, i1 = i0 + chunk;
     if (i1 > n) i1 = n;
@@ -472,7 +520,7 @@ double bt_cpu_sumsq(bt_backend *be, const float *x, size_t n) {
 }
 
 void bt_cpu_scale(bt_backend *be, float *x, float s, size_t n) {
-  (void)be;
-#pragma omp parallel for schedule(static) if (n >= BT_CPU_PAR_MIN)
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) x[i] *= s;
 }

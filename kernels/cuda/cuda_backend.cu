@@ -4,9 +4,10 @@
  * cuda_attention.cu; cuda_common.h states the invariants they keep.
  *
  * Device and threads: create() makes `device` current on the calling
- * thread; every later call must come from a thread whose current device is
- * the same (the trainer runs one process per GPU and calls ops from its
- * main thread).
+ * thread. Memory calls and sync make it current again on whatever thread
+ * calls them; ops assume the calling thread's current device is `device`
+ * (the trainer runs one process per GPU and calls ops from its main
+ * thread).
  *
  * Copies: mem_to_host / mem_from_host are synchronous (queued on the
  * compute stream, then waited for), so a host buffer may be reused as soon
@@ -84,16 +85,26 @@ static void cuda_state_free(bt_cuda *cu) {
 }
 
 static void cuda_destroy(bt_backend *be) {
+  (void)cudaSetDevice(bt_cuda_of(be)->device);
   cuda_state_free(bt_cuda_of(be));
   free(be);
 }
 
 /* ---- memory ------------------------------------------------------------ */
 
+/* Memory calls and sync may come from a thread other than the one that
+ * created the backend (checkpoint staging, tests): make our device current
+ * on the calling thread first. cudaSetDevice on the already-current device
+ * costs well under a microsecond. Ops assume the creating thread. */
+static void cuda_bind(const bt_cuda *cu) {
+  BT_CUDA_CHECK(cudaSetDevice(cu->device));
+}
+
 static void *cuda_alloc_bytes(bt_backend *be, size_t nByte, const char *zWhat) {
   bt_cuda *cu = bt_cuda_of(be);
   void *p = NULL;
   if (nByte == 0) nByte = sizeof(float); /* a valid, freeable pointer */
+  cuda_bind(cu);
   cudaError_t e = cudaMalloc(&p, nByte);
   if (e != cudaSuccess) {
     char zBuf[32];
@@ -122,12 +133,14 @@ static int32_t *cuda_mem_alloc_i32(bt_backend *be, size_t n,
 static void cuda_mem_free(bt_backend *be, void *p) {
   /* cudaFree synchronises the device itself, but queued kernels on our
    * stream may use p: say so explicitly rather than rely on it. */
+  cuda_bind(bt_cuda_of(be));
   BT_CUDA_CHECK(cudaStreamSynchronize(bt_cuda_of(be)->stream));
   BT_CUDA_CHECK(cudaFree(p));
 }
 
 static void cuda_mem_zero(bt_backend *be, float *p, size_t n) {
   if (n == 0) return;
+  cuda_bind(bt_cuda_of(be));
   BT_CUDA_CHECK(
       cudaMemsetAsync(p, 0, n * sizeof(float), bt_cuda_of(be)->stream));
 }
@@ -136,6 +149,7 @@ static void cuda_mem_to_host(bt_backend *be, void *pHost, const void *pDev,
                              size_t nByte) {
   bt_cuda *cu = bt_cuda_of(be);
   if (nByte == 0) return;
+  cuda_bind(cu);
   BT_CUDA_CHECK(cudaMemcpyAsync(pHost, pDev, nByte, cudaMemcpyDeviceToHost,
                                 cu->stream));
   BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
@@ -145,12 +159,14 @@ static void cuda_mem_from_host(bt_backend *be, void *pDev, const void *pHost,
                                size_t nByte) {
   bt_cuda *cu = bt_cuda_of(be);
   if (nByte == 0) return;
+  cuda_bind(cu);
   BT_CUDA_CHECK(cudaMemcpyAsync(pDev, pHost, nByte, cudaMemcpyHostToDevice,
                                 cu->stream));
   BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
 }
 
 static void cuda_sync(bt_backend *be) {
+  cuda_bind(bt_cuda_of(be));
   BT_CUDA_CHECK(cudaStreamSynchronize(bt_cuda_of(be)->stream));
 }
 

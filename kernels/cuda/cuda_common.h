@@ -43,6 +43,20 @@ extern "C" {
 #include "cuda_backend.h"
 }
 
+/* One remembered cuBLASLt heuristic answer (cuda_gemm.cu). The key holds
+ * everything the heuristic sees: shapes, transposes, leading dimensions,
+ * operand type, the requested epilogue and the pointer alignments. */
+typedef struct bt_cuda_lt_key {
+  int m, n, k, opA, opB, lda, ldb, ldd, bBf16, bBias;
+  uint32_t alA, alB, alD, alBias;
+} bt_cuda_lt_key;
+typedef struct bt_cuda_lt_entry {
+  bt_cuda_lt_key key;
+  int bFused;                   /* bias fused in the epilogue */
+  cublasLtMatmulAlgo_t algo;
+} bt_cuda_lt_entry;
+#define BT_CUDA_LT_CACHE 64
+
 /* Private state behind bt_backend.pImpl. */
 typedef struct bt_cuda {
   int device;
@@ -62,6 +76,9 @@ typedef struct bt_cuda {
   size_t nHost;                 /* tokens the host arrays can hold */
   double *pSumsqPart;           /* device: BT_CUDA_SUMSQ_BLOCKS + 1 doubles */
   double *pHostSumsq;           /* pinned host double for the result */
+  bt_cuda_lt_entry aLt[BT_CUDA_LT_CACHE]; /* heuristic answers, */
+  int nLt;                      /*   entries in use */
+  int iLtNext;                  /*   next slot to replace when full */
 } bt_cuda;
 
 #define BT_CUDA_LT_WORKSPACE ((size_t)32 << 20)

@@ -29,6 +29,8 @@
 
 #include <cuda_bf16.h>
 
+#include <string.h>
+
 /* ---- small kernels ----------------------------------------------------- */
 
 __global__ void bt_k_to_bf16(__nv_bfloat16 *y, const float *x, size_t n) {
@@ -175,6 +177,31 @@ static int lt_pick(bt_cuda *cu, cublasLtMatmulDesc_t desc,
   return nFound > 0 && pHeur->state == CUBLAS_STATUS_SUCCESS;
 }
 
+/* The heuristic costs tens of microseconds of host time per call, and a
+ * training step repeats the same few GEMM shapes, so its answers are kept
+ * per key (replaced round-robin when the table is full). The heuristic is
+ * deterministic, so caching does not change which algorithm runs. */
+static const bt_cuda_lt_entry *lt_cache_find(const bt_cuda *cu,
+                                             const bt_cuda_lt_key *key) {
+  for (int i = 0; i < cu->nLt; i++)
+    if (memcmp(&cu->aLt[i].key, key, sizeof *key) == 0) return &cu->aLt[i];
+  return NULL;
+}
+
+static void lt_cache_put(bt_cuda *cu, const bt_cuda_lt_key *key, int bFused,
+                         const cublasLtMatmulAlgo_t *algo) {
+  bt_cuda_lt_entry *e;
+  if (cu->nLt < BT_CUDA_LT_CACHE) {
+    e = &cu->aLt[cu->nLt++];
+  } else {
+    e = &cu->aLt[cu->iLtNext];
+    cu->iLtNext = (cu->iLtNext + 1) % BT_CUDA_LT_CACHE;
+  }
+  e->key = *key;
+  e->bFused = bFused;
+  e->algo = *algo;
+}
+
 static void cuda_gemm(bt_cuda *cu, const gemm_call *g) {
   if (g->m <= 0 || g->n <= 0) return;
   const size_t aRows = g->opA == CUBLAS_OP_N ? g->m : g->k;
@@ -221,34 +248,68 @@ static void cuda_gemm(bt_cuda *cu, const gemm_call *g) {
   BT_CUBLAS_CHECK(
       cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, g->m, g->n, g->ldd));
 
-  cublasLtMatmulHeuristicResult_t heur;
-  int bFusedBias = 0;
   if (g->bias) {
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
     BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
-    bFusedBias = lt_pick(cu, desc, la, lb, ld, A, B, g->D, &heur);
-    if (!bFusedBias) {
-      /* Fallback: plain GEMM, then bt_k_add_bias_cm. */
-      cublasLtEpilogue_t none = CUBLASLT_EPILOGUE_DEFAULT;
-      BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-          desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &none, sizeof none));
-    }
   }
-  if (!bFusedBias && !lt_pick(cu, desc, la, lb, ld, A, B, g->D, &heur)) {
-    bt_log_error("CUDA backend: cuBLASLt offers no algorithm for "
-                 "m=%d n=%d k=%d opA=%d opB=%d (%s)",
-                 g->m, g->n, g->k, (int)g->opA, (int)g->opB,
-                 cu->bGemmBf16 ? "bf16" : "fp32");
-    bt_cuda_fatal("cublasLtMatmulAlgoGetHeuristic", "no algorithm", __FILE__,
-                  __LINE__);
+  bt_cuda_lt_key key;
+  memset(&key, 0, sizeof key); /* padding too: keys are compared bytewise */
+  key.m = g->m;
+  key.n = g->n;
+  key.k = g->k;
+  key.opA = (int)g->opA;
+  key.opB = (int)g->opB;
+  key.lda = g->lda;
+  key.ldb = g->ldb;
+  key.ldd = g->ldd;
+  key.bBf16 = cu->bGemmBf16;
+  key.bBias = g->bias != NULL;
+  key.alA = ptr_align(A);
+  key.alB = ptr_align(B);
+  key.alD = ptr_align(g->D);
+  key.alBias = g->bias ? ptr_align(g->bias) : 0;
+
+  int bFusedBias = 0;
+  cublasLtMatmulAlgo_t algo;
+  const bt_cuda_lt_entry *hit = lt_cache_find(cu, &key);
+  if (hit) {
+    bFusedBias = hit->bFused;
+    algo = hit->algo;
+  } else {
+    cublasLtMatmulHeuristicResult_t heur;
+    if (g->bias) bFusedBias = lt_pick(cu, desc, la, lb, ld, A, B, g->D, &heur);
+    if (!bFusedBias) {
+      if (g->bias) {
+        /* Fallback: plain GEMM, then bt_k_add_bias_cm. */
+        cublasLtEpilogue_t none = CUBLASLT_EPILOGUE_DEFAULT;
+        BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+            desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &none, sizeof none));
+      }
+      if (!lt_pick(cu, desc, la, lb, ld, A, B, g->D, &heur)) {
+        bt_log_error("CUDA backend: cuBLASLt offers no algorithm for "
+                     "m=%d n=%d k=%d opA=%d opB=%d (%s)",
+                     g->m, g->n, g->k, (int)g->opA, (int)g->opB,
+                     cu->bGemmBf16 ? "bf16" : "fp32");
+        bt_cuda_fatal("cublasLtMatmulAlgoGetHeuristic", "no algorithm",
+                      __FILE__, __LINE__);
+      }
+    }
+    algo = heur.algo;
+    lt_cache_put(cu, &key, bFusedBias, &algo);
+  }
+  if (g->bias && !bFusedBias) {
+    /* The cached answer says "not fused": same fallback. */
+    cublasLtEpilogue_t none = CUBLASLT_EPILOGUE_DEFAULT;
+    BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &none, sizeof none));
   }
 
   const float alpha = 1.0f;
   BT_CUBLAS_CHECK(cublasLtMatmul(cu->lt, desc, &alpha, A, la, B, lb, &g->beta,
-                                 g->D, ld, g->D, ld, &heur.algo,
+                                 g->D, ld, g->D, ld, &algo,
                                  cu->pWorkspace, cu->nWorkspace, cu->stream));
   if (cu->bSyncCheck) BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
   BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));

@@ -15,7 +15,7 @@ out=${2:-$root/build-fuzz}
 mkdir -p "$out/corpus"
 cc=${CC_FUZZ:-clang}
 # shellcheck disable=SC2046
-$cc -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+$cc -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
   -I"$root" -I"$root/trainer" \
   $(pkg-config --cflags libzstd libxxhash libcjson) \
   "$root/tests/ckpt/fuzz/fuzz_ckpt.c" "$root/checkpoints/codec.c" \

@@ -7,6 +7,9 @@
  *   - on trained-like weights (normal * 0.02) shuffling raises the zstd
  *     ratio (the reason it exists).
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <zstd.h>
 
 #include "check.h"

@@ -9,6 +9,9 @@
  * one checkpoint of STEP with deterministic content and exits 0, or 3 after
  * printing the save error.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -213,6 +216,20 @@ static void test_round_trip(int async) {
   size_t n = fread(zOut, 1, sizeof zOut - 1, f);
   zOut[n] = 0;
   fclose(f);
+  /* `baton inspect RUN` picks the newest checkpoint; exit code 0 on PASS */
+  {
+    char *argv[] = {"inspect", zRun, NULL};
+    fflush(stdout);
+    int saved = dup(1);
+    int fd = open("/dev/null", O_WRONLY);
+    dup2(fd, 1);
+    close(fd);
+    int code = bt_inspect_main(2, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    CHECK(code == 0, "inspect of the run directory: exit %d", code);
+  }
   CHECK(strstr(zOut, "verify: PASS") && strstr(zOut, "step: 7") &&
             strstr(zOut, "world size at save: 1") && strstr(zOut, "compression ratio") &&
             strstr(zOut, "\"lr\":"),

@@ -13,6 +13,9 @@
  *                          the world (ranks with empty shards write nothing),
  *                          read back for 48 virtual readers.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <mpi.h>
 
 #include "check.h"
@@ -75,7 +78,8 @@ int main(int argc, char **argv) {
   if (!tiny && world > 1) {
     int nFirst = 0;
     for (int k = 0; k < nS; k++) {
-      if (!aS[k].sharded) continue;
+      /* replicated f32 items of >= 1024 elements per rank are split too */
+      if (!aS[k].sharded && aS[k].total < (uint64_t)world * 1024) continue;
       uint64_t lo, hi;
       shard(aS[k].total, 1, world, &lo, &hi);
       uint64_t per = nChunk / 4;
@@ -163,6 +167,15 @@ int main(int argc, char **argv) {
     } else {
       CHECK(0, "open %s: %s", zFound, bt_err_msg());
     }
+    /* params (replicated) was written in slices by every rank, or whole by
+     * rank 0 when too small to split (tiny). */
+    char zMan[600];
+    snprintf(zMan, sizeof zMan, "%s/manifest.json", zFound);
+    char *zText = bt_file_read_all(zMan, NULL);
+    char zLast[64];
+    snprintf(zLast, sizeof zLast, "\"params.r%d.", world - 1);
+    CHECK(zText && (strstr(zText, zLast) != NULL) == !tiny, "params slices: %s", zLast);
+    free(zText);
     int aVirt[] = {1, 2, 3, 4, 5, 7, 48};
     for (size_t v = 0; v < sizeof aVirt / sizeof aVirt[0]; v++) {
       if (!tiny && aVirt[v] == 48) continue;

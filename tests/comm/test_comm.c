@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mpi.h>
+
 #include "check.h"
 #include "comm.h"
 #include "util.h"
@@ -100,6 +102,12 @@ static void test_identity(bt_comm *c) {
   CHECK(strcmp(bt_comm_name(c), zWant) == 0, "name %s, want %s",
         bt_comm_name(c), zWant);
   CHECK(bt_log_rank() == g_rank, "log rank %d", bt_log_rank());
+  /* Without a launcher MPI must stay untouched (a plain run on a machine
+   * without a working MPI setup must not depend on it). */
+  int bInit = -1;
+  MPI_Initialized(&bInit);
+  CHECK(bInit == bLaunched, "MPI initialised %d, launched %d", bInit,
+        bLaunched);
   CHECK(bt_comm_attach_backend(c, BT_COMM_MPI, NULL) == BT_OK, "attach: %s",
         bt_err_msg());
   CHECK(bt_comm_attach_backend(c, BT_COMM_AUTO, NULL) == BT_OK, "attach: %s",
@@ -179,7 +187,9 @@ static void test_reduce_scatter(bt_comm *c) {
   }
 }
 
-static double gval(int q, size_t i) { return (double)((q * 13 + (long)i) % 120); }
+static double gval(int q, size_t i) {
+  return (double)((q * 13 + (long)i) % 120);
+}
 
 static void test_all_gather(bt_comm *c) {
   static const size_t aN[] = {0, 1, 5, 1000};
@@ -272,7 +282,8 @@ static void test_in_flight(bt_comm *c) {
     CHECK(bt_comm_allreduce(c, apBuf[k], n, BT_F64, BT_SUM, &aReq[k]) == BT_OK,
           "start %d: %s", k, bt_err_msg());
   }
-  int32_t *pAg = malloc(W * n * sizeof *pAg), *pMine = malloc(n * sizeof *pMine);
+  int32_t *pAg = malloc(W * n * sizeof *pAg),
+          *pMine = malloc(n * sizeof *pMine);
   for (size_t i = 0; i < n; i++) pMine[i] = (int32_t)gval(g_rank, i);
   CHECK(bt_comm_all_gather(c, pMine, pAg, n, BT_I32, &aReq[NA]) == BT_OK,
         "start ag: %s", bt_err_msg());

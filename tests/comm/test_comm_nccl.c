@@ -116,7 +116,8 @@ int main(int argc, char **argv) {
         bt_dtype t = aType[it];
         size_t es = esize(t);
         bt_comm_set_context(c, it, "nccl allreduce");
-        for (size_t i = 0; i < n; i++) put(pHost, t, i, val(g_rank, i, aOp[io]));
+        for (size_t i = 0; i < n; i++)
+          put(pHost, t, i, val(g_rank, i, aOp[io]));
         up(pDev, pHost, n * es);
         bt_comm_req *req = NULL;
         int rc = bt_comm_allreduce(c, pDev, n, t, aOp[io], nb ? &req : NULL);
@@ -134,7 +135,8 @@ int main(int argc, char **argv) {
     for (int inPlace = 0; inPlace < 2; inPlace++) {
       bt_dtype t = aType[it];
       size_t es = esize(t);
-      for (size_t i = 0; i < W * n; i++) put(pHost, t, i, val(g_rank, i, BT_SUM));
+      for (size_t i = 0; i < W * n; i++)
+        put(pHost, t, i, val(g_rank, i, BT_SUM));
       up(pDev, pHost, W * n * es);
       char *pRecv = inPlace ? (char *)pDev + (size_t)g_rank * n * es : pDev2;
       CHECK(bt_comm_reduce_scatter(c, pDev, pRecv, n, t, BT_SUM, NULL) ==
@@ -150,7 +152,8 @@ int main(int argc, char **argv) {
     for (int inPlace = 0; inPlace < 2; inPlace++) {
       bt_dtype t = aType[it];
       size_t es = esize(t);
-      for (size_t i = 0; i < n; i++) put(pHost, t, i, (g_rank * 13 + (long)i) % 120);
+      for (size_t i = 0; i < n; i++)
+        put(pHost, t, i, (g_rank * 13 + (long)i) % 120);
       char *pSend = inPlace ? (char *)pDev2 + (size_t)g_rank * n * es : pDev;
       up(pSend, pHost, n * es);
       CHECK(bt_comm_all_gather(c, pSend, pDev2, n, t, NULL) == BT_OK,
@@ -159,14 +162,16 @@ int main(int argc, char **argv) {
       size_t nBad = 0;
       for (int q = 0; q < g_world; q++)
         for (size_t i = 0; i < n; i++)
-          nBad += get(pOut, t, (size_t)q * n + i) != (double)((q * 13 + (long)i) % 120);
+          nBad += get(pOut, t, (size_t)q * n + i) !=
+                  (double)((q * 13 + (long)i) % 120);
       CHECK(nBad == 0, "all_gather type %d in place %d: %zu wrong", it,
             inPlace, nBad);
     }
   }
   /* broadcast from the last rank; barrier; two ops in flight. */
   int root = g_world - 1;
-  for (size_t i = 0; i < n; i++) ((float *)pHost)[i] = g_rank == root ? (float)i : -1.f;
+  for (size_t i = 0; i < n; i++)
+    ((float *)pHost)[i] = g_rank == root ? (float)i : -1.f;
   up(pDev, pHost, n * 4);
   bt_comm_req *aReq[3] = {0};
   CHECK(bt_comm_broadcast(c, pDev, n, BT_F32, root, &aReq[0]) == BT_OK,

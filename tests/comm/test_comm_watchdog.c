@@ -10,6 +10,9 @@
  *           (the launcher SIGKILLs the stopped rank).
  *   fault   same, but the stop comes from the product's own fault point:
  *           BATON_FAULT=comm_stop:6@2 (set by watchdog.sh).
+ *   exit    like stop, but rank 2 freezes after the last step, just
+ *           before bt_comm_free: the others must not hang in
+ *           MPI_Finalize (bt_comm_free's shutdown barrier, step 10).
  *   thread  2 ranks. Rank 0 has no timeout and waits in an allreduce
  *           forever; rank 1 starts the step watchdog (2 s) and then "hangs
  *           in compute" without calling bt_comm_set_context: only its
@@ -66,6 +69,16 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 64; i++) a[i] = rank + i;
     if (bt_comm_allreduce(c, a, 64, BT_F64, BT_SUM, NULL))
       return fail("allreduce");
+  }
+  if (strcmp(zMode, "exit") == 0) {
+    bt_comm_set_context(c, 10, "done");
+    if (rank == 2) {
+      fprintf(stderr, "rank 2 stops itself before bt_comm_free\n");
+      raise(SIGSTOP);
+    }
+    bt_comm_free(c); /* must abort in the shutdown barrier */
+    fprintf(stderr, "rank %d: bt_comm_free returned\n", rank);
+    return 1;
   }
   bt_log_error("all 10 steps completed: the frozen rank was not frozen");
   bt_comm_free(c);

@@ -23,7 +23,7 @@ import numpy as np
 
 BAD = ["float-tokens", "2d-tokens", "big-token", "empty", "missing-dataset",
        "big-label", "xy-mismatch", "no-version", "truncated", "garbage",
-       "small"]
+       "small", "corrupt-chunk"]
 
 
 def dump(path, split, name, arr, dtype):
@@ -79,6 +79,18 @@ def write_classes(path, a):
 
 def write_bad(path, case, seed=1):
     rng = np.random.default_rng(seed)
+    if case == "corrupt-chunk":  # valid metadata, garbage inside a chunk
+        with h5py.File(path, "w") as f:
+            f.attrs["baton_format_version"] = np.int32(1)
+            f.attrs["vocab_size"] = np.int32(256)
+            tok = rng.integers(0, 256, size=200000).astype(np.uint16)
+            d = f.create_dataset("train/tokens", data=tok, chunks=(10000,),
+                                 compression="gzip")
+            off = d.id.get_chunk_info(10).byte_offset
+        with open(path, "r+b") as fh:
+            fh.seek(off + 16)
+            fh.write(bytes(range(256)) * 4)
+        return
     if case in ("truncated", "garbage"):
         ns = argparse.Namespace(seed=seed, dtype="uint16", tokens=400000,
                                 val_tokens=1000, vocab=256, chunk=4096,

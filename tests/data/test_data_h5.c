@@ -259,6 +259,8 @@ int main(int argc, char **argv) {
             "label 9 at index 777", ">= num_classes 4");
   check_bad("bad_xy-mismatch.h5", BT_SAMPLE_FEATURES, 0, "/train/x",
             "/train/y", "1000 rows but /train/y has 999");
+  check_bad("bad_corrupt-chunk.h5", BT_SAMPLE_TOKENS, 63, "/train/tokens",
+            "H5Dread of tokens [", "failed");
   check_bad("tok16_contig.h5", BT_SAMPLE_FEATURES, 0, "/train/x", "not found",
             NULL);
   return CHECK_DONE();

@@ -271,8 +271,8 @@ static void test_val(int W, int64_t nSample, int per) {
   char *seen = calloc((size_t)nSample, 1);
   int bad = 0, calls = -1;
   for (int r = 0; r < W; r++) {
-    bt_loader_config c = base_cfg("synthetic:clusters", 0, 8, 1, W, r);
-    c.zSplit = "val";
+    bt_loader_config c = base_cfg("synthetic:clusters", 0, 0, 1, W, r);
+    c.zSplit = "val"; /* global_batch 0 is fine for a val-only loader */
     bt_loader *p;
     if (bt_loader_open(&p, &c) != BT_OK) {
       CHECK(0, "open val: %s", bt_err_msg());
@@ -362,7 +362,38 @@ static void test_bad_config(void) {
   CHECK(bt_loader_open(&p, &c) == BT_ERR, "rank out of range");
 }
 
-int main(void) {
+/* Run with BATON_FAULT=loader.read:5: the 5th fill (on the prefetch
+ * thread) fails, so calls 1-4 succeed and call 5 returns that error, and
+ * keeps returning it until a seek, which clears it. */
+static int test_fault(void) {
+  for (int prefetch = 2; prefetch >= -1; prefetch -= 3) {
+    bt_loader_config c = base_cfg("synthetic:clusters", 0, 16, 1, 1, 0);
+    c.prefetch = prefetch;
+    bt_loader *p;
+    if (bt_loader_open(&p, &c) != BT_OK) return CHECK_DONE();
+    int nOk = 0, rc = BT_OK;
+    bt_batch b;
+    while (nOk < 10 && (rc = bt_loader_next(p, &b)) == BT_OK) nOk++;
+    if (prefetch > 0) {
+      CHECK(nOk == 4 && rc == BT_ERR &&
+                strstr(bt_err_msg(), "injected read fault"),
+            "fault at fill 5: %d calls ok, message '%s'", nOk, bt_err_msg());
+      CHECK(bt_loader_next(p, &b) == BT_ERR, "error is sticky");
+      bt_loader_state st = bt_loader_get_state(p);
+      CHECK(st.consumed == 4 * 16, "state after the fault: %lld",
+            (long long)st.consumed);
+      CHECK(bt_loader_seek(p, &st) == BT_OK && bt_loader_next(p, &b) == BT_OK,
+            "seek clears the error");
+    } else {
+      CHECK(nOk == 10, "the fault fired only once: %d", nOk);
+    }
+    bt_loader_free(p);
+  }
+  return CHECK_DONE();
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "--fault")) return test_fault();
   test_split();
   test_perm();
   g_aSeen = malloc(sizeof(float) * 1003);

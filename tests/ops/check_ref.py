@@ -68,6 +68,17 @@ def check_tboard(run):
     starts = [e for e in evs if e.HasField("session_log")]
     check(len(starts) == 1 and starts[0].session_log.status == 1,
           "file 1 has one SessionLog START")
+    # A crash mid-write leaves a torn last record: the reader must keep the
+    # complete ones and stop there, without an exception.
+    torn = os.path.join(run, "torn.tfevents")
+    with open(files[0], "rb") as f:
+        data = f.read()
+    with open(torn, "wb") as f:
+        f.write(data[:-5])
+    evs_torn = list(event_file_loader.LegacyEventFileLoader(torn).Load())
+    check(len(evs_torn) == len(evs) - 1, "torn file: %d of %d records readable"
+          % (len(evs_torn), len(evs)))
+    os.unlink(torn)
     evs2 = list(event_file_loader.LegacyEventFileLoader(files[1]).Load())
     check(evs2[0].file_version == "brain.Event:2", "file 2 header")
     starts2 = [e for e in evs2 if e.HasField("session_log")]

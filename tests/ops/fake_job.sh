@@ -13,14 +13,10 @@
 set -u
 state="$1" mode="$2"
 rank="${OMPI_COMM_WORLD_RANK:-0}"
-if [ "$rank" = 0 ]; then
-  n=$(( $(cat "$state/count" 2>/dev/null || echo 0) + 1 ))
-  echo "$n" >"$state/count"
-  echo "$n $(date +%s.%N)" >>"$state/attempts"
-else
-  sleep 0.5 # let rank 0 count first
-  n=$(cat "$state/count")
-fi
+# Every rank counts its own starts (no race between ranks); rank 0 records.
+n=$(( $(cat "$state/count.$rank" 2>/dev/null || echo 0) + 1 ))
+echo "$n" >"$state/count.$rank"
+if [ "$rank" = 0 ]; then echo "$n $(date +%s.%N)" >>"$state/attempts"; fi
 ckpt() { [ "$rank" != 0 ] || printf 'ckpt-%08d' "$1" >"$state/run/latest"; }
 echo "fake_job: attempt $n mode $mode rank $rank" >&2
 case "$mode" in

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# run_ref.sh PYENV WRITER WHAT: prepares the Python environment (pyenv.sh,
-# a no-op when present), has WRITER produce the files and checks them with
-# check_ref.py. Fails loudly, never skips.
+# run_ref.sh PYTHON WRITER WHAT: has WRITER produce the files and checks
+# them with check_ref.py under PYTHON (the test venv of tests/pyenv.sh,
+# which `make test` builds). Fails loudly, never skips.
 set -euo pipefail
-pyenv="$1" writer="$2" what="$3"
+py="$1" writer="$2" what="$3"
 here="$(cd "$(dirname "$0")" && pwd)"
-if ! py="$(bash "$here/pyenv.sh" "$pyenv" | tail -n 1)"; then
-  echo "FAIL: the Python environment for the ref tests could not be set up;" >&2
-  echo "      run tests/ops/pyenv.sh $pyenv and read its message" >&2
+if ! "$py" -c "import tensorboard" 2>/dev/null; then
+  echo "FAIL: $py cannot import tensorboard; build the test environment" >&2
+  echo "      with 'make pyenv' (tests/pyenv.sh, tests/requirements.txt)" >&2
   exit 1
 fi
 work="$(mktemp -d /tmp/bt_ops_ref.XXXXXX)"

@@ -122,6 +122,19 @@ int main(void) {
   CHECK(z && strstr(z, "backward \\\"quoted\\\"") != NULL, "name escaped");
   free(z);
 
+  /* Reopening (a resumed run) keeps the previous trace as .prev.json. */
+  CHECK(bt_trace_open(&t, zPath, 3) == BT_OK, "reopen");
+  bt_trace_close(t);
+  char zPrev[300];
+  snprintf(zPrev, sizeof zPrev, "%s/trace/rank3.prev.json", zDir);
+  size_t nPrev = 0, nNew = 0;
+  char *zP = bt_file_read_all(zPrev, &nPrev);
+  char *zN = bt_file_read_all(zPath, &nNew);
+  CHECK(zP && nPrev == n, "previous trace kept whole (%zu of %zu bytes)", nPrev, n);
+  CHECK(zN && nNew < n, "new trace starts empty (%zu bytes)", nNew);
+  free(zP);
+  free(zN);
+
   /* Unwritable path: an error, no handle. */
   CHECK(bt_trace_open(&t, "/proc/nope/trace.json", 0) == BT_ERR && !t,
         "bad path: %s", bt_err_msg());

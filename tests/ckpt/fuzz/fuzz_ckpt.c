@@ -17,6 +17,9 @@
  * Built two ways: with -fsanitize=fuzzer (tests/ckpt/fuzz.sh) and, for the
  * seed-corpus replay that runs on every build, with fuzz_replay.c's main().
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,6 +4,9 @@
  * without libFuzzer: this is the ctest that replays the corpus on every
  * build. `--emit-seeds DIR` writes the generated seed inputs.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>

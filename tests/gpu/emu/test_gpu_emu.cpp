@@ -1,0 +1,289 @@
+/*
+ * test_gpu_emu.cpp: the CUDA backend's kernels, run on the CPU in the SIMT
+ * emulator of emu.h, against the CPU reference backend. Needs no GPU and no
+ * CUDA toolkit, so it runs everywhere (label `unit`).
+ *
+ * kern.inc is generated at build time by extract.py from the .h and .cu
+ * files of kernels/cuda: the kernels tested are the kernels nvcc compiles.
+ * Each case repeats the launch geometry of the matching host wrapper in
+ * kernels/cuda (grid, block, shared memory, scratch layout), so a change
+ * there must be mirrored here; the GPU test (test_gpu_ops) covers the
+ * wrappers themselves on hardware.
+ *
+ * Covered: flash attention forward and both backward kernels, the
+ * reference attention kernels, layernorm fwd/bwd (dinp, dw/db partials),
+ * the column sum behind every bias gradient, the bias kernels,
+ * cross-entropy fwd/bwd (also in place), embedding fwd, dwpe and dwte (with
+ * the host plan built as bt_cuda_embed_bwd builds it), GELU, AdamW and the
+ * two-pass sumsq. Not covered: the cuBLASLt GEMMs and the bf16 conversion.
+ *
+ * Limits: outputs must match the CPU backend to 1e-5 relative (1e-4 for
+ * the attention backward, as in test_gpu_ops); exact kernels (gathers,
+ * element-wise adds) to 1e-6. Unwritten outputs start as NaN and fail.
+ *
+ * C++ because the kernel source it compiles is CUDA C++ and the emulator
+ * needs threads and barriers (C++20 <barrier>).
+ */
+#include "emu.h"
+extern "C" {
+#include "ops.h"
+#include "util.h"
+}
+/* In a namespace: a CUDA build's baton_lib holds host stubs with the same
+ * names. */
+namespace emu_k {
+#include "kern.inc"
+}
+using namespace emu_k;
+
+static bt_backend *cpu;
+static int nFail = 0, nPass = 0;
+static uint64_t salt = 1;
+
+static std::vector<float> rnd(size_t n, float lo, float hi) {
+  uint64_t key = bt_rng_key(99, 1, salt++, 0);
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * (float)bt_rng_uniform(key, i);
+  return v;
+}
+static double relerr(const std::vector<float> &a, const std::vector<float> &b) {
+  double num = 0, den = 0;
+  if (a.size() != b.size()) return INFINITY;
+  for (size_t i = 0; i < a.size(); i++) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return INFINITY;
+    double d = (double)a[i] - b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+static void check(const char *z, const std::vector<float> &g, const std::vector<float> &c, double tol) {
+  double e = relerr(g, c);
+  bool ok = e <= tol;
+  printf("%-5s %-50s relerr %.2e (tol %.0e)\n", ok ? "ok" : "FAIL", z, e, tol);
+  ok ? nPass++ : nFail++;
+}
+static std::vector<float> nanv(size_t n) { return std::vector<float>(n, NAN); }
+static unsigned grid_of(size_t n, unsigned t) {
+  size_t g = (n + t - 1) / t;
+  if (g < 1) g = 1;
+  if (g > (1u << 20)) g = 1u << 20;
+  return (unsigned)g;
+}
+
+static void t_attention(int B, int T, int C, int NH) {
+  char z[128];
+  int hs = C / NH;
+  size_t nOut = (size_t)B * T * C;
+  auto qkv = rnd(3 * nOut, -1.5f, 1.5f);
+  auto dout = rnd(nOut, -1, 1);
+  auto dq0 = rnd(3 * nOut, -1, 1);
+  // CPU
+  std::vector<float> outC(nOut), attC(bt_op_attention_att_size(cpu, B, T, NH)),
+      scrC(bt_op_attention_scratch_size(cpu, B, T, NH)), dqC = dq0;
+  bt_op_attention_fwd(cpu, outC.data(), attC.data(), qkv.data(), B, T, C, NH);
+  bt_op_attention_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), B, T, C, NH);
+  // flash (mirrors bt_cuda_attention_fwd/bwd)
+  auto outG = nanv(nOut), lse = nanv((size_t)B * NH * T), D = nanv((size_t)B * NH * T);
+  auto dqG = dq0;
+  float scale = 1.0f / sqrtf((float)hs);
+  dim3 grid((T + FA_BR - 1) / FA_BR, B * NH);
+  launch(bt_k_flash_fwd, grid, dim3(32 * FA_WARPS), fa_fwd_smem(hs) * 4, outG.data(), lse.data(),
+         (const float *)qkv.data(), T, C, NH, hs, scale);
+  launch(bt_k_flash_bwd_dq, grid, dim3(32 * FA_WARPS), fa_dq_smem(hs) * 4, dqG.data(), D.data(),
+         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), T, C, NH, hs, scale);
+  dim3 gk((T + FA_BC - 1) / FA_BC, B * NH);
+  launch(bt_k_flash_bwd_dkv, gk, dim3(32 * FA_WARPS), fa_dkv_smem(hs) * 4, dqG.data(), (const float *)D.data(),
+         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), T, C, NH, hs, scale);
+  snprintf(z, sizeof z, "flash fwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  check(z, outG, outC, 1e-5);
+  snprintf(z, sizeof z, "flash bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  check(z, dqG, dqC, 1e-4);
+  // reference kernels
+  auto outR = nanv(nOut), lseR = nanv((size_t)B * NH * T);
+  auto dqR = dq0;
+  std::vector<float> scr(2 * (size_t)B * NH * T * T, NAN);
+  dim3 gr(T, B * NH);
+  launch(bt_k_ref_fwd, gr, dim3(REF_THREADS), ((size_t)T + 32) * 4, outR.data(), lseR.data(),
+         (const float *)qkv.data(), T, C, NH, hs, scale);
+  float *P = scr.data(), *dS = scr.data() + (size_t)B * NH * T * T;
+  launch(bt_k_ref_bwd_rows, gr, dim3(REF_THREADS), (2 * (size_t)T + 32) * 4, dqR.data(), P, dS,
+         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lseR.data(), T, C, NH, hs, scale);
+  launch(bt_k_ref_bwd_cols, gr, dim3(REF_THREADS), 0, dqR.data(), (const float *)P, (const float *)dS,
+         (const float *)dout.data(), (const float *)qkv.data(), T, C, NH, hs, scale);
+  snprintf(z, sizeof z, "ref fwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  check(z, outR, outC, 1e-5);
+  snprintf(z, sizeof z, "ref lse vs flash lse");
+  check(z, lseR, lse, 1e-5);
+  snprintf(z, sizeof z, "ref bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  check(z, dqR, dqC, 1e-4);
+}
+
+static void t_layernorm(int N, int C) {
+  char z[128];
+  auto x = rnd((size_t)N * C, -1.5f, 2.5f), w = rnd(C, 0.5f, 1.5f), b = rnd(C, -.5f, .5f);
+  std::vector<float> oC((size_t)N * C), mC(N), rC(N);
+  bt_op_layernorm_fwd(cpu, oC.data(), mC.data(), rC.data(), x.data(), w.data(), b.data(), N, C);
+  auto oG = nanv((size_t)N * C), mG = nanv(N), rG = nanv(N);
+  launch(bt_k_ln_fwd, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, oG.data(), mG.data(), rG.data(),
+         (const float *)x.data(), (const float *)w.data(), (const float *)b.data(), N, C);
+  snprintf(z, sizeof z, "layernorm fwd out %dx%d", N, C); check(z, oG, oC, 1e-5);
+  snprintf(z, sizeof z, "layernorm fwd mean %dx%d", N, C); check(z, mG, mC, 1e-5);
+  snprintf(z, sizeof z, "layernorm fwd rstd %dx%d", N, C); check(z, rG, rC, 1e-5);
+  auto dout = rnd((size_t)N * C, -1, 1);
+  auto di0 = rnd((size_t)N * C, -1, 1), dw0 = rnd(C, -1, 1), db0 = rnd(C, -1, 1);
+  auto diC = di0, dwC = dw0, dbC = db0, diG = di0, dwG = dw0, dbG = db0;
+  bt_op_layernorm_bwd(cpu, diC.data(), dwC.data(), dbC.data(), dout.data(), x.data(), w.data(), mC.data(), rC.data(), N, C);
+  int nChunk = (N + LN_ROWS - 1) / LN_ROWS;
+  std::vector<float> part(2 * (size_t)nChunk * C, NAN);
+  launch(bt_k_ln_dwdb_part, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(), part.data() + (size_t)nChunk * C,
+         (const float *)dout.data(), (const float *)x.data(), (const float *)mC.data(), (const float *)rC.data(), N, C);
+  launch(bt_k_ln_dwdb_final, dim3((C + 255) / 256), dim3(256), 0, dwG.data(), dbG.data(), (const float *)part.data(),
+         (const float *)(part.data() + (size_t)nChunk * C), nChunk, C);
+  launch(bt_k_ln_bwd_dinp, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, diG.data(),
+         (const float *)dout.data(), (const float *)x.data(), (const float *)w.data(), (const float *)mC.data(),
+         (const float *)rC.data(), N, C);
+  snprintf(z, sizeof z, "layernorm bwd dinp %dx%d", N, C); check(z, diG, diC, 1e-5);
+  snprintf(z, sizeof z, "layernorm bwd dw %dx%d", N, C); check(z, dwG, dwC, 1e-5);
+  snprintf(z, sizeof z, "layernorm bwd db %dx%d", N, C); check(z, dbG, dbC, 1e-5);
+}
+
+static void t_bias(int N, int C) {
+  char z[128];
+  auto x = rnd((size_t)N * C, -1, 1), b = rnd(C, -1, 1), db0 = rnd(C, -1, 1);
+  std::vector<float> oC((size_t)N * C);
+  auto oG = nanv((size_t)N * C);
+  bt_op_bias_fwd(cpu, oC.data(), x.data(), b.data(), N, C);
+  size_t total = (size_t)N * C;
+  launch(bt_k_bias_fwd, dim3(grid_of(total, 256)), dim3(256), 0, oG.data(), (const float *)x.data(),
+         (const float *)b.data(), total, C);
+  snprintf(z, sizeof z, "bias fwd %dx%d", N, C); check(z, oG, oC, 1e-6);
+  auto dbC = db0, dbG = db0;
+  bt_op_bias_bwd(cpu, NULL, dbC.data(), x.data(), N, C);
+  int nChunk = (N + BT_CS_ROWS - 1) / BT_CS_ROWS;
+  std::vector<float> part((size_t)nChunk * C, NAN);
+  launch(bt_k_colsum_part, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(), (const float *)x.data(), N, C);
+  launch(bt_k_colsum_final, dim3((C + 255) / 256), dim3(256), 0, dbG.data(), (const float *)part.data(), nChunk, C);
+  snprintf(z, sizeof z, "colsum dbias %dx%d", N, C); check(z, dbG, dbC, 1e-5);
+  // column-major bias add: D (m x n, ld m) += bias[row]  <=> row-major [n, m] + bias
+  auto oG2 = x;
+  launch(bt_k_add_bias_cm, dim3(grid_of(total, 256)), dim3(256), 0, oG2.data(), (const float *)b.data(), C, N, C);
+  snprintf(z, sizeof z, "add_bias_cm %dx%d", N, C); check(z, oG2, oC, 1e-6);
+}
+
+static void t_xent(int N, int V, int Vp) {
+  char z[128];
+  auto x = rnd((size_t)N * Vp, -4, 4);
+  for (int n = 0; n < N; n++) for (int v = V; v < Vp; v++) x[(size_t)n * Vp + v] = 1e4f;
+  std::vector<int32_t> t(N);
+  for (int n = 0; n < N; n++) t[n] = (n * 7 + 3) % V;
+  t[0] = V - 1;
+  if (N > 2) t[2] = -1;
+  std::vector<float> lC(N);
+  bt_op_xent_fwd(cpu, lC.data(), x.data(), t.data(), N, V, Vp);
+  auto lG = nanv(N);
+  launch(bt_k_xent_fwd, dim3(N), dim3(XENT_THREADS), 0, lG.data(), (const float *)x.data(), (const int32_t *)t.data(), V, Vp);
+  snprintf(z, sizeof z, "xent fwd N=%d V=%d Vp=%d", N, V, Vp); check(z, lG, lC, 1e-5);
+  std::vector<float> dC((size_t)N * Vp);
+  bt_op_xent_bwd(cpu, dC.data(), x.data(), t.data(), 0.5f, N, V, Vp);
+  auto dG = nanv((size_t)N * Vp);
+  launch(bt_k_xent_bwd, dim3(N), dim3(XENT_THREADS), 0, dG.data(), (const float *)x.data(), (const int32_t *)t.data(), 0.5f, V, Vp);
+  snprintf(z, sizeof z, "xent bwd N=%d V=%d Vp=%d", N, V, Vp); check(z, dG, dC, 1e-5);
+  auto xi = x;
+  launch(bt_k_xent_bwd, dim3(N), dim3(XENT_THREADS), 0, xi.data(), (const float *)xi.data(), (const int32_t *)t.data(), 0.5f, V, Vp);
+  snprintf(z, sizeof z, "xent bwd in place N=%d V=%d Vp=%d", N, V, Vp); check(z, xi, dC, 1e-5);
+}
+
+static void t_embed(int B, int T, int C, int V) {
+  char z[128];
+  int nTok = B * T;
+  std::vector<int32_t> tok(nTok);
+  uint64_t key = bt_rng_key(5, 5, salt++, 0);
+  for (int i = 0; i < nTok; i++) tok[i] = (int32_t)(bt_rng_u64(key, i) % V);
+  auto wte = rnd((size_t)V * C, -1, 1), wpe = rnd((size_t)T * C, -1, 1);
+  std::vector<float> oC((size_t)nTok * C);
+  bt_op_embed_fwd(cpu, oC.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
+  auto oG = nanv((size_t)nTok * C);
+  size_t total = (size_t)nTok * C;
+  launch(bt_k_embed_fwd, dim3(grid_of(total, 256)), dim3(256), 0, oG.data(), (const int32_t *)tok.data(),
+         (const float *)wte.data(), (const float *)wpe.data(), T, C, total);
+  snprintf(z, sizeof z, "embed fwd"); check(z, oG, oC, 1e-6);
+  auto dout = rnd(total, -1, 1);
+  auto dwte0 = rnd((size_t)V * C, -1, 1), dwpe0 = rnd((size_t)T * C, -1, 1);
+  auto dwteC = dwte0, dwpeC = dwpe0, dwteG = dwte0, dwpeG = dwpe0;
+  bt_op_embed_bwd(cpu, dwteC.data(), dwpeC.data(), dout.data(), tok.data(), B, T, C, V);
+  launch(bt_k_embed_dwpe, dim3(grid_of((size_t)T * C, 256)), dim3(256), 0, dwpeG.data(), (const float *)dout.data(), B, T, C);
+  // plan: same code as bt_cuda_embed_bwd
+  std::vector<uint64_t> keys(nTok);
+  for (int i = 0; i < nTok; i++) keys[i] = ((uint64_t)(uint32_t)tok[i] << 32) | (uint32_t)i;
+  std::sort(keys.begin(), keys.end());
+  std::vector<int32_t> plan(3 * (size_t)nTok + 1);
+  int32_t *pos = plan.data();
+  int nUniq = 0;
+  for (int i = 0; i < nTok; i++) {
+    pos[i] = (int32_t)(keys[i] & 0xffffffffu);
+    if (i == 0 || (keys[i] >> 32) != (keys[i - 1] >> 32)) nUniq++;
+  }
+  int32_t *uTok = pos + nTok, *uStart = uTok + nUniq;
+  int u = 0;
+  for (int i = 0; i < nTok; i++)
+    if (i == 0 || (keys[i] >> 32) != (keys[i - 1] >> 32)) { uTok[u] = (int32_t)(keys[i] >> 32); uStart[u] = i; u++; }
+  uStart[nUniq] = nTok;
+  launch(bt_k_embed_dwte, dim3(nUniq), dim3(256), 0, dwteG.data(), (const float *)dout.data(), (const int32_t *)plan.data(), nTok, nUniq, C);
+  snprintf(z, sizeof z, "embed dwte B=%d T=%d C=%d V=%d", B, T, C, V); check(z, dwteG, dwteC, 1e-6);
+  snprintf(z, sizeof z, "embed dwpe"); check(z, dwpeG, dwpeC, 1e-6);
+}
+
+static void t_misc(size_t n) {
+  auto a = rnd(n, -4, 4), b = rnd(n, -1, 1), d0 = rnd(n, -1, 1);
+  std::vector<float> oC(n); auto oG = nanv(n);
+  bt_op_gelu_fwd(cpu, oC.data(), a.data(), n);
+  launch(bt_k_gelu_fwd, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(), (const float *)a.data(), n);
+  check("gelu fwd", oG, oC, 1e-5);
+  auto dC = d0, dG = d0;
+  bt_op_gelu_bwd(cpu, dC.data(), a.data(), b.data(), n);
+  launch(bt_k_gelu_bwd, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(), (const float *)a.data(), (const float *)b.data(), n);
+  check("gelu bwd", dG, dC, 1e-5);
+  auto p0 = rnd(n, -1, 1), m0 = rnd(n, -.1f, .1f), v0 = rnd(n, 0, .01f);
+  auto pC = p0, mC = m0, vC = v0, pG = p0, mG = m0, vG = v0;
+  bt_adamw_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3};
+  bt_op_adamw(cpu, pC.data(), b.data(), mC.data(), vC.data(), n, &hp);
+  float bc1 = 1.0f - powf(hp.beta1, (float)hp.t), bc2 = 1.0f - powf(hp.beta2, (float)hp.t);
+  launch(bt_k_adamw, dim3(grid_of(n, 256)), dim3(256), 0, pG.data(), (const float *)b.data(), mG.data(), vG.data(), n,
+         hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.grad_scale, bc1, bc2);
+  check("adamw p", pG, pC, 1e-6); check("adamw m", mG, mC, 1e-6); check("adamw v", vG, vC, 1e-6);
+  double r = bt_op_sumsq(cpu, a.data(), n);
+  std::vector<double> part(BT_CUDA_SUMSQ_BLOCKS + 1, NAN);
+  launch(bt_k_sumsq_part, dim3(BT_CUDA_SUMSQ_BLOCKS), dim3(BT_CUDA_SUMSQ_THREADS), 0, part.data(), (const float *)a.data(), n);
+  launch(bt_k_sumsq_final, dim3(1), dim3(BT_CUDA_SUMSQ_BLOCKS), 0, part.data());
+  double g = part[BT_CUDA_SUMSQ_BLOCKS];
+  bool ok = fabs(g - r) / r < 1e-10;
+  printf("%-5s %-50s %.17g vs %.17g\n", ok ? "ok" : "FAIL", "sumsq", g, r);
+  ok ? nPass++ : nFail++;
+}
+
+int main() {
+  cpu = bt_backend_create(BT_BACKEND_CPU, 0, 0);
+  if (!cpu) {
+    fprintf(stderr, "test_gpu_emu: %s\n", bt_err_msg());
+    return 1;
+  }
+  printf("CUDA kernels in the CPU SIMT emulator vs the CPU backend\n");
+  t_attention(1, 7, 6, 3);
+  t_attention(1, 1, 8, 2);
+  t_attention(2, 70, 128, 2);
+  t_attention(1, 45, 96, 2);
+  t_attention(1, 33, 256, 2);
+  t_layernorm(5, 9);
+  t_layernorm(300, 100);
+  t_bias(5, 7);
+  t_bias(300, 70);
+  t_xent(7, 5, 8);
+  t_xent(9, 300, 320);
+  t_embed(2, 7, 5, 4);
+  t_embed(3, 17, 40, 29);
+  t_misc(1003);
+  bt_backend_free(cpu);
+  printf("%d passed, %d failed\n", nPass, nFail);
+  return (nFail == 0 && nPass > 0) ? 0 : 1;
+}
