@@ -228,6 +228,68 @@ def cmd_onnx(fx, baton):
             ours = baton_logits(baton, os.path.join(fx, "fp32"), ids, V)
             e = relerr(logits[b], ours)
             check(e < TOL, f"ORT vs baton, batch row {b}, {n} tokens: rel err {e:.2e}")
+    cmd_onnx_past(fx, baton, ort, onnx, cfg)
+
+
+def run_with_past(sess, rows, n_prefill, L, NH, hs):
+    """Feeds rows[:, :n_prefill] with an empty cache, then one token at a
+    time, passing present.* back as past_key_values.*; returns the logits
+    of every position, concatenated."""
+    B = rows.shape[0]
+    outs = [o.name for o in sess.get_outputs()]
+    cache = {f"present.{l}.{k}": np.zeros((B, NH, 0, hs), np.float32)
+             for l in range(L) for k in ("key", "value")}
+    pieces, t = [], 0
+    while t < rows.shape[1]:
+        step = n_prefill if t == 0 else 1
+        feed = {"input_ids": rows[:, t:t + step]}
+        for l in range(L):
+            for k in ("key", "value"):
+                feed[f"past_key_values.{l}.{k}"] = cache[f"present.{l}.{k}"]
+        r = sess.run(outs, feed)
+        pieces.append(r[0])
+        cache = dict(zip(outs[1:], r[1:]))
+        t += step
+    return np.concatenate(pieces, axis=1), cache
+
+
+def cmd_onnx_past(fx, baton, ort, onnx, cfg):
+    path = os.path.join(fx, "onnx", "model_with_past.onnx")
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    L, NH, C, V = cfg["n_layer"], cfg["n_head"], cfg["n_embd"], cfg["vocab_size"]
+    names_in = [i.name for i in m.graph.input]
+    check(names_in[:3] == ["input_ids", "past_key_values.0.key", "past_key_values.0.value"]
+          and len(names_in) == 1 + 2 * L, f"model_with_past.onnx inputs {names_in[:3]}... ({len(names_in)})")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    rows = np.array(prompts(V, 20, 2, seed=77), dtype=np.int64)
+    got, cache = run_with_past(sess, rows, 7, L, NH, C // NH)
+    check(cache["present.0.key"].shape == (2, NH, 20, C // NH),
+          f"present.0.key shape {cache['present.0.key'].shape} after 20 tokens")
+    for b in range(2):
+        ours = baton_logits(baton, os.path.join(fx, "fp32"), list(rows[b]), V)
+        e = relerr(got[b], ours)
+        check(e < TOL, f"ORT with past (prefill 7 + 13 cached steps), row {b}: rel err {e:.2e} vs baton")
+    # Cached greedy generation in ORT == baton's greedy tokens.
+    ids = [ord(c) for c in "12+34=46\n7+8="]
+    ours = baton_ids(baton, os.path.join(fx, "fp32"), ids, 20)
+    seq = np.array([ids], dtype=np.int64)
+    outs = [o.name for o in sess.get_outputs()]
+    feed = {"input_ids": seq}
+    for l in range(L):
+        for k in ("key", "value"):
+            feed[f"past_key_values.{l}.{k}"] = np.zeros((1, NH, 0, C // NH), np.float32)
+    theirs = []
+    for _ in range(20):
+        r = sess.run(outs, feed)
+        nxt = int(np.argmax(r[0][0, -1]))
+        theirs.append(nxt)
+        feed = {"input_ids": np.array([[nxt]], dtype=np.int64)}
+        for i, name in enumerate(outs[1:]):
+            feed[name.replace("present.", "past_key_values.")] = r[1 + i]
+    check(theirs == ours, f"ORT cached greedy generation == baton ({ours[:8]}...)")
 
 
 def gelu_tanh(x):
