@@ -134,29 +134,26 @@ static int sample(const float *logits, int V, const infer_opts *o, int pos,
   if (o->temperature <= 0) return best;
   float thresh = -INFINITY;
   if (o->topK > 0 && o->topK < V) {
+    /* k-th largest logit by quickselect on a copy: O(V) per token. */
     memcpy(sorted, logits, (size_t)V * sizeof(float));
-    /* k-th largest by partial selection: quickselect would do; V is small
-     * enough for an insertion into a k-sized sorted window. */
-    int k = o->topK, n = 0;
-    for (int i = 0; i < V; i++) {
-      float v = logits[i];
-      if (n < k) {
-        int j = n++;
-        while (j > 0 && sorted[j - 1] < v) {
-          sorted[j] = sorted[j - 1];
-          j--;
+    int lo = 0, hi = V - 1, k = o->topK - 1; /* index in descending order */
+    while (lo < hi) {
+      float piv = sorted[(lo + hi) / 2];
+      int i = lo, j = hi;
+      while (i <= j) {
+        while (sorted[i] > piv) i++;
+        while (sorted[j] < piv) j--;
+        if (i <= j) {
+          float tmp = sorted[i];
+          sorted[i++] = sorted[j];
+          sorted[j--] = tmp;
         }
-        sorted[j] = v;
-      } else if (v > sorted[k - 1]) {
-        int j = k - 1;
-        while (j > 0 && sorted[j - 1] < v) {
-          sorted[j] = sorted[j - 1];
-          j--;
-        }
-        sorted[j] = v;
       }
+      if (k <= j) hi = j;
+      else if (k >= i) lo = i;
+      else break;
     }
-    thresh = sorted[k - 1];
+    thresh = sorted[k];
   }
   double mx = logits[best], sum = 0;
   for (int i = 0; i < V; i++) {
