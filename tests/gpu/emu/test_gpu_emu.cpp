@@ -20,9 +20,9 @@
  * with cuBLASLt's conventions. Not covered: cuBLASLt itself and the bf16
  * conversion.
  *
- * Limits: outputs must match the CPU backend to 1e-5 relative (1e-4 for
- * the attention backward, as in test_gpu_ops); exact kernels (gathers,
- * element-wise adds) to 1e-6. Unwritten outputs start as NaN and fail.
+ * Limits: outputs must match the CPU backend to 1e-5 relative, as in
+ * test_gpu_ops (measured here: ~1e-7); exact kernels (gathers, element-wise
+ * adds) to 1e-6. Unwritten outputs start as NaN and fail.
  *
  * C++ because the kernel source it compiles is CUDA C++ and the emulator
  * needs threads and barriers (C++20 <barrier>).
@@ -102,7 +102,7 @@ static void t_attention(int B, int T, int C, int NH) {
   snprintf(z, sizeof z, "flash fwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
   check(z, outG, outC, 1e-5);
   snprintf(z, sizeof z, "flash bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
-  check(z, dqG, dqC, 1e-4);
+  check(z, dqG, dqC, 1e-5);
   // reference kernels
   auto outR = nanv(nOut), lseR = nanv((size_t)B * NH * T);
   auto dqR = dq0;
@@ -120,7 +120,7 @@ static void t_attention(int B, int T, int C, int NH) {
   snprintf(z, sizeof z, "ref lse vs flash lse");
   check(z, lseR, lse, 1e-5);
   snprintf(z, sizeof z, "ref bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
-  check(z, dqR, dqC, 1e-4);
+  check(z, dqR, dqC, 1e-5);
 }
 
 /* What cublasLtMatmul computes for a plan (column-major, element (r, c) of
