@@ -68,6 +68,7 @@ typedef struct bt_cuda {
   int bGemmBf16;                /* BATON_CUDA_GEMM=bf16 */
   int bSyncCheck;               /* BATON_CUDA_SYNC=1: sync after each launch */
   int bWarnedBf16;              /* warned once about a bf16 -> fp32 fallback */
+  int bWarnedFallback;          /* warned once about the fallback GEMM kernel */
   void *pScratch;               /* general scratch, grown lazily */
   size_t nScratch;              /* bytes */
   int32_t *pIdx;                /* device int scratch (embedding backward) */

@@ -50,6 +50,47 @@ __global__ void bt_k_add_bias_cm(float *d, const float *bias, int m, int n,
   }
 }
 
+/* Last-resort GEMM for a plan cuBLASLt has no fp32 algorithm for (never
+ * expected; it keeps an unusual shape or alignment from aborting a run).
+ * Plain shared-memory tiling, 16 x 16 outputs per block, one output per
+ * thread, k summed in increasing order: slow but simple, deterministic,
+ * and checked against a reference GEMM in the CPU emulator. Semantics of
+ * cuda_gemm_plan.h; with beta = 0 the old D is not read (it may be NaN). */
+#define BT_FB_TILE 16
+__global__ void bt_k_gemm_fallback(float *D, const float *A, const float *B,
+                                   const float *bias, int m, int n, int k,
+                                   int lda, int ldb, int ldd, int bTransA,
+                                   int bTransB, float beta) {
+  __shared__ float As[BT_FB_TILE][BT_FB_TILE + 1]; /* op(A)[i0+ty][l0+tx] */
+  __shared__ float Bs[BT_FB_TILE][BT_FB_TILE + 1]; /* op(B)[l0+ty][j0+tx] */
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int i0 = blockIdx.y * BT_FB_TILE, j0 = blockIdx.x * BT_FB_TILE;
+  float acc = 0.0f;
+  for (int l0 = 0; l0 < k; l0 += BT_FB_TILE) {
+    const int ai = i0 + ty, al = l0 + tx;
+    As[ty][tx] = (ai < m && al < k)
+                     ? (bTransA ? A[al + (size_t)ai * lda]
+                                : A[ai + (size_t)al * lda])
+                     : 0.0f;
+    const int bl = l0 + ty, bj = j0 + tx;
+    Bs[ty][tx] = (bl < k && bj < n)
+                     ? (bTransB ? B[bj + (size_t)bl * ldb]
+                                : B[bl + (size_t)bj * ldb])
+                     : 0.0f;
+    __syncthreads();
+    for (int l = 0; l < BT_FB_TILE; l++) acc += As[ty][l] * Bs[l][tx];
+    __syncthreads();
+  }
+  const int i = i0 + ty, j = j0 + tx;
+  if (i < m && j < n) {
+    float *d = D + i + (size_t)j * ldd;
+    float v = acc;
+    if (beta != 0.0f) v += beta * *d;
+    if (bias) v += bias[i];
+    *d = v;
+  }
+}
+
 /* out[N, C] = inp + bias[c]; out may alias inp (read, then write, same
  * element, same thread). */
 __global__ void bt_k_bias_fwd(float *out, const float *inp, const float *bias,
@@ -288,9 +329,9 @@ static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
 
 /* Executes one plan (cuda_gemm_plan.h) on the compute stream: in bf16 mode
  * with bf16 copies of both operands, falling back to fp32 for a shape
- * cuBLASLt has no bf16 algorithm for (warned once per backend); in fp32
- * mode, or if the fp32 attempt finds no algorithm either, it aborts with
- * the shape in the message. */
+ * cuBLASLt has no bf16 algorithm for; if cuBLASLt has no fp32 algorithm
+ * either, with bt_k_gemm_fallback. Each fallback is warned once per
+ * backend. */
 static void cuda_gemm(bt_cuda *cu, const bt_gemm_call *g) {
   if (g->m <= 0 || g->n <= 0) return;
   const size_t aRows = g->bTransA ? g->k : g->m;
@@ -326,12 +367,21 @@ static void cuda_gemm(bt_cuda *cu, const bt_gemm_call *g) {
     }
   }
   if (gemm_try(cu, g, g->A, g->B, CUDA_R_32F)) return;
-  bt_log_error("CUDA backend: cuBLASLt offers no fp32 algorithm for m=%d "
-               "n=%d k=%d transA=%d transB=%d lda=%d ldb=%d ldd=%d",
-               g->m, g->n, g->k, g->bTransA, g->bTransB, g->lda, g->ldb,
-               g->ldd);
-  bt_cuda_fatal("cublasLtMatmulAlgoGetHeuristic", "no algorithm", __FILE__,
-                __LINE__);
+  if (!cu->bWarnedFallback) {
+    cu->bWarnedFallback = 1;
+    bt_log_warn("CUDA backend: cuBLASLt offers no fp32 algorithm for m=%d "
+                "n=%d k=%d transA=%d transB=%d lda=%d ldb=%d ldd=%d; using "
+                "the (slow) fallback GEMM kernel for such shapes",
+                g->m, g->n, g->k, g->bTransA, g->bTransB, g->lda, g->ldb,
+                g->ldd);
+  }
+  BT_ASSERT((g->m + BT_FB_TILE - 1) / BT_FB_TILE <= 65535); /* gridDim.y */
+  dim3 grid((unsigned)((g->n + BT_FB_TILE - 1) / BT_FB_TILE),
+            (unsigned)((g->m + BT_FB_TILE - 1) / BT_FB_TILE));
+  bt_k_gemm_fallback<<<grid, dim3(BT_FB_TILE, BT_FB_TILE), 0, cu->stream>>>(
+      g->D, g->A, g->B, g->bias, g->m, g->n, g->k, g->lda, g->ldb, g->ldd,
+      g->bTransA, g->bTransB, g->beta);
+  BT_CUDA_LAUNCHED(cu);
 }
 
 /* ---- ops ----------------------------------------------------------------- */
