@@ -329,6 +329,17 @@ static void test_retention(void) {
     snprintf(zGot + strlen(zGot), sizeof zGot - strlen(zGot), "%ld ", aStep[i]);
   CHECK(strcmp(zGot, "23 22 20 10 ") == 0, "kept: %s", zGot);
   bt_ckpt_list_free(aStep, az, n);
+  /* keep_last <= 0 keeps everything */
+  bt_ckpt_options oAll = {zRun, 0, 0, 1, 0, 1};
+  CHECK(bt_ckpt_writer_create(&pW, NULL, &oAll) == BT_OK, "%s", bt_err_msg());
+  for (long s = 24; s <= 26; s++) {
+    CHECK(bt_ckpt_save_begin(pW, s, "null", &it, 1) == BT_OK && bt_ckpt_finish(pW) == BT_OK,
+          "%s", bt_err_msg());
+  }
+  bt_ckpt_writer_free(pW);
+  bt_ckpt_list(zRun, &aStep, &az, &n);
+  CHECK(n == 7, "keep_last 0 kept %d checkpoints, want 7", n);
+  bt_ckpt_list_free(aStep, az, n);
   tu_rm(zRun);
 }
 
