@@ -34,6 +34,18 @@
  * small enough that the double accumulators stay in registers/L1. */
 #define CPU_COL_BLOCK 64
 
+/* acc[j] += sum_n x[n*ld + j] for j < nc <= CPU_COL_BLOCK, rows in order,
+ * in double. */
+BT_CPU_SIMD_CLONES static void cpu_colsum_block(float *acc, const float *x,
+                                                int N, int ld, int nc) {
+  double s[CPU_COL_BLOCK] = {0};
+  for (int n = 0; n < N; n++) {
+    const float *row = x + (size_t)n * ld;
+    for (int j = 0; j < nc; j++) s[j] += row[j];
+  }
+  for (int j = 0; j < nc; j++) acc[j] += (float)s[j];
+}
+
 /* acc[c] += sum_{n=0..N-1} x[n*ld + c] for c in [0, C), rows summed in
  * order in double by one thread per column block (deterministic). */
 static void cpu_colsum_acc(int nt, float *acc, const float *x, int N, int C,
@@ -43,12 +55,7 @@ static void cpu_colsum_acc(int nt, float *acc, const float *x, int N, int C,
   for (int blk = 0; blk < nBlock; blk++) {
     int c0 = blk * CPU_COL_BLOCK;
     int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
-    double s[CPU_COL_BLOCK] = {0};
-    for (int n = 0; n < N; n++) {
-      const float *row = x + (size_t)n * ld + c0;
-      for (int j = 0; j < nc; j++) s[j] += row[j];
-    }
-    for (int j = 0; j < nc; j++) acc[c0 + j] += (float)s[j];
+    cpu_colsum_block(acc + c0, x + c0, N, ld, nc);
   }
 }
 
@@ -288,6 +295,30 @@ BT_CPU_SIMD_CLONES static void cpu_ln_bwd_row(float *dx, const float *dy,
   }
 }
 
+/* dw[j] += sum_n dy[n,j] xhat[n,j], db[j] += sum_n dy[n,j] for the nc <=
+ * CPU_COL_BLOCK columns starting at dy/x (row stride ld), rows in order,
+ * in double. */
+BT_CPU_SIMD_CLONES static void cpu_ln_dwdb_block(float *dw, float *db,
+                                                 const float *dy,
+                                                 const float *x,
+                                                 const float *mean,
+                                                 const float *rstd, int N,
+                                                 int ld, int nc) {
+  double sw[CPU_COL_BLOCK] = {0}, sb[CPU_COL_BLOCK] = {0};
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (size_t)n * ld, *dyr = dy + (size_t)n * ld;
+    float m = mean[n], rs = rstd[n];
+    for (int j = 0; j < nc; j++) {
+      sw[j] += dyr[j] * ((xr[j] - m) * rs);
+      sb[j] += dyr[j];
+    }
+  }
+  for (int j = 0; j < nc; j++) {
+    if (dw) dw[j] += (float)sw[j];
+    if (db) db[j] += (float)sb[j];
+  }
+}
+
 void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
                           const float *dout, const float *inp, const float *w,
                           const float *mean, const float *rstd, int N, int C) {
@@ -305,20 +336,8 @@ void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
     for (int blk = 0; blk < nBlock; blk++) {
       int c0 = blk * CPU_COL_BLOCK;
       int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
-      double sw[CPU_COL_BLOCK] = {0}, sb[CPU_COL_BLOCK] = {0};
-      for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C + c0;
-        const float *dy = dout + (size_t)n * C + c0;
-        float m = mean[n], rs = rstd[n];
-        for (int j = 0; j < nc; j++) {
-          sw[j] += dy[j] * ((x[j] - m) * rs);
-          sb[j] += dy[j];
-        }
-      }
-      for (int j = 0; j < nc; j++) {
-        if (dw) dw[c0 + j] += (float)sw[j];
-        if (db) db[c0 + j] += (float)sb[j];
-      }
+      cpu_ln_dwdb_block(dw ? dw + c0 : NULL, db ? db + c0 : NULL,
+                        dout + c0, inp + c0, mean, rstd, N, C, nc);
     }
   }
 }
