@@ -546,6 +546,15 @@ void bt_cpu_adamw(bt_backend *be, float *param, const float *grad, float *m,
   }
 }
 
+/* sum x[i]^2 in double; each square is exact in double, only the
+ * (compile-time fixed) summation order rounds. */
+BT_CPU_SIMD_CLONES static double cpu_sumsq_range(const float *x, size_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return s;
+}
+
 /* Fixed chunking: the chunk boundaries depend only on n, each chunk is
  * summed in double by one thread, and the chunk sums are added in order,
  * so the result is the same bits for any thread count. */
@@ -558,10 +567,7 @@ double bt_cpu_sumsq(bt_backend *be, const float *x, size_t n) {
   for (int k = 0; k < CPU_SUMSQ_CHUNKS; k++) {
     size_t i0 = (size_t)k * chunk, i1 = i0 + chunk;
     if (i1 > n) i1 = n;
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
-    part[k] = s;
+    part[k] = i1 > i0 ? cpu_sumsq_range(x + i0, i1 - i0) : 0.0;
   }
   double tot = 0.0;
   for (int k = 0; k < CPU_SUMSQ_CHUNKS; k++) tot += part[k];
