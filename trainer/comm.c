@@ -154,9 +154,9 @@ void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
    * thread blocks all signals, so another thread takes it. */
   signal(SIGALRM, SIG_DFL);
   alarm(60);
-  bt_log_error("watchdog: no progress for %.0f s in %s at step %ld; "
+  bt_log_error("watchdog: no progress for %.*f s in %s at step %ld; "
                "aborting the job (exit code %d)",
-               waited, zWhat, step, BT_EXIT_WATCHDOG);
+               waited < 10 ? 1 : 0, waited, zWhat, step, BT_EXIT_WATCHDOG);
   if (pComm->pOps->xOnWatchdog) pComm->pOps->xOnWatchdog(pComm);
   bt_comm_abort(pComm, BT_EXIT_WATCHDOG);
 }
@@ -283,7 +283,6 @@ void bt_comm_set_context(bt_comm *pComm, long step, const char *zOp) {
 /* ---- init / attach / free ----------------------------------------------- */
 
 static int comm_shutdown_barrier(bt_comm *pComm);
-static void comm_free(bt_comm *pComm, int bBarrier);
 
 static int comm_init_mpi(bt_comm *p, int *pargc, char ***pargv) {
   int init = 0;
@@ -320,6 +319,32 @@ static int comm_init_mpi(bt_comm *p, int *pargc, char ***pargv) {
   return BT_OK;
 }
 
+/* A failed init frees what it made but leaves MPI initialised: the other
+ * ranks may not have failed, so MPI_Finalize (which synchronises) could
+ * hang; the caller reports and calls bt_comm_abort(NULL, code), which
+ * still reaches MPI_Abort. */
+static int comm_init_fail(bt_comm *p) {
+  if (p->commLocal != MPI_COMM_NULL) MPI_Comm_free(&p->commLocal);
+  if (p->bMpi) bt_comm_mpi_teardown(p);
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+  return BT_ERR;
+}
+
+/* A number from the environment (<= 0 allowed), else the default. */
+static double comm_env_seconds(const char *zVar, double dflt) {
+  const char *z = getenv(zVar);
+  if (!z || !*z) return dflt;
+  char *zEnd = NULL;
+  double v = strtod(z, &zEnd);
+  if (zEnd == z || *zEnd) {
+    bt_log_warn("%s='%s' is not a number; using %g", zVar, z, dflt);
+    return dflt;
+  }
+  return v;
+}
+
 int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   *ppComm = NULL;
   bt_comm *p = bt_calloc(1, sizeof *p, "communicator");
@@ -331,12 +356,8 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   pthread_cond_init(&p->cv, &ca);
   pthread_condattr_destroy(&ca);
   atomic_init(&p->bAborting, 0);
-  p->timeout = BT_COMM_DEFAULT_TIMEOUT;
-  const char *zTimeout = getenv("BATON_COMM_TIMEOUT");
-  if (zTimeout && *zTimeout) p->timeout = atof(zTimeout);
-  p->spinSec = 0.020;
-  const char *zSpin = getenv("BATON_COMM_SPIN_MS");
-  if (zSpin && *zSpin) p->spinSec = atof(zSpin) * 1e-3;
+  p->timeout = comm_env_seconds("BATON_COMM_TIMEOUT", BT_COMM_DEFAULT_TIMEOUT);
+  p->spinSec = comm_env_seconds("BATON_COMM_SPIN_MS", 20.0) * 1e-3;
   p->step = -1;
   snprintf(p->zOp, sizeof p->zOp, "startup");
   p->tContext = bt_time_now();
@@ -350,27 +371,15 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   p->pOps = &bt_comm_single_ops;
 
   const char *zWhy = "";
-  if (comm_launcher_detected(&zWhy)) {
-    if (comm_init_mpi(p, pargc, pargv)) {
-      bt_err_prefix("communicator init (launcher: %s): ", zWhy);
-      /* MPI stays initialised: the caller reports and calls
-       * bt_comm_abort(NULL, code), which still reaches MPI_Abort. */
-      if (p->commLocal != MPI_COMM_NULL) MPI_Comm_free(&p->commLocal);
-      if (p->bMpi) bt_comm_mpi_teardown(p);
-      pthread_cond_destroy(&p->cv);
-      pthread_mutex_destroy(&p->mu);
-      free(p);
-      return BT_ERR;
-    }
+  if (comm_launcher_detected(&zWhy) && comm_init_mpi(p, pargc, pargv)) {
+    bt_err_prefix("communicator init (launcher: %s): ", zWhy);
+    return comm_init_fail(p);
   }
   bt_log_set_rank(p->rank, p->world);
 #ifdef BATON_HAVE_CUDA
   /* Bound here, not at attach: the CUDA backend creates its handles and
    * streams on the current device before the communicator is attached. */
-  if (bt_comm_cuda_bind_device(p)) {
-    comm_free(p, 0); /* the other ranks may not fail: no barrier */
-    return BT_ERR;
-  }
+  if (bt_comm_cuda_bind_device(p)) return comm_init_fail(p);
 #endif
   bt_log_debug("comm: %s, world %d, %d rank(s) per node (%s)", p->pOps->zName,
                p->world, p->localWorld, zWhy);
@@ -399,15 +408,12 @@ int bt_comm_attach_backend(bt_comm *pComm, bt_comm_kind eKind,
 #endif
 }
 
-void bt_comm_free(bt_comm *pComm) { comm_free(pComm, 1); }
-
-/* bBarrier: meet every rank (under the watchdog) before MPI_Finalize,
- * whose own synchronisation has no timeout: a rank frozen at the end of a
- * run then still ends the job with a message instead of a hang. */
-static void comm_free(bt_comm *pComm, int bBarrier) {
+/* Meets every rank (under the watchdog) before MPI_Finalize, whose own
+ * synchronisation has no timeout: a rank frozen at the end of a run then
+ * still ends the job with a message instead of a hang. */
+void bt_comm_free(bt_comm *pComm) {
   if (!pComm) return;
-  if (bBarrier && pComm->bMpi && pComm->world > 1 &&
-      comm_shutdown_barrier(pComm))
+  if (pComm->bMpi && pComm->world > 1 && comm_shutdown_barrier(pComm))
     bt_log_warn("comm shutdown: %s", bt_err_msg());
   pthread_mutex_lock(&pComm->mu);
   int bThread = pComm->bThread;

@@ -42,6 +42,10 @@ static void usage(FILE *f) {
           "  --dtype D         safetensors tensor type: fp32 (default), bf16 "
           "or fp16\n"
           "                    (round to nearest even); ONNX is always fp32\n"
+          "  --with-past       ONNX, GPT: also write DIR/model_with_past.onnx "
+          "with KV-cache\n"
+          "                    inputs/outputs (past_key_values.N.key/value -> "
+          "present.N.*)\n"
           "\n"
           "docs/export.md describes the formats and what loads them.\n");
 }
@@ -140,6 +144,7 @@ static int write_safetensors(const bt_export_model *x, const char *zDir,
 
 int bt_export_main(int argc, char **argv) {
   const char *zCkpt = NULL, *zFormat = NULL, *zOut = NULL, *zDtype = "fp32";
+  int withPast = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -149,6 +154,7 @@ int bt_export_main(int argc, char **argv) {
     else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc)
       zOut = argv[++i];
     else if (!strcmp(a, "--dtype") && i + 1 < argc) zDtype = argv[++i];
+    else if (!strcmp(a, "--with-past")) withPast = 1;
     else if (a[0] == '-') {
       fprintf(stderr, "baton export: unknown or incomplete option '%s'\n\n", a);
       usage(stderr);
@@ -191,10 +197,19 @@ int bt_export_main(int argc, char **argv) {
   if (onnx) {
     char zPath[4096];
     snprintf(zPath, sizeof zPath, "%s/model.onnx", zOut);
-    if (bt_onnx_export(&x, zPath) != BT_OK) goto done;
-    fprintf(stderr, "exported %s (step %ld) -> %s (ONNX opset 17, fp32) in "
-                    "%.2f s\n",
-            x.zSource, x.step, zPath, bt_time_now() - t0);
+    if (bt_onnx_export(&x, zPath, 0) != BT_OK) goto done;
+    if (withPast) {
+      if (x.m.eKind != BT_MODEL_GPT) {
+        bt_err_set("--with-past applies to GPT models only");
+        goto done;
+      }
+      snprintf(zPath, sizeof zPath, "%s/model_with_past.onnx", zOut);
+      if (bt_onnx_export(&x, zPath, 1) != BT_OK) goto done;
+    }
+    fprintf(stderr, "exported %s (step %ld) -> %s/model.onnx%s (ONNX opset "
+                    "17, fp32) in %.2f s\n",
+            x.zSource, x.step, zOut, withPast ? " + model_with_past.onnx" : "",
+            bt_time_now() - t0);
   } else {
     if (write_safetensors(&x, zOut, eType) != BT_OK) goto done;
     fprintf(stderr, "exported %s (step %ld) -> %s/model.safetensors (%s) + "

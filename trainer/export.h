@@ -58,8 +58,11 @@ void bt_export_model_free(bt_export_model *x);
 int bt_export_tensor_info(const bt_model *m, const bt_tensor *t, char *zName,
                           size_t nName, int64_t *aShape);
 
-/* Writes DIR/model.onnx for the model (opset 17). */
-int bt_onnx_export(const bt_export_model *x, const char *zPath);
+/* Writes an ONNX model (opset 17) to zPath. withPast (GPT only): the
+ * graph also takes past_key_values.N.{key,value} [batch, n_head, past_seq,
+ * head_size] and returns present.N.{key,value} with the new tokens
+ * appended (transformers/optimum naming), for cached generation. */
+int bt_onnx_export(const bt_export_model *x, const char *zPath, int withPast);
 
 /* ---- KV-cache incremental decoder (GPT, CPU, host memory) ------------- */
 

@@ -12,6 +12,7 @@
 #include "util.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,37 @@ static int config_from_json(bt_config *c, const char *zFile) {
       bt_err_set("%s: activation_function '%s' is not supported (baton "
                  "implements gelu_new, the tanh approximation)",
                  zFile, pAct->valuestring);
+      goto done;
+    }
+    /* GPT2Config switches that change the arithmetic: refuse the ones
+     * baton does not implement instead of computing something else. */
+    const cJSON *pEps = cJSON_GetObjectItemCaseSensitive(o,
+                                                         "layer_norm_epsilon");
+    if (pEps && (!cJSON_IsNumber(pEps) ||
+                 fabs(pEps->valuedouble - 1e-5) > 1e-12)) {
+      bt_err_set("%s: layer_norm_epsilon must be 1e-5 (baton's layernorm)",
+                 zFile);
+      goto done;
+    }
+    static const struct {
+      const char *zKey;
+      int want;
+    } aFlag[] = {{"scale_attn_weights", 1},
+                 {"scale_attn_by_inverse_layer_idx", 0},
+                 {"reorder_and_upcast_attn", 0},
+                 {"add_cross_attention", 0}};
+    for (size_t i = 0; i < sizeof aFlag / sizeof aFlag[0]; i++) {
+      const cJSON *pF = cJSON_GetObjectItemCaseSensitive(o, aFlag[i].zKey);
+      if (pF && (!cJSON_IsBool(pF) || cJSON_IsTrue(pF) != aFlag[i].want)) {
+        bt_err_set("%s: \"%s\": %s is not supported by baton", zFile,
+                   aFlag[i].zKey, aFlag[i].want ? "false" : "true");
+        goto done;
+      }
+    }
+    const cJSON *pInner = cJSON_GetObjectItemCaseSensitive(o, "n_inner");
+    if (pInner && !cJSON_IsNull(pInner) &&
+        !(cJSON_IsNumber(pInner) && pInner->valuedouble == 4.0 * C)) {
+      bt_err_set("%s: n_inner must be null or 4 * n_embd (%d)", zFile, 4 * C);
       goto done;
     }
     if (cfg_set(c, zFile, "model.type=gpt") ||

@@ -134,29 +134,26 @@ static int sample(const float *logits, int V, const infer_opts *o, int pos,
   if (o->temperature <= 0) return best;
   float thresh = -INFINITY;
   if (o->topK > 0 && o->topK < V) {
+    /* k-th largest logit by quickselect on a copy: O(V) per token. */
     memcpy(sorted, logits, (size_t)V * sizeof(float));
-    /* k-th largest by partial selection: quickselect would do; V is small
-     * enough for an insertion into a k-sized sorted window. */
-    int k = o->topK, n = 0;
-    for (int i = 0; i < V; i++) {
-      float v = logits[i];
-      if (n < k) {
-        int j = n++;
-        while (j > 0 && sorted[j - 1] < v) {
-          sorted[j] = sorted[j - 1];
-          j--;
+    int lo = 0, hi = V - 1, k = o->topK - 1; /* index in descending order */
+    while (lo < hi) {
+      float piv = sorted[(lo + hi) / 2];
+      int i = lo, j = hi;
+      while (i <= j) {
+        while (sorted[i] > piv) i++;
+        while (sorted[j] < piv) j--;
+        if (i <= j) {
+          float tmp = sorted[i];
+          sorted[i++] = sorted[j];
+          sorted[j--] = tmp;
         }
-        sorted[j] = v;
-      } else if (v > sorted[k - 1]) {
-        int j = k - 1;
-        while (j > 0 && sorted[j - 1] < v) {
-          sorted[j] = sorted[j - 1];
-          j--;
-        }
-        sorted[j] = v;
       }
+      if (k <= j) hi = j;
+      else if (k >= i) lo = i;
+      else break;
     }
-    thresh = sorted[k - 1];
+    thresh = sorted[k];
   }
   double mx = logits[best], sum = 0;
   for (int i = 0; i < V; i++) {
@@ -468,8 +465,47 @@ static int infer_mlp(bt_export_model *x, const infer_opts *o) {
   return rc;
 }
 
+/* Strict numeric options: the whole argument must parse. 1 on error. */
+static int parse_int(const char *zOpt, const char *z, int *pv) {
+  char *e;
+  errno = 0;
+  long v = strtol(z, &e, 10);
+  if (e == z || *e || errno || v < INT32_MIN || v > INT32_MAX) {
+    fprintf(stderr, "baton infer: %s expects an integer, got '%s'\n", zOpt, z);
+    return 1;
+  }
+  *pv = (int)v;
+  return 0;
+}
+
+static int parse_u64(const char *zOpt, const char *z, uint64_t *pv) {
+  char *e;
+  errno = 0;
+  unsigned long long v = strtoull(z, &e, 10);
+  if (e == z || *e || errno || z[0] == '-') {
+    fprintf(stderr, "baton infer: %s expects a non-negative integer, got "
+                    "'%s'\n", zOpt, z);
+    return 1;
+  }
+  *pv = (uint64_t)v;
+  return 0;
+}
+
+static int parse_double(const char *zOpt, const char *z, double *pv) {
+  char *e;
+  errno = 0;
+  double v = strtod(z, &e);
+  if (e == z || *e || errno || !isfinite(v)) {
+    fprintf(stderr, "baton infer: %s expects a number, got '%s'\n", zOpt, z);
+    return 1;
+  }
+  *pv = v;
+  return 0;
+}
+
 int bt_infer_main(int argc, char **argv) {
   infer_opts o = {.maxNew = 64, .seed = 1, .temperature = 0};
+  int bad = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
@@ -479,16 +515,18 @@ int bt_infer_main(int argc, char **argv) {
     } else if (!strcmp(a, "--prompt") && more) o.zPrompt = argv[++i];
     else if (!strcmp(a, "--prompt-ids") && more) o.zPromptIds = argv[++i];
     else if (!strcmp(a, "--max-new-tokens") && more)
-      o.maxNew = atoi(argv[++i]);
+      bad |= parse_int(a, argv[++i], &o.maxNew);
     else if (!strcmp(a, "--temperature") && more)
-      o.temperature = atof(argv[++i]);
-    else if (!strcmp(a, "--top-k") && more) o.topK = atoi(argv[++i]);
+      bad |= parse_double(a, argv[++i], &o.temperature);
+    else if (!strcmp(a, "--top-k") && more)
+      bad |= parse_int(a, argv[++i], &o.topK);
     else if (!strcmp(a, "--seed") && more)
-      o.seed = strtoull(argv[++i], NULL, 10);
+      bad |= parse_u64(a, argv[++i], &o.seed);
     else if (!strcmp(a, "--logits-out") && more) o.zLogitsOut = argv[++i];
     else if (!strcmp(a, "--input") && more) o.zInput = argv[++i];
     else if (!strcmp(a, "--dataset") && more) o.zDataset = argv[++i];
-    else if (!strcmp(a, "--threads") && more) o.threads = atoi(argv[++i]);
+    else if (!strcmp(a, "--threads") && more)
+      bad |= parse_int(a, argv[++i], &o.threads);
     else if (!strcmp(a, "--backend") && more) o.zBackend = argv[++i];
     else if (!strcmp(a, "--ids")) o.printIds = 1;
     else if (!strcmp(a, "--no-cache")) o.noCache = 1;
@@ -503,6 +541,7 @@ int bt_infer_main(int argc, char **argv) {
       return BT_EXIT_USAGE;
     }
   }
+  if (bad) return BT_EXIT_USAGE;
   if (!o.zDir) {
     fprintf(stderr, "baton infer: DIR is required\n\n");
     usage(stderr);
@@ -530,8 +569,15 @@ int bt_infer_main(int argc, char **argv) {
   int rc = o.fromCkpt ? bt_export_load_ckpt(&x, o.zDir, 0, be)
                       : bt_export_load_dir(&x, o.zDir, 0, be);
   if (rc == BT_OK) {
-    if (x.m.eKind == BT_MODEL_GPT) rc = infer_gpt(&x, &o);
-    else rc = infer_mlp(&x, &o);
+    int gpt = x.m.eKind == BT_MODEL_GPT;
+    if (gpt && (o.zInput || o.zDataset))
+      rc = bt_err_set("%s is a GPT model: give --prompt, not --input",
+                      o.zDir);
+    else if (!gpt && (o.zPrompt || o.zPromptIds))
+      rc = bt_err_set("%s is an MLP classifier: give --input FILE, not "
+                      "--prompt",
+                      o.zDir);
+    else rc = gpt ? infer_gpt(&x, &o) : infer_mlp(&x, &o);
   }
   if (rc != BT_OK) fprintf(stderr, "baton infer: %s\n", bt_err_msg());
   bt_export_model_free(&x);

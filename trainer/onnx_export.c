@@ -45,7 +45,7 @@
 
 #ifndef BATON_HAVE_ONNX
 
-int bt_onnx_export(const bt_export_model *x, const char *zPath) {
+int bt_onnx_export(const bt_export_model *x, const char *zPath, int withPast) {
   (void)x;
   return bt_err_set("%s: ONNX export is not built into this binary "
                     "(protobuf-c and protoc-c were not found at configure "
@@ -373,7 +373,7 @@ static const char *init_param(onnx_b *b, const bt_export_model *x, int i) {
 }
 
 static const char *gpt_graph(onnx_b *b, const bt_export_model *x,
-                             float **ppOwned) {
+                             float **ppOwned, int withPast) {
   const bt_model *m = &x->m;
   const int C = m->C, NH = m->NH, T = m->T, V = m->V, hs = C / NH;
   /* wte^T [C, V] and the causal mask [T, T]: built here, freed by caller */
@@ -398,30 +398,48 @@ static const char *gpt_graph(onnx_b *b, const bt_export_model *x,
   int64_t one = 1, zero = 0, split[3] = {C, C, C}, shp4[4] = {0, 0, NH, hs},
           shp3[3] = {0, 0, C}, axes01[2] = {0, 1}, zeros2[2] = {0, 0};
   const char *zIdx1 = init_i64(b, "const_i64_1", 0, NULL, &one, 1);
-  const char *zI0 = init_i64(b, "const_i64_0", 0, NULL, &zero, 1);
+  const char *zI0 =
+      withPast ? NULL : init_i64(b, "const_i64_0", 0, NULL, &zero, 1);
   const char *zSplit = init_i64(b, "qkv_split", 1, d3, split, 3);
   const char *zShp4 = init_i64(b, "shape_heads", 1, d4, shp4, 4);
   const char *zShp3 = init_i64(b, "shape_merge", 1, d3, shp3, 3);
   const char *zAxes = init_i64(b, "mask_axes", 1, d2, axes01, 2);
-  const char *zStarts = init_i64(b, "mask_starts", 1, d2, zeros2, 2);
+  const char *zStarts =
+      withPast ? NULL : init_i64(b, "mask_starts", 1, d2, zeros2, 2);
   const char *zScale = init_scalar(b, "attn_scale", 1.0f / sqrtf((float)hs));
   const char *zHalf = init_scalar(b, "gelu_half", 0.5f);
   const char *zOne = init_scalar(b, "gelu_one", 1.0f);
   const char *zK = init_scalar(b, "gelu_k", 0.044715f);
   const char *zS = init_scalar(b, "gelu_s", 0.7978845608028654f);
-  (void)d1;
 
-  /* positions and the mask slice from the dynamic sequence length */
+  /* Positions and the mask slice from the dynamic lengths: S new tokens
+   * after P cached ones (P = 0 without a cache) sit at positions
+   * [P, P + S) and attend to keys [0, P + S): mask rows [P, P+S), columns
+   * [0, P+S). */
   const char *zShape = op1(b, "Shape", "input_ids");
-  const char *zSeq = op2(b, "Gather", zShape, zIdx1); /* 0-d */
-  const char *az3[3] = {zI0, zSeq, zIdx1};
+  const char *zSeq = op2(b, "Gather", zShape, zIdx1); /* S, 0-d */
+  const char *zPast = zI0, *zTot = zSeq;
+  if (withPast) {
+    int64_t two = 2;
+    const char *zIdx2 = init_i64(b, "const_i64_2", 0, NULL, &two, 1);
+    zPast = op2(b, "Gather", op1(b, "Shape", "past_key_values.0.key"), zIdx2);
+    zTot = op2(b, "Add", zPast, zSeq);
+  }
+  const char *az3[3] = {zPast, zTot, zIdx1};
   Onnx__NodeProto *nR = node(b, "Range", "positions", 3, az3, 1);
   const char *zPos = nR ? nR->output[0] : NULL;
-  const char *zSeq1 = op2(b, "Unsqueeze", zSeq, init_i64(b, "axes_0", 1, d1,
-                                                         &zero, 1));
-  const char *azCat[2] = {zSeq1, zSeq1};
+  const char *zAxis0 = init_i64(b, "axes_0", 1, d1, &zero, 1);
+  const char *zTot1 = op2(b, "Unsqueeze", zTot, zAxis0);
+  const char *azCat[2] = {zTot1, zTot1};
   Onnx__NodeProto *nC = node(b, "Concat", "mask_ends", 2, azCat, 1);
   attr_i(b, nC, "axis", 0);
+  if (withPast) {
+    const char *azSt[2] = {op2(b, "Unsqueeze", zPast, zAxis0),
+                           init_i64(b, "const_i64_1d_0", 1, d1, &zero, 1)};
+    Onnx__NodeProto *nSt = node(b, "Concat", "mask_starts", 2, azSt, 1);
+    attr_i(b, nSt, "axis", 0);
+    zStarts = nSt ? nSt->output[0] : NULL;
+  }
   const char *azSl[4] = {zMask, zStarts, nC ? nC->output[0] : NULL, zAxes};
   Onnx__NodeProto *nS = node(b, "Slice", "mask", 4, azSl, 1);
   const char *zMaskS = nS ? nS->output[0] : NULL;
@@ -444,10 +462,29 @@ static const char *gpt_graph(onnx_b *b, const bt_export_model *x,
     if (!nSp) return NULL;
     const char *q = transpose(b, op2(b, "Reshape", nSp->output[0], zShp4), 0,
                               2, 1, 3);
-    const char *k = transpose(b, op2(b, "Reshape", nSp->output[1], zShp4), 0,
-                              2, 3, 1);
-    const char *v = transpose(b, op2(b, "Reshape", nSp->output[2], zShp4), 0,
-                              2, 1, 3);
+    const char *k, *v;
+    if (!withPast) {
+      k = transpose(b, op2(b, "Reshape", nSp->output[1], zShp4), 0, 2, 3, 1);
+      v = transpose(b, op2(b, "Reshape", nSp->output[2], zShp4), 0, 2, 1, 3);
+    } else {
+      /* present = Concat(past, new) along the sequence axis: graph outputs
+       * named as transformers/optimum name them. */
+      const char *kn = transpose(b, op2(b, "Reshape", nSp->output[1], zShp4),
+                                 0, 2, 1, 3);
+      const char *vn = transpose(b, op2(b, "Reshape", nSp->output[2], zShp4),
+                                 0, 2, 1, 3);
+      const char *azK[2] = {ob_str(b, "past_key_values.%d.key", l), kn};
+      const char *azV[2] = {ob_str(b, "past_key_values.%d.value", l), vn};
+      Onnx__NodeProto *nK = node(b, "Concat", "present_key", 2, azK, 1);
+      Onnx__NodeProto *nV = node(b, "Concat", "present_value", 2, azV, 1);
+      attr_i(b, nK, "axis", 2);
+      attr_i(b, nV, "axis", 2);
+      if (!nK || !nV) return NULL;
+      nK->output[0] = ob_str(b, "present.%d.key", l);
+      nV->output[0] = ob_str(b, "present.%d.value", l);
+      k = transpose(b, nK->output[0], 0, 1, 3, 2);
+      v = nV->output[0];
+    }
     const char *s = op2(b, "Add", op2(b, "Mul", op2(b, "MatMul", q, k), zScale),
                         zMaskS);
     Onnx__NodeProto *nSm = node(b, "Softmax", "Softmax", 1, &s, 1);
@@ -487,7 +524,7 @@ static const char *mlp_graph(onnx_b *b, const bt_export_model *x) {
   return h;
 }
 
-int bt_onnx_export(const bt_export_model *x, const char *zPath) {
+int bt_onnx_export(const bt_export_model *x, const char *zPath, int withPast) {
   const uint32_t probe = 1;
   uint8_t first;
   memcpy(&first, &probe, 1);
@@ -501,7 +538,8 @@ int bt_onnx_export(const bt_export_model *x, const char *zPath) {
   int rc = BT_ERR;
   uint8_t *pOut = NULL;
   const char *zLogits;
-  Onnx__ValueInfoProto *pIn, *pOutV;
+  Onnx__ValueInfoProto *pIn, *pOutV, **apExtraIn = NULL, **apExtraOut = NULL;
+  int nExtra = 0;
   if (m->eKind == BT_MODEL_GPT) {
     if (m->C % m->NH) {
       bt_err_set("%s: n_head %d does not divide n_embd %d", zPath, m->NH,
@@ -510,9 +548,29 @@ int bt_onnx_export(const bt_export_model *x, const char *zPath) {
     }
     const char *azP[3] = {"batch", "seq", NULL};
     int64_t dIn[2] = {-1, -1}, dOut[3] = {-1, -1, m->V};
-    zLogits = gpt_graph(&b, x, &pOwned);
+    zLogits = gpt_graph(&b, x, &pOwned, withPast);
     pIn = value_info(&b, "input_ids", ONNX_INT64, 2, dIn, azP);
     pOutV = value_info(&b, "logits", ONNX_FLOAT, 3, dOut, azP);
+    if (withPast) {
+      nExtra = 2 * m->L;
+      apExtraIn = ob_alloc(&b, sizeof(*apExtraIn) * (size_t)nExtra);
+      apExtraOut = ob_alloc(&b, sizeof(*apExtraOut) * (size_t)nExtra);
+      const char *azPast[4] = {"batch", NULL, "past_seq", NULL};
+      const char *azPres[4] = {"batch", NULL, "total_seq", NULL};
+      int64_t dKV[4] = {-1, m->NH, -1, m->C / m->NH};
+      for (int l = 0; apExtraIn && apExtraOut && l < m->L; l++)
+        for (int kv = 0; kv < 2; kv++) {
+          const char *zKind = kv ? "value" : "key";
+          char zName[64];
+          bt_snprintf(zName, sizeof zName, "past_key_values.%d.%s", l, zKind);
+          apExtraIn[2 * l + kv] =
+              value_info(&b, zName, ONNX_FLOAT, 4, dKV, azPast);
+          bt_snprintf(zName, sizeof zName, "present.%d.%s", l, zKind);
+          apExtraOut[2 * l + kv] =
+              value_info(&b, zName, ONNX_FLOAT, 4, dKV, azPres);
+        }
+      if (!apExtraIn || !apExtraOut) b.oom = 1;
+    }
   } else {
     const char *azP[2] = {"batch", NULL};
     int64_t dIn[2] = {-1, m->aWidth[0]}, dOut[2] = {-1, m->aWidth[m->nLayer]};
@@ -535,10 +593,23 @@ int bt_onnx_export(const bt_export_model *x, const char *zPath) {
   g.node = b.apNode;
   g.n_initializer = b.nInit;
   g.initializer = b.apInit;
-  Onnx__ValueInfoProto *apIn[1] = {pIn}, *apOut[1] = {pOutV};
-  g.n_input = 1;
+  /* inputs: input_ids (or x), then past_key_values.N.{key,value};
+   * outputs: logits, then present.N.{key,value} */
+  Onnx__ValueInfoProto **apIn = ob_alloc(&b, sizeof *apIn * (size_t)(1 + nExtra));
+  Onnx__ValueInfoProto **apOut = ob_alloc(&b, sizeof *apOut * (size_t)(1 + nExtra));
+  if (!apIn || !apOut) {
+    bt_err_set("%s: out of memory building the ONNX graph", zPath);
+    goto done;
+  }
+  apIn[0] = pIn;
+  apOut[0] = pOutV;
+  for (int i = 0; i < nExtra; i++) {
+    apIn[1 + i] = apExtraIn[i];
+    apOut[1 + i] = apExtraOut[i];
+  }
+  g.n_input = (size_t)(1 + nExtra);
   g.input = apIn;
-  g.n_output = 1;
+  g.n_output = (size_t)(1 + nExtra);
   g.output = apOut;
 
   Onnx__OperatorSetIdProto opset;

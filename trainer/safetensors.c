@@ -7,10 +7,14 @@
 #include "util.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* ---- dtypes and conversions ------------------------------------------- */
 
@@ -134,37 +138,69 @@ int bt_st_write(const char *zPath, const bt_st_wtensor *aT, int nT,
   if (!zHdr) return bt_err_set("%s: out of memory printing the header", zPath);
   size_t nHdr = strlen(zHdr);
   size_t nPad = (8 - (8 + nHdr) % 8) % 8; /* data section 8-byte aligned */
-  size_t nTotal = 8 + nHdr + nPad + (size_t)off;
-  unsigned char *pOut = bt_malloc(nTotal, "safetensors image");
-  if (!pOut) {
+  /* Streamed through a 1 MiB buffer into a temporary file, so exporting a
+   * large model needs no second copy of it in memory; fsync + rename make
+   * the file appear complete or not at all. */
+  enum { BUF = 1 << 20 };
+  unsigned char *pBuf = bt_malloc(BUF, "safetensors write buffer");
+  char zTmp[4096];
+  snprintf(zTmp, sizeof zTmp, "%s.tmp.%d", zPath, (int)getpid());
+  int fd = pBuf ? open(zTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+                : -1;
+  if (fd < 0) {
+    int e = errno;
     free(zHdr);
-    return bt_err_prefix("%s: ", zPath);
+    free(pBuf);
+    return pBuf ? bt_err_set("cannot create '%s': %s", zTmp, strerror(e))
+                : bt_err_prefix("%s: ", zPath);
   }
-  put_u64le(pOut, (uint64_t)(nHdr + nPad));
-  memcpy(pOut + 8, zHdr, nHdr);
-  memset(pOut + 8 + nHdr, ' ', nPad);
+  int rc = BT_OK;
+  unsigned char aLen[8];
+  put_u64le(aLen, (uint64_t)(nHdr + nPad));
+  rc = bt_file_write_full(fd, aLen, 8, zTmp);
+  if (rc == BT_OK) rc = bt_file_write_full(fd, zHdr, nHdr, zTmp);
+  if (rc == BT_OK) rc = bt_file_write_full(fd, "       ", nPad, zTmp);
   free(zHdr);
-  unsigned char *p = pOut + 8 + nHdr + nPad;
-  for (int i = 0; i < nT; i++) {
+  uint64_t nWritten = 0;
+  for (int i = 0; rc == BT_OK && i < nT; i++) {
     size_t n = 1;
     for (int d = 0; d < aT[i].ndim; d++) n *= (size_t)aT[i].shape[d];
     const float *x = aT[i].pData;
-    for (size_t j = 0; j < n; j++) {
-      uint32_t v;
-      if (eType == BT_ST_F32) {
-        v = f32_bits(x[j]);
-        for (int b = 0; b < 4; b++) *p++ = (unsigned char)(v >> (8 * b));
-      } else {
-        v = eType == BT_ST_BF16 ? bt_f32_to_bf16(x[j]) : bt_f32_to_f16(x[j]);
-        *p++ = (unsigned char)v;
-        *p++ = (unsigned char)(v >> 8);
+    size_t j = 0;
+    while (rc == BT_OK && j < n) {
+      unsigned char *p = pBuf;
+      size_t k = 0;
+      for (; j < n && k + 4 <= BUF; j++) {
+        uint32_t v;
+        if (eType == BT_ST_F32) {
+          v = f32_bits(x[j]);
+          for (int b = 0; b < 4; b++) p[k++] = (unsigned char)(v >> (8 * b));
+        } else {
+          v = eType == BT_ST_BF16 ? bt_f32_to_bf16(x[j]) : bt_f32_to_f16(x[j]);
+          p[k++] = (unsigned char)v;
+          p[k++] = (unsigned char)(v >> 8);
+        }
       }
+      rc = bt_file_write_full(fd, pBuf, k, zTmp);
+      nWritten += k;
     }
   }
-  BT_ASSERT((size_t)(p - pOut) == nTotal);
-  int rc = bt_file_write_atomic(zPath, pOut, nTotal);
-  free(pOut);
-  return rc;
+  free(pBuf);
+  BT_ASSERT(rc != BT_OK || nWritten == off);
+  if (rc == BT_OK && fsync(fd) != 0)
+    rc = bt_err_set("fsync of '%s' failed: %s", zTmp, strerror(errno));
+  if (close(fd) != 0 && rc == BT_OK)
+    rc = bt_err_set("closing '%s' failed: %s", zTmp, strerror(errno));
+  if (rc == BT_OK && rename(zTmp, zPath) != 0)
+    rc = bt_err_set("cannot rename '%s' to '%s': %s", zTmp, zPath,
+                    strerror(errno));
+  if (rc != BT_OK) {
+    unlink(zTmp);
+    return rc;
+  }
+  char zDir[4096];
+  snprintf(zDir, sizeof zDir, "%s", zPath);
+  return bt_fsync_dir(dirname(zDir));
 }
 
 /* ---- reading ---------------------------------------------------------- */

@@ -21,6 +21,9 @@
 #include "metrics.h"
 #include "progress.h"
 #include "util.h"
+#ifdef BATON_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 #include <errno.h>
 #include <getopt.h>
@@ -132,11 +135,17 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
                                                   : BT_COMM_AUTO;
   if (bt_backend_kind_of(tr->be) == BT_BACKEND_CPU && eComm == BT_COMM_NCCL)
     return bt_err_set("dist.comm = nccl needs train.backend = cuda");
+  /* NCCL collectives are ordered after the backend's compute stream. */
+  void *pStream = NULL;
+#ifdef BATON_HAVE_CUDA
+  if (bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA)
+    pStream = bt_cuda_stream(tr->be);
+#endif
   if (bt_comm_attach_backend(tr->pComm,
                              bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA
                                  ? eComm
                                  : BT_COMM_MPI,
-                             NULL) != BT_OK)
+                             pStream) != BT_OK)
     return BT_ERR;
   bt_comm_set_timeout(tr->pComm, c->watchdog_seconds);
 
@@ -548,14 +557,12 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
                       bt_grad_sync_grad_at(&tr->sync, tr->optim.lo), lr, c,
                       gscale, step);
       if (tr->sync.zero) {
-        /* Every rank contributes its updated shard; shardGrad is free now
-         * and serves as the send buffer. */
+        /* Every rank contributes its updated shard, in place (the send
+         * block is the rank's own block of the receive buffer). */
         size_t S = tr->sync.shardHi - tr->sync.shardLo;
         bt_comm_set_context(tr->pComm, step, "ZeRO parameter all-gather");
-        memcpy(tr->sync.shardGrad, m->params + tr->sync.shardLo,
-               S * sizeof(float));
-        if (bt_comm_all_gather(tr->pComm, tr->sync.shardGrad, m->params, S,
-                               BT_F32, NULL) != BT_OK) {
+        if (bt_comm_all_gather(tr->pComm, m->params + tr->sync.shardLo,
+                               m->params, S, BT_F32, NULL) != BT_OK) {
           rc = BT_ERR;
           goto out;
         }
@@ -656,7 +663,15 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
       p.grad_norm = gnorm;
       p.throughput = (double)stepGlobal * itemsPerSample * n / acc.total;
       p.zUnit = isGpt ? "tok/s" : "samples/s";
-      p.mfu = NAN; /* CPU: no meaningful peak to compare with */
+      /* MFU on GPU: model FLOPs per second over the device's dense bf16
+       * peak (BATON_PEAK_TFLOPS, default 989: H100 SXM). On CPU there is
+       * no meaningful peak, and the field is omitted. */
+      p.mfu = NAN;
+      if (bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA) {
+        const char *zPeak = getenv("BATON_PEAK_TFLOPS");
+        double peak = (zPeak ? atof(zPeak) : 989.0) * 1e12 * tr->world;
+        p.mfu = bt_model_flops_per_item(m) * p.throughput / peak;
+      }
       p.step_s = acc.total / n;
       p.data_s = acc.data / n;
       p.compute_s = acc.compute / n;

@@ -5,7 +5,7 @@
 # Usage (from the repository root, on a GPU machine, after building):
 #   bench/gpu/run.sh                       # defaults below
 #   BATCH=8 STEPS=40 bench/gpu/run.sh
-#   BATON_CUDA_GEMM=bf16 bench/gpu/run.sh  # baton with bf16 GEMM operands
+#   MODES=bf16 bench/gpu/run.sh            # only baton's bf16-GEMM mode
 #
 # Environment:
 #   BUILD   build directory holding `baton`         (default: build)
@@ -14,12 +14,14 @@
 #   WARMUP  untimed steps first                      (default: 5)
 #   OUT     results directory                        (default: bench/gpu/out)
 #   PYTHON  interpreter with torch                   (default: python3)
+#   MODES   baton GEMM modes to run (BATON_CUDA_GEMM) (default: "fp32 bf16")
 #
 # Output: a table (system, precision, tokens/s, MFU, ratio to PyTorch) and
 # OUT/results.json with both systems' numbers. MFU uses FLOPs/token =
 # 6 N + 6 L C T over 989e12 (H100 SXM dense bf16) for both systems, so the
-# columns are comparable; baton's GEMMs are fp32 unless BATON_CUDA_GEMM=bf16
-# (docs/gpu.md), so its MFU against a bf16 peak is expected to be low.
+# columns are comparable; baton runs once per GEMM mode: fp32 (everything
+# fp32) and bf16 (bf16 GEMM operands, the rest fp32; docs/gpu.md), so its
+# MFU against a bf16 peak is expected to be low.
 #
 # Exit: 0 when both ran, 77 when there is no GPU (nothing measured), 1 on a
 # failure of either system.
@@ -31,6 +33,7 @@ STEPS=${STEPS:-30}
 WARMUP=${WARMUP:-5}
 OUT=${OUT:-bench/gpu/out}
 PYTHON=${PYTHON:-python3}
+MODES=${MODES:-fp32 bf16}
 CONFIG=configs/gpt2-124m.ini
 here=$(dirname "$0")
 
@@ -66,61 +69,67 @@ fi
 # ---- baton -----------------------------------------------------------------
 # One optimizer step = one micro-batch of BATCH sequences (grad_accum = 1),
 # as the PyTorch run; no checkpoints during the timed steps.
-echo "== baton GPT-2 124M (backend cuda, GEMM ${BATON_CUDA_GEMM:-fp32})"
-run_dir="$OUT/baton-run"
-rm -rf "$run_dir"
 total=$((STEPS + WARMUP))
-"$BUILD/baton" train "$CONFIG" \
-  --set train.backend=cuda \
-  --set train.steps="$total" \
-  --set train.batch_size="$BATCH" \
-  --set train.grad_accum=1 \
-  --set train.log_every=1 \
-  --set checkpoint.every=0 \
-  --run-dir "$run_dir" --resume never
+runs=""
+for mode in $MODES; do
+  echo "== baton GPT-2 124M (backend cuda, BATON_CUDA_GEMM=$mode)"
+  run_dir="$OUT/baton-run-$mode"
+  rm -rf "$run_dir"
+  BATON_CUDA_GEMM=$mode "$BUILD/baton" train "$CONFIG" \
+    --set train.backend=cuda \
+    --set train.steps="$total" \
+    --set train.batch_size="$BATCH" \
+    --set train.grad_accum=1 \
+    --set train.log_every=1 \
+    --set checkpoint.every=0 \
+    --run-dir "$run_dir" --resume never
+  runs="$runs $mode=$run_dir/metrics.jsonl"
+done
 
 # ---- table -------------------------------------------------------------------
 # baton's per-step numbers come from RUN/metrics.jsonl ("perf/tokens_per_s"
 # per step); the median over the steps after the warm-up is reported.
-"$PYTHON" - "$run_dir/metrics.jsonl" "$OUT/torch.json" "$OUT/results.json" \
-  "$WARMUP" "$BATCH" "${BATON_CUDA_GEMM:-fp32}" <<'EOF'
+# $runs is a list of words on purpose (unquoted).
+"$PYTHON" - "$OUT/torch.json" "$OUT/results.json" "$WARMUP" "$BATCH" $runs <<'EOF'
 import json, os, statistics, sys
-metrics, torch_json, out_json, warmup, batch, gemm = sys.argv[1:7]
+torch_json, out_json, warmup, batch = sys.argv[1:5]
+runs = [a.split("=", 1) for a in sys.argv[5:]]
 warmup, batch = int(warmup), int(batch)
 L, C, T, V = 12, 768, 1024, 50304
 N = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C  # 124,475,904
 flops_per_token = 6 * N + 6 * L * C * T
 peak = 989e12
-rates = []
-with open(metrics) as f:
-    for line in f:
-        line = line.strip()
-        if not line:
-            continue
-        r = json.loads(line)
-        if r.get("step", 0) > warmup and "perf/tokens_per_s" in r:
-            rates.append(r["perf/tokens_per_s"])
-if not rates:
-    sys.exit("no timed baton steps in " + metrics)
-baton_tok = statistics.median(rates)
-res = {"baton": {"system": "baton", "precision": "fp32 (GEMM %s)" % gemm,
-                 "B": batch, "T": T, "timed_steps": len(rates),
-                 "tokens_per_s": baton_tok,
-                 "flops_per_token": flops_per_token, "peak_flops": peak,
-                 "mfu": baton_tok * flops_per_token / peak}}
+res = {}
 if os.path.exists(torch_json):
     with open(torch_json) as f:
         res["pytorch"] = json.load(f)
-print("%-10s %-18s %11s %7s %8s" % ("system", "precision", "tokens/s", "MFU",
+for mode, metrics in runs:
+    rates = []
+    with open(metrics) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            if r.get("step", 0) > warmup and "perf/tokens_per_s" in r:
+                rates.append(r["perf/tokens_per_s"])
+    if not rates:
+        sys.exit("no timed baton steps in " + metrics)
+    tok = statistics.median(rates)
+    res["baton-" + mode] = {
+        "system": "baton", "gemm": mode,
+        "precision": "fp32" if mode == "fp32" else "fp32, %s GEMM" % mode,
+        "B": batch, "T": T, "timed_steps": len(rates), "tokens_per_s": tok,
+        "flops_per_token": flops_per_token, "peak_flops": peak,
+        "mfu": tok * flops_per_token / peak}
+print("%-12s %-18s %11s %7s %8s" % ("system", "precision", "tokens/s", "MFU",
                                      "vs torch"))
 ref = res.get("pytorch", {}).get("tokens_per_s")
-for k in ("pytorch", "baton"):
-    if k not in res:
-        print("%-10s %-18s %11s" % (k, "-", "skipped"))
-        continue
-    r = res[k]
+if "pytorch" not in res:
+    print("%-12s %-18s %11s" % ("pytorch", "-", "skipped"))
+for k, r in res.items():
     ratio = "%.2fx" % (r["tokens_per_s"] / ref) if ref else "-"
-    print("%-10s %-18s %11.0f %6.1f%% %8s" % (k, r["precision"],
+    print("%-12s %-18s %11.0f %6.1f%% %8s" % (k, r["precision"],
           r["tokens_per_s"], 100 * r["mfu"], ratio))
 with open(out_json, "w") as f:
     json.dump(res, f, indent=1)

@@ -34,6 +34,18 @@
  * small enough that the double accumulators stay in registers/L1. */
 #define CPU_COL_BLOCK 64
 
+/* acc[j] += sum_n x[n*ld + j] for j < nc <= CPU_COL_BLOCK, rows in order,
+ * in double. */
+BT_CPU_SIMD_CLONES static void cpu_colsum_block(float *acc, const float *x,
+                                                int N, int ld, int nc) {
+  double s[CPU_COL_BLOCK] = {0};
+  for (int n = 0; n < N; n++) {
+    const float *row = x + (size_t)n * ld;
+    for (int j = 0; j < nc; j++) s[j] += row[j];
+  }
+  for (int j = 0; j < nc; j++) acc[j] += (float)s[j];
+}
+
 /* acc[c] += sum_{n=0..N-1} x[n*ld + c] for c in [0, C), rows summed in
  * order in double by one thread per column block (deterministic). */
 static void cpu_colsum_acc(int nt, float *acc, const float *x, int N, int C,
@@ -43,12 +55,7 @@ static void cpu_colsum_acc(int nt, float *acc, const float *x, int N, int C,
   for (int blk = 0; blk < nBlock; blk++) {
     int c0 = blk * CPU_COL_BLOCK;
     int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
-    double s[CPU_COL_BLOCK] = {0};
-    for (int n = 0; n < N; n++) {
-      const float *row = x + (size_t)n * ld + c0;
-      for (int j = 0; j < nc; j++) s[j] += row[j];
-    }
-    for (int j = 0; j < nc; j++) acc[c0 + j] += (float)s[j];
+    cpu_colsum_block(acc + c0, x + c0, N, ld, nc);
   }
 }
 
@@ -288,6 +295,30 @@ BT_CPU_SIMD_CLONES static void cpu_ln_bwd_row(float *dx, const float *dy,
   }
 }
 
+/* dw[j] += sum_n dy[n,j] xhat[n,j], db[j] += sum_n dy[n,j] for the nc <=
+ * CPU_COL_BLOCK columns starting at dy/x (row stride ld), rows in order,
+ * in double. */
+BT_CPU_SIMD_CLONES static void cpu_ln_dwdb_block(float *dw, float *db,
+                                                 const float *dy,
+                                                 const float *x,
+                                                 const float *mean,
+                                                 const float *rstd, int N,
+                                                 int ld, int nc) {
+  double sw[CPU_COL_BLOCK] = {0}, sb[CPU_COL_BLOCK] = {0};
+  for (int n = 0; n < N; n++) {
+    const float *xr = x + (size_t)n * ld, *dyr = dy + (size_t)n * ld;
+    float m = mean[n], rs = rstd[n];
+    for (int j = 0; j < nc; j++) {
+      sw[j] += dyr[j] * ((xr[j] - m) * rs);
+      sb[j] += dyr[j];
+    }
+  }
+  for (int j = 0; j < nc; j++) {
+    if (dw) dw[j] += (float)sw[j];
+    if (db) db[j] += (float)sb[j];
+  }
+}
+
 void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
                           const float *dout, const float *inp, const float *w,
                           const float *mean, const float *rstd, int N, int C) {
@@ -305,20 +336,8 @@ void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
     for (int blk = 0; blk < nBlock; blk++) {
       int c0 = blk * CPU_COL_BLOCK;
       int nc = C - c0 < CPU_COL_BLOCK ? C - c0 : CPU_COL_BLOCK;
-      double sw[CPU_COL_BLOCK] = {0}, sb[CPU_COL_BLOCK] = {0};
-      for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C + c0;
-        const float *dy = dout + (size_t)n * C + c0;
-        float m = mean[n], rs = rstd[n];
-        for (int j = 0; j < nc; j++) {
-          sw[j] += dy[j] * ((x[j] - m) * rs);
-          sb[j] += dy[j];
-        }
-      }
-      for (int j = 0; j < nc; j++) {
-        if (dw) dw[c0 + j] += (float)sw[j];
-        if (db) db[c0 + j] += (float)sb[j];
-      }
+      cpu_ln_dwdb_block(dw ? dw + c0 : NULL, db ? db + c0 : NULL,
+                        dout + c0, inp + c0, mean, rstd, N, C, nc);
     }
   }
 }
@@ -475,26 +494,65 @@ void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
 
 /* ---- optimizer and helpers --------------------------------------------- */
 
-/* AdamW exactly as ops.h writes it; the bias corrections are computed once
- * in double (beta^t for large t underflows gracefully there). */
+/* AdamW exactly as ops.h writes it, on one chunk, in tiles of
+ * CPU_ADAMW_TILE elements and three loops: the moment update and the
+ * parameter update vectorise; sqrtf alone cannot (it may set errno, so GCC
+ * keeps it scalar and, in a fused loop, drags the whole loop to scalar
+ * with it). Same operations per element as the one-loop form. */
+#define CPU_ADAMW_TILE 256
+typedef struct cpu_adamw_k {
+  float b1, b2, lr, eps, wd, gs, bc1, bc2;
+} cpu_adamw_k;
+
+BT_CPU_SIMD_CLONES static void cpu_adamw_range(float *param,
+                                               const float *grad, float *m,
+                                               float *v, size_t n,
+                                               const cpu_adamw_k *k) {
+  float den[CPU_ADAMW_TILE];
+  for (size_t i0 = 0; i0 < n; i0 += CPU_ADAMW_TILE) {
+    size_t nn = n - i0 < CPU_ADAMW_TILE ? n - i0 : CPU_ADAMW_TILE;
+    float *p = param + i0, *mm = m + i0, *vv = v + i0;
+    const float *g = grad + i0;
+    for (size_t j = 0; j < nn; j++) {
+      float gj = g[j] * k->gs;
+      mm[j] = k->b1 * mm[j] + (1.0f - k->b1) * gj;
+      vv[j] = k->b2 * vv[j] + (1.0f - k->b2) * gj * gj;
+      den[j] = vv[j] / k->bc2; /* vhat */
+    }
+    for (size_t j = 0; j < nn; j++) den[j] = sqrtf(den[j]);
+    for (size_t j = 0; j < nn; j++) {
+      float mhat = mm[j] / k->bc1;
+      p[j] -= k->lr * (mhat / (den[j] + k->eps) + k->wd * p[j]);
+    }
+  }
+}
+
+/* The bias corrections are computed once in double (beta^t for large t
+ * underflows gracefully there). */
 void bt_cpu_adamw(bt_backend *be, float *param, const float *grad, float *m,
                   float *v, size_t n, const bt_adamw_hparams *hp) {
   const int nt = bt_cpu_nthread(be);
   BT_ASSERT(hp->t >= 1);
-  const float b1 = hp->beta1, b2 = hp->beta2, lr = hp->lr, eps = hp->eps;
-  const float wd = hp->weight_decay, gs = hp->grad_scale;
-  const float bc1 = (float)(1.0 - pow((double)b1, hp->t));
-  const float bc2 = (float)(1.0 - pow((double)b2, hp->t));
+  const cpu_adamw_k k = {
+      hp->beta1, hp->beta2, hp->lr, hp->eps, hp->weight_decay, hp->grad_scale,
+      (float)(1.0 - pow((double)hp->beta1, hp->t)),
+      (float)(1.0 - pow((double)hp->beta2, hp->t))};
+  size_t nChunk = (n + BT_CPU_EW_CHUNK - 1) / BT_CPU_EW_CHUNK;
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN / 4)
-  for (size_t i = 0; i < n; i++) {
-    float g = grad[i] * gs;
-    float mi = b1 * m[i] + (1.0f - b1) * g;
-    float vi = b2 * v[i] + (1.0f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    float mhat = mi / bc1, vhat = vi / bc2;
-    param[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * param[i]);
+  for (size_t c = 0; c < nChunk; c++) {
+    size_t i0 = c * BT_CPU_EW_CHUNK;
+    size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
+    cpu_adamw_range(param + i0, grad + i0, m + i0, v + i0, len, &k);
   }
+}
+
+/* sum x[i]^2 in double; each square is exact in double, only the
+ * (compile-time fixed) summation order rounds. */
+BT_CPU_SIMD_CLONES static double cpu_sumsq_range(const float *x, size_t n) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return s;
 }
 
 /* Fixed chunking: the chunk boundaries depend only on n, each chunk is
@@ -509,10 +567,7 @@ double bt_cpu_sumsq(bt_backend *be, const float *x, size_t n) {
   for (int k = 0; k < CPU_SUMSQ_CHUNKS; k++) {
     size_t i0 = (size_t)k * chunk, i1 = i0 + chunk;
     if (i1 > n) i1 = n;
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
-    part[k] = s;
+    part[k] = i1 > i0 ? cpu_sumsq_range(x + i0, i1 - i0) : 0.0;
   }
   double tot = 0.0;
   for (int k = 0; k < CPU_SUMSQ_CHUNKS; k++) tot += part[k];

@@ -52,6 +52,7 @@ typedef struct bt_cuda_lt_key {
 } bt_cuda_lt_key;
 typedef struct bt_cuda_lt_entry {
   bt_cuda_lt_key key;
+  int bFound;                   /* 0: cuBLASLt has no algorithm (cached) */
   int bFused;                   /* bias fused in the epilogue */
   cublasLtMatmulAlgo_t algo;
 } bt_cuda_lt_entry;
@@ -66,6 +67,8 @@ typedef struct bt_cuda {
   size_t nWorkspace;            /* bytes (BT_CUDA_LT_WORKSPACE) */
   int bGemmBf16;                /* BATON_CUDA_GEMM=bf16 */
   int bSyncCheck;               /* BATON_CUDA_SYNC=1: sync after each launch */
+  int bWarnedBf16;              /* warned once about a bf16 -> fp32 fallback */
+  int bWarnedFallback;          /* warned once about the fallback GEMM kernel */
   void *pScratch;               /* general scratch, grown lazily */
   size_t nScratch;              /* bytes */
   int32_t *pIdx;                /* device int scratch (embedding backward) */

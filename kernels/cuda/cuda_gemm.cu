@@ -3,11 +3,9 @@
  * bias ops, and the deterministic column sum that computes every bias
  * gradient.
  *
- * Row-major in a column-major library. cuBLASLt is column-major; a
- * row-major [R, K] matrix is, byte for byte, the column-major K x R matrix
- * with leading dimension K (its transpose). So each row-major product
- * Y = X W is computed as the column-major product Y^T = W^T X^T with the
- * stored buffers as they are; the per-op comments below derive each case.
+ * Row-major in a column-major library: cuda_gemm_plan.h maps each product
+ * onto one column-major GEMM (and documents the derivation); this file
+ * executes those plans with cuBLASLt.
  *
  * Precision (docs/gpu.md):
  *   fp32 (default): A, B, C, D all CUDA_R_32F, compute CUBLAS_COMPUTE_32F.
@@ -26,6 +24,7 @@
  * both weight layouts and both precisions.
  */
 #include "cuda_common.h"
+#include "cuda_gemm_plan.h"
 
 #include <cuda_bf16.h>
 
@@ -48,6 +47,47 @@ __global__ void bt_k_add_bias_cm(float *d, const float *bias, int m, int n,
        i += (size_t)gridDim.x * blockDim.x) {
     size_t col = i / (size_t)m, row = i % (size_t)m;
     d[col * (size_t)ldd + row] += bias[row];
+  }
+}
+
+/* Last-resort GEMM for a plan cuBLASLt has no fp32 algorithm for (never
+ * expected; it keeps an unusual shape or alignment from aborting a run).
+ * Plain shared-memory tiling, 16 x 16 outputs per block, one output per
+ * thread, k summed in increasing order: slow but simple, deterministic,
+ * and checked against a reference GEMM in the CPU emulator. Semantics of
+ * cuda_gemm_plan.h; with beta = 0 the old D is not read (it may be NaN). */
+#define BT_FB_TILE 16
+__global__ void bt_k_gemm_fallback(float *D, const float *A, const float *B,
+                                   const float *bias, int m, int n, int k,
+                                   int lda, int ldb, int ldd, int bTransA,
+                                   int bTransB, float beta) {
+  __shared__ float As[BT_FB_TILE][BT_FB_TILE + 1]; /* op(A)[i0+ty][l0+tx] */
+  __shared__ float Bs[BT_FB_TILE][BT_FB_TILE + 1]; /* op(B)[l0+ty][j0+tx] */
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int i0 = blockIdx.y * BT_FB_TILE, j0 = blockIdx.x * BT_FB_TILE;
+  float acc = 0.0f;
+  for (int l0 = 0; l0 < k; l0 += BT_FB_TILE) {
+    const int ai = i0 + ty, al = l0 + tx;
+    As[ty][tx] = (ai < m && al < k)
+                     ? (bTransA ? A[al + (size_t)ai * lda]
+                                : A[ai + (size_t)al * lda])
+                     : 0.0f;
+    const int bl = l0 + ty, bj = j0 + tx;
+    Bs[ty][tx] = (bl < k && bj < n)
+                     ? (bTransB ? B[bj + (size_t)bl * ldb]
+                                : B[bl + (size_t)bj * ldb])
+                     : 0.0f;
+    __syncthreads();
+    for (int l = 0; l < BT_FB_TILE; l++) acc += As[ty][l] * Bs[l][tx];
+    __syncthreads();
+  }
+  const int i = i0 + ty, j = j0 + tx;
+  if (i < m && j < n) {
+    float *d = D + i + (size_t)j * ldd;
+    float v = acc;
+    if (beta != 0.0f) v += beta * *d;
+    if (bias) v += bias[i];
+    *d = v;
   }
 }
 
@@ -118,22 +158,6 @@ static void cuda_colsum_acc(bt_cuda *cu, float *out, const float *x, int N,
 
 /* ---- the GEMM wrapper -------------------------------------------------- */
 
-/* Column-major D = op(A) op(B) + beta D (+ bias[row] if bias), D m x n with
- * leading dimension ldd. A is stored as (opA == N ? m x k : k x m) with
- * leading dimension lda, B as (opB == N ? k x n : n x k) with ldb; both
- * contiguous (lda, ldb equal to the stored row count). */
-typedef struct gemm_call {
-  cublasOperation_t opA, opB;
-  int m, n, k;
-  const float *A;
-  int lda;
-  const float *B;
-  int ldb;
-  float *D;
-  int ldd;
-  float beta;
-  const float *bias; /* length m, or NULL */
-} gemm_call;
 
 /* Largest power of two (<= 256) that divides the address: tells the
  * heuristic what alignment it may assume. The trainer passes views at any
@@ -188,8 +212,8 @@ static const bt_cuda_lt_entry *lt_cache_find(const bt_cuda *cu,
   return NULL;
 }
 
-static void lt_cache_put(bt_cuda *cu, const bt_cuda_lt_key *key, int bFused,
-                         const cublasLtMatmulAlgo_t *algo) {
+static void lt_cache_put(bt_cuda *cu, const bt_cuda_lt_key *key, int bFound,
+                         int bFused, const cublasLtMatmulAlgo_t *algo) {
   bt_cuda_lt_entry *e;
   if (cu->nLt < BT_CUDA_LT_CACHE) {
     e = &cu->aLt[cu->nLt++];
@@ -198,20 +222,123 @@ static void lt_cache_put(bt_cuda *cu, const bt_cuda_lt_key *key, int bFused,
     cu->iLtNext = (cu->iLtNext + 1) % BT_CUDA_LT_CACHE;
   }
   e->key = *key;
+  e->bFound = bFound;
   e->bFused = bFused;
   e->algo = *algo;
 }
 
-static void cuda_gemm(bt_cuda *cu, const gemm_call *g) {
-  if (g->m <= 0 || g->n <= 0) return;
-  const size_t aRows = g->opA == CUBLAS_OP_N ? g->m : g->k;
-  const size_t aCols = g->opA == CUBLAS_OP_N ? g->k : g->m;
-  const size_t bRows = g->opB == CUBLAS_OP_N ? g->k : g->n;
-  const size_t bCols = g->opB == CUBLAS_OP_N ? g->n : g->k;
-  BT_ASSERT((size_t)g->lda == aRows && (size_t)g->ldb == bRows);
-  const void *A = g->A, *B = g->B;
-  cudaDataType_t abType = CUDA_R_32F;
+/* One attempt at a plan with operands A, B of type abType (the originals,
+ * or their bf16 copies). Returns 0 without queuing anything if cuBLASLt
+ * has no algorithm for it; otherwise queues the GEMM (and the bias kernel
+ * when the bias could not be fused) and returns 1. */
+static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
+                    const void *B, cudaDataType_t abType) {
+  const cublasOperation_t opA = g->bTransA ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opB = g->bTransB ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const uint64_t aRows = g->bTransA ? g->k : g->m;
+  const uint64_t aCols = g->bTransA ? g->m : g->k;
+  const uint64_t bRows = g->bTransB ? g->n : g->k;
+  const uint64_t bCols = g->bTransB ? g->k : g->n;
 
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, ld;
+  BT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA));
+  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, abType, aRows, aCols, g->lda));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, abType, bRows, bCols, g->ldb));
+  BT_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, g->m, g->n, g->ldd));
+  if (g->bias) {
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
+  }
+
+  bt_cuda_lt_key key;
+  memset(&key, 0, sizeof key); /* padding too: keys are compared bytewise */
+  key.m = g->m;
+  key.n = g->n;
+  key.k = g->k;
+  key.opA = (int)opA;
+  key.opB = (int)opB;
+  key.lda = g->lda;
+  key.ldb = g->ldb;
+  key.ldd = g->ldd;
+  key.bBf16 = abType == CUDA_R_16BF;
+  key.bBias = g->bias != NULL;
+  key.alA = ptr_align(A);
+  key.alB = ptr_align(B);
+  key.alD = ptr_align(g->D);
+  key.alBias = g->bias ? ptr_align(g->bias) : 0;
+
+  int bFound = 0, bFused = 0;
+  cublasLtMatmulAlgo_t algo;
+  memset(&algo, 0, sizeof algo);
+  const bt_cuda_lt_entry *hit = lt_cache_find(cu, &key);
+  if (hit) {
+    bFound = hit->bFound;
+    bFused = hit->bFused;
+    algo = hit->algo;
+  } else {
+    cublasLtMatmulHeuristicResult_t heur;
+    if (g->bias && lt_pick(cu, desc, la, lb, ld, A, B, g->D, &heur)) {
+      bFound = bFused = 1;
+    } else {
+      if (g->bias) {
+        /* Fallback: plain GEMM, then bt_k_add_bias_cm. */
+        cublasLtEpilogue_t none = CUBLASLT_EPILOGUE_DEFAULT;
+        BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+            desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &none, sizeof none));
+      }
+      bFound = lt_pick(cu, desc, la, lb, ld, A, B, g->D, &heur);
+    }
+    if (bFound) algo = heur.algo;
+    lt_cache_put(cu, &key, bFound, bFused, &algo); /* misses are cached too */
+  }
+  if (bFound && g->bias && !bFused) {
+    /* (again, for a cached "not fused" answer) */
+    cublasLtEpilogue_t none = CUBLASLT_EPILOGUE_DEFAULT;
+    BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &none, sizeof none));
+  }
+  if (bFound) {
+    const float alpha = 1.0f;
+    BT_CUBLAS_CHECK(cublasLtMatmul(cu->lt, desc, &alpha, A, la, B, lb,
+                                   &g->beta, g->D, ld, g->D, ld, &algo,
+                                   cu->pWorkspace, cu->nWorkspace, cu->stream));
+    if (cu->bSyncCheck) BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  }
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+  BT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+
+  if (bFound && g->bias && !bFused) {
+    size_t total = (size_t)g->m * g->n;
+    bt_k_add_bias_cm<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
+        g->D, g->bias, g->m, g->n, g->ldd);
+    BT_CUDA_LAUNCHED(cu);
+  }
+  return bFound;
+}
+
+/* Executes one plan (cuda_gemm_plan.h) on the compute stream: in bf16 mode
+ * with bf16 copies of both operands, falling back to fp32 for a shape
+ * cuBLASLt has no bf16 algorithm for; if cuBLASLt has no fp32 algorithm
+ * either, with bt_k_gemm_fallback. Each fallback is warned once per
+ * backend. */
+static void cuda_gemm(bt_cuda *cu, const bt_gemm_call *g) {
+  if (g->m <= 0 || g->n <= 0) return;
+  const size_t aRows = g->bTransA ? g->k : g->m;
+  const size_t aCols = g->bTransA ? g->m : g->k;
+  const size_t bRows = g->bTransB ? g->n : g->k;
+  const size_t bCols = g->bTransB ? g->k : g->n;
+  BT_ASSERT((size_t)g->lda == aRows && (size_t)g->ldb == bRows);
   if (g->k <= 0) {
     /* Empty sum: D = beta D (+ bias). Only reachable with N = 0 rows in a
      * backward (dW over zero samples): nothing to add. */
@@ -231,132 +358,38 @@ static void cuda_gemm(bt_cuda *cu, const gemm_call *g) {
     BT_CUDA_LAUNCHED(cu);
     bt_k_to_bf16<<<bt_cuda_grid(nB, 256), 256, 0, cu->stream>>>(B16, g->B, nB);
     BT_CUDA_LAUNCHED(cu);
-    A = A16;
-    B = B16;
-    abType = CUDA_R_16BF;
-  }
-
-  cublasLtMatmulDesc_t desc;
-  cublasLtMatrixLayout_t la, lb, ld;
-  BT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-      desc, CUBLASLT_MATMUL_DESC_TRANSA, &g->opA, sizeof g->opA));
-  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-      desc, CUBLASLT_MATMUL_DESC_TRANSB, &g->opB, sizeof g->opB));
-  BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, abType, aRows, aCols, g->lda));
-  BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, abType, bRows, bCols, g->ldb));
-  BT_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, g->m, g->n, g->ldd));
-
-  if (g->bias) {
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-    BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
-  }
-  bt_cuda_lt_key key;
-  memset(&key, 0, sizeof key); /* padding too: keys are compared bytewise */
-  key.m = g->m;
-  key.n = g->n;
-  key.k = g->k;
-  key.opA = (int)g->opA;
-  key.opB = (int)g->opB;
-  key.lda = g->lda;
-  key.ldb = g->ldb;
-  key.ldd = g->ldd;
-  key.bBf16 = cu->bGemmBf16;
-  key.bBias = g->bias != NULL;
-  key.alA = ptr_align(A);
-  key.alB = ptr_align(B);
-  key.alD = ptr_align(g->D);
-  key.alBias = g->bias ? ptr_align(g->bias) : 0;
-
-  int bFusedBias = 0;
-  cublasLtMatmulAlgo_t algo;
-  const bt_cuda_lt_entry *hit = lt_cache_find(cu, &key);
-  if (hit) {
-    bFusedBias = hit->bFused;
-    algo = hit->algo;
-  } else {
-    cublasLtMatmulHeuristicResult_t heur;
-    if (g->bias) bFusedBias = lt_pick(cu, desc, la, lb, ld, A, B, g->D, &heur);
-    if (!bFusedBias) {
-      if (g->bias) {
-        /* Fallback: plain GEMM, then bt_k_add_bias_cm. */
-        cublasLtEpilogue_t none = CUBLASLT_EPILOGUE_DEFAULT;
-        BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-            desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &none, sizeof none));
-      }
-      if (!lt_pick(cu, desc, la, lb, ld, A, B, g->D, &heur)) {
-        bt_log_error("CUDA backend: cuBLASLt offers no algorithm for "
-                     "m=%d n=%d k=%d opA=%d opB=%d (%s)",
-                     g->m, g->n, g->k, (int)g->opA, (int)g->opB,
-                     cu->bGemmBf16 ? "bf16" : "fp32");
-        bt_cuda_fatal("cublasLtMatmulAlgoGetHeuristic", "no algorithm",
-                      __FILE__, __LINE__);
-      }
+    if (gemm_try(cu, g, A16, B16, CUDA_R_16BF)) return;
+    if (!cu->bWarnedBf16) {
+      cu->bWarnedBf16 = 1;
+      bt_log_warn("CUDA backend: cuBLASLt has no bf16 algorithm for m=%d "
+                  "n=%d k=%d (lda=%d ldb=%d); running such GEMMs in fp32",
+                  g->m, g->n, g->k, g->lda, g->ldb);
     }
-    algo = heur.algo;
-    lt_cache_put(cu, &key, bFusedBias, &algo);
   }
-  if (g->bias && !bFusedBias) {
-    /* The cached answer says "not fused": same fallback. */
-    cublasLtEpilogue_t none = CUBLASLT_EPILOGUE_DEFAULT;
-    BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &none, sizeof none));
+  if (gemm_try(cu, g, g->A, g->B, CUDA_R_32F)) return;
+  if (!cu->bWarnedFallback) {
+    cu->bWarnedFallback = 1;
+    bt_log_warn("CUDA backend: cuBLASLt offers no fp32 algorithm for m=%d "
+                "n=%d k=%d transA=%d transB=%d lda=%d ldb=%d ldd=%d; using "
+                "the (slow) fallback GEMM kernel for such shapes",
+                g->m, g->n, g->k, g->bTransA, g->bTransB, g->lda, g->ldb,
+                g->ldd);
   }
-
-  const float alpha = 1.0f;
-  BT_CUBLAS_CHECK(cublasLtMatmul(cu->lt, desc, &alpha, A, la, B, lb, &g->beta,
-                                 g->D, ld, g->D, ld, &algo,
-                                 cu->pWorkspace, cu->nWorkspace, cu->stream));
-  if (cu->bSyncCheck) BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
-  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));
-  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-  BT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
-
-  if (g->bias && !bFusedBias) {
-    size_t total = (size_t)g->m * g->n;
-    bt_k_add_bias_cm<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
-        g->D, g->bias, g->m, g->n, g->ldd);
-    BT_CUDA_LAUNCHED(cu);
-  }
+  BT_ASSERT((g->m + BT_FB_TILE - 1) / BT_FB_TILE <= 65535); /* gridDim.y */
+  dim3 grid((unsigned)((g->n + BT_FB_TILE - 1) / BT_FB_TILE),
+            (unsigned)((g->m + BT_FB_TILE - 1) / BT_FB_TILE));
+  bt_k_gemm_fallback<<<grid, dim3(BT_FB_TILE, BT_FB_TILE), 0, cu->stream>>>(
+      g->D, g->A, g->B, g->bias, g->m, g->n, g->k, g->lda, g->ldb, g->ldd,
+      g->bTransA, g->bTransB, g->beta);
+  BT_CUDA_LAUNCHED(cu);
 }
 
 /* ---- ops ----------------------------------------------------------------- */
 
-/* out[N,OC] = inp[N,C] Wm (+ bias), Wm = W (IN_OUT) or W^T (OUT_IN).
- * Column-major: out^T (OC x N) = Wm^T (OC x C) * inp^T (C x N).
- *   inp row-major [N,C]   = column-major C x N, ld C  -> B, op N
- *   W IN_OUT  [C,OC]      = column-major OC x C, ld OC = Wm^T -> A, op N
- *   W OUT_IN  [OC,C]      = column-major C x OC, ld C = Wm    -> A, op T
- * The bias (length OC = m) is per row of the column-major D: exactly the
- * CUBLASLT_EPILOGUE_BIAS broadcast. */
 void bt_cuda_matmul_fwd(bt_backend *be, float *out, const float *inp,
                         const float *w, const float *bias, int N, int C,
                         int OC, bt_wlayout eLayout) {
   bt_cuda *cu = bt_cuda_of(be);
-  gemm_call g;
-  g.m = OC;
-  g.n = N;
-  g.k = C;
-  g.A = w;
-  if (eLayout == BT_W_IN_OUT) {
-    g.opA = CUBLAS_OP_N;
-    g.lda = OC;
-  } else {
-    g.opA = CUBLAS_OP_T;
-    g.lda = C;
-  }
-  g.opB = CUBLAS_OP_N;
-  g.B = inp;
-  g.ldb = C;
-  g.D = out;
-  g.ldd = OC;
-  g.beta = 0.0f;
-  g.bias = bias;
   if (C == 0) {
     /* out = bias (or 0): no product to compute. */
     BT_CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float),
@@ -364,74 +397,21 @@ void bt_cuda_matmul_fwd(bt_backend *be, float *out, const float *inp,
     if (bias) bt_cuda_bias_fwd(be, out, out, bias, N, OC);
     return;
   }
+  const bt_gemm_call g =
+      bt_gemm_plan_fwd(out, inp, w, bias, N, C, OC, eLayout);
   cuda_gemm(cu, &g);
 }
 
-/* dinp[N,C] += dout[N,OC] Wm^T; column-major dinp^T (C x N) =
- *   Wm (C x OC) * dout^T (OC x N):
- *   IN_OUT: W stored column-major OC x C (= Wm^T), ld OC -> A, op T
- *   OUT_IN: W stored column-major C x OC (= Wm),   ld C  -> A, op N
- *   dout row-major [N,OC] = column-major OC x N, ld OC   -> B, op N
- * dW += inp^T dout in W's own layout:
- *   IN_OUT dW [C,OC] = column-major OC x C: dW^T = dout^T (OC x N) inp (N x C)
- *     A = dout (stored OC x N, op N), B = inp (stored C x N, op T)
- *   OUT_IN dW [OC,C] = column-major C x OC: = inp^T (C x N) dout (N x OC)
- *     A = inp (stored C x N, op N), B = dout (stored OC x N, op T)
- * beta = 1 gives the accumulate contract of ops.h. */
 void bt_cuda_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
                         const float *dout, const float *inp, const float *w,
                         int N, int C, int OC, bt_wlayout eLayout) {
   bt_cuda *cu = bt_cuda_of(be);
   if (dinp && OC > 0) {
-    gemm_call g;
-    g.m = C;
-    g.n = N;
-    g.k = OC;
-    g.A = w;
-    if (eLayout == BT_W_IN_OUT) {
-      g.opA = CUBLAS_OP_T;
-      g.lda = OC;
-    } else {
-      g.opA = CUBLAS_OP_N;
-      g.lda = C;
-    }
-    g.opB = CUBLAS_OP_N;
-    g.B = dout;
-    g.ldb = OC;
-    g.D = dinp;
-    g.ldd = C;
-    g.beta = 1.0f;
-    g.bias = NULL;
+    const bt_gemm_call g = bt_gemm_plan_dinp(dinp, dout, w, N, C, OC, eLayout);
     cuda_gemm(cu, &g);
   }
   if (dw && N > 0) {
-    gemm_call g;
-    if (eLayout == BT_W_IN_OUT) {
-      g.m = OC;
-      g.n = C;
-      g.k = N;
-      g.opA = CUBLAS_OP_N;
-      g.A = dout;
-      g.lda = OC;
-      g.opB = CUBLAS_OP_T;
-      g.B = inp;
-      g.ldb = C;
-      g.ldd = OC;
-    } else {
-      g.m = C;
-      g.n = OC;
-      g.k = N;
-      g.opA = CUBLAS_OP_N;
-      g.A = inp;
-      g.lda = C;
-      g.opB = CUBLAS_OP_T;
-      g.B = dout;
-      g.ldb = OC;
-      g.ldd = C;
-    }
-    g.D = dw;
-    g.beta = 1.0f;
-    g.bias = NULL;
+    const bt_gemm_call g = bt_gemm_plan_dw(dw, dout, inp, N, C, OC, eLayout);
     cuda_gemm(cu, &g);
   }
   if (dbias) cuda_colsum_acc(cu, dbias, dout, N, OC);

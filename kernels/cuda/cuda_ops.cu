@@ -34,7 +34,10 @@ __global__ void bt_k_embed_fwd(float *out, const int32_t *tok,
     const size_t bt = i / (size_t)C;
     const int c = (int)(i % (size_t)C);
     const int t = (int)(bt % (size_t)T);
-    float v = wte[(size_t)tok[bt] * C + c];
+    const int32_t id = tok[bt];
+    /* A negative id (a loader bug) gives NaN rather than a wild read; the
+     * upper bound is not known here (the backward checks it on the host). */
+    float v = id >= 0 ? wte[(size_t)id * C + c] : NAN;
     if (wpe) v += wpe[(size_t)t * C + c];
     out[i] = v;
   }
@@ -46,8 +49,8 @@ void bt_cuda_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
   bt_cuda *cu = bt_cuda_of(be);
   size_t total = (size_t)B * T * C;
   if (total == 0) return;
-  /* Token ids are trusted here (the loader validates them against the
-   * vocabulary); the backward checks them on the host. */
+  /* Token ids are trusted to be < V here (the loader validates them
+   * against the vocabulary; the backward checks them on the host). */
   bt_k_embed_fwd<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
       out, tok, wte, wpe, T, C, total);
   BT_CUDA_LAUNCHED(cu);
@@ -167,9 +170,9 @@ void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
     BT_CUDA_CHECK(cudaMalloc((void **)&cu->pIdx, nAlloc * sizeof(int32_t)));
     cu->nIdx = nAlloc;
   }
-  /* From pageable memory: returns once the data is staged, so the host
-   * plan may be rewritten by the next call; stream order covers the
-   * device side. */
+  /* From pageable memory. The host plan is rewritten only by the next
+   * call, after its own stream synchronisation, by which time this copy
+   * has completed; stream order covers the device side. */
   BT_CUDA_CHECK(cudaMemcpyAsync(cu->pIdx, cu->pHostIdx, nPlan * sizeof(int32_t),
                                 cudaMemcpyHostToDevice, cu->stream));
   bt_k_embed_dwte<<<nUniq, 256, 0, cu->stream>>>(dwte, dout, cu->pIdx, nTok,

@@ -114,6 +114,22 @@ static void test_identity(bt_comm *c) {
         bt_err_msg());
   CHECK(strcmp(bt_comm_name(c), zWant) == 0, "name after attach %s",
         bt_comm_name(c));
+  /* NCCL without a GPU (CPU build, or BATON_CUDA_BIND=0 as CTest sets) is
+   * refused cleanly and leaves the communicator as it was. */
+  const char *zBind = getenv("BATON_CUDA_BIND");
+#ifdef BATON_HAVE_CUDA
+  int bNoGpu = zBind && strcmp(zBind, "0") == 0;
+#else
+  int bNoGpu = 1;
+  (void)zBind;
+#endif
+  if (bNoGpu) {
+    CHECK(bt_comm_attach_backend(c, BT_COMM_NCCL, NULL) == BT_ERR,
+          "NCCL attach without a GPU succeeded");
+    CHECK(strstr(bt_err_msg(), "rank") != NULL, "message '%s'", bt_err_msg());
+    CHECK(strcmp(bt_comm_name(c), zWant) == 0, "name after failed attach %s",
+          bt_comm_name(c));
+  }
 }
 
 static void test_allreduce(bt_comm *c) {

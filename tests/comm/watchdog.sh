@@ -46,7 +46,7 @@ fi
 if awk -v e="$elapsed" -v m="$max" 'BEGIN { exit !(e > m) }'; then
   echo "FAIL: took $elapsed s > $max s"; ok=0
 fi
-if ! grep -q "watchdog: no progress for [0-9]* s in .* at step $step; aborting the job" "$log"; then
+if ! grep -q "watchdog: no progress for [0-9.]* s in .* at step $step; aborting the job" "$log"; then
   echo "FAIL: no watchdog message naming step $step"; ok=0
 fi
 if [ "$mode" = thread ] && ! grep -q "no bt_comm_set_context" "$log"; then

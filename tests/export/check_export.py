@@ -100,6 +100,45 @@ def cmd_hf(fx, baton):
                              use_cache=True, min_new_tokens=24, pad_token_id=0)
     theirs = out[0, len(ids):].tolist()
     check(theirs == ours, f"greedy generate: transformers {theirs[:12]}... == baton {ours[:12]}...")
+    # The other direction: a model saved by transformers (save_pretrained,
+    # safetensors) runs in `baton infer` unchanged (no baton_* config keys).
+    with tempfile.TemporaryDirectory() as t:
+        model.save_pretrained(t, safe_serialization=True)
+        # transformers keeps unknown keys; drop baton's so this is a plain
+        # HF config, as a model from elsewhere would have.
+        cj = json.load(open(os.path.join(t, "config.json")))
+        cj = {k: v for k, v in cj.items() if not k.startswith("baton_")}
+        json.dump(cj, open(os.path.join(t, "config.json"), "w"))
+        ids = prompts(V, 17, 1, seed=8)[0]
+        ours = baton_logits(baton, t, ids, V)
+        with torch.no_grad():
+            theirs = model(torch.tensor([ids])).logits[0].numpy()
+        e = relerr(theirs, ours)
+        check(e < TOL, f"baton infer on transformers' save_pretrained output: rel err {e:.2e}")
+    # Greedy generation on a model with spread-out logits (random weights
+    # scaled up, as in test_export_kvcache): the trained 20-step fixture
+    # mostly predicts newlines, which would make the comparison weak.
+    torch.manual_seed(0)
+    rc = transformers.GPT2Config(vocab_size=V, n_positions=64, n_embd=64, n_layer=2,
+                                 n_head=4, activation_function="gelu_new",
+                                 resid_pdrop=0, embd_pdrop=0, attn_pdrop=0,
+                                 bos_token_id=0, eos_token_id=0)
+    rm = transformers.GPT2LMHeadModel(rc).eval()
+    with torch.no_grad():
+        for name, p in rm.named_parameters():
+            if not (".ln_" in name and name.endswith("weight")):
+                p.mul_(8.0)
+    with tempfile.TemporaryDirectory() as t:
+        rm.save_pretrained(t, safe_serialization=True)
+        ids = [ord(c) for c in "hello, baton"]
+        ours = baton_ids(baton, t, ids, 40)
+        with torch.no_grad():
+            out = rm.generate(torch.tensor([ids]), max_new_tokens=40, min_new_tokens=40,
+                              do_sample=False, use_cache=True, pad_token_id=0)
+        theirs = out[0, len(ids):].tolist()
+        check(theirs == ours and len(set(ours)) > 5,
+              f"greedy generate on a random model: transformers == baton "
+              f"({len(set(ours))} distinct tokens: {ours[:10]}...)")
     # bf16 export: loads in transformers; upcast to fp32 it equals baton's
     # own bf16 inference (both widen the same bf16 weights).
     mb = transformers.GPT2LMHeadModel.from_pretrained(os.path.join(fx, "bf16"),
@@ -189,6 +228,68 @@ def cmd_onnx(fx, baton):
             ours = baton_logits(baton, os.path.join(fx, "fp32"), ids, V)
             e = relerr(logits[b], ours)
             check(e < TOL, f"ORT vs baton, batch row {b}, {n} tokens: rel err {e:.2e}")
+    cmd_onnx_past(fx, baton, ort, onnx, cfg)
+
+
+def run_with_past(sess, rows, n_prefill, L, NH, hs):
+    """Feeds rows[:, :n_prefill] with an empty cache, then one token at a
+    time, passing present.* back as past_key_values.*; returns the logits
+    of every position, concatenated."""
+    B = rows.shape[0]
+    outs = [o.name for o in sess.get_outputs()]
+    cache = {f"present.{l}.{k}": np.zeros((B, NH, 0, hs), np.float32)
+             for l in range(L) for k in ("key", "value")}
+    pieces, t = [], 0
+    while t < rows.shape[1]:
+        step = n_prefill if t == 0 else 1
+        feed = {"input_ids": rows[:, t:t + step]}
+        for l in range(L):
+            for k in ("key", "value"):
+                feed[f"past_key_values.{l}.{k}"] = cache[f"present.{l}.{k}"]
+        r = sess.run(outs, feed)
+        pieces.append(r[0])
+        cache = dict(zip(outs[1:], r[1:]))
+        t += step
+    return np.concatenate(pieces, axis=1), cache
+
+
+def cmd_onnx_past(fx, baton, ort, onnx, cfg):
+    path = os.path.join(fx, "onnx", "model_with_past.onnx")
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    L, NH, C, V = cfg["n_layer"], cfg["n_head"], cfg["n_embd"], cfg["vocab_size"]
+    names_in = [i.name for i in m.graph.input]
+    check(names_in[:3] == ["input_ids", "past_key_values.0.key", "past_key_values.0.value"]
+          and len(names_in) == 1 + 2 * L, f"model_with_past.onnx inputs {names_in[:3]}... ({len(names_in)})")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    rows = np.array(prompts(V, 20, 2, seed=77), dtype=np.int64)
+    got, cache = run_with_past(sess, rows, 7, L, NH, C // NH)
+    check(cache["present.0.key"].shape == (2, NH, 20, C // NH),
+          f"present.0.key shape {cache['present.0.key'].shape} after 20 tokens")
+    for b in range(2):
+        ours = baton_logits(baton, os.path.join(fx, "fp32"), list(rows[b]), V)
+        e = relerr(got[b], ours)
+        check(e < TOL, f"ORT with past (prefill 7 + 13 cached steps), row {b}: rel err {e:.2e} vs baton")
+    # Cached greedy generation in ORT == baton's greedy tokens.
+    ids = [ord(c) for c in "12+34=46\n7+8="]
+    ours = baton_ids(baton, os.path.join(fx, "fp32"), ids, 20)
+    seq = np.array([ids], dtype=np.int64)
+    outs = [o.name for o in sess.get_outputs()]
+    feed = {"input_ids": seq}
+    for l in range(L):
+        for k in ("key", "value"):
+            feed[f"past_key_values.{l}.{k}"] = np.zeros((1, NH, 0, C // NH), np.float32)
+    theirs = []
+    for _ in range(20):
+        r = sess.run(outs, feed)
+        nxt = int(np.argmax(r[0][0, -1]))
+        theirs.append(nxt)
+        feed = {"input_ids": np.array([[nxt]], dtype=np.int64)}
+        for i, name in enumerate(outs[1:]):
+            feed[name.replace("present.", "past_key_values.")] = r[1 + i]
+    check(theirs == ours, f"ORT cached greedy generation == baton ({ours[:8]}...)")
 
 
 def gelu_tanh(x):

@@ -13,7 +13,7 @@ if [ "$kind" = gpt ]; then
   "$baton" export "$out/run" --format safetensors -o "$out/fp32"
   "$baton" export "$out/run" --format safetensors -o "$out/bf16" --dtype bf16
   "$baton" export "$out/run" --format safetensors -o "$out/fp16" --dtype fp16
-  "$baton" export "$out/run" --format onnx -o "$out/onnx"
+  "$baton" export "$out/run" --format onnx --with-past -o "$out/onnx"
 else
   "$baton" train "$src/configs/tiny-mlp.ini" --run-dir "$out/run" \
     --set train.steps=30 --set checkpoint.every=30 >"$out/train.log" 2>&1 \

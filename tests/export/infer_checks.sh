@@ -36,6 +36,12 @@ s2=$("$baton" infer "$fx/fp32" --prompt "$prompt" --max-new-tokens 40 --temperat
 [ "$s1" = "$s2" ] || { echo "FAIL: same seed, different samples"; exit 1; }
 echo "ok: sampling deterministic for a seed"
 
+# 3b. top-k 1 is greedy whatever the temperature.
+g=$("$baton" infer "$fx/fp32" --prompt "$prompt" --max-new-tokens 20 --ids 2>/dev/null)
+k1=$("$baton" infer "$fx/fp32" --prompt "$prompt" --max-new-tokens 20 --temperature 2 --top-k 1 --seed 4 --ids 2>/dev/null)
+[ "$g" = "$k1" ] || { echo "FAIL: --top-k 1 differs from greedy"; exit 1; }
+echo "ok: --top-k 1 == greedy"
+
 # 4. Half-precision exports load and generate; tokens/s goes to stderr.
 for d in bf16 fp16; do
   "$baton" infer "$fx/$d" --prompt "$prompt" --max-new-tokens 8 >/dev/null 2>"$t/err"
@@ -65,4 +71,8 @@ cp -r "$fx/fp32" "$t/badheads"
 sed -i 's/"n_head":[[:space:]]*4/"n_head": 3/' "$t/badheads/config.json"
 if "$baton" infer "$t/badheads" --prompt x 2>"$t/err"; then echo "FAIL: n_head 3 accepted"; exit 1; fi
 grep -q "n_head 3 does not divide n_embd 64" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exit 1; }
-echo "ok: config/weights disagreements named (missing tensor, wrong shape, bad n_head)"
+cp -r "$fx/fp32" "$t/layeridx"
+sed -i 's/"use_cache":/"scale_attn_by_inverse_layer_idx": true, "use_cache":/' "$t/layeridx/config.json"
+if "$baton" infer "$t/layeridx" --prompt x 2>"$t/err"; then echo "FAIL: scale_attn_by_inverse_layer_idx accepted"; exit 1; fi
+grep -q "scale_attn_by_inverse_layer_idx" "$t/err" || { echo "FAIL: message: $(cat "$t/err")"; exit 1; }
+echo "ok: config/weights disagreements named (missing tensor, wrong shape, bad n_head, unsupported GPT2Config switch)"

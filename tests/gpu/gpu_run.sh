@@ -1,22 +1,19 @@
 #!/bin/sh
-# gpu_run.sh: wrappers for the GPU tests that run another program.
+# gpu_run.sh: wrapper for the GPU test that runs under another program.
 #
-#   gpu_run.sh contract TEST_GPU_OPS TEST_OPS
-#       runs the backend-neutral contract test (tests/unit/test_ops) on the
-#       CUDA backend
 #   gpu_run.sh sanitize TEST_GPU_OPS
 #       runs TEST_GPU_OPS --small under compute-sanitizer memcheck,
 #       racecheck (shared-memory hazards in our tiled kernels) and synccheck
 #       (barrier misuse)
 #
-# Both first ask TEST_GPU_OPS --probe whether a CUDA device is usable; if
-# not, it prints "SKIPPED: no CUDA device (...)" and we exit 77 (ctest:
+# It first asks TEST_GPU_OPS --probe whether a CUDA device is usable; if
+# not, that prints "SKIPPED: no CUDA device (...)" and we exit 77 (ctest:
 # skipped). Exit 0 only if every run passed.
 set -u
 mode=${1:-}
 probe=${2:-}
 if [ -z "$mode" ] || [ -z "$probe" ]; then
-  echo "usage: gpu_run.sh contract TEST_GPU_OPS TEST_OPS | sanitize TEST_GPU_OPS" >&2
+  echo "usage: gpu_run.sh sanitize TEST_GPU_OPS" >&2
   exit 2
 fi
 
@@ -27,10 +24,6 @@ if [ $rc -ne 0 ]; then
 fi
 
 case "$mode" in
-contract)
-  test_ops=${3:?usage: gpu_run.sh contract TEST_GPU_OPS TEST_OPS}
-  exec "$test_ops" cuda
-  ;;
 sanitize)
   cs=$(command -v compute-sanitizer 2>/dev/null)
   for c in /usr/local/cuda/bin/compute-sanitizer \

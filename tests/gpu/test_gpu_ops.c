@@ -35,11 +35,15 @@
  *     size sqrt(K): relative ~eps * sqrt(K / 2) = 1.2e-6 at K = 768 per
  *     implementation, ~1.7e-6 for the difference of two summation orders;
  *     1e-5 leaves ~6x margin while any indexing error is O(1).
- *   TOL_ATTN 1e-4: the flash kernels reach the same softmax through the
- *     online rescaling (exp(m_old - m_new) products), and the backward's
- *     dS = P (dP - D) subtracts nearly equal numbers, which amplifies
- *     rounding by |dP| / |dP - D| in some rows. Measured-by-analysis
- *     errors are ~1e-6..1e-5; a wrong mask, scale or transposition is O(1).
+ *   TOL_ATTN 1e-5 (attention forward and backward, vs the CPU and vs the
+ *     reference kernels): the flash kernels reach the same softmax through
+ *     online rescaling (exp(m_old - m_new) products) and the backward's
+ *     dS = P (dP - D) subtracts nearly equal numbers, so more rounding than
+ *     an element-wise op; but run in the CPU emulator (test_gpu_emu) the
+ *     same kernel source is within 1.3e-7..1.9e-7 of the CPU backend at
+ *     T <= 70 and 3.6e-7 (forward) / 5.3e-7 (backward, accumulated onto
+ *     random gradients as here) at T = 1024, hs = 64: 1e-5 keeps ~20x
+ *     margin for the GPU's FMA contraction and expf ulps.
  *   TOL_BF16 1e-2: with BATON_CUDA_GEMM=bf16 both GEMM operands are
  *     rounded to bf16 (relative 2^-9 = 2e-3 each), accumulation stays
  *     fp32; the product's relative norm error is ~3e-3.
@@ -63,7 +67,7 @@
 
 #define TOL_FP32 1e-5
 #define TOL_GEMM 1e-5
-#define TOL_ATTN 1e-4
+#define TOL_ATTN 1e-5
 #define TOL_BF16 1e-2
 #define TOL_SUMSQ 1e-10
 

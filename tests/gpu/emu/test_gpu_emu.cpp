@@ -15,11 +15,14 @@
  * the column sum behind every bias gradient, the bias kernels,
  * cross-entropy fwd/bwd (also in place), embedding fwd, dwpe and dwte (with
  * the host plan built as bt_cuda_embed_bwd builds it), GELU, AdamW and the
- * two-pass sumsq. Not covered: the cuBLASLt GEMMs and the bf16 conversion.
+ * two-pass sumsq; and the GEMM plans of cuda_gemm_plan.h (every matmul
+ * product, both weight layouts) executed by a reference column-major GEMM
+ * with cuBLASLt's conventions, and by the fallback GEMM kernel. Not
+ * covered: cuBLASLt itself and the bf16 conversion.
  *
- * Limits: outputs must match the CPU backend to 1e-5 relative (1e-4 for
- * the attention backward, as in test_gpu_ops); exact kernels (gathers,
- * element-wise adds) to 1e-6. Unwritten outputs start as NaN and fail.
+ * Limits: outputs must match the CPU backend to 1e-5 relative, as in
+ * test_gpu_ops (measured here: ~1e-7); exact kernels (gathers, element-wise
+ * adds) to 1e-6. Unwritten outputs start as NaN and fail.
  *
  * C++ because the kernel source it compiles is CUDA C++ and the emulator
  * needs threads and barriers (C++20 <barrier>).
@@ -29,6 +32,7 @@ extern "C" {
 #include "ops.h"
 #include "util.h"
 }
+#include "kernels/cuda/cuda_gemm_plan.h"
 /* In a namespace: a CUDA build's baton_lib holds host stubs with the same
  * names. */
 namespace emu_k {
@@ -98,7 +102,7 @@ static void t_attention(int B, int T, int C, int NH) {
   snprintf(z, sizeof z, "flash fwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
   check(z, outG, outC, 1e-5);
   snprintf(z, sizeof z, "flash bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
-  check(z, dqG, dqC, 1e-4);
+  check(z, dqG, dqC, 1e-5);
   // reference kernels
   auto outR = nanv(nOut), lseR = nanv((size_t)B * NH * T);
   auto dqR = dq0;
@@ -116,7 +120,58 @@ static void t_attention(int B, int T, int C, int NH) {
   snprintf(z, sizeof z, "ref lse vs flash lse");
   check(z, lseR, lse, 1e-5);
   snprintf(z, sizeof z, "ref bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
-  check(z, dqR, dqC, 1e-4);
+  check(z, dqR, dqC, 1e-5);
+}
+
+/* What cublasLtMatmul computes for a plan (column-major, element (r, c) of
+ * a stored matrix at r + c * ld), in double. */
+static void ref_gemm(const bt_gemm_call &g) {
+  for (int j = 0; j < g.n; j++)
+    for (int i = 0; i < g.m; i++) {
+      double acc = 0;
+      for (int l = 0; l < g.k; l++) {
+        double a = g.bTransA ? g.A[l + (size_t)i * g.lda] : g.A[i + (size_t)l * g.lda];
+        double b = g.bTransB ? g.B[j + (size_t)l * g.ldb] : g.B[l + (size_t)j * g.ldb];
+        acc += a * b;
+      }
+      float &d = g.D[i + (size_t)j * g.ldd];
+      d = (float)(acc + (g.beta != 0.0f ? (double)g.beta * d : 0.0) +
+                  (g.bias ? g.bias[i] : 0.0));
+    }
+}
+
+static void t_gemm_plans(int N, int C, int OC, bt_wlayout L) {
+  char z[128];
+  const char *zL = L == BT_W_IN_OUT ? "in_out" : "out_in";
+  auto inp = rnd((size_t)N * C, -1, 1), w = rnd((size_t)C * OC, -1, 1);
+  auto bias = rnd(OC, -1, 1), dout = rnd((size_t)N * OC, -1, 1);
+  auto di0 = rnd((size_t)N * C, -1, 1), dw0 = rnd((size_t)C * OC, -1, 1);
+  std::vector<float> oC((size_t)N * OC);
+  auto oG = nanv((size_t)N * OC);
+  bt_op_matmul_fwd(cpu, oC.data(), inp.data(), w.data(), bias.data(), N, C, OC, L);
+  ref_gemm(bt_gemm_plan_fwd(oG.data(), inp.data(), w.data(), bias.data(), N, C, OC, L));
+  snprintf(z, sizeof z, "gemm plan fwd %dx%dx%d %s", N, C, OC, zL); check(z, oG, oC, 1e-5);
+  auto diC = di0, dwC = dw0, diG = di0, dwG = dw0;
+  bt_op_matmul_bwd(cpu, diC.data(), dwC.data(), NULL, dout.data(), inp.data(), w.data(), N, C, OC, L);
+  ref_gemm(bt_gemm_plan_dinp(diG.data(), dout.data(), w.data(), N, C, OC, L));
+  ref_gemm(bt_gemm_plan_dw(dwG.data(), dout.data(), inp.data(), N, C, OC, L));
+  snprintf(z, sizeof z, "gemm plan dinp %dx%dx%d %s", N, C, OC, zL); check(z, diG, diC, 1e-5);
+  snprintf(z, sizeof z, "gemm plan dw %dx%dx%d %s", N, C, OC, zL); check(z, dwG, dwC, 1e-5);
+  /* The same plans through the fallback GEMM kernel (launch as in
+   * cuda_gemm). */
+  auto run_fb = [](const bt_gemm_call &g) {
+    dim3 grid((g.n + BT_FB_TILE - 1) / BT_FB_TILE, (g.m + BT_FB_TILE - 1) / BT_FB_TILE);
+    launch(bt_k_gemm_fallback, grid, dim3(BT_FB_TILE, BT_FB_TILE), 0, g.D, g.A, g.B, g.bias, g.m, g.n,
+           g.k, g.lda, g.ldb, g.ldd, g.bTransA, g.bTransB, g.beta);
+  };
+  auto oF = nanv((size_t)N * OC);
+  auto diF = di0, dwF = dw0;
+  run_fb(bt_gemm_plan_fwd(oF.data(), inp.data(), w.data(), bias.data(), N, C, OC, L));
+  run_fb(bt_gemm_plan_dinp(diF.data(), dout.data(), w.data(), N, C, OC, L));
+  run_fb(bt_gemm_plan_dw(dwF.data(), dout.data(), inp.data(), N, C, OC, L));
+  snprintf(z, sizeof z, "fallback gemm fwd %dx%dx%d %s", N, C, OC, zL); check(z, oF, oC, 1e-5);
+  snprintf(z, sizeof z, "fallback gemm dinp %dx%dx%d %s", N, C, OC, zL); check(z, diF, diC, 1e-5);
+  snprintf(z, sizeof z, "fallback gemm dw %dx%dx%d %s", N, C, OC, zL); check(z, dwF, dwC, 1e-5);
 }
 
 static void t_layernorm(int N, int C) {
@@ -271,9 +326,14 @@ int main() {
   printf("CUDA kernels in the CPU SIMT emulator vs the CPU backend\n");
   t_attention(1, 7, 6, 3);
   t_attention(1, 1, 8, 2);
-  t_attention(2, 70, 128, 2);
+  t_attention(2, 40, 128, 2); /* b > 0, two tiles */
+  t_attention(1, 70, 64, 1);  /* three tiles, hs = 64 */
   t_attention(1, 45, 96, 2);
   t_attention(1, 33, 256, 2);
+  t_gemm_plans(7, 5, 6, BT_W_IN_OUT);
+  t_gemm_plans(7, 5, 6, BT_W_OUT_IN);
+  t_gemm_plans(37, 70, 67, BT_W_IN_OUT);
+  t_gemm_plans(37, 70, 67, BT_W_OUT_IN);
   t_layernorm(5, 9);
   t_layernorm(300, 100);
   t_bias(5, 7);
