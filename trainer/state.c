@@ -121,10 +121,10 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
       bt_config_value_text(&saved, k, va, sizeof va);
       bt_config_value_text(&tr->cfg, k, vb, sizeof vb);
     }
-    bt_err_set("cannot resume from %s: %s is %s in the checkpoint but %s "
-               "now; it changes the model or the data stream (start a new "
-               "run directory, or set it back)",
-               zDir, zKey, va, vb);
+    bt_err_set("%s is %s in the checkpoint but %s now; it changes the "
+               "model or the data stream (start a new run directory, or set "
+               "it back)",
+               zKey, va, vb);
     goto done;
   }
   /* Safe keys that changed are allowed and logged. */

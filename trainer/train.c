@@ -238,48 +238,29 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
 static int trainer_resume(bt_trainer *tr, const char *zResume) {
   char zDir[1200];
   if (zResume && !strcmp(zResume, "never")) return BT_OK;
-  int found = 0;
   if (!zResume || !strcmp(zResume, "auto")) {
-    /* Every rank looks: they share the run directory. */
-    int rc = bt_ckpt_find_latest(tr->zRunDir, zDir, sizeof zDir);
+    /* Rank 0 finds the newest checkpoint that verifies (reporting each
+     * newer one that does not) and broadcasts it: every rank resumes from
+     * the same directory, and the candidates are read once, not per rank. */
+    int rc = bt_ckpt_find_latest_all(tr->pComm, tr->zRunDir, zDir,
+                                     sizeof zDir);
     if (rc == BT_ERR) return BT_ERR;
-    found = rc == 0;
+    if (rc != 0) return BT_OK; /* nothing to resume: a new run */
   } else {
     bt_snprintf(zDir, sizeof zDir, "%s", zResume);
-    found = 1;
   }
-  /* All ranks must agree on what they resume from. */
-  char zAgree[1200];
-  memset(zAgree, 0, sizeof zAgree);
-  if (found) bt_snprintf(zAgree, sizeof zAgree, "%s", zDir);
-  if (bt_comm_host_broadcast(tr->pComm, zAgree, sizeof zAgree, 0) != BT_OK)
-    return BT_ERR;
-  if (strcmp(zAgree, found ? zDir : "")) {
-    return bt_err_set("rank %d found checkpoint '%s' but rank 0 found '%s'; "
-                      "is the run directory shared by every node?",
-                      tr->rank, found ? zDir : "(none)", zAgree);
-  }
-  if (!found) return BT_OK;
 
   double t0 = bt_time_now();
   bt_ckpt *pC = NULL;
-  if (bt_ckpt_open(&pC, zDir, 1) != BT_OK)
+  /* No up-front verification pass: every file read below is checked
+   * against its checksum anyway. */
+  if (bt_ckpt_open(&pC, zDir, 0) != BT_OK)
     return bt_err_prefix("resuming from %s: ", zDir);
   int rc = bt_state_apply_meta(tr, bt_ckpt_meta_json(pC), zDir);
-  bt_ckpt_item aItem[8];
-  int nItem = rc == BT_OK ? bt_state_items(tr, aItem, 8, 0) : 0;
-  for (int i = 0; i < nItem && rc == BT_OK; i++) {
-    if (bt_ckpt_item_total(pC, aItem[i].zName) != aItem[i].total) {
-      rc = bt_err_set("%s: item %s has %llu elements, this model needs %llu",
-                      zDir, aItem[i].zName,
-                      (unsigned long long)bt_ckpt_item_total(pC,
-                                                             aItem[i].zName),
-                      (unsigned long long)aItem[i].total);
-      break;
-    }
-    if (aItem[i].hi > aItem[i].lo)
-      rc = bt_ckpt_read_range(pC, aItem[i].zName, aItem[i].lo, aItem[i].hi,
-                              aItem[i].pData);
+  if (rc == BT_OK) {
+    bt_ckpt_item aItem[8];
+    int nItem = bt_state_items(tr, aItem, 8, 0);
+    rc = bt_ckpt_load_items(pC, aItem, nItem);
   }
   int world = bt_ckpt_world(pC);
   bt_ckpt_close(pC);
