@@ -119,7 +119,7 @@ const bt_cfg_key bt_config_keys[] = {
                            "multiple of M (0: none)."},
     {"checkpoint", "async", BT_CFG_BOOL, OFF(ckpt_async), "true", NULL, NOLIM,
      BT_CFG_SAFE, "Compress and write in a background thread."},
-    {"checkpoint", "zstd_level", BT_CFG_INT, OFF(zstd_level), "3", NULL, 1, 19,
+    {"checkpoint", "zstd_level", BT_CFG_INT, OFF(zstd_level), "1", NULL, 1, 19,
      BT_CFG_SAFE, "zstd compression level."},
     {"checkpoint", "on_error", BT_CFG_ENUM, OFF(ckpt_on_error), "stop",
      "stop|continue", NOLIM, BT_CFG_SAFE,
