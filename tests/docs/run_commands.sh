@@ -15,9 +15,11 @@ work="$(mktemp -d /tmp/baton-docs.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 # A scratch copy so that runs/ and exports land outside the source tree.
 (cd "$root" && tar cf - --exclude=./build* --exclude=./runs --exclude=./.git .) | (cd "$work" && tar xf -)
+ln -s "$build" "$work/build"   # so that "build/baton" works as in the README
 export PATH="$build:$PATH"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 cd "$work"
 n=0
