@@ -43,6 +43,10 @@
 #include "data/loader_impl.h"
 #include "util.h"
 
+#ifdef BATON_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
 typedef struct bt_pos {
   int64_t epoch;
   int64_t consumed;
@@ -57,6 +61,7 @@ typedef struct bt_slot {
   int64_t global_n, step_global_n, epoch;
   int rc;
   char zErr[1024];
+  int pinned; /* buffers came from cudaHostAlloc */
 } bt_slot;
 
 struct bt_loader {
@@ -84,31 +89,81 @@ struct bt_loader {
 
 /* ---- slots --------------------------------------------------------------- */
 
+/* Batch buffers: page-locked when the trainer asks for it (GPU builds), so
+ * the host-to-device copy of a batch runs at full bus speed; ordinary
+ * 64-byte aligned memory otherwise, or when pinned memory cannot be had
+ * (no device, locked-memory limit): then once a warning, never an error. */
+static void *buf_alloc(bt_slot *s, size_t nByte, const char *zWhat) {
+#ifdef BATON_HAVE_CUDA
+  if (s->pinned) {
+    void *p = NULL;
+    if (cudaHostAlloc(&p, nByte ? nByte : 64, cudaHostAllocDefault) ==
+        cudaSuccess)
+      return p;
+    (void)cudaGetLastError();
+    static int warned = 0;
+    if (!warned) {
+      warned = 1;
+      bt_log_warn("loader: pinned host memory unavailable (%s); using "
+                  "ordinary memory for batches",
+                  zWhat);
+    }
+    return NULL;
+  }
+#endif
+  return bt_malloc_aligned(nByte, zWhat);
+}
+
+static void buf_free(const bt_slot *s, void *p) {
+  if (!p) return;
+#ifdef BATON_HAVE_CUDA
+  if (s->pinned) {
+    cudaFreeHost(p);
+    return;
+  }
+#endif
+  (void)s;
+  free(p);
+}
+
 static void slot_free(bt_slot *s) {
   free(s->aIndex);
-  free(s->aIn);
-  free(s->aTgt);
-  free(s->aX);
+  buf_free(s, s->aIn);
+  buf_free(s, s->aTgt);
+  buf_free(s, s->aX);
   memset(s, 0, sizeof *s);
+}
+
+static int slot_alloc_bufs(bt_loader *p, bt_slot *s, size_t n) {
+  if (p->cfg.eKind == BT_SAMPLE_TOKENS) {
+    s->aIn = buf_alloc(s, n * (size_t)p->cfg.T * sizeof(int32_t),
+                       "loader input buffer");
+    s->aTgt = buf_alloc(s, n * (size_t)p->cfg.T * sizeof(int32_t),
+                        "loader target buffer");
+    return s->aIn && s->aTgt ? BT_OK : BT_ERR;
+  }
+  s->aX = buf_alloc(s, n * (size_t)p->cfg.D * sizeof(float),
+                    "loader feature buffer");
+  s->aTgt = buf_alloc(s, n * sizeof(int32_t), "loader label buffer");
+  return s->aX && s->aTgt ? BT_OK : BT_ERR;
 }
 
 static int slot_alloc(bt_loader *p, bt_slot *s, int nCap) {
   memset(s, 0, sizeof *s);
   size_t n = (size_t)(nCap > 0 ? nCap : 1);
   s->aIndex = bt_malloc(n * sizeof(int64_t), "loader index buffer");
-  if (p->cfg.eKind == BT_SAMPLE_TOKENS) {
-    s->aIn = bt_malloc_aligned(n * (size_t)p->cfg.T * sizeof(int32_t),
-                               "loader input buffer");
-    s->aTgt = bt_malloc_aligned(n * (size_t)p->cfg.T * sizeof(int32_t),
-                                "loader target buffer");
-    if (!s->aIndex || !s->aIn || !s->aTgt) return BT_ERR;
-  } else {
-    s->aX = bt_malloc_aligned(n * (size_t)p->cfg.D * sizeof(float),
-                              "loader feature buffer");
-    s->aTgt = bt_malloc_aligned(n * sizeof(int32_t), "loader label buffer");
-    if (!s->aIndex || !s->aX || !s->aTgt) return BT_ERR;
-  }
-  return BT_OK;
+  if (!s->aIndex) return BT_ERR;
+  s->pinned = p->cfg.pinned;
+  if (slot_alloc_bufs(p, s, n) == BT_OK) return BT_OK;
+  if (!s->pinned) return BT_ERR;
+  /* pinned allocation failed: release what was pinned, go ordinary */
+  buf_free(s, s->aIn);
+  buf_free(s, s->aTgt);
+  buf_free(s, s->aX);
+  s->aIn = s->aTgt = NULL;
+  s->aX = NULL;
+  s->pinned = 0;
+  return slot_alloc_bufs(p, s, n);
 }
 
 static void slot_to_batch(const bt_slot *s, bt_batch *b) {

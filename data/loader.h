@@ -50,6 +50,10 @@ typedef struct bt_loader_config {
   int shuffle;           /* 1: permute each epoch; 0: file order */
   int prefetch;          /* batches prefetched by the background thread */
   int64_t limit;         /* >0: use only the first `limit` samples */
+  int pinned;            /* 1: batch buffers in pinned (page-locked) host
+                            memory, for fast host-to-device copies (GPU
+                            builds; falls back to ordinary memory, with a
+                            warning, where none can be had) */
 } bt_loader_config;
 
 /* One rank's part of one micro-step. Buffers are owned by the loader and

@@ -170,6 +170,7 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
       .shuffle = c->shuffle,
       .prefetch = c->prefetch,
       .limit = 0,
+      .pinned = !strcmp(c->backend, "cuda"),
   };
   if (bt_loader_open(&tr->pLoader, &lc) != BT_OK) return BT_ERR;
   if (!isGpt && bt_loader_feature_dim(tr->pLoader) != c->n_features)
