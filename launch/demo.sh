@@ -28,17 +28,17 @@ step "1. prepare: text -> $run/data.h5"
 "$baton" prepare text -o "$run/data.h5" --chunk 4096 --val-fraction 0.05 \
   README.md docs/*.md trainer/*.c kernels/cpu/*.c data/*.c checkpoints/*.c
 
-step "2. train: 2 ranks under the supervisor; rank 1 is killed at its 400th step"
+step "2. train: 2 ranks under the supervisor; rank 1 is killed at its 800th step"
 # The job runs through launch/demo-attempt.sh, which injects the kill on the
-# first attempt only (BATON_FAULT=train.step:400@1: SIGKILL on rank 1).
+# first attempt only (BATON_FAULT=train.step:800@1: SIGKILL on rank 1).
 "$root/launch/baton-supervise" --backoff 1 --run-dir "$run" -- \
   bash "$root/launch/demo-attempt.sh" "$run" \
   mpirun -np 2 --oversubscribe --allow-run-as-root \
     --mca btl self,vader --mca btl_vader_single_copy_mechanism none \
     -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1 \
     "$baton" train configs/tiny.ini --run-dir "$run" \
-    --set data.path="$run/data.h5" --set model.context=128 --set train.steps=900 \
-    --set checkpoint.every=150 --set data.val_every=150 --set train.log_every=100 \
+    --set data.path="$run/data.h5" --set model.context=128 --set train.steps=2000 \
+    --set checkpoint.every=250 --set data.val_every=250 --set train.log_every=200 \
     --set optim.warmup_steps=50 --set train.threads=1
 
 step "3. inspect and export the final checkpoint"
@@ -49,6 +49,7 @@ if "$baton" export "$run" --format safetensors -o "$run/export" &&
   step "4. infer: generate from a prompt"
   "$baton" infer "$run/export" --prompt "static int " --max-new-tokens 110 \
     --temperature 0.8 --top-k 40 --seed 1
+  echo
 else
   echo "(export is not available in this build)"
 fi

@@ -12,8 +12,8 @@ pass=0
 need() { grep -q -- "$1" "$out" || { tail -40 "$out"; echo "FAIL: demo output lacks: $1"; exit 1; }; pass=$((pass + 1)); }
 need "prepare: wrote"
 need "attempt 1: FAILED .*SIGKILL"
-need "resumed from .*ckpt-00000300 at step 300"
-need "training complete: 900 steps"
+need "resumed from .*ckpt-00000750 at step 750"
+need "training complete: 2000 steps"
 need "verify: PASS"
 need "model.safetensors"
 need "model.onnx"
