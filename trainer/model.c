@@ -121,7 +121,7 @@ static float *act_alloc(bt_model *m, size_t n, const char *zWhat, int *pRc) {
 static int gpt_alloc_acts(bt_model *m) {
   bt_model_acts *a = m->pActs;
   size_t B = (size_t)m->maxB, T = (size_t)m->T, C = (size_t)m->C,
-         L = (size_t)m->L, BT = B * T;
+         L = m->inferOnly ? 1 : (size_t)m->L, BT = B * T;
   int rc = BT_OK;
   a->attPerLayer = bt_op_attention_att_size(m->be, m->maxB, m->T, m->NH);
   a->encoded = act_alloc(m, BT * C, "encoded", &rc);
@@ -145,6 +145,7 @@ static int gpt_alloc_acts(bt_model *m) {
   a->lnf_rstd = act_alloc(m, BT, "lnf rstd", &rc);
   a->logits = act_alloc(m, BT * (size_t)m->Vp, "logits", &rc);
   a->losses = act_alloc(m, BT, "losses", &rc);
+  if (m->inferOnly) goto inputs; /* no backward buffers */
   a->dres = act_alloc(m, BT * C, "dresidual", &rc);
   a->dbuf = act_alloc(m, BT * C, "dbuf", &rc);
   a->dqkv = act_alloc(m, BT * 3 * C, "dqkv", &rc);
@@ -153,6 +154,7 @@ static int gpt_alloc_acts(bt_model *m) {
   a->attScratch = act_alloc(
       m, bt_op_attention_scratch_size(m->be, m->maxB, m->T, m->NH) + 1,
       "attention scratch", &rc);
+inputs:
   if (rc != BT_OK) return rc;
   a->inputs = bt_mem_alloc_i32(m->be, BT, "inputs");
   a->targets = bt_mem_alloc_i32(m->be, BT, "targets");
@@ -175,8 +177,10 @@ static int mlp_alloc_acts(bt_model *m) {
     a->aAct[l] = act_alloc(m, B * (size_t)m->aWidth[l + 1], "mlp act", &rc);
   }
   a->losses = act_alloc(m, B, "losses", &rc);
-  a->dA = act_alloc(m, B * (size_t)wmax, "mlp dA", &rc);
-  a->dP = act_alloc(m, B * (size_t)wmax, "mlp dP", &rc);
+  if (!m->inferOnly) {
+    a->dA = act_alloc(m, B * (size_t)wmax, "mlp dA", &rc);
+    a->dP = act_alloc(m, B * (size_t)wmax, "mlp dP", &rc);
+  }
   if (rc != BT_OK) return rc;
   a->targets = bt_mem_alloc_i32(m->be, B, "targets");
   a->hostTargets = bt_calloc(B, sizeof(int32_t), "host targets");
@@ -185,9 +189,10 @@ static int mlp_alloc_acts(bt_model *m) {
   return BT_OK;
 }
 
-int bt_model_build(bt_model *m, const bt_config *c, bt_backend *be, int maxB,
-                   size_t padMultiple) {
+static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
+                       int maxB, size_t padMultiple, int inferOnly) {
   memset(m, 0, sizeof *m);
+  m->inferOnly = inferOnly;
   m->be = be;
   m->maxB = maxB < 1 ? 1 : maxB;
   m->pActs = bt_calloc(1, sizeof(bt_model_acts), "model activations");
@@ -219,12 +224,25 @@ int bt_model_build(bt_model *m, const bt_config *c, bt_backend *be, int maxB,
   size_t pad = padMultiple ? padMultiple : 1;
   m->nFlat = (m->nParam + pad - 1) / pad * pad;
   m->params = bt_mem_alloc(be, m->nFlat, "parameters");
-  m->grads = m->params ? bt_mem_alloc(be, m->nFlat, "gradients") : NULL;
-  if (!m->params || !m->grads) return BT_ERR;
+  if (!m->params) return BT_ERR;
+  if (!m->inferOnly) {
+    m->grads = bt_mem_alloc(be, m->nFlat, "gradients");
+    if (!m->grads) return BT_ERR;
+  }
   rc = m->eKind == BT_MODEL_GPT ? gpt_alloc_acts(m) : mlp_alloc_acts(m);
   if (rc != BT_OK)
     return bt_err_prefix("allocating activations for %d samples: ", m->maxB);
   return BT_OK;
+}
+
+int bt_model_build(bt_model *m, const bt_config *c, bt_backend *be, int maxB,
+                   size_t padMultiple) {
+  return model_build(m, c, be, maxB, padMultiple, 0);
+}
+
+int bt_model_build_infer(bt_model *m, const bt_config *c, bt_backend *be,
+                         int maxB) {
+  return model_build(m, c, be, maxB, 1, 1);
 }
 
 void bt_model_free(bt_model *m) {
@@ -320,17 +338,21 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
                         inputs[i], i, m->V);
   bt_mem_from_host_i32(be, a->inputs, inputs, (size_t)N);
   bt_op_embed_fwd(be, a->encoded, a->inputs, P(0), P(1), B, T, C);
+  /* Activation slice of block l: its own for training (backward needs
+   * them all), the single shared one for inference. */
+#define SLICE(l) ((size_t)(m->inferOnly ? 0 : (l)))
   for (int l = 0; l < L; l++) {
     int t0 = a->firstTensorOfLayer[l];
-    const float *res = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * sC;
-    float *ln1 = a->ln1 + l * sC, *ln1m = a->ln1_mean + l * sBT,
-          *ln1r = a->ln1_rstd + l * sBT, *qkv = a->qkv + l * 3 * sC,
-          *atty = a->atty + l * sC, *att = a->att + l * a->attPerLayer,
-          *attproj = a->attproj + l * sC, *res2 = a->res2 + l * sC,
-          *ln2 = a->ln2 + l * sC, *ln2m = a->ln2_mean + l * sBT,
-          *ln2r = a->ln2_rstd + l * sBT, *fch = a->fch + l * 4 * sC,
-          *fchg = a->fch_gelu + l * 4 * sC, *fcproj = a->fcproj + l * sC,
-          *res3 = a->res3 + l * sC;
+    size_t li = SLICE(l);
+    const float *res = l == 0 ? a->encoded : a->res3 + SLICE(l - 1) * sC;
+    float *ln1 = a->ln1 + li * sC, *ln1m = a->ln1_mean + li * sBT,
+          *ln1r = a->ln1_rstd + li * sBT, *qkv = a->qkv + li * 3 * sC,
+          *atty = a->atty + li * sC, *att = a->att + li * a->attPerLayer,
+          *attproj = a->attproj + li * sC, *res2 = a->res2 + li * sC,
+          *ln2 = a->ln2 + li * sC, *ln2m = a->ln2_mean + li * sBT,
+          *ln2r = a->ln2_rstd + li * sBT, *fch = a->fch + li * 4 * sC,
+          *fchg = a->fch_gelu + li * 4 * sC, *fcproj = a->fcproj + li * sC,
+          *res3 = a->res3 + li * sC;
     bt_op_layernorm_fwd(be, ln1, ln1m, ln1r, res, P(t0), P(t0 + 1), N, C);
     bt_op_matmul_fwd(be, qkv, ln1, P(t0 + 2), P(t0 + 3), N, C, 3 * C,
                      BT_W_IN_OUT);
@@ -348,7 +370,8 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
   }
   int tf = a->firstTensorOfLayer[L];
   bt_op_layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd,
-                      a->res3 + (size_t)(L - 1) * sC, P(tf), P(tf + 1), N, C);
+                      a->res3 + SLICE(L - 1) * sC, P(tf), P(tf + 1), N, C);
+#undef SLICE
   bt_op_matmul_fwd(be, a->logits, a->lnf, P(0), NULL, N, C, m->Vp,
                    BT_W_OUT_IN);
   if (targets) {
@@ -504,6 +527,7 @@ static void mlp_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
 void bt_model_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
                        void *ctx) {
   BT_ASSERT(m->curB > 0);
+  BT_ASSERT(!m->inferOnly);
   if (m->eKind == BT_MODEL_GPT) gpt_backward(m, scale, fn, ctx);
   else mlp_backward(m, scale, fn, ctx);
 }

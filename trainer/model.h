@@ -71,6 +71,7 @@ typedef struct bt_model {
   float *params; /* backend memory */
   float *grads;  /* backend memory */
 
+  int inferOnly; /* built by bt_model_build_infer: forward only */
   int maxB;      /* activations sized for this many samples */
   int curB;      /* samples of the last forward */
   bt_model_acts *pActs;
@@ -80,6 +81,14 @@ typedef struct bt_model {
  * nParam rounded up to a multiple of padMultiple. */
 int bt_model_build(bt_model *m, const bt_config *pCfg, bt_backend *be,
                    int maxB, size_t padMultiple);
+/* The same model for inference (export, `baton infer`): no gradient
+ * buffer, no backward scratch, and every block's activations share one
+ * slice (a block consumes its input before it overwrites the shared
+ * buffers), so activation memory does not grow with the depth. The
+ * forward computes the same bits as a training build's; backward is not
+ * available. */
+int bt_model_build_infer(bt_model *m, const bt_config *pCfg, bt_backend *be,
+                         int maxB);
 void bt_model_free(bt_model *m);
 
 /* Seeded GPT-2 initialisation from a counter-based generator keyed by

@@ -85,6 +85,26 @@ int main(int argc, char **argv) {
   int Vs = bt_model_logits_stride(&m);
   float *logits = malloc((size_t)N * Vs * sizeof(float));
   memcpy(logits, bt_model_logits(&m), (size_t)N * Vs * sizeof(float));
+  /* The inference build (one shared activation slice, no gradients) must
+   * compute the same bits as the training build. */
+  {
+    bt_model mi;
+    if (bt_model_build_infer(&mi, &c, be, B)) {
+      fprintf(stderr, "%s\n", bt_err_msg());
+      return 1;
+    }
+    memcpy(mi.params, m.params, m.nParam * sizeof(float));
+    if (bt_model_forward(&mi, B, in, x, NULL, NULL, NULL)) {
+      fprintf(stderr, "%s\n", bt_err_msg());
+      return 1;
+    }
+    int same = !memcmp(bt_model_logits(&mi), logits,
+                       (size_t)N * Vs * sizeof(float));
+    printf("inference build: logits %s the training build's\n",
+           same ? "bitwise equal to" : "DIFFER from");
+    bt_model_free(&mi);
+    if (!same) return 1;
+  }
   bt_mem_zero(be, m.grads, m.nFlat);
   bt_model_backward(&m, (float)(1.0 / (double)count), NULL, NULL);
   float loss = (float)(lossSum / (double)count);
