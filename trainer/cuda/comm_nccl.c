@@ -25,7 +25,8 @@
  * step, rank and host. After that every operation fails fast (bDead).
  *
  * Bootstrap: rank 0 makes the ncclUniqueId and broadcasts it over MPI (no
- * MPI at world size 1); init success is agreed with a MIN allreduce so a
+ * MPI at world size 1); readiness and init success are agreed with MIN
+ * allreduces (every rank runs the same MPI sequence whatever failed) so a
  * failure on one rank fails every rank with a message instead of a hang.
  *
  * None of this can run on the build machine (no GPU); it must compile and
@@ -343,7 +344,9 @@ const bt_comm_ops bt_comm_nccl_ops = {
 
 /* ---- attach -------------------------------------------------------------- */
 
-static int nccl_create(bt_comm *pComm, nccl_state *s) {
+/* This rank's CUDA resources: the comm stream, the ordering event and the
+ * barrier's scratch int. */
+static int nccl_local_setup(bt_comm *pComm, nccl_state *s) {
   if (!BT_CUDA_OK(pComm, cudaStreamCreateWithFlags(&s->stream,
                                                    cudaStreamNonBlocking)))
     return BT_ERR;
@@ -354,34 +357,24 @@ static int nccl_create(bt_comm *pComm, nccl_state *s) {
     return BT_ERR;
   if (!BT_CUDA_OK(pComm, cudaMemset(s->pScratch, 0, sizeof(int))))
     return BT_ERR;
-
-  /* Rank 0 makes the id; its success travels with it so that a failure
-   * there fails every rank instead of leaving them in init. */
-  struct {
-    int ok;
-    ncclUniqueId id;
-  } boot;
-  memset(&boot, 0, sizeof boot);
-  if (pComm->rank == 0) {
-    boot.ok = BT_NCCL_OK(pComm, ncclGetUniqueId(&boot.id));
-  }
-  if (bt_comm_mpi_host_bcast(pComm, &boot, sizeof boot, 0,
-                             "NCCL unique id broadcast"))
-    return BT_ERR;
-  if (!boot.ok) {
-    if (pComm->rank == 0) return BT_ERR; /* message already set */
-    return bt_err_set("rank 0 could not create the NCCL unique id");
-  }
-
-  ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
-  cfg.blocking = 0;
-  ncclResult_t r = ncclCommInitRankConfig(&s->comm, pComm->world, boot.id,
-                                          pComm->rank, &cfg);
-  if (!nccl_ok(pComm, r, "ncclCommInitRankConfig", __FILE__, __LINE__))
-    return BT_ERR;
-  s->bComm = 1;
-  if (nccl_settle(pComm, s->comm, "NCCL communicator init")) return BT_ERR;
   return BT_OK;
+}
+
+/* Agreement step: every rank learns whether all ranks are ok. Keeps the
+ * sequence of MPI collectives identical on every rank whatever failed
+ * where, so a local failure becomes a clean error on all ranks instead of
+ * mismatched collectives. zErr keeps this rank's own message. */
+static int nccl_agree(bt_comm *pComm, int ok, const char *zStage,
+                      char *zErr, size_t nErr) {
+  if (!ok && !zErr[0]) snprintf(zErr, nErr, "%s", bt_err_msg());
+  int all = ok;
+  if (bt_comm_host_allreduce(pComm, &all, 1, BT_I32, BT_MIN)) return BT_ERR;
+  if (all) return BT_OK;
+  if (ok)
+    return bt_err_set("NCCL %s failed on another rank (see its message); "
+                      "rank %d@%s gives up too",
+                      zStage, pComm->rank, bt_log_host());
+  return bt_err_set("%s", zErr);
 }
 
 int bt_comm_nccl_attach(bt_comm *pComm, void *pComputeStream) {
@@ -393,28 +386,50 @@ int bt_comm_nccl_attach(bt_comm *pComm, void *pComputeStream) {
   if (!s) return BT_ERR;
   s->compute = (cudaStream_t)pComputeStream;
   pComm->pImpl = s;
-  int ok = nccl_create(pComm, s) == BT_OK;
-  /* Every rank learns whether every rank succeeded. The saved message is
-   * this rank's own failure, if any. */
-  char zErr[512];
-  snprintf(zErr, sizeof zErr, "%s", ok ? "" : bt_err_msg());
-  int all = ok;
-  if (bt_comm_host_allreduce(pComm, &all, 1, BT_I32, BT_MIN)) {
-    nccl_free(pComm);
-    return BT_ERR;
+  char zErr[512] = "";
+  int ok = nccl_local_setup(pComm, s) == BT_OK;
+
+  /* Rank 0 makes the id; every rank takes part in the broadcast whatever
+   * happened before, and learns from `ok` whether rank 0 is ready. */
+  struct {
+    int ok;
+    ncclUniqueId id;
+  } boot;
+  memset(&boot, 0, sizeof boot);
+  if (pComm->rank == 0)
+    boot.ok = ok && BT_NCCL_OK(pComm, ncclGetUniqueId(&boot.id));
+  if (bt_comm_mpi_host_bcast(pComm, &boot, sizeof boot, 0,
+                             "NCCL unique id broadcast"))
+    goto fail; /* MPI itself failed: no agreement possible */
+  if (pComm->rank != 0 && ok && !boot.ok) {
+    ok = 0;
+    bt_err_set("rank 0 could not prepare the NCCL communicator");
   }
-  if (!all) {
-    nccl_abort_comm(pComm);
-    nccl_free(pComm);
-    if (ok)
-      return bt_err_set("NCCL communicator init failed on another rank "
-                        "(see its message); rank %d@%s gives up too",
-                        pComm->rank, bt_log_host());
-    return bt_err_set("%s", zErr);
+  if (pComm->rank == 0) ok = boot.ok;
+  if (nccl_agree(pComm, ok, "setup", zErr, sizeof zErr)) goto fail;
+
+  /* Every rank is ready: create the communicator (non-blocking). */
+  ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+  cfg.blocking = 0;
+  ncclResult_t r = ncclCommInitRankConfig(&s->comm, pComm->world, boot.id,
+                                          pComm->rank, &cfg);
+  ok = nccl_ok(pComm, r, "ncclCommInitRankConfig", __FILE__, __LINE__);
+  if (ok) {
+    s->bComm = 1;
+    ok = nccl_settle(pComm, s->comm, "NCCL communicator init") == BT_OK;
   }
+  if (nccl_agree(pComm, ok, "communicator init", zErr, sizeof zErr))
+    goto fail;
+
   pComm->pOps = &bt_comm_nccl_ops;
   bt_log_info("comm: NCCL %d.%d.%d over %d rank(s), non-blocking "
               "communicator on its own stream",
               NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH, pComm->world);
   return BT_OK;
+
+fail:
+  snprintf(zErr, sizeof zErr, "%s", bt_err_msg());
+  nccl_abort_comm(pComm);
+  nccl_free(pComm);
+  return bt_err_set("%s", zErr);
 }
