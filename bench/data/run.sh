@@ -23,7 +23,7 @@ head -c $((SIZE_MB * 1024 * 1024)) /dev/urandom > "$IN"
 t0=$(date +%s.%N)
 "$BUILD"/tests/data/data_prepare_driver text -o "$OUT" --val-fraction 0.01 "$IN" >/dev/null 2>"$OUT.log" || { cat "$OUT.log"; exit 1; }
 t1=$(date +%s.%N)
-echo "# prepare text: $(echo "$SIZE_MB / ($t1 - $t0)" | bc -l | cut -c1-6) MiB/s of input ($(ls -l "$OUT" | awk '{print $5}') bytes written)"
+echo "# prepare text: $(awk -v a="$SIZE_MB" -v b="$t0" -v c="$t1" 'BEGIN { printf "%.1f", a / (c - b) }') MiB/s of input ($(ls -l "$OUT" | awk '{print $5}') bytes written)"
 rm -f "$IN"
 for shuffle in 1 0; do
   for n in 1 4; do
