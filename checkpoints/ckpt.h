@@ -73,7 +73,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../trainer/comm.h"
+#include "comm/comm.h"
 
 #define BT_CKPT_FORMAT_VERSION 1
 
@@ -188,5 +188,9 @@ int bt_ckpt_find_latest(const char *zRunDir, char *zOut, size_t nOut);
  * world 1: same as bt_ckpt_find_latest(). */
 int bt_ckpt_find_latest_all(bt_comm *pComm, const char *zRunDir, char *zOut,
                             size_t nOut);
+
+/* `baton inspect CKPT`: summarises and verifies a checkpoint. Prints its
+ * own --help; returns the process exit code. */
+int bt_inspect_main(int argc, char **argv);
 
 #endif /* BATON_CKPT_H */

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ckpt.h"
+#include "checkpoints/ckpt.h"
 
 #define BT_CKPT_FORMAT_NAME "baton-checkpoint"
 #define BT_CKPT_MANIFEST "manifest.json"

@@ -26,8 +26,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "ckpt_impl.h"
-#include "../trainer/util.h"
+#include "base/util.h"
+#include "checkpoints/ckpt_impl.h"
 
 /* ---- shuffle ------------------------------------------------------------ */
 

@@ -40,8 +40,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "ckpt_impl.h"
-#include "../trainer/util.h"
+#include "base/util.h"
+#include "checkpoints/ckpt_impl.h"
 
 struct bt_ckpt {
   char *zDir;

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ckpt_impl.h"
-#include "../trainer/util.h"
+#include "base/util.h"
+#include "checkpoints/ckpt_impl.h"
 
 typedef struct resume_msg {
   int32_t rc; /* 0 found, 1 none, BT_ERR */

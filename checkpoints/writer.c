@@ -66,8 +66,8 @@
 #include <cjson/cJSON.h>
 #include <zstd.h>
 
-#include "ckpt_impl.h"
-#include "../trainer/util.h"
+#include "base/util.h"
+#include "checkpoints/ckpt_impl.h"
 
 #define WR_MSG 1000
 

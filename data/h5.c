@@ -46,8 +46,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "data/loader_impl.h"
-#include "util.h"
 
 static pthread_mutex_t g_h5Lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 void bt_h5_lock(void) { pthread_mutex_lock(&g_h5Lock); }

@@ -40,8 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "data/loader_impl.h"
-#include "util.h"
 
 #ifdef BATON_HAVE_CUDA
 #include <cuda_runtime.h>

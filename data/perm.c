@@ -17,9 +17,9 @@
  *
  * Both are pure functions of their arguments: thread-safe, rank-free.
  */
+#include "base/util.h"
 #include "data/loader.h"
 #include "data/loader_impl.h"
-#include "util.h"
 
 void bt_split(int64_t n, int k, int i, int64_t *pLo, int64_t *pHi) {
   BT_ASSERT(n >= 0 && k > 0 && i >= 0 && i < k);

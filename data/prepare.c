@@ -44,9 +44,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "data/loader.h"
 #include "data/loader_impl.h"
-#include "util.h"
 
 /* ---- temporary file and signals ------------------------------------------ */
 

@@ -27,8 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "data/loader_impl.h"
-#include "util.h"
 
 #define ARITH_BLOCK 1024
 

@@ -2,8 +2,8 @@
  * backend.c: dispatch from the public op interface (ops.h) to a backend's
  * function table. Nothing here knows what a backend does.
  */
-#include "backend_impl.h"
-#include "../trainer/util.h"
+#include "base/util.h"
+#include "kernels/backend_impl.h"
 
 #include <stdlib.h>
 

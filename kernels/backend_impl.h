@@ -7,7 +7,7 @@
 #ifndef BATON_BACKEND_IMPL_H
 #define BATON_BACKEND_IMPL_H
 
-#include "ops.h"
+#include "kernels/ops.h"
 
 typedef struct bt_backend_vtab {
   const char *zName;

@@ -1,8 +1,8 @@
 /*
  * config.c: the table of keys and everything that walks it (see config.h).
  */
-#include "config.h"
-#include "util.h"
+#include "base/util.h"
+#include "trainer/config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,8 +1,8 @@
 /*
  * grad_sync.c: see grad_sync.h.
  */
-#include "grad_sync.h"
-#include "util.h"
+#include "base/util.h"
+#include "trainer/grad_sync.h"
 
 #include <stdlib.h>
 #include <string.h>

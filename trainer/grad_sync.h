@@ -25,9 +25,9 @@
 
 #include <stddef.h>
 
-#include "comm.h"
-#include "model.h"
-#include "trace.h"
+#include "comm/comm.h"
+#include "trainer/model.h"
+#include "trainer/observe/trace.h"
 
 typedef struct bt_bucket {
   size_t lo, hi;      /* flat range */

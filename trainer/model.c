@@ -5,8 +5,8 @@
  * the backward walks blocks in reverse, reusing a handful of gradient
  * buffers, and reports finished gradient ranges through the hook.
  */
-#include "model.h"
-#include "util.h"
+#include "base/util.h"
+#include "trainer/model.h"
 
 #include <math.h>
 #include <stdlib.h>

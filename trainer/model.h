@@ -31,8 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
 #include "kernels/ops.h"
+#include "trainer/config.h"
 
 typedef enum bt_model_kind {
   BT_MODEL_GPT = 0,

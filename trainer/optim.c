@@ -1,8 +1,8 @@
 /*
  * optim.c: see optim.h.
  */
-#include "optim.h"
-#include "util.h"
+#include "base/util.h"
+#include "trainer/optim.h"
 
 #include <math.h>
 #include <string.h>

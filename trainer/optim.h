@@ -10,8 +10,8 @@
 #ifndef BATON_OPTIM_H
 #define BATON_OPTIM_H
 
-#include "config.h"
-#include "model.h"
+#include "trainer/config.h"
+#include "trainer/model.h"
 
 typedef struct bt_optim {
   size_t lo, hi;  /* flat range of the moments */

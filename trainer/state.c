@@ -9,8 +9,8 @@
  * running metrics and the full config text. There is no random-number
  * state: every random draw is a pure function of (seed, purpose, index).
  */
-#include "trainer.h"
-#include "util.h"
+#include "base/util.h"
+#include "trainer/trainer.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

@@ -17,10 +17,10 @@
  * resumed run reproduces the uninterrupted one bit for bit on the CPU
  * backend (tests/train/).
  */
-#include "trainer.h"
-#include "metrics.h"
-#include "progress.h"
-#include "util.h"
+#include "base/util.h"
+#include "trainer/observe/metrics.h"
+#include "trainer/observe/progress.h"
+#include "trainer/trainer.h"
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif

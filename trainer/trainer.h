@@ -17,20 +17,12 @@
 #include <stdint.h>
 
 #include "checkpoints/ckpt.h"
-#include "comm.h"
-#include "config.h"
+#include "comm/comm.h"
 #include "data/loader.h"
-#include "grad_sync.h"
-#include "model.h"
-#include "optim.h"
-
-/* Process exit codes (docs/operations.md). */
-#define BT_EXIT_OK 0
-#define BT_EXIT_ERROR 1
-#define BT_EXIT_USAGE 2 /* bad command line or config: do not retry */
-/* 3 = BT_EXIT_WATCHDOG (comm.h) */
-#define BT_EXIT_PREEMPTED 4 /* checkpointed on SIGTERM/SIGUSR1: rerun */
-#define BT_EXIT_NAN 5       /* NaN/Inf with nan_policy = stop */
+#include "trainer/config.h"
+#include "trainer/grad_sync.h"
+#include "trainer/model.h"
+#include "trainer/optim.h"
 
 typedef struct bt_train_opts {
   const char *zConfig;

@@ -28,10 +28,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "checkpoints/ckpt_impl.h"
-#include "comm.h"
-#include "util.h"
+#include "comm/comm.h"
 
 typedef struct bitem {
   char zName[64];

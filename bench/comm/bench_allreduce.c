@@ -22,8 +22,8 @@
 
 #include <mpi.h>
 
-#include "comm.h"
-#include "util.h"
+#include "base/util.h"
+#include "comm/comm.h"
 
 static size_t parse_size(const char *z) {
   char *zEnd = NULL;

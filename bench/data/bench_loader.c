@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "data/loader.h"
-#include "util.h"
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);

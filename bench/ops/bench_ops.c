@@ -26,8 +26,8 @@
  * over the steps of its per-step total (and the step time the minimum
  * step): the least disturbed measurement, not the average.
  */
-#include "ops.h"
-#include "util.h"
+#include "base/util.h"
+#include "kernels/ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>

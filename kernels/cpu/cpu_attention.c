@@ -28,8 +28,8 @@
  *   - The backward's dP / dS matrix for one (b,h) lives in that pair's
  *     T*T block of the caller's scratch, so the op never allocates.
  */
-#include "cpu_internal.h"
-#include "../../trainer/util.h"
+#include "base/util.h"
+#include "kernels/cpu/cpu_internal.h"
 
 #include <cblas.h>
 #include <math.h>

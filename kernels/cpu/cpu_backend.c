@@ -23,8 +23,8 @@
  * OpenMP default for code outside the backend; nThread <= 0 follows
  * OMP_NUM_THREADS / the core count.
  */
-#include "cpu_internal.h"
-#include "../../trainer/util.h"
+#include "base/util.h"
+#include "kernels/cpu/cpu_internal.h"
 
 #include <cblas.h>
 #include <omp.h>

@@ -20,7 +20,7 @@
 #ifndef BATON_CPU_INTERNAL_H
 #define BATON_CPU_INTERNAL_H
 
-#include "../backend_impl.h"
+#include "kernels/backend_impl.h"
 
 #include <omp.h>
 

@@ -21,8 +21,8 @@
  *   - Element-wise loops are plain `for` loops the compiler vectorises, with
  *     an OpenMP `if` so small tensors do not pay for a fork/join.
  */
-#include "cpu_internal.h"
-#include "../../trainer/util.h"
+#include "base/util.h"
+#include "kernels/cpu/cpu_internal.h"
 
 #include <cblas.h>
 #include <math.h>

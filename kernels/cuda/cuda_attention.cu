@@ -34,7 +34,7 @@
  * h*hs .. h*hs + hs - 1 of each; out and dout [B, T, C]; the saved
  * log-sum-exp and the scratch D are [B, NH, T].
  */
-#include "cuda_common.h"
+#include "kernels/cuda/cuda_common.h"
 
 #define FA_BR 32     /* query rows per block (forward, dQ) */
 #define FA_BC 32     /* keys per tile = lanes */

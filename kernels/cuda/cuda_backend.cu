@@ -20,7 +20,7 @@
  *   BATON_CUDA_SYNC=1          wait after every kernel: pinpoints the op
  *                              behind an asynchronous error (debugging)
  */
-#include "cuda_common.h"
+#include "kernels/cuda/cuda_common.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "../ops.h"
+#include "kernels/ops.h"
 
 #ifdef __cplusplus
 extern "C" {

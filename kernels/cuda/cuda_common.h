@@ -38,9 +38,9 @@
 #include <stdint.h>
 
 extern "C" {
-#include "../backend_impl.h"
-#include "../../trainer/util.h"
-#include "cuda_backend.h"
+#include "base/util.h"
+#include "kernels/backend_impl.h"
+#include "kernels/cuda/cuda_backend.h"
 }
 
 /* One remembered cuBLASLt heuristic answer (cuda_gemm.cu). The key holds

@@ -23,8 +23,8 @@
  * not the BGRADB epilogue, so that it is deterministic and identical for
  * both weight layouts and both precisions.
  */
-#include "cuda_common.h"
-#include "cuda_gemm_plan.h"
+#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_gemm_plan.h"
 
 #include <cuda_bf16.h>
 

@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 
-#include "../ops.h"
+#include "kernels/ops.h"
 
 typedef struct bt_gemm_call {
   int bTransA, bTransB; /* op(A) = A^T, op(B) = B^T */

@@ -14,7 +14,7 @@
  *     rows in position order;
  *   - sumsq: a fixed 512-block grid in double, then one block in order.
  */
-#include "cuda_common.h"
+#include "kernels/cuda/cuda_common.h"
 
 #include <stdlib.h>
 #include <string.h>

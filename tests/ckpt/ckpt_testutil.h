@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "checkpoints/ckpt_impl.h"
-#include "util.h"
 
 /* A fresh scratch directory under $TMPDIR (or /tmp); removed by rm_tree. */
 static inline void tu_tmpdir(char *z, size_t n, const char *zTag) {

@@ -16,10 +16,10 @@ mkdir -p "$out/corpus"
 cc=${CC_FUZZ:-clang}
 # shellcheck disable=SC2046
 $cc -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
-  -I"$root" -I"$root/trainer" \
+  -I"$root" \
   $(pkg-config --cflags libzstd libxxhash libcjson) \
   "$root/tests/ckpt/fuzz/fuzz_ckpt.c" "$root/checkpoints/codec.c" \
-  "$root/checkpoints/reader.c" "$root/trainer/util.c" \
+  "$root/checkpoints/reader.c" "$root/base/util.c" \
   $(pkg-config --libs libzstd libxxhash libcjson) -lm \
   -o "$out/fuzz_ckpt"
 cd "$out"

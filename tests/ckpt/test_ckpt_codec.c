@@ -12,8 +12,8 @@
 #endif
 #include <zstd.h>
 
-#include "check.h"
-#include "ckpt_testutil.h"
+#include "tests/check.h"
+#include "tests/ckpt/ckpt_testutil.h"
 
 static double ratio(const float *p, size_t n, int shuffle, int level) {
   size_t nByte = n * 4;

@@ -20,8 +20,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "check.h"
-#include "ckpt_testutil.h"
+#include "tests/check.h"
+#include "tests/ckpt/ckpt_testutil.h"
 
 #define N_PARAM 50000
 #define N_OPT 30000

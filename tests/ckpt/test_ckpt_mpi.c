@@ -18,9 +18,9 @@
 #endif
 #include <mpi.h>
 
-#include "check.h"
-#include "ckpt_testutil.h"
-#include "comm.h"
+#include "comm/comm.h"
+#include "tests/check.h"
+#include "tests/ckpt/ckpt_testutil.h"
 
 static float val(int which, uint64_t i) {
   return tu_val(bt_rng_key(7, (uint64_t)which, 0, 0), i, which == 1 ? 0.02 : 1e-4);

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "comm.h"
+#include "comm/comm.h"
 
 static size_t esize(bt_dtype t) {
   return t == BT_F64 || t == BT_I64 ? 8 : t == BT_U8 ? 1 : 4;

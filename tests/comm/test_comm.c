@@ -17,9 +17,9 @@
 
 #include <mpi.h>
 
-#include "check.h"
-#include "comm.h"
-#include "util.h"
+#include "base/util.h"
+#include "comm/comm.h"
+#include "tests/check.h"
 
 static const bt_dtype aType[] = {BT_F32, BT_F64, BT_I32, BT_I64, BT_U8};
 static const char *azType[] = {"f32", "f64", "i32", "i64", "u8"};
@@ -30,7 +30,7 @@ static const char *azOp[] = {"sum", "max", "min"};
 
 static int g_rank, g_world;
 
-#include "comm_values.h"
+#include "tests/comm/comm_values.h"
 
 /* Counts mismatches (one CHECK per buffer keeps output short). */
 static size_t count_bad(const void *p, bt_dtype t, size_t n, size_t off,

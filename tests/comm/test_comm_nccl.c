@@ -20,14 +20,14 @@
 
 #include <cuda_runtime_api.h>
 
-#include "check.h"
-#include "comm.h"
-#include "util.h"
+#include "base/util.h"
+#include "comm/comm.h"
+#include "tests/check.h"
 
 static int g_rank, g_world;
 static cudaStream_t g_stream;
 
-#include "comm_values.h"
+#include "tests/comm/comm_values.h"
 
 static void up(void *pDev, const void *pHost, size_t nByte) {
   CHECK(cudaMemcpyAsync(pDev, pHost, nByte, cudaMemcpyHostToDevice,

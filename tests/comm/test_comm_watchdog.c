@@ -24,8 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "comm.h"
-#include "util.h"
+#include "base/util.h"
+#include "comm/comm.h"
 
 static int fail(const char *zWhat) {
   bt_log_error("%s: %s", zWhat, bt_err_msg());

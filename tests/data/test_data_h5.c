@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "base/util.h"
 #include "data/loader.h"
-#include "util.h"
+#include "tests/check.h"
 
 static const char *g_zDir;
 

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "base/util.h"
 #include "data/loader.h"
-#include "util.h"
+#include "tests/check.h"
 
 static int g_rank, g_world;
 

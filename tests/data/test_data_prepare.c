@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "check.h"
+#include "base/util.h"
 #include "data/loader.h"
-#include "util.h"
+#include "tests/check.h"
 
 static const char *g_zDriver, *g_zWork;
 

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "base/util.h"
 #include "data/loader.h"
-#include "util.h"
+#include "tests/check.h"
 
 static bt_loader_config base_cfg(const char *zPath, int64_t limit, int64_t gb,
                                  int accum, int W, int r) {

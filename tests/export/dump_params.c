@@ -6,8 +6,8 @@
  * checkpoint's parameters without decoding the checkpoint format.
  * usage: dump_params CKPT_OR_RUN_DIR OUT
  */
-#include "export.h"
-#include "util.h"
+#include "base/util.h"
+#include "export/export.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -17,10 +17,10 @@ mkdir -p "$out/corpus"
 cc=${CC_FUZZ:-clang}
 # shellcheck disable=SC2046
 $cc -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
-  -I"$root" -I"$root/trainer" \
+  -I"$root" \
   $(pkg-config --cflags libxxhash libcjson) \
-  "$root/tests/export/fuzz_safetensors.c" "$root/trainer/safetensors.c" \
-  "$root/trainer/util.c" \
+  "$root/tests/export/fuzz_safetensors.c" "$root/export/safetensors.c" \
+  "$root/base/util.c" \
   $(pkg-config --libs libxxhash libcjson) -lm \
   -o "$out/fuzz_safetensors"
 cd "$out"

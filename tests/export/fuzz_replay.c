@@ -4,7 +4,7 @@
  * build, with or without clang/libFuzzer. Usage: fuzz_replay FILE|DIR...
  * Exit 0 if every input ran (rejections are fine; crashes are not).
  */
-#include "util.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <stdint.h>

@@ -8,8 +8,8 @@
  * seed corpus tests/export/corpus is replayed on every build by
  * fuzz_replay.c (ctest export_fuzz_replay).
  */
-#include "safetensors.h"
-#include "util.h"
+#include "base/util.h"
+#include "export/safetensors.h"
 
 #include <stdint.h>
 #include <stdlib.h>

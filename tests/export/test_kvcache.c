@@ -1,5 +1,5 @@
 /*
- * test_kvcache.c: the KV-cache decoder (trainer/export_kv.c) against the
+ * test_kvcache.c: the KV-cache decoder (export/export_kv.c) against the
  * trainer's full forward (bt_model_forward) at EVERY position.
  *
  * Weights are the seeded GPT-2 initialisation scaled up (x8, layernorm
@@ -11,9 +11,9 @@
  * Limit: max |kv - full| < 1e-4 per logit (fp32; the two paths sum in a
  * different order: sgemv vs sgemm).
  */
-#include "check.h"
-#include "export.h"
-#include "util.h"
+#include "base/util.h"
+#include "export/export.h"
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdlib.h>

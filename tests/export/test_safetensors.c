@@ -16,9 +16,9 @@
  * Also used as the corpus writer: with argv[2] = a directory it writes
  * every case there as a fuzz seed (tests/export/corpus is made this way).
  */
-#include "check.h"
-#include "safetensors.h"
-#include "util.h"
+#include "base/util.h"
+#include "export/safetensors.h"
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -50,8 +50,8 @@
  *   TOL_SUMSQ 1e-10: sumsq accumulates in double on both sides (each term
  *     x*x is exact in double); only summation order differs.
  */
-#include "ops.h"
-#include "util.h"
+#include "base/util.h"
+#include "kernels/ops.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -62,7 +62,7 @@
 #ifdef BATON_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
-#include "check.h" /* only here: its counters are unused in the skip build */
+#include "tests/check.h" /* only here: its counters are unused in the skip build */
 #include "kernels/cuda/cuda_backend.h"
 
 #define TOL_FP32 1e-5

@@ -12,9 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "metrics.h"
-#include "trace.h"
-#include "util.h"
+#include "base/util.h"
+#include "trainer/observe/metrics.h"
+#include "trainer/observe/trace.h"
 
 static int fail(const char *zWhat) {
   fprintf(stderr, "ops_writer: %s: %s\n", zWhat, bt_err_msg());

@@ -10,9 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "metrics.h"
-#include "util.h"
+#include "base/util.h"
+#include "tests/check.h"
+#include "trainer/observe/metrics.h"
 
 static char g_zDir[64];
 

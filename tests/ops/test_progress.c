@@ -7,9 +7,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "check.h"
-#include "progress.h"
-#include "util.h"
+#include "base/util.h"
+#include "tests/check.h"
+#include "trainer/observe/progress.h"
 
 static bt_progress full(void) {
   bt_progress p;

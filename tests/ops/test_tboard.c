@@ -9,9 +9,9 @@
 #include <unistd.h>
 #include <dirent.h>
 
-#include "check.h"
-#include "tboard.h"
-#include "util.h"
+#include "base/util.h"
+#include "tests/check.h"
+#include "trainer/observe/tboard.h"
 
 static uint64_t get_le64(const uint8_t *p) {
   uint64_t v = 0;

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "trace.h"
-#include "util.h"
+#include "base/util.h"
+#include "tests/check.h"
+#include "trainer/observe/trace.h"
 
 static void busy(double s) {
   double t = bt_time_now();

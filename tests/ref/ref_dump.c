@@ -8,10 +8,10 @@
  *
  * usage: ref_dump OUTDIR gpt|mlp
  */
-#include "config.h"
+#include "base/util.h"
 #include "kernels/ops.h"
-#include "model.h"
-#include "util.h"
+#include "trainer/config.h"
+#include "trainer/model.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -52,9 +52,9 @@
  *     ops that sum into a temporary then add; attention adds per row, so a
  *     few ulps of reordering.
  */
-#include "check.h"
-#include "ops.h"
-#include "util.h"
+#include "base/util.h"
+#include "kernels/ops.h"
+#include "tests/check.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -27,9 +27,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "checkpoints/ckpt_impl.h"
-#include "util.h"
 
 static char g_zFix[256];    /* fixture checkpoint (manifest mode) */
 static char g_zPay[256];    /* payload-mode directory */

@@ -14,9 +14,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "checkpoints/ckpt_impl.h"
-#include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *pData, size_t nData);
 const char *fuzz_ckpt_fixture_manifest(void);

@@ -27,10 +27,10 @@
  * C++ because the kernel source it compiles is CUDA C++ and the emulator
  * needs threads and barriers (C++20 <barrier>).
  */
-#include "emu.h"
+#include "tests/gpu/emu/emu.h"
 extern "C" {
-#include "ops.h"
-#include "util.h"
+#include "base/util.h"
+#include "kernels/ops.h"
 }
 #include "kernels/cuda/cuda_gemm_plan.h"
 /* In a namespace: a CUDA build's baton_lib holds host stubs with the same

@@ -50,8 +50,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "comm_impl.h"
-#include "util.h"
+#include "base/util.h"
+#include "comm/comm_impl.h"
 
 #define BT_COMM_DEFAULT_TIMEOUT 600.0
 

@@ -8,7 +8,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "progress.h"
+#include "trainer/observe/progress.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -16,7 +16,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define SEG_MAX 12
 #define SEG_BYTES 160

@@ -6,10 +6,10 @@
  * every parameter set, so `baton infer` on an export and the trainer on the
  * checkpoint run the same forward code on the same bits (fp32 exports).
  */
-#include "export.h"
+#include "base/util.h"
 #include "checkpoints/ckpt.h"
-#include "safetensors.h"
-#include "util.h"
+#include "export/export.h"
+#include "export/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>

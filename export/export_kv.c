@@ -19,8 +19,8 @@
  * Invariants: after bt_kv_step at position p, cache rows [0, p] of every
  * layer hold that layer's k and v for the tokens fed so far; pos = p + 1.
  */
-#include "export.h"
-#include "util.h"
+#include "base/util.h"
+#include "export/export.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -9,8 +9,8 @@
  */
 #include <string.h>
 
-#include "comm_impl.h"
-#include "util.h"
+#include "base/util.h"
+#include "comm/comm_impl.h"
 
 static int single_allreduce(bt_comm *pComm, void *pBuf, size_t n,
                             bt_dtype eType, bt_redop eOp, bt_comm_req *req) {

@@ -3,8 +3,8 @@
  * reader enforces. The reader is fuzzed (tests/export/fuzz_safetensors.c):
  * nothing here may read outside pBuf[0, nBuf) whatever the bytes are.
  */
-#include "safetensors.h"
-#include "util.h"
+#include "base/util.h"
+#include "export/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

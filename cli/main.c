@@ -2,12 +2,14 @@
  * main.c: the `baton` command line. Each subcommand lives in its module
  * and returns the process exit code; only this file calls exit paths.
  */
-#include "cli.h"
-#include "comm.h"
-#include "config.h"
+#include "base/util.h"
+#include "checkpoints/ckpt.h"
+#include "comm/comm.h"
+#include "data/loader.h"
+#include "export/export.h"
 #include "kernels/ops.h"
-#include "trainer.h"
-#include "util.h"
+#include "trainer/config.h"
+#include "trainer/trainer.h"
 
 #include <stdio.h>
 #include <stdlib.h>

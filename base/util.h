@@ -28,6 +28,15 @@
 
 #define BATON_VERSION "0.1.0"
 
+/* Process exit codes, one table for every subcommand (docs/operations.md).
+ * Only main() turns them into an exit; modules return them. */
+#define BT_EXIT_OK 0
+#define BT_EXIT_ERROR 1
+#define BT_EXIT_USAGE 2     /* bad command line or config: do not retry */
+#define BT_EXIT_WATCHDOG 3  /* a collective stopped making progress */
+#define BT_EXIT_PREEMPTED 4 /* checkpointed on SIGTERM/SIGUSR1: rerun */
+#define BT_EXIT_NAN 5       /* NaN/Inf with train.nan_policy = stop */
+
 #if defined(__GNUC__)
 #define BT_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else

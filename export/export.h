@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "model.h"
+#include "trainer/config.h"
+#include "trainer/model.h"
 
 /* Special tokens written into config.json for GPT exports. Byte 0 (NUL)
  * never occurs in text prompts, so using it as BOS/EOS cannot cut a
@@ -78,5 +78,10 @@ int bt_kv_pos(const bt_kv_decoder *d);
 /* Feeds one token at the next position; writes vocab_size logits. BT_ERR
  * when the cache is full (context reached) or the token is out of range. */
 int bt_kv_step(bt_kv_decoder *d, int token, float *logits);
+
+/* `baton export CKPT ...` and `baton infer DIR ...`. Each prints its own
+ * --help and returns the process exit code. */
+int bt_export_main(int argc, char **argv);
+int bt_infer_main(int argc, char **argv);
 
 #endif /* BATON_EXPORT_H */

@@ -20,7 +20,7 @@
 
 #include <mpi.h>
 
-#include "comm.h"
+#include "comm/comm.h"
 
 #define BT_COMM_LABEL_MAX 96
 

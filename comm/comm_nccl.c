@@ -39,8 +39,8 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
-#include "comm_impl.h"
-#include "util.h"
+#include "base/util.h"
+#include "comm/comm_impl.h"
 
 typedef struct nccl_state {
   ncclComm_t comm;

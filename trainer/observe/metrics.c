@@ -10,7 +10,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "metrics.h"
+#include "trainer/observe/metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tboard.h"
-#include "util.h"
+#include "base/util.h"
+#include "trainer/observe/tboard.h"
 
 /* Worst case per tag: 6 bytes per escaped byte + quotes, colon, comma and a
  * number (at most 24 chars for %.17g). */

@@ -13,7 +13,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "trace.h"
+#include "trainer/observe/trace.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 /* A formatted event: fixed keys + two escaped names (<= 6x each) + numbers. */
 #define EVENT_MAX (256 + 2 * 6 * BT_TRACE_NAME_MAX)

@@ -2,7 +2,7 @@
  * onnx_export.c: model.onnx for a GPT or MLP model (opset 17, IR 8).
  *
  * The protobuf is written with protobuf-c from ONNX's own schema
- * (trainer/onnx/onnx.proto, code generated at build time by
+ * (export/onnx/onnx.proto, code generated at build time by
  * trainer/module.cmake), so the encoding is the library's, not ours.
  *
  * GPT graph (input_ids int64 [batch, seq] -> logits float [batch, seq,
@@ -35,8 +35,8 @@
  * Memory: every protobuf-c object is allocated from one arena (onnx_b),
  * freed in one go, so error paths cannot leak.
  */
-#include "export.h"
-#include "util.h"
+#include "base/util.h"
+#include "export/export.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -13,12 +13,11 @@
  * `--checkpoint` accepts a checkpoint (or run) directory instead of an
  * export, so tests can run the same code on the trainer's own weights.
  */
+#include "base/util.h"
 #include "checkpoints/ckpt.h"
-#include "cli.h"
 #include "data/loader.h"
-#include "export.h"
-#include "trainer.h"
-#include "util.h"
+#include "export/export.h"
+#include "trainer/trainer.h"
 
 #include <errno.h>
 #include <hdf5.h>

@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm_impl.h"
-#include "util.h"
+#include "base/util.h"
+#include "comm/comm_impl.h"
 
 static MPI_Datatype mpi_dtype(bt_dtype eType) {
   switch (eType) {

@@ -13,11 +13,10 @@
  * Only inference weights go out: the optimizer moments never leave the
  * checkpoint.
  */
-#include "cli.h"
-#include "export.h"
-#include "safetensors.h"
-#include "trainer.h"
-#include "util.h"
+#include "base/util.h"
+#include "export/export.h"
+#include "export/safetensors.h"
+#include "trainer/trainer.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

@@ -58,9 +58,6 @@ typedef enum bt_comm_kind {
   BT_COMM_NCCL = 2,
 } bt_comm_kind;
 
-/* Exit code of a job stopped by the watchdog (docs/operations.md). */
-#define BT_EXIT_WATCHDOG 3
-
 /* Initialises MPI if the process was started by mpirun/srun (detected from
  * the environment) or world size 1 otherwise. Learns rank, world size and
  * the node-local rank (MPI_Comm_split_type SHARED). Call once, first thing
