@@ -53,7 +53,7 @@ static int build(bt_export_model *x, int maxB) {
     if (!x->be) return BT_ERR;
   }
   bt_backend *be = x->be;
-  if (maxB <= 0) maxB = strcmp(x->cfg.model_type, "gpt") ? 256 : 1;
+  if (maxB <= 0) maxB = x->cfg.model_type == BT_MODEL_GPT ? 1 : 256;
   if (bt_model_build_infer(&x->m, &x->cfg, be, maxB) != BT_OK) return BT_ERR;
   if (bt_backend_kind_of(be) == BT_BACKEND_CPU) {
     x->hostParams = x->m.params;
