@@ -261,7 +261,7 @@ static int value_parse(bt_config *pCfg, const bt_cfg_key *pKey,
   case BT_CFG_ENUM: {
     const bt_cfg_choice *pC = choice_find(pKey, zVal);
     if (!pC) {
-      char zList[256];
+      char zList[128]; /* zWhy holds 256: room for the words */
       choice_list(pKey, '|', zList, sizeof zList);
       snprintf(zWhy, nWhy, "expected one of %s", zList);
       return BT_ERR;
