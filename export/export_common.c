@@ -53,7 +53,7 @@ static int build(bt_export_model *x, int maxB) {
     if (!x->be) return BT_ERR;
   }
   bt_backend *be = x->be;
-  if (maxB <= 0) maxB = strcmp(x->cfg.model_type, "gpt") ? 256 : 1;
+  if (maxB <= 0) maxB = x->cfg.model_type == BT_MODEL_GPT ? 1 : 256;
   if (bt_model_build_infer(&x->m, &x->cfg, be, maxB) != BT_OK) return BT_ERR;
   if (bt_backend_kind_of(be) == BT_BACKEND_CPU) {
     x->hostParams = x->m.params;
@@ -147,6 +147,113 @@ static int cfg_set(bt_config *c, const char *zFile, const char *zFmt, ...) {
   return bt_config_set(c, z, zFile);
 }
 
+/* GPT2Config switches that change the arithmetic: refuse the ones baton
+ * does not implement instead of computing something else. */
+static int gpt_check_switches(const cJSON *o, int C, const char *zFile) {
+  const cJSON *pAct = cJSON_GetObjectItemCaseSensitive(o,
+                                                       "activation_function");
+  if (cJSON_IsString(pAct) && strcmp(pAct->valuestring, "gelu_new") &&
+      strcmp(pAct->valuestring, "gelu_pytorch_tanh"))
+    return bt_err_set("%s: activation_function '%s' is not supported (baton "
+                      "implements gelu_new, the tanh approximation)",
+                      zFile, pAct->valuestring);
+  const cJSON *pEps = cJSON_GetObjectItemCaseSensitive(o,
+                                                       "layer_norm_epsilon");
+  if (pEps && (!cJSON_IsNumber(pEps) ||
+               fabs(pEps->valuedouble - 1e-5) > 1e-12))
+    return bt_err_set("%s: layer_norm_epsilon must be 1e-5 (baton's "
+                      "layernorm)",
+                      zFile);
+  static const struct {
+    const char *zKey;
+    int want;
+  } aFlag[] = {{"scale_attn_weights", 1},
+               {"scale_attn_by_inverse_layer_idx", 0},
+               {"reorder_and_upcast_attn", 0},
+               {"add_cross_attention", 0}};
+  for (size_t i = 0; i < sizeof aFlag / sizeof aFlag[0]; i++) {
+    const cJSON *pF = cJSON_GetObjectItemCaseSensitive(o, aFlag[i].zKey);
+    if (pF && (!cJSON_IsBool(pF) || cJSON_IsTrue(pF) != aFlag[i].want))
+      return bt_err_set("%s: \"%s\": %s is not supported by baton", zFile,
+                        aFlag[i].zKey, aFlag[i].want ? "false" : "true");
+  }
+  const cJSON *pInner = cJSON_GetObjectItemCaseSensitive(o, "n_inner");
+  if (pInner && !cJSON_IsNull(pInner) &&
+      !(cJSON_IsNumber(pInner) && pInner->valuedouble == 4.0 * C))
+    return bt_err_set("%s: n_inner must be null or 4 * n_embd (%d)", zFile,
+                      4 * C);
+  return BT_OK;
+}
+
+/* A Hugging Face GPT2Config (model_type "gpt2"). */
+static int gpt_from_json(bt_config *c, const cJSON *o, const char *zFile) {
+  int L = 0, NH = 1, C = 0, T = 0, V = 0, pad = 64;
+  if (json_int(o, "n_layer", 1, 256, &L, zFile) ||
+      json_int(o, "n_head", 1, 256, &NH, zFile) ||
+      json_int(o, "n_embd", 1, 65536, &C, zFile) ||
+      json_int(o, "n_positions", 1, 1 << 20, &T, zFile) ||
+      json_int(o, "vocab_size", 2, 1 << 24, &V, zFile))
+    return BT_ERR;
+  if (cJSON_GetObjectItemCaseSensitive(o, "baton_vocab_pad_to") &&
+      json_int(o, "baton_vocab_pad_to", 1, 4096, &pad, zFile))
+    return BT_ERR;
+  if (C % NH)
+    return bt_err_set("%s: n_head %d does not divide n_embd %d", zFile, NH,
+                      C);
+  if (gpt_check_switches(o, C, zFile) != BT_OK) return BT_ERR;
+  if (cfg_set(c, zFile, "model.n_layer=%d", L) ||
+      cfg_set(c, zFile, "model.n_head=%d", NH) ||
+      cfg_set(c, zFile, "model.n_embd=%d", C) ||
+      cfg_set(c, zFile, "model.context=%d", T) ||
+      cfg_set(c, zFile, "model.vocab_size=%d", V) ||
+      cfg_set(c, zFile, "model.vocab_pad_to=%d", pad))
+    return BT_ERR;
+  return BT_OK;
+}
+
+/* baton's own MLP description (model_type "baton_mlp"): "widths" lists
+ * the input features, each hidden width, and the classes. */
+static int mlp_from_json(bt_config *c, const cJSON *o, const char *zFile) {
+  const cJSON *pW = cJSON_GetObjectItemCaseSensitive(o, "widths");
+  int nW = cJSON_IsArray(pW) ? cJSON_GetArraySize(pW) : 0;
+  if (nW < 2 || nW > 17)
+    return bt_err_set("%s: \"widths\" must be an array of 2 to 17 layer "
+                      "widths",
+                      zFile);
+  int a[17];
+  for (int i = 0; i < nW; i++) {
+    const cJSON *e = cJSON_GetArrayItem(pW, i);
+    if (!cJSON_IsNumber(e) || e->valuedouble < 1 ||
+        e->valuedouble > (1 << 24) ||
+        e->valuedouble != (double)(int)e->valuedouble)
+      return bt_err_set("%s: widths[%d] is not a positive integer", zFile, i);
+    a[i] = (int)e->valuedouble;
+  }
+  char zH[BT_CFG_STR_MAX] = "";
+  size_t k = 0;
+  for (int i = 1; i < nW - 1; i++)
+    k += (size_t)snprintf(zH + k, sizeof zH - k, "%s%d", i > 1 ? "," : "",
+                          a[i]);
+  if (a[nW - 1] < 2)
+    return bt_err_set("%s: an MLP needs at least 2 classes", zFile);
+  if (nW == 2)
+    return bt_err_set("%s: baton MLPs have at least one hidden layer", zFile);
+  if (cfg_set(c, zFile, "model.n_features=%d", a[0]) ||
+      cfg_set(c, zFile, "model.n_classes=%d", a[nW - 1]) ||
+      cfg_set(c, zFile, "model.mlp_hidden=%s", zH))
+    return BT_ERR;
+  return BT_OK;
+}
+
+/* The config.json "model_type" words an export may carry, and the
+ * model.type each one becomes. */
+static const struct {
+  const char *zType;
+  bt_model_kind eKind;
+  int (*xParse)(bt_config *, const cJSON *, const char *);
+} aJsonModel[] = {{"gpt2", BT_MODEL_GPT, gpt_from_json},
+                  {"baton_mlp", BT_MODEL_MLP, mlp_from_json}};
+
 /* config.json -> bt_config (model section only; the rest stays default). */
 static int config_from_json(bt_config *c, const char *zFile) {
   size_t n = 0;
@@ -158,121 +265,23 @@ static int config_from_json(bt_config *c, const char *zFile) {
     cJSON_Delete(o);
     return bt_err_set("%s: not a JSON object", zFile);
   }
-  int rc = BT_ERR;
   bt_config_defaults(c);
+  int rc = BT_ERR;
   const cJSON *pType = cJSON_GetObjectItemCaseSensitive(o, "model_type");
   if (!cJSON_IsString(pType)) {
     bt_err_set("%s: missing \"model_type\"", zFile);
-    goto done;
-  }
-  if (!strcmp(pType->valuestring, "gpt2")) {
-    int L = 0, NH = 1, C = 0, T = 0, V = 0, pad = 64;
-    if (json_int(o, "n_layer", 1, 256, &L, zFile) ||
-        json_int(o, "n_head", 1, 256, &NH, zFile) ||
-        json_int(o, "n_embd", 1, 65536, &C, zFile) ||
-        json_int(o, "n_positions", 1, 1 << 20, &T, zFile) ||
-        json_int(o, "vocab_size", 2, 1 << 24, &V, zFile))
-      goto done;
-    if (cJSON_GetObjectItemCaseSensitive(o, "baton_vocab_pad_to") &&
-        json_int(o, "baton_vocab_pad_to", 1, 4096, &pad, zFile))
-      goto done;
-    if (C % NH) {
-      bt_err_set("%s: n_head %d does not divide n_embd %d", zFile, NH, C);
-      goto done;
-    }
-    const cJSON *pAct = cJSON_GetObjectItemCaseSensitive(o,
-                                                         "activation_function");
-    if (cJSON_IsString(pAct) && strcmp(pAct->valuestring, "gelu_new") &&
-        strcmp(pAct->valuestring, "gelu_pytorch_tanh")) {
-      bt_err_set("%s: activation_function '%s' is not supported (baton "
-                 "implements gelu_new, the tanh approximation)",
-                 zFile, pAct->valuestring);
-      goto done;
-    }
-    /* GPT2Config switches that change the arithmetic: refuse the ones
-     * baton does not implement instead of computing something else. */
-    const cJSON *pEps = cJSON_GetObjectItemCaseSensitive(o,
-                                                         "layer_norm_epsilon");
-    if (pEps && (!cJSON_IsNumber(pEps) ||
-                 fabs(pEps->valuedouble - 1e-5) > 1e-12)) {
-      bt_err_set("%s: layer_norm_epsilon must be 1e-5 (baton's layernorm)",
-                 zFile);
-      goto done;
-    }
-    static const struct {
-      const char *zKey;
-      int want;
-    } aFlag[] = {{"scale_attn_weights", 1},
-                 {"scale_attn_by_inverse_layer_idx", 0},
-                 {"reorder_and_upcast_attn", 0},
-                 {"add_cross_attention", 0}};
-    for (size_t i = 0; i < sizeof aFlag / sizeof aFlag[0]; i++) {
-      const cJSON *pF = cJSON_GetObjectItemCaseSensitive(o, aFlag[i].zKey);
-      if (pF && (!cJSON_IsBool(pF) || cJSON_IsTrue(pF) != aFlag[i].want)) {
-        bt_err_set("%s: \"%s\": %s is not supported by baton", zFile,
-                   aFlag[i].zKey, aFlag[i].want ? "false" : "true");
-        goto done;
-      }
-    }
-    const cJSON *pInner = cJSON_GetObjectItemCaseSensitive(o, "n_inner");
-    if (pInner && !cJSON_IsNull(pInner) &&
-        !(cJSON_IsNumber(pInner) && pInner->valuedouble == 4.0 * C)) {
-      bt_err_set("%s: n_inner must be null or 4 * n_embd (%d)", zFile, 4 * C);
-      goto done;
-    }
-    if (cfg_set(c, zFile, "model.type=gpt") ||
-        cfg_set(c, zFile, "model.n_layer=%d", L) ||
-        cfg_set(c, zFile, "model.n_head=%d", NH) ||
-        cfg_set(c, zFile, "model.n_embd=%d", C) ||
-        cfg_set(c, zFile, "model.context=%d", T) ||
-        cfg_set(c, zFile, "model.vocab_size=%d", V) ||
-        cfg_set(c, zFile, "model.vocab_pad_to=%d", pad))
-      goto done;
-  } else if (!strcmp(pType->valuestring, "baton_mlp")) {
-    const cJSON *pW = cJSON_GetObjectItemCaseSensitive(o, "widths");
-    int nW = cJSON_IsArray(pW) ? cJSON_GetArraySize(pW) : 0;
-    if (nW < 2 || nW > 17) {
-      bt_err_set("%s: \"widths\" must be an array of 2 to 17 layer widths",
-                 zFile);
-      goto done;
-    }
-    int a[17];
-    for (int i = 0; i < nW; i++) {
-      const cJSON *e = cJSON_GetArrayItem(pW, i);
-      if (!cJSON_IsNumber(e) || e->valuedouble < 1 ||
-          e->valuedouble > (1 << 24) ||
-          e->valuedouble != (double)(int)e->valuedouble) {
-        bt_err_set("%s: widths[%d] is not a positive integer", zFile, i);
-        goto done;
-      }
-      a[i] = (int)e->valuedouble;
-    }
-    char zH[BT_CFG_STR_MAX] = "";
-    size_t k = 0;
-    for (int i = 1; i < nW - 1; i++)
-      k += (size_t)snprintf(zH + k, sizeof zH - k, "%s%d", i > 1 ? "," : "",
-                            a[i]);
-    if (a[nW - 1] < 2) {
-      bt_err_set("%s: an MLP needs at least 2 classes", zFile);
-      goto done;
-    }
-    if (nW == 2) {
-      bt_err_set("%s: baton MLPs have at least one hidden layer", zFile);
-      goto done;
-    }
-    if (cfg_set(c, zFile, "model.type=mlp") ||
-        cfg_set(c, zFile, "model.n_features=%d", a[0]) ||
-        cfg_set(c, zFile, "model.n_classes=%d", a[nW - 1]) ||
-        cfg_set(c, zFile, "model.mlp_hidden=%s", zH))
-      goto done;
   } else {
-    bt_err_set("%s: model_type '%s' is not one baton exports (gpt2, "
-               "baton_mlp)",
-               zFile, pType->valuestring);
-    goto done;
+    size_t i = 0, nType = sizeof aJsonModel / sizeof aJsonModel[0];
+    while (i < nType && strcmp(pType->valuestring, aJsonModel[i].zType)) i++;
+    if (i == nType) {
+      bt_err_set("%s: model_type '%s' is not one baton exports (gpt2, "
+                 "baton_mlp)",
+                 zFile, pType->valuestring);
+    } else {
+      c->model_type = aJsonModel[i].eKind;
+      rc = aJsonModel[i].xParse(c, o, zFile);
+    }
   }
-  rc = BT_OK;
-done:
   cJSON_Delete(o);
   return rc;
 }

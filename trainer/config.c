@@ -14,11 +14,41 @@
 #define OFF(f) offsetof(bt_config, f), sizeof(((bt_config *)0)->f)
 #define NOLIM -1e300, 1e300
 
+/* Enum keys are read and written as int (value_parse, value_text). */
+_Static_assert(sizeof(bt_model_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(bt_backend_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(bt_nan_policy) == sizeof(int), "enum size");
+_Static_assert(sizeof(bt_lr_schedule) == sizeof(int), "enum size");
+_Static_assert(sizeof(bt_comm_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(bt_ckpt_on_error) == sizeof(int), "enum size");
+
+/* The words of each enum key, in the order the docs and errors list them. */
+static const bt_cfg_choice aModelType[] = {
+    {"gpt", BT_MODEL_GPT}, {"mlp", BT_MODEL_MLP}, {NULL, 0}};
+static const bt_cfg_choice aBackend[] = {
+    {"cpu", BT_BACKEND_CPU}, {"cuda", BT_BACKEND_CUDA}, {NULL, 0}};
+static const bt_cfg_choice aNanPolicy[] = {{"stop", BT_NAN_POLICY_STOP},
+                                           {"skip", BT_NAN_POLICY_SKIP},
+                                           {NULL, 0}};
+static const bt_cfg_choice aSchedule[] = {
+    {"cosine", BT_LR_SCHEDULE_COSINE},
+    {"linear", BT_LR_SCHEDULE_LINEAR},
+    {"constant", BT_LR_SCHEDULE_CONSTANT},
+    {NULL, 0}};
+static const bt_cfg_choice aComm[] = {{"auto", BT_COMM_AUTO},
+                                      {"mpi", BT_COMM_MPI},
+                                      {"nccl", BT_COMM_NCCL},
+                                      {NULL, 0}};
+static const bt_cfg_choice aOnError[] = {
+    {"stop", BT_CKPT_ON_ERROR_STOP},
+    {"continue", BT_CKPT_ON_ERROR_CONTINUE},
+    {NULL, 0}};
+
 /* Every key baton reads. Order is the order of docs/config.md and of the
  * canonical text form. */
 const bt_cfg_key bt_config_keys[] = {
     /* [model] */
-    {"model", "type", BT_CFG_ENUM, OFF(model_type), NULL, "gpt|mlp", NOLIM,
+    {"model", "type", BT_CFG_ENUM, OFF(model_type), NULL, aModelType, NOLIM,
      BT_CFG_SHAPE, "Model family: a GPT-2-style decoder or an MLP classifier."},
     {"model", "n_layer", BT_CFG_INT, OFF(n_layer), "2", NULL, 1, 256,
      BT_CFG_SHAPE, "GPT: number of transformer blocks."},
@@ -65,13 +95,13 @@ const bt_cfg_key bt_config_keys[] = {
      BT_CFG_SAFE, "Micro-steps per optimizer step (gradient accumulation)."},
     {"train", "seed", BT_CFG_INT64, OFF(seed), "1337", NULL, 0, 9.0e15,
      BT_CFG_SHAPE, "Seed of initialisation and data order."},
-    {"train", "backend", BT_CFG_ENUM, OFF(backend), "cpu", "cpu|cuda", NOLIM,
+    {"train", "backend", BT_CFG_ENUM, OFF(backend), "cpu", aBackend, NOLIM,
      BT_CFG_SAFE, "Compute backend."},
     {"train", "threads", BT_CFG_INT, OFF(threads), "0", NULL, 0, 1024,
      BT_CFG_SAFE, "CPU threads per rank (0: OMP_NUM_THREADS or all cores)."},
     {"train", "log_every", BT_CFG_INT, OFF(log_every), "10", NULL, 1, 1 << 30,
      BT_CFG_SAFE, "Print a progress line every N steps."},
-    {"train", "nan_policy", BT_CFG_ENUM, OFF(nan_policy), "stop", "stop|skip",
+    {"train", "nan_policy", BT_CFG_ENUM, OFF(nan_policy), "stop", aNanPolicy,
      NOLIM, BT_CFG_SAFE,
      "On NaN/Inf loss or grad-norm: stop the run, or skip the update."},
     /* [optim] */
@@ -82,7 +112,7 @@ const bt_cfg_key bt_config_keys[] = {
     {"optim", "warmup_steps", BT_CFG_INT, OFF(warmup_steps), "10", NULL, 0,
      1 << 30, BT_CFG_SAFE, "Linear warm-up steps."},
     {"optim", "schedule", BT_CFG_ENUM, OFF(schedule), "cosine",
-     "cosine|linear|constant", NOLIM, BT_CFG_SAFE,
+     aSchedule, NOLIM, BT_CFG_SAFE,
      "Decay after warm-up, from lr to lr*min_lr_ratio at the last step."},
     {"optim", "beta1", BT_CFG_FLOAT, OFF(beta1), "0.9", NULL, 0, 0.999999,
      BT_CFG_SAFE, "AdamW beta1."},
@@ -107,7 +137,7 @@ const bt_cfg_key bt_config_keys[] = {
      NULL, 0, 1e9, BT_CFG_SAFE,
      "Abort the job if a collective or a step makes no progress this long "
      "(0: off)."},
-    {"dist", "comm", BT_CFG_ENUM, OFF(comm), "auto", "auto|mpi|nccl", NOLIM,
+    {"dist", "comm", BT_CFG_ENUM, OFF(comm), "auto", aComm, NOLIM,
      BT_CFG_SAFE, "Communicator: NCCL on CUDA, MPI otherwise (auto)."},
     /* [checkpoint] */
     {"checkpoint", "every", BT_CFG_INT, OFF(ckpt_every), "0", NULL, 0, 1 << 30,
@@ -122,7 +152,7 @@ const bt_cfg_key bt_config_keys[] = {
     {"checkpoint", "zstd_level", BT_CFG_INT, OFF(zstd_level), "1", NULL, 1, 19,
      BT_CFG_SAFE, "zstd compression level."},
     {"checkpoint", "on_error", BT_CFG_ENUM, OFF(ckpt_on_error), "stop",
-     "stop|continue", NOLIM, BT_CFG_SAFE,
+     aOnError, NOLIM, BT_CFG_SAFE,
      "On a failed save (disk full, I/O error): stop, or continue training "
      "(the previous checkpoint stays)."},
     /* [log] */
@@ -145,17 +175,35 @@ static const bt_cfg_key *key_find(const char *zSection, const char *zName) {
   return NULL;
 }
 
-static int choice_ok(const char *zChoices, const char *zVal) {
-  size_t n = strlen(zVal);
-  const char *p = zChoices;
-  while (*p) {
-    const char *bar = strchr(p, '|');
-    size_t m = bar ? (size_t)(bar - p) : strlen(p);
-    if (m == n && !strncmp(p, zVal, n)) return 1;
-    if (!bar) break;
-    p = bar + 1;
+static const bt_cfg_choice *choice_find(const bt_cfg_key *pKey,
+                                        const char *zVal) {
+  for (const bt_cfg_choice *p = pKey->aChoice; p->zName; p++)
+    if (!strcmp(p->zName, zVal)) return p;
+  return NULL;
+}
+
+/* "a|b|c" (cSep '|'): the words of an enum key, as errors and the docs
+ * list them. */
+static void choice_list(const bt_cfg_key *pKey, char cSep, char *zOut,
+                        size_t nOut) {
+  size_t k = 0;
+  zOut[0] = 0;
+  for (const bt_cfg_choice *p = pKey->aChoice; p->zName; p++) {
+    if (p != pKey->aChoice && k + 1 < nOut) zOut[k++] = cSep;
+    k += (size_t)snprintf(zOut + k, nOut - k, "%s", p->zName);
+    if (k >= nOut) break; /* truncated: the lists are short, never here */
   }
-  return 0;
+}
+
+const char *bt_config_choice_name(const bt_cfg_key *pKey, int v) {
+  BT_ASSERT(pKey->eType == BT_CFG_ENUM);
+  for (const bt_cfg_choice *p = pKey->aChoice; p->zName; p++)
+    if (p->value == v) return p->zName;
+  return "";
+}
+
+const char *bt_config_model_name(bt_model_kind e) {
+  return bt_config_choice_name(key_find("model", "type"), (int)e);
 }
 
 /* Parses zVal into the field of pKey; on error fills zWhy. */
@@ -210,12 +258,17 @@ static int value_parse(bt_config *pCfg, const bt_cfg_key *pKey,
     }
     snprintf(zWhy, nWhy, "expected true or false");
     return BT_ERR;
-  case BT_CFG_ENUM:
-    if (!choice_ok(pKey->zChoices, zVal)) {
-      snprintf(zWhy, nWhy, "expected one of %s", pKey->zChoices);
+  case BT_CFG_ENUM: {
+    const bt_cfg_choice *pC = choice_find(pKey, zVal);
+    if (!pC) {
+      char zList[128]; /* zWhy holds 256: room for the words */
+      choice_list(pKey, '|', zList, sizeof zList);
+      snprintf(zWhy, nWhy, "expected one of %s", zList);
       return BT_ERR;
     }
-    /* fall through */
+    *(int *)pField = pC->value;
+    return BT_OK;
+  }
   case BT_CFG_STR:
     if (strlen(zVal) >= pKey->size) {
       snprintf(zWhy, nWhy, "longer than %zu characters", pKey->size - 1);
@@ -272,7 +325,7 @@ static int config_ini_handler(void *user, const char *zSection, const char *zNam
 }
 
 static int config_check(const bt_config *c, const char *zSource) {
-  if (!strcmp(c->model_type, "gpt")) {
+  if (c->model_type == BT_MODEL_GPT) {
     if (c->n_embd % c->n_head != 0)
       return bt_err_set("%s: model.n_embd (%d) must be a multiple of "
                         "model.n_head (%d)",
@@ -294,6 +347,10 @@ void bt_config_defaults(bt_config *pCfg) {
   char zWhy[256];
   for (int i = 0; i < bt_config_nkeys; i++) {
     const bt_cfg_key *k = &bt_config_keys[i];
+    /* An unset required enum is -1, not 0: 0 is a valid choice, and the
+     * text form of an unset key stays "" as for strings. */
+    if (!k->zDefault && k->eType == BT_CFG_ENUM)
+      *(int *)((char *)pCfg + k->offset) = -1;
     if (k->zDefault && value_parse(pCfg, k, k->zDefault, zWhy, sizeof zWhy))
       bt_assert_fail(k->zName, __FILE__, __LINE__); /* a bad table entry */
   }
@@ -396,8 +453,11 @@ void bt_config_value_text(const bt_config *pCfg, const bt_cfg_key *pKey,
   case BT_CFG_BOOL:
     snprintf(zOut, nOut, "%s", *(const int *)pField ? "true" : "false");
     break;
-  case BT_CFG_STR:
-  case BT_CFG_ENUM: snprintf(zOut, nOut, "%s", pField); break;
+  case BT_CFG_STR: snprintf(zOut, nOut, "%s", pField); break;
+  case BT_CFG_ENUM:
+    snprintf(zOut, nOut, "%s",
+             bt_config_choice_name(pKey, *(const int *)pField));
+    break;
   }
 }
 
@@ -467,12 +527,13 @@ void bt_config_write_markdown(FILE *f) {
       break;
     case BT_CFG_BOOL: zType = "true/false"; break;
     case BT_CFG_STR: zType = "string"; break;
-    case BT_CFG_ENUM:
-      snprintf(zBuf, sizeof zBuf, "one of `%s`", k->zChoices);
-      for (char *p = zBuf; *p; p++)
-        if (*p == '|') *p = ',';
+    case BT_CFG_ENUM: {
+      char zList[96];
+      choice_list(k, ',', zList, sizeof zList);
+      snprintf(zBuf, sizeof zBuf, "one of `%s`", zList);
       zType = zBuf;
       break;
+    }
     }
     fprintf(f, "| `%s` | %s | %s%s%s | %s | %s |\n", k->zName, zType,
             k->zDefault ? "`" : "", k->zDefault ? k->zDefault : "**required**",

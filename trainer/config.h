@@ -13,6 +13,13 @@
  *   configs/tiny.ini:7: unknown key 'stpes' in section [train]
  *   configs/tiny.ini:9: bad value 'abc' for train.steps: expected an integer
  *   configs/tiny.ini: missing required key model.type
+ *
+ * A key whose value is one of a fixed set of words (model.type,
+ * train.backend, ...) is a C enum in bt_config, parsed once here: the rest
+ * of the tree switches on the enum and never compares strings. The table
+ * maps each word to its enum value (bt_cfg_choice), so the canonical text
+ * (`baton config`, the config saved inside a checkpoint and compared on
+ * resume) prints the same words that were parsed.
  */
 #ifndef BATON_CONFIG_H
 #define BATON_CONFIG_H
@@ -21,11 +28,39 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "comm/comm.h"   /* bt_comm_kind: dist.comm */
+#include "kernels/ops.h" /* bt_backend_kind: train.backend */
+
 #define BT_CFG_STR_MAX 512
+
+/* model.type */
+typedef enum bt_model_kind {
+  BT_MODEL_GPT = 0,
+  BT_MODEL_MLP = 1,
+} bt_model_kind;
+
+/* train.nan_policy: what a NaN/Inf loss or gradient norm does. */
+typedef enum bt_nan_policy {
+  BT_NAN_POLICY_STOP = 0, /* exit with BT_EXIT_NAN before the update */
+  BT_NAN_POLICY_SKIP = 1, /* drop this step's update, keep training */
+} bt_nan_policy;
+
+/* optim.schedule: the decay after warm-up. */
+typedef enum bt_lr_schedule {
+  BT_LR_SCHEDULE_COSINE = 0,
+  BT_LR_SCHEDULE_LINEAR = 1,
+  BT_LR_SCHEDULE_CONSTANT = 2,
+} bt_lr_schedule;
+
+/* checkpoint.on_error: what a failed save does. */
+typedef enum bt_ckpt_on_error {
+  BT_CKPT_ON_ERROR_STOP = 0,
+  BT_CKPT_ON_ERROR_CONTINUE = 1,
+} bt_ckpt_on_error;
 
 typedef struct bt_config {
   /* [model] */
-  char model_type[16]; /* gpt | mlp */
+  bt_model_kind model_type; /* -1 until set: the key is required */
   int n_layer, n_head, n_embd, context, vocab_size;
   int vocab_pad_to;            /* padded vocab = round up to this multiple */
   char mlp_hidden[BT_CFG_STR_MAX]; /* "64,64" */
@@ -39,24 +74,24 @@ typedef struct bt_config {
   int batch_size; /* global samples per optimizer step */
   int grad_accum;
   int64_t seed;
-  char backend[16]; /* cpu | cuda */
+  bt_backend_kind backend;
   int threads;
   int log_every;
-  char nan_policy[16]; /* stop | skip */
+  bt_nan_policy nan_policy;
   /* [optim] */
   double lr, min_lr_ratio;
   int warmup_steps;
-  char schedule[16]; /* cosine | constant | linear */
+  bt_lr_schedule schedule;
   double beta1, beta2, eps, weight_decay, grad_clip;
   /* [dist] */
   int zero;
   double bucket_mb;
   int overlap;
   double watchdog_seconds;
-  char comm[16]; /* auto | mpi | nccl */
+  bt_comm_kind comm;
   /* [checkpoint] */
   int ckpt_every, keep_last, keep_every, ckpt_async, zstd_level;
-  char ckpt_on_error[16]; /* stop | continue */
+  bt_ckpt_on_error ckpt_on_error;
   /* [log] */
   int jsonl, tensorboard, trace;
 } bt_config;
@@ -67,8 +102,14 @@ typedef enum bt_cfg_type {
   BT_CFG_FLOAT,
   BT_CFG_BOOL,
   BT_CFG_STR,
-  BT_CFG_ENUM,
+  BT_CFG_ENUM, /* an enum field (int-sized) named by one of aChoice */
 } bt_cfg_type;
+
+/* One word of an enum key and the value it stands for. */
+typedef struct bt_cfg_choice {
+  const char *zName;
+  int value;
+} bt_cfg_choice;
 
 /* Resume policy of a key. */
 typedef enum bt_cfg_resume {
@@ -83,7 +124,7 @@ typedef struct bt_cfg_key {
   size_t offset;         /* into bt_config */
   size_t size;           /* field size (strings) */
   const char *zDefault;  /* NULL: required */
-  const char *zChoices;  /* enums: "a|b|c" */
+  const bt_cfg_choice *aChoice; /* enums: ends with {NULL, 0} */
   double min, max;       /* numeric range, inclusive */
   bt_cfg_resume eResume;
   const char *zHelp;
@@ -97,7 +138,8 @@ extern const int bt_config_nkeys;
  * On error returns BT_ERR with bt_err_msg() naming file, line and key. */
 int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
                    int nSet);
-/* Every key at its default (required keys empty); no validation. */
+/* Every key at its default (required keys empty: "" for strings, -1 for
+ * enums, which prints as ""); no validation. */
 void bt_config_defaults(bt_config *pCfg);
 /* Rebuilds a config from bt_config_to_text() output (checkpoints):
  * defaults, then each "section.key = value" line. zSource names the
@@ -112,6 +154,11 @@ char *bt_config_to_text(const bt_config *pCfg);
 /* Value of one key as text into zOut. */
 void bt_config_value_text(const bt_config *pCfg, const bt_cfg_key *pKey,
                           char *zOut, size_t nOut);
+/* The word of enum key pKey for value v ("" if none: an unset required
+ * key). */
+const char *bt_config_choice_name(const bt_cfg_key *pKey, int v);
+/* model.type as its config word ("gpt", "mlp"). */
+const char *bt_config_model_name(bt_model_kind e);
 /* Writes the key reference as Markdown (docs/config.md is generated). */
 void bt_config_write_markdown(FILE *pOut);
 /* Compares two configs; for the first differing key writes its

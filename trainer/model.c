@@ -198,7 +198,7 @@ static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
   m->pActs = bt_calloc(1, sizeof(bt_model_acts), "model activations");
   if (!m->pActs) return BT_ERR;
   int rc;
-  if (!strcmp(c->model_type, "gpt")) {
+  if (c->model_type == BT_MODEL_GPT) {
     m->eKind = BT_MODEL_GPT;
     m->L = c->n_layer;
     m->NH = c->n_head;

@@ -34,11 +34,6 @@
 #include "kernels/ops.h"
 #include "trainer/config.h"
 
-typedef enum bt_model_kind {
-  BT_MODEL_GPT = 0,
-  BT_MODEL_MLP = 1,
-} bt_model_kind;
-
 #define BT_TENSOR_NAME_MAX 64
 
 typedef struct bt_tensor {

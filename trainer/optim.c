@@ -26,12 +26,12 @@ double bt_optim_lr(const bt_config *c, long step, long total) {
   double peak = c->lr, floor_ = c->lr * c->min_lr_ratio;
   if (c->warmup_steps > 0 && step <= c->warmup_steps)
     return peak * (double)step / (double)c->warmup_steps;
-  if (!strcmp(c->schedule, "constant")) return peak;
+  if (c->schedule == BT_LR_SCHEDULE_CONSTANT) return peak;
   long span = total - c->warmup_steps;
   double p = span > 0 ? (double)(step - c->warmup_steps) / (double)span : 1.0;
   if (p < 0) p = 0;
   if (p > 1) p = 1;
-  if (!strcmp(c->schedule, "linear")) return peak + (floor_ - peak) * p;
+  if (c->schedule == BT_LR_SCHEDULE_LINEAR) return peak + (floor_ - peak) * p;
   return floor_ + 0.5 * (1.0 + cos(M_PI * p)) * (peak - floor_);
 }
 

@@ -84,7 +84,8 @@ char *bt_state_meta_json(bt_trainer *tr) {
   cJSON_AddNumberToObject(pR, "train_seconds", tr->run.trainSeconds);
   cJSON_AddNumberToObject(pR, "items_seen", (double)tr->run.itemsSeen);
   cJSON *pM = cJSON_AddObjectToObject(o, "model");
-  cJSON_AddStringToObject(pM, "type", tr->cfg.model_type);
+  cJSON_AddStringToObject(pM, "type",
+                          bt_config_model_name(tr->cfg.model_type));
   cJSON_AddNumberToObject(pM, "n_param", (double)tr->model.nParam);
   cJSON_AddStringToObject(o, "config", tr->zCfgText);
   char *z = cJSON_PrintUnformatted(o);

@@ -1,15 +1,23 @@
 /*
  * train.c: `baton train`: the data-parallel training loop.
  *
- * One optimizer step on every rank:
- *   zero grads
- *   for each micro-step: loader batch -> forward -> backward (scaled by
- *       1 / global item count of the step; on the last micro-step the
- *       grad-ready hook launches bucket reductions during backward)
- *   finish reductions -> one small host all-reduce of [loss sum, item
- *       count, stop request] -> global grad-norm -> NaN policy -> clip ->
- *       AdamW on this rank's range -> (ZeRO) all-gather params
- *   log (rank 0) -> validation -> checkpoint (async) -> pre-emption exit
+ * One optimizer step on every rank (train_step), phase by phase:
+ *   step_compute     zero grads; for each micro-step (step_micro): loader
+ *                    batch -> forward -> backward, scaled by 1 / global
+ *                    item count of the step; on the last micro-step the
+ *                    grad-ready hook launches bucket reductions during
+ *                    backward; then wait for the buckets
+ *   step_reduce      one small host all-reduce of [loss sum, item count,
+ *                    stop request] -> global grad-norm -> step_nan_policy
+ *   step_update      clip -> AdamW on this rank's range -> (ZeRO)
+ *                    all-gather params
+ *   step_report      validation -> loss log and metrics (bt_outputs_step)
+ *   step_checkpoint  poll the save in flight; start one when due (async)
+ *   bt_outputs_step_end  progress line; then step_preempt if asked to stop
+ * train_loop opens the run's outputs (outputs.h) once, runs train_step
+ * until train.steps or a pre-emption, then train_finish waits for the last
+ * checkpoint. trainer_setup and trainer_resume come before it,
+ * bt_train_main (command line) around it all.
  *
  * Everything that decides the numbers (data order, initialisation, loss
  * averaging, the optimizer) depends only on the config and the global
@@ -18,14 +26,12 @@
  * backend (tests/train/).
  */
 #include "base/util.h"
-#include "trainer/observe/metrics.h"
-#include "trainer/observe/progress.h"
+#include "trainer/outputs.h"
 #include "trainer/trainer.h"
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
 
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -113,9 +119,7 @@ static int startup_agreement(bt_trainer *tr) {
 
 /* ---- set-up ---------------------------------------------------------- */
 
-static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
-  bt_config *c = &tr->cfg;
-  tr->run.bestVal = INFINITY;
+static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
   if (o->zRunDir) {
     bt_snprintf(tr->zRunDir, sizeof tr->zRunDir, "%s", o->zRunDir);
   } else {
@@ -125,35 +129,34 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
                 (int)strcspn(zBase, "."), zBase);
   }
   if (tr->rank == 0 && bt_mkdir_p(tr->zRunDir) != BT_OK) return BT_ERR;
+  return BT_OK;
+}
 
-  tr->be = bt_backend_create(!strcmp(c->backend, "cuda") ? BT_BACKEND_CUDA
-                                                          : BT_BACKEND_CPU,
-                             c->threads, bt_comm_local_rank(tr->pComm));
+/* The compute backend, and the communicator attached to it. */
+static int setup_backend(bt_trainer *tr) {
+  const bt_config *c = &tr->cfg;
+  tr->be = bt_backend_create(c->backend, c->threads,
+                             bt_comm_local_rank(tr->pComm));
   if (!tr->be) return BT_ERR;
-  bt_comm_kind eComm = !strcmp(c->comm, "mpi")    ? BT_COMM_MPI
-                       : !strcmp(c->comm, "nccl") ? BT_COMM_NCCL
-                                                  : BT_COMM_AUTO;
-  if (bt_backend_kind_of(tr->be) == BT_BACKEND_CPU && eComm == BT_COMM_NCCL)
+  int onGpu = bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA;
+  if (!onGpu && c->comm == BT_COMM_NCCL)
     return bt_err_set("dist.comm = nccl needs train.backend = cuda");
   /* NCCL collectives are ordered after the backend's compute stream. */
   void *pStream = NULL;
 #ifdef BATON_HAVE_CUDA
-  if (bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA)
-    pStream = bt_cuda_stream(tr->be);
+  if (onGpu) pStream = bt_cuda_stream(tr->be);
 #endif
-  if (bt_comm_attach_backend(tr->pComm,
-                             bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA
-                                 ? eComm
-                                 : BT_COMM_MPI,
+  if (bt_comm_attach_backend(tr->pComm, onGpu ? c->comm : BT_COMM_MPI,
                              pStream) != BT_OK)
     return BT_ERR;
   bt_comm_set_timeout(tr->pComm, c->watchdog_seconds);
+  return BT_OK;
+}
 
-  /* Largest per-rank micro-batch: ceil(ceil(G/A)/W). */
-  int perMicro = (c->batch_size + c->grad_accum - 1) / c->grad_accum;
-  tr->maxMicro = (perMicro + tr->world - 1) / tr->world;
-
-  int isGpt = !strcmp(c->model_type, "gpt");
+/* The training loader and, with data.val_every, the validation one. */
+static int setup_data(bt_trainer *tr) {
+  const bt_config *c = &tr->cfg;
+  int isGpt = c->model_type == BT_MODEL_GPT;
   bt_loader_config lc = {
       .zPath = c->data_path,
       .zSplit = "train",
@@ -170,7 +173,7 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
       .shuffle = c->shuffle,
       .prefetch = c->prefetch,
       .limit = 0,
-      .pinned = !strcmp(c->backend, "cuda"),
+      .pinned = c->backend == BT_BACKEND_CUDA,
   };
   if (bt_loader_open(&tr->pLoader, &lc) != BT_OK) return BT_ERR;
   if (!isGpt && bt_loader_feature_dim(tr->pLoader) != c->n_features)
@@ -183,7 +186,13 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
     lc.shuffle = 0;
     if (bt_loader_open(&tr->pVal, &lc) != BT_OK) return BT_ERR;
   }
+  return BT_OK;
+}
 
+/* Model, gradient sync, optimizer, and host staging for checkpoints of a
+ * non-CPU backend. */
+static int setup_model(bt_trainer *tr) {
+  const bt_config *c = &tr->cfg;
   /* The flat buffer is padded to a multiple of world * 16 so ZeRO shards
    * are equal and 64-byte aligned, whatever the tensor sizes. */
   if (bt_model_build(&tr->model, c, tr->be, tr->maxMicro,
@@ -204,23 +213,17 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
     tr->hostStageV = bt_calloc(nMom, sizeof(float), "host stage v");
     if (!tr->hostStage || !tr->hostStageM || !tr->hostStageV) return BT_ERR;
   }
-  tr->zCfgText = bt_config_to_text(c);
-  if (!tr->zCfgText) return BT_ERR;
-  if (startup_agreement(tr) != BT_OK) return BT_ERR;
+  return BT_OK;
+}
 
-  bt_ckpt_options co = {.zRunDir = tr->zRunDir,
-                        .keep_last = c->keep_last,
-                        .keep_every = c->keep_every,
-                        .zstd_level = c->zstd_level,
-                        .async = c->ckpt_async,
-                        .shuffle = 1};
-  if (bt_ckpt_writer_create(&tr->pCkw, tr->pComm, &co) != BT_OK) return BT_ERR;
-
+static void setup_log(const bt_trainer *tr) {
+  const bt_config *c = &tr->cfg;
   char zB1[32], zB2[32];
   size_t nMom = tr->optim.hi - tr->optim.lo;
   bt_log_info("baton %s: %s model, %zu parameters (%s), backend %s, "
               "%d rank%s (%s), run dir %s",
-              BATON_VERSION, c->model_type, tr->model.nParam,
+              BATON_VERSION, bt_config_model_name(c->model_type),
+              tr->model.nParam,
               bt_fmt_bytes(4.0 * (double)tr->model.nParam, zB1, sizeof zB1),
               bt_backend_name(tr->be), tr->world, tr->world > 1 ? "s" : "",
               bt_comm_name(tr->pComm), tr->zRunDir);
@@ -231,15 +234,37 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
               c->grad_accum > 1 ? "s" : "", tr->sync.nBucket, c->bucket_mb,
               c->overlap ? "on" : "off", tr->sync.zero ? "on" : "off",
               bt_fmt_bytes(8.0 * (double)nMom, zB2, sizeof zB2));
+}
+
+static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
+  const bt_config *c = &tr->cfg;
+  tr->run.bestVal = INFINITY;
+  /* Largest per-rank micro-batch: ceil(ceil(G/A)/W). */
+  int perMicro = (c->batch_size + c->grad_accum - 1) / c->grad_accum;
+  tr->maxMicro = (perMicro + tr->world - 1) / tr->world;
+  if (setup_run_dir(tr, o) != BT_OK || setup_backend(tr) != BT_OK ||
+      setup_data(tr) != BT_OK || setup_model(tr) != BT_OK)
+    return BT_ERR;
+  tr->zCfgText = bt_config_to_text(c);
+  if (!tr->zCfgText) return BT_ERR;
+  if (startup_agreement(tr) != BT_OK) return BT_ERR;
+  bt_ckpt_options co = {.zRunDir = tr->zRunDir,
+                        .keep_last = c->keep_last,
+                        .keep_every = c->keep_every,
+                        .zstd_level = c->zstd_level,
+                        .async = c->ckpt_async,
+                        .shuffle = 1};
+  if (bt_ckpt_writer_create(&tr->pCkw, tr->pComm, &co) != BT_OK) return BT_ERR;
+  setup_log(tr);
   return BT_OK;
 }
 
 /* ---- resume ----------------------------------------------------------- */
 
-static int trainer_resume(bt_trainer *tr, const char *zResume) {
+static int trainer_resume(bt_trainer *tr, const bt_train_opts *o) {
   char zDir[1200];
-  if (zResume && !strcmp(zResume, "never")) return BT_OK;
-  if (!zResume || !strcmp(zResume, "auto")) {
+  if (o->eResume == BT_RESUME_NEVER) return BT_OK;
+  if (o->eResume == BT_RESUME_AUTO) {
     /* Rank 0 finds the newest checkpoint that verifies (reporting each
      * newer one that does not) and broadcasts it: every rank resumes from
      * the same directory, and the candidates are read once, not per rank. */
@@ -248,7 +273,7 @@ static int trainer_resume(bt_trainer *tr, const char *zResume) {
     if (rc == BT_ERR) return BT_ERR;
     if (rc != 0) return BT_OK; /* nothing to resume: a new run */
   } else {
-    bt_snprintf(zDir, sizeof zDir, "%s", zResume);
+    bt_snprintf(zDir, sizeof zDir, "%s", o->zResumeDir);
   }
 
   double t0 = bt_time_now();
@@ -275,9 +300,29 @@ static int trainer_resume(bt_trainer *tr, const char *zResume) {
 
 /* ---- the step --------------------------------------------------------- */
 
-typedef struct step_times {
-  double data, compute, commExposed, optim, ckpt, total;
-} step_times;
+/* The loop's state across steps (train_loop). */
+typedef struct loop_ctx {
+  bt_trainer *tr;
+  bt_outputs out;
+  double itemsPerSample; /* tokens per sample (GPT: context), MLP: 1 */
+  double tRunStart;      /* training time since then is not yet counted in
+                            tr->run.trainSeconds (added at checkpoints) */
+  int bStopped;          /* pre-empted: checkpoint written, leave the loop */
+  int *pExit;            /* the process's exit code, for NaN and pre-emption */
+} loop_ctx;
+
+/* One step's working values, passed from phase to phase (train_step). */
+typedef struct step_ctx {
+  long step;          /* the step being run: tr->step + 1 */
+  int injectNan;      /* fault point train.nan: poison this step's loss */
+  int skip;           /* train.nan_policy = skip hit: no update */
+  double tStart;      /* bt_time_now() at the start of the step */
+  double tOptStart;   /* ... at the start of step_reduce */
+  double lossSum;     /* this rank's loss sum and item count */
+  double count;
+  int64_t nGlobal;    /* samples in the step over all ranks */
+  bt_step_report r;   /* what the step reports (outputs.h) */
+} step_ctx;
 
 /* Host all-reduce of the step's scalars. */
 enum { RED_LOSS, RED_COUNT, RED_STOP, RED_N };
@@ -334,7 +379,7 @@ static int save_checkpoint(bt_trainer *tr, int wait) {
 }
 
 static int handle_ckpt_error(bt_trainer *tr) {
-  if (!strcmp(tr->cfg.ckpt_on_error, "continue")) {
+  if (tr->cfg.ckpt_on_error == BT_CKPT_ON_ERROR_CONTINUE) {
     bt_log_error("%s (training continues: checkpoint.on_error = continue; "
                  "the previous checkpoint is intact)",
                  bt_err_msg());
@@ -355,338 +400,256 @@ static int write_params(bt_trainer *tr, const char *zPath) {
   return rc;
 }
 
-static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
-  bt_config *c = &tr->cfg;
+/* One micro-batch: data, forward, backward. On the last micro-step the
+ * grad-ready hook launches bucket reductions during backward. */
+static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
+  bt_trainer *tr = L->tr;
   bt_model *m = &tr->model;
-  long total = c->steps;
-  /* Loss log: rank 0 only, or every rank when the path holds "{rank}"
-   * (the 64-rank test checks that all ranks log identical numbers). */
-  FILE *pLossLog = NULL;
-  const char *zRankTag = o->zLossLog ? strstr(o->zLossLog, "{rank}") : NULL;
-  if (o->zLossLog && (tr->rank == 0 || zRankTag)) {
-    char zPath[1200];
-    if (zRankTag)
-      bt_snprintf(zPath, sizeof zPath, "%.*s%d%s",
-                  (int)(zRankTag - o->zLossLog), o->zLossLog, tr->rank,
-                  zRankTag + 6);
-    else
-      bt_snprintf(zPath, sizeof zPath, "%s", o->zLossLog);
-    pLossLog = fopen(zPath, "a");
-    if (!pLossLog)
-      return bt_err_set("cannot open loss log '%s': %s", zPath,
-                        strerror(errno));
+  bt_trace *pTrace = L->out.pTrace;
+  bt_comm_set_context(tr->pComm, s->step, "data");
+  bt_trace_begin(pTrace, "data", "train");
+  bt_batch b;
+  if (bt_loader_next(tr->pLoader, &b) != BT_OK)
+    return bt_err_prefix("step %ld: ", s->step);
+  bt_trace_end(pTrace);
+  s->r.t.data += b.wait_seconds;
+  s->nGlobal = b.step_global_n;
+  double scale = 1.0 / ((double)b.step_global_n * L->itemsPerSample);
+  int last = micro == tr->cfg.grad_accum - 1;
+  if (last) bt_grad_sync_begin(&tr->sync, s->step);
+  double tc = bt_time_now();
+  if (b.n > 0) {
+    bt_comm_set_context(tr->pComm, s->step, "forward");
+    bt_trace_begin(pTrace, "forward", "train");
+    double sum = 0;
+    int64_t n = 0;
+    if (bt_model_forward(m, b.n, b.inputs, b.x, b.targets, &sum, &n) != BT_OK)
+      return bt_err_prefix("step %ld, micro-step %d: ", s->step, micro);
+    bt_trace_end(pTrace);
+    s->lossSum += sum;
+    s->count += (double)n;
+    bt_comm_set_context(tr->pComm, s->step, "backward");
+    bt_trace_begin(pTrace, "backward", "train");
+    bt_model_backward(m, (float)scale, last ? bt_grad_sync_ready : NULL,
+                      &tr->sync);
+    bt_trace_end(pTrace);
+  } else if (last) {
+    bt_grad_sync_ready(&tr->sync, 0); /* nothing computed: all final */
   }
-  bt_metrics *pMet = NULL;
-  if (tr->rank == 0 &&
-      bt_metrics_open(&pMet, tr->zRunDir, c->jsonl, c->tensorboard) != BT_OK) {
-    if (pLossLog) fclose(pLossLog);
+  s->r.t.compute += bt_time_now() - tc;
+  return BT_OK;
+}
+
+/* Every micro-step, then the wait for the gradient buckets. */
+static int step_compute(loop_ctx *L, step_ctx *s) {
+  bt_trainer *tr = L->tr;
+  bt_mem_zero(tr->be, tr->model.grads, tr->model.nFlat);
+  for (int micro = 0; micro < tr->cfg.grad_accum; micro++)
+    if (step_micro(L, s, micro) != BT_OK) return BT_ERR;
+  bt_backend_sync(tr->be);
+  if (bt_grad_sync_finish(&tr->sync) != BT_OK)
+    return bt_err_prefix("step %ld: gradient reduction: ", s->step);
+  s->r.t.commExposed = tr->sync.exposedSeconds;
+  s->r.items = (double)s->nGlobal * L->itemsPerSample;
+  return BT_OK;
+}
+
+/* train.nan_policy on a NaN/Inf loss or gradient norm: skip the update,
+ * or stop with BT_EXIT_NAN before the weights are corrupted. */
+static int step_nan_policy(loop_ctx *L, step_ctx *s) {
+  double loss = s->r.loss, gnorm = s->r.gradNorm;
+  if (isfinite(loss) && isfinite(gnorm)) return BT_OK;
+  const char *zWhat = isfinite(loss) ? "grad-norm" : "loss";
+  double bad = isfinite(loss) ? gnorm : loss;
+  const char *zBad = isnan(bad) ? "NaN" : "Inf";
+  if (L->tr->cfg.nan_policy == BT_NAN_POLICY_SKIP) {
+    bt_log_warn("step %ld: %s is %s; skipping this update "
+                "(train.nan_policy = skip)",
+                s->step, zWhat, zBad);
+    s->skip = 1;
+    return BT_OK;
+  }
+  bt_err_set("step %ld: %s is %s; stopping before the weights are "
+             "corrupted (train.nan_policy = stop; the last checkpoint "
+             "is intact)",
+             s->step, zWhat, zBad);
+  *L->pExit = BT_EXIT_NAN;
+  return BT_ERR;
+}
+
+/* One small all-reduce of loss, count, and whether any rank was asked to
+ * stop (pre-emption); then the global gradient norm over the real
+ * parameters, the learning rate and the NaN policy. */
+static int step_reduce(loop_ctx *L, step_ctx *s) {
+  bt_trainer *tr = L->tr;
+  bt_model *m = &tr->model;
+  s->tOptStart = bt_time_now();
+  bt_comm_set_context(tr->pComm, s->step, "loss all-reduce");
+  if (s->injectNan) s->lossSum = NAN;
+  double red[RED_N] = {s->lossSum, s->count, g_stopRequested ? 1.0 : 0.0};
+  if (bt_comm_host_allreduce(tr->pComm, red, RED_N, BT_F64, BT_SUM) != BT_OK)
     return BT_ERR;
+  s->r.loss = red[RED_COUNT] > 0 ? red[RED_LOSS] / red[RED_COUNT] : NAN;
+  s->r.stopNow = red[RED_STOP] > 0;
+
+  bt_comm_set_context(tr->pComm, s->step, "optimizer");
+  bt_trace_begin(L->out.pTrace, "optimizer", "train");
+  size_t lo = tr->optim.lo;
+  size_t hi = tr->optim.hi < m->nParam ? tr->optim.hi : m->nParam;
+  double sumsq = hi > lo ? bt_op_sumsq(tr->be,
+                                       bt_grad_sync_grad_at(&tr->sync, lo),
+                                       hi - lo)
+                         : 0.0;
+  if (tr->sync.zero &&
+      bt_comm_host_allreduce(tr->pComm, &sumsq, 1, BT_F64, BT_SUM) != BT_OK)
+    return BT_ERR;
+  s->r.gradNorm = sqrt(sumsq);
+  s->r.lr = bt_optim_lr(&tr->cfg, s->step, tr->cfg.steps);
+  return step_nan_policy(L, s);
+}
+
+/* Clip, AdamW on this rank's range, ZeRO all-gather; then the step counts
+ * as done (tr->step and the running metrics move on). */
+static int step_update(loop_ctx *L, step_ctx *s) {
+  bt_trainer *tr = L->tr;
+  bt_model *m = &tr->model;
+  const bt_config *c = &tr->cfg;
+  if (!s->skip) {
+    float gscale = 1.0f;
+    if (c->grad_clip > 0 && s->r.gradNorm > c->grad_clip)
+      gscale = (float)(c->grad_clip / s->r.gradNorm);
+    if (tr->optim.hi > tr->optim.lo)
+      bt_optim_step(&tr->optim, m,
+                    bt_grad_sync_grad_at(&tr->sync, tr->optim.lo), s->r.lr, c,
+                    gscale, s->step);
+    if (tr->sync.zero) {
+      /* Every rank contributes its updated shard, in place (the send
+       * block is the rank's own block of the receive buffer). */
+      size_t S = tr->sync.shardHi - tr->sync.shardLo;
+      bt_comm_set_context(tr->pComm, s->step, "ZeRO parameter all-gather");
+      if (bt_comm_all_gather(tr->pComm, m->params + tr->sync.shardLo,
+                             m->params, S, BT_F32, NULL) != BT_OK)
+        return BT_ERR;
+    }
   }
-  bt_trace *pTrace = NULL;
-  if (c->trace) {
-    char zPath[1200];
-    bt_snprintf(zPath, sizeof zPath, "%s/trace", tr->zRunDir);
-    bt_mkdir_p(zPath);
-    bt_snprintf(zPath, sizeof zPath, "%s/trace/rank%d.json", tr->zRunDir,
-                tr->rank);
-    if (bt_trace_open(&pTrace, zPath, tr->rank) != BT_OK) {
-      bt_metrics_close(pMet);
-      if (pLossLog) fclose(pLossLog);
+  bt_backend_sync(tr->be);
+  bt_trace_end(L->out.pTrace); /* optimizer */
+  s->r.t.optim = bt_time_now() - s->tOptStart;
+  tr->step = s->step;
+  tr->run.itemsSeen += (int64_t)s->r.items;
+  tr->run.lossEma = s->step == 1 || tr->run.lossEma == 0
+                        ? s->r.loss
+                        : 0.9 * tr->run.lossEma + 0.1 * s->r.loss;
+  return BT_OK;
+}
+
+/* Validation when due, then the step's loss line and metrics, which go
+ * out before the checkpoint (outputs.h, invariant 3). */
+static int step_report(loop_ctx *L, step_ctx *s) {
+  bt_trainer *tr = L->tr;
+  const bt_config *c = &tr->cfg;
+  s->r.val = NAN;
+  if (tr->pVal && (s->step % c->val_every == 0 || s->step == c->steps)) {
+    if (run_validation(tr, &s->r.val) != BT_OK)
+      return bt_err_prefix("step %ld: validation: ", s->step);
+    if (s->r.val < tr->run.bestVal) tr->run.bestVal = s->r.val;
+  }
+  s->r.secondsToReport = bt_time_now() - s->tStart;
+  bt_outputs_step(&L->out, &s->r);
+  return BT_OK;
+}
+
+/* Polls the checkpoint in flight and starts one when due: every
+ * checkpoint.every steps, and waited for at the last step and on
+ * pre-emption, when the process is about to exit. */
+static int step_checkpoint(loop_ctx *L, step_ctx *s) {
+  bt_trainer *tr = L->tr;
+  const bt_config *c = &tr->cfg;
+  double tCk = bt_time_now();
+  bt_trace_begin(L->out.pTrace, "checkpoint", "train");
+  long nDone = -1;
+  if (bt_ckpt_poll(tr->pCkw, &nDone) != BT_OK &&
+      handle_ckpt_error(tr) != BT_OK)
+    return BT_ERR;
+  if (nDone >= 0) log_ckpt_done(tr, nDone);
+  int last = s->step == c->steps || s->r.stopNow;
+  if ((c->ckpt_every > 0 && s->step % c->ckpt_every == 0) || last) {
+    double now = bt_time_now();
+    tr->run.trainSeconds += now - L->tRunStart;
+    L->tRunStart = now;
+    if (save_checkpoint(tr, last) != BT_OK && handle_ckpt_error(tr) != BT_OK)
       return BT_ERR;
-    }
   }
-  tr->sync.pTrace = pTrace;
-  bt_trace_thread_name(pTrace, 0, "compute");
-  bt_trace_thread_name(pTrace, 1, "gradient communication");
-  if (tr->rank == 0) bt_metrics_mark_start(pMet, tr->step);
+  bt_trace_end(L->out.pTrace);
+  s->r.t.ckpt = bt_time_now() - tCk;
+  return BT_OK;
+}
 
-  /* A live bar only on a real terminal. Under mpirun, Open MPI hands the
-   * ranks a pseudo-terminal even when mpirun's own output goes to a file,
-   * so with several ranks plain lines are the default; BATON_PROGRESS=bar
-   * or =plain overrides either way. */
-  const char *zProg = getenv("BATON_PROGRESS");
-  int ttyWidth = 0;
-  if (tr->rank == 0 &&
-      (zProg ? !strcmp(zProg, "bar") : tr->world == 1))
-    ttyWidth = bt_progress_tty_width(1);
-  if (zProg && !strcmp(zProg, "bar") && ttyWidth <= 0) ttyWidth = 100;
-  int isGpt = m->eKind == BT_MODEL_GPT;
-  double itemsPerSample = isGpt ? (double)m->T : 1.0;
-  step_times acc = {0};
-  int accSteps = 0;
+/* A pre-emption signal reached some rank: the checkpoint of this step is
+ * written (step_checkpoint waited for it); every rank leaves. */
+static void step_preempt(loop_ctx *L, const step_ctx *s) {
+  bt_log_info("pre-emption signal received: checkpoint at step %ld "
+              "written; exiting with code %d (run the same command to "
+              "continue)",
+              s->step, BT_EXIT_PREEMPTED);
+  *L->pExit = BT_EXIT_PREEMPTED;
+  L->bStopped = 1;
+}
+
+static int train_step(loop_ctx *L) {
+  step_ctx s = {.step = L->tr->step + 1, .tStart = bt_time_now()};
+  /* Fault points of the crash, hang, pre-emption and NaN tests
+   * (BATON_FAULT, util.h): the Nth step of this process. */
+  if (bt_fault_hit("train.step")) raise(SIGKILL);
+  if (bt_fault_hit("train.stop")) raise(SIGSTOP);
+  if (bt_fault_hit("train.sigterm")) raise(SIGTERM);
+  s.injectNan = bt_fault_hit("train.nan");
+  bt_trace_begin(L->out.pTrace, "step", "train");
+  if (step_compute(L, &s) != BT_OK || step_reduce(L, &s) != BT_OK ||
+      step_update(L, &s) != BT_OK || step_report(L, &s) != BT_OK ||
+      step_checkpoint(L, &s) != BT_OK)
+    return BT_ERR;
+  bt_trace_end(L->out.pTrace); /* step */
+  s.r.t.total = bt_time_now() - s.tStart;
+  bt_outputs_step_end(&L->out, &s.r);
+  if (s.r.stopNow) step_preempt(L, &s);
+  return BT_OK;
+}
+
+/* After the last step: the final checkpoint on disk, the parameters
+ * dumped for the tests that ask. */
+static int train_finish(bt_trainer *tr, const bt_train_opts *o) {
+  if (bt_ckpt_finish(tr->pCkw) != BT_OK && handle_ckpt_error(tr) != BT_OK)
+    return BT_ERR;
   int rc = BT_OK;
-  double tRunStart = bt_time_now();
-  long firstStep = tr->step + 1;
-  double prevCkpt = 0; /* checkpoint time of the previous step */
-
-  while (tr->step < total) {
-    long step = tr->step + 1;
-    step_times st = {0};
-    double tStep = bt_time_now();
-    /* Fault points of the crash, hang, pre-emption and NaN tests
-     * (BATON_FAULT, util.h): the Nth step of this process. */
-    if (bt_fault_hit("train.step")) raise(SIGKILL);
-    if (bt_fault_hit("train.stop")) raise(SIGSTOP);
-    if (bt_fault_hit("train.sigterm")) raise(SIGTERM);
-    int injectNan = bt_fault_hit("train.nan");
-    bt_trace_begin(pTrace, "step", "train");
-    bt_mem_zero(tr->be, m->grads, m->nFlat);
-    double lossSum = 0, count = 0;
-    int64_t stepGlobal = 0;
-    for (int micro = 0; micro < c->grad_accum; micro++) {
-      bt_comm_set_context(tr->pComm, step, "data");
-      bt_trace_begin(pTrace, "data", "train");
-      bt_batch b;
-      if (bt_loader_next(tr->pLoader, &b) != BT_OK) {
-        rc = bt_err_prefix("step %ld: ", step);
-        goto out;
-      }
-      bt_trace_end(pTrace);
-      st.data += b.wait_seconds;
-      stepGlobal = b.step_global_n;
-      double scale = 1.0 / ((double)b.step_global_n * itemsPerSample);
-      int last = micro == c->grad_accum - 1;
-      if (last) bt_grad_sync_begin(&tr->sync, step);
-      double tc = bt_time_now();
-      if (b.n > 0) {
-        bt_comm_set_context(tr->pComm, step, "forward");
-        bt_trace_begin(pTrace, "forward", "train");
-        double s = 0;
-        int64_t n = 0;
-        if (bt_model_forward(m, b.n, b.inputs, b.x, b.targets, &s, &n) !=
-            BT_OK) {
-          rc = bt_err_prefix("step %ld, micro-step %d: ", step, micro);
-          goto out;
-        }
-        bt_trace_end(pTrace);
-        lossSum += s;
-        count += (double)n;
-        bt_comm_set_context(tr->pComm, step, "backward");
-        bt_trace_begin(pTrace, "backward", "train");
-        bt_model_backward(m, (float)scale, last ? bt_grad_sync_ready : NULL,
-                          &tr->sync);
-        bt_trace_end(pTrace);
-      } else if (last) {
-        bt_grad_sync_ready(&tr->sync, 0); /* nothing computed: all final */
-      }
-      st.compute += bt_time_now() - tc;
-    }
-    bt_backend_sync(tr->be);
-    if (bt_grad_sync_finish(&tr->sync) != BT_OK) {
-      rc = bt_err_prefix("step %ld: gradient reduction: ", step);
-      goto out;
-    }
-    st.commExposed = tr->sync.exposedSeconds;
-    st.compute -= 0; /* hooks' test calls are part of backward time */
-
-    /* One small all-reduce: loss, count, and whether any rank was asked
-     * to stop (pre-emption). */
-    double tOpt = bt_time_now();
-    bt_comm_set_context(tr->pComm, step, "loss all-reduce");
-    if (injectNan) lossSum = NAN;
-    double red[RED_N] = {lossSum, count, g_stopRequested ? 1.0 : 0.0};
-    if (bt_comm_host_allreduce(tr->pComm, red, RED_N, BT_F64, BT_SUM) !=
-        BT_OK) {
-      rc = BT_ERR;
-      goto out;
-    }
-    double loss = red[RED_COUNT] > 0 ? red[RED_LOSS] / red[RED_COUNT] : NAN;
-
-    /* Global gradient norm over the real parameters. */
-    bt_comm_set_context(tr->pComm, step, "optimizer");
-    bt_trace_begin(pTrace, "optimizer", "train");
-    size_t lo = tr->optim.lo, hi = tr->optim.hi < m->nParam ? tr->optim.hi
-                                                             : m->nParam;
-    double sumsq = hi > lo ? bt_op_sumsq(tr->be,
-                                         bt_grad_sync_grad_at(&tr->sync, lo),
-                                         hi - lo)
-                           : 0.0;
-    if (tr->sync.zero &&
-        bt_comm_host_allreduce(tr->pComm, &sumsq, 1, BT_F64, BT_SUM) !=
-            BT_OK) {
-      rc = BT_ERR;
-      goto out;
-    }
-    double gnorm = sqrt(sumsq);
-    double lr = bt_optim_lr(c, step, total);
-    int skip = 0;
-    if (!isfinite(loss) || !isfinite(gnorm)) {
-      if (!strcmp(c->nan_policy, "skip")) {
-        bt_log_warn("step %ld: %s is %s; skipping this update "
-                    "(train.nan_policy = skip)",
-                    step, isfinite(loss) ? "grad-norm" : "loss",
-                    isfinite(loss) ? (isnan(gnorm) ? "NaN" : "Inf")
-                                   : (isnan(loss) ? "NaN" : "Inf"));
-        skip = 1;
-      } else {
-        bt_err_set("step %ld: %s is %s; stopping before the weights are "
-                   "corrupted (train.nan_policy = stop; the last checkpoint "
-                   "is intact)",
-                   step, isfinite(loss) ? "grad-norm" : "loss",
-                   isfinite(loss) ? (isnan(gnorm) ? "NaN" : "Inf")
-                                  : (isnan(loss) ? "NaN" : "Inf"));
-        *pExit = BT_EXIT_NAN;
-        rc = BT_ERR;
-        goto out;
-      }
-    }
-    if (!skip) {
-      float gscale = 1.0f;
-      if (c->grad_clip > 0 && gnorm > c->grad_clip)
-        gscale = (float)(c->grad_clip / gnorm);
-      if (tr->optim.hi > tr->optim.lo)
-        bt_optim_step(&tr->optim, m,
-                      bt_grad_sync_grad_at(&tr->sync, tr->optim.lo), lr, c,
-                      gscale, step);
-      if (tr->sync.zero) {
-        /* Every rank contributes its updated shard, in place (the send
-         * block is the rank's own block of the receive buffer). */
-        size_t S = tr->sync.shardHi - tr->sync.shardLo;
-        bt_comm_set_context(tr->pComm, step, "ZeRO parameter all-gather");
-        if (bt_comm_all_gather(tr->pComm, m->params + tr->sync.shardLo,
-                               m->params, S, BT_F32, NULL) != BT_OK) {
-          rc = BT_ERR;
-          goto out;
-        }
-      }
-    }
-    bt_backend_sync(tr->be);
-    bt_trace_end(pTrace);
-    st.optim = bt_time_now() - tOpt;
-    tr->step = step;
-    tr->run.itemsSeen += (int64_t)((double)stepGlobal * itemsPerSample);
-    tr->run.lossEma = step == 1 || tr->run.lossEma == 0
-                          ? loss
-                          : 0.9 * tr->run.lossEma + 0.1 * loss;
-
-    /* Validation */
-    double val = NAN;
-    if (tr->pVal && (step % c->val_every == 0 || step == total)) {
-      if (run_validation(tr, &val) != BT_OK) {
-        rc = bt_err_prefix("step %ld: validation: ", step);
-        goto out;
-      }
-      if (val < tr->run.bestVal) tr->run.bestVal = val;
-    }
-
-    /* Report */
-    if (pLossLog) {
-      fprintf(pLossLog, "%ld %.9g\n", step, loss);
-      fflush(pLossLog);
-    }
-    /* Metrics go out before the checkpoint, so a crash between the two
-     * cannot lose the step's line. The checkpoint's own blocking time is
-     * therefore reported with the NEXT step (time/ckpt_ms). */
-    double tBeforeCkpt = bt_time_now() - tStep;
-    if (tr->rank == 0) {
-      double itemsPerSec = (double)stepGlobal * itemsPerSample / tBeforeCkpt;
-      bt_metrics_scalar(pMet, step, "train/loss", loss);
-      bt_metrics_scalar(pMet, step, "train/lr", lr);
-      bt_metrics_scalar(pMet, step, "train/grad_norm", gnorm);
-      bt_metrics_scalar(pMet, step, isGpt ? "perf/tokens_per_s"
-                                          : "perf/samples_per_s",
-                        itemsPerSec);
-      bt_metrics_scalar(pMet, step, "time/step_ms", 1e3 * tBeforeCkpt);
-      bt_metrics_scalar(pMet, step, "time/data_ms", 1e3 * st.data);
-      bt_metrics_scalar(pMet, step, "time/compute_ms", 1e3 * st.compute);
-      bt_metrics_scalar(pMet, step, "time/comm_exposed_ms",
-                        1e3 * st.commExposed);
-      bt_metrics_scalar(pMet, step, "time/optim_ms", 1e3 * st.optim);
-      bt_metrics_scalar(pMet, step, "time/ckpt_ms", 1e3 * prevCkpt);
-      if (!isnan(val)) bt_metrics_scalar(pMet, step, "val/loss", val);
-      bt_metrics_flush_step(pMet, step);
-    }
-    /* Checkpoint: poll the one in flight, start a new one when due. */
-    double tCk = bt_time_now();
-    bt_trace_begin(pTrace, "checkpoint", "train");
-    long nDone = -1;
-    if (bt_ckpt_poll(tr->pCkw, &nDone) != BT_OK &&
-        handle_ckpt_error(tr) != BT_OK) {
-      rc = BT_ERR;
-      goto out;
-    }
-    if (nDone >= 0) log_ckpt_done(tr, nDone);
-    int stopNow = red[RED_STOP] > 0;
-    int due = (c->ckpt_every > 0 && step % c->ckpt_every == 0) ||
-              step == total || stopNow;
-    if (due) {
-      tr->run.trainSeconds += bt_time_now() - tRunStart;
-      tRunStart = bt_time_now();
-      if (save_checkpoint(tr, step == total || stopNow) != BT_OK &&
-          handle_ckpt_error(tr) != BT_OK) {
-        rc = BT_ERR;
-        goto out;
-      }
-    }
-    bt_trace_end(pTrace);
-    st.ckpt = bt_time_now() - tCk;
-    bt_trace_end(pTrace); /* step */
-    st.total = bt_time_now() - tStep;
-    prevCkpt = st.ckpt;
-    acc.data += st.data;
-    acc.compute += st.compute;
-    acc.commExposed += st.commExposed;
-    acc.optim += st.optim;
-    acc.ckpt += st.ckpt;
-    acc.total += st.total;
-    accSteps++;
-
-    if (tr->rank == 0 &&
-        (step % c->log_every == 0 || step == total || step == firstStep ||
-         !isnan(val) || stopNow)) {
-      bt_progress p;
-      bt_progress_init(&p);
-      double n = accSteps ? accSteps : 1;
-      p.step = step;
-      p.total_steps = total;
-      p.loss = loss;
-      p.val_loss = val;
-      p.lr = lr;
-      p.grad_norm = gnorm;
-      p.throughput = (double)stepGlobal * itemsPerSample * n / acc.total;
-      p.zUnit = isGpt ? "tok/s" : "samples/s";
-      /* MFU on GPU: model FLOPs per second over the device's dense bf16
-       * peak (BATON_PEAK_TFLOPS, default 989: H100 SXM). On CPU there is
-       * no meaningful peak, and the field is omitted. */
-      p.mfu = NAN;
-      if (bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA) {
-        const char *zPeak = getenv("BATON_PEAK_TFLOPS");
-        double peak = (zPeak ? atof(zPeak) : 989.0) * 1e12 * tr->world;
-        p.mfu = bt_model_flops_per_item(m) * p.throughput / peak;
-      }
-      p.step_s = acc.total / n;
-      p.data_s = acc.data / n;
-      p.compute_s = acc.compute / n;
-      p.comm_s = acc.commExposed / n;
-      p.optim_s = acc.optim / n;
-      p.ckpt_s = acc.ckpt / n;
-      p.breakdown_pct = 0;
-      p.eta_s = (double)(total - step) * acc.total / n;
-      bt_progress_print(stdout, &p, ttyWidth);
-      memset(&acc, 0, sizeof acc);
-      accSteps = 0;
-    }
-    if (stopNow) {
-      bt_log_info("pre-emption signal received: checkpoint at step %ld "
-                  "written; exiting with code %d (run the same command to "
-                  "continue)",
-                  step, BT_EXIT_PREEMPTED);
-      *pExit = BT_EXIT_PREEMPTED;
-      goto out;
-    }
-  }
-  if (bt_ckpt_finish(tr->pCkw) != BT_OK && handle_ckpt_error(tr) != BT_OK) {
-    rc = BT_ERR;
-    goto out;
-  }
   if (o->zDumpParams && write_params(tr, o->zDumpParams) != BT_OK) rc = BT_ERR;
   bt_log_info("training complete: %ld steps, final loss EMA %.4f, run dir %s",
               tr->step, tr->run.lossEma, tr->zRunDir);
-out:
-  if (tr->rank == 0) bt_progress_end_line(stdout, ttyWidth);
-  if (pLossLog) fclose(pLossLog);
-  bt_metrics_close(pMet);
-  bt_trace_close(pTrace);
+  return rc;
+}
+
+static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
+  bt_model *m = &tr->model;
+  loop_ctx L = {.tr = tr, .pExit = pExit};
+  L.itemsPerSample = m->eKind == BT_MODEL_GPT ? (double)m->T : 1.0;
+  int onGpu = bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA;
+  bt_outputs_spec spec = {
+      .pCfg = &tr->cfg,
+      .zRunDir = tr->zRunDir,
+      .zLossLog = o->zLossLog,
+      .rank = tr->rank,
+      .world = tr->world,
+      .startStep = tr->step,
+      .gpuFlopsPerItem = onGpu ? bt_model_flops_per_item(m) : 0.0,
+  };
+  if (bt_outputs_open(&L.out, &spec) != BT_OK) return BT_ERR;
+  tr->sync.pTrace = L.out.pTrace;
+  L.tRunStart = bt_time_now();
+  int rc = BT_OK;
+  while (rc == BT_OK && !L.bStopped && tr->step < tr->cfg.steps)
+    rc = train_step(&L);
+  if (rc == BT_OK && !L.bStopped) rc = train_finish(tr, o);
+  bt_outputs_close(&L.out); /* on every path: nothing leaks */
   tr->sync.pTrace = NULL;
   return rc;
 }
@@ -736,11 +699,21 @@ static void train_usage(FILE *f) {
           "continue), 5 NaN/Inf\n");
 }
 
-int bt_train_main(int argc, char **argv, bt_comm *pComm) {
-  bt_train_opts o = {0};
-  const char **azSet = calloc((size_t)argc + 1, sizeof(char *));
-  if (!azSet) return BT_EXIT_ERROR;
-  o.azSet = azSet;
+static void resume_parse(bt_train_opts *o, const char *zArg) {
+  if (!strcmp(zArg, "auto")) {
+    o->eResume = BT_RESUME_AUTO;
+  } else if (!strcmp(zArg, "never")) {
+    o->eResume = BT_RESUME_NEVER;
+  } else {
+    o->eResume = BT_RESUME_DIR;
+    o->zResumeDir = zArg;
+  }
+}
+
+/* Fills *o (o->azSet has room for argc entries). Returns -1 to go on, or
+ * the exit code of a help request or a usage error. */
+static int train_parse_args(int argc, char **argv, bt_train_opts *o,
+                            int rank) {
   static const struct option aOpt[] = {
       {"set", required_argument, 0, 's'},
       {"run-dir", required_argument, 0, 'r'},
@@ -754,50 +727,46 @@ int bt_train_main(int argc, char **argv, bt_comm *pComm) {
   int ch;
   while ((ch = getopt_long(argc, argv, "h", aOpt, NULL)) != -1) {
     switch (ch) {
-    case 's': azSet[o.nSet++] = optarg; break;
-    case 'r': o.zRunDir = optarg; break;
-    case 'R': o.zResume = optarg; break;
-    case 'd': o.zDumpParams = optarg; break;
-    case 'l': o.zLossLog = optarg; break;
+    case 's': o->azSet[o->nSet++] = optarg; break;
+    case 'r': o->zRunDir = optarg; break;
+    case 'R': resume_parse(o, optarg); break;
+    case 'd': o->zDumpParams = optarg; break;
+    case 'l': o->zLossLog = optarg; break;
     case 'q': bt_log_set_level(0); break;
-    case 'h':
-      train_usage(stdout);
-      free(azSet);
-      return BT_EXIT_OK;
-    default:
-      train_usage(stderr);
-      free(azSet);
-      return BT_EXIT_USAGE;
+    case 'h': train_usage(stdout); return BT_EXIT_OK;
+    default: train_usage(stderr); return BT_EXIT_USAGE;
     }
   }
   if (optind != argc - 1) {
-    if (bt_comm_rank(pComm) == 0) {
+    if (rank == 0) {
       fprintf(stderr, "baton train: expected exactly one CONFIG file\n\n");
       train_usage(stderr);
     }
-    free(azSet);
     return BT_EXIT_USAGE;
   }
-  o.zConfig = argv[optind];
+  o->zConfig = argv[optind];
+  return -1;
+}
 
+/* Config, set-up, resume, the loop: the exit code of the whole run. */
+static int train_command(const bt_train_opts *o, bt_comm *pComm) {
   bt_trainer tr;
   memset(&tr, 0, sizeof tr);
   tr.pComm = pComm;
   tr.rank = bt_comm_rank(pComm);
   tr.world = bt_comm_world(pComm);
-  int exitCode = BT_EXIT_OK;
-  if (bt_config_load(&tr.cfg, o.zConfig, o.azSet, o.nSet) != BT_OK) {
+  if (bt_config_load(&tr.cfg, o->zConfig, o->azSet, o->nSet) != BT_OK) {
     bt_log_error("%s", bt_err_msg());
-    free(azSet);
     return BT_EXIT_USAGE;
   }
   install_signals();
-  int rc = trainer_setup(&tr, &o);
+  int exitCode = BT_EXIT_OK;
+  int rc = trainer_setup(&tr, o);
   if (rc == BT_OK) {
     bt_comm_watchdog_start(pComm);
-    rc = trainer_resume(&tr, o.zResume);
+    rc = trainer_resume(&tr, o);
   }
-  if (rc == BT_OK) rc = train_loop(&tr, &o, &exitCode);
+  if (rc == BT_OK) rc = train_loop(&tr, o, &exitCode);
   if (rc != BT_OK) {
     bt_log_error("%s", bt_err_msg());
     if (exitCode == BT_EXIT_OK) exitCode = BT_EXIT_ERROR;
@@ -806,6 +775,16 @@ int bt_train_main(int argc, char **argv, bt_comm *pComm) {
     if (tr.world > 1) bt_comm_abort(pComm, exitCode);
   }
   trainer_free(&tr);
+  return exitCode;
+}
+
+int bt_train_main(int argc, char **argv, bt_comm *pComm) {
+  bt_train_opts o = {0};
+  const char **azSet = calloc((size_t)argc + 1, sizeof(char *));
+  if (!azSet) return BT_EXIT_ERROR;
+  o.azSet = azSet;
+  int exitCode = train_parse_args(argc, argv, &o, bt_comm_rank(pComm));
+  if (exitCode < 0) exitCode = train_command(&o, pComm);
   free(azSet);
   return exitCode;
 }

@@ -24,12 +24,20 @@
 #include "trainer/model.h"
 #include "trainer/optim.h"
 
+/* --resume auto|never|DIR */
+typedef enum bt_resume_mode {
+  BT_RESUME_AUTO = 0,  /* the newest valid checkpoint of the run, if any */
+  BT_RESUME_NEVER = 1, /* a new run, whatever the run directory holds */
+  BT_RESUME_DIR = 2,   /* exactly the checkpoint zResumeDir */
+} bt_resume_mode;
+
 typedef struct bt_train_opts {
   const char *zConfig;
   const char **azSet;
   int nSet;
   const char *zRunDir;
-  const char *zResume;     /* "auto" (default), "never" or a directory */
+  bt_resume_mode eResume;  /* default (zero): BT_RESUME_AUTO */
+  const char *zResumeDir;  /* BT_RESUME_DIR only */
   const char *zDumpParams; /* write final fp32 params here (tests) */
   const char *zLossLog;    /* write "step loss" lines here (tests) */
 } bt_train_opts;

@@ -1,0 +1,166 @@
+/*
+ * outputs.c: the run's loss log, metrics, TensorBoard events, trace and
+ * progress line behind one open/close pair (see outputs.h for the
+ * invariants).
+ *
+ * Formats are those of the sinks themselves (metrics.h, tboard.h,
+ * trace.h, progress.h); this file only decides who writes what and when.
+ */
+#include "base/util.h"
+#include "trainer/observe/progress.h"
+#include "trainer/outputs.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "{rank}" in the path gives every rank its own loss log; otherwise only
+ * rank 0 writes one. */
+static int loss_log_open(bt_outputs *p, const char *zLossLog) {
+  const char *zRankTag = zLossLog ? strstr(zLossLog, "{rank}") : NULL;
+  if (!zLossLog || (p->rank != 0 && !zRankTag)) return BT_OK;
+  char zPath[1200];
+  if (zRankTag)
+    bt_snprintf(zPath, sizeof zPath, "%.*s%d%s", (int)(zRankTag - zLossLog),
+                zLossLog, p->rank, zRankTag + 6);
+  else
+    bt_snprintf(zPath, sizeof zPath, "%s", zLossLog);
+  p->pLossLog = fopen(zPath, "a");
+  if (!p->pLossLog)
+    return bt_err_set("cannot open loss log '%s': %s", zPath,
+                      strerror(errno));
+  return BT_OK;
+}
+
+static int trace_open(bt_outputs *p, const char *zRunDir) {
+  char zPath[1200];
+  bt_snprintf(zPath, sizeof zPath, "%s/trace", zRunDir);
+  bt_mkdir_p(zPath); /* a failure shows as the open's error below */
+  bt_snprintf(zPath, sizeof zPath, "%s/trace/rank%d.json", zRunDir, p->rank);
+  if (bt_trace_open(&p->pTrace, zPath, p->rank) != BT_OK) return BT_ERR;
+  bt_trace_thread_name(p->pTrace, 0, "compute");
+  bt_trace_thread_name(p->pTrace, 1, "gradient communication");
+  return BT_OK;
+}
+
+/* A live bar only on a real terminal. Under mpirun, Open MPI hands the
+ * ranks a pseudo-terminal even when mpirun's own output goes to a file,
+ * so with several ranks plain lines are the default; BATON_PROGRESS=bar
+ * or =plain overrides either way. */
+static int progress_width(int rank, int world) {
+  const char *zProg = getenv("BATON_PROGRESS");
+  int bBar = zProg && !strcmp(zProg, "bar");
+  int ttyWidth = 0;
+  if (rank == 0 && (zProg ? bBar : world == 1))
+    ttyWidth = bt_progress_tty_width(1);
+  if (bBar && ttyWidth <= 0) ttyWidth = 100;
+  return ttyWidth;
+}
+
+int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
+  const bt_config *c = s->pCfg;
+  memset(p, 0, sizeof *p);
+  p->rank = s->rank;
+  p->world = s->world;
+  p->isGpt = c->model_type == BT_MODEL_GPT;
+  p->logEvery = c->log_every;
+  p->total = c->steps;
+  p->firstStep = s->startStep + 1;
+  p->gpuFlopsPerItem = s->gpuFlopsPerItem;
+  int rc = loss_log_open(p, s->zLossLog);
+  if (rc == BT_OK && p->rank == 0)
+    rc = bt_metrics_open(&p->pMet, s->zRunDir, c->jsonl, c->tensorboard);
+  if (rc == BT_OK && c->trace) rc = trace_open(p, s->zRunDir);
+  if (rc != BT_OK) {
+    bt_outputs_close(p); /* closes what did open; keeps the error */
+    return BT_ERR;
+  }
+  if (p->rank == 0) bt_metrics_mark_start(p->pMet, s->startStep);
+  p->ttyWidth = progress_width(p->rank, p->world);
+  p->bOpen = 1;
+  return BT_OK;
+}
+
+void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
+  if (p->pLossLog) {
+    fprintf(p->pLossLog, "%ld %.9g\n", r->step, r->loss);
+    fflush(p->pLossLog);
+  }
+  if (p->rank != 0) return;
+  bt_metrics *pM = p->pMet;
+  long step = r->step;
+  bt_metrics_scalar(pM, step, "train/loss", r->loss);
+  bt_metrics_scalar(pM, step, "train/lr", r->lr);
+  bt_metrics_scalar(pM, step, "train/grad_norm", r->gradNorm);
+  bt_metrics_scalar(pM, step,
+                    p->isGpt ? "perf/tokens_per_s" : "perf/samples_per_s",
+                    r->items / r->secondsToReport);
+  bt_metrics_scalar(pM, step, "time/step_ms", 1e3 * r->secondsToReport);
+  bt_metrics_scalar(pM, step, "time/data_ms", 1e3 * r->t.data);
+  bt_metrics_scalar(pM, step, "time/compute_ms", 1e3 * r->t.compute);
+  bt_metrics_scalar(pM, step, "time/comm_exposed_ms", 1e3 * r->t.commExposed);
+  bt_metrics_scalar(pM, step, "time/optim_ms", 1e3 * r->t.optim);
+  bt_metrics_scalar(pM, step, "time/ckpt_ms", 1e3 * p->prevCkpt);
+  if (!isnan(r->val)) bt_metrics_scalar(pM, step, "val/loss", r->val);
+  bt_metrics_flush_step(pM, step);
+}
+
+/* The progress line over the steps accumulated since the last one. */
+static void progress_print(bt_outputs *p, const bt_step_report *r) {
+  bt_progress g;
+  bt_progress_init(&g);
+  double n = p->nAcc ? p->nAcc : 1;
+  g.step = r->step;
+  g.total_steps = p->total;
+  g.loss = r->loss;
+  g.val_loss = r->val;
+  g.lr = r->lr;
+  g.grad_norm = r->gradNorm;
+  g.throughput = r->items * n / p->acc.total;
+  g.zUnit = p->isGpt ? "tok/s" : "samples/s";
+  /* MFU on GPU: model FLOPs per second over the device's dense bf16 peak
+   * (BATON_PEAK_TFLOPS, default 989: H100 SXM). */
+  g.mfu = NAN;
+  if (p->gpuFlopsPerItem > 0) {
+    const char *zPeak = getenv("BATON_PEAK_TFLOPS");
+    double peak = (zPeak ? atof(zPeak) : 989.0) * 1e12 * p->world;
+    g.mfu = p->gpuFlopsPerItem * g.throughput / peak;
+  }
+  g.step_s = p->acc.total / n;
+  g.data_s = p->acc.data / n;
+  g.compute_s = p->acc.compute / n;
+  g.comm_s = p->acc.commExposed / n;
+  g.optim_s = p->acc.optim / n;
+  g.ckpt_s = p->acc.ckpt / n;
+  g.breakdown_pct = 0;
+  g.eta_s = (double)(p->total - r->step) * p->acc.total / n;
+  bt_progress_print(stdout, &g, p->ttyWidth);
+}
+
+void bt_outputs_step_end(bt_outputs *p, const bt_step_report *r) {
+  p->prevCkpt = r->t.ckpt;
+  p->acc.data += r->t.data;
+  p->acc.compute += r->t.compute;
+  p->acc.commExposed += r->t.commExposed;
+  p->acc.optim += r->t.optim;
+  p->acc.ckpt += r->t.ckpt;
+  p->acc.total += r->t.total;
+  p->nAcc++;
+  long step = r->step;
+  if (p->rank != 0 ||
+      !(step % p->logEvery == 0 || step == p->total || step == p->firstStep ||
+        !isnan(r->val) || r->stopNow))
+    return;
+  progress_print(p, r);
+  memset(&p->acc, 0, sizeof p->acc);
+  p->nAcc = 0;
+}
+
+void bt_outputs_close(bt_outputs *p) {
+  if (p->bOpen && p->rank == 0) bt_progress_end_line(stdout, p->ttyWidth);
+  if (p->pLossLog) fclose(p->pLossLog);
+  bt_metrics_close(p->pMet);
+  bt_trace_close(p->pTrace);
+  memset(p, 0, sizeof *p);
+}

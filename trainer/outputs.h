@@ -1,0 +1,99 @@
+/*
+ * outputs.h: everything a training run writes about itself while it runs,
+ * opened and closed as one object.
+ *
+ *   --loss-log FILE        "step loss" lines, appended and flushed every
+ *                          step: rank 0, or every rank when FILE holds
+ *                          "{rank}" (the 64-rank test compares them)
+ *   RUN/metrics.jsonl      rank 0: one line per step (metrics.h)
+ *   RUN/tb/events.out...   rank 0: the same scalars for TensorBoard
+ *   RUN/trace/rankR.json   every rank, when log.trace: Chrome trace
+ *                          (trace.h); the trainer adds its spans through
+ *                          pTrace
+ *   stdout                 rank 0: the progress line (progress.h), a live
+ *                          bar on a terminal, plain lines otherwise
+ *
+ * Why one object: the loop opened and closed these five sinks one by one,
+ * and every error path had to close exactly the ones opened so far. Now:
+ *   1. bt_outputs_open() opens all or none: on failure nothing stays open
+ *      and the object is zeroed.
+ *   2. bt_outputs_close() is the one place each sink is closed. It is safe
+ *      on a zeroed, failed or already closed object, so the trainer calls
+ *      it on every path out of the loop.
+ *   3. A step's loss line and metrics go out (bt_outputs_step) BEFORE its
+ *      checkpoint starts, so a crash between the two cannot lose the line.
+ *      The checkpoint's blocking time is known only after it, and is
+ *      therefore reported with the NEXT step (time/ckpt_ms).
+ *   4. Every call is safe on every rank; the object knows which rank
+ *      writes what, so callers need no rank test.
+ */
+#ifndef BATON_OUTPUTS_H
+#define BATON_OUTPUTS_H
+
+#include <stdio.h>
+
+#include "trainer/config.h"
+#include "trainer/observe/metrics.h"
+#include "trainer/observe/trace.h"
+
+/* Seconds one step spent in each phase (progress line, time/ metrics). */
+typedef struct bt_step_times {
+  double data;        /* waiting for the loader */
+  double compute;     /* forward and backward */
+  double commExposed; /* gradient communication not hidden by backward */
+  double optim;       /* reductions of scalars, norm, AdamW, all-gather */
+  double ckpt;        /* polling and starting checkpoints */
+  double total;       /* the whole step */
+} bt_step_times;
+
+/* What one finished optimizer step reports. */
+typedef struct bt_step_report {
+  long step;
+  double loss;            /* global mean training loss */
+  double val;             /* validation loss; NaN unless validated now */
+  double lr;
+  double gradNorm;        /* global, before clipping */
+  double items;           /* tokens (GPT) or samples (MLP), all ranks */
+  double secondsToReport; /* from the step's start to bt_outputs_step */
+  bt_step_times t;        /* ckpt and total: for bt_outputs_step_end */
+  int stopNow;            /* pre-emption: this process's last step */
+} bt_step_report;
+
+typedef struct bt_outputs_spec {
+  const bt_config *pCfg; /* log.*, train.steps, train.log_every, model.type */
+  const char *zRunDir;
+  const char *zLossLog;  /* --loss-log; NULL: none */
+  int rank, world;
+  long startStep;        /* steps completed before this process (resume) */
+  /* Model FLOPs per item, for MFU on the progress line; 0 on the CPU
+   * backend, which has no meaningful peak (the field is then omitted). */
+  double gpuFlopsPerItem;
+} bt_outputs_spec;
+
+typedef struct bt_outputs {
+  bt_trace *pTrace; /* NULL unless log.trace; the trainer adds spans */
+  /* Private to outputs.c. */
+  int bOpen;
+  FILE *pLossLog;
+  bt_metrics *pMet; /* rank 0 only */
+  int rank, world, isGpt, logEvery, ttyWidth;
+  long total, firstStep;
+  double gpuFlopsPerItem;
+  double prevCkpt;   /* checkpoint seconds of the previous step */
+  bt_step_times acc; /* summed since the last progress line */
+  int nAcc;
+} bt_outputs;
+
+/* Opens every sink of the spec (invariant 1). On error returns BT_ERR with
+ * the path in bt_err_msg() and leaves *p zeroed. */
+int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *pSpec);
+/* The step's loss-log line and metrics (before its checkpoint). */
+void bt_outputs_step(bt_outputs *p, const bt_step_report *r);
+/* After the checkpoint: accumulates r->t and prints the progress line on
+ * rank 0 every train.log_every steps, on the first and the last step, and
+ * on a step with a validation loss or a pre-emption. */
+void bt_outputs_step_end(bt_outputs *p, const bt_step_report *r);
+/* Ends the progress line and closes every sink (invariant 2). */
+void bt_outputs_close(bt_outputs *p);
+
+#endif /* BATON_OUTPUTS_H */
