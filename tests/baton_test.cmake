@@ -28,3 +28,21 @@ function(baton_add_c_test)
   endif()
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
 endfunction()
+
+# baton_add_fuzz_replay(NAME name TARGET target.c CORPUS dir MIN_ACCEPTED n
+#                       [LABELS l ...] [TIMEOUT s])
+#   links the one replay driver (tests/fuzz/replay.c) with a libFuzzer
+#   target's LLVMFuzzerTestOneInput and registers a test that replays the
+#   corpus and fails if fewer than n inputs are accepted. Set n to what the
+#   reader accepts of the corpus today (`build/tests/<dir>/<name> -v DIR`
+#   lists each verdict), so that a reader that rejects valid input fails.
+function(baton_add_fuzz_replay)
+  cmake_parse_arguments(F "" "NAME;TARGET;CORPUS;MIN_ACCEPTED;TIMEOUT" "LABELS" ${ARGN})
+  add_executable(${F_NAME} ${CMAKE_SOURCE_DIR}/tests/fuzz/replay.c ${F_TARGET})
+  target_link_libraries(${F_NAME} PRIVATE baton_lib)
+  add_test(NAME ${F_NAME} COMMAND ${F_NAME} --min-accepted ${F_MIN_ACCEPTED} ${F_CORPUS})
+  if(NOT F_TIMEOUT)
+    set(F_TIMEOUT 120)
+  endif()
+  set_tests_properties(${F_NAME} PROPERTIES LABELS "${F_LABELS}" TIMEOUT ${F_TIMEOUT})
+endfunction()

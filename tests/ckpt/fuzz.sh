@@ -7,7 +7,7 @@
 # the seed corpus tests/ckpt/fuzz/corpus. New inputs go to
 # BUILD_DIR/corpus (the seed directory is never written). Exits non-zero on
 # a crash; the reproducer is BUILD_DIR/crash-*, replayable with
-#   build/tests/ckpt/fuzz_ckpt_replay BUILD_DIR/crash-...
+#   build/tests/ckpt/ckpt_fuzz_replay BUILD_DIR/crash-...
 set -euo pipefail
 secs=${1:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)

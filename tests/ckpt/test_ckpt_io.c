@@ -5,7 +5,7 @@
  * truncation fallback, crafted manifests, disk full, and a crash at every
  * fault point (a child process killed by BATON_FAULT).
  *
- * The binary doubles as the crash child: `test_ckpt_io child RUN STEP` saves
+ * The binary doubles as the crash child: `ckpt_io child RUN STEP` saves
  * one checkpoint of STEP with deterministic content and exits 0, or 3 after
  * printing the save error.
  */
@@ -132,7 +132,7 @@ static int run_child(const char *zRun, long step, const char *zFault,
     dup2(fd, 2);
     char zStep[32];
     snprintf(zStep, sizeof zStep, "%ld", step);
-    execl("/proc/self/exe", "test_ckpt_io", "child", zRun, zStep, "1", (char *)NULL);
+    execl("/proc/self/exe", "ckpt_io", "child", zRun, zStep, "1", (char *)NULL);
     _exit(127);
   }
   int st = 0;

@@ -1,7 +1,7 @@
 /*
  * test_ckpt_mpi.c: multi-rank checkpoints under mpirun.
  *
- *   test_ckpt_mpi          (run with -np 4): replicated + sharded items with
+ *   ckpt_mpi          (run with -np 4): replicated + sharded items with
  *                          totals that do not divide by the world size,
  *                          several files per rank; async save polled every
  *                          "step"; an injected EIO on rank 1 only makes every
@@ -9,7 +9,7 @@
  *                          the previous checkpoint; then the checkpoint is
  *                          read back resharded for 1, 2, 3, 4, 5 and 7
  *                          virtual readers.
- *   test_ckpt_mpi tiny     (run with -np 64): tiny items, some smaller than
+ *   ckpt_mpi tiny     (run with -np 64): tiny items, some smaller than
  *                          the world (ranks with empty shards write nothing),
  *                          read back for 48 virtual readers.
  */

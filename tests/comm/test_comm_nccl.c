@@ -3,7 +3,7 @@
  * label `gpu`). Exits 77 (CTest: skipped) when no CUDA device is present.
  *
  * Plain run: world size 1 (NCCL with one rank, no MPI). With several GPUs:
- * mpirun -np <number of GPUs> build/tests/comm/test_comm_nccl (one rank per
+ * mpirun -np <number of GPUs> build/tests/comm/comm_nccl (one rank per
  * GPU; NCCL does not support two ranks on one device).
  *
  * Checks, against values computed on the host like test_comm.c: allreduce

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # watchdog.sh MODE NP MAX_SECONDS EXE MPIRUN_PREFIX...
 #
-# Runs test_comm_watchdog MODE on NP ranks and passes only if the job
+# Runs EXE (comm_watchdog, test_comm_watchdog.c) MODE on NP ranks and passes
+# only if the job
 #   - exits with BT_EXIT_WATCHDOG (3: Open MPI's mpirun returns the code
 #     given to MPI_Abort), not killed by our own 60 s safety timeout,
 #   - within MAX_SECONDS,

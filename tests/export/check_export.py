@@ -116,7 +116,7 @@ def cmd_hf(fx, baton):
         e = relerr(theirs, ours)
         check(e < TOL, f"baton infer on transformers' save_pretrained output: rel err {e:.2e}")
     # Greedy generation on a model with spread-out logits (random weights
-    # scaled up, as in test_export_kvcache): the trained 20-step fixture
+    # scaled up, as in export_kvcache): the trained 20-step fixture
     # mostly predicts newlines, which would make the comparison weak.
     torch.manual_seed(0)
     rc = transformers.GPT2Config(vocab_size=V, n_positions=64, n_embd=64, n_layer=2,

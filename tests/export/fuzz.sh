@@ -7,7 +7,7 @@
 # SECONDS, starting from the seed corpus tests/export/corpus. New inputs go
 # to BUILD_DIR/corpus (the seed directory is never written). Exits non-zero
 # on a crash; the reproducer is BUILD_DIR/crash-*, replayable with
-#   build/tests/export/fuzz_replay BUILD_DIR/crash-...
+#   build/tests/export/export_fuzz_replay BUILD_DIR/crash-...
 # (and worth adding to tests/export/corpus once fixed).
 set -euo pipefail
 secs=${1:-30}

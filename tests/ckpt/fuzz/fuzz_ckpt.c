@@ -12,10 +12,13 @@
  *         plain, chosen by the second byte) whose size and xxh64 are set to
  *         match the input, so the zstd decoder sees hostile frames.
  * Anything the reader does must end in BT_OK or BT_ERR: no crash, no
- * out-of-bounds access (AddressSanitizer), no huge allocation.
+ * out-of-bounds access (AddressSanitizer), no huge allocation. An input
+ * counts as accepted (bt_fuzz_last_accepted, tests/fuzz/fuzz.h) when the
+ * manifest opens, or when the payload reads back whole.
  *
  * Built two ways: with -fsanitize=fuzzer (tests/ckpt/fuzz.sh) and, for the
- * seed-corpus replay that runs on every build, with fuzz_replay.c's main().
+ * seed-corpus replay that runs on every build, with tests/fuzz/replay.c's
+ * main() (ctest ckpt_fuzz_replay). emit_seeds.c writes the seed inputs.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,11 +33,12 @@
 #include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "checkpoints/ckpt_impl.h"
+#include "tests/fuzz/fuzz.h"
 
 static char g_zFix[256];    /* fixture checkpoint (manifest mode) */
 static char g_zPay[256];    /* payload-mode directory */
 static char *g_zManifest;   /* the fixture's valid manifest text */
-int fuzz_ckpt_accepted = 0; /* inputs the reader accepted (replay check) */
+int bt_fuzz_last_accepted = 0;
 
 static void fixture_cleanup(void) { bt_ckpt_rmtree(g_zFix); }
 
@@ -103,7 +107,7 @@ static void fixture_init(void) {
   free(zFiles);
 }
 
-/* For fuzz_replay --emit-seeds. */
+/* For emit_seeds.c: the valid manifest of the fixture. */
 const char *fuzz_ckpt_fixture_manifest(void) {
   fixture_init();
   return g_zManifest;
@@ -132,12 +136,13 @@ static void read_all(bt_ckpt *pC) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *pData, size_t nData) {
+  bt_fuzz_last_accepted = 0;
   fixture_init();
   if (nData < 1) return 0;
   bt_ckpt *pC = NULL;
   if ((pData[0] & 1) == 0) {
     if (bt_ckpt_open_text(&pC, g_zFix, (const char *)pData + 1, nData - 1, 1) == BT_OK) {
-      fuzz_ckpt_accepted++;
+      bt_fuzz_last_accepted = 1;
       read_all(pC);
       bt_ckpt_close(pC);
     }
@@ -159,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *pData, size_t nData) {
            shuffled ? "shuffle4+zstd" : "zstd", (unsigned long long)bt_hash64(p, n, 0));
   if (bt_ckpt_open_text(&pC, g_zPay, zMan, strlen(zMan), 1) == BT_OK) {
     static uint8_t buf[16384];
-    if (bt_ckpt_read_range(pC, "p", 0, 4096, buf) == BT_OK) fuzz_ckpt_accepted++;
+    if (bt_ckpt_read_range(pC, "p", 0, 4096, buf) == BT_OK) bt_fuzz_last_accepted = 1;
     bt_ckpt_read_range(pC, "p", 100, 200, buf);
     bt_ckpt_close(pC);
   }

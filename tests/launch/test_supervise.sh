@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_supervise.sh [MPIRUN]: launch/baton-supervise driven by fake jobs
-# (tests/ops/fake_job.sh): a job that fails twice then succeeds; a crash loop
+# (tests/launch/fake_job.sh): a job that fails twice then succeeds; a crash loop
 # at one step stops with a message; back-off doubles and is honoured; the
 # restart budget; config error and pre-emption are not retried; a stop signal
 # is passed on and ends supervision; and the same under mpirun with a rank

@@ -1,10 +1,11 @@
 /*
- * ops_writer.c: writes the files that check_ref.py reads with TensorBoard's
- * reader and Python's json module.
- *   ops_writer tboard RUN   metrics (JSONL + TensorBoard) of a run that
- *                           "crashes" after step 10 and resumes at step 6
- *   ops_writer trace PATH   a trace with nested spans on two tids
- *   ops_writer trace-crash PATH   the same, ended by _exit() without close
+ * write_samples.c: writes sample metrics, TensorBoard and trace files with
+ * baton's own writers, for check_ref.py to read with TensorBoard's reader
+ * and Python's json module (run_ref.sh runs the two in turn).
+ *   write_samples tboard RUN   metrics (JSONL + TensorBoard) of a run that
+ *                              "crashes" after step 10 and resumes at step 6
+ *   write_samples trace PATH   a trace with nested spans on two tids
+ *   write_samples trace-crash PATH   the same, ended by _exit() without close
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 #include "trainer/observe/trace.h"
 
 static int fail(const char *zWhat) {
-  fprintf(stderr, "ops_writer: %s: %s\n", zWhat, bt_err_msg());
+  fprintf(stderr, "write_samples: %s: %s\n", zWhat, bt_err_msg());
   return 1;
 }
 
@@ -90,12 +91,12 @@ static int write_trace(const char *zPath, int bCrash) {
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: ops_writer tboard RUN | trace PATH | trace-crash PATH\n");
+    fprintf(stderr, "usage: write_samples tboard RUN | trace PATH | trace-crash PATH\n");
     return 2;
   }
   if (!strcmp(argv[1], "tboard")) return write_metrics(argv[2]);
   if (!strcmp(argv[1], "trace")) return write_trace(argv[2], 0);
   if (!strcmp(argv[1], "trace-crash")) return write_trace(argv[2], 1);
-  fprintf(stderr, "ops_writer: unknown mode %s\n", argv[1]);
+  fprintf(stderr, "write_samples: unknown mode %s\n", argv[1]);
   return 2;
 }

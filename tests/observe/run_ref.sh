@@ -10,7 +10,7 @@ if ! "$py" -c "import tensorboard" 2>/dev/null; then
   echo "      with 'make pyenv' (tests/pyenv.sh, tests/requirements.txt)" >&2
   exit 1
 fi
-work="$(mktemp -d /tmp/bt_ops_ref.XXXXXX)"
+work="$(mktemp -d /tmp/bt_observe_ref.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 case "$what" in
   tboard)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fake_baton.sh: a stand-in for `baton train` with the interface that
 # supervisor_e2e.sh relies on, so that the e2e script itself is tested
-# before the real trainer exists (ctest ops_e2e_selftest):
+# before the real trainer exists (ctest launch_supervisor_e2e_selftest):
 #   fake_baton.sh train CONFIG --run-dir DIR [--set train.steps=N]
 #                 [--set checkpoint.every=E] [--dump-params FILE]
 # Resumes from DIR/latest ("ckpt-<step>"), honours BATON_FAULT=
