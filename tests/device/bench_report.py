@@ -23,6 +23,11 @@ import statistics
 import sys
 
 PEAK = 989e12  # H200 SXM (= H100 SXM) dense bf16, the MFU denominator
+# FLOPs per token as bench/gpu/run.sh and torch_gpt2.py count them:
+# 6 N + 6 L C T, N = 124,475,904 (vocabulary padded to 50304, tied lm_head).
+L, C, T, V = 12, 768, 1024, 50304
+N = V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
+FLOPS_PER_TOKEN = 6 * N + 6 * L * C * T
 
 
 def peaks_by_pid(path):
@@ -86,7 +91,7 @@ def main():
         r = results.get("baton-" + mode, {})
         res["baton-" + mode] = {
             "precision": r.get("precision", mode),
-            "tokens_per_s": tok, "mfu": r.get("mfu"),
+            "tokens_per_s": tok, "mfu": tok * FLOPS_PER_TOKEN / PEAK,
             "step_ms": median_of(rows, "time/step_ms", warmup),
             "data_ms": median_of(rows, "time/data_ms", warmup),
             "compute_ms": median_of(rows, "time/compute_ms", warmup),
