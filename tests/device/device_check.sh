@@ -151,6 +151,7 @@ if [ -n "$commit" ] && ! grep -q "^commit $commit" "$prep/PREPARED"; then
   echo "device_check.sh: WARNING: the binaries were prepared from $(head -1 "$prep/PREPARED"), the tree is at $commit"
 fi
 
+chmod +x "$prep"/bin/* 2>/dev/null # in case the copy to the device lost the bits
 rm -rf "$WORK/logs" "$WORK/bin" "$WORK/lib" "$WORK/bench" "$WORK/fx"
 mkdir -p "$WORK/logs" "$WORK/bin" "$OUT"
 tar -xzf "$prep/lib.tar.gz" -C "$WORK" || { echo "device_check.sh: cannot unpack $prep/lib.tar.gz" >&2; exit 2; }
@@ -159,7 +160,7 @@ lp_rc=$?
 cat "$WORK/logs/libpath.log"
 [ "$lp_rc" = 0 ] || echo "device_check.sh: WARNING: a CUDA library is missing (above): the GPU parts will fail to start"
 for x in baton test_gpu_ops test_ops; do
-  printf '#!/bin/sh\nLD_LIBRARY_PATH=%q exec %q "$@"\n' "$LP" "$prep/bin/$x" >"$WORK/bin/$x"
+  printf '#!/usr/bin/env bash\nLD_LIBRARY_PATH=%q exec %q "$@"\n' "$LP" "$prep/bin/$x" >"$WORK/bin/$x"
   chmod +x "$WORK/bin/$x"
 done
 # train_vs_cpu.sh reads its numbers with /usr/bin/python3 + numpy; the
@@ -174,7 +175,9 @@ export BENCH_BATCH BENCH_STEPS BENCH_WARMUP BENCH_MODES PYTHONUNBUFFERED=1
 
 declare -A status secs key
 pack() {
-  tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs $( [ -d "$WORK/bench" ] && echo bench ) 2>/dev/null || true
+  # Not the checkpoints baton writes at its last step (1.5 GB at 124M).
+  tar -czf "$OUT/logs.tar.gz" --exclude='ckpt-*' --exclude=latest -C "$WORK" logs \
+    $( [ -d "$WORK/bench" ] && echo bench ) 2>/dev/null || true
 }
 # key_<part> LOG: the part's key figure, one line.
 keyfig() {

@@ -10,8 +10,8 @@
 #             check exits 77 within seconds with "NO GPU" and runs nothing
 #   closure   prepare.sh gathers the closure into WORK/prep (a ctest
 #             fixture for fake_gpu), rehearse.sh proves it self-contained
-#             under env -i, and the same proof FAILS once one library is
-#             taken out of the closure
+#             under env -i, and the same proof (its static half) FAILS once
+#             one library is taken out of the closure
 #   fake_gpu  the whole check against an nvidia-smi that reports a GPU the
 #             CUDA runtime cannot use: every part runs under its limit and
 #             ends in the table, the logs come back in logs.tar.gz, and
@@ -82,7 +82,7 @@ closure)
   rm "$work/neg-lib/lib/$victim"
   tar -cf - -C "$work/neg-lib" lib | gzip -1 >"$neg/lib.tar.gz"
   rc=0
-  out=$(PYTHON=$py "$d/rehearse.sh" "$neg" "$src" 2>&1) || rc=$?
+  out=$(PYTHON=$py "$d/rehearse.sh" "$neg" "$src" --static 2>&1) || rc=$?
   rm -rf "$neg" "$work/neg-lib"
   [ "$rc" != 0 ] && grep -q "LEAK:.*$victim" <<<"$out" || { echo "$out"; fail "removing $victim from the closure went unnoticed"; }
   echo "closure: self-contained ($((sz / 1048576)) MiB); removing $victim is caught: ok"
