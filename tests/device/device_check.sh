@@ -115,7 +115,7 @@ if [ "$dry" = 1 ]; then
   echo "  PREP=$prep $( [ -f "$prep/PREPARED" ] && echo "(prepared: $(head -1 "$prep/PREPARED"))" || echo "(NOT prepared yet: tests/device/prepare.sh .device)")"
   echo "  OUT=$OUT WORK=$WORK (logs in \$WORK/logs, packed into \$OUT/logs.tar.gz)"
   echo "  W=$WORK B=$WORK/bin (wrappers: baton, test_gpu_ops, test_ops -> \$PREP/bin with LD_LIBRARY_PATH=\$LP)"
-  echo "  LP=\$WORK/lib (\$PREP/lib.tar.gz unpacked), then the CUDA folders libpath.sh finds for: $(tr '\n' ' ' <"$prep/cuda-sonames" 2>/dev/null || echo '(cuda-sonames: not prepared)')"
+  echo "  LP=\$WORK/lib (\$PREP/lib.tar.gz unpacked), then the CUDA folders libpath.sh finds for: $(tr '\n' ' ' 2>/dev/null <"$prep/cuda-sonames" || echo '(cuda-sonames: not prepared)')"
   echo "  PY=$PY NVSMI=$NVSMI CS=$(find_cs || true) PYTHONUNBUFFERED=1"
   echo "  BENCH_BATCH=$BENCH_BATCH BENCH_STEPS=$BENCH_STEPS BENCH_WARMUP=$BENCH_WARMUP BENCH_MODES=\"$BENCH_MODES\""
   echo "  train_vs_cpu.sh is run from a copy in \$W whose /usr/bin/python3 is replaced by \$PY when that python lacks numpy"

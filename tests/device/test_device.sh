@@ -45,6 +45,10 @@ dry_run)
   grep -q "^time limits: $sum s in all" <<<"$out" || fail "the printed total is not the sum of the parts ($sum)"
   grep -q 'LP=' <<<"$out" && grep -q 'BENCH_STEPS=' <<<"$out" || fail "the environment is not printed"
   [ ! -e "$w" ] || fail "--dry-run created $w"
+  # Before prepare.sh has run it still prints the plan, and says so.
+  out=$(DEVICE_WORK=$w OUT=$w/out "$d/device_check.sh" --dry-run --prepared "$work/none" 2>&1) || fail "unprepared --dry-run exited $?"
+  grep -q "NOT prepared" <<<"$out" || fail "unprepared --dry-run does not say so"
+  [ "$(grep -c '^  part ' <<<"$out")" = 10 ] || fail "unprepared --dry-run lists other parts"
   echo "dry_run: 10 parts, $sum s of limits, nothing created: ok"
   ;;
 no_gpu)
