@@ -44,6 +44,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/util.h"
 #include "data/loader.h"
 #include "data/loader_impl.h"
@@ -316,49 +317,73 @@ static void usage(FILE *f) {
           "  --gzip L             gzip level 1-9 with shuffle (default: none)\n");
 }
 
+/* Parses argv into o. Returns -1 to go on, or the exit code to return now:
+ * 0 after --help, BT_EXIT_USAGE after a usage error (reported by bt_cli).
+ * The caller frees o->azFile either way. */
 static int parse_opts(int argc, char **argv, prep_opts *o) {
   memset(o, 0, sizeof *o);
   o->valFrac = 0.1;
   o->seed = 1;
   o->chunk = 65536;
   o->azFile = calloc((size_t)argc + 1, sizeof(char *));
-  if (!o->azFile) return bt_err_set("out of memory");
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    int needs = a[0] == '-' && a[1] != 0;
-    if (needs && !v)
-      return bt_err_set("prepare: option %s needs a value (see --help)", a);
+  if (!o->azFile) {
+    bt_log_error("prepare: out of memory");
+    return BT_EXIT_ERROR;
+  }
+  static const struct option aOpt[] = {
+      {"output", required_argument, 0, 'o'},
+      {"x", required_argument, 0, 'x'},
+      {"y", required_argument, 0, 'y'},
+      {"csv", required_argument, 0, 'c'},
+      {"label-column", required_argument, 0, 'l'},
+      {"val-fraction", required_argument, 0, 'v'},
+      {"seed", required_argument, 0, 's'},
+      {"chunk", required_argument, 0, 'k'},
+      {"gzip", required_argument, 0, 'g'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  bt_cli c;
+  bt_cli_init(&c, "prepare", argc, argv, "ho:", aOpt, usage);
+  for (int ch; (ch = bt_cli_next(&c)) != -1;) {
+    const char *v = c.zArg;
     char *end = NULL;
-    if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->zOut = argv[++i];
-    else if (!strcmp(a, "--x")) o->zX = argv[++i];
-    else if (!strcmp(a, "--y")) o->zY = argv[++i];
-    else if (!strcmp(a, "--csv")) o->zCsv = argv[++i];
-    else if (!strcmp(a, "--label-column")) o->zLabel = argv[++i];
-    else if (!strcmp(a, "--val-fraction")) {
-      o->valFrac = strtod(argv[++i], &end);
-      if (*end || o->valFrac < 0 || o->valFrac >= 1)
-        return bt_err_set("prepare: --val-fraction '%s' is not in [0, 1)", v);
-    } else if (!strcmp(a, "--seed")) {
-      o->seed = strtoull(argv[++i], &end, 10);
-      if (*end) return bt_err_set("prepare: --seed '%s' is not a number", v);
-    } else if (!strcmp(a, "--chunk")) {
-      o->chunk = strtoll(argv[++i], &end, 10);
-      if (*end || o->chunk < 16 || o->chunk > (1 << 26))
-        return bt_err_set("prepare: --chunk '%s' is not in [16, 2^26]", v);
-    } else if (!strcmp(a, "--gzip")) {
-      o->gzip = (int)strtol(argv[++i], &end, 10);
-      if (*end || o->gzip < 0 || o->gzip > 9)
-        return bt_err_set("prepare: --gzip '%s' is not in [0, 9]", v);
-    } else if (needs) {
-      return bt_err_set("prepare: unknown option '%s' (see --help)", a);
-    } else if (!o->zMode) {
-      o->zMode = a;
-    } else {
-      o->azFile[o->nFile++] = argv[i];
+    switch (ch) {
+    case 'h': usage(stdout); return BT_EXIT_OK;
+    case 'o': o->zOut = v; break;
+    case 'x': o->zX = v; break;
+    case 'y': o->zY = v; break;
+    case 'c': o->zCsv = v; break;
+    case 'l': o->zLabel = v; break;
+    case 'v':
+      o->valFrac = strtod(v, &end);
+      if (end == v || *end || !(o->valFrac >= 0 && o->valFrac < 1))
+        return bt_cli_fail(&c, "--val-fraction '%s' is not in [0, 1)", v);
+      break;
+    case 's':
+      o->seed = strtoull(v, &end, 10);
+      if (end == v || *end)
+        return bt_cli_fail(&c, "--seed '%s' is not a number", v);
+      break;
+    case 'k':
+      o->chunk = strtoll(v, &end, 10);
+      if (end == v || *end || o->chunk < 16 || o->chunk > (1 << 26))
+        return bt_cli_fail(&c, "--chunk '%s' is not in [16, 2^26]", v);
+      break;
+    case 'g':
+      o->gzip = (int)strtol(v, &end, 10);
+      if (end == v || *end || o->gzip < 0 || o->gzip > 9)
+        return bt_cli_fail(&c, "--gzip '%s' is not in [0, 9]", v);
+      break;
+    case BT_CLI_ARG:
+      if (!o->zMode) o->zMode = v;
+      else o->azFile[o->nFile++] = (char *)v;
+      break;
+    default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
-  return BT_OK;
+  if (!o->zMode) return bt_cli_fail(&c, "give a mode: text or arrays");
+  if (!o->zOut) return bt_cli_fail(&c, "-o OUT.h5 is required");
+  return -1;
 }
 
 /* ---- text ----------------------------------------------------------------- */
@@ -907,37 +932,29 @@ static int prepare_arrays(const prep_opts *o) {
 /* ---- entry ---------------------------------------------------------------- */
 
 int bt_prepare_main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      usage(stdout);
-      return 0;
-    }
   prep_opts o;
-  int rc = parse_opts(argc, argv, &o);
-  if (rc == BT_OK && !o.zMode) {
-    usage(stderr);
+  int code = parse_opts(argc, argv, &o);
+  if (code >= 0) {
     free(o.azFile);
-    return 2;
+    return code;
   }
-  if (rc == BT_OK && !o.zOut) rc = bt_err_set("prepare: -o OUT.h5 is required");
-  if (rc == BT_OK) {
-    (void)bt_fault_hit("prepare.start");
-    if (!strcmp(o.zMode, "text")) rc = prepare_text(&o);
-    else if (!strcmp(o.zMode, "arrays")) {
-      if (o.nFile > 0)
-        rc = bt_err_set("prepare arrays: unexpected argument '%s'",
-                        o.azFile[0]);
-      else
-        rc = prepare_arrays(&o);
-    } else
-      rc = bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
-                      "--help)",
-                      o.zMode);
-  }
+  int rc;
+  (void)bt_fault_hit("prepare.start");
+  if (!strcmp(o.zMode, "text")) rc = prepare_text(&o);
+  else if (!strcmp(o.zMode, "arrays")) {
+    if (o.nFile > 0)
+      rc = bt_err_set("prepare arrays: unexpected argument '%s'",
+                      o.azFile[0]);
+    else
+      rc = prepare_arrays(&o);
+  } else
+    rc = bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
+                    "--help)",
+                    o.zMode);
   free(o.azFile);
   if (rc != BT_OK) {
     bt_log_error("%s", bt_err_msg());
-    return 1;
+    return BT_EXIT_ERROR;
   }
-  return 0;
+  return BT_EXIT_OK;
 }

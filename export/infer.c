@@ -13,6 +13,7 @@
  * `--checkpoint` accepts a checkpoint (or run) directory instead of an
  * export, so tests can run the same code on the trainer's own weights.
  */
+#include "base/cli.h"
 #include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "data/loader.h"
@@ -505,47 +506,53 @@ static int parse_double(const char *zOpt, const char *z, double *pv) {
 int bt_infer_main(int argc, char **argv) {
   infer_opts o = {.maxNew = 64, .seed = 1, .temperature = 0};
   int bad = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int more = i + 1 < argc;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return BT_EXIT_OK;
-    } else if (!strcmp(a, "--prompt") && more) o.zPrompt = argv[++i];
-    else if (!strcmp(a, "--prompt-ids") && more) o.zPromptIds = argv[++i];
-    else if (!strcmp(a, "--max-new-tokens") && more)
-      bad |= parse_int(a, argv[++i], &o.maxNew);
-    else if (!strcmp(a, "--temperature") && more)
-      bad |= parse_double(a, argv[++i], &o.temperature);
-    else if (!strcmp(a, "--top-k") && more)
-      bad |= parse_int(a, argv[++i], &o.topK);
-    else if (!strcmp(a, "--seed") && more)
-      bad |= parse_u64(a, argv[++i], &o.seed);
-    else if (!strcmp(a, "--logits-out") && more) o.zLogitsOut = argv[++i];
-    else if (!strcmp(a, "--input") && more) o.zInput = argv[++i];
-    else if (!strcmp(a, "--dataset") && more) o.zDataset = argv[++i];
-    else if (!strcmp(a, "--threads") && more)
-      bad |= parse_int(a, argv[++i], &o.threads);
-    else if (!strcmp(a, "--backend") && more) o.zBackend = argv[++i];
-    else if (!strcmp(a, "--ids")) o.printIds = 1;
-    else if (!strcmp(a, "--no-cache")) o.noCache = 1;
-    else if (!strcmp(a, "--checkpoint")) o.fromCkpt = 1;
-    else if (a[0] == '-') {
-      fprintf(stderr, "baton infer: unknown or incomplete option '%s'\n\n", a);
-      usage(stderr);
-      return BT_EXIT_USAGE;
-    } else if (!o.zDir) o.zDir = a;
-    else {
-      fprintf(stderr, "baton infer: unexpected argument '%s'\n", a);
-      return BT_EXIT_USAGE;
+  static const struct option aOpt[] = {
+      {"prompt", required_argument, 0, 'p'},
+      {"prompt-ids", required_argument, 0, 'P'},
+      {"max-new-tokens", required_argument, 0, 'n'},
+      {"temperature", required_argument, 0, 't'},
+      {"top-k", required_argument, 0, 'k'},
+      {"seed", required_argument, 0, 's'},
+      {"logits-out", required_argument, 0, 'l'},
+      {"input", required_argument, 0, 'i'},
+      {"dataset", required_argument, 0, 'd'},
+      {"threads", required_argument, 0, 'T'},
+      {"backend", required_argument, 0, 'b'},
+      {"ids", no_argument, 0, 'I'},
+      {"no-cache", no_argument, 0, 'N'},
+      {"checkpoint", no_argument, 0, 'c'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  bt_cli c;
+  bt_cli_init(&c, "infer", argc, argv, "h", aOpt, usage);
+  for (int ch; (ch = bt_cli_next(&c)) != -1;) {
+    switch (ch) {
+    case 'h': usage(stdout); return BT_EXIT_OK;
+    case 'p': o.zPrompt = c.zArg; break;
+    case 'P': o.zPromptIds = c.zArg; break;
+    case 'n': bad |= parse_int("--max-new-tokens", c.zArg, &o.maxNew); break;
+    case 't':
+      bad |= parse_double("--temperature", c.zArg, &o.temperature);
+      break;
+    case 'k': bad |= parse_int("--top-k", c.zArg, &o.topK); break;
+    case 's': bad |= parse_u64("--seed", c.zArg, &o.seed); break;
+    case 'l': o.zLogitsOut = c.zArg; break;
+    case 'i': o.zInput = c.zArg; break;
+    case 'd': o.zDataset = c.zArg; break;
+    case 'T': bad |= parse_int("--threads", c.zArg, &o.threads); break;
+    case 'b': o.zBackend = c.zArg; break;
+    case 'I': o.printIds = 1; break;
+    case 'N': o.noCache = 1; break;
+    case 'c': o.fromCkpt = 1; break;
+    case BT_CLI_ARG:
+      if (o.zDir) return bt_cli_fail(&c, "unexpected argument '%s'", c.zArg);
+      o.zDir = c.zArg;
+      break;
+    default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
   if (bad) return BT_EXIT_USAGE;
-  if (!o.zDir) {
-    fprintf(stderr, "baton infer: DIR is required\n\n");
-    usage(stderr);
-    return BT_EXIT_USAGE;
-  }
+  if (!o.zDir) return bt_cli_fail(&c, "DIR is required");
   if (o.maxNew < 0 || o.topK < 0 || o.temperature < 0 || o.threads < 0) {
     fprintf(stderr, "baton infer: --max-new-tokens, --top-k, --temperature "
                     "and --threads must not be negative\n");
