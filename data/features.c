@@ -40,7 +40,7 @@ struct bt_features {
   hid_t hFile, hDset;
 };
 
-/* ---- CSV ------------------------------------------------------------------ */
+/* ---- CSV -------------------------------------------------------------- */
 
 /* Splits zLine in place at each ','; az (nMax entries) gets the fields.
  * Returns the field count. */
@@ -90,7 +90,8 @@ static int csv_row(bt_features *p, char **az, int64_t lineNo, int64_t *pCap) {
     if (aVal) p->aVal = aVal;
     int64_t *aLine = realloc(p->aLine, (size_t)*pCap * sizeof(int64_t));
     if (aLine) p->aLine = aLine;
-    if (!aVal || !aLine) return bt_err_set("out of memory reading %s", p->zPath);
+    if (!aVal || !aLine)
+      return bt_err_set("out of memory reading %s", p->zPath);
   }
   double *aRow = p->aVal + p->nRow * p->nCol;
   for (int64_t i = 0; i < p->nCol; i++)
@@ -156,7 +157,7 @@ static int csv_open(bt_features *p) {
   return rc;
 }
 
-/* ---- .npy ----------------------------------------------------------------- */
+/* ---- .npy ------------------------------------------------------------- */
 
 /* Finds key zKey ('k' or "k") in the header dict; returns a pointer just
  * after its ':' (spaces skipped), or NULL. */
@@ -210,7 +211,8 @@ static int npy_shape(bt_features *p, const char *zHdr, int64_t *pCount) {
                       "must be False; save with np.ascontiguousarray)",
                       p->zPath);
   q = npy_key(zHdr, "shape");
-  if (!q || *q != '(') return bt_err_set("%s: .npy header has no shape", p->zPath);
+  if (!q || *q != '(')
+    return bt_err_set("%s: .npy header has no shape", p->zPath);
   q++;
   int rank = 0;
   int64_t count = 1;
@@ -255,7 +257,8 @@ static int npy_open(bt_features *p) {
     return bt_err_set("%s: .npy format version %d is not supported (1, 2, 3)",
                       p->zPath, u[6]);
   }
-  if (hoff + hlen > nBuf) return bt_err_set("%s: truncated .npy header", p->zPath);
+  if (hoff + hlen > nBuf)
+    return bt_err_set("%s: truncated .npy header", p->zPath);
   char *zHdr = bt_malloc(hlen + 1, "npy header");
   if (!zHdr) return BT_ERR;
   memcpy(zHdr, u + hoff, hlen);
@@ -297,7 +300,7 @@ static double npy_get(const bt_features *p, int64_t i) {
   return q[0];
 }
 
-/* ---- HDF5 ----------------------------------------------------------------- */
+/* ---- HDF5 ------------------------------------------------------------- */
 
 static int h5_open(bt_features *p, const char *zDataset) {
   int rc = BT_ERR;
@@ -371,7 +374,7 @@ static int h5_read(bt_features *p, int64_t iRow, int64_t nRow, hid_t memType,
   return rc;
 }
 
-/* ---- the handle ----------------------------------------------------------- */
+/* ---- the handle ------------------------------------------------------- */
 
 static bt_features_kind kind_of(const char *zPath) {
   size_t n = strlen(zPath);

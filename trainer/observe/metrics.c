@@ -144,9 +144,11 @@ static void lb_printf(line_buf *b, const char *zFmt, ...) {
 }
 
 static void lb_json_string(line_buf *b, const char *z) {
+  /* Tags are at most BT_METRICS_MAX_TAG bytes (checked when recorded), so
+   * the escaped copy always fits whole. */
   char zEsc[BT_JSON_ESCAPE_MAX(BT_METRICS_MAX_TAG)];
+  BT_ASSERT(strlen(z) <= BT_METRICS_MAX_TAG);
   size_t n = bt_json_escape(zEsc, sizeof zEsc, z, BT_METRICS_MAX_TAG);
-  BT_ASSERT(n < sizeof zEsc); /* tags are at most BT_METRICS_MAX_TAG bytes */
   lb_put(b, "\"", 1);
   lb_put(b, zEsc, n);
   lb_put(b, "\"", 1);
