@@ -40,6 +40,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "base/cli.h"
 #include "base/util.h"
 #include "checkpoints/ckpt_impl.h"
 
@@ -900,21 +901,21 @@ static void inspect_usage(FILE *f) {
 
 int bt_inspect_main(int argc, char **argv) {
   const char *zPath = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      inspect_usage(stdout);
-      return 0;
+  static const struct option aOpt[] = {{"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  bt_cli c;
+  bt_cli_init(&c, "inspect", argc, argv, "h", aOpt, inspect_usage);
+  for (int ch; (ch = bt_cli_next(&c)) != -1;) {
+    switch (ch) {
+    case 'h': inspect_usage(stdout); return BT_EXIT_OK;
+    case BT_CLI_ARG:
+      if (zPath) return bt_cli_fail(&c, "unexpected argument '%s'", c.zArg);
+      zPath = c.zArg;
+      break;
+    default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
-    if (argv[i][0] == '-' || zPath) {
-      inspect_usage(stderr);
-      return 2;
-    }
-    zPath = argv[i];
   }
-  if (!zPath) {
-    inspect_usage(stderr);
-    return 2;
-  }
+  if (!zPath) return bt_cli_fail(&c, "CHECKPOINT_DIR or RUN_DIR is required");
   char zMan[4096];
   snprintf(zMan, sizeof zMan, "%s/%s", zPath, BT_CKPT_MANIFEST);
   char zDir[4096];

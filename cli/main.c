@@ -2,6 +2,7 @@
  * main.c: the `baton` command line. Each subcommand lives in its module
  * and returns the process exit code; only this file calls exit paths.
  */
+#include "base/cli.h"
 #include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "comm/comm.h"
@@ -45,27 +46,42 @@ static int cmd_version(void) {
   return 0;
 }
 
+static void config_usage(FILE *f) {
+  fprintf(f, "usage: baton config [CONFIG] [--set SECTION.KEY=VALUE]... "
+             "[--markdown]\n\n"
+             "Prints the fully resolved config (defaults, file, overrides), "
+             "or with\n--markdown the reference of every key "
+             "(docs/config.md).\n");
+}
+
 static int cmd_config(int argc, char **argv) {
   const char *zPath = NULL;
   const char **azSet = calloc((size_t)argc + 1, sizeof(char *));
   int nSet = 0, markdown = 0;
   if (!azSet) return BT_EXIT_ERROR;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--markdown")) markdown = 1;
-    else if (!strcmp(argv[i], "--set") && i + 1 < argc) azSet[nSet++] = argv[++i];
-    else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      printf("usage: baton config [CONFIG] [--set SECTION.KEY=VALUE]... "
-             "[--markdown]\n\n"
-             "Prints the fully resolved config (defaults, file, overrides), "
-             "or with\n--markdown the reference of every key "
-             "(docs/config.md).\n");
-      free(azSet);
-      return 0;
-    } else if (argv[i][0] == '-') {
-      fprintf(stderr, "baton config: unknown option '%s'\n", argv[i]);
-      free(azSet);
-      return BT_EXIT_USAGE;
-    } else zPath = argv[i];
+  static const struct option aOpt[] = {{"markdown", no_argument, 0, 'm'},
+                                       {"set", required_argument, 0, 's'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  bt_cli cli;
+  bt_cli_init(&cli, "config", argc, argv, "h", aOpt, config_usage);
+  int code = -1; /* >= 0: parsing ended the command with this exit code */
+  for (int ch; code < 0 && (ch = bt_cli_next(&cli)) != -1;) {
+    switch (ch) {
+    case 'm': markdown = 1; break;
+    case 's': azSet[nSet++] = cli.zArg; break;
+    case 'h': config_usage(stdout); code = BT_EXIT_OK; break;
+    case BT_CLI_ARG:
+      if (zPath)
+        code = bt_cli_fail(&cli, "unexpected argument '%s'", cli.zArg);
+      zPath = cli.zArg;
+      break;
+    default: code = BT_EXIT_USAGE; /* bt_cli_next said why */
+    }
+  }
+  if (code >= 0) {
+    free(azSet);
+    return code;
   }
   if (markdown) {
     bt_config_write_markdown(stdout);

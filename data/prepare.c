@@ -32,7 +32,6 @@
  * Threads: single-threaded; HDF5 calls hold bt_h5_lock() like every other
  * HDF5 user in the process. No exit(): bt_prepare_main returns the code.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -44,7 +43,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/util.h"
+#include "data/features.h"
 #include "data/loader.h"
 #include "data/loader_impl.h"
 
@@ -316,49 +317,73 @@ static void usage(FILE *f) {
           "  --gzip L             gzip level 1-9 with shuffle (default: none)\n");
 }
 
+/* Parses argv into o. Returns -1 to go on, or the exit code to return now:
+ * 0 after --help, BT_EXIT_USAGE after a usage error (reported by bt_cli).
+ * The caller frees o->azFile either way. */
 static int parse_opts(int argc, char **argv, prep_opts *o) {
   memset(o, 0, sizeof *o);
   o->valFrac = 0.1;
   o->seed = 1;
   o->chunk = 65536;
   o->azFile = calloc((size_t)argc + 1, sizeof(char *));
-  if (!o->azFile) return bt_err_set("out of memory");
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    int needs = a[0] == '-' && a[1] != 0;
-    if (needs && !v)
-      return bt_err_set("prepare: option %s needs a value (see --help)", a);
+  if (!o->azFile) {
+    bt_log_error("prepare: out of memory");
+    return BT_EXIT_ERROR;
+  }
+  static const struct option aOpt[] = {
+      {"output", required_argument, 0, 'o'},
+      {"x", required_argument, 0, 'x'},
+      {"y", required_argument, 0, 'y'},
+      {"csv", required_argument, 0, 'c'},
+      {"label-column", required_argument, 0, 'l'},
+      {"val-fraction", required_argument, 0, 'v'},
+      {"seed", required_argument, 0, 's'},
+      {"chunk", required_argument, 0, 'k'},
+      {"gzip", required_argument, 0, 'g'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  bt_cli c;
+  bt_cli_init(&c, "prepare", argc, argv, "ho:", aOpt, usage);
+  for (int ch; (ch = bt_cli_next(&c)) != -1;) {
+    const char *v = c.zArg;
     char *end = NULL;
-    if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->zOut = argv[++i];
-    else if (!strcmp(a, "--x")) o->zX = argv[++i];
-    else if (!strcmp(a, "--y")) o->zY = argv[++i];
-    else if (!strcmp(a, "--csv")) o->zCsv = argv[++i];
-    else if (!strcmp(a, "--label-column")) o->zLabel = argv[++i];
-    else if (!strcmp(a, "--val-fraction")) {
-      o->valFrac = strtod(argv[++i], &end);
-      if (*end || o->valFrac < 0 || o->valFrac >= 1)
-        return bt_err_set("prepare: --val-fraction '%s' is not in [0, 1)", v);
-    } else if (!strcmp(a, "--seed")) {
-      o->seed = strtoull(argv[++i], &end, 10);
-      if (*end) return bt_err_set("prepare: --seed '%s' is not a number", v);
-    } else if (!strcmp(a, "--chunk")) {
-      o->chunk = strtoll(argv[++i], &end, 10);
-      if (*end || o->chunk < 16 || o->chunk > (1 << 26))
-        return bt_err_set("prepare: --chunk '%s' is not in [16, 2^26]", v);
-    } else if (!strcmp(a, "--gzip")) {
-      o->gzip = (int)strtol(argv[++i], &end, 10);
-      if (*end || o->gzip < 0 || o->gzip > 9)
-        return bt_err_set("prepare: --gzip '%s' is not in [0, 9]", v);
-    } else if (needs) {
-      return bt_err_set("prepare: unknown option '%s' (see --help)", a);
-    } else if (!o->zMode) {
-      o->zMode = a;
-    } else {
-      o->azFile[o->nFile++] = argv[i];
+    switch (ch) {
+    case 'h': usage(stdout); return BT_EXIT_OK;
+    case 'o': o->zOut = v; break;
+    case 'x': o->zX = v; break;
+    case 'y': o->zY = v; break;
+    case 'c': o->zCsv = v; break;
+    case 'l': o->zLabel = v; break;
+    case 'v':
+      o->valFrac = strtod(v, &end);
+      if (end == v || *end || !(o->valFrac >= 0 && o->valFrac < 1))
+        return bt_cli_fail(&c, "--val-fraction '%s' is not in [0, 1)", v);
+      break;
+    case 's':
+      o->seed = strtoull(v, &end, 10);
+      if (end == v || *end)
+        return bt_cli_fail(&c, "--seed '%s' is not a number", v);
+      break;
+    case 'k':
+      o->chunk = strtoll(v, &end, 10);
+      if (end == v || *end || o->chunk < 16 || o->chunk > (1 << 26))
+        return bt_cli_fail(&c, "--chunk '%s' is not in [16, 2^26]", v);
+      break;
+    case 'g':
+      o->gzip = (int)strtol(v, &end, 10);
+      if (end == v || *end || o->gzip < 0 || o->gzip > 9)
+        return bt_cli_fail(&c, "--gzip '%s' is not in [0, 9]", v);
+      break;
+    case BT_CLI_ARG:
+      if (!o->zMode) o->zMode = v;
+      else o->azFile[o->nFile++] = (char *)v;
+      break;
+    default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
-  return BT_OK;
+  if (!o->zMode) return bt_cli_fail(&c, "give a mode: text or arrays");
+  if (!o->zOut) return bt_cli_fail(&c, "-o OUT.h5 is required");
+  return -1;
 }
 
 /* ---- text ----------------------------------------------------------------- */
@@ -378,8 +403,8 @@ static void progress(const char *zOut, int64_t done, int64_t total, double t0,
   fflush(stderr);
 }
 
-static int prepare_text(const prep_opts *o) {
-  if (o->nFile == 0) return bt_err_set("prepare text: no input files given");
+/* Total bytes of the input files, which must be regular files. */
+static int text_total(const prep_opts *o, int64_t *pTotal) {
   int64_t total = 0;
   for (int i = 0; i < o->nFile; i++) {
     struct stat st;
@@ -392,6 +417,49 @@ static int prepare_text(const prep_opts *o) {
     total += st.st_size;
   }
   if (total == 0) return bt_err_set("prepare text: the input files are empty");
+  *pTotal = total;
+  return BT_OK;
+}
+
+/* The input files read as one stream: the file being read and its fd. */
+typedef struct text_src {
+  const prep_opts *o;
+  int iFile;
+  int fd; /* -1 between files */
+} text_src;
+
+/* Reads exactly `want` bytes of the stream into aByte, crossing files. */
+static int text_read(text_src *s, unsigned char *aByte, int64_t want) {
+  int64_t got = 0;
+  while (got < want) {
+    if (s->fd < 0) {
+      if (s->iFile >= s->o->nFile)
+        return bt_err_set("prepare text: input shrank while reading");
+      s->fd = open(s->o->azFile[s->iFile], O_RDONLY | O_CLOEXEC);
+      if (s->fd < 0)
+        return bt_err_set("prepare text: cannot open '%s': %s",
+                          s->o->azFile[s->iFile], strerror(errno));
+    }
+    ssize_t r = read(s->fd, aByte + got, (size_t)(want - got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0)
+      return bt_err_set("prepare text: read error in '%s': %s",
+                        s->o->azFile[s->iFile], strerror(errno));
+    if (r == 0) {
+      close(s->fd);
+      s->fd = -1;
+      s->iFile++;
+      continue;
+    }
+    got += r;
+  }
+  return BT_OK;
+}
+
+static int prepare_text(const prep_opts *o) {
+  if (o->nFile == 0) return bt_err_set("prepare text: no input files given");
+  int64_t total = 0;
+  if (text_total(o, &total) != BT_OK) return BT_ERR;
   int64_t B = o->chunk;
   int64_t nBlock = (total + B - 1) / B;
   int64_t nVal = split_nval(o->valFrac, nBlock);
@@ -420,39 +488,12 @@ static int prepare_text(const prep_opts *o) {
   if (rc == BT_OK)
     rc = ds_create(&of, &dVa, "/val/tokens", H5T_STD_U16LE, 1, 1, (hsize_t)B,
                    nValTok);
-  int iFile = 0, fd = -1;
+  text_src src = {o, 0, -1};
   int64_t done = 0;
   double t0 = bt_time_now();
   for (int64_t b = 0; b < nBlock && rc == BT_OK; b++) {
-    int64_t want = total - done < B ? total - done : B, got = 0;
-    while (got < want && rc == BT_OK) {
-      if (fd < 0) {
-        if (iFile >= o->nFile) {
-          rc = bt_err_set("prepare text: input shrank while reading");
-          break;
-        }
-        fd = open(o->azFile[iFile], O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-          rc = bt_err_set("prepare text: cannot open '%s': %s",
-                          o->azFile[iFile], strerror(errno));
-          break;
-        }
-      }
-      ssize_t r = read(fd, aByte + got, (size_t)(want - got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) {
-        rc = bt_err_set("prepare text: read error in '%s': %s",
-                        o->azFile[iFile], strerror(errno));
-        break;
-      }
-      if (r == 0) {
-        close(fd);
-        fd = -1;
-        iFile++;
-        continue;
-      }
-      got += r;
-    }
+    int64_t got = total - done < B ? total - done : B;
+    rc = text_read(&src, aByte, got);
     if (rc != BT_OK) break;
     for (int64_t i = 0; i < got; i++) aTok[i] = aByte[i];
     out_ds *d = is_val(o->seed, nBlock, nVal, b) ? &dVa : &dTr;
@@ -460,7 +501,7 @@ static int prepare_text(const prep_opts *o) {
     done += got;
     if (bProgress) progress(o->zOut, done, total, t0, b + 1 == nBlock);
   }
-  if (fd >= 0) close(fd);
+  if (src.fd >= 0) close(src.fd);
   free(aByte);
   free(aTok);
   if (ds_close(&dTr) != BT_OK) rc = BT_ERR;
@@ -480,173 +521,7 @@ static int prepare_text(const prep_opts *o) {
   return BT_OK;
 }
 
-/* ---- .npy ----------------------------------------------------------------- */
-
-typedef struct npy {
-  const char *zPath;
-  char *pBuf;
-  size_t nBuf;
-  const unsigned char *pData;
-  char kind; /* 'f', 'i', 'u' */
-  int size;
-  int rank;
-  int64_t shape[16];
-  int64_t count;
-} npy;
-
-/* Finds key zKey ('k' or "k") in the header dict; returns a pointer just
- * after its ':' (spaces skipped), or NULL. */
-static const char *npy_key(const char *zHdr, const char *zKey) {
-  char z1[64], z2[64];
-  snprintf(z1, sizeof z1, "'%s'", zKey);
-  snprintf(z2, sizeof z2, "\"%s\"", zKey);
-  const char *p = strstr(zHdr, z1);
-  if (!p) p = strstr(zHdr, z2);
-  if (!p) return NULL;
-  p = strchr(p + strlen(z1), ':');
-  if (!p) return NULL;
-  p++;
-  while (*p == ' ') p++;
-  return p;
-}
-
-static int npy_open(npy *a, const char *zPath) {
-  memset(a, 0, sizeof *a);
-  a->zPath = zPath;
-  a->pBuf = bt_file_read_all(zPath, &a->nBuf);
-  if (!a->pBuf) return BT_ERR;
-  const unsigned char *u = (const unsigned char *)a->pBuf;
-  if (a->nBuf < 10 || memcmp(u, "\x93NUMPY", 6) != 0)
-    return bt_err_set("%s: not a .npy file (bad magic)", zPath);
-  int major = u[6];
-  size_t hlen, hoff;
-  if (major == 1) {
-    hlen = (size_t)u[8] | ((size_t)u[9] << 8);
-    hoff = 10;
-  } else if (major == 2 || major == 3) {
-    if (a->nBuf < 12) return bt_err_set("%s: truncated .npy header", zPath);
-    hlen = (size_t)u[8] | ((size_t)u[9] << 8) | ((size_t)u[10] << 16) |
-           ((size_t)u[11] << 24);
-    hoff = 12;
-  } else {
-    return bt_err_set("%s: .npy format version %d is not supported (1, 2, 3)",
-                      zPath, major);
-  }
-  if (hoff + hlen > a->nBuf)
-    return bt_err_set("%s: truncated .npy header", zPath);
-  char *zHdr = bt_malloc(hlen + 1, "npy header");
-  if (!zHdr) return BT_ERR;
-  memcpy(zHdr, u + hoff, hlen);
-  zHdr[hlen] = 0;
-  int rc = BT_OK;
-  const char *p = npy_key(zHdr, "descr");
-  if (!p || (*p != '\'' && *p != '"')) {
-    rc = bt_err_set("%s: .npy header has no simple 'descr' (structured "
-                    "arrays are not supported): %s",
-                    zPath, zHdr);
-    goto out;
-  }
-  char zDescr[16] = "";
-  {
-    char q = *p++;
-    size_t n = 0;
-    while (*p && *p != q && n + 1 < sizeof zDescr) zDescr[n++] = *p++;
-    zDescr[n] = 0;
-  }
-  if (strlen(zDescr) < 3 || !strchr("<|=", zDescr[0])) {
-    rc = bt_err_set("%s: dtype '%s' is not supported (big-endian or "
-                    "unknown); use little-endian f4, f8, i4, i8 or u1",
-                    zPath, zDescr);
-    goto out;
-  }
-  a->kind = zDescr[1];
-  a->size = atoi(zDescr + 2);
-  if (!((a->kind == 'f' && (a->size == 4 || a->size == 8)) ||
-        (a->kind == 'i' && (a->size == 4 || a->size == 8)) ||
-        (a->kind == 'u' && a->size == 1))) {
-    rc = bt_err_set("%s: dtype '%s' is not supported; use f4, f8, i4, i8 "
-                    "or u1",
-                    zPath, zDescr);
-    goto out;
-  }
-  p = npy_key(zHdr, "fortran_order");
-  if (!p || strncmp(p, "False", 5) != 0) {
-    rc = bt_err_set("%s: only C-order arrays are supported (fortran_order "
-                    "must be False; save with np.ascontiguousarray)",
-                    zPath);
-    goto out;
-  }
-  p = npy_key(zHdr, "shape");
-  if (!p || *p != '(') {
-    rc = bt_err_set("%s: .npy header has no shape", zPath);
-    goto out;
-  }
-  p++;
-  a->count = 1;
-  for (;;) {
-    while (*p == ' ' || *p == ',') p++;
-    if (*p == ')') break;
-    char *end;
-    long long v = strtoll(p, &end, 10);
-    if (end == p || v < 0 || a->rank >= 16) {
-      rc = bt_err_set("%s: cannot parse the shape in the .npy header", zPath);
-      goto out;
-    }
-    a->shape[a->rank++] = v;
-    if (v > 0 && a->count > INT64_MAX / v) {
-      rc = bt_err_set("%s: shape is too large", zPath);
-      goto out;
-    }
-    a->count *= v;
-    p = end;
-    while (*p == ' ' || *p == 'L') p++;
-  }
-  if (a->rank == 0) {
-    rc = bt_err_set("%s: is a scalar; expected rows", zPath);
-    goto out;
-  }
-  size_t need = (size_t)a->count * (size_t)a->size;
-  if (a->nBuf - hoff - hlen < need) {
-    rc = bt_err_set("%s: truncated: the header promises %zu data bytes, the "
-                    "file has %zu",
-                    zPath, need, a->nBuf - hoff - hlen);
-    goto out;
-  }
-  a->pData = u + hoff + hlen;
-out:
-  free(zHdr);
-  return rc;
-}
-
-static double npy_get(const npy *a, int64_t i) {
-  const unsigned char *p = a->pData + (size_t)i * (size_t)a->size;
-  switch (a->kind) {
-    case 'f':
-      if (a->size == 4) {
-        float f;
-        memcpy(&f, p, 4);
-        return f;
-      } else {
-        double d;
-        memcpy(&d, p, 8);
-        return d;
-      }
-    case 'i':
-      if (a->size == 4) {
-        int32_t v;
-        memcpy(&v, p, 4);
-        return v;
-      } else {
-        int64_t v;
-        memcpy(&v, p, 8);
-        return (double)v;
-      }
-    default:
-      return p[0];
-  }
-}
-
-/* ---- arrays (npy or csv) -------------------------------------------------- */
+/* ---- arrays (npy or csv, read by data/features.c) ------------------------ */
 
 typedef struct table {
   int64_t n;
@@ -656,181 +531,102 @@ typedef struct table {
   int64_t nClass;
 } table;
 
-static int labels_check(const char *zWhat, double v, int64_t row, int32_t *py) {
+/* Checks label v of the row at zWhere and adds it to t. */
+static int label_add(table *t, int64_t i, double v, const char *zWhere) {
   if (!(v >= 0) || v != floor(v) || v > 1e9)
-    return bt_err_set("%s: label %g at row %lld is not a non-negative "
-                      "integer",
-                      zWhat, v, (long long)row);
-  *py = (int32_t)v;
+    return bt_err_set("%s: label %g is not a non-negative integer", zWhere,
+                      v);
+  t->aY[i] = (int32_t)v;
+  if (t->aY[i] + 1 > t->nClass) t->nClass = t->aY[i] + 1;
   return BT_OK;
 }
 
 static int load_npy(const prep_opts *o, table *t) {
-  npy x, y;
-  int rc = npy_open(&x, o->zX);
-  if (rc == BT_OK) rc = npy_open(&y, o->zY);
-  else memset(&y, 0, sizeof y);
-  if (rc == BT_OK && !(y.rank == 1 || (y.rank == 2 && y.shape[1] == 1)))
+  bt_features *x = NULL, *y = NULL;
+  double *aV = NULL;
+  int rc = bt_features_open(&x, o->zX, BT_FEATURES_NPY, NULL);
+  if (rc == BT_OK) rc = bt_features_open(&y, o->zY, BT_FEATURES_NPY, NULL);
+  if (rc == BT_OK && bt_features_cols(y) != 1)
     rc = bt_err_set("%s: labels must have shape (N,) or (N, 1)", o->zY);
-  if (rc == BT_OK && x.shape[0] != y.shape[0])
+  if (rc == BT_OK && bt_features_rows(x) != bt_features_rows(y))
     rc = bt_err_set("%s has %lld rows but %s has %lld", o->zX,
-                    (long long)x.shape[0], o->zY, (long long)y.shape[0]);
+                    (long long)bt_features_rows(x), o->zY,
+                    (long long)bt_features_rows(y));
   if (rc == BT_OK) {
-    t->n = x.shape[0];
-    t->D = t->n ? x.count / t->n : 1;
-    if (t->n == 0) rc = bt_err_set("%s: has no rows", o->zX);
-  }
-  if (rc == BT_OK) {
+    t->n = bt_features_rows(x);
+    t->D = bt_features_cols(x);
     t->aX = bt_malloc((size_t)(t->n * t->D) * sizeof(float), "features");
     t->aY = bt_malloc((size_t)t->n * sizeof(int32_t), "labels");
-    if (!t->aX || !t->aY) rc = BT_ERR;
+    aV = bt_malloc((size_t)t->n * sizeof(double), "labels");
+    if (!t->aX || !t->aY || !aV) rc = BT_ERR;
   }
-  for (int64_t i = 0; rc == BT_OK && i < t->n * t->D; i++) {
-    double v = npy_get(&x, i);
-    if (!isfinite(v))
-      rc = bt_err_set("%s: non-finite value at element %lld", o->zX,
-                      (long long)i);
-    t->aX[i] = (float)v;
-  }
+  if (rc == BT_OK) rc = bt_features_read(x, 0, t->n, t->aX);
+  if (rc == BT_OK) rc = bt_features_read_f64(y, 0, t->n, aV);
   for (int64_t i = 0; rc == BT_OK && i < t->n; i++) {
-    rc = labels_check(o->zY, npy_get(&y, i), i, &t->aY[i]);
-    if (rc == BT_OK && t->aY[i] + 1 > t->nClass) t->nClass = t->aY[i] + 1;
+    char zWhere[4400];
+    rc = label_add(t, i, aV[i],
+                   bt_features_where(y, i, zWhere, sizeof zWhere));
   }
-  free(x.pBuf);
-  free(y.pBuf);
+  free(aV);
+  bt_features_close(x);
+  bt_features_close(y);
   return rc;
 }
 
-/* Splits one CSV line in place; returns the field count. */
-static int csv_fields(char *zLine, char **az, int nMax) {
-  int n = 0;
-  char *p = zLine;
-  for (;;) {
-    if (n < nMax) az[n] = p;
-    n++;
-    char *c = strchr(p, ',');
-    if (!c) break;
-    *c = 0;
-    p = c + 1;
-  }
-  return n;
-}
-
-static int csv_number(const char *z, double *pv) {
-  while (isspace((unsigned char)*z)) z++;
-  if (!*z) return 0;
+/* The 0-based label column of a CSV: an index (negative from the end)
+ * or a header name. -1 after bt_err_set. */
+static int64_t csv_label_column(const bt_features *f, const char *zCsv,
+                                const char *zLabel) {
+  int64_t nCol = bt_features_cols(f), iLabel = -1;
+  int bHdr = bt_features_col_name(f, 0) != NULL;
   char *end;
-  *pv = strtod(z, &end);
-  while (isspace((unsigned char)*end)) end++;
-  return *end == 0;
+  long k = strtol(zLabel, &end, 10);
+  if (*end == 0 && zLabel[0]) iLabel = k < 0 ? nCol + k : k;
+  else
+    for (int64_t i = 0; bHdr && i < nCol; i++)
+      if (!strcmp(bt_features_col_name(f, i), zLabel)) iLabel = i;
+  if (iLabel < 0 || iLabel >= nCol) {
+    bt_err_set("%s: label column '%s' not found (%lld columns%s)", zCsv,
+               zLabel, (long long)nCol, bHdr ? "" : ", no header line");
+    return -1;
+  }
+  return iLabel;
 }
 
 static int load_csv(const prep_opts *o, table *t) {
-  size_t nByte;
-  char *z = bt_file_read_all(o->zCsv, &nByte);
-  if (!z) return BT_ERR;
-  int rc = BT_OK;
-  enum { MAXC = 4096 };
-  char **az = malloc(sizeof(char *) * MAXC);
-  int nCol = -1, iLabel = -1;
-  int64_t cap = 0, lineNo = 0;
-  double v;
-  for (char *line = z; line && *line && rc == BT_OK;) {
-    char *nl = strchr(line, '\n');
-    if (nl) *nl = 0;
-    lineNo++;
-    size_t len = strlen(line);
-    if (len && line[len - 1] == '\r') line[len - 1] = 0;
-    char *next = nl ? nl + 1 : NULL;
-    const char *q = line;
-    while (isspace((unsigned char)*q)) q++;
-    if (!*q) {
-      line = next;
-      continue;
-    }
-    int nf = csv_fields(line, az, MAXC);
-    if (nf > MAXC) {
-      rc = bt_err_set("%s: line %lld has more than %d columns", o->zCsv,
-                      (long long)lineNo, MAXC);
-      break;
-    }
-    if (nCol < 0) { /* first line: header or data? */
-      nCol = nf;
-      if (nCol < 2) {
-        rc = bt_err_set("%s: needs at least 2 columns (features and a label)",
-                        o->zCsv);
-        break;
-      }
-      int bHdr = 0;
-      for (int i = 0; i < nf; i++) bHdr |= !csv_number(az[i], &v);
-      char *end;
-      long k = strtol(o->zLabel, &end, 10);
-      if (*end == 0 && o->zLabel[0]) {
-        iLabel = (int)(k < 0 ? nCol + k : k);
-      } else if (bHdr) {
-        for (int i = 0; i < nf; i++) {
-          const char *h = az[i];
-          while (isspace((unsigned char)*h) || *h == '"') h++;
-          size_t hl = strlen(h);
-          while (hl && (isspace((unsigned char)h[hl - 1]) || h[hl - 1] == '"'))
-            hl--;
-          if (hl == strlen(o->zLabel) && !strncmp(h, o->zLabel, hl))
-            iLabel = i;
-        }
-      }
-      if (iLabel < 0 || iLabel >= nCol) {
-        rc = bt_err_set("%s: label column '%s' not found (%d columns%s)",
-                        o->zCsv, o->zLabel, nCol,
-                        bHdr ? "" : ", no header line");
-        break;
-      }
-      t->D = nCol - 1;
-      if (bHdr) {
-        line = next;
+  bt_features *f = NULL;
+  double *aRow = NULL;
+  int64_t iLabel = -1;
+  int rc = bt_features_open(&f, o->zCsv, BT_FEATURES_CSV, NULL);
+  if (rc == BT_OK && bt_features_cols(f) < 2)
+    rc = bt_err_set("%s: needs at least 2 columns (features and a label)",
+                    o->zCsv);
+  if (rc == BT_OK && (iLabel = csv_label_column(f, o->zCsv, o->zLabel)) < 0)
+    rc = BT_ERR;
+  if (rc == BT_OK) {
+    t->n = bt_features_rows(f);
+    t->D = bt_features_cols(f) - 1;
+    t->aX = bt_malloc((size_t)(t->n * t->D) * sizeof(float), "features");
+    t->aY = bt_malloc((size_t)t->n * sizeof(int32_t), "labels");
+    aRow = bt_malloc((size_t)(t->D + 1) * sizeof(double), "CSV row");
+    if (!t->aX || !t->aY || !aRow) rc = BT_ERR;
+  }
+  for (int64_t i = 0; rc == BT_OK && i < t->n; i++) {
+    rc = bt_features_read_f64(f, i, 1, aRow);
+    float *x = t->aX + i * t->D;
+    for (int64_t c = 0; rc == BT_OK && c <= t->D; c++) {
+      if (c != iLabel) {
+        *x++ = (float)aRow[c];
         continue;
       }
+      char zWhere[4400], zCol[4500];
+      bt_features_where(f, i, zWhere, sizeof zWhere);
+      snprintf(zCol, sizeof zCol, "%s column %lld", zWhere, (long long)c + 1);
+      rc = label_add(t, i, aRow[c], zCol);
     }
-    if (nf != nCol) {
-      rc = bt_err_set("%s: line %lld has %d columns, expected %d", o->zCsv,
-                      (long long)lineNo, nf, nCol);
-      break;
-    }
-    if (t->n == cap) {
-      cap = cap ? 2 * cap : 1024;
-      float *pX = realloc(t->aX, (size_t)(cap * t->D) * sizeof(float));
-      if (pX) t->aX = pX;
-      int32_t *pY = realloc(t->aY, (size_t)cap * sizeof(int32_t));
-      if (pY) t->aY = pY;
-      if (!pX || !pY) {
-        rc = bt_err_set("out of memory reading %s", o->zCsv);
-        break;
-      }
-    }
-    int64_t c = 0;
-    for (int i = 0; i < nf && rc == BT_OK; i++) {
-      if (!csv_number(az[i], &v) || !isfinite(v)) {
-        rc = bt_err_set("%s: line %lld column %d: '%s' is not a number",
-                        o->zCsv, (long long)lineNo, i + 1, az[i]);
-        break;
-      }
-      if (i == iLabel) {
-        char zWhat[4200];
-        snprintf(zWhat, sizeof zWhat, "%s (line %lld)", o->zCsv,
-                 (long long)lineNo);
-        rc = labels_check(zWhat, v, t->n, &t->aY[t->n]);
-        if (rc == BT_OK && t->aY[t->n] + 1 > t->nClass)
-          t->nClass = t->aY[t->n] + 1;
-      } else {
-        t->aX[t->n * t->D + c++] = (float)v;
-      }
-    }
-    t->n++;
-    line = next;
   }
-  if (rc == BT_OK && t->n == 0)
-    rc = bt_err_set("%s: has no data rows", o->zCsv);
-  free(az);
-  free(z);
+  free(aRow);
+  bt_features_close(f);
   return rc;
 }
 
@@ -907,37 +703,29 @@ static int prepare_arrays(const prep_opts *o) {
 /* ---- entry ---------------------------------------------------------------- */
 
 int bt_prepare_main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      usage(stdout);
-      return 0;
-    }
   prep_opts o;
-  int rc = parse_opts(argc, argv, &o);
-  if (rc == BT_OK && !o.zMode) {
-    usage(stderr);
+  int code = parse_opts(argc, argv, &o);
+  if (code >= 0) {
     free(o.azFile);
-    return 2;
+    return code;
   }
-  if (rc == BT_OK && !o.zOut) rc = bt_err_set("prepare: -o OUT.h5 is required");
-  if (rc == BT_OK) {
-    (void)bt_fault_hit("prepare.start");
-    if (!strcmp(o.zMode, "text")) rc = prepare_text(&o);
-    else if (!strcmp(o.zMode, "arrays")) {
-      if (o.nFile > 0)
-        rc = bt_err_set("prepare arrays: unexpected argument '%s'",
-                        o.azFile[0]);
-      else
-        rc = prepare_arrays(&o);
-    } else
-      rc = bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
-                      "--help)",
-                      o.zMode);
-  }
+  int rc;
+  (void)bt_fault_hit("prepare.start");
+  if (!strcmp(o.zMode, "text")) rc = prepare_text(&o);
+  else if (!strcmp(o.zMode, "arrays")) {
+    if (o.nFile > 0)
+      rc = bt_err_set("prepare arrays: unexpected argument '%s'",
+                      o.azFile[0]);
+    else
+      rc = prepare_arrays(&o);
+  } else
+    rc = bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
+                    "--help)",
+                    o.zMode);
   free(o.azFile);
   if (rc != BT_OK) {
     bt_log_error("%s", bt_err_msg());
-    return 1;
+    return BT_EXIT_ERROR;
   }
-  return 0;
+  return BT_EXIT_OK;
 }

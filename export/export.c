@@ -13,6 +13,7 @@
  * Only inference weights go out: the optimizer moments never leave the
  * checkpoint.
  */
+#include "base/cli.h"
 #include "base/util.h"
 #include "export/export.h"
 #include "export/safetensors.h"
@@ -144,32 +145,30 @@ static int write_safetensors(const bt_export_model *x, const char *zDir,
 int bt_export_main(int argc, char **argv) {
   const char *zCkpt = NULL, *zFormat = NULL, *zOut = NULL, *zDtype = "fp32";
   int withPast = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return BT_EXIT_OK;
-    } else if (!strcmp(a, "--format") && i + 1 < argc) zFormat = argv[++i];
-    else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && i + 1 < argc)
-      zOut = argv[++i];
-    else if (!strcmp(a, "--dtype") && i + 1 < argc) zDtype = argv[++i];
-    else if (!strcmp(a, "--with-past")) withPast = 1;
-    else if (a[0] == '-') {
-      fprintf(stderr, "baton export: unknown or incomplete option '%s'\n\n", a);
-      usage(stderr);
-      return BT_EXIT_USAGE;
-    } else if (!zCkpt) zCkpt = a;
-    else {
-      fprintf(stderr, "baton export: unexpected argument '%s'\n", a);
-      return BT_EXIT_USAGE;
+  static const struct option aOpt[] = {{"format", required_argument, 0, 'f'},
+                                       {"out", required_argument, 0, 'o'},
+                                       {"dtype", required_argument, 0, 'd'},
+                                       {"with-past", no_argument, 0, 'p'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  bt_cli c;
+  bt_cli_init(&c, "export", argc, argv, "ho:", aOpt, usage);
+  for (int ch; (ch = bt_cli_next(&c)) != -1;) {
+    switch (ch) {
+    case 'h': usage(stdout); return BT_EXIT_OK;
+    case 'f': zFormat = c.zArg; break;
+    case 'o': zOut = c.zArg; break;
+    case 'd': zDtype = c.zArg; break;
+    case 'p': withPast = 1; break;
+    case BT_CLI_ARG:
+      if (zCkpt) return bt_cli_fail(&c, "unexpected argument '%s'", c.zArg);
+      zCkpt = c.zArg;
+      break;
+    default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
-  if (!zCkpt || !zFormat || !zOut) {
-    fprintf(stderr, "baton export: CHECKPOINT, --format and -o are "
-                    "required\n\n");
-    usage(stderr);
-    return BT_EXIT_USAGE;
-  }
+  if (!zCkpt || !zFormat || !zOut)
+    return bt_cli_fail(&c, "CHECKPOINT, --format and -o are required");
   int onnx = 0;
   if (!strcmp(zFormat, "onnx")) onnx = 1;
   else if (strcmp(zFormat, "safetensors")) {

@@ -8,19 +8,20 @@
  * (bt_model_forward, the trainer's own code) over the prompt: that is what
  * the bit-exactness test compares against the trainer.
  *
- * MLP: rows of features from CSV or HDF5 -> predicted class per row.
+ * MLP: rows of features from CSV, .npy or HDF5 (data/features.h) ->
+ * predicted class per row.
  *
  * `--checkpoint` accepts a checkpoint (or run) directory instead of an
  * export, so tests can run the same code on the trainer's own weights.
  */
+#include "base/cli.h"
 #include "base/util.h"
 #include "checkpoints/ckpt.h"
-#include "data/loader.h"
+#include "data/features.h"
 #include "export/export.h"
 #include "trainer/trainer.h"
 
 #include <errno.h>
-#include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +68,8 @@ static void usage(FILE *f) {
           "  --no-cache            recompute the full forward per token "
           "(slow; for checks)\n"
           "MLP (classification):\n"
-          "  --input FILE          .csv (one row of features per line) or "
-          ".h5/.hdf5\n"
+          "  --input FILE          .csv (one row of features per line), .npy "
+          "or .h5/.hdf5\n"
           "  --dataset NAME        HDF5 dataset (default /val/x, else "
           "/train/x)\n"
           "Both:\n"
@@ -300,158 +301,38 @@ done:
   return rc;
 }
 
-/* ---- MLP input -------------------------------------------------------- */
+/* ---- MLP classification ------------------------------------------------ */
 
-static int read_csv(const char *zPath, int D, float **pX, int *pN) {
-  size_t nByte;
-  char *z = bt_file_read_all(zPath, &nByte);
-  if (!z) return BT_ERR;
-  size_t cap = 1024, n = 0;
-  float *X = bt_malloc(cap * sizeof(float), "csv values");
-  int line = 0, rows = 0;
-  char *p = z;
-  while (X && *p) {
-    line++;
-    char *e = strchr(p, '\n');
-    if (e) *e = 0;
-    char *q = p;
-    while (*q == ' ' || *q == '\t' || *q == '\r') q++;
-    if (*q && *q != '#') {
-      int col = 0;
-      while (*q && *q != '\r') {
-        char *end;
-        errno = 0;
-        float v = strtof(q, &end);
-        if (end == q || errno == ERANGE) {
-          free(X);
-          free(z);
-          return bt_err_set("%s:%d: column %d is not a number", zPath, line,
-                            col + 1);
-        }
-        if (col >= D) {
-          free(X);
-          free(z);
-          return bt_err_set("%s:%d: more than %d features", zPath, line, D);
-        }
-        if (n == cap) {
-          float *b = realloc(X, (cap *= 2) * sizeof(float));
-          if (!b) {
-            free(X);
-            free(z);
-            return bt_err_set("out of memory reading %s", zPath);
-          }
-          X = b;
-        }
-        X[n++] = v;
-        col++;
-        q = end;
-        while (*q == ' ' || *q == '\t') q++;
-        if (*q == ',') q++;
-      }
-      if (col != D) {
-        free(X);
-        free(z);
-        return bt_err_set("%s:%d: %d features, the model takes %d", zPath,
-                          line, col, D);
-      }
-      rows++;
-    }
-    if (!e) break;
-    p = e + 1;
-  }
-  free(z);
-  if (!X) return BT_ERR;
-  if (rows == 0) {
-    free(X);
-    return bt_err_set("%s: no rows", zPath);
-  }
-  *pX = X;
-  *pN = rows;
-  return BT_OK;
-}
-
-static int read_h5(const char *zPath, const char *zDset, int D, float **pX,
-                   int *pN) {
-  int rc = BT_ERR;
-  bt_h5_lock();
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  hid_t f = H5Fopen(zPath, H5F_ACC_RDONLY, H5P_DEFAULT), ds = -1, sp = -1;
-  const char *zName = zDset;
-  if (f < 0) {
-    bt_err_set("%s: cannot open as HDF5", zPath);
-    goto done;
-  }
-  if (!zName) {
-    zName = H5Lexists(f, "/val", H5P_DEFAULT) > 0 &&
-                    H5Lexists(f, "/val/x", H5P_DEFAULT) > 0
-                ? "/val/x"
-                : "/train/x";
-  }
-  ds = H5Dopen2(f, zName, H5P_DEFAULT);
-  if (ds < 0) {
-    bt_err_set("%s: no dataset %s (use --dataset)", zPath, zName);
-    goto done;
-  }
-  sp = H5Dget_space(ds);
-  int nd = H5Sget_simple_extent_ndims(sp);
-  hsize_t dims[8];
-  if (nd < 1 || nd > 8 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
-    bt_err_set("%s:%s: unsupported dataspace", zPath, zName);
-    goto done;
-  }
-  hsize_t per = 1;
-  for (int i = 1; i < nd; i++) per *= dims[i];
-  if (per != (hsize_t)D || dims[0] < 1 || dims[0] > (1u << 30)) {
-    bt_err_set("%s:%s: %llu rows of %llu features; the model takes %d",
-               zPath, zName, (unsigned long long)dims[0],
-               (unsigned long long)per, D);
-    goto done;
-  }
-  float *X = bt_malloc((size_t)dims[0] * D * sizeof(float), "h5 rows");
-  if (!X) goto done;
-  if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, X) < 0) {
-    free(X);
-    bt_err_set("%s:%s: read failed (not a numeric dataset?)", zPath, zName);
-    goto done;
-  }
-  *pX = X;
-  *pN = (int)dims[0];
-  rc = BT_OK;
-done:
-  if (sp >= 0) H5Sclose(sp);
-  if (ds >= 0) H5Dclose(ds);
-  if (f >= 0) H5Fclose(f);
-  bt_h5_unlock();
-  return rc;
-}
-
+/* Rows of features (data/features.h: CSV, .npy or HDF5) -> one predicted
+ * class per row on stdout, read and run maxB rows at a time. */
 static int infer_mlp(bt_export_model *x, const infer_opts *o) {
   bt_model *m = &x->m;
-  int D = m->aWidth[0], K = m->aWidth[m->nLayer], N = 0;
+  int D = m->aWidth[0], K = m->aWidth[m->nLayer];
   if (!o->zInput)
     return bt_err_set("an MLP model needs --input FILE.csv or FILE.h5");
-  float *X = NULL;
-  size_t nz = strlen(o->zInput);
-  int isH5 = (nz > 3 && !strcmp(o->zInput + nz - 3, ".h5")) ||
-             (nz > 5 && !strcmp(o->zInput + nz - 5, ".hdf5"));
-  if ((isH5 ? read_h5(o->zInput, o->zDataset, D, &X, &N)
-            : read_csv(o->zInput, D, &X, &N)) != BT_OK)
+  bt_features *f = NULL;
+  if (bt_features_open(&f, o->zInput, BT_FEATURES_AUTO, o->zDataset) != BT_OK)
     return BT_ERR;
-  float *L = bt_malloc((size_t)N * K * sizeof(float), "logits");
-  if (!L) {
-    free(X);
+  int64_t N = bt_features_rows(f);
+  if (bt_features_cols(f) != D) {
+    bt_err_set("%s: %lld features per row; the model takes %d", o->zInput,
+               (long long)bt_features_cols(f), D);
+    bt_features_close(f);
     return BT_ERR;
   }
-  int rc = BT_OK;
-  for (int i = 0; rc == BT_OK && i < N; i += m->maxB) {
-    int b = N - i < m->maxB ? N - i : m->maxB;
-    rc = bt_model_forward(m, b, NULL, X + (size_t)i * D, NULL, NULL, NULL);
+  float *X = bt_malloc((size_t)m->maxB * D * sizeof(float), "feature rows");
+  float *L = bt_malloc((size_t)N * K * sizeof(float), "logits");
+  int rc = X && L ? BT_OK : BT_ERR;
+  for (int64_t i = 0; rc == BT_OK && i < N; i += m->maxB) {
+    int b = N - i < m->maxB ? (int)(N - i) : m->maxB;
+    rc = bt_features_read(f, i, b, X);
+    if (rc == BT_OK) rc = bt_model_forward(m, b, NULL, X, NULL, NULL, NULL);
     if (rc == BT_OK)
       bt_mem_to_host(m->be, L + (size_t)i * K, bt_model_logits(m),
                      (size_t)b * K);
   }
   if (rc == BT_OK) {
-    for (int i = 0; i < N; i++) {
+    for (int64_t i = 0; i < N; i++) {
       int best = 0;
       for (int k = 1; k < K; k++)
         if (L[(size_t)i * K + k] > L[(size_t)i * K + best]) best = k;
@@ -459,6 +340,7 @@ static int infer_mlp(bt_export_model *x, const infer_opts *o) {
     }
     if (o->zLogitsOut) rc = write_floats(o->zLogitsOut, L, (size_t)N * K);
   }
+  bt_features_close(f);
   free(X);
   free(L);
   return rc;
@@ -505,47 +387,53 @@ static int parse_double(const char *zOpt, const char *z, double *pv) {
 int bt_infer_main(int argc, char **argv) {
   infer_opts o = {.maxNew = 64, .seed = 1, .temperature = 0};
   int bad = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int more = i + 1 < argc;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      usage(stdout);
-      return BT_EXIT_OK;
-    } else if (!strcmp(a, "--prompt") && more) o.zPrompt = argv[++i];
-    else if (!strcmp(a, "--prompt-ids") && more) o.zPromptIds = argv[++i];
-    else if (!strcmp(a, "--max-new-tokens") && more)
-      bad |= parse_int(a, argv[++i], &o.maxNew);
-    else if (!strcmp(a, "--temperature") && more)
-      bad |= parse_double(a, argv[++i], &o.temperature);
-    else if (!strcmp(a, "--top-k") && more)
-      bad |= parse_int(a, argv[++i], &o.topK);
-    else if (!strcmp(a, "--seed") && more)
-      bad |= parse_u64(a, argv[++i], &o.seed);
-    else if (!strcmp(a, "--logits-out") && more) o.zLogitsOut = argv[++i];
-    else if (!strcmp(a, "--input") && more) o.zInput = argv[++i];
-    else if (!strcmp(a, "--dataset") && more) o.zDataset = argv[++i];
-    else if (!strcmp(a, "--threads") && more)
-      bad |= parse_int(a, argv[++i], &o.threads);
-    else if (!strcmp(a, "--backend") && more) o.zBackend = argv[++i];
-    else if (!strcmp(a, "--ids")) o.printIds = 1;
-    else if (!strcmp(a, "--no-cache")) o.noCache = 1;
-    else if (!strcmp(a, "--checkpoint")) o.fromCkpt = 1;
-    else if (a[0] == '-') {
-      fprintf(stderr, "baton infer: unknown or incomplete option '%s'\n\n", a);
-      usage(stderr);
-      return BT_EXIT_USAGE;
-    } else if (!o.zDir) o.zDir = a;
-    else {
-      fprintf(stderr, "baton infer: unexpected argument '%s'\n", a);
-      return BT_EXIT_USAGE;
+  static const struct option aOpt[] = {
+      {"prompt", required_argument, 0, 'p'},
+      {"prompt-ids", required_argument, 0, 'P'},
+      {"max-new-tokens", required_argument, 0, 'n'},
+      {"temperature", required_argument, 0, 't'},
+      {"top-k", required_argument, 0, 'k'},
+      {"seed", required_argument, 0, 's'},
+      {"logits-out", required_argument, 0, 'l'},
+      {"input", required_argument, 0, 'i'},
+      {"dataset", required_argument, 0, 'd'},
+      {"threads", required_argument, 0, 'T'},
+      {"backend", required_argument, 0, 'b'},
+      {"ids", no_argument, 0, 'I'},
+      {"no-cache", no_argument, 0, 'N'},
+      {"checkpoint", no_argument, 0, 'c'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  bt_cli c;
+  bt_cli_init(&c, "infer", argc, argv, "h", aOpt, usage);
+  for (int ch; (ch = bt_cli_next(&c)) != -1;) {
+    switch (ch) {
+    case 'h': usage(stdout); return BT_EXIT_OK;
+    case 'p': o.zPrompt = c.zArg; break;
+    case 'P': o.zPromptIds = c.zArg; break;
+    case 'n': bad |= parse_int("--max-new-tokens", c.zArg, &o.maxNew); break;
+    case 't':
+      bad |= parse_double("--temperature", c.zArg, &o.temperature);
+      break;
+    case 'k': bad |= parse_int("--top-k", c.zArg, &o.topK); break;
+    case 's': bad |= parse_u64("--seed", c.zArg, &o.seed); break;
+    case 'l': o.zLogitsOut = c.zArg; break;
+    case 'i': o.zInput = c.zArg; break;
+    case 'd': o.zDataset = c.zArg; break;
+    case 'T': bad |= parse_int("--threads", c.zArg, &o.threads); break;
+    case 'b': o.zBackend = c.zArg; break;
+    case 'I': o.printIds = 1; break;
+    case 'N': o.noCache = 1; break;
+    case 'c': o.fromCkpt = 1; break;
+    case BT_CLI_ARG:
+      if (o.zDir) return bt_cli_fail(&c, "unexpected argument '%s'", c.zArg);
+      o.zDir = c.zArg;
+      break;
+    default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
   if (bad) return BT_EXIT_USAGE;
-  if (!o.zDir) {
-    fprintf(stderr, "baton infer: DIR is required\n\n");
-    usage(stderr);
-    return BT_EXIT_USAGE;
-  }
+  if (!o.zDir) return bt_cli_fail(&c, "DIR is required");
   if (o.maxNew < 0 || o.topK < 0 || o.temperature < 0 || o.threads < 0) {
     fprintf(stderr, "baton infer: --max-new-tokens, --top-k, --temperature "
                     "and --threads must not be negative\n");

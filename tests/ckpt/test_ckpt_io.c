@@ -627,6 +627,21 @@ static void test_bad_args(void) {
   CHECK(bt_inspect_main(2, argv) == 0, "--help");
   char *argv2[] = {"inspect", NULL};
   CHECK(bt_inspect_main(1, argv2) == 2, "no argument");
+  /* Usage errors name the option (base/cli.h); a parse that stopped inside
+   * "-xh" leaves no getopt state behind for the next call. */
+  char *argv3[] = {"inspect", "--frob", zRun, NULL};
+  CHECK(bt_inspect_main(3, argv3) == 2 &&
+            strstr(bt_err_msg(), "unknown option '--frob'"),
+        "unknown option: '%s'", bt_err_msg());
+  char *argv4[] = {"inspect", "-xh", NULL};
+  CHECK(bt_inspect_main(2, argv4) == 2 &&
+            strstr(bt_err_msg(), "unknown option '-x'"),
+        "unknown short option: '%s'", bt_err_msg());
+  CHECK(bt_inspect_main(2, argv) == 0, "--help after a usage error");
+  char *argv5[] = {"inspect", zRun, "extra", NULL};
+  CHECK(bt_inspect_main(3, argv5) == 2 &&
+            strstr(bt_err_msg(), "unexpected argument 'extra'"),
+        "extra argument: '%s'", bt_err_msg());
   tu_rm(zRun);
 }
 

@@ -188,6 +188,20 @@ static void test_text(void) {
         "bad mode: %s", bt_err_msg());
   const char *e[] = {"--help"};
   CHECK(prep(1, e) == 0, "--help");
+  /* Usage errors are exit 2 and name the option (base/cli.h). */
+  const char *f[] = {"text", "-o", wpath("x.h5"), "--frob", wpath("text0.txt")};
+  CHECK(prep(5, f) == 2 && strstr(bt_err_msg(), "unknown option '--frob'"),
+        "unknown option: %s", bt_err_msg());
+  const char *g[] = {"text", "-o", wpath("x.h5"), wpath("text0.txt"), "--seed"};
+  CHECK(prep(5, g) == 2 && strstr(bt_err_msg(), "'--seed' needs a value"),
+        "missing value: %s", bt_err_msg());
+  const char *h[] = {"text", wpath("text0.txt"), "--gzip", "10"};
+  CHECK(prep(4, h) == 2 && strstr(bt_err_msg(), "--gzip '10'"),
+        "bad value: %s", bt_err_msg());
+  const char *i[] = {"text", wpath("text0.txt")};
+  CHECK(prep(2, i) == 2 && strstr(bt_err_msg(), "-o OUT.h5 is required"),
+        "no -o: %s", bt_err_msg());
+  CHECK(!bt_path_exists(wpath("x.h5")), "a usage error wrote a file");
 }
 
 /* ---- crash safety --------------------------------------------------------- */

@@ -319,9 +319,23 @@ def cmd_mlp(fx, baton):
         r2 = subprocess.run([baton, "infer", os.path.join(fx, "fp32"), "--input", h5],
                             check=True, capture_output=True, text=True)
         classes_h5 = [int(c) for c in r2.stdout.split()]
+        # .npy input and a wrong feature count go through the same reader
+        # as `baton prepare arrays` (data/features.c).
+        npy = os.path.join(t, "rows.npy")
+        np.save(npy, x.astype(np.float64))
+        r3 = subprocess.run([baton, "infer", os.path.join(fx, "fp32"), "--input", npy],
+                            check=True, capture_output=True, text=True)
+        classes_npy = [int(c) for c in r3.stdout.split()]
+        narrow = os.path.join(t, "narrow.csv")
+        np.savetxt(narrow, x[:, :-1], delimiter=",")
+        r4 = subprocess.run([baton, "infer", os.path.join(fx, "fp32"), "--input", narrow],
+                            capture_output=True, text=True)
     check(len(classes) == len(x), f"baton infer printed {len(classes)} classes for {len(x)} rows")
     check(classes == list(np.argmax(ours, axis=1)), "printed classes are the argmax of --logits-out")
     check(classes_h5 == classes, "HDF5 /val/x input gives the same classes as CSV")
+    check(classes_npy == classes, ".npy input gives the same classes as CSV")
+    check(r4.returncode == 1 and f"{x.shape[1] - 1} features per row; the model takes {x.shape[1]}" in r4.stderr,
+          f"a CSV of {x.shape[1] - 1} features is rejected by name: {r4.stderr.strip()}")
     # numpy reference from the safetensors weights (torch Linear layout)
     w = load_file(os.path.join(fx, "fp32", "model.safetensors"))
     h = x.astype(np.float64)

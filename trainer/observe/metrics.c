@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "base/util.h"
 #include "trainer/observe/tboard.h"
 
@@ -143,17 +144,13 @@ static void lb_printf(line_buf *b, const char *zFmt, ...) {
 }
 
 static void lb_json_string(line_buf *b, const char *z) {
+  /* Tags are at most BT_METRICS_MAX_TAG bytes (checked when recorded), so
+   * the escaped copy always fits whole. */
+  char zEsc[BT_JSON_ESCAPE_MAX(BT_METRICS_MAX_TAG)];
+  BT_ASSERT(strlen(z) <= BT_METRICS_MAX_TAG);
+  size_t n = bt_json_escape(zEsc, sizeof zEsc, z, BT_METRICS_MAX_TAG);
   lb_put(b, "\"", 1);
-  for (const unsigned char *p = (const unsigned char *)z; *p; p++) {
-    if (*p == '"' || *p == '\\') {
-      char a[2] = {'\\', (char)*p};
-      lb_put(b, a, 2);
-    } else if (*p < 0x20) {
-      lb_printf(b, "\\u%04x", *p);
-    } else {
-      lb_put(b, (const char *)p, 1);
-    }
-  }
+  lb_put(b, zEsc, n);
   lb_put(b, "\"", 1);
 }
 

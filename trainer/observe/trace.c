@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "base/util.h"
 
 /* A formatted event: fixed keys + two escaped names (<= 6x each) + numbers. */
@@ -48,26 +49,6 @@ struct bt_trace {
   size_t nBuf;
   char aBuf[BT_TRACE_BUF_BYTES];
 };
-
-/* Copies z into a JSON string body (without quotes), escaping, truncated to
- * BT_TRACE_NAME_MAX input bytes. Returns the bytes written to zOut, which has
- * room for 6 * BT_TRACE_NAME_MAX + 1. */
-static size_t json_escape(char *zOut, const char *z) {
-  size_t n = 0;
-  for (size_t i = 0; z[i] && i < BT_TRACE_NAME_MAX; i++) {
-    unsigned char c = (unsigned char)z[i];
-    if (c == '"' || c == '\\') {
-      zOut[n++] = '\\';
-      zOut[n++] = (char)c;
-    } else if (c < 0x20) {
-      n += (size_t)snprintf(zOut + n, 7, "\\u%04x", c);
-    } else {
-      zOut[n++] = (char)c;
-    }
-  }
-  zOut[n] = 0;
-  return n;
-}
 
 static void copy_name(char *zDst, const char *zSrc) {
   size_t n = strnlen(zSrc ? zSrc : "", BT_TRACE_NAME_MAX);
@@ -103,10 +84,11 @@ static void append_locked(bt_trace *pT, const char *zEv, size_t nEv) {
 
 static void emit_locked(bt_trace *pT, const char *zName, const char *zCat,
                         int tid, double tStart, double tEnd) {
-  char zN[6 * BT_TRACE_NAME_MAX + 1], zC[6 * BT_TRACE_NAME_MAX + 1];
+  char zN[BT_JSON_ESCAPE_MAX(BT_TRACE_NAME_MAX)];
+  char zC[BT_JSON_ESCAPE_MAX(BT_TRACE_NAME_MAX)];
   char zEv[EVENT_MAX];
-  json_escape(zN, zName ? zName : "");
-  json_escape(zC, zCat ? zCat : "");
+  bt_json_escape(zN, sizeof zN, zName ? zName : "", BT_TRACE_NAME_MAX);
+  bt_json_escape(zC, sizeof zC, zCat ? zCat : "", BT_TRACE_NAME_MAX);
   double dur = tEnd > tStart ? (tEnd - tStart) * 1e6 : 0.0;
   int n = snprintf(zEv, sizeof zEv,
                    "{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":%d,"
@@ -121,9 +103,9 @@ static void emit_locked(bt_trace *pT, const char *zName, const char *zCat,
 
 static void meta_locked(bt_trace *pT, const char *zWhat, int tid,
                         const char *zName) {
-  char zN[6 * BT_TRACE_NAME_MAX + 1];
+  char zN[BT_JSON_ESCAPE_MAX(BT_TRACE_NAME_MAX)];
   char zEv[EVENT_MAX];
-  json_escape(zN, zName);
+  bt_json_escape(zN, sizeof zN, zName, BT_TRACE_NAME_MAX);
   int n = snprintf(zEv, sizeof zEv,
                    "{\"name\":\"%s\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,"
                    "\"args\":{\"name\":\"%s\"}}",
