@@ -62,6 +62,7 @@
 #include "base/util.h"
 #include "kernels/ops.h"
 #include "tests/check.h"
+#include "tests/kernels/op_cases.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -1385,22 +1386,15 @@ static void test_thread_independence(void) {
 }
 
 /* ---- the case table --------------------------------------------------------
- * Every case names the ops of kernels/ops.def it exercises (zOps, space
- * separated), or one of the tags below for the checks that are not about
- * one op. `-o NAME` runs the cases whose zOps holds NAME, where NAME is an
- * op ("layernorm_fwd"), an op family (the op name up to its first '_':
- * "layernorm", "attention") or a tag. The valid op names come from
- * ops.def itself, and every op there must have a case here: a new op
- * without one fails this test. Each case starts from its own fixed random
- * stream (g_salt), so a filtered run computes exactly the numbers of the
- * full run. */
-typedef struct TestCase {
-  const char *zOps;
-  const char *zLabel;
-  void (*xRun)(const int *a);
-  int a[5];
-  int bCpuOnly;
-} TestCase;
+ * Every case names the ops of kernels/ops.def it exercises, or a tag
+ * (azTag) for the checks that are not about one op; op_cases.h says how
+ * -o selects cases and what it checks (every op of ops.def has a case
+ * here). Each case starts from its own fixed random stream (g_salt), so a
+ * filtered run computes exactly the numbers of the full run. */
+/* The tags of the checks that are not about one op. */
+static const char *const azTag[] = {"memory", "empty_shapes", "threads"};
+#define N_TAG ((int)(sizeof azTag / sizeof azTag[0]))
+#define CASE_CPU_ONLY 1
 
 static void run_memory(const int *a) { (void)a, test_memory(); }
 static void run_matmul(const int *a) {
@@ -1465,115 +1459,28 @@ static const TestCase aCase[] = {
     {"adamw", "adamw: hand-computed step, fp64 formula", run_adamw, {0}, 0},
     {"sumsq scale", "sumsq n100003, scale", run_sumsq_scale, {0}, 0},
     {"empty_shapes", "every op with an empty shape is a no-op", run_empty, {0}, 0},
-    {"threads", "every op: 1, 2, 3 threads bit for bit", run_threads, {0}, 1},
+    {"threads", "every op: 1, 2, 3 threads bit for bit", run_threads, {0}, CASE_CPU_ONLY},
 };
 #define N_CASE ((int)(sizeof aCase / sizeof aCase[0]))
-
-/* The ops of kernels/ops.def, and the tags of the checks that are not
- * about one op. */
-static const char *const azOp[] = {
-#define BT_OP_RET(ret, name, params, args) #name,
-#include "kernels/ops.def"
-};
-#define N_OP ((int)(sizeof azOp / sizeof azOp[0]))
-static const char *const azTag[] = {"memory", "empty_shapes", "threads"};
-#define N_TAG ((int)(sizeof azTag / sizeof azTag[0]))
-
-/* 1 if the space-separated list zList holds the word zWord. */
-static int list_has(const char *zList, const char *zWord, size_t nWord) {
-  for (const char *p = zList; *p;) {
-    while (*p == ' ') p++;
-    size_t n = strcspn(p, " ");
-    if (n == nWord && strncmp(p, zWord, n) == 0) return 1;
-    p += n;
-  }
-  return 0;
-}
-
-/* 1 if op zOp belongs to filter name zName (the op itself or its family). */
-static int op_matches(const char *zOp, const char *zName) {
-  size_t n = strlen(zName);
-  if (strcmp(zOp, zName) == 0) return 1;
-  return strncmp(zOp, zName, n) == 0 && zOp[n] == '_' &&
-         strchr(zName, '_') == NULL;
-}
-
-static int case_matches(const TestCase *c, const char *zName) {
-  for (const char *p = c->zOps; *p;) {
-    while (*p == ' ') p++;
-    size_t n = strcspn(p, " ");
-    char z[64];
-    bt_snprintf(z, sizeof z, "%.*s", (int)n, p);
-    if (n && (op_matches(z, zName) || strcmp(z, zName) == 0)) return 1;
-    p += n;
-  }
-  return 0;
-}
-
-/* A valid -o name: an op, an op family, or a tag. */
-static int name_valid(const char *zName) {
-  for (int i = 0; i < N_OP; i++)
-    if (op_matches(azOp[i], zName)) return 1;
-  for (int i = 0; i < N_TAG; i++)
-    if (strcmp(azTag[i], zName) == 0) return 1;
-  return 0;
-}
-
-static void print_valid_names(FILE *f) {
-  fprintf(f, "valid names: the ops of kernels/ops.def");
-  for (int i = 0; i < N_OP; i++) fprintf(f, " %s", azOp[i]);
-  fprintf(f, "; their families (the name up to its first '_'); the tags");
-  for (int i = 0; i < N_TAG; i++) fprintf(f, " %s", azTag[i]);
-  fprintf(f, "\n");
-}
-
-/* The table is consistent with the op list: every word of a case is an op
- * or a tag, and every op has a case. */
-static void check_table(void) {
-  for (int i = 0; i < N_CASE; i++)
-    for (const char *p = aCase[i].zOps; *p;) {
-      while (*p == ' ') p++;
-      size_t n = strcspn(p, " ");
-      int bKnown = 0;
-      for (int k = 0; k < N_OP; k++) bKnown |= list_has(azOp[k], p, n);
-      for (int k = 0; k < N_TAG; k++) bKnown |= list_has(azTag[k], p, n);
-      CHECK(bKnown, "case '%s' names '%.*s', neither an op of "
-            "kernels/ops.def nor a tag", aCase[i].zLabel, (int)n, p);
-      p += n;
-    }
-  for (int k = 0; k < N_OP; k++) {
-    int bCovered = 0;
-    for (int i = 0; i < N_CASE; i++)
-      bCovered |= list_has(aCase[i].zOps, azOp[k], strlen(azOp[k]));
-    CHECK(bCovered, "op %s (kernels/ops.def) has no case in this test's "
-          "table: a new op needs a test case", azOp[k]);
-  }
-}
 
 static int usage(void) {
   fprintf(stderr, "usage: test_ops [-l] [-o NAME]... [cpu|cuda]\n"
                   "  -l       list the cases and the ops each exercises\n"
                   "  -o NAME  run only the cases of op (or family, or tag) "
                   "NAME; repeatable\n");
-  print_valid_names(stderr);
+  opc_print_names(stderr, azTag, N_TAG);
   return 2;
 }
 
 int main(int argc, char **argv) {
-  const char *azFilter[64];
-  int nFilter = 0, bList = 0;
+  OpcFilter filter = {{0}, 0};
+  int bList = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-l") == 0) {
       bList = 1;
     } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
-      const char *z = argv[++i];
-      if (!name_valid(z)) {
-        fprintf(stderr, "test_ops: -o %s: no such op, op family or tag\n", z);
-        print_valid_names(stderr);
-        return 2;
-      }
-      if (nFilter == (int)(sizeof azFilter / sizeof azFilter[0])) return usage();
-      azFilter[nFilter++] = z;
+      int rc = opc_filter_add(&filter, argv[++i], azTag, N_TAG, "test_ops");
+      if (rc) return rc;
     } else if (strcmp(argv[i], "cuda") == 0) {
       g_eKind = BT_BACKEND_CUDA;
     } else if (strcmp(argv[i], "cpu") == 0) {
@@ -1583,9 +1490,7 @@ int main(int argc, char **argv) {
     }
   }
   if (bList) {
-    for (int i = 0; i < N_CASE; i++)
-      printf("%-44s %s%s\n", aCase[i].zLabel, aCase[i].zOps,
-             aCase[i].bCpuOnly ? " (CPU only)" : "");
+    opc_list(aCase, N_CASE);
     return 0;
   }
   if (g_eKind == BT_BACKEND_CUDA && !bt_backend_cuda_compiled()) {
@@ -1604,14 +1509,12 @@ int main(int argc, char **argv) {
   }
   printf("test_ops on backend '%s'\n", bt_backend_name(g_be));
 
-  check_table();
+  opc_check_table(aCase, N_CASE, azTag, N_TAG);
   int nRan = 0;
   for (int i = 0; i < N_CASE; i++) {
     const TestCase *c = &aCase[i];
-    int bRun = nFilter == 0;
-    for (int f = 0; f < nFilter; f++) bRun |= case_matches(c, azFilter[f]);
-    if (!bRun) continue;
-    if (c->bCpuOnly && g_eKind != BT_BACKEND_CPU) {
+    if (!opc_selected(&filter, c)) continue;
+    if ((c->flags & CASE_CPU_ONLY) && g_eKind != BT_BACKEND_CPU) {
       printf("case %s: skipped (CPU backend only)\n", c->zLabel);
       continue;
     }
@@ -1620,10 +1523,7 @@ int main(int argc, char **argv) {
     c->xRun(c->a);
     nRan++;
   }
-  printf("ran %d of %d cases", nRan, N_CASE);
-  for (int f = 0; f < nFilter; f++) printf("%s%s", f ? " " : " (-o ", azFilter[f]);
-  printf("%s\n", nFilter ? ")" : "");
-  CHECK(nRan > 0, "no case matches the filter");
+  opc_report(&filter, nRan, N_CASE);
 
   bt_backend_free(g_be);
   return CHECK_DONE();
