@@ -7,7 +7,7 @@
  * attention, proj, residual, ln, fc, gelu, fcproj, residual], ln, tied lm
  * head, xent, then the backward in reverse and AdamW), on random weights,
  * so the timings include the cache effects of a real step. It is not a
- * model: the gradients are not checked here (tests/unit/test_ops.c does).
+ * model: the gradients are not checked here (tests/kernels/test_ops.c does).
  *
  * Build (no CMake target: bench/ is not part of the top-level build yet):
  *   cmake --build build && gcc -O2 -fopenmp bench/ops/bench_ops.c -Ikernels \
