@@ -101,7 +101,7 @@ static const bt_backend_vtab cpu_vtab = {
     .mem_from_host = cpu_mem_from_host,
     .mem_alloc_i32 = cpu_mem_alloc_i32,
     .sync = cpu_sync,
-/* .<op> = bt_cpu_<op> for every op of kernels/ops.def */
+    /* .<op> = bt_cpu_<op> for every op of kernels/ops.def */
 #define BT_OP_RET(ret, name, params, args) .name = bt_cpu_##name,
 #include "kernels/ops.def"
 };
