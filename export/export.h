@@ -69,7 +69,9 @@ int bt_onnx_export(const bt_export_model *x, const char *zPath, int withPast);
 typedef struct bt_kv_decoder bt_kv_decoder;
 
 /* Decoder over the host parameters of a GPT model (not copied: hostParams
- * must outlive it). Cache of m->T positions. */
+ * must outlive it). Cache of m->T positions. It runs the ops of
+ * kernels/ops.h (attention_decode for the cached attention) on a CPU
+ * backend of its own, whatever backend m was built on. */
 int bt_kv_create(bt_kv_decoder **pp, const bt_model *m,
                  const float *hostParams);
 void bt_kv_free(bt_kv_decoder *d);

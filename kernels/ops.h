@@ -6,7 +6,11 @@
  * bt_backend handle whose function table lives in kernels/backend_impl.h.
  * A model never knows which backend it runs on.
  *
- * Conventions shared by every op (tests in tests/unit/test_ops.c hold each
+ * The ops are listed ONCE, in kernels/ops.def (name, signature, contract);
+ * this header, the function table, the dispatch and each backend's
+ * prototypes are generated from that list. Read the contracts there.
+ *
+ * Conventions shared by every op (tests in tests/kernels/test_ops.c hold each
  * backend to them):
  *   - All tensors are float32, row-major, contiguous, in the backend's memory
  *     (host memory for the CPU backend, device memory for CUDA). Shapes are
@@ -72,97 +76,19 @@ void bt_backend_sync(bt_backend *be);
 
 /* ---- ops -------------------------------------------------------------- */
 
-/* out[N,OC] = inp[N,C] * W (+ bias[OC] if bias != NULL). */
-void bt_op_matmul_fwd(bt_backend *be, float *out, const float *inp,
-                      const float *w, const float *bias, int N, int C, int OC,
-                      bt_wlayout eLayout);
-/* dinp += dout W^T; dw += inp^T dout (in W's layout); dbias += sum_n dout.
- * Any of dinp, dw, dbias may be NULL to skip it. */
-void bt_op_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
-                      const float *dout, const float *inp, const float *w,
-                      int N, int C, int OC, bt_wlayout eLayout);
-
-/* out[N,C] = inp[N,C] + bias[C] (standalone bias add). */
-void bt_op_bias_fwd(bt_backend *be, float *out, const float *inp,
-                    const float *bias, int N, int C);
-/* dinp += dout; dbias += sum_n dout. */
-void bt_op_bias_bwd(bt_backend *be, float *dinp, float *dbias,
-                    const float *dout, int N, int C);
-
-/* out[B,T,C] = wte[tok[b,t]] + wpe[t] (wpe may be NULL: token only). */
-void bt_op_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
-                     const float *wte, const float *wpe, int B, int T, int C);
-/* dwte[tok] += dout; dwpe[t] += sum_b dout. Deterministic (no atomics). */
-void bt_op_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
-                     const float *dout, const int32_t *tok, int B, int T,
-                     int C, int V);
-
-/* out = (x - mean) * rstd * w + b over the last dim C; saves mean[N],
- * rstd[N] for the backward. eps = 1e-5 (GPT-2). */
-void bt_op_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
-                         const float *inp, const float *w, const float *b,
-                         int N, int C);
-void bt_op_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
-                         const float *dout, const float *inp, const float *w,
-                         const float *mean, const float *rstd, int N, int C);
-
-/* GELU, tanh approximation (GPT-2's "gelu_new"). */
-void bt_op_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n);
-void bt_op_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
-                    const float *dout, size_t n);
-
-/* out = a + b. Its backward is an accumulate into both inputs' grads. */
-void bt_op_residual_fwd(bt_backend *be, float *out, const float *a,
-                        const float *b, size_t n);
-/* da += dout; db += dout (either may be NULL). */
-void bt_op_residual_bwd(bt_backend *be, float *da, float *db,
-                        const float *dout, size_t n);
-
-/* Causal multi-head self-attention.
- * qkv[B,T,3C] holds q, k, v side by side (GPT-2 c_attn output).
- * out[B,T,C]; att[B,NH,T,T] saves the softmax probabilities for the
- * backward (the CPU reference keeps them; a fused GPU kernel may instead
- * save per-row log-sum-exp there, and needs only B*NH*T floats). */
-void bt_op_attention_fwd(bt_backend *be, float *out, float *att,
-                         const float *qkv, int B, int T, int C, int NH);
-/* dqkv += d(qkv). scratch must hold B*NH*T*T floats (CPU) or what
- * bt_op_attention_scratch() says. */
-void bt_op_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
-                         const float *dout, const float *qkv, const float *att,
-                         int B, int T, int C, int NH);
-/* Floats needed for att (fwd save) and scratch (bwd) on this backend. */
-size_t bt_op_attention_att_size(bt_backend *be, int B, int T, int NH);
-size_t bt_op_attention_scratch_size(bt_backend *be, int B, int T, int NH);
-
-/* Softmax cross-entropy over rows of logits[N, Vp] using the first V columns
- * (columns V..Vp-1 are padding and ignored). losses[n] = -log p[target[n]];
- * rows with target < 0 are masked: loss 0 and zero gradient. */
-void bt_op_xent_fwd(bt_backend *be, float *losses, const float *logits,
-                    const int32_t *targets, int N, int V, int Vp);
-/* dlogits = (softmax(logits) - onehot(target)) * scale, written (not
- * accumulated: the logits buffer is dead after this) for columns < V and
- * 0 for padding columns. dlogits may alias logits, so the probability matrix
- * is never stored beside the logits. */
-void bt_op_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
-                    const int32_t *targets, float scale, int N, int V, int Vp);
-
-/* AdamW (decoupled weight decay, Loshchilov & Hutter) on n elements:
- *   g = grad * grad_scale
- *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
- *   p -= lr * ( m/(1-b1^t) / (sqrt(v/(1-b2^t)) + eps) + wd p )
- * t is the 1-based optimizer step. */
+/* AdamW hyperparameters (bt_op_adamw; formula in ops.def). */
 typedef struct bt_adamw_hparams {
   float lr, beta1, beta2, eps, weight_decay, grad_scale;
   int t;
 } bt_adamw_hparams;
-void bt_op_adamw(bt_backend *be, float *param, const float *grad, float *m,
-                 float *v, size_t n, const bt_adamw_hparams *hp);
 
-/* Sum of squares of x[0..n) accumulated in double, returned on the host.
- * The trainer sums over its range and all-reduces for the global norm. */
-double bt_op_sumsq(bt_backend *be, const float *x, size_t n);
-
-/* x *= s on n elements (gradient clipping and averaging helpers). */
-void bt_op_scale(bt_backend *be, float *x, float s, size_t n);
+/* The ops themselves: one prototype per entry of kernels/ops.def, where
+ * each op's signature and contract are written, e.g.
+ *   void bt_op_matmul_fwd(bt_backend *be, float *out, const float *inp,
+ *                         const float *w, const float *bias, int N, int C,
+ *                         int OC, bt_wlayout eLayout);
+ *   double bt_op_sumsq(bt_backend *be, const float *x, size_t n); */
+#define BT_OP_RET(ret, name, params, args) ret bt_op_##name params;
+#include "kernels/ops.def"
 
 #endif /* BATON_OPS_H */

@@ -7,12 +7,14 @@
  * attention, proj, residual, ln, fc, gelu, fcproj, residual], ln, tied lm
  * head, xent, then the backward in reverse and AdamW), on random weights,
  * so the timings include the cache effects of a real step. It is not a
- * model: the gradients are not checked here (tests/unit/test_ops.c does).
+ * model: the gradients are not checked here (tests/kernels/test_ops.c does).
  *
  * Build (no CMake target: bench/ is not part of the top-level build yet):
- *   cmake --build build && gcc -O2 -fopenmp bench/ops/bench_ops.c -Ikernels \
- *     -Itrainer build/libbaton_lib.a $(pkg-config --libs openblas) -lxxhash \
- *     -lm -o build/bench_ops
+ *   cmake --build build && gcc -O2 -fopenmp -D_GNU_SOURCE -I. \
+ *     bench/ops/bench_ops.c build/libbaton_kernels.a build/libbaton_base.a \
+ *     $(pkg-config --libs openblas libxxhash) -lm -o build/bench_ops
+ *   (a build with the CUDA backend also needs -L/usr/local/cuda/lib64
+ *   -lcudart -lcublasLt -lcublas -lcudnn -lstdc++)
  * Usage: bench_ops [nThread] [nStep] [cpu|cuda]
  *
  * Measured 2026-11-24 on the shared 2-core dev box (Sapphire Rapids,

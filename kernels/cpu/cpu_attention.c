@@ -25,6 +25,8 @@
  *     the diagonal get probability (and dS) exactly 0, so the products
  *     need no mask.
  *   - The softmax rows use the vectorisable bt_cpu_expf and sum in double.
+ *   - The decode step (one new query per head against a KV cache, for
+ *     `baton infer`) uses the same row softmax, with sgemv products.
  *   - The backward's dP / dS matrix for one (b,h) lives in that pair's
  *     T*T block of the caller's scratch, so the op never allocates.
  */
@@ -53,24 +55,36 @@ static size_t cpu_att_work(int B, int T, int C) {
   return (size_t)B * T * T * C;
 }
 
+/* In place on one row of n scores: softmax with the row max subtracted
+ * (stable), exp by bt_cpu_expf, the sum in double. Static inline so that
+ * each target clone of its callers vectorises its own copy. */
+static inline void cpu_softmax_row(float *p, int n) {
+  float mx = p[0];
+  for (int t2 = 1; t2 < n; t2++) mx = p[t2] > mx ? p[t2] : mx;
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int t2 = 0; t2 < n; t2++) {
+    float e = bt_cpu_expf(p[t2] - mx);
+    p[t2] = e;
+    sum += e;
+  }
+  float inv = (float)(1.0 / sum);
+  for (int t2 = 0; t2 < n; t2++) p[t2] *= inv;
+}
+
 /* In place on the T x T scores S of one (b,h): row t becomes
- * softmax(S[t, 0..t]) (row max subtracted: stable) followed by zeros. */
+ * softmax(S[t, 0..t]) followed by zeros. */
 BT_CPU_SIMD_CLONES static void cpu_softmax_causal(float *S, int T) {
   for (int t = 0; t < T; t++) {
     float *p = S + (size_t)t * T;
-    float mx = p[0];
-    for (int t2 = 1; t2 <= t; t2++) mx = p[t2] > mx ? p[t2] : mx;
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int t2 = 0; t2 <= t; t2++) {
-      float e = bt_cpu_expf(p[t2] - mx);
-      p[t2] = e;
-      sum += e;
-    }
-    float inv = (float)(1.0 / sum);
-    for (int t2 = 0; t2 <= t; t2++) p[t2] *= inv;
+    cpu_softmax_row(p, t + 1);
     for (int t2 = t + 1; t2 < T; t2++) p[t2] = 0.0f;
   }
+}
+
+/* The decode step's rows (NH rows of n scores). */
+BT_CPU_SIMD_CLONES static void cpu_softmax_rows(float *S, int nRow, int n) {
+  for (int r = 0; r < nRow; r++) cpu_softmax_row(S + (size_t)r * n, n);
 }
 
 /* In place on dP of one (b,h): dS = P * (dP - rowsum(P * dP)) * scale.
@@ -171,4 +185,30 @@ void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
       }
     }
   }
+}
+
+/* One query per head against nPos cached rows, per head h:
+ *   scores = scale K_h q_h      (sgemv over K_h [nPos, hs], row stride C)
+ *   p      = softmax(scores)    (the same row softmax as attention_fwd)
+ *   out_h  = V_h^T p            (sgemv over V_h [nPos, hs])
+ * Scores for all heads first, then one softmax pass (vectorised clone),
+ * then the weighted sums. Heads are independent and tiny at decode time:
+ * serial (one sgemv is far below a fork/join's worth of work). */
+void bt_cpu_attention_decode(bt_backend *be, float *out, float *scratch,
+                             const float *q, const float *kc, const float *vc,
+                             int nPos, int C, int NH) {
+  (void)be;
+  if (C <= 0) return;
+  BT_ASSERT(NH > 0 && C % NH == 0 && nPos >= 1);
+  const int hs = C / NH;
+  const float scale = 1.0f / sqrtf((float)hs);
+  for (int h = 0; h < NH; h++)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, nPos, hs, scale,
+                kc + (size_t)h * hs, C, q + (size_t)h * hs, 1, 0.0f,
+                scratch + (size_t)h * nPos, 1);
+  cpu_softmax_rows(scratch, NH, nPos);
+  for (int h = 0; h < NH; h++)
+    cblas_sgemv(CblasRowMajor, CblasTrans, nPos, hs, 1.0f,
+                vc + (size_t)h * hs, C, scratch + (size_t)h * nPos, 1, 0.0f,
+                out + (size_t)h * hs, 1);
 }

@@ -101,27 +101,9 @@ static const bt_backend_vtab cpu_vtab = {
     .mem_from_host = cpu_mem_from_host,
     .mem_alloc_i32 = cpu_mem_alloc_i32,
     .sync = cpu_sync,
-    .matmul_fwd = bt_cpu_matmul_fwd,
-    .matmul_bwd = bt_cpu_matmul_bwd,
-    .bias_fwd = bt_cpu_bias_fwd,
-    .bias_bwd = bt_cpu_bias_bwd,
-    .embed_fwd = bt_cpu_embed_fwd,
-    .embed_bwd = bt_cpu_embed_bwd,
-    .layernorm_fwd = bt_cpu_layernorm_fwd,
-    .layernorm_bwd = bt_cpu_layernorm_bwd,
-    .gelu_fwd = bt_cpu_gelu_fwd,
-    .gelu_bwd = bt_cpu_gelu_bwd,
-    .residual_fwd = bt_cpu_residual_fwd,
-    .residual_bwd = bt_cpu_residual_bwd,
-    .attention_fwd = bt_cpu_attention_fwd,
-    .attention_bwd = bt_cpu_attention_bwd,
-    .attention_att_size = bt_cpu_attention_att_size,
-    .attention_scratch_size = bt_cpu_attention_scratch_size,
-    .xent_fwd = bt_cpu_xent_fwd,
-    .xent_bwd = bt_cpu_xent_bwd,
-    .adamw = bt_cpu_adamw,
-    .sumsq = bt_cpu_sumsq,
-    .scale = bt_cpu_scale,
+    /* .<op> = bt_cpu_<op> for every op of kernels/ops.def */
+#define BT_OP_RET(ret, name, params, args) .name = bt_cpu_##name,
+#include "kernels/ops.def"
 };
 
 bt_backend *bt_backend_cpu_create(int nThread) {

@@ -90,7 +90,7 @@ static inline float bt_cpu_clampf(float x, float lo, float hi) {
  * (libm expf is an opaque call, which kept GELU and softmax scalar).
  * Cephes expf: x = n ln2 + r with |r| <= ln2/2 (ln2 split in two parts so
  * n*ln2 is exact), a polynomial for e^r, and 2^n built in the exponent
- * bits. Max error about 1-2 ulp (tests/unit/test_ops.c measures GELU and
+ * bits. Max error about 1-2 ulp (tests/kernels/test_ops.c measures GELU and
  * softmax against fp64). Inputs are clamped to [-87.3, 88] so 2^n stays a
  * normal float: exp(-87.3) is 1.2e-38, not 0, and exp(>88) is 1.65e38, not
  * inf; every caller adds the result to 1 or normalises by a sum >= 1, where
@@ -121,48 +121,9 @@ static inline float bt_cpu_expf(float x) {
   return p * scale;
 }
 
-void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
-                       const float *w, const float *bias, int N, int C, int OC,
-                       bt_wlayout eLayout);
-void bt_cpu_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
-                       const float *dout, const float *inp, const float *w,
-                       int N, int C, int OC, bt_wlayout eLayout);
-void bt_cpu_bias_fwd(bt_backend *be, float *out, const float *inp,
-                     const float *bias, int N, int C);
-void bt_cpu_bias_bwd(bt_backend *be, float *dinp, float *dbias,
-                     const float *dout, int N, int C);
-void bt_cpu_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
-                      const float *wte, const float *wpe, int B, int T, int C);
-void bt_cpu_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
-                      const float *dout, const int32_t *tok, int B, int T,
-                      int C, int V);
-void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
-                          const float *inp, const float *w, const float *b,
-                          int N, int C);
-void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
-                          const float *dout, const float *inp, const float *w,
-                          const float *mean, const float *rstd, int N, int C);
-void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n);
-void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
-                     const float *dout, size_t n);
-void bt_cpu_residual_fwd(bt_backend *be, float *out, const float *a,
-                         const float *b, size_t n);
-void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
-                         const float *dout, size_t n);
-void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
-                          const float *qkv, int B, int T, int C, int NH);
-void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
-                          const float *dout, const float *qkv,
-                          const float *att, int B, int T, int C, int NH);
-size_t bt_cpu_attention_att_size(bt_backend *be, int B, int T, int NH);
-size_t bt_cpu_attention_scratch_size(bt_backend *be, int B, int T, int NH);
-void bt_cpu_xent_fwd(bt_backend *be, float *losses, const float *logits,
-                     const int32_t *targets, int N, int V, int Vp);
-void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
-                     const int32_t *targets, float scale, int N, int V, int Vp);
-void bt_cpu_adamw(bt_backend *be, float *param, const float *grad, float *m,
-                  float *v, size_t n, const bt_adamw_hparams *hp);
-double bt_cpu_sumsq(bt_backend *be, const float *x, size_t n);
-void bt_cpu_scale(bt_backend *be, float *x, float s, size_t n);
+/* bt_cpu_<name> for every op of kernels/ops.def, with its signature:
+ * cpu_ops.c (dense, element-wise, loss, optimizer) and cpu_attention.c. */
+#define BT_OP_RET(ret, name, params, args) ret bt_cpu_##name params;
+#include "kernels/ops.def"
 
 #endif /* BATON_CPU_INTERNAL_H */

@@ -66,7 +66,7 @@ static void cpu_colsum_acc(int nt, float *acc, const float *x, int N, int C,
  * is summed by two threads, and every element's inner sum runs over the
  * whole K in sgemm's own order. Slab edges are multiples of CPU_ROW_ALIGN
  * rows so that sgemm's register tiles line up the same way however many
- * threads there are (tests/unit/test_ops.c checks 1 vs 2 threads bit for
+ * threads there are (tests/kernels/test_ops.c checks 1 vs 2 threads bit for
  * bit). */
 
 #define CPU_ROW_ALIGN 32

@@ -27,6 +27,9 @@
  * lanes take head dimensions d = lane + 32 i (i < 4, so hs <= 128) and the
  * per-element weights are broadcast with __shfl_sync.
  *
+ * Decoding (bt_k_attn_decode: one new query per head against a KV cache,
+ * `baton infer`) is a separate, simple kernel; see its comment.
+ *
  * The reference kernels at the end (materialised scores, one block per
  * row or column) exist only to cross-check these in tests/gpu.
  *
@@ -402,6 +405,70 @@ void bt_cuda_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
   bt_k_flash_bwd_dkv<<<gk, 32 * FA_WARPS, fa_dkv_smem(hs) * sizeof(float),
                        cu->stream>>>(dqkv, scratch, dout, qkv, att, T, C, NH,
                                      hs, scale);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+/* ---- decode: one new query against a key/value cache -------------------
+ * One block per head (NH blocks of DEC_THREADS). Three phases, each a loop
+ * in a fixed order, so the bits repeat:
+ *   1. thread t takes positions t, t + DEC_THREADS, ...: score = q . k in
+ *      fp32 over the head dims in order, times scale, into scratch; block
+ *      max by butterfly (bt_block_max);
+ *   2. the same positions: e = expf(score - max) into scratch; block sum
+ *      (bt_block_sum); then scratch *= 1 / sum (the CPU reference also
+ *      normalises the probabilities before the weighted sum);
+ *   3. thread i takes head dims i, i + DEC_THREADS, ...: out = sum over
+ *      positions 0..nPos-1, in order, of p[t] v[t][i].
+ * The barriers inside bt_block_max/bt_block_sum also order the scratch
+ * writes of one phase before the reads of the next (__syncthreads makes
+ * global writes of the block visible to the block). Decoding is latency
+ * bound at one query; no tiling. */
+#define DEC_THREADS 128
+
+__global__ void __launch_bounds__(DEC_THREADS)
+bt_k_attn_decode(float *out, float *scores, const float *q, const float *kc,
+                 const float *vc, int nPos, int C, int hs, float scale) {
+  __shared__ float sh[32];
+  const int h = blockIdx.x;
+  const float *qh = q + (size_t)h * hs;
+  float *s = scores + (size_t)h * nPos;
+  float mx = -INFINITY;
+  for (int t = threadIdx.x; t < nPos; t += blockDim.x) {
+    const float *k = kc + (size_t)t * C + (size_t)h * hs;
+    float d = 0.0f;
+    for (int i = 0; i < hs; i++) d += qh[i] * k[i];
+    d *= scale;
+    s[t] = d;
+    mx = fmaxf(mx, d);
+  }
+  mx = bt_block_max(mx, sh);
+  float sum = 0.0f;
+  for (int t = threadIdx.x; t < nPos; t += blockDim.x) {
+    const float e = expf(s[t] - mx);
+    s[t] = e;
+    sum += e;
+  }
+  sum = bt_block_sum(sum, sh);
+  const float inv = 1.0f / sum;
+  for (int t = threadIdx.x; t < nPos; t += blockDim.x) s[t] *= inv;
+  __syncthreads();
+  for (int i = threadIdx.x; i < hs; i += blockDim.x) {
+    const float *v = vc + (size_t)h * hs + i;
+    float o = 0.0f;
+    for (int t = 0; t < nPos; t++) o += s[t] * v[(size_t)t * C];
+    out[(size_t)h * hs + i] = o;
+  }
+}
+
+void bt_cuda_attention_decode(bt_backend *be, float *out, float *scratch,
+                              const float *q, const float *kc,
+                              const float *vc, int nPos, int C, int NH) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (C <= 0) return;
+  BT_ASSERT(NH > 0 && C % NH == 0 && nPos >= 1);
+  const int hs = C / NH;
+  bt_k_attn_decode<<<(unsigned)NH, DEC_THREADS, 0, cu->stream>>>(
+      out, scratch, q, kc, vc, nPos, C, hs, 1.0f / sqrtf((float)hs));
   BT_CUDA_LAUNCHED(cu);
 }
 

@@ -191,27 +191,9 @@ static bt_backend_vtab cuda_vtab_make(void) {
   v.mem_from_host = cuda_mem_from_host;
   v.mem_alloc_i32 = cuda_mem_alloc_i32;
   v.sync = cuda_sync;
-  v.matmul_fwd = bt_cuda_matmul_fwd;
-  v.matmul_bwd = bt_cuda_matmul_bwd;
-  v.bias_fwd = bt_cuda_bias_fwd;
-  v.bias_bwd = bt_cuda_bias_bwd;
-  v.embed_fwd = bt_cuda_embed_fwd;
-  v.embed_bwd = bt_cuda_embed_bwd;
-  v.layernorm_fwd = bt_cuda_layernorm_fwd;
-  v.layernorm_bwd = bt_cuda_layernorm_bwd;
-  v.gelu_fwd = bt_cuda_gelu_fwd;
-  v.gelu_bwd = bt_cuda_gelu_bwd;
-  v.residual_fwd = bt_cuda_residual_fwd;
-  v.residual_bwd = bt_cuda_residual_bwd;
-  v.attention_fwd = bt_cuda_attention_fwd;
-  v.attention_bwd = bt_cuda_attention_bwd;
-  v.attention_att_size = bt_cuda_attention_att_size;
-  v.attention_scratch_size = bt_cuda_attention_scratch_size;
-  v.xent_fwd = bt_cuda_xent_fwd;
-  v.xent_bwd = bt_cuda_xent_bwd;
-  v.adamw = bt_cuda_adamw;
-  v.sumsq = bt_cuda_sumsq;
-  v.scale = bt_cuda_scale;
+  /* v.<op> = bt_cuda_<op> for every op of kernels/ops.def */
+#define BT_OP_RET(ret, name, params, args) v.name = bt_cuda_##name;
+#include "kernels/ops.def"
   return v;
 }
 static const bt_backend_vtab g_cuda_vtab = cuda_vtab_make();

@@ -7,7 +7,8 @@
  *   cuda_gemm.cu       matmul fwd/bwd (cuBLASLt), bias fwd/bwd, column sums
  *   cuda_ops.cu        embedding, layernorm, GELU, residual, cross-entropy,
  *                      AdamW, sumsq, scale
- *   cuda_attention.cu  flash attention fwd/bwd + the reference kernels
+ *   cuda_attention.cu  flash attention fwd/bwd, the one-query decode step,
+ *                      and the reference kernels
  *
  * Invariants every op of this backend keeps:
  *   1. Stream order. Every kernel, cuBLASLt call and async copy goes on the
@@ -189,57 +190,18 @@ __device__ __forceinline__ float bt_block_max(float v, float *sh) {
 
 /* ---- functions shared between the backend's files ---------------------- */
 
-/* cuda_gemm.cu */
-void bt_cuda_matmul_fwd(bt_backend *be, float *out, const float *inp,
-                        const float *w, const float *bias, int N, int C,
-                        int OC, bt_wlayout eLayout);
-void bt_cuda_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
-                        const float *dout, const float *inp, const float *w,
-                        int N, int C, int OC, bt_wlayout eLayout);
-void bt_cuda_bias_fwd(bt_backend *be, float *out, const float *inp,
-                      const float *bias, int N, int C);
-void bt_cuda_bias_bwd(bt_backend *be, float *dinp, float *dbias,
-                      const float *dout, int N, int C);
-
-/* cuda_ops.cu */
-void bt_cuda_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
-                       const float *wte, const float *wpe, int B, int T,
-                       int C);
-void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
-                       const float *dout, const int32_t *tok, int B, int T,
-                       int C, int V);
-void bt_cuda_layernorm_fwd(bt_backend *be, float *out, float *mean,
-                           float *rstd, const float *inp, const float *w,
-                           const float *b, int N, int C);
-void bt_cuda_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
-                           const float *dout, const float *inp,
-                           const float *w, const float *mean,
-                           const float *rstd, int N, int C);
-void bt_cuda_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n);
-void bt_cuda_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
-                      const float *dout, size_t n);
-void bt_cuda_residual_fwd(bt_backend *be, float *out, const float *a,
-                          const float *b, size_t n);
-void bt_cuda_residual_bwd(bt_backend *be, float *da, float *db,
-                          const float *dout, size_t n);
-void bt_cuda_xent_fwd(bt_backend *be, float *losses, const float *logits,
-                      const int32_t *targets, int N, int V, int Vp);
-void bt_cuda_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
-                      const int32_t *targets, float scale, int N, int V,
-                      int Vp);
-void bt_cuda_adamw(bt_backend *be, float *param, const float *grad, float *m,
-                   float *v, size_t n, const bt_adamw_hparams *hp);
-double bt_cuda_sumsq(bt_backend *be, const float *x, size_t n);
-void bt_cuda_scale(bt_backend *be, float *x, float s, size_t n);
+/* bt_cuda_<name> for every op of kernels/ops.def, with its signature
+ * (C++ linkage: only this backend's table refers to them):
+ *   cuda_gemm.cu       matmul_fwd/bwd, bias_fwd/bwd
+ *   cuda_ops.cu        embed, layernorm, gelu, residual, xent, adamw,
+ *                      sumsq, scale
+ *   cuda_attention.cu  attention_fwd/bwd/att_size/scratch_size/decode
+ * (tests/gpu/emu/extract.py leaves this op-list macro out of the
+ * emulator's copy.) */
+#define BT_OP_RET(ret, name, params, args) ret bt_cuda_##name params;
+#include "kernels/ops.def"
 
 /* cuda_attention.cu */
-void bt_cuda_attention_fwd(bt_backend *be, float *out, float *att,
-                           const float *qkv, int B, int T, int C, int NH);
-void bt_cuda_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
-                           const float *dout, const float *qkv,
-                           const float *att, int B, int T, int C, int NH);
-size_t bt_cuda_attention_att_size(bt_backend *be, int B, int T, int NH);
-size_t bt_cuda_attention_scratch_size(bt_backend *be, int B, int T, int NH);
 /* Called once by create: raises the dynamic shared-memory limit of the
  * attention kernels (their tiles need up to ~66 KB at head size 128).
  * Returns cudaSuccess or the failing call's error. */

@@ -2,9 +2,15 @@
  * test_gpu_ops.c: every op of the CUDA backend against the CPU reference
  * backend, forward and backward, on fresh random inputs.
  *
- * Usage: test_gpu_ops [--small | --probe]
+ * Usage: test_gpu_ops [--small | --probe] [-l] [-o NAME]...
  *   --small  only the small shapes (what the compute-sanitizer run uses)
  *   --probe  exit 0 if a CUDA device is usable, 77 (skip) if not
+ *   -l       list the cases (the table at the end; needs no device, and
+ *            fails if an op of kernels/ops.def has no case)
+ *   -o NAME  only the cases of an op of kernels/ops.def, an op family
+ *            ("attention") or the tag "backend"; repeatable; an unknown
+ *            NAME is an error listing the valid ones, a run that selects
+ *            no case fails (tests/kernels/op_cases.h)
  *
  * Without a CUDA device (or without the CUDA backend compiled in) it
  * prints "SKIPPED: no CUDA device (<reason>)" and exits 77, which ctest
@@ -36,7 +42,8 @@
  *     implementation, ~1.7e-6 for the difference of two summation orders;
  *     1e-5 leaves ~6x margin while any indexing error is O(1).
  *   TOL_ATTN 1e-5 (attention forward and backward, vs the CPU and vs the
- *     reference kernels): the flash kernels reach the same softmax through
+ *     reference kernels; attention_decode, which computes one query row of
+ *     the same softmax with a plain fp32 block reduction): the flash kernels reach the same softmax through
  *     online rescaling (exp(m_old - m_new) products) and the backward's
  *     dS = P (dP - D) subtracts nearly equal numbers, so more rounding than
  *     an element-wise op; but run in the CPU emulator (test_gpu_emu) the
@@ -63,6 +70,7 @@
 #include <cuda_runtime_api.h>
 
 #include "tests/check.h" /* only here: its counters are unused in the skip build */
+#include "tests/kernels/op_cases.h"
 #include "kernels/cuda/cuda_backend.h"
 
 #define TOL_FP32 1e-5
@@ -645,6 +653,48 @@ static void test_attention(int B, int T, int C, int NH) {
   t_free(&c.dqkv);
 }
 
+/* ---- attention_decode --------------------------------------------------- */
+
+typedef struct dec_ctx {
+  tens q, kc, vc, out;
+  float *scratch[2];
+  int nPos, C, NH;
+} dec_ctx;
+
+static void dec_op(bt_backend *be, int k, void *v) {
+  dec_ctx *c = v;
+  bt_op_attention_decode(be, c->out.p[k], c->scratch[k], c->q.p[k],
+                         c->kc.p[k], c->vc.p[k], c->nPos, c->C, c->NH);
+}
+
+/* One query against a cache of nPos rows; TOL_ATTN as attention_fwd (a
+ * softmax and a weighted sum, in a different order from the CPU's). */
+static void test_attention_decode(int nPos, int C, int NH) {
+  dec_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.nPos = nPos;
+  c.C = C;
+  c.NH = NH;
+  t_rand(&c.q, "q", (size_t)C, -1.5f, 1.5f);
+  t_rand(&c.kc, "k", (size_t)nPos * C, -1.5f, 1.5f);
+  t_rand(&c.vc, "v", (size_t)nPos * C, -1, 1);
+  t_make(&c.out, "out", (size_t)C, NULL, 0);
+  c.scratch[0] = bt_mem_alloc(g_cpu, (size_t)NH * nPos, "scores");
+  c.scratch[1] = bt_mem_alloc(g_gpu, (size_t)NH * nPos, "scores");
+  BT_ASSERT(c.scratch[0] && c.scratch[1]);
+  tens *fo[] = {&c.out};
+  bt_snprintf(z, sizeof z, "attention_decode nPos=%d C=%d NH=%d", nPos, C,
+              NH);
+  run_case(z, g_gpu, dec_op, &c, fo, 1, TOL_ATTN);
+  bt_mem_free(g_cpu, c.scratch[0]);
+  bt_mem_free(g_gpu, c.scratch[1]);
+  t_free(&c.q);
+  t_free(&c.kc);
+  t_free(&c.vc);
+  t_free(&c.out);
+}
+
 /* ---- cross-entropy ------------------------------------------------------ */
 
 typedef struct xe_ctx {
@@ -811,9 +861,139 @@ static int device_available(char *zWhy, size_t nWhy) {
   return 1;
 }
 
+/* ---- the case table -----------------------------------------------------
+ * Every case names the ops of kernels/ops.def it exercises, or a tag
+ * (azTag) for the checks that are not about one op; tests/kernels/
+ * op_cases.h says how -o selects cases and what it checks (every op of
+ * ops.def has a case here). CASE_LARGE cases (GPT-2 124M shapes) are left
+ * out by --small. Each case starts from its own fixed random stream
+ * (g_salt), so a filtered run computes the numbers of the full run. */
+static const char *const azTag[] = {"backend"};
+#define N_TAG ((int)(sizeof azTag / sizeof azTag[0]))
+#define CASE_LARGE 1
+
+static void run_backend(const int *a) { (void)a, test_backend_misc(); }
+static void run_matmul(const int *a) {
+  test_matmul(a[0], a[1], a[2], (bt_wlayout)a[3], a[4], a[5]);
+}
+static void run_bias(const int *a) { test_bias(a[0], a[1]); }
+static void run_elementwise(const int *a) {
+  test_elementwise((size_t)a[0] * (size_t)a[1]);
+}
+static void run_embed(const int *a) {
+  test_embed(a[0], a[1], a[2], a[3], a[4]);
+}
+static void run_layernorm(const int *a) { test_layernorm(a[0], a[1]); }
+static void run_attention(const int *a) {
+  test_attention(a[0], a[1], a[2], a[3]);
+}
+static void run_attention_decode(const int *a) {
+  test_attention_decode(a[0], a[1], a[2]);
+}
+static void run_xent(const int *a) { test_xent(a[0], a[1], a[2]); }
+static void run_adamw(const int *a) {
+  test_adamw((size_t)a[0] * (size_t)a[1]);
+}
+static void run_sumsq(const int *a) { test_sumsq((size_t)a[0]); }
+
+#define MM "matmul_fwd matmul_bwd"
+#define EW "residual_fwd residual_bwd gelu_fwd gelu_bwd scale"
+#define ATT "attention_fwd attention_bwd attention_att_size attention_scratch_size"
+#define IN_OUT BT_W_IN_OUT
+#define OUT_IN BT_W_OUT_IN
+static const TestCase aCase[] = {
+    {"backend", "backend: env errors, names, zeroed memory", run_backend, {0}, 0},
+    /* Small odd shapes: nothing divides a tile, a warp or a vector width. */
+    {MM, "matmul 7x5x6 in_out bias", run_matmul, {7, 5, 6, IN_OUT, 1, 0}, 0},
+    {MM, "matmul 7x5x6 out_in bias", run_matmul, {7, 5, 6, OUT_IN, 1, 0}, 0},
+    {MM, "matmul 37x70x67 in_out bias unaligned", run_matmul, {37, 70, 67, IN_OUT, 1, 1}, 0},
+    {MM, "matmul 37x70x67 out_in unaligned", run_matmul, {37, 70, 67, OUT_IN, 0, 1}, 0},
+    {MM, "matmul 64x96x128 out_in bias", run_matmul, {64, 96, 128, OUT_IN, 1, 0}, 0},
+    {"bias_fwd bias_bwd", "bias 5x7", run_bias, {5, 7}, 0},
+    /* more than one 256-row chunk */
+    {"bias_fwd bias_bwd", "bias 300x70", run_bias, {300, 70}, 0},
+    {EW, "residual, gelu, scale n=10007", run_elementwise, {10007, 1}, 0},
+    /* V = 4: every token repeats */
+    {"embed_fwd embed_bwd", "embed B=2 T=7 C=5 V=4 +wpe", run_embed, {2, 7, 5, 4, 1}, 0},
+    {"embed_fwd embed_bwd", "embed B=3 T=17 C=40 V=29", run_embed, {3, 17, 40, 29, 0}, 0},
+    {"layernorm_fwd layernorm_bwd", "layernorm 5x9", run_layernorm, {5, 9}, 0},
+    {"layernorm_fwd layernorm_bwd", "layernorm 300x100", run_layernorm, {300, 100}, 0},
+    /* hs = 2, T below one tile */
+    {ATT, "attention B=2 T=7 C=6 NH=3", run_attention, {2, 7, 6, 3}, 0},
+    /* T = 1 */
+    {ATT, "attention B=1 T=1 C=8 NH=2", run_attention, {1, 1, 8, 2}, 0},
+    /* hs = 64, T across 3 tiles */
+    {ATT, "attention B=2 T=70 C=128 NH=2", run_attention, {2, 70, 128, 2}, 0},
+    /* hs = 48: not a multiple of 32 */
+    {ATT, "attention B=1 T=45 C=96 NH=2", run_attention, {1, 45, 96, 2}, 0},
+    /* hs = 128: the largest supported */
+    {ATT, "attention B=1 T=33 C=256 NH=2", run_attention, {1, 33, 256, 2}, 0},
+    /* nPos = 1; hs = 2; nPos = 300 > the block's 128 threads (strided
+     * positions), hs = 64; hs = 160 > 128 threads (strided head dims) */
+    {"attention_decode", "attention_decode nPos=1 C=8 NH=2", run_attention_decode, {1, 8, 2}, 0},
+    {"attention_decode", "attention_decode nPos=7 C=6 NH=3", run_attention_decode, {7, 6, 3}, 0},
+    {"attention_decode", "attention_decode nPos=300 C=128 NH=2", run_attention_decode, {300, 128, 2}, 0},
+    {"attention_decode", "attention_decode nPos=45 C=320 NH=2", run_attention_decode, {45, 320, 2}, 0},
+    {"xent_fwd xent_bwd", "xent N=7 V=5 Vp=8", run_xent, {7, 5, 8}, 0},
+    {"xent_fwd xent_bwd", "xent N=9 V=300 Vp=320", run_xent, {9, 300, 320}, 0},
+    {"adamw", "adamw n=10001", run_adamw, {10001, 1}, 0},
+    {"sumsq", "sumsq n=1000003", run_sumsq, {1000003}, 0},
+    {"sumsq", "sumsq n=5", run_sumsq, {5}, 0},
+    /* GPT-2 124M shapes (fewer rows). */
+    {MM, "matmul 512x768x2304 in_out bias (c_attn)", run_matmul, {512, 768, 2304, IN_OUT, 1, 0}, CASE_LARGE},
+    {MM, "matmul 512x3072x768 in_out bias (mlp c_proj)", run_matmul, {512, 3072, 768, IN_OUT, 1, 0}, CASE_LARGE},
+    {MM, "matmul 128x768x50304 out_in (tied lm_head)", run_matmul, {128, 768, 50304, OUT_IN, 0, 0}, CASE_LARGE},
+    {"bias_fwd bias_bwd", "bias 4096x768", run_bias, {4096, 768}, CASE_LARGE},
+    {EW, "residual, gelu, scale n=512*3072", run_elementwise, {512, 3072}, CASE_LARGE},
+    {"embed_fwd embed_bwd", "embed B=4 T=128 C=768 V=50257 +wpe", run_embed, {4, 128, 768, 50257, 1}, CASE_LARGE},
+    {"layernorm_fwd layernorm_bwd", "layernorm 1024x768", run_layernorm, {1024, 768}, CASE_LARGE},
+    {ATT, "attention B=2 T=256 C=768 NH=12", run_attention, {2, 256, 768, 12}, CASE_LARGE},
+    {ATT, "attention B=1 T=1024 C=768 NH=12", run_attention, {1, 1024, 768, 12}, CASE_LARGE},
+    {"attention_decode", "attention_decode nPos=1024 C=768 NH=12", run_attention_decode, {1024, 768, 12}, CASE_LARGE},
+    {"xent_fwd xent_bwd", "xent N=64 V=50257 Vp=50304", run_xent, {64, 50257, 50304}, CASE_LARGE},
+    {"adamw", "adamw n=2^22", run_adamw, {1 << 11, 1 << 11}, CASE_LARGE},
+};
+#define N_CASE ((int)(sizeof aCase / sizeof aCase[0]))
+
+static int usage(void) {
+  fprintf(stderr,
+          "usage: test_gpu_ops [--small | --probe] [-l] [-o NAME]...\n"
+          "  --small  only the small shapes (the compute-sanitizer run)\n"
+          "  --probe  exit 0 if a CUDA device is usable, 77 if not\n"
+          "  -l       list the cases and the ops each exercises\n"
+          "  -o NAME  run only the cases of op (or family, or tag) NAME; "
+          "repeatable\n");
+  opc_print_names(stderr, azTag, N_TAG);
+  return 2;
+}
+
 int main(int argc, char **argv) {
-  int bSmall = argc > 1 && strcmp(argv[1], "--small") == 0;
-  int bProbe = argc > 1 && strcmp(argv[1], "--probe") == 0;
+  int bSmall = 0, bProbe = 0, bList = 0;
+  OpcFilter filter = {{0}, 0};
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--small") == 0) {
+      bSmall = 1;
+    } else if (strcmp(argv[i], "--probe") == 0) {
+      bProbe = 1;
+    } else if (strcmp(argv[i], "-l") == 0) {
+      bList = 1;
+    } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+      int rc = opc_filter_add(&filter, argv[++i], azTag, N_TAG,
+                              "test_gpu_ops");
+      if (rc) return rc;
+    } else {
+      return usage();
+    }
+  }
+  /* The table against the op list, and the listing, need no device: a
+   * machine without a GPU still finds an op of kernels/ops.def that has
+   * no case here. */
+  opc_check_table(aCase, N_CASE, azTag, N_TAG);
+  if (g_check_fail) return CHECK_DONE();
+  if (bList) {
+    opc_list(aCase, N_CASE);
+    return 0;
+  }
   char zWhy[256];
   if (!device_available(zWhy, sizeof zWhy)) {
     printf("SKIPPED: no CUDA device (%s)\n", zWhy);
@@ -841,46 +1021,17 @@ int main(int argc, char **argv) {
              prop.minor, bSmall ? ", small shapes" : "");
   }
 
-  test_backend_misc();
-
-  /* Small odd shapes: nothing divides a tile, a warp or a vector width. */
-  test_matmul(7, 5, 6, BT_W_IN_OUT, 1, 0);
-  test_matmul(7, 5, 6, BT_W_OUT_IN, 1, 0);
-  test_matmul(37, 70, 67, BT_W_IN_OUT, 1, 1);
-  test_matmul(37, 70, 67, BT_W_OUT_IN, 0, 1);
-  test_matmul(64, 96, 128, BT_W_OUT_IN, 1, 0);
-  test_bias(5, 7);
-  test_bias(300, 70); /* more than one 256-row chunk */
-  test_elementwise(10007);
-  test_embed(2, 7, 5, 4, 1); /* V = 4: every token repeats */
-  test_embed(3, 17, 40, 29, 0);
-  test_layernorm(5, 9);
-  test_layernorm(300, 100);
-  test_attention(2, 7, 6, 3);    /* hs = 2, T below one tile */
-  test_attention(1, 1, 8, 2);    /* T = 1 */
-  test_attention(2, 70, 128, 2); /* hs = 64, T across 3 tiles */
-  test_attention(1, 45, 96, 2);  /* hs = 48: not a multiple of 32 */
-  test_attention(1, 33, 256, 2); /* hs = 128: the largest supported */
-  test_xent(7, 5, 8);
-  test_xent(9, 300, 320);
-  test_adamw(10001);
-  test_sumsq(1000003);
-  test_sumsq(5);
-
-  if (!bSmall) {
-    /* GPT-2 124M shapes (fewer rows). */
-    test_matmul(512, 768, 2304, BT_W_IN_OUT, 1, 0); /* c_attn */
-    test_matmul(512, 3072, 768, BT_W_IN_OUT, 1, 0); /* mlp c_proj */
-    test_matmul(128, 768, 50304, BT_W_OUT_IN, 0, 0); /* tied lm_head */
-    test_bias(4096, 768);
-    test_elementwise((size_t)512 * 3072);
-    test_embed(4, 128, 768, 50257, 1);
-    test_layernorm(1024, 768);
-    test_attention(2, 256, 768, 12);
-    test_attention(1, 1024, 768, 12);
-    test_xent(64, 50257, 50304);
-    test_adamw((size_t)1 << 22);
+  int nRan = 0;
+  for (int i = 0; i < N_CASE; i++) {
+    const TestCase *c = &aCase[i];
+    if (!opc_selected(&filter, c)) continue;
+    if (bSmall && (c->flags & CASE_LARGE)) continue;
+    printf("case %s [%s]\n", c->zLabel, c->zOps);
+    g_salt = 1000 * (uint64_t)(i + 1); /* the same inputs filtered or not */
+    c->xRun(c->a);
+    nRan++;
   }
+  opc_report(&filter, nRan, N_CASE);
 
   bt_backend_free(g_gpu16);
   bt_backend_free(g_gpu);

@@ -4,8 +4,8 @@ that test_gpu_emu can compile it with the host C++ compiler.
 
 Usage: extract.py KERNELS_CUDA_DIR OUT_FILE
 
-Copied: every `#define`, every function that starts a line with
-`__global__` or `__device__`, and the attention kernels' shared-memory size
+Copied: every `#define` (except the op-list macros of SKIP_DEFINES), every
+function that starts a line with `__global__` or `__device__`, and the attention kernels' shared-memory size
 helpers (`static size_t fa_*`). Rewritten: `extern __shared__ float sm[];`
 becomes a pointer to the emulator's per-block buffer, `__shared__` arrays
 become function-local statics (blocks run one after another, so one copy is
@@ -17,6 +17,9 @@ import sys
 
 FILES = ["cuda_common.h", "cuda_gemm.cu", "cuda_ops.cu", "cuda_attention.cu"]
 SKIP = {"bt_k_to_bf16"}  # needs the bf16 type; a plain conversion
+# Host-side macros that expand kernels/ops.def into prototypes: not device
+# code, and the emulator does not include the op list after them.
+SKIP_DEFINES = {"BT_OP", "BT_OP_RET"}
 
 
 def extract(path):
@@ -25,7 +28,10 @@ def extract(path):
     i = 0
     while i < len(lines):
         line = lines[i]
-        if line.startswith("#define") and not re.match(r"#define \w+_H$", line):
+        m = re.match(r"#define (\w+)", line)
+        if m and m.group(1) in SKIP_DEFINES:
+            pass
+        elif line.startswith("#define") and not re.match(r"#define \w+_H$", line):
             block = [line]
             while block[-1].endswith("\\"):
                 i += 1

@@ -11,7 +11,8 @@
  * wrappers themselves on hardware.
  *
  * Covered: flash attention forward and both backward kernels, the
- * reference attention kernels, layernorm fwd/bwd (dinp, dw/db partials),
+ * attention decode kernel (one query against a KV cache), the reference
+ * attention kernels, layernorm fwd/bwd (dinp, dw/db partials),
  * the column sum behind every bias gradient, the bias kernels,
  * cross-entropy fwd/bwd (also in place), embedding fwd, dwpe and dwte (with
  * the host plan built as bt_cuda_embed_bwd builds it), GELU, AdamW and the
@@ -317,6 +318,21 @@ static void t_misc(size_t n) {
   ok ? nPass++ : nFail++;
 }
 
+/* attention_decode: one block per head, DEC_THREADS threads (as
+ * bt_cuda_attention_decode launches it); scratch poisoned with NaN. */
+static void t_attention_decode(int nPos, int C, int NH) {
+  char z[128];
+  int hs = C / NH;
+  auto q = rnd(C, -1.5f, 1.5f), k = rnd((size_t)nPos * C, -1.5f, 1.5f), v = rnd((size_t)nPos * C, -1, 1);
+  std::vector<float> oC(C), sC((size_t)NH * nPos);
+  bt_op_attention_decode(cpu, oC.data(), sC.data(), q.data(), k.data(), v.data(), nPos, C, NH);
+  auto oG = nanv(C), sG = nanv((size_t)NH * nPos);
+  launch(bt_k_attn_decode, dim3(NH), dim3(DEC_THREADS), 0, oG.data(), sG.data(), (const float *)q.data(),
+         (const float *)k.data(), (const float *)v.data(), nPos, C, hs, 1.0f / sqrtf((float)hs));
+  snprintf(z, sizeof z, "attention_decode nPos=%d C=%d NH=%d", nPos, C, NH);
+  check(z, oG, oC, 1e-5);
+}
+
 int main() {
   cpu = bt_backend_create(BT_BACKEND_CPU, 0, 0);
   if (!cpu) {
@@ -330,6 +346,10 @@ int main() {
   t_attention(1, 70, 64, 1);  /* three tiles, hs = 64 */
   t_attention(1, 45, 96, 2);
   t_attention(1, 33, 256, 2);
+  t_attention_decode(1, 8, 2);    /* one position: out = v[0] */
+  t_attention_decode(7, 6, 3);    /* hs = 2 */
+  t_attention_decode(300, 128, 2); /* positions > threads: strided */
+  t_attention_decode(45, 320, 2); /* hs = 160 > threads: strided dims */
   t_gemm_plans(7, 5, 6, BT_W_IN_OUT);
   t_gemm_plans(7, 5, 6, BT_W_OUT_IN);
   t_gemm_plans(37, 70, 67, BT_W_IN_OUT);

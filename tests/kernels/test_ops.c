@@ -1,7 +1,14 @@
 /*
  * test_ops.c: holds a backend to the op contract in kernels/ops.h.
  *
- * Usage: test_ops [cpu|cuda]   (default cpu; cuda only if compiled in)
+ * Usage: test_ops [-l] [-o NAME]... [cpu|cuda]
+ *   cpu|cuda  the backend (default cpu; cuda only if compiled in)
+ *   -l        list the cases (the table at the end of this file)
+ *   -o NAME   run only the cases of an op of kernels/ops.def, an op family
+ *             ("layernorm" = layernorm_fwd + layernorm_bwd) or a tag
+ *             (memory, empty_shapes, threads); repeatable. An unknown NAME
+ *             is an error that lists the valid ones; a run that matches no
+ *             case fails; the last line says how many cases ran.
  *
  * The test talks to the backend only through ops.h (bt_mem_* copies in and
  * out), so the same file checks the CUDA backend when it exists. For every op
@@ -55,6 +62,7 @@
 #include "base/util.h"
 #include "kernels/ops.h"
 #include "tests/check.h"
+#include "tests/kernels/op_cases.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -854,6 +862,71 @@ static void test_attention(int B, int T, int C, int NH) {
   case_free(&c);
 }
 
+/* ---- attention_decode ------------------------------------------------------
+ * The one-query decode step against a KV cache: for EVERY position t of a
+ * T-token sequence, query row t against cached rows 0..t must give row t
+ * of the fp64 causal attention (attention_ref_full), i.e. exactly what the
+ * full forward computes at that position (FWD_LIMIT, the forward limit).
+ * Also: the output is fully written (poisoned first), the op is
+ * deterministic, and nPos = 1 returns v[0]. No backward: it is an
+ * inference op. */
+static void test_attention_decode(int T, int C, int NH) {
+  AttArg a = {1, T, C, NH};
+  const size_t n3 = (size_t)T * 3 * C;
+  float *qkv = rand_vec(n3, -2, 2);
+  double *oRef = xmalloc((size_t)T * C * sizeof(double));
+  attention_ref_full(qkv, &a, oRef, NULL);
+  /* The cache as the decoder keeps it: K and V rows of C floats. */
+  float *hK = xmalloc((size_t)T * C * sizeof(float));
+  float *hV = xmalloc((size_t)T * C * sizeof(float));
+  for (int t = 0; t < T; t++) {
+    memcpy(hK + (size_t)t * C, qkv + (size_t)t * 3 * C + C, C * sizeof(float));
+    memcpy(hV + (size_t)t * C, qkv + (size_t)t * 3 * C + 2 * C,
+           C * sizeof(float));
+  }
+  float *dK = dev_from(hK, (size_t)T * C), *dV = dev_from(hV, (size_t)T * C);
+  float *dQ = bt_mem_alloc(g_be, C, "q");
+  float *dOut = bt_mem_alloc(g_be, C, "out");
+  float *dScr = bt_mem_alloc(g_be, (size_t)NH * T, "scores");
+  float *junk = rand_vec(C, 5, 6);
+  float *o1 = xmalloc(C * sizeof(float)), *o2 = xmalloc(C * sizeof(float));
+  float *all = xmalloc((size_t)T * C * sizeof(float)); /* rows of o1 */
+  int nDiff = 0;
+  for (int t = 0; t < T; t++) {
+    bt_mem_from_host(g_be, dQ, qkv + (size_t)t * 3 * C, C);
+    bt_mem_from_host(g_be, dOut, junk, C);
+    bt_op_attention_decode(g_be, dOut, dScr, dQ, dK, dV, t + 1, C, NH);
+    to_host(o1, dOut, C);
+    bt_mem_from_host(g_be, dOut, junk, C);
+    bt_op_attention_decode(g_be, dOut, dScr, dQ, dK, dV, t + 1, C, NH);
+    to_host(o2, dOut, C);
+    nDiff += memcmp(o1, o2, C * sizeof(float)) != 0;
+    memcpy(all + (size_t)t * C, o1, C * sizeof(float));
+    if (t == 0) {
+      int nBad = 0;
+      for (int i = 0; i < C; i++) nBad += o1[i] != hV[i];
+      CHECK(nBad == 0, "attention_decode nPos=1: %d outputs differ from v[0]",
+            nBad);
+    }
+  }
+  /* maxrel over the whole [T, C] output, as for attention_fwd (the floor
+   * is 1% of the largest |out| of the sequence, not of one row). */
+  double eMax = maxrel(all, oRef, (size_t)T * C, 1e-2);
+  printf("  %-44s fwd    maxrel %.2e (limit %.0e) over all %d positions\n",
+         "attention_decode", eMax, FWD_LIMIT, T);
+  CHECK(eMax <= FWD_LIMIT, "attention_decode T%d C%d NH%d: maxrel %.3e", T, C,
+        NH, eMax);
+  CHECK(nDiff == 0, "attention_decode not deterministic at %d positions",
+        nDiff);
+  bt_mem_free(g_be, dK);
+  bt_mem_free(g_be, dV);
+  bt_mem_free(g_be, dQ);
+  bt_mem_free(g_be, dOut);
+  bt_mem_free(g_be, dScr);
+  free(qkv), free(oRef), free(hK), free(hV), free(junk), free(o1), free(o2),
+      free(all);
+}
+
 /* ---- cross-entropy -------------------------------------------------------- */
 
 typedef struct {
@@ -1144,6 +1217,7 @@ static void test_empty_shapes(void) {
   bt_op_residual_bwd(g_be, g, g, d, 0);
   bt_op_attention_fwd(g_be, g, g, d, 0, 2, 2, 1);
   bt_op_attention_bwd(g_be, g, g, d, d, d, 1, 0, 2, 1);
+  bt_op_attention_decode(g_be, g, g, d, d, d, 1, 0, 1);
   bt_op_xent_fwd(g_be, g, d, dz, 0, 2, 2);
   bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
   bt_op_adamw(g_be, g, d, g, g, 0, &hp);
@@ -1311,13 +1385,117 @@ static void test_thread_independence(void) {
   g_be = saved;
 }
 
+/* ---- the case table --------------------------------------------------------
+ * Every case names the ops of kernels/ops.def it exercises, or a tag
+ * (azTag) for the checks that are not about one op; op_cases.h says how
+ * -o selects cases and what it checks (every op of ops.def has a case
+ * here). Each case starts from its own fixed random stream (g_salt), so a
+ * filtered run computes exactly the numbers of the full run. */
+/* The tags of the checks that are not about one op. */
+static const char *const azTag[] = {"memory", "empty_shapes", "threads"};
+#define N_TAG ((int)(sizeof azTag / sizeof azTag[0]))
+#define CASE_CPU_ONLY 1
+
+static void run_memory(const int *a) { (void)a, test_memory(); }
+static void run_matmul(const int *a) {
+  test_matmul(a[0], a[1], a[2], (bt_wlayout)a[3], a[4]);
+}
+static void run_bias(const int *a) { test_bias(a[0], a[1]); }
+static void run_embed(const int *a) {
+  test_embed(a[0], a[1], a[2], a[3], a[4]);
+}
+static void run_layernorm(const int *a) { test_layernorm(a[0], a[1]); }
+static void run_gelu(const int *a) { test_gelu((size_t)a[0]); }
+static void run_gelu_extremes(const int *a) { (void)a, test_gelu_extremes(); }
+static void run_residual(const int *a) { test_residual((size_t)a[0]); }
+static void run_attention(const int *a) {
+  test_attention(a[0], a[1], a[2], a[3]);
+}
+static void run_attention_decode(const int *a) {
+  test_attention_decode(a[0], a[1], a[2]);
+}
+static void run_xent(const int *a) { test_xent(a[0], a[1], a[2], a[3]); }
+static void run_xent_extremes(const int *a) { (void)a, test_xent_extremes(); }
+static void run_adamw(const int *a) { (void)a, test_adamw(); }
+static void run_sumsq_scale(const int *a) { (void)a, test_sumsq_scale(); }
+static void run_empty(const int *a) { (void)a, test_empty_shapes(); }
+static void run_threads(const int *a) { (void)a, test_thread_independence(); }
+
+#define MM "matmul_fwd matmul_bwd"
+#define ATT "attention_fwd attention_bwd attention_att_size attention_scratch_size"
+/* Odd sizes throughout: nothing divides by a vector width or a block. */
+static const TestCase aCase[] = {
+    {"memory", "memory: zeroed, aligned, round trip", run_memory, {0}, 0},
+    {MM, "matmul N7 C5 OC6 IN_OUT bias", run_matmul, {7, 5, 6, BT_W_IN_OUT, 1}, 0},
+    {MM, "matmul N7 C5 OC6 OUT_IN bias", run_matmul, {7, 5, 6, BT_W_OUT_IN, 1}, 0},
+    {MM, "matmul N9 C6 OC3 IN_OUT nobias", run_matmul, {9, 6, 3, BT_W_IN_OUT, 0}, 0},
+    {MM, "matmul N9 C6 OC3 OUT_IN nobias", run_matmul, {9, 6, 3, BT_W_OUT_IN, 0}, 0},
+    /* > one 64-column block */
+    {MM, "matmul N3 C70 OC67 OUT_IN bias", run_matmul, {3, 70, 67, BT_W_OUT_IN, 1}, 0},
+    {"bias_fwd bias_bwd", "bias N5 C7", run_bias, {5, 7}, 0},
+    {"bias_fwd bias_bwd", "bias N3 C70", run_bias, {3, 70}, 0},
+    {"embed_fwd embed_bwd", "embed B2 T7 C5 V4", run_embed, {2, 7, 5, 4, 1}, 0},
+    {"embed_fwd embed_bwd", "embed B3 T5 C3 V6 wpe=NULL", run_embed, {3, 5, 3, 6, 0}, 0},
+    {"layernorm_fwd layernorm_bwd", "layernorm N5 C9", run_layernorm, {5, 9}, 0},
+    {"layernorm_fwd layernorm_bwd", "layernorm N3 C70", run_layernorm, {3, 70}, 0},
+    {"gelu_fwd gelu_bwd", "gelu n301", run_gelu, {301}, 0},
+    {"gelu_fwd gelu_bwd", "gelu extremes (saturation, NaN)", run_gelu_extremes, {0}, 0},
+    {"residual_fwd residual_bwd", "residual n101", run_residual, {101}, 0},
+    {ATT, "attention B2 T7 C6 NH2", run_attention, {2, 7, 6, 2}, 0},
+    {ATT, "attention B2 T7 C6 NH3", run_attention, {2, 7, 6, 3}, 0},
+    {ATT, "attention B1 T5 C12 NH3", run_attention, {1, 5, 12, 3}, 0},
+    /* T = 1: softmax of one element */
+    {ATT, "attention B1 T1 C4 NH2", run_attention, {1, 1, 4, 2}, 0},
+    /* T > 2 query blocks of the CPU kernel */
+    {ATT, "attention B1 T70 C4 NH2", run_attention, {1, 70, 4, 2}, 0},
+    {"attention_decode", "attention_decode T7 C6 NH2", run_attention_decode, {7, 6, 2}, 0},
+    {"attention_decode", "attention_decode T70 C12 NH3", run_attention_decode, {70, 12, 3}, 0},
+    {"attention_decode", "attention_decode T1 C4 NH2", run_attention_decode, {1, 4, 2}, 0},
+    {"xent_fwd xent_bwd", "xent N7 V5 Vp8", run_xent, {7, 5, 8, 0}, 0},
+    {"xent_fwd xent_bwd", "xent N7 V5 Vp8 in-place", run_xent, {7, 5, 8, 1}, 0},
+    /* no padding */
+    {"xent_fwd xent_bwd", "xent N4 V9 Vp9", run_xent, {4, 9, 9, 0}, 0},
+    {"xent_fwd", "xent extremes (spread 1e4, NaN)", run_xent_extremes, {0}, 0},
+    {"adamw", "adamw: hand-computed step, fp64 formula", run_adamw, {0}, 0},
+    {"sumsq scale", "sumsq n100003, scale", run_sumsq_scale, {0}, 0},
+    {"empty_shapes", "every op with an empty shape is a no-op", run_empty, {0}, 0},
+    {"threads", "every op: 1, 2, 3 threads bit for bit", run_threads, {0}, CASE_CPU_ONLY},
+};
+#define N_CASE ((int)(sizeof aCase / sizeof aCase[0]))
+
+static int usage(void) {
+  fprintf(stderr, "usage: test_ops [-l] [-o NAME]... [cpu|cuda]\n"
+                  "  -l       list the cases and the ops each exercises\n"
+                  "  -o NAME  run only the cases of op (or family, or tag) "
+                  "NAME; repeatable\n");
+  opc_print_names(stderr, azTag, N_TAG);
+  return 2;
+}
+
 int main(int argc, char **argv) {
-  if (argc > 1 && strcmp(argv[1], "cuda") == 0) {
-    if (!bt_backend_cuda_compiled()) {
-      printf("SKIP: the CUDA backend is not compiled into this binary\n");
-      return 77; /* ctest SKIP_RETURN_CODE */
+  OpcFilter filter = {{0}, 0};
+  int bList = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-l") == 0) {
+      bList = 1;
+    } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+      int rc = opc_filter_add(&filter, argv[++i], azTag, N_TAG, "test_ops");
+      if (rc) return rc;
+    } else if (strcmp(argv[i], "cuda") == 0) {
+      g_eKind = BT_BACKEND_CUDA;
+    } else if (strcmp(argv[i], "cpu") == 0) {
+      g_eKind = BT_BACKEND_CPU;
+    } else {
+      return usage();
     }
-    g_eKind = BT_BACKEND_CUDA;
+  }
+  if (bList) {
+    opc_list(aCase, N_CASE);
+    return 0;
+  }
+  if (g_eKind == BT_BACKEND_CUDA && !bt_backend_cuda_compiled()) {
+    printf("SKIP: the CUDA backend is not compiled into this binary\n");
+    return 77; /* ctest SKIP_RETURN_CODE */
   }
   g_be = bt_backend_create(g_eKind, 0, 0);
   if (!g_be) {
@@ -1331,35 +1509,21 @@ int main(int argc, char **argv) {
   }
   printf("test_ops on backend '%s'\n", bt_backend_name(g_be));
 
-  test_memory();
-  /* Odd sizes throughout: nothing divides by a vector width or a block. */
-  test_matmul(7, 5, 6, BT_W_IN_OUT, 1);
-  test_matmul(7, 5, 6, BT_W_OUT_IN, 1);
-  test_matmul(9, 6, 3, BT_W_IN_OUT, 0);
-  test_matmul(9, 6, 3, BT_W_OUT_IN, 0);
-  test_matmul(3, 70, 67, BT_W_OUT_IN, 1); /* > one 64-column block */
-  test_bias(5, 7);
-  test_bias(3, 70);
-  test_embed(2, 7, 5, 4, 1);
-  test_embed(3, 5, 3, 6, 0);
-  test_layernorm(5, 9);
-  test_layernorm(3, 70);
-  test_gelu(301);
-  test_gelu_extremes();
-  test_residual(101);
-  test_attention(2, 7, 6, 2);
-  test_attention(2, 7, 6, 3);
-  test_attention(1, 5, 12, 3);
-  test_attention(1, 1, 4, 2); /* T = 1: softmax of one element */
-  test_attention(1, 70, 4, 2); /* T > 2 query blocks of the CPU kernel */
-  test_xent(7, 5, 8, 0);
-  test_xent(7, 5, 8, 1);
-  test_xent(4, 9, 9, 0); /* no padding */
-  test_xent_extremes();
-  test_adamw();
-  test_sumsq_scale();
-  test_empty_shapes();
-  if (g_eKind == BT_BACKEND_CPU) test_thread_independence();
+  opc_check_table(aCase, N_CASE, azTag, N_TAG);
+  int nRan = 0;
+  for (int i = 0; i < N_CASE; i++) {
+    const TestCase *c = &aCase[i];
+    if (!opc_selected(&filter, c)) continue;
+    if ((c->flags & CASE_CPU_ONLY) && g_eKind != BT_BACKEND_CPU) {
+      printf("case %s: skipped (CPU backend only)\n", c->zLabel);
+      continue;
+    }
+    printf("case %s [%s]\n", c->zLabel, c->zOps);
+    g_salt = 1000 * (uint64_t)(i + 1); /* the same inputs filtered or not */
+    c->xRun(c->a);
+    nRan++;
+  }
+  opc_report(&filter, nRan, N_CASE);
 
   bt_backend_free(g_be);
   return CHECK_DONE();
