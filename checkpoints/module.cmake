@@ -2,7 +2,7 @@
 #
 # BATON_FUZZ=ON (configure with CC=clang): builds `fuzz_ckpt`, the libFuzzer
 # target of the checkpoint reader (tests/ckpt/fuzz/fuzz_ckpt.c). It links
-# the reader's sources and base/util.c directly, not baton_lib, so the
+# the reader's sources and base/util.c, base/cli.c directly, not baton_lib, so the
 # fuzzer instruments only what it attacks. tests/ckpt/fuzz.sh does the same
 # build without CMake and runs it.
 if(BATON_FUZZ)
@@ -13,7 +13,8 @@ if(BATON_FUZZ)
     ${CMAKE_SOURCE_DIR}/tests/ckpt/fuzz/fuzz_ckpt.c
     ${CMAKE_SOURCE_DIR}/checkpoints/codec.c
     ${CMAKE_SOURCE_DIR}/checkpoints/reader.c
-    ${CMAKE_SOURCE_DIR}/base/util.c)
+    ${CMAKE_SOURCE_DIR}/base/util.c
+    ${CMAKE_SOURCE_DIR}/base/cli.c)
   target_compile_options(fuzz_ckpt PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined)
   target_link_options(fuzz_ckpt PRIVATE -fsanitize=fuzzer,address,undefined)
   target_include_directories(fuzz_ckpt PRIVATE ${CMAKE_SOURCE_DIR} ${MPI_C_INCLUDE_DIRS})

@@ -19,7 +19,7 @@ $cc -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
   -I"$root" \
   $(pkg-config --cflags libzstd libxxhash libcjson) \
   "$root/tests/ckpt/fuzz/fuzz_ckpt.c" "$root/checkpoints/codec.c" \
-  "$root/checkpoints/reader.c" "$root/base/util.c" \
+  "$root/checkpoints/reader.c" "$root/base/util.c" "$root/base/cli.c" \
   $(pkg-config --libs libzstd libxxhash libcjson) -lm \
   -o "$out/fuzz_ckpt"
 cd "$out"
