@@ -1,5 +1,6 @@
 /*
- * comm.h: the communicator interface (DESIGN.md decision 3).
+ * comm.h: the communicator interface (docs/design.md: decision 3, ZeRO-1
+ * reduce-scatter; decision 8, every rank can fail loudly).
  *
  * One interface, two implementations chosen at bt_comm_init():
  *   - MPI: every collective on host memory (CPU backend, and the fallback).

@@ -1,5 +1,6 @@
 /*
- * loader.h: the sharded, deterministic data stream (DESIGN.md decision 4).
+ * loader.h: the sharded, deterministic data stream (docs/design.md,
+ * decision 5: world-size-independent state).
  *
  * The global stream: epoch e visits every sample index exactly once, in the
  * order of a seeded permutation perm(seed, e). Step s of the run takes the

@@ -1,7 +1,7 @@
 /*
  * model.h: GPT-2-style decoder and MLP classifier over flat buffers.
  *
- * Memory (DESIGN.md decision 1): every parameter lives in ONE contiguous
+ * Memory (docs/design.md, decision 1: flat buffers): every parameter lives in ONE contiguous
  * buffer `params`, gradients in `grads` of the same layout; optimizer
  * moments are owned by the optimizer (trainer/optim.h) with the same
  * layout. A named tensor is a view (offset, shape) into them. The buffers

@@ -68,8 +68,8 @@ typedef struct bt_trainer {
   float *hostStageM, *hostStageV;
 } bt_trainer;
 
-/* One function lists the state for both save and load (DESIGN.md decision
- * 5). For save, pData holds current values (host); for load, pData is the
+/* One function lists the state for both save and load (docs/design.md,
+ * decision 6: one path for state). For save, pData holds current values (host); for load, pData is the
  * destination to fill, after which bt_state_commit_load copies it to the
  * backend. Returns the item count (<= nMax). */
 int bt_state_items(bt_trainer *tr, bt_ckpt_item *aItem, int nMax, int forSave);
