@@ -21,8 +21,8 @@
  * rule with rows instead of blocks picks the val rows.
  *
  * Crash safety (docs/design.md, decision 7: crash-safe files): everything
- * is written to OUT.h5.tmp.<pid>, closed, fsync'ed, renamed to OUT.h5 and the directory
- * fsync'ed. An error removes the temporary file; SIGINT/SIGTERM remove it
+ * is written to OUT.h5.tmp.<pid>, closed, fsync'ed, renamed to OUT.h5 and
+ * the directory fsync'ed. An error removes the temporary file; SIGINT/SIGTERM remove it
  * and then die with the signal; SIGKILL leaves only the .tmp.<pid> file.
  * So OUT.h5 is either absent (or the previous version) or complete.
  * Fault points: prepare.block (fail the Nth block/split write with an
