@@ -594,6 +594,52 @@ static void comm_fault_point(bt_comm *pComm, bt_comm_opkind eKind) {
 /* ---- collectives ----------------------------------------------------------
  */
 
+/* One collective's arguments after its checks. Every entry point, device or
+ * host, starts its operation through comm_dispatch. */
+typedef struct comm_call {
+  bt_comm_opkind eKind;
+  const void *pSend;    /* reduce_scatter(_v), all_gather */
+  void *pRecv;          /* the destination; allreduce/broadcast: the buffer */
+  size_t n;             /* the request's count (this rank's, for _v) */
+  const size_t *aCount; /* reduce_scatter_v: per-rank counts, else NULL */
+  bt_dtype eType;
+  bt_redop eOp;
+  int root;
+} comm_call;
+
+static int comm_dispatch(bt_comm *pComm, const bt_comm_ops *pOps,
+                         const comm_call *c, bt_comm_req *req) {
+  switch (c->eKind) {
+    case BT_OPK_ALLREDUCE:
+      return pOps->xAllreduce(pComm, c->pRecv, c->n, c->eType, c->eOp, req);
+    case BT_OPK_REDUCE_SCATTER:
+      if (c->aCount)
+        return pOps->xReduceScatterV(pComm, c->pSend, c->pRecv, c->aCount,
+                                     c->eType, c->eOp, req);
+      return pOps->xReduceScatter(pComm, c->pSend, c->pRecv, c->n, c->eType,
+                                  c->eOp, req);
+    case BT_OPK_ALL_GATHER:
+      return pOps->xAllGather(pComm, c->pSend, c->pRecv, c->n, c->eType, req);
+    case BT_OPK_BROADCAST:
+      return pOps->xBroadcast(pComm, c->pRecv, c->n, c->eType, c->root, req);
+    case BT_OPK_BARRIER:
+      return pOps->xBarrier(pComm, req);
+  }
+  BT_ASSERT(!"unknown collective");
+  return BT_ERR;
+}
+
+/* The shared tail of a collective: fault point, request, start on the data
+ * plane; a blocking call (pReq NULL) then waits under the watchdog. */
+static int comm_start(bt_comm *pComm, const comm_call *c,
+                      bt_comm_req **pReq) {
+  comm_fault_point(pComm, c->eKind);
+  bt_comm_req *req = req_get(pComm, c->eKind, c->n, c->eType);
+  if (!req) return BT_ERR;
+  int rc = comm_dispatch(pComm, pComm->pOps, c, req);
+  return req_started(pComm, req, rc, pReq);
+}
+
 int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
                       bt_redop eOp, bt_comm_req **pReq) {
   BT_ASSERT(pComm);
@@ -602,11 +648,9 @@ int bt_comm_allreduce(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
       comm_check_redop(pComm, "allreduce", eOp) ||
       comm_check_buf(pComm, "allreduce", pBuf, n, "buffer"))
     return BT_ERR;
-  comm_fault_point(pComm, BT_OPK_ALLREDUCE);
-  bt_comm_req *req = req_get(pComm, BT_OPK_ALLREDUCE, n, eType);
-  if (!req) return BT_ERR;
-  int rc = pComm->pOps->xAllreduce(pComm, pBuf, n, eType, eOp, req);
-  return req_started(pComm, req, rc, pReq);
+  comm_call c = {.eKind = BT_OPK_ALLREDUCE, .pRecv = pBuf, .n = n,
+                 .eType = eType, .eOp = eOp};
+  return comm_start(pComm, &c, pReq);
 }
 
 int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
@@ -624,12 +668,9 @@ int bt_comm_reduce_scatter(bt_comm *pComm, const void *pSend, void *pRecv,
   if (comm_check_overlap(pComm, zOp, pRecv, nPerRank * es, pSend,
                          (size_t)pComm->world * nPerRank * es))
     return BT_ERR;
-  comm_fault_point(pComm, BT_OPK_REDUCE_SCATTER);
-  bt_comm_req *req = req_get(pComm, BT_OPK_REDUCE_SCATTER, nPerRank, eType);
-  if (!req) return BT_ERR;
-  int rc = pComm->pOps->xReduceScatter(pComm, pSend, pRecv, nPerRank, eType,
-                                       eOp, req);
-  return req_started(pComm, req, rc, pReq);
+  comm_call c = {.eKind = BT_OPK_REDUCE_SCATTER, .pSend = pSend,
+                 .pRecv = pRecv, .n = nPerRank, .eType = eType, .eOp = eOp};
+  return comm_start(pComm, &c, pReq);
 }
 
 int bt_comm_reduce_scatter_v(bt_comm *pComm, const void *pSend, void *pRecv,
@@ -649,12 +690,10 @@ int bt_comm_reduce_scatter_v(bt_comm *pComm, const void *pSend, void *pRecv,
   size_t es = bt_comm_dtype_size(eType);
   if (comm_check_overlap(pComm, zOp, pRecv, nMine * es, pSend, nTotal * es))
     return BT_ERR;
-  comm_fault_point(pComm, BT_OPK_REDUCE_SCATTER);
-  bt_comm_req *req = req_get(pComm, BT_OPK_REDUCE_SCATTER, nMine, eType);
-  if (!req) return BT_ERR;
-  int rc = pComm->pOps->xReduceScatterV(pComm, pSend, pRecv, aCount, eType,
-                                        eOp, req);
-  return req_started(pComm, req, rc, pReq);
+  comm_call c = {.eKind = BT_OPK_REDUCE_SCATTER, .pSend = pSend,
+                 .pRecv = pRecv, .n = nMine, .aCount = aCount,
+                 .eType = eType, .eOp = eOp};
+  return comm_start(pComm, &c, pReq);
 }
 
 int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
@@ -670,11 +709,9 @@ int bt_comm_all_gather(bt_comm *pComm, const void *pSend, void *pRecv,
   if (comm_check_overlap(pComm, zOp, pSend, nPerRank * es, pRecv,
                          (size_t)pComm->world * nPerRank * es))
     return BT_ERR;
-  comm_fault_point(pComm, BT_OPK_ALL_GATHER);
-  bt_comm_req *req = req_get(pComm, BT_OPK_ALL_GATHER, nPerRank, eType);
-  if (!req) return BT_ERR;
-  int rc = pComm->pOps->xAllGather(pComm, pSend, pRecv, nPerRank, eType, req);
-  return req_started(pComm, req, rc, pReq);
+  comm_call c = {.eKind = BT_OPK_ALL_GATHER, .pSend = pSend, .pRecv = pRecv,
+                 .n = nPerRank, .eType = eType};
+  return comm_start(pComm, &c, pReq);
 }
 
 int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
@@ -687,29 +724,27 @@ int bt_comm_broadcast(bt_comm *pComm, void *pBuf, size_t n, bt_dtype eType,
   if (root < 0 || root >= pComm->world)
     return bt_err_set("broadcast on rank %d@%s: root %d outside [0, %d)",
                       pComm->rank, bt_log_host(), root, pComm->world);
-  comm_fault_point(pComm, BT_OPK_BROADCAST);
-  bt_comm_req *req = req_get(pComm, BT_OPK_BROADCAST, n, eType);
-  if (!req) return BT_ERR;
-  int rc = pComm->pOps->xBroadcast(pComm, pBuf, n, eType, root, req);
-  return req_started(pComm, req, rc, pReq);
+  comm_call c = {.eKind = BT_OPK_BROADCAST, .pRecv = pBuf, .n = n,
+                 .eType = eType, .root = root};
+  return comm_start(pComm, &c, pReq);
 }
 
 int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq) {
   BT_ASSERT(pComm);
   if (pReq) *pReq = NULL;
-  comm_fault_point(pComm, BT_OPK_BARRIER);
-  bt_comm_req *req = req_get(pComm, BT_OPK_BARRIER, 0, BT_U8);
-  if (!req) return BT_ERR;
-  int rc = pComm->pOps->xBarrier(pComm, req);
-  return req_started(pComm, req, rc, pReq);
+  comm_call c = {.eKind = BT_OPK_BARRIER, .eType = BT_U8};
+  return comm_start(pComm, &c, pReq);
 }
 
 /* ---- host (control-plane) helpers: MPI_COMM_WORLD, never NCCL -------------
  */
 
-/* Waits under the watchdog for one host operation started through the MPI
- * table, whatever data plane pComm->pOps is. */
-static int comm_host_run(bt_comm *pComm, bt_comm_req *req, int rc) {
+/* Runs one host operation through the MPI table, whatever data plane
+ * pComm->pOps is, and waits for it under the watchdog. */
+static int comm_host_call(bt_comm *pComm, const comm_call *c) {
+  bt_comm_req *req = req_get(pComm, c->eKind, c->n, c->eType);
+  if (!req) return BT_ERR;
+  int rc = comm_dispatch(pComm, &bt_comm_mpi_ops, c, req);
   if (rc == BT_OK) rc = comm_poll(pComm, &bt_comm_mpi_ops, req);
   if (rc) req_error(req, "host");
   else req_complete(req);
@@ -725,10 +760,9 @@ int bt_comm_host_allreduce(bt_comm *pComm, void *pBuf, size_t n,
       comm_check_buf(pComm, "host allreduce", pBuf, n, "buffer"))
     return BT_ERR;
   if (!pComm->bMpi) return BT_OK;
-  bt_comm_req *req = req_get(pComm, BT_OPK_ALLREDUCE, n, eType);
-  if (!req) return BT_ERR;
-  return comm_host_run(
-      pComm, req, bt_comm_mpi_ops.xAllreduce(pComm, pBuf, n, eType, eOp, req));
+  comm_call c = {.eKind = BT_OPK_ALLREDUCE, .pRecv = pBuf, .n = n,
+                 .eType = eType, .eOp = eOp};
+  return comm_host_call(pComm, &c);
 }
 
 int bt_comm_mpi_host_bcast(bt_comm *pComm, void *pBuf, size_t nByte, int root,
@@ -740,12 +774,9 @@ int bt_comm_mpi_host_bcast(bt_comm *pComm, void *pBuf, size_t nByte, int root,
   size_t off = 0;
   do {
     size_t n = nByte - off < nChunk ? nByte - off : nChunk;
-    bt_comm_req *req = req_get(pComm, BT_OPK_BROADCAST, n, BT_U8);
-    if (!req) return BT_ERR;
-    int rc = bt_comm_mpi_ops.xBroadcast(pComm, (char *)pBuf + off, n, BT_U8,
-                                        root, req);
-    if (comm_host_run(pComm, req, rc))
-      return bt_err_prefix("%s: ", zWhat);
+    comm_call c = {.eKind = BT_OPK_BROADCAST, .pRecv = (char *)pBuf + off,
+                   .n = n, .eType = BT_U8, .root = root};
+    if (comm_host_call(pComm, &c)) return bt_err_prefix("%s: ", zWhat);
     off += n;
   } while (off < nByte);
   return BT_OK;
@@ -753,9 +784,8 @@ int bt_comm_mpi_host_bcast(bt_comm *pComm, void *pBuf, size_t nByte, int root,
 
 static int comm_shutdown_barrier(bt_comm *pComm) {
   bt_comm_set_context(pComm, pComm->step, "shutdown barrier");
-  bt_comm_req *req = req_get(pComm, BT_OPK_BARRIER, 0, BT_U8);
-  if (!req) return BT_ERR;
-  return comm_host_run(pComm, req, bt_comm_mpi_ops.xBarrier(pComm, req));
+  comm_call c = {.eKind = BT_OPK_BARRIER, .eType = BT_U8};
+  return comm_host_call(pComm, &c);
 }
 
 int bt_comm_host_broadcast(bt_comm *pComm, void *pBuf, size_t nByte,
@@ -782,11 +812,9 @@ int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
     if (pSend != pRecv && nByte > 0) memmove(pRecv, pSend, nByte);
     return BT_OK;
   }
-  bt_comm_req *req = req_get(pComm, BT_OPK_ALL_GATHER, nByte, BT_U8);
-  if (!req) return BT_ERR;
-  return comm_host_run(pComm, req,
-                       bt_comm_mpi_ops.xAllGather(pComm, pSend, pRecv, nByte,
-                                                  BT_U8, req));
+  comm_call c = {.eKind = BT_OPK_ALL_GATHER, .pSend = pSend, .pRecv = pRecv,
+                 .n = nByte, .eType = BT_U8};
+  return comm_host_call(pComm, &c);
 }
 
 /* ---- abort -----------------------------------------------------------------

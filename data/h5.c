@@ -214,22 +214,32 @@ out:
   return rc;
 }
 
+/* The file's attribute zAttr (vocab_size, num_classes) against the
+ * config's value cfg (named zCfg in messages): one of them must be given,
+ * and the file's may not exceed the model's. Sets *pv to the one to use. */
+static int attr_limit(h5_src *s, const char *zAttr, int cfg, const char *zCfg,
+                      int *pv) {
+  int64_t v = -1;
+  if (attr_int(s, zAttr, &v) < 0) return BT_ERR;
+  if (v <= 0 && cfg <= 0)
+    return bt_err_set("%s: attribute %s is missing or not positive, and the "
+                      "config gives no %s",
+                      s->zPath, zAttr, zCfg);
+  if (v > 0 && cfg > 0 && v > cfg)
+    return bt_err_set("%s: %s %lld is larger than the model's %s %d",
+                      s->zPath, zAttr, (long long)v, zCfg, cfg);
+  *pv = v > 0 ? (int)v : cfg;
+  return BT_OK;
+}
+
 static int open_tokens(h5_src *s, const bt_loader_config *pCfg) {
   int rc = BT_OK;
   hid_t t = -1;
   char zt[32];
   if (open_dset(s, s->zDset, &s->hDset) != BT_OK) return BT_ERR;
-  int64_t vocab = -1;
-  if (attr_int(s, "vocab_size", &vocab) < 0) return BT_ERR;
-  if (vocab <= 0 && pCfg->vocab <= 0)
-    return bt_err_set("%s: attribute vocab_size is missing or not positive, "
-                      "and the config gives no vocab",
-                      s->zPath);
-  if (vocab > 0 && pCfg->vocab > 0 && vocab > pCfg->vocab)
-    return bt_err_set("%s: vocab_size %lld is larger than the model's "
-                      "vocab %d",
-                      s->zPath, (long long)vocab, pCfg->vocab);
-  s->base.vocab = vocab > 0 ? (int)vocab : pCfg->vocab;
+  if (attr_limit(s, "vocab_size", pCfg->vocab, "vocab", &s->base.vocab) !=
+      BT_OK)
+    return BT_ERR;
   s->vocabLimit = s->base.vocab;
   t = H5Dget_type(s->hDset);
   H5_TRY(t, s->zDset);
@@ -269,24 +279,11 @@ out:
   return rc;
 }
 
-static int open_features(h5_src *s, const bt_loader_config *pCfg) {
+/* Features float, labels integer. */
+static int features_check_types(h5_src *s) {
   int rc = BT_OK;
   hid_t t = -1, ty = -1;
   char zt[32];
-  if (open_dset(s, s->zDset, &s->hDset) != BT_OK) return BT_ERR;
-  if (open_dset(s, s->zDsetY, &s->hDsetY) != BT_OK) return BT_ERR;
-  int64_t nClass = -1;
-  if (attr_int(s, "num_classes", &nClass) < 0) return BT_ERR;
-  if (nClass <= 0 && pCfg->nClass <= 0)
-    return bt_err_set("%s: attribute num_classes is missing or not positive, "
-                      "and the config gives no nClass",
-                      s->zPath);
-  if (nClass > 0 && pCfg->nClass > 0 && nClass > pCfg->nClass)
-    return bt_err_set("%s: num_classes %lld is larger than the model's "
-                      "nClass %d",
-                      s->zPath, (long long)nClass, pCfg->nClass);
-  s->base.nClass = nClass > 0 ? (int)nClass : pCfg->nClass;
-  s->nClassLimit = s->base.nClass;
   t = H5Dget_type(s->hDset);
   H5_TRY(t, s->zDset);
   if (H5Tget_class(t) != H5T_FLOAT) {
@@ -304,50 +301,58 @@ static int open_features(h5_src *s, const bt_loader_config *pCfg) {
     goto out;
   }
   s->elemSizeY = (int)H5Tget_size(ty);
+out:
+  if (t >= 0) H5Tclose(t);
+  if (ty >= 0) H5Tclose(ty);
+  return rc;
+}
+
+/* x [N, D...] with 0 < D <= 2^24, y [N] or [N, 1], N > 0 and the same. */
+static int features_check_shapes(h5_src *s) {
+  int rc = BT_OK;
   s->hSpace = H5Dget_space(s->hDset);
   H5_TRY(s->hSpace, s->zDset);
   s->hSpaceY = H5Dget_space(s->hDsetY);
   H5_TRY(s->hSpaceY, s->zDsetY);
   s->rankX = H5Sget_simple_extent_ndims(s->hSpace);
   H5_TRY(s->rankX, s->zDset);
-  if (s->rankX < 1) {
-    rc = bt_err_set("%s:%s: is a scalar; expected [N, D...]", s->zPath,
-                    s->zDset);
-    goto out;
-  }
+  if (s->rankX < 1)
+    return bt_err_set("%s:%s: is a scalar; expected [N, D...]", s->zPath,
+                      s->zDset);
   H5_TRY(H5Sget_simple_extent_dims(s->hSpace, s->aDimX, NULL), s->zDset);
   int64_t D = 1;
   for (int i = 1; i < s->rankX; i++) D *= (int64_t)s->aDimX[i];
-  if (D <= 0 || D > (1 << 24)) {
-    rc = bt_err_set("%s:%s: feature width %lld is out of range", s->zPath,
-                    s->zDset, (long long)D);
-    goto out;
-  }
+  if (D <= 0 || D > (1 << 24))
+    return bt_err_set("%s:%s: feature width %lld is out of range", s->zPath,
+                      s->zDset, (long long)D);
   s->base.D = (int)D;
   s->rankY = H5Sget_simple_extent_ndims(s->hSpaceY);
   H5_TRY(s->rankY, s->zDsetY);
   hsize_t aDimY[H5S_MAX_RANK];
   H5_TRY(H5Sget_simple_extent_dims(s->hSpaceY, aDimY, NULL), s->zDsetY);
-  if (s->rankY < 1 || s->rankY > 2 || (s->rankY == 2 && aDimY[1] != 1)) {
-    rc = bt_err_set("%s:%s: labels have %d dimensions; expected [N]",
-                    s->zPath, s->zDsetY, s->rankY);
-    goto out;
-  }
-  if (aDimY[0] != s->aDimX[0]) {
-    rc = bt_err_set("%s: %s has %llu rows but %s has %llu", s->zPath,
-                    s->zDset, (unsigned long long)s->aDimX[0], s->zDsetY,
-                    (unsigned long long)aDimY[0]);
-    goto out;
-  }
+  if (s->rankY < 1 || s->rankY > 2 || (s->rankY == 2 && aDimY[1] != 1))
+    return bt_err_set("%s:%s: labels have %d dimensions; expected [N]",
+                      s->zPath, s->zDsetY, s->rankY);
+  if (aDimY[0] != s->aDimX[0])
+    return bt_err_set("%s: %s has %llu rows but %s has %llu", s->zPath,
+                      s->zDset, (unsigned long long)s->aDimX[0], s->zDsetY,
+                      (unsigned long long)aDimY[0]);
   s->base.n = (int64_t)s->aDimX[0];
-  if (s->base.n == 0) {
-    rc = bt_err_set("%s:%s: dataset is empty (0 rows)", s->zPath, s->zDset);
-    goto out;
-  }
+  if (s->base.n == 0)
+    return bt_err_set("%s:%s: dataset is empty (0 rows)", s->zPath, s->zDset);
 out:
-  if (t >= 0) H5Tclose(t);
-  if (ty >= 0) H5Tclose(ty);
   return rc;
+}
+
+static int open_features(h5_src *s, const bt_loader_config *pCfg) {
+  if (open_dset(s, s->zDset, &s->hDset) != BT_OK) return BT_ERR;
+  if (open_dset(s, s->zDsetY, &s->hDsetY) != BT_OK) return BT_ERR;
+  if (attr_limit(s, "num_classes", pCfg->nClass, "nClass", &s->base.nClass) !=
+      BT_OK)
+    return BT_ERR;
+  s->nClassLimit = s->base.nClass;
+  if (features_check_types(s) != BT_OK) return BT_ERR;
+  return features_check_shapes(s);
 }
 
 /* ---- pread fast path ------------------------------------------------------
@@ -522,94 +527,85 @@ static int grow(void **pp, size_t *pCap, size_t nNeed, size_t elem,
   return BT_OK;
 }
 
-/* One contiguous run of samples [i0, i0+len) into dst. */
-static int read_run(h5_src *s, int64_t i0, int64_t len, void *pDst,
-                    void *pDstY) {
+/* Reads the hyperslab aStart/aCount of dataset hDset (file space hSpace)
+ * as eMemType into nMem elements at pDst; zWhat names the read in the
+ * error ("H5Dread of rows [i, j)"). Called with bt_h5_lock() held. */
+static int read_slab(h5_src *s, hid_t hDset, hid_t hSpace, const char *zDset,
+                     hid_t eMemType, hsize_t nMem, const hsize_t *aStart,
+                     const hsize_t *aCount, void *pDst, const char *zWhat) {
   int rc = BT_OK;
-  hid_t ms = -1, msy = -1;
-  if (s->bTokens) {
-    hsize_t w = (hsize_t)s->T + 1;
-    hsize_t start = (hsize_t)i0 * w, count = (hsize_t)len * w;
-    if ((int64_t)(start + count) > s->nElem) {
-      return bt_err_set("%s:%s: window %lld is past the end (%lld tokens)",
-                        s->zPath, s->zDset, (long long)(i0 + len - 1),
-                        (long long)s->nElem);
-    }
-    if (s->fd >= 0) {
-      size_t nRawCap = s->nRaw;
-      rc = grow((void **)&s->aRaw, &nRawCap, (size_t)count * s->elemSize, 1,
-                "raw token scratch");
-      s->nRaw = nRawCap;
-      if (rc == BT_OK)
-        rc = fast_pread(s, (int64_t)start, (int64_t)count, s->aRaw);
-      if (rc == BT_OK) rc = raw_to_u32(s, s->aRaw, (size_t)count, pDst);
-      if (rc == BT_OK)
-        __atomic_add_fetch(&s->base.nByteRead, (uint64_t)count * s->elemSize,
-                           __ATOMIC_RELAXED);
-      return rc;
-    }
-    ms = H5Screate_simple(1, &count, NULL);
-    H5_TRY(ms, s->zDset);
-    H5_TRY(H5Sselect_hyperslab(s->hSpace, H5S_SELECT_SET, &start, NULL,
-                               &count, NULL),
-           s->zDset);
-    if (H5Dread(s->hDset, H5T_NATIVE_UINT32, ms, s->hSpace, H5P_DEFAULT,
-                pDst) < 0) {
-      char z[160];
-      snprintf(z, sizeof z, "H5Dread of tokens [%llu, %llu)",
-               (unsigned long long)start, (unsigned long long)(start + count));
-      rc = bt_h5_fail(s->zPath, s->zDset, z, __LINE__);
-      goto out;
-    }
-    __atomic_add_fetch(&s->base.nByteRead, (uint64_t)count * s->elemSize,
-                       __ATOMIC_RELAXED);
-  } else {
-    hsize_t start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
-    for (int i = 0; i < s->rankX; i++) count[i] = s->aDimX[i];
-    start[0] = (hsize_t)i0;
-    count[0] = (hsize_t)len;
-    hsize_t nx = (hsize_t)len * (hsize_t)s->base.D;
-    ms = H5Screate_simple(1, &nx, NULL);
-    H5_TRY(ms, s->zDset);
-    H5_TRY(H5Sselect_hyperslab(s->hSpace, H5S_SELECT_SET, start, NULL, count,
-                               NULL),
-           s->zDset);
-    if (H5Dread(s->hDset, H5T_NATIVE_FLOAT, ms, s->hSpace, H5P_DEFAULT,
-                pDst) < 0) {
-      char z[160];
-      snprintf(z, sizeof z, "H5Dread of rows [%lld, %lld)", (long long)i0,
-               (long long)(i0 + len));
-      rc = bt_h5_fail(s->zPath, s->zDset, z, __LINE__);
-      goto out;
-    }
-    hsize_t ys[2] = {(hsize_t)i0, 0}, yc[2] = {(hsize_t)len, 1};
-    hsize_t ny = (hsize_t)len;
-    msy = H5Screate_simple(1, &ny, NULL);
-    H5_TRY(msy, s->zDsetY);
-    H5_TRY(H5Sselect_hyperslab(s->hSpaceY, H5S_SELECT_SET, ys, NULL, yc, NULL),
-           s->zDsetY);
-    if (H5Dread(s->hDsetY, H5T_NATIVE_INT32, msy, s->hSpaceY, H5P_DEFAULT,
-                pDstY) < 0) {
-      char z[160];
-      snprintf(z, sizeof z, "H5Dread of labels [%lld, %lld)", (long long)i0,
-               (long long)(i0 + len));
-      rc = bt_h5_fail(s->zPath, s->zDsetY, z, __LINE__);
-      goto out;
-    }
-    __atomic_add_fetch(&s->base.nByteRead,
-                       (uint64_t)nx * s->elemSize + (uint64_t)len * s->elemSizeY,
-                       __ATOMIC_RELAXED);
-  }
+  hid_t ms = H5Screate_simple(1, &nMem, NULL);
+  H5_TRY(ms, zDset);
+  H5_TRY(H5Sselect_hyperslab(hSpace, H5S_SELECT_SET, aStart, NULL, aCount,
+                             NULL),
+         zDset);
+  if (H5Dread(hDset, eMemType, ms, hSpace, H5P_DEFAULT, pDst) < 0)
+    rc = bt_h5_fail(s->zPath, zDset, zWhat, __LINE__);
 out:
   if (ms >= 0) H5Sclose(ms);
-  if (msy >= 0) H5Sclose(msy);
   return rc;
 }
 
-static int h5_read(bt_source *pSrc, const int64_t *aIdx, int n, int32_t *aIn,
-                   int32_t *aTgt, float *aX) {
-  h5_src *s = (h5_src *)pSrc;
-  size_t w = s->bTokens ? (size_t)s->T + 1 : (size_t)s->base.D;
+/* Token windows [i0, i0+len) into pDst as uint32: pread on the fast path,
+ * else one HDF5 read. */
+static int read_tokens_run(h5_src *s, int64_t i0, int64_t len, void *pDst) {
+  hsize_t w = (hsize_t)s->T + 1;
+  hsize_t start = (hsize_t)i0 * w, count = (hsize_t)len * w;
+  if ((int64_t)(start + count) > s->nElem)
+    return bt_err_set("%s:%s: window %lld is past the end (%lld tokens)",
+                      s->zPath, s->zDset, (long long)(i0 + len - 1),
+                      (long long)s->nElem);
+  int rc;
+  if (s->fd >= 0) {
+    size_t nRawCap = s->nRaw;
+    rc = grow((void **)&s->aRaw, &nRawCap, (size_t)count * s->elemSize, 1,
+              "raw token scratch");
+    s->nRaw = nRawCap;
+    if (rc == BT_OK)
+      rc = fast_pread(s, (int64_t)start, (int64_t)count, s->aRaw);
+    if (rc == BT_OK) rc = raw_to_u32(s, s->aRaw, (size_t)count, pDst);
+  } else {
+    char z[160];
+    snprintf(z, sizeof z, "H5Dread of tokens [%llu, %llu)",
+             (unsigned long long)start, (unsigned long long)(start + count));
+    rc = read_slab(s, s->hDset, s->hSpace, s->zDset, H5T_NATIVE_UINT32, count,
+                   &start, &count, pDst, z);
+  }
+  if (rc == BT_OK)
+    __atomic_add_fetch(&s->base.nByteRead, (uint64_t)count * s->elemSize,
+                       __ATOMIC_RELAXED);
+  return rc;
+}
+
+/* Feature rows [i0, i0+len) into pDst (float) and their labels into pDstY
+ * (int32). */
+static int read_features_run(h5_src *s, int64_t i0, int64_t len, void *pDst,
+                             void *pDstY) {
+  hsize_t start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
+  for (int i = 0; i < s->rankX; i++) count[i] = s->aDimX[i];
+  start[0] = (hsize_t)i0;
+  count[0] = (hsize_t)len;
+  hsize_t nx = (hsize_t)len * (hsize_t)s->base.D;
+  char z[160];
+  snprintf(z, sizeof z, "H5Dread of rows [%lld, %lld)", (long long)i0,
+           (long long)(i0 + len));
+  if (read_slab(s, s->hDset, s->hSpace, s->zDset, H5T_NATIVE_FLOAT, nx, start,
+                count, pDst, z) != BT_OK)
+    return BT_ERR;
+  hsize_t ys[2] = {(hsize_t)i0, 0}, yc[2] = {(hsize_t)len, 1};
+  snprintf(z, sizeof z, "H5Dread of labels [%lld, %lld)", (long long)i0,
+           (long long)(i0 + len));
+  if (read_slab(s, s->hDsetY, s->hSpaceY, s->zDsetY, H5T_NATIVE_INT32,
+                (hsize_t)len, ys, yc, pDstY, z) != BT_OK)
+    return BT_ERR;
+  __atomic_add_fetch(&s->base.nByteRead,
+                     (uint64_t)nx * s->elemSize + (uint64_t)len * s->elemSizeY,
+                     __ATOMIC_RELAXED);
+  return BT_OK;
+}
+
+/* Scratch for n samples of width w: the read order and the run buffers. */
+static int h5_scratch(h5_src *s, int n, size_t w) {
   size_t nOrdCap = s->nOrd, nTokCap = s->nTok, nXCap = s->nXTmp;
   if (grow((void **)&s->aOrd, &nOrdCap, 2 * (size_t)n, sizeof(int64_t),
            "read order") != BT_OK)
@@ -630,12 +626,11 @@ static int h5_read(bt_source *pSrc, const int64_t *aIdx, int n, int32_t *aIn,
     s->nXTmp = nXCap;
     s->nYTmp = nYCap;
   }
-  for (int i = 0; i < n; i++) {
-    s->aOrd[2 * i] = aIdx[i];
-    s->aOrd[2 * i + 1] = i;
-  }
-  qsort(s->aOrd, (size_t)n, 2 * sizeof(int64_t), cmp_pair);
+  return BT_OK;
+}
 
+/* The sorted samples in s->aOrd, read run by run into the scratch. */
+static int h5_read_runs(h5_src *s, int n, size_t w) {
   int rc = BT_OK;
   int bLock = s->fd < 0; /* the pread fast path makes no HDF5 call */
   if (bLock) {
@@ -652,54 +647,82 @@ static int h5_read(bt_source *pSrc, const int64_t *aIdx, int n, int32_t *aIn,
                       (long long)s->base.n);
       break;
     }
-    rc = s->bTokens ? read_run(s, i0, k - j, s->aTok + (size_t)j * w, NULL)
-                    : read_run(s, i0, k - j, s->aXTmp + (size_t)j * w,
-                               s->aYTmp + j);
+    rc = s->bTokens
+             ? read_tokens_run(s, i0, k - j, s->aTok + (size_t)j * w)
+             : read_features_run(s, i0, k - j, s->aXTmp + (size_t)j * w,
+                                 s->aYTmp + j);
     j = k;
   }
   if (bLock) bt_h5_unlock();
-  if (rc != BT_OK) return rc;
+  return rc;
+}
+
+/* Window j of the scratch (sample idx) checked against the vocabulary and
+ * split into inputs and targets at the caller's position o. */
+static int scatter_tokens(const h5_src *s, int j, int64_t idx, size_t o,
+                          int32_t *aIn, int32_t *aTgt) {
+  const int T = s->T;
+  const uint32_t *src = s->aTok + (size_t)j * (size_t)(T + 1);
+  for (int t = 0; t <= T; t++)
+    if (src[t] >= (uint32_t)s->vocabLimit)
+      return bt_err_set("%s:%s: token id %u at index %lld is >= vocab "
+                        "size %d",
+                        s->zPath, s->zDset, src[t],
+                        (long long)(idx * (int64_t)(T + 1) + t),
+                        s->vocabLimit);
+  int32_t *in = aIn + o * (size_t)T, *tg = aTgt + o * (size_t)T;
+  for (int t = 0; t < T; t++) {
+    in[t] = (int32_t)src[t];
+    tg[t] = (int32_t)src[t + 1];
+  }
+  return BT_OK;
+}
+
+/* Row j of the scratch (sample idx) checked (finite features, label in
+ * [0, num_classes)) and copied to the caller's position o. */
+static int scatter_features(const h5_src *s, int j, int64_t idx, size_t o,
+                            int32_t *aTgt, float *aX) {
+  const size_t w = (size_t)s->base.D;
+  const float *src = s->aXTmp + (size_t)j * w;
+  for (size_t d = 0; d < w; d++)
+    if (!isfinite(src[d]))
+      return bt_err_set("%s:%s: non-finite value at index %lld (row "
+                        "%lld, column %zu)",
+                        s->zPath, s->zDset,
+                        (long long)(idx * (int64_t)w + (int64_t)d),
+                        (long long)idx, d);
+  int32_t y = s->aYTmp[j];
+  if (y < 0)
+    return bt_err_set("%s:%s: label %d at index %lld is negative", s->zPath,
+                      s->zDsetY, y, (long long)idx);
+  if (y >= s->nClassLimit)
+    return bt_err_set("%s:%s: label %d at index %lld is >= num_classes "
+                      "%d",
+                      s->zPath, s->zDsetY, y, (long long)idx, s->nClassLimit);
+  memcpy(aX + o * w, src, w * sizeof(float));
+  aTgt[o] = y;
+  return BT_OK;
+}
+
+static int h5_read(bt_source *pSrc, const int64_t *aIdx, int n, int32_t *aIn,
+                   int32_t *aTgt, float *aX) {
+  h5_src *s = (h5_src *)pSrc;
+  size_t w = s->bTokens ? (size_t)s->T + 1 : (size_t)s->base.D;
+  if (h5_scratch(s, n, w) != BT_OK) return BT_ERR;
+  for (int i = 0; i < n; i++) {
+    s->aOrd[2 * i] = aIdx[i];
+    s->aOrd[2 * i + 1] = i;
+  }
+  qsort(s->aOrd, (size_t)n, 2 * sizeof(int64_t), cmp_pair);
+  if (h5_read_runs(s, n, w) != BT_OK) return BT_ERR;
 
   /* Validate and scatter into the caller's order. */
   for (int j = 0; j < n; j++) {
     int64_t idx = s->aOrd[2 * j];
     size_t o = (size_t)s->aOrd[2 * j + 1];
-    if (s->bTokens) {
-      const uint32_t *src = s->aTok + (size_t)j * w;
-      int T = s->T;
-      for (int t = 0; t <= T; t++)
-        if (src[t] >= (uint32_t)s->vocabLimit)
-          return bt_err_set("%s:%s: token id %u at index %lld is >= vocab "
-                            "size %d",
-                            s->zPath, s->zDset, src[t],
-                            (long long)(idx * (int64_t)(T + 1) + t),
-                            s->vocabLimit);
-      int32_t *in = aIn + o * (size_t)T, *tg = aTgt + o * (size_t)T;
-      for (int t = 0; t < T; t++) {
-        in[t] = (int32_t)src[t];
-        tg[t] = (int32_t)src[t + 1];
-      }
-    } else {
-      const float *src = s->aXTmp + (size_t)j * w;
-      for (size_t d = 0; d < w; d++)
-        if (!isfinite(src[d]))
-          return bt_err_set("%s:%s: non-finite value at index %lld (row "
-                            "%lld, column %zu)",
-                            s->zPath, s->zDset,
-                            (long long)(idx * (int64_t)w + (int64_t)d),
-                            (long long)idx, d);
-      int32_t y = s->aYTmp[j];
-      if (y < 0)
-        return bt_err_set("%s:%s: label %d at index %lld is negative",
-                          s->zPath, s->zDsetY, y, (long long)idx);
-      if (y >= s->nClassLimit)
-        return bt_err_set("%s:%s: label %d at index %lld is >= num_classes "
-                          "%d",
-                          s->zPath, s->zDsetY, y, (long long)idx,
-                          s->nClassLimit);
-      memcpy(aX + o * w, src, w * sizeof(float));
-      aTgt[o] = y;
-    }
+    int rc = s->bTokens ? scatter_tokens(s, j, idx, o, aIn, aTgt)
+                        : scatter_features(s, j, idx, o, aTgt, aX);
+    if (rc != BT_OK) return rc;
   }
   return BT_OK;
 }

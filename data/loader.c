@@ -111,6 +111,7 @@ static void *buf_alloc(bt_slot *s, size_t nByte, const char *zWhat) {
     return NULL;
   }
 #endif
+  (void)s; /* only CUDA builds pin */
   return bt_malloc_aligned(nByte, zWhat);
 }
 
@@ -287,6 +288,78 @@ static char *str_dup(const char *z) {
   return r;
 }
 
+/* Defaults filled into c (accum, world, prefetch, a val loader's batch),
+ * then the checks that need no data. */
+static int loader_check_config(bt_loader_config *c) {
+  if (c->accum <= 0) c->accum = 1;
+  if (c->world <= 0) c->world = 1;
+  if (c->prefetch == 0) c->prefetch = 2;
+  if (strcmp(c->zSplit, "train") != 0 && strcmp(c->zSplit, "val") != 0)
+    return bt_err_set("%s: split '%s' is not 'train' or 'val'", c->zPath,
+                      c->zSplit);
+  if (c->rank < 0 || c->rank >= c->world)
+    return bt_err_set("%s: rank %d is outside world size %d", c->zPath,
+                      c->rank, c->world);
+  if (c->global_batch <= 0 && strcmp(c->zSplit, "val") == 0)
+    c->global_batch = 1; /* a val loader may serve only val_begin/next */
+  if (c->global_batch <= 0)
+    return bt_err_set("%s: global batch %lld must be positive", c->zPath,
+                      (long long)c->global_batch);
+  if (c->eKind == BT_SAMPLE_TOKENS && (c->T <= 0 || c->T > (1 << 24)))
+    return bt_err_set("%s: context length T=%d is out of range", c->zPath,
+                      c->T);
+  if (c->eKind != BT_SAMPLE_TOKENS && c->eKind != BT_SAMPLE_FEATURES)
+    return bt_err_set("%s: unknown sample kind %d", c->zPath, (int)c->eKind);
+  return BT_OK;
+}
+
+/* The opened source against the config: enough samples, the configured
+ * feature width; copies what the data decides (D, nClass, vocab) into
+ * p->cfg. */
+static int loader_check_source(bt_loader *p) {
+  bt_loader_config *c = &p->cfg;
+  const char *zWhat = c->eKind == BT_SAMPLE_TOKENS ? "tokens" : "x";
+  p->n = p->pSrc->n;
+  if (c->limit > 0 && c->limit < p->n) p->n = c->limit;
+  if (p->n <= 0)
+    return bt_err_set("%s:/%s/%s: dataset is empty (no complete sample)",
+                      c->zPath, c->zSplit, zWhat);
+  if (strcmp(c->zSplit, "train") == 0 && p->n < c->global_batch)
+    return bt_err_set("%s:/%s/%s: %lld samples are fewer than one global "
+                      "batch (%lld)",
+                      c->zPath, c->zSplit, zWhat, (long long)p->n,
+                      (long long)c->global_batch);
+  if (c->eKind == BT_SAMPLE_FEATURES) {
+    if (c->D > 0 && c->D != p->pSrc->D)
+      return bt_err_set("%s:/%s/x: feature width %d does not match the "
+                        "configured D=%d",
+                        c->zPath, c->zSplit, p->pSrc->D, c->D);
+    c->D = p->pSrc->D;
+    c->nClass = p->pSrc->nClass;
+  } else {
+    c->vocab = p->pSrc->vocab;
+  }
+  return BT_OK;
+}
+
+/* The prefetch ring: prefetch + 1 slots (1 without a thread), each for
+ * this rank's share of one micro-step. */
+static int loader_alloc_slots(bt_loader *p) {
+  const bt_loader_config *c = &p->cfg;
+  int64_t micro = (c->global_batch + c->accum - 1) / c->accum;
+  int64_t cap = (micro + c->world - 1) / c->world;
+  if (cap > (1 << 28))
+    return bt_err_set("%s: %lld samples per rank per micro-step is too many",
+                      c->zPath, (long long)cap);
+  p->nCap = (int)cap;
+  p->nSlot = c->prefetch > 0 ? c->prefetch + 1 : 1;
+  p->aSlot = bt_calloc((size_t)p->nSlot, sizeof(bt_slot), "loader slots");
+  if (!p->aSlot) return BT_ERR;
+  for (int i = 0; i < p->nSlot; i++)
+    if (slot_alloc(p, &p->aSlot[i], p->nCap) != BT_OK) return BT_ERR;
+  return BT_OK;
+}
+
 int bt_loader_open(bt_loader **ppLoader, const bt_loader_config *pCfg) {
   *ppLoader = NULL;
   if (!pCfg || !pCfg->zPath || !pCfg->zPath[0])
@@ -303,80 +376,16 @@ int bt_loader_open(bt_loader **ppLoader, const bt_loader_config *pCfg) {
   bt_loader_config *c = &p->cfg;
   c->zPath = p->zPath;
   c->zSplit = p->zSplit;
-  if (c->accum <= 0) c->accum = 1;
-  if (c->world <= 0) c->world = 1;
-  if (c->prefetch == 0) c->prefetch = 2;
-  if (strcmp(c->zSplit, "train") != 0 && strcmp(c->zSplit, "val") != 0) {
-    bt_err_set("%s: split '%s' is not 'train' or 'val'", c->zPath, c->zSplit);
-    goto fail;
-  }
-  if (c->rank < 0 || c->rank >= c->world) {
-    bt_err_set("%s: rank %d is outside world size %d", c->zPath, c->rank,
-               c->world);
-    goto fail;
-  }
-  if (c->global_batch <= 0 && strcmp(c->zSplit, "val") == 0)
-    c->global_batch = 1; /* a val loader may serve only val_begin/next */
-  if (c->global_batch <= 0) {
-    bt_err_set("%s: global batch %lld must be positive", c->zPath,
-               (long long)c->global_batch);
-    goto fail;
-  }
-  if (c->eKind == BT_SAMPLE_TOKENS && (c->T <= 0 || c->T > (1 << 24))) {
-    bt_err_set("%s: context length T=%d is out of range", c->zPath, c->T);
-    goto fail;
-  }
-  if (c->eKind != BT_SAMPLE_TOKENS && c->eKind != BT_SAMPLE_FEATURES) {
-    bt_err_set("%s: unknown sample kind %d", c->zPath, (int)c->eKind);
-    goto fail;
-  }
+  if (loader_check_config(c) != BT_OK) goto fail;
   /* Make sure the fault table is parsed on this thread before the
    * prefetch thread can race to parse it. */
   (void)bt_fault_hit("loader.open");
 
   int rc = strncmp(c->zPath, "synthetic:", 10) == 0 ? bt_synth_open(&p->pSrc, c)
                                                     : bt_h5_open(&p->pSrc, c);
-  if (rc != BT_OK) goto fail;
-  const char *zWhat = c->eKind == BT_SAMPLE_TOKENS ? "tokens" : "x";
-  p->n = p->pSrc->n;
-  if (c->limit > 0 && c->limit < p->n) p->n = c->limit;
-  if (p->n <= 0) {
-    bt_err_set("%s:/%s/%s: dataset is empty (no complete sample)", c->zPath,
-               c->zSplit, zWhat);
+  if (rc != BT_OK || loader_check_source(p) != BT_OK ||
+      loader_alloc_slots(p) != BT_OK)
     goto fail;
-  }
-  if (strcmp(c->zSplit, "train") == 0 && p->n < c->global_batch) {
-    bt_err_set("%s:/%s/%s: %lld samples are fewer than one global batch "
-               "(%lld)",
-               c->zPath, c->zSplit, zWhat, (long long)p->n,
-               (long long)c->global_batch);
-    goto fail;
-  }
-  if (c->eKind == BT_SAMPLE_FEATURES) {
-    if (c->D > 0 && c->D != p->pSrc->D) {
-      bt_err_set("%s:/%s/x: feature width %d does not match the configured "
-                 "D=%d",
-                 c->zPath, c->zSplit, p->pSrc->D, c->D);
-      goto fail;
-    }
-    c->D = p->pSrc->D;
-    c->nClass = p->pSrc->nClass;
-  } else {
-    c->vocab = p->pSrc->vocab;
-  }
-  int64_t micro = (c->global_batch + c->accum - 1) / c->accum;
-  int64_t cap = (micro + c->world - 1) / c->world;
-  if (cap > (1 << 28)) {
-    bt_err_set("%s: %lld samples per rank per micro-step is too many",
-               c->zPath, (long long)cap);
-    goto fail;
-  }
-  p->nCap = (int)cap;
-  p->nSlot = c->prefetch > 0 ? c->prefetch + 1 : 1;
-  p->aSlot = bt_calloc((size_t)p->nSlot, sizeof(bt_slot), "loader slots");
-  if (!p->aSlot) goto fail;
-  for (int i = 0; i < p->nSlot; i++)
-    if (slot_alloc(p, &p->aSlot[i], p->nCap) != BT_OK) goto fail;
   *ppLoader = p;
   return BT_OK;
 fail:

@@ -222,8 +222,10 @@ static Onnx__NodeProto *node(onnx_b *b, const char *zOp, const char *zHint,
   return b->oom ? NULL : n;
 }
 
+/* Appends attribute zName of type eType to node n (NULL after a failure). */
 static Onnx__AttributeProto *attr_new(onnx_b *b, Onnx__NodeProto *n,
-                                      const char *zName) {
+                                      const char *zName,
+                                      Onnx__AttributeProto__AttributeType eType) {
   if (!n) return NULL;
   Onnx__AttributeProto *a = ob_alloc(b, sizeof *a);
   Onnx__AttributeProto **ap =
@@ -231,6 +233,8 @@ static Onnx__AttributeProto *attr_new(onnx_b *b, Onnx__NodeProto *n,
   if (!a || !ap) return NULL;
   onnx__attribute_proto__init(a);
   a->name = ob_str(b, "%s", zName);
+  a->has_type = 1;
+  a->type = eType;
   if (n->n_attribute) memcpy(ap, n->attribute, sizeof *ap * n->n_attribute);
   ap[n->n_attribute++] = a;
   n->attribute = ap;
@@ -239,32 +243,29 @@ static Onnx__AttributeProto *attr_new(onnx_b *b, Onnx__NodeProto *n,
 
 static void attr_i(onnx_b *b, Onnx__NodeProto *n, const char *zName,
                    int64_t v) {
-  Onnx__AttributeProto *a = attr_new(b, n, zName);
+  Onnx__AttributeProto *a =
+      attr_new(b, n, zName, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
   if (!a) return;
-  a->has_type = 1;
-  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
   a->has_i = 1;
   a->i = v;
 }
 
 static void attr_f(onnx_b *b, Onnx__NodeProto *n, const char *zName,
                    float v) {
-  Onnx__AttributeProto *a = attr_new(b, n, zName);
+  Onnx__AttributeProto *a =
+      attr_new(b, n, zName, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
   if (!a) return;
-  a->has_type = 1;
-  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
   a->has_f = 1;
   a->f = v;
 }
 
 static void attr_ints(onnx_b *b, Onnx__NodeProto *n, const char *zName,
                       int cnt, const int64_t *v) {
-  Onnx__AttributeProto *a = attr_new(b, n, zName);
+  Onnx__AttributeProto *a =
+      attr_new(b, n, zName, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
   int64_t *c = ob_alloc(b, sizeof(int64_t) * (size_t)cnt);
   if (!a || !c) return;
   memcpy(c, v, sizeof(int64_t) * (size_t)cnt);
-  a->has_type = 1;
-  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
   a->n_ints = (size_t)cnt;
   a->ints = c;
 }
@@ -305,13 +306,26 @@ static const char *linear(onnx_b *b, const char *x, const char *w,
   return op2(b, "Add", op2(b, "MatMul", x, w), bias);
 }
 
+/* The four scalar initializers of the GELU formula, added once a graph. */
+typedef struct gelu_k {
+  const char *zHalf, *zOne, *zK, *zS;
+} gelu_k;
+
+static gelu_k gelu_init(onnx_b *b) {
+  gelu_k g;
+  g.zHalf = init_scalar(b, "gelu_half", 0.5f);
+  g.zOne = init_scalar(b, "gelu_one", 1.0f);
+  g.zK = init_scalar(b, "gelu_k", 0.044715f);
+  g.zS = init_scalar(b, "gelu_s", 0.7978845608028654f);
+  return g;
+}
+
 /* GELU, tanh approximation, from primitive ops. */
-static const char *gelu(onnx_b *b, const char *h, const char *zHalf,
-                        const char *zOne, const char *zK, const char *zS) {
+static const char *gelu(onnx_b *b, const char *h, const gelu_k *g) {
   const char *h3 = op2(b, "Mul", op2(b, "Mul", h, h), h);
-  const char *inner = op2(b, "Add", h, op2(b, "Mul", h3, zK));
-  const char *t = op1(b, "Tanh", op2(b, "Mul", inner, zS));
-  return op2(b, "Mul", op2(b, "Mul", h, zHalf), op2(b, "Add", t, zOne));
+  const char *inner = op2(b, "Add", h, op2(b, "Mul", h3, g->zK));
+  const char *t = op1(b, "Tanh", op2(b, "Mul", inner, g->zS));
+  return op2(b, "Mul", op2(b, "Mul", h, g->zHalf), op2(b, "Add", t, g->zOne));
 }
 
 /* ---- graph inputs/outputs --------------------------------------------- */
@@ -372,145 +386,186 @@ static const char *init_param(onnx_b *b, const bt_export_model *x, int i) {
   return init_f32(b, zName, nd, aShape, P(x, i));
 }
 
-static const char *gpt_graph(onnx_b *b, const bt_export_model *x,
-                             float **ppOwned, int withPast) {
-  const bt_model *m = &x->m;
-  const int C = m->C, NH = m->NH, T = m->T, V = m->V, hs = C / NH;
-  /* wte^T [C, V] and the causal mask [T, T]: built here, freed by caller */
+/* Every name the GPT graph shares between its parts: the initializers
+ * (added by gpt_consts in a fixed order, so the file is reproducible), the
+ * positions and the sliced mask (gpt_positions). */
+typedef struct gpt_k {
+  int withPast;
+  const char *zWte, *zWpe, *zWteT, *zMask, *zIdx1, *zI0, *zSplit, *zShp4,
+      *zShp3, *zAxes, *zStarts, *zScale;
+  gelu_k g;
+  const char *zPos, *zMaskS;
+} gpt_k;
+
+/* wte^T [C, V] followed by the causal mask [T, T] (0 on and below the
+ * diagonal, -1e9 above), in one host buffer that the caller frees. */
+static float *gpt_host_consts(const bt_model *m, const float *wte) {
+  const int C = m->C, T = m->T, V = m->V;
   float *wteT = bt_malloc(((size_t)C * V + (size_t)T * T) * sizeof(float),
                           "ONNX wte^T and mask");
   if (!wteT) return NULL;
-  *ppOwned = wteT;
-  const float *wte = P(x, 0);
   for (int v = 0; v < V; v++)
     for (int c = 0; c < C; c++)
       wteT[(size_t)c * V + v] = wte[(size_t)v * C + c];
   float *mask = wteT + (size_t)C * V;
   for (int i = 0; i < T; i++)
     for (int j = 0; j < T; j++) mask[(size_t)i * T + j] = j <= i ? 0.0f : -1e9f;
+  return wteT;
+}
 
-  const char *zWte = init_param(b, x, 0);
-  const char *zWpe = init_param(b, x, 1);
-  int64_t dCV[2] = {C, V}, dTT[2] = {T, T}, d1[1] = {1}, d2[1] = {2},
-          d3[1] = {3}, d4[1] = {4};
-  const char *zWteT = init_f32(b, "lm_head.weight_transposed", 2, dCV, wteT);
-  const char *zMask = init_f32(b, "causal_mask", 2, dTT, mask);
+static void gpt_consts(onnx_b *b, const bt_export_model *x, const float *wteT,
+                       gpt_k *k) {
+  const bt_model *m = &x->m;
+  const int C = m->C, NH = m->NH, T = m->T, V = m->V, hs = C / NH;
+  const float *mask = wteT + (size_t)C * V;
+  const int withPast = k->withPast;
+  k->zWte = init_param(b, x, 0);
+  k->zWpe = init_param(b, x, 1);
+  int64_t dCV[2] = {C, V}, dTT[2] = {T, T}, d2[1] = {2}, d3[1] = {3},
+          d4[1] = {4};
+  k->zWteT = init_f32(b, "lm_head.weight_transposed", 2, dCV, wteT);
+  k->zMask = init_f32(b, "causal_mask", 2, dTT, mask);
   int64_t one = 1, zero = 0, split[3] = {C, C, C}, shp4[4] = {0, 0, NH, hs},
           shp3[3] = {0, 0, C}, axes01[2] = {0, 1}, zeros2[2] = {0, 0};
-  const char *zIdx1 = init_i64(b, "const_i64_1", 0, NULL, &one, 1);
-  const char *zI0 =
-      withPast ? NULL : init_i64(b, "const_i64_0", 0, NULL, &zero, 1);
-  const char *zSplit = init_i64(b, "qkv_split", 1, d3, split, 3);
-  const char *zShp4 = init_i64(b, "shape_heads", 1, d4, shp4, 4);
-  const char *zShp3 = init_i64(b, "shape_merge", 1, d3, shp3, 3);
-  const char *zAxes = init_i64(b, "mask_axes", 1, d2, axes01, 2);
-  const char *zStarts =
+  k->zIdx1 = init_i64(b, "const_i64_1", 0, NULL, &one, 1);
+  k->zI0 = withPast ? NULL : init_i64(b, "const_i64_0", 0, NULL, &zero, 1);
+  k->zSplit = init_i64(b, "qkv_split", 1, d3, split, 3);
+  k->zShp4 = init_i64(b, "shape_heads", 1, d4, shp4, 4);
+  k->zShp3 = init_i64(b, "shape_merge", 1, d3, shp3, 3);
+  k->zAxes = init_i64(b, "mask_axes", 1, d2, axes01, 2);
+  k->zStarts =
       withPast ? NULL : init_i64(b, "mask_starts", 1, d2, zeros2, 2);
-  const char *zScale = init_scalar(b, "attn_scale", 1.0f / sqrtf((float)hs));
-  const char *zHalf = init_scalar(b, "gelu_half", 0.5f);
-  const char *zOne = init_scalar(b, "gelu_one", 1.0f);
-  const char *zK = init_scalar(b, "gelu_k", 0.044715f);
-  const char *zS = init_scalar(b, "gelu_s", 0.7978845608028654f);
+  k->zScale = init_scalar(b, "attn_scale", 1.0f / sqrtf((float)hs));
+  k->g = gelu_init(b);
+}
 
-  /* Positions and the mask slice from the dynamic lengths: S new tokens
-   * after P cached ones (P = 0 without a cache) sit at positions
-   * [P, P + S) and attend to keys [0, P + S): mask rows [P, P+S), columns
-   * [0, P+S). */
+/* Positions and the mask slice from the dynamic lengths: S new tokens
+ * after P cached ones (P = 0 without a cache) sit at positions
+ * [P, P + S) and attend to keys [0, P + S): mask rows [P, P+S), columns
+ * [0, P+S). */
+static void gpt_positions(onnx_b *b, gpt_k *k) {
+  int64_t zero = 0, d1[1] = {1};
   const char *zShape = op1(b, "Shape", "input_ids");
-  const char *zSeq = op2(b, "Gather", zShape, zIdx1); /* S, 0-d */
-  const char *zPast = zI0, *zTot = zSeq;
-  if (withPast) {
+  const char *zSeq = op2(b, "Gather", zShape, k->zIdx1); /* S, 0-d */
+  const char *zPast = k->zI0, *zTot = zSeq;
+  if (k->withPast) {
     int64_t two = 2;
     const char *zIdx2 = init_i64(b, "const_i64_2", 0, NULL, &two, 1);
     zPast = op2(b, "Gather", op1(b, "Shape", "past_key_values.0.key"), zIdx2);
     zTot = op2(b, "Add", zPast, zSeq);
   }
-  const char *az3[3] = {zPast, zTot, zIdx1};
+  const char *az3[3] = {zPast, zTot, k->zIdx1};
   Onnx__NodeProto *nR = node(b, "Range", "positions", 3, az3, 1);
-  const char *zPos = nR ? nR->output[0] : NULL;
+  k->zPos = nR ? nR->output[0] : NULL;
   const char *zAxis0 = init_i64(b, "axes_0", 1, d1, &zero, 1);
   const char *zTot1 = op2(b, "Unsqueeze", zTot, zAxis0);
   const char *azCat[2] = {zTot1, zTot1};
   Onnx__NodeProto *nC = node(b, "Concat", "mask_ends", 2, azCat, 1);
   attr_i(b, nC, "axis", 0);
-  if (withPast) {
+  if (k->withPast) {
     const char *azSt[2] = {op2(b, "Unsqueeze", zPast, zAxis0),
                            init_i64(b, "const_i64_1d_0", 1, d1, &zero, 1)};
     Onnx__NodeProto *nSt = node(b, "Concat", "mask_starts", 2, azSt, 1);
     attr_i(b, nSt, "axis", 0);
-    zStarts = nSt ? nSt->output[0] : NULL;
+    k->zStarts = nSt ? nSt->output[0] : NULL;
   }
-  const char *azSl[4] = {zMask, zStarts, nC ? nC->output[0] : NULL, zAxes};
+  const char *azSl[4] = {k->zMask, k->zStarts, nC ? nC->output[0] : NULL,
+                         k->zAxes};
   Onnx__NodeProto *nS = node(b, "Slice", "mask", 4, azSl, 1);
-  const char *zMaskS = nS ? nS->output[0] : NULL;
+  k->zMaskS = nS ? nS->output[0] : NULL;
+}
 
-  const char *zx = op2(b, "Add", op2(b, "Gather", zWte, "input_ids"),
-                       op2(b, "Gather", zWpe, zPos));
+/* Keys (as [B, NH, hs, S]) and values (as [B, NH, S, hs]) of block l from
+ * the Split node's outputs. With a cache, present = Concat(past, new)
+ * along the sequence axis: graph outputs named as transformers/optimum
+ * name them. Returns BT_ERR after a failure (b->oom tells which). */
+static int gpt_kv(onnx_b *b, const gpt_k *k, Onnx__NodeProto *nSp, int l,
+                  const char **pzK, const char **pzV) {
+  if (!k->withPast) {
+    *pzK = transpose(b, op2(b, "Reshape", nSp->output[1], k->zShp4), 0, 2, 3,
+                     1);
+    *pzV = transpose(b, op2(b, "Reshape", nSp->output[2], k->zShp4), 0, 2, 1,
+                     3);
+    return BT_OK;
+  }
+  const char *kn = transpose(b, op2(b, "Reshape", nSp->output[1], k->zShp4),
+                             0, 2, 1, 3);
+  const char *vn = transpose(b, op2(b, "Reshape", nSp->output[2], k->zShp4),
+                             0, 2, 1, 3);
+  const char *azK[2] = {ob_str(b, "past_key_values.%d.key", l), kn};
+  const char *azV[2] = {ob_str(b, "past_key_values.%d.value", l), vn};
+  Onnx__NodeProto *nK = node(b, "Concat", "present_key", 2, azK, 1);
+  Onnx__NodeProto *nV = node(b, "Concat", "present_value", 2, azV, 1);
+  attr_i(b, nK, "axis", 2);
+  attr_i(b, nV, "axis", 2);
+  if (!nK || !nV) return BT_ERR;
+  nK->output[0] = ob_str(b, "present.%d.key", l);
+  nV->output[0] = ob_str(b, "present.%d.value", l);
+  *pzK = transpose(b, nK->output[0], 0, 1, 3, 2);
+  *pzV = nV->output[0];
+  return BT_OK;
+}
+
+/* Block l applied to the residual stream zx; returns the new stream. */
+static const char *gpt_block(onnx_b *b, const bt_export_model *x,
+                             const gpt_k *k, const char *zx, int l) {
+  const bt_model *m = &x->m;
+  char z[BT_TENSOR_NAME_MAX];
+  bt_snprintf(z, sizeof z, "h.%d.ln_1.weight", l);
+  const bt_tensor *t = bt_model_find(m, z);
+  BT_ASSERT(t);
+  int t0 = (int)(t - m->aTensor);
+  const char *w[12];
+  for (int i = 0; i < 12; i++) w[i] = init_param(b, x, t0 + i);
+  const char *a = layernorm(b, zx, w[0], w[1]);
+  const char *qkv = linear(b, a, w[2], w[3]);
+  const char *azSp[2] = {qkv, k->zSplit};
+  Onnx__NodeProto *nSp = node(b, "Split", "qkv", 2, azSp, 3);
+  attr_i(b, nSp, "axis", -1);
+  if (!nSp) return NULL;
+  const char *q = transpose(b, op2(b, "Reshape", nSp->output[0], k->zShp4), 0,
+                            2, 1, 3);
+  const char *kk, *v;
+  if (gpt_kv(b, k, nSp, l, &kk, &v) != BT_OK) return NULL;
+  const char *s = op2(
+      b, "Add", op2(b, "Mul", op2(b, "MatMul", q, kk), k->zScale), k->zMaskS);
+  Onnx__NodeProto *nSm = node(b, "Softmax", "Softmax", 1, &s, 1);
+  attr_i(b, nSm, "axis", -1);
+  if (!nSm) return NULL;
+  const char *y = op2(b, "MatMul", nSm->output[0], v);
+  y = op2(b, "Reshape", transpose(b, y, 0, 2, 1, 3), k->zShp3);
+  zx = op2(b, "Add", zx, linear(b, y, w[4], w[5]));
+  const char *hmid = linear(b, layernorm(b, zx, w[6], w[7]), w[8], w[9]);
+  return op2(b, "Add", zx, linear(b, gelu(b, hmid, &k->g), w[10], w[11]));
+}
+
+static const char *gpt_graph(onnx_b *b, const bt_export_model *x,
+                             float **ppOwned, int withPast) {
+  const bt_model *m = &x->m;
+  /* wte^T and the causal mask: built here, freed by the caller */
+  float *wteT = gpt_host_consts(m, P(x, 0));
+  if (!wteT) return NULL;
+  *ppOwned = wteT;
+  gpt_k k = {.withPast = withPast};
+  gpt_consts(b, x, wteT, &k);
+  gpt_positions(b, &k);
+  const char *zx = op2(b, "Add", op2(b, "Gather", k.zWte, "input_ids"),
+                       op2(b, "Gather", k.zWpe, k.zPos));
   for (int l = 0; l < m->L; l++) {
-    char z[BT_TENSOR_NAME_MAX];
-    bt_snprintf(z, sizeof z, "h.%d.ln_1.weight", l);
-    const bt_tensor *t = bt_model_find(m, z);
-    BT_ASSERT(t);
-    int t0 = (int)(t - m->aTensor);
-    const char *w[12];
-    for (int i = 0; i < 12; i++) w[i] = init_param(b, x, t0 + i);
-    const char *a = layernorm(b, zx, w[0], w[1]);
-    const char *qkv = linear(b, a, w[2], w[3]);
-    const char *azSp[2] = {qkv, zSplit};
-    Onnx__NodeProto *nSp = node(b, "Split", "qkv", 2, azSp, 3);
-    attr_i(b, nSp, "axis", -1);
-    if (!nSp) return NULL;
-    const char *q = transpose(b, op2(b, "Reshape", nSp->output[0], zShp4), 0,
-                              2, 1, 3);
-    const char *k, *v;
-    if (!withPast) {
-      k = transpose(b, op2(b, "Reshape", nSp->output[1], zShp4), 0, 2, 3, 1);
-      v = transpose(b, op2(b, "Reshape", nSp->output[2], zShp4), 0, 2, 1, 3);
-    } else {
-      /* present = Concat(past, new) along the sequence axis: graph outputs
-       * named as transformers/optimum name them. */
-      const char *kn = transpose(b, op2(b, "Reshape", nSp->output[1], zShp4),
-                                 0, 2, 1, 3);
-      const char *vn = transpose(b, op2(b, "Reshape", nSp->output[2], zShp4),
-                                 0, 2, 1, 3);
-      const char *azK[2] = {ob_str(b, "past_key_values.%d.key", l), kn};
-      const char *azV[2] = {ob_str(b, "past_key_values.%d.value", l), vn};
-      Onnx__NodeProto *nK = node(b, "Concat", "present_key", 2, azK, 1);
-      Onnx__NodeProto *nV = node(b, "Concat", "present_value", 2, azV, 1);
-      attr_i(b, nK, "axis", 2);
-      attr_i(b, nV, "axis", 2);
-      if (!nK || !nV) return NULL;
-      nK->output[0] = ob_str(b, "present.%d.key", l);
-      nV->output[0] = ob_str(b, "present.%d.value", l);
-      k = transpose(b, nK->output[0], 0, 1, 3, 2);
-      v = nV->output[0];
-    }
-    const char *s = op2(b, "Add", op2(b, "Mul", op2(b, "MatMul", q, k), zScale),
-                        zMaskS);
-    Onnx__NodeProto *nSm = node(b, "Softmax", "Softmax", 1, &s, 1);
-    attr_i(b, nSm, "axis", -1);
-    if (!nSm) return NULL;
-    const char *y = op2(b, "MatMul", nSm->output[0], v);
-    y = op2(b, "Reshape", transpose(b, y, 0, 2, 1, 3), zShp3);
-    zx = op2(b, "Add", zx, linear(b, y, w[4], w[5]));
-    const char *hmid = linear(b, layernorm(b, zx, w[6], w[7]), w[8], w[9]);
-    zx = op2(b, "Add", zx,
-             linear(b, gelu(b, hmid, zHalf, zOne, zK, zS), w[10], w[11]));
+    zx = gpt_block(b, x, &k, zx, l);
+    if (!zx) return NULL;
   }
   const bt_tensor *tf = bt_model_find(m, "ln_f.weight");
   BT_ASSERT(tf);
   int iF = (int)(tf - m->aTensor);
   const char *zF = layernorm(b, zx, init_param(b, x, iF),
                              init_param(b, x, iF + 1));
-  return op2(b, "MatMul", zF, zWteT);
+  return op2(b, "MatMul", zF, k.zWteT);
 }
 
 static const char *mlp_graph(onnx_b *b, const bt_export_model *x) {
   const bt_model *m = &x->m;
-  const char *zHalf = init_scalar(b, "gelu_half", 0.5f);
-  const char *zOne = init_scalar(b, "gelu_one", 1.0f);
-  const char *zK = init_scalar(b, "gelu_k", 0.044715f);
-  const char *zS = init_scalar(b, "gelu_s", 0.7978845608028654f);
+  const gelu_k g = gelu_init(b);
   const char *h = "x";
   for (int l = 0; l < m->nLayer; l++) {
     const char *az[3] = {h, init_param(b, x, 2 * l),
@@ -519,98 +574,98 @@ static const char *mlp_graph(onnx_b *b, const bt_export_model *x) {
     attr_i(b, n, "transB", 1);
     if (!n) return NULL;
     h = n->output[0];
-    if (l + 1 < m->nLayer) h = gelu(b, h, zHalf, zOne, zK, zS);
+    if (l + 1 < m->nLayer) h = gelu(b, h, &g);
   }
   return h;
 }
 
-int bt_onnx_export(const bt_export_model *x, const char *zPath, int withPast) {
-  const uint32_t probe = 1;
-  uint8_t first;
-  memcpy(&first, &probe, 1);
-  if (first != 1)
-    return bt_err_set("%s: ONNX raw_data is little-endian; this host is "
-                      "not",
-                      zPath);
-  const bt_model *m = &x->m;
-  onnx_b b = {0};
-  float *pOwned = NULL;
-  int rc = BT_ERR;
-  uint8_t *pOut = NULL;
-  const char *zLogits;
-  Onnx__ValueInfoProto *pIn, *pOutV, **apExtraIn = NULL, **apExtraOut = NULL;
-  int nExtra = 0;
-  if (m->eKind == BT_MODEL_GPT) {
-    if (m->C % m->NH) {
-      bt_err_set("%s: n_head %d does not divide n_embd %d", zPath, m->NH,
-                 m->C);
-      goto done;
-    }
-    const char *azP[3] = {"batch", "seq", NULL};
-    int64_t dIn[2] = {-1, -1}, dOut[3] = {-1, -1, m->V};
-    zLogits = gpt_graph(&b, x, &pOwned, withPast);
-    pIn = value_info(&b, "input_ids", ONNX_INT64, 2, dIn, azP);
-    pOutV = value_info(&b, "logits", ONNX_FLOAT, 3, dOut, azP);
-    if (withPast) {
-      nExtra = 2 * m->L;
-      apExtraIn = ob_alloc(&b, sizeof(*apExtraIn) * (size_t)nExtra);
-      apExtraOut = ob_alloc(&b, sizeof(*apExtraOut) * (size_t)nExtra);
-      const char *azPast[4] = {"batch", NULL, "past_seq", NULL};
-      const char *azPres[4] = {"batch", NULL, "total_seq", NULL};
-      int64_t dKV[4] = {-1, m->NH, -1, m->C / m->NH};
-      for (int l = 0; apExtraIn && apExtraOut && l < m->L; l++)
-        for (int kv = 0; kv < 2; kv++) {
-          const char *zKind = kv ? "value" : "key";
-          char zName[64];
-          bt_snprintf(zName, sizeof zName, "past_key_values.%d.%s", l, zKind);
-          apExtraIn[2 * l + kv] =
-              value_info(&b, zName, ONNX_FLOAT, 4, dKV, azPast);
-          bt_snprintf(zName, sizeof zName, "present.%d.%s", l, zKind);
-          apExtraOut[2 * l + kv] =
-              value_info(&b, zName, ONNX_FLOAT, 4, dKV, azPres);
-        }
-      if (!apExtraIn || !apExtraOut) b.oom = 1;
-    }
-  } else {
-    const char *azP[2] = {"batch", NULL};
-    int64_t dIn[2] = {-1, m->aWidth[0]}, dOut[2] = {-1, m->aWidth[m->nLayer]};
-    zLogits = mlp_graph(&b, x);
-    pIn = value_info(&b, "x", ONNX_FLOAT, 2, dIn, azP);
-    pOutV = value_info(&b, "logits", ONNX_FLOAT, 2, dOut, azP);
+/* The graph's inputs and outputs: [0] is input_ids (or x) and logits, then
+ * past_key_values.N.{key,value} and present.N.{key,value}. */
+typedef struct onnx_io {
+  Onnx__ValueInfoProto **apIn, **apOut;
+  int n;
+} onnx_io;
+
+/* Sets b->oom when an allocation failed. */
+static void io_alloc(onnx_b *b, onnx_io *io, int n) {
+  io->n = n;
+  io->apIn = ob_alloc(b, sizeof *io->apIn * (size_t)n);
+  io->apOut = ob_alloc(b, sizeof *io->apOut * (size_t)n);
+  if (!io->apIn || !io->apOut) b->oom = 1;
+}
+
+static void gpt_io(onnx_b *b, const bt_model *m, int withPast, onnx_io *io) {
+  io_alloc(b, io, 1 + (withPast ? 2 * m->L : 0));
+  if (b->oom) return;
+  const char *azP[3] = {"batch", "seq", NULL};
+  int64_t dIn[2] = {-1, -1}, dOut[3] = {-1, -1, m->V};
+  io->apIn[0] = value_info(b, "input_ids", ONNX_INT64, 2, dIn, azP);
+  io->apOut[0] = value_info(b, "logits", ONNX_FLOAT, 3, dOut, azP);
+  const char *azPast[4] = {"batch", NULL, "past_seq", NULL};
+  const char *azPres[4] = {"batch", NULL, "total_seq", NULL};
+  int64_t dKV[4] = {-1, m->NH, -1, m->C / m->NH};
+  for (int i = 1; i < io->n; i++) {
+    const int l = (i - 1) / 2;
+    const char *zKind = (i - 1) % 2 ? "value" : "key";
+    char zName[64];
+    bt_snprintf(zName, sizeof zName, "past_key_values.%d.%s", l, zKind);
+    io->apIn[i] = value_info(b, zName, ONNX_FLOAT, 4, dKV, azPast);
+    bt_snprintf(zName, sizeof zName, "present.%d.%s", l, zKind);
+    io->apOut[i] = value_info(b, zName, ONNX_FLOAT, 4, dKV, azPres);
   }
-  if (!zLogits || !pIn || !pOutV || b.oom) {
-    if (!bt_err_msg()[0] || b.oom)
+}
+
+static void mlp_io(onnx_b *b, const bt_model *m, onnx_io *io) {
+  io_alloc(b, io, 1);
+  if (b->oom) return;
+  const char *azP[2] = {"batch", NULL};
+  int64_t dIn[2] = {-1, m->aWidth[0]}, dOut[2] = {-1, m->aWidth[m->nLayer]};
+  io->apIn[0] = value_info(b, "x", ONNX_FLOAT, 2, dIn, azP);
+  io->apOut[0] = value_info(b, "logits", ONNX_FLOAT, 2, dOut, azP);
+}
+
+/* Builds the graph of x into b; BT_ERR with the message set on failure. */
+static int onnx_build(onnx_b *b, const bt_export_model *x, const char *zPath,
+                      int withPast, float **ppOwned, onnx_io *io) {
+  const bt_model *m = &x->m;
+  const char *zLogits;
+  if (m->eKind == BT_MODEL_GPT) {
+    if (m->C % m->NH)
+      return bt_err_set("%s: n_head %d does not divide n_embd %d", zPath,
+                        m->NH, m->C);
+    zLogits = gpt_graph(b, x, ppOwned, withPast);
+    gpt_io(b, m, withPast, io);
+  } else {
+    zLogits = mlp_graph(b, x);
+    mlp_io(b, m, io);
+  }
+  int ok = zLogits && !b->oom;
+  for (int i = 0; ok && i < io->n; i++) ok = io->apIn[i] && io->apOut[i];
+  if (!ok) {
+    if (!bt_err_msg()[0] || b->oom)
       bt_err_set("%s: out of memory building the ONNX graph", zPath);
-    goto done;
+    return BT_ERR;
   }
   /* The last node's output becomes the graph output "logits". */
-  b.apNode[b.nNode - 1]->output[0] = (char *)"logits";
+  b->apNode[b->nNode - 1]->output[0] = (char *)"logits";
+  return BT_OK;
+}
 
+/* Wraps the graph in a model (opset, producer, metadata), packs it and
+ * writes it atomically to zPath. */
+static int onnx_write(onnx_b *b, const bt_export_model *x, const onnx_io *io,
+                      const char *zPath) {
   Onnx__GraphProto g;
   onnx__graph_proto__init(&g);
-  g.name = m->eKind == BT_MODEL_GPT ? "baton_gpt" : "baton_mlp";
-  g.n_node = b.nNode;
-  g.node = b.apNode;
-  g.n_initializer = b.nInit;
-  g.initializer = b.apInit;
-  /* inputs: input_ids (or x), then past_key_values.N.{key,value};
-   * outputs: logits, then present.N.{key,value} */
-  Onnx__ValueInfoProto **apIn = ob_alloc(&b, sizeof *apIn * (size_t)(1 + nExtra));
-  Onnx__ValueInfoProto **apOut = ob_alloc(&b, sizeof *apOut * (size_t)(1 + nExtra));
-  if (!apIn || !apOut) {
-    bt_err_set("%s: out of memory building the ONNX graph", zPath);
-    goto done;
-  }
-  apIn[0] = pIn;
-  apOut[0] = pOutV;
-  for (int i = 0; i < nExtra; i++) {
-    apIn[1 + i] = apExtraIn[i];
-    apOut[1 + i] = apExtraOut[i];
-  }
-  g.n_input = (size_t)(1 + nExtra);
-  g.input = apIn;
-  g.n_output = (size_t)(1 + nExtra);
-  g.output = apOut;
+  g.name = x->m.eKind == BT_MODEL_GPT ? "baton_gpt" : "baton_mlp";
+  g.n_node = b->nNode;
+  g.node = b->apNode;
+  g.n_initializer = b->nInit;
+  g.initializer = b->apInit;
+  g.n_input = (size_t)io->n;
+  g.input = io->apIn;
+  g.n_output = (size_t)io->n;
+  g.output = io->apOut;
 
   Onnx__OperatorSetIdProto opset;
   onnx__operator_set_id_proto__init(&opset);
@@ -643,19 +698,32 @@ int bt_onnx_export(const bt_export_model *x, const char *zPath, int withPast) {
   mp.metadata_props = apMeta;
 
   size_t n = onnx__model_proto__get_packed_size(&mp);
-  if (n >= ((size_t)2 << 30)) {
-    bt_err_set("%s: the model needs %zu bytes, beyond protobuf's 2 GiB limit "
-               "(ONNX external data is not implemented)",
-               zPath, n);
-    goto done;
-  }
-  pOut = bt_malloc(n, "ONNX image");
-  if (!pOut) goto done;
+  if (n >= ((size_t)2 << 30))
+    return bt_err_set("%s: the model needs %zu bytes, beyond protobuf's 2 GiB "
+                      "limit (ONNX external data is not implemented)",
+                      zPath, n);
+  uint8_t *pOut = bt_malloc(n, "ONNX image");
+  if (!pOut) return BT_ERR;
   size_t got = onnx__model_proto__pack(&mp, pOut);
   BT_ASSERT(got == n);
-  rc = bt_file_write_atomic(zPath, pOut, n);
-done:
+  int rc = bt_file_write_atomic(zPath, pOut, n);
   free(pOut);
+  return rc;
+}
+
+int bt_onnx_export(const bt_export_model *x, const char *zPath, int withPast) {
+  const uint32_t probe = 1;
+  uint8_t first;
+  memcpy(&first, &probe, 1);
+  if (first != 1)
+    return bt_err_set("%s: ONNX raw_data is little-endian; this host is "
+                      "not",
+                      zPath);
+  onnx_b b = {0};
+  float *pOwned = NULL;
+  onnx_io io = {0};
+  int rc = onnx_build(&b, x, zPath, withPast, &pOwned, &io);
+  if (rc == BT_OK) rc = onnx_write(&b, x, &io, zPath);
   free(pOwned);
   ob_free(&b);
   return rc;

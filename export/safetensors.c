@@ -104,11 +104,19 @@ static void put_u64le(unsigned char *p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
-int bt_st_write(const char *zPath, const bt_st_wtensor *aT, int nT,
-                bt_st_dtype eType, const char *const *azMeta, int nMeta) {
+/* The JSON header: __metadata__, then each tensor's dtype, shape and
+ * data_offsets in order; *pnData receives the data section's size.
+ * Returns the printed header (the caller frees it), NULL with the error
+ * set. */
+static char *st_header_json(const char *zPath, const bt_st_wtensor *aT, int nT,
+                            bt_st_dtype eType, const char *const *azMeta,
+                            int nMeta, uint64_t *pnData) {
   size_t es = bt_st_dtype_size(eType);
   cJSON *pHdr = cJSON_CreateObject();
-  if (!pHdr) return bt_err_set("%s: out of memory building the header", zPath);
+  if (!pHdr) {
+    bt_err_set("%s: out of memory building the header", zPath);
+    return NULL;
+  }
   if (nMeta > 0) {
     cJSON *pM = cJSON_AddObjectToObject(pHdr, "__metadata__");
     for (int i = 0; pM && i < nMeta; i++)
@@ -120,7 +128,8 @@ int bt_st_write(const char *zPath, const bt_st_wtensor *aT, int nT,
     cJSON *pT = cJSON_AddObjectToObject(pHdr, aT[i].zName);
     if (!pT) {
       cJSON_Delete(pHdr);
-      return bt_err_set("%s: out of memory building the header", zPath);
+      bt_err_set("%s: out of memory building the header", zPath);
+      return NULL;
     }
     cJSON_AddStringToObject(pT, "dtype", bt_st_dtype_name(eType));
     cJSON *pS = cJSON_AddArrayToObject(pT, "shape");
@@ -135,33 +144,20 @@ int bt_st_write(const char *zPath, const bt_st_wtensor *aT, int nT,
   }
   char *zHdr = cJSON_PrintUnformatted(pHdr);
   cJSON_Delete(pHdr);
-  if (!zHdr) return bt_err_set("%s: out of memory printing the header", zPath);
-  size_t nHdr = strlen(zHdr);
-  size_t nPad = (8 - (8 + nHdr) % 8) % 8; /* data section 8-byte aligned */
-  /* Streamed through a 1 MiB buffer into a temporary file, so exporting a
-   * large model needs no second copy of it in memory; fsync + rename make
-   * the file appear complete or not at all. */
-  enum { BUF = 1 << 20 };
-  unsigned char *pBuf = bt_malloc(BUF, "safetensors write buffer");
-  char zTmp[4096];
-  snprintf(zTmp, sizeof zTmp, "%s.tmp.%d", zPath, (int)getpid());
-  int fd = pBuf ? open(zTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
-                : -1;
-  if (fd < 0) {
-    int e = errno;
-    free(zHdr);
-    free(pBuf);
-    return pBuf ? bt_err_set("cannot create '%s': %s", zTmp, strerror(e))
-                : bt_err_prefix("%s: ", zPath);
-  }
+  if (!zHdr) bt_err_set("%s: out of memory printing the header", zPath);
+  *pnData = off;
+  return zHdr;
+}
+
+enum { ST_BUF = 1 << 20 };
+
+/* The data section: every tensor converted to eType, little-endian,
+ * through pBuf (ST_BUF bytes). Returns the first write error; *pnWritten
+ * counts the bytes written. */
+static int st_write_data(int fd, const char *zTmp, const bt_st_wtensor *aT,
+                         int nT, bt_st_dtype eType, unsigned char *pBuf,
+                         uint64_t *pnWritten) {
   int rc = BT_OK;
-  unsigned char aLen[8];
-  put_u64le(aLen, (uint64_t)(nHdr + nPad));
-  rc = bt_file_write_full(fd, aLen, 8, zTmp);
-  if (rc == BT_OK) rc = bt_file_write_full(fd, zHdr, nHdr, zTmp);
-  if (rc == BT_OK) rc = bt_file_write_full(fd, "       ", nPad, zTmp);
-  free(zHdr);
-  uint64_t nWritten = 0;
   for (int i = 0; rc == BT_OK && i < nT; i++) {
     size_t n = 1;
     for (int d = 0; d < aT[i].ndim; d++) n *= (size_t)aT[i].shape[d];
@@ -170,7 +166,7 @@ int bt_st_write(const char *zPath, const bt_st_wtensor *aT, int nT,
     while (rc == BT_OK && j < n) {
       unsigned char *p = pBuf;
       size_t k = 0;
-      for (; j < n && k + 4 <= BUF; j++) {
+      for (; j < n && k + 4 <= ST_BUF; j++) {
         uint32_t v;
         if (eType == BT_ST_F32) {
           v = f32_bits(x[j]);
@@ -182,11 +178,15 @@ int bt_st_write(const char *zPath, const bt_st_wtensor *aT, int nT,
         }
       }
       rc = bt_file_write_full(fd, pBuf, k, zTmp);
-      nWritten += k;
+      *pnWritten += k;
     }
   }
-  free(pBuf);
-  BT_ASSERT(rc != BT_OK || nWritten == off);
+  return rc;
+}
+
+/* fsync, close and rename zTmp over zPath, then fsync the directory; on
+ * an earlier error (rc) or a failure here the temporary file is removed. */
+static int st_commit(int fd, int rc, const char *zTmp, const char *zPath) {
   if (rc == BT_OK && fsync(fd) != 0)
     rc = bt_err_set("fsync of '%s' failed: %s", zTmp, strerror(errno));
   if (close(fd) != 0 && rc == BT_OK)
@@ -201,6 +201,42 @@ int bt_st_write(const char *zPath, const bt_st_wtensor *aT, int nT,
   char zDir[4096];
   snprintf(zDir, sizeof zDir, "%s", zPath);
   return bt_fsync_dir(dirname(zDir));
+}
+
+int bt_st_write(const char *zPath, const bt_st_wtensor *aT, int nT,
+                bt_st_dtype eType, const char *const *azMeta, int nMeta) {
+  uint64_t nData = 0;
+  char *zHdr = st_header_json(zPath, aT, nT, eType, azMeta, nMeta, &nData);
+  if (!zHdr) return BT_ERR;
+  size_t nHdr = strlen(zHdr);
+  size_t nPad = (8 - (8 + nHdr) % 8) % 8; /* data section 8-byte aligned */
+  /* Streamed through a 1 MiB buffer into a temporary file, so exporting a
+   * large model needs no second copy of it in memory; fsync + rename make
+   * the file appear complete or not at all. */
+  unsigned char *pBuf = bt_malloc(ST_BUF, "safetensors write buffer");
+  char zTmp[4096];
+  snprintf(zTmp, sizeof zTmp, "%s.tmp.%d", zPath, (int)getpid());
+  int fd = pBuf ? open(zTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+                : -1;
+  if (fd < 0) {
+    int e = errno;
+    free(zHdr);
+    free(pBuf);
+    return pBuf ? bt_err_set("cannot create '%s': %s", zTmp, strerror(e))
+                : bt_err_prefix("%s: ", zPath);
+  }
+  unsigned char aLen[8];
+  put_u64le(aLen, (uint64_t)(nHdr + nPad));
+  int rc = bt_file_write_full(fd, aLen, 8, zTmp);
+  if (rc == BT_OK) rc = bt_file_write_full(fd, zHdr, nHdr, zTmp);
+  if (rc == BT_OK) rc = bt_file_write_full(fd, "       ", nPad, zTmp);
+  free(zHdr);
+  uint64_t nWritten = 0;
+  if (rc == BT_OK)
+    rc = st_write_data(fd, zTmp, aT, nT, eType, pBuf, &nWritten);
+  free(pBuf);
+  BT_ASSERT(rc != BT_OK || nWritten == nData);
+  return st_commit(fd, rc, zTmp, zPath);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -355,14 +391,10 @@ static int parse_tensor(bt_st_file *f, const cJSON *e, bt_st_tensor *t) {
   return BT_OK;
 }
 
-int bt_st_parse(bt_st_file *f, const unsigned char *pBuf, size_t nBuf,
-                const char *zPath) {
-  memset(f, 0, sizeof *f);
-  f->zPath = strdup(zPath ? zPath : "(memory)");
-  if (!f->zPath) return bt_err_set("out of memory");
-  f->pBuf = (unsigned char *)pBuf;
-  f->nBuf = nBuf;
-  const char *zF = f->zPath;
+/* The 8-byte length and the header bytes it announces: in the file,
+ * under the limit, valid UTF-8. Sets *pnHdr. */
+static int st_check_header(const char *zF, const unsigned char *pBuf,
+                           size_t nBuf, uint64_t *pnHdr) {
   if (nBuf < 8)
     return bt_err_set("%s: file of %zu bytes is too short for a safetensors "
                       "header length (8 bytes)",
@@ -384,6 +416,102 @@ int bt_st_parse(bt_st_file *f, const unsigned char *pBuf, size_t nBuf,
     return bt_err_set("%s: header is not valid UTF-8 (byte 0x%02x at header "
                       "offset %zu)",
                       zF, h[bad], bad);
+  *pnHdr = nHdr;
+  return BT_OK;
+}
+
+/* The root object's members: __metadata__ at most once, tensors into
+ * f->aTensor with ap[i] pointing at each. */
+static int st_parse_entries(bt_st_file *f, const cJSON *pRoot,
+                            bt_st_tensor **ap) {
+  const cJSON *e;
+  int seenMeta = 0;
+  cJSON_ArrayForEach(e, pRoot) {
+    if (!strcmp(e->string, "__metadata__")) {
+      if (seenMeta++) return bt_err_set("%s: duplicate __metadata__", f->zPath);
+      if (parse_meta(f, e) != BT_OK) return BT_ERR;
+      continue;
+    }
+    bt_st_tensor *t = &f->aTensor[f->nTensor];
+    if (parse_tensor(f, e, t) != BT_OK) return BT_ERR;
+    ap[f->nTensor++] = t;
+  }
+  return BT_OK;
+}
+
+/* Unique names, and tensors that tile the data section exactly (no
+ * overlap, no hole, nothing past its end or after the last tensor). */
+static int st_check_layout(const bt_st_file *f, bt_st_tensor **ap) {
+  const char *zF = f->zPath;
+  qsort(ap, (size_t)f->nTensor, sizeof *ap, cmp_name);
+  for (int i = 1; i < f->nTensor; i++)
+    if (!strcmp(ap[i - 1]->zName, ap[i]->zName))
+      return bt_err_set("%s: tensor '%s' appears twice in the header", zF,
+                        ap[i]->zName);
+  uint64_t nData = (uint64_t)(f->nBuf - f->dataStart);
+  qsort(ap, (size_t)f->nTensor, sizeof *ap, cmp_begin);
+  uint64_t pos = 0;
+  for (int i = 0; i < f->nTensor; i++) {
+    const bt_st_tensor *t = ap[i];
+    if (t->end > nData)
+      return bt_err_set("%s: tensor '%s': data_offsets [%llu, %llu) lie "
+                        "beyond the data section (%llu bytes; file "
+                        "truncated?)",
+                        zF, t->zName, (unsigned long long)t->begin,
+                        (unsigned long long)t->end, (unsigned long long)nData);
+    if (t->begin < pos)
+      return bt_err_set("%s: tensor '%s': data_offsets [%llu, %llu) overlap "
+                        "tensor '%s' (which ends at %llu)",
+                        zF, t->zName, (unsigned long long)t->begin,
+                        (unsigned long long)t->end, ap[i - 1]->zName,
+                        (unsigned long long)pos);
+    if (t->begin > pos)
+      return bt_err_set("%s: tensor '%s': data_offsets begin at %llu, leaving "
+                        "a hole after byte %llu of the data section",
+                        zF, t->zName, (unsigned long long)t->begin,
+                        (unsigned long long)pos);
+    pos = t->end;
+  }
+  if (pos != nData)
+    return bt_err_set("%s: tensors cover %llu bytes but the data section has "
+                      "%llu (trailing bytes)",
+                      zF, (unsigned long long)pos, (unsigned long long)nData);
+  return BT_OK;
+}
+
+/* The parsed header's checks and index, once the JSON is read. */
+static int st_parse_root(bt_st_file *f, const cJSON *pRoot, const char *zEnd,
+                         uint64_t nHdr) {
+  const char *zF = f->zPath, *h = (const char *)f->pBuf + 8;
+  /* Only spaces (the writer's padding) may follow the JSON value. */
+  for (const char *q = zEnd; q && q < h + nHdr; q++)
+    if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r')
+      return bt_err_set("%s: trailing bytes after the JSON header at offset "
+                        "%zu",
+                        zF, (size_t)(q - h));
+  if (!cJSON_IsObject(pRoot))
+    return bt_err_set("%s: header is JSON but not an object", zF);
+  int n = cJSON_GetArraySize(pRoot);
+  f->aTensor = bt_calloc((size_t)n + 1, sizeof(bt_st_tensor), "tensor index");
+  bt_st_tensor **ap = bt_calloc((size_t)n + 1, sizeof(*ap), "tensor index");
+  int rc = f->aTensor && ap ? BT_OK : BT_ERR;
+  if (rc == BT_OK) rc = st_parse_entries(f, pRoot, ap);
+  if (rc == BT_OK) rc = st_check_layout(f, ap);
+  free(ap);
+  return rc;
+}
+
+int bt_st_parse(bt_st_file *f, const unsigned char *pBuf, size_t nBuf,
+                const char *zPath) {
+  memset(f, 0, sizeof *f);
+  f->zPath = strdup(zPath ? zPath : "(memory)");
+  if (!f->zPath) return bt_err_set("out of memory");
+  f->pBuf = (unsigned char *)pBuf;
+  f->nBuf = nBuf;
+  const char *zF = f->zPath;
+  uint64_t nHdr = 0;
+  if (st_check_header(zF, pBuf, nBuf, &nHdr) != BT_OK) return BT_ERR;
+  const unsigned char *h = pBuf + 8;
   f->dataStart = 8 + (size_t)nHdr;
   const char *zEnd = NULL;
   cJSON *pRoot = cJSON_ParseWithLengthOpts((const char *)h, (size_t)nHdr,
@@ -394,85 +522,7 @@ int bt_st_parse(bt_st_file *f, const unsigned char *pBuf, size_t nBuf,
                       "offset %zu of %llu)",
                       zF, at, (unsigned long long)nHdr);
   }
-  int rc = BT_ERR;
-  bt_st_tensor **ap = NULL;
-  /* Only spaces (the writer's padding) may follow the JSON value. */
-  for (const char *q = zEnd; q && q < (const char *)h + nHdr; q++)
-    if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
-      bt_err_set("%s: trailing bytes after the JSON header at offset %zu",
-                 zF, (size_t)(q - (const char *)h));
-      goto done;
-    }
-  if (!cJSON_IsObject(pRoot)) {
-    bt_err_set("%s: header is JSON but not an object", zF);
-    goto done;
-  }
-  int n = cJSON_GetArraySize(pRoot);
-  f->aTensor = bt_calloc((size_t)n + 1, sizeof(bt_st_tensor), "tensor index");
-  ap = bt_calloc((size_t)n + 1, sizeof(*ap), "tensor index");
-  if (!f->aTensor || !ap) goto done;
-  const cJSON *e;
-  int seenMeta = 0;
-  cJSON_ArrayForEach(e, pRoot) {
-    if (!strcmp(e->string, "__metadata__")) {
-      if (seenMeta++) {
-        bt_err_set("%s: duplicate __metadata__", zF);
-        goto done;
-      }
-      if (parse_meta(f, e) != BT_OK) goto done;
-      continue;
-    }
-    bt_st_tensor *t = &f->aTensor[f->nTensor];
-    if (parse_tensor(f, e, t) != BT_OK) goto done;
-    ap[f->nTensor++] = t;
-  }
-  /* Unique names. */
-  qsort(ap, (size_t)f->nTensor, sizeof *ap, cmp_name);
-  for (int i = 1; i < f->nTensor; i++)
-    if (!strcmp(ap[i - 1]->zName, ap[i]->zName)) {
-      bt_err_set("%s: tensor '%s' appears twice in the header", zF,
-                 ap[i]->zName);
-      goto done;
-    }
-  /* Tensors tile the data section exactly. */
-  uint64_t nData = (uint64_t)(nBuf - f->dataStart);
-  qsort(ap, (size_t)f->nTensor, sizeof *ap, cmp_begin);
-  uint64_t pos = 0;
-  for (int i = 0; i < f->nTensor; i++) {
-    const bt_st_tensor *t = ap[i];
-    if (t->end > nData) {
-      bt_err_set("%s: tensor '%s': data_offsets [%llu, %llu) lie beyond the "
-                 "data section (%llu bytes; file truncated?)",
-                 zF, t->zName, (unsigned long long)t->begin,
-                 (unsigned long long)t->end, (unsigned long long)nData);
-      goto done;
-    }
-    if (t->begin < pos) {
-      bt_err_set("%s: tensor '%s': data_offsets [%llu, %llu) overlap tensor "
-                 "'%s' (which ends at %llu)",
-                 zF, t->zName, (unsigned long long)t->begin,
-                 (unsigned long long)t->end, ap[i - 1]->zName,
-                 (unsigned long long)pos);
-      goto done;
-    }
-    if (t->begin > pos) {
-      bt_err_set("%s: tensor '%s': data_offsets begin at %llu, leaving a "
-                 "hole after byte %llu of the data section",
-                 zF, t->zName, (unsigned long long)t->begin,
-                 (unsigned long long)pos);
-      goto done;
-    }
-    pos = t->end;
-  }
-  if (pos != nData) {
-    bt_err_set("%s: tensors cover %llu bytes but the data section has %llu "
-               "(trailing bytes)",
-               zF, (unsigned long long)pos, (unsigned long long)nData);
-    goto done;
-  }
-  rc = BT_OK;
-done:
-  free(ap);
+  int rc = st_parse_root(f, pRoot, zEnd, nHdr);
   cJSON_Delete(pRoot);
   return rc;
 }

@@ -324,6 +324,20 @@ static double host_loss_sum(bt_model *m, size_t N, const int32_t *targets,
   return sum;
 }
 
+/* The loss of a forward pass over N rows of logits [N, Vp] (V real
+ * columns): the targets (checked by the caller) go to the device and to
+ * the host copy backward reads; *pLossSum and *pnCount cover the rows
+ * whose target is not ignored (< 0). */
+static void forward_loss(bt_model *m, const float *logits, int N, int V,
+                         int Vp, const int32_t *targets, double *pLossSum,
+                         int64_t *pnCount) {
+  bt_model_acts *a = m->pActs;
+  memcpy(a->hostTargets, targets, (size_t)N * sizeof(int32_t));
+  bt_mem_from_host_i32(m->be, a->targets, targets, (size_t)N);
+  bt_op_xent_fwd(m->be, a->losses, logits, a->targets, N, V, Vp);
+  *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
+}
+
 static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
                        const int32_t *targets, double *pLossSum,
                        int64_t *pnCount) {
@@ -380,10 +394,7 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
         return bt_err_set("target id %d at position %d is outside the "
                           "vocabulary [0, %d)",
                           targets[i], i, m->V);
-    memcpy(a->hostTargets, targets, (size_t)N * sizeof(int32_t));
-    bt_mem_from_host_i32(be, a->targets, targets, (size_t)N);
-    bt_op_xent_fwd(be, a->losses, a->logits, a->targets, N, m->V, m->Vp);
-    *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
+    forward_loss(m, a->logits, N, m->V, m->Vp, targets, pLossSum, pnCount);
   }
   return BT_OK;
 }
@@ -412,10 +423,8 @@ static int mlp_forward(bt_model *m, int B, const float *x,
         return bt_err_set("label %d of sample %d is not below the number "
                           "of classes %d",
                           targets[i], i, K);
-    memcpy(a->hostTargets, targets, (size_t)B * sizeof(int32_t));
-    bt_mem_from_host_i32(be, a->targets, targets, (size_t)B);
-    bt_op_xent_fwd(be, a->losses, a->aPre[m->nLayer - 1], a->targets, B, K, K);
-    *pLossSum = host_loss_sum(m, (size_t)B, targets, pnCount);
+    forward_loss(m, a->aPre[m->nLayer - 1], B, K, K, targets, pLossSum,
+                 pnCount);
   }
   return BT_OK;
 }

@@ -24,6 +24,18 @@ static float *host_of(bt_trainer *tr, float *pDev, float *pStage, size_t n,
   return pStage;
 }
 
+/* An fp32 range [lo, hi) of a flat buffer of total elements. */
+static bt_ckpt_item f32_item(const char *zName, float *pData, size_t total,
+                             size_t lo, size_t hi, int sharded) {
+  return (bt_ckpt_item){.zName = zName,
+                        .eType = BT_CKPT_F32,
+                        .pData = pData,
+                        .total = total,
+                        .lo = lo,
+                        .hi = hi,
+                        .sharded = sharded};
+}
+
 int bt_state_items(bt_trainer *tr, bt_ckpt_item *a, int nMax, int forSave) {
   BT_ASSERT(nMax >= 3);
   bt_model *m = &tr->model;
@@ -32,30 +44,17 @@ int bt_state_items(bt_trainer *tr, bt_ckpt_item *a, int nMax, int forSave) {
   size_t hi = tr->optim.hi < nParam ? tr->optim.hi : nParam;
   int sharded = tr->sync.zero;
   size_t nMom = tr->optim.hi - tr->optim.lo;
-  a[0] = (bt_ckpt_item){.zName = "params",
-                        .eType = BT_CKPT_F32,
-                        .pData = host_of(tr, m->params, tr->hostStage,
-                                         m->nFlat, forSave),
-                        .total = nParam,
-                        .lo = 0,
-                        .hi = nParam,
-                        .sharded = 0};
-  a[1] = (bt_ckpt_item){.zName = "adam_m",
-                        .eType = BT_CKPT_F32,
-                        .pData = host_of(tr, tr->optim.m, tr->hostStageM,
-                                         nMom, forSave),
-                        .total = nParam,
-                        .lo = lo,
-                        .hi = hi,
-                        .sharded = sharded};
-  a[2] = (bt_ckpt_item){.zName = "adam_v",
-                        .eType = BT_CKPT_F32,
-                        .pData = host_of(tr, tr->optim.v, tr->hostStageV,
-                                         nMom, forSave),
-                        .total = nParam,
-                        .lo = lo,
-                        .hi = hi,
-                        .sharded = sharded};
+  /* params: replicated, rank 0 writes all nParam elements; the moments
+   * cover the optimizer range, which with ZeRO-1 is this rank's shard. */
+  a[0] = f32_item("params",
+                  host_of(tr, m->params, tr->hostStage, m->nFlat, forSave),
+                  nParam, 0, nParam, 0);
+  a[1] = f32_item("adam_m",
+                  host_of(tr, tr->optim.m, tr->hostStageM, nMom, forSave),
+                  nParam, lo, hi, sharded);
+  a[2] = f32_item("adam_v",
+                  host_of(tr, tr->optim.v, tr->hostStageV, nMom, forSave),
+                  nParam, lo, hi, sharded);
   return 3;
 }
 

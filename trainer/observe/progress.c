@@ -141,6 +141,75 @@ static void put(char *zBuf, size_t n, size_t *pAt, const char *z, size_t len) {
   zBuf[*pAt] = 0;
 }
 
+/* Width of the kept segments joined by separators of nSep bytes. */
+static size_t kept_width(const seg *aSeg, int nSeg, const int *aKeep,
+                         size_t nSep) {
+  size_t need = 0;
+  int nKept = 0;
+  for (int i = 0; i < nSeg; i++)
+    if (aKeep[i]) need += aSeg[i].n + (nKept++ ? nSep : 0);
+  return need;
+}
+
+/* The bar "[...]" plus " 100.0%" before the fields. */
+#define PCT_WIDTH ((size_t)7) /* " 100.0%" */
+#define BAR_MIN ((size_t)10)
+
+/* Drops the least important segments (largest prio, never prio 0), then
+ * the bar, until the line fits width; sets aKeep and *pbBar. */
+static void fit_segments(const seg *aSeg, int nSeg, size_t nSep, size_t width,
+                         int *aKeep, int *pbBar) {
+  for (int i = 0; i < nSeg; i++) aKeep[i] = 1;
+  for (;;) {
+    size_t need = kept_width(aSeg, nSeg, aKeep, nSep);
+    size_t barNeed = *pbBar ? BAR_MIN + 2 + PCT_WIDTH + nSep : 0;
+    if (need + barNeed <= width) break;
+    int worst = -1;
+    for (int i = 0; i < nSeg; i++)
+      if (aKeep[i] && aSeg[i].prio > 0 &&
+          (worst < 0 || aSeg[i].prio > aSeg[worst].prio))
+        worst = i;
+    if (worst >= 0) {
+      aKeep[worst] = 0;
+    } else if (*pbBar) {
+      *pbBar = 0; /* only the counter is left and still no room for a bar */
+    } else {
+      break; /* the counter alone is wider than the terminal: truncate */
+    }
+  }
+}
+
+/* "[####....] 42.0%" and a separator, the bar nBar cells wide (at most 50). */
+static void put_bar(char *zBuf, size_t n, size_t *pAt, const bt_progress *p,
+                    size_t nBar, const char *zSep, size_t nSep) {
+  if (nBar > 50) nBar = 50; /* a wider bar carries no more information */
+  double frac = (double)p->step / (double)p->total_steps;
+  if (frac < 0) frac = 0;
+  if (frac > 1) frac = 1;
+  size_t nFill = (size_t)(frac * (double)nBar + 1e-9);
+  char zBar[64];
+  zBar[0] = '[';
+  for (size_t i = 0; i < nBar; i++) zBar[1 + i] = i < nFill ? '#' : '.';
+  zBar[nBar + 1] = ']';
+  put(zBuf, n, pAt, zBar, nBar + 2);
+  char zPct[16];
+  int k = snprintf(zPct, sizeof zPct, " %5.1f%%", 100.0 * frac);
+  put(zBuf, n, pAt, zPct, (size_t)k);
+  put(zBuf, n, pAt, zSep, nSep);
+}
+
+/* The kept segments (all of them when aKeep is NULL), separated. */
+static void put_segments(char *zBuf, size_t n, size_t *pAt, const seg *aSeg,
+                         int nSeg, const int *aKeep, const char *zSep,
+                         size_t nSep) {
+  int nKept = 0;
+  for (int i = 0; i < nSeg; i++) {
+    if (aKeep && !aKeep[i]) continue;
+    if (nKept++) put(zBuf, n, pAt, zSep, nSep);
+    put(zBuf, n, pAt, aSeg[i].z, aSeg[i].n);
+  }
+}
+
 size_t bt_progress_format(char *zBuf, size_t n, const bt_progress *p,
                           int tty_width) {
   if (n == 0) return 0;
@@ -153,68 +222,19 @@ size_t bt_progress_format(char *zBuf, size_t n, const bt_progress *p,
   size_t nSep = strlen(zSep);
 
   if (!bTty) {
-    for (int i = 0; i < nSeg; i++) {
-      if (i) put(zBuf, n, &at, zSep, nSep);
-      put(zBuf, n, &at, aSeg[i].z, aSeg[i].n);
-    }
+    put_segments(zBuf, n, &at, aSeg, nSeg, NULL, zSep, nSep);
     return at;
   }
 
   size_t width = (size_t)tty_width - 1; /* never write the last column */
   int aKeep[SEG_MAX];
-  for (int i = 0; i < nSeg; i++) aKeep[i] = 1;
-  /* The bar "[...]" plus " 100.0%" before the fields. */
   int bBar = p->total_steps > 0;
-  const size_t nPct = 7; /* " 100.0%" */
-  const size_t minBar = 10;
-  for (;;) {
-    size_t need = 0;
-    int nKept = 0;
-    for (int i = 0; i < nSeg; i++)
-      if (aKeep[i]) need += aSeg[i].n + (nKept++ ? nSep : 0);
-    size_t barNeed = bBar ? minBar + 2 + nPct + nSep : 0;
-    if (need + barNeed <= width) break;
-    /* Drop the least important kept segment (largest prio, never 0). */
-    int worst = -1;
-    for (int i = 0; i < nSeg; i++)
-      if (aKeep[i] && aSeg[i].prio > 0 &&
-          (worst < 0 || aSeg[i].prio > aSeg[worst].prio))
-        worst = i;
-    if (worst >= 0) {
-      aKeep[worst] = 0;
-    } else if (bBar) {
-      bBar = 0; /* only the counter is left and still no room for a bar */
-    } else {
-      break; /* the counter alone is wider than the terminal: truncate */
-    }
-  }
-  size_t need = 0;
-  int nKept = 0;
-  for (int i = 0; i < nSeg; i++)
-    if (aKeep[i]) need += aSeg[i].n + (nKept++ ? nSep : 0);
+  fit_segments(aSeg, nSeg, nSep, width, aKeep, &bBar);
   if (bBar) {
-    size_t nBar = width - need - 2 - nPct - nSep;
-    if (nBar > 50) nBar = 50; /* a wider bar carries no more information */
-    double frac = (double)p->step / (double)p->total_steps;
-    if (frac < 0) frac = 0;
-    if (frac > 1) frac = 1;
-    size_t nFill = (size_t)(frac * (double)nBar + 1e-9);
-    char zBar[64];
-    zBar[0] = '[';
-    for (size_t i = 0; i < nBar; i++) zBar[1 + i] = i < nFill ? '#' : '.';
-    zBar[nBar + 1] = ']';
-    put(zBuf, n, &at, zBar, nBar + 2);
-    char zPct[16];
-    int k = snprintf(zPct, sizeof zPct, " %5.1f%%", 100.0 * frac);
-    put(zBuf, n, &at, zPct, (size_t)k);
-    put(zBuf, n, &at, zSep, nSep);
+    size_t need = kept_width(aSeg, nSeg, aKeep, nSep);
+    put_bar(zBuf, n, &at, p, width - need - 2 - PCT_WIDTH - nSep, zSep, nSep);
   }
-  nKept = 0;
-  for (int i = 0; i < nSeg; i++) {
-    if (!aKeep[i]) continue;
-    if (nKept++) put(zBuf, n, &at, zSep, nSep);
-    put(zBuf, n, &at, aSeg[i].z, aSeg[i].n);
-  }
+  put_segments(zBuf, n, &at, aSeg, nSeg, aKeep, zSep, nSep);
   if (at > width) { /* only when the counter alone is too wide */
     at = width;
     zBuf[at] = 0;

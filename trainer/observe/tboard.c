@@ -115,22 +115,27 @@ static void pb_key(pb_buf *b, uint32_t field, uint32_t wire) {
   pb_varint(b, ((uint64_t)field << 3) | wire);
 }
 
+/* A fixed-width field (wire type PB_I64 or PB_I32): the bits of a double
+ * or a float, little-endian. */
+static void pb_fixed(pb_buf *b, uint32_t field, uint32_t wire, uint64_t u) {
+  uint8_t a[8];
+  size_t n = wire == PB_I64 ? 8 : 4;
+  if (n == 8) put_le64(a, u);
+  else put_le32(a, (uint32_t)u);
+  pb_key(b, field, wire);
+  pb_bytes(b, a, n);
+}
+
 static void pb_double(pb_buf *b, uint32_t field, double v) {
   uint64_t u;
-  uint8_t a[8];
   memcpy(&u, &v, 8);
-  put_le64(a, u);
-  pb_key(b, field, PB_I64);
-  pb_bytes(b, a, 8);
+  pb_fixed(b, field, PB_I64, u);
 }
 
 static void pb_float(pb_buf *b, uint32_t field, float v) {
   uint32_t u;
-  uint8_t a[4];
   memcpy(&u, &v, 4);
-  put_le32(a, u);
-  pb_key(b, field, PB_I32);
-  pb_bytes(b, a, 4);
+  pb_fixed(b, field, PB_I32, u);
 }
 
 static void pb_string(pb_buf *b, uint32_t field, const char *z, size_t n) {
