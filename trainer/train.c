@@ -261,36 +261,137 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
 
 /* ---- resume ----------------------------------------------------------- */
 
-static int trainer_resume(bt_trainer *tr, const bt_train_opts *o) {
-  char zDir[1200];
-  if (o->eResume == BT_RESUME_NEVER) return BT_OK;
-  if (o->eResume == BT_RESUME_AUTO) {
-    /* Rank 0 finds the newest checkpoint that verifies (reporting each
-     * newer one that does not) and broadcasts it: every rank resumes from
-     * the same directory, and the candidates are read once, not per rank. */
-    int rc = bt_ckpt_find_latest_all(tr->pComm, tr->zRunDir, zDir,
-                                     sizeof zDir);
-    if (rc == BT_ERR) return BT_ERR;
-    if (rc != 0) return BT_OK; /* nothing to resume: a new run */
-  } else {
-    bt_snprintf(zDir, sizeof zDir, "%s", o->zResumeDir);
-  }
-
-  double t0 = bt_time_now();
+/* Loads checkpoint zDir into the trainer (scalars, then every item; each
+ * file read is checked against its checksum). Returns BT_OK,
+ * BT_STATE_CONFIG_CHANGED (the user changed a shape key: stop) or BT_ERR
+ * (this checkpoint is unusable: an automatic resume falls back). */
+static int resume_load(bt_trainer *tr, const char *zDir, int *pWorld) {
   bt_ckpt *pC = NULL;
-  /* No up-front verification pass: every file read below is checked
-   * against its checksum anyway. */
-  if (bt_ckpt_open(&pC, zDir, 0) != BT_OK)
-    return bt_err_prefix("resuming from %s: ", zDir);
+  if (bt_ckpt_open(&pC, zDir, 0) != BT_OK) return BT_ERR;
+  /* A failed earlier candidate may have set some of these. */
+  tr->run = (bt_running){.bestVal = INFINITY};
   int rc = bt_state_apply_meta(tr, bt_ckpt_meta_json(pC), zDir);
   if (rc == BT_OK) {
     bt_ckpt_item aItem[8];
     int nItem = bt_state_items(tr, aItem, 8, 0);
     rc = bt_ckpt_load_items(pC, aItem, nItem);
   }
-  int world = bt_ckpt_world(pC);
+  *pWorld = bt_ckpt_world(pC);
   bt_ckpt_close(pC);
-  if (rc != BT_OK) return bt_err_prefix("resuming from %s: ", zDir);
+  return rc;
+}
+
+/* Every rank's load result, worst first: a config change (stop) beats
+ * damage on any rank (fall back) beats success. */
+static int resume_agree(bt_trainer *tr, int rc) {
+  int v = rc == BT_OK ? 0 : rc == BT_STATE_CONFIG_CHANGED ? 2 : 1;
+  if (tr->world > 1 &&
+      bt_comm_host_allreduce(tr->pComm, &v, 1, BT_I32, BT_MAX) != BT_OK)
+    return BT_ERR;
+  return v;
+}
+
+/* Back to the state of a new run after failed loads overwrote part of it:
+ * the same seeded initialisation, zero moments, the stream's start. */
+static int resume_reset(bt_trainer *tr) {
+  tr->step = 0;
+  tr->run = (bt_running){.bestVal = INFINITY};
+  bt_loader_state ls = {0, 0};
+  if (bt_model_init_weights(&tr->model, (uint64_t)tr->cfg.seed) != BT_OK ||
+      bt_loader_seek(tr->pLoader, &ls) != BT_OK)
+    return BT_ERR;
+  size_t nMom = tr->optim.hi - tr->optim.lo;
+  if (nMom) {
+    bt_mem_zero(tr->be, tr->optim.m, nMom);
+    bt_mem_zero(tr->be, tr->optim.v, nMom);
+  }
+  return BT_OK;
+}
+
+/* Rank 0: every ckpt-* newer than the one resumed from (all of them for
+ * a fresh start) was rejected; set aside, not deleted (ckpt.h). */
+static int resume_set_aside(bt_trainer *tr, long keepStep) {
+  if (tr->rank != 0) return BT_OK;
+  return bt_ckpt_set_aside_newer(tr->zRunDir, keepStep);
+}
+
+/* --resume auto: the newest checkpoint that verifies (rank 0 looks and
+ * broadcasts, so every rank resumes from the same one, read once); if it
+ * fails while loading on any rank, the next older one, and so on. When
+ * checkpoints exist and none is usable the run stops, naming each and
+ * why, unless --allow-fresh-start: starting again from step 0 silently
+ * would throw the run away. Whatever was rejected is set aside, never
+ * deleted. */
+static int resume_auto(bt_trainer *tr, const bt_train_opts *o) {
+  char zDir[1200], zWhy[4096], zAll[6144] = "";
+  long before = -1;
+  int bLoaded = 0;
+  for (;;) {
+    long step = -1;
+    int rc = bt_ckpt_find_before_all(tr->pComm, tr->zRunDir, before, zDir,
+                                     sizeof zDir, &step, zWhy, sizeof zWhy);
+    if (rc == BT_ERR) return BT_ERR;
+    if (zWhy[0]) {
+      size_t at = strlen(zAll);
+      snprintf(zAll + at, sizeof zAll - at, "%s%s", at ? "; " : "", zWhy);
+    }
+    if (rc != 0) { /* no (more) usable checkpoint */
+      if (!zAll[0]) return BT_OK; /* a new run */
+      if (!o->bAllowFresh)
+        return bt_err_set("no checkpoint in %s is usable (%s); refusing to "
+                          "start again from step 0, which would discard the "
+                          "run: repair or move them, or rerun with "
+                          "--allow-fresh-start (they are kept, renamed "
+                          "rejected-ckpt-*) or --resume never",
+                          tr->zRunDir, zAll);
+      bt_log_warn("no checkpoint in %s is usable; starting from step 0 "
+                  "(--allow-fresh-start)", tr->zRunDir);
+      if (bLoaded && resume_reset(tr) != BT_OK) return BT_ERR;
+      return resume_set_aside(tr, -1);
+    }
+    double t0 = bt_time_now();
+    int world = 0;
+    rc = resume_load(tr, zDir, &world);
+    char zErr[2048];
+    snprintf(zErr, sizeof zErr, "%s", rc != BT_OK ? bt_err_msg() : "");
+    int v = resume_agree(tr, rc);
+    bLoaded = 1;
+    if (v < 0) return BT_ERR;
+    if (v == 0) {
+      bt_state_commit_load(tr);
+      bt_log_info("resumed from %s at step %ld (saved by %d rank%s) in "
+                  "%.2f s",
+                  zDir, tr->step, world, world > 1 ? "s" : "",
+                  bt_time_now() - t0);
+      return resume_set_aside(tr, tr->step);
+    }
+    if (v == 2) {
+      if (rc != BT_STATE_CONFIG_CHANGED)
+        bt_err_set("another rank found the config changed since %s", zDir);
+      return bt_err_prefix("resuming from %s: ", zDir);
+    }
+    /* Damage that only loading showed (a decoded-data checksum, a loader
+     * state the data does not have...), on this rank or another. */
+    const char *zName = strrchr(zDir, '/') ? strrchr(zDir, '/') + 1 : zDir;
+    if (rc != BT_OK)
+      bt_log_warn("checkpoint %s failed while loading: %s; falling back to "
+                  "an older one", zDir, zErr);
+    size_t at = strlen(zAll);
+    snprintf(zAll + at, sizeof zAll - at, "%s%s: %s", at ? "; " : "", zName,
+             rc != BT_OK ? zErr : "failed while loading on another rank");
+    before = step;
+  }
+}
+
+static int trainer_resume(bt_trainer *tr, const bt_train_opts *o) {
+  if (o->eResume == BT_RESUME_NEVER) return BT_OK;
+  if (o->eResume == BT_RESUME_AUTO) return resume_auto(tr, o);
+  /* --resume DIR: exactly that checkpoint, no fallback. */
+  const char *zDir = o->zResumeDir;
+  double t0 = bt_time_now();
+  int world = 0;
+  if (resume_load(tr, zDir, &world) != BT_OK)
+    return bt_err_prefix("resuming from %s: ", zDir);
   bt_state_commit_load(tr);
   bt_log_info("resumed from %s at step %ld (saved by %d rank%s) in %.2f s",
               zDir, tr->step, world, world > 1 ? "s" : "",
@@ -687,6 +788,12 @@ static void train_usage(FILE *f) {
           "newest valid\n"
           "                           checkpoint in the run directory, if "
           "any\n"
+          "  --allow-fresh-start      with --resume auto: when the run "
+          "directory has\n"
+          "                           checkpoints and none is usable, start "
+          "from step 0\n"
+          "                           (default: refuse; they are kept as "
+          "rejected-ckpt-*)\n"
           "  --dump-params FILE       write the final fp32 parameters (raw) "
           "to FILE\n"
           "  --loss-log FILE          append 'step loss' lines to FILE\n"
@@ -710,6 +817,31 @@ static void resume_parse(bt_train_opts *o, const char *zArg) {
   }
 }
 
+/* Longest path accepted for --run-dir, --resume DIR, --loss-log and
+ * --dump-params: every file name derived from them must fit the fixed
+ * buffers (trainer.h zRunDir, the checkpoint and output paths). */
+#define TRAIN_PATH_MAX 1000
+
+/* Paths too long for those buffers are a usage error naming the option,
+ * not an internal assertion deep in the run. */
+static int train_check_paths(const bt_train_opts *o, int rank) {
+  const struct {
+    const char *zOpt, *zVal;
+  } a[] = {{"--run-dir", o->zRunDir},
+           {"--resume", o->eResume == BT_RESUME_DIR ? o->zResumeDir : NULL},
+           {"--loss-log", o->zLossLog},
+           {"--dump-params", o->zDumpParams}};
+  for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
+    size_t n = a[i].zVal ? strlen(a[i].zVal) : 0;
+    if (n <= TRAIN_PATH_MAX) continue;
+    if (rank == 0)
+      fprintf(stderr, "baton train: %s: the path is %zu characters; the "
+              "limit is %d\n", a[i].zOpt, n, TRAIN_PATH_MAX);
+    return BT_EXIT_USAGE;
+  }
+  return -1;
+}
+
 /* Fills *o (o->azSet has room for argc entries). Returns -1 to go on, or
  * the exit code of a help request or a usage error. */
 static int train_parse_args(int argc, char **argv, bt_train_opts *o,
@@ -721,6 +853,7 @@ static int train_parse_args(int argc, char **argv, bt_train_opts *o,
       {"dump-params", required_argument, 0, 'd'},
       {"loss-log", required_argument, 0, 'l'},
       {"quiet", no_argument, 0, 'q'},
+      {"allow-fresh-start", no_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   optind = 1;
@@ -733,6 +866,7 @@ static int train_parse_args(int argc, char **argv, bt_train_opts *o,
     case 'd': o->zDumpParams = optarg; break;
     case 'l': o->zLossLog = optarg; break;
     case 'q': bt_log_set_level(0); break;
+    case 'F': o->bAllowFresh = 1; break;
     case 'h': train_usage(stdout); return BT_EXIT_OK;
     default: train_usage(stderr); return BT_EXIT_USAGE;
     }
@@ -745,7 +879,7 @@ static int train_parse_args(int argc, char **argv, bt_train_opts *o,
     return BT_EXIT_USAGE;
   }
   o->zConfig = argv[optind];
-  return -1;
+  return train_check_paths(o, rank);
 }
 
 /* Config, set-up, resume, the loop: the exit code of the whole run. */
