@@ -32,6 +32,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #endif
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -265,9 +266,42 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
  * file read is checked against its checksum). Returns BT_OK,
  * BT_STATE_CONFIG_CHANGED (the user changed a shape key: stop) or BT_ERR
  * (this checkpoint is unusable: an automatic resume falls back). */
+/* The saved config text is bt_config_to_text(): one "section.key = value"
+ * line per key of the table. A line naming no key is damage (a format-1
+ * checkpoint has no manifest checksum to catch it), and must not become
+ * the key's default and then look like a config change the user made. */
+static int resume_check_saved_config(const char *zMeta, const char *zDir) {
+  cJSON *o = cJSON_Parse(zMeta);
+  cJSON *pCfg = o ? cJSON_GetObjectItemCaseSensitive(o, "config") : NULL;
+  int rc = BT_OK, line = 0;
+  const char *z = cJSON_IsString(pCfg) ? pCfg->valuestring : "";
+  while (*z && rc == BT_OK) {
+    size_t n = strcspn(z, "\n"), k = strcspn(z, " =");
+    line++;
+    int known = 0;
+    for (int i = 0; i < bt_config_nkeys && !known && k < n; i++) {
+      const bt_cfg_key *p = &bt_config_keys[i];
+      size_t nSec = strlen(p->zSection), nName = strlen(p->zName);
+      known = k == nSec + 1 + nName && !memcmp(z, p->zSection, nSec) &&
+              z[nSec] == '.' && !memcmp(z + nSec + 1, p->zName, nName);
+    }
+    if (n > 0 && !known)
+      rc = bt_err_set("%s: saved config, line %d: '%.*s' is not a config "
+                      "key (the checkpoint is damaged)",
+                      zDir, line, (int)(k < 64 ? k : 64), z);
+    z += n + (z[n] == '\n');
+  }
+  cJSON_Delete(o);
+  return rc;
+}
+
 static int resume_load(bt_trainer *tr, const char *zDir, int *pWorld) {
   bt_ckpt *pC = NULL;
   if (bt_ckpt_open(&pC, zDir, 0) != BT_OK) return BT_ERR;
+  if (resume_check_saved_config(bt_ckpt_meta_json(pC), zDir) != BT_OK) {
+    bt_ckpt_close(pC);
+    return BT_ERR;
+  }
   /* A failed earlier candidate may have set some of these. */
   tr->run = (bt_running){.bestVal = INFINITY};
   int rc = bt_state_apply_meta(tr, bt_ckpt_meta_json(pC), zDir);
