@@ -295,6 +295,26 @@ static int resume_check_saved_config(const char *zMeta, const char *zDir) {
   return rc;
 }
 
+/* The loader state is a function of the step: every step takes
+ * train.batch_size samples (a shape key: fixed across resumes) except the
+ * last of an epoch, which takes the rest. A saved state that disagrees
+ * would resume the data stream somewhere else. */
+static int resume_check_loader(bt_trainer *tr, const char *zDir) {
+  int64_t n = bt_loader_size(tr->pLoader), nB = tr->cfg.batch_size;
+  if (n <= 0 || nB <= 0) return BT_OK;
+  int64_t nPerEpoch = (n + nB - 1) / nB;
+  bt_loader_state want = {tr->step / nPerEpoch, (tr->step % nPerEpoch) * nB};
+  bt_loader_state got = bt_loader_get_state(tr->pLoader);
+  if (got.epoch == want.epoch && got.consumed == want.consumed) return BT_OK;
+  return bt_err_set("%s: loader state (epoch %lld, consumed %lld) does not "
+                    "follow from step %ld at %lld samples per step over %lld "
+                    "(expected epoch %lld, consumed %lld): the checkpoint "
+                    "is damaged, or the dataset changed",
+                    zDir, (long long)got.epoch, (long long)got.consumed,
+                    tr->step, (long long)nB, (long long)n,
+                    (long long)want.epoch, (long long)want.consumed);
+}
+
 static int resume_load(bt_trainer *tr, const char *zDir, int *pWorld) {
   bt_ckpt *pC = NULL;
   if (bt_ckpt_open(&pC, zDir, 0) != BT_OK) return BT_ERR;
@@ -305,6 +325,7 @@ static int resume_load(bt_trainer *tr, const char *zDir, int *pWorld) {
   /* A failed earlier candidate may have set some of these. */
   tr->run = (bt_running){.bestVal = INFINITY};
   int rc = bt_state_apply_meta(tr, bt_ckpt_meta_json(pC), zDir);
+  if (rc == BT_OK) rc = resume_check_loader(tr, zDir);
   if (rc == BT_OK) {
     bt_ckpt_item aItem[8];
     int nItem = bt_state_items(tr, aItem, 8, 0);
