@@ -93,11 +93,18 @@ const char *bt_ckpt_dtype_name(bt_ckpt_dtype e);
 int bt_ckpt_parse_dirname(const char *zName, long *pStep);
 /* Removes a directory tree (no symlinks followed). */
 int bt_ckpt_rmtree(const char *zPath);
-/* Lists RUN/ckpt-<digits> entries, newest step first (steps and names in
+/* Lists RUN/ckpt-<digits> directories (anything else of that name, such
+ * as a regular file, is not a checkpoint: never read, never deleted),
+ * newest step first (steps and names in
  * two arrays of *pn; free with bt_ckpt_list_free). A missing RUN is an
  * empty list. */
 int bt_ckpt_list(const char *zRunDir, long **paStep, char ***pazName, int *pn);
 void bt_ckpt_list_free(long *aStep, char **azName, int n);
+/* Renames RUN/zName to RUN/rejected-zName (or the first free
+ * rejected-zName.<k>: never over another one), fsync left to the caller,
+ * and warns "RUN/zName <zWhy>; kept as ...". */
+int bt_ckpt_set_aside_one(const char *zRunDir, const char *zName,
+                          const char *zWhy);
 
 /* ---- the manifest's own checksum ---------------------------------------- */
 

@@ -837,6 +837,11 @@ int bt_ckpt_list(const char *zRunDir, long **paStep, char ***pazName, int *pn) {
     long step;
     if (!bt_ckpt_parse_dirname(e->d_name, &step)) continue;
     if (strlen(e->d_name) >= sizeof a[0].zName) continue;
+    /* A file that only looks like a checkpoint is not one: resume must
+     * not choose it, retention must not delete it. */
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, 0) != 0 || !S_ISDIR(st.st_mode))
+      continue;
     if (n == cap) {
       cap = cap ? 2 * cap : 16;
       step_name *p = realloc(a, (size_t)cap * sizeof *a);

@@ -79,9 +79,8 @@ int bt_ckpt_find_before_all(bt_comm *pComm, const char *zRunDir, long before,
   return rc;
 }
 
-/* Renames RUN/zName to RUN/rejected-zName, or the first free
- * rejected-zName.<k>: never over another set-aside checkpoint. */
-static int set_aside_one(const char *zRunDir, const char *zName) {
+int bt_ckpt_set_aside_one(const char *zRunDir, const char *zName,
+                          const char *zWhy) {
   char zFrom[4096], zTo[4200];
   if (strlen(zRunDir) + strlen(zName) + 48 > sizeof zFrom)
     return bt_err_set("checkpoint path too long: '%.100s...'", zRunDir);
@@ -95,8 +94,8 @@ static int set_aside_one(const char *zRunDir, const char *zName) {
   if (rename(zFrom, zTo) != 0)
     return bt_err_set("cannot set unusable checkpoint %s aside as %s: %s "
                       "(errno %d)", zFrom, zTo, strerror(errno), errno);
-  bt_log_warn("checkpoint %s could not be used; kept as %s (no later save "
-              "or retention deletes it)", zFrom, zTo);
+  bt_log_warn("%s %s; kept as %s (no later save or retention deletes it)",
+              zFrom, zWhy, zTo);
   return BT_OK;
 }
 
@@ -107,7 +106,7 @@ int bt_ckpt_set_aside_newer(const char *zRunDir, long keepStep) {
   if (bt_ckpt_list(zRunDir, &aStep, &azName, &n) != BT_OK) return BT_ERR;
   for (int i = 0; i < n && rc == BT_OK; i++) {
     if (keepStep >= 0 && aStep[i] <= keepStep) continue;
-    rc = set_aside_one(zRunDir, azName[i]);
+    rc = bt_ckpt_set_aside_one(zRunDir, azName[i], "could not be used");
     nMoved += rc == BT_OK;
   }
   bt_ckpt_list_free(aStep, azName, n);

@@ -789,6 +789,18 @@ static int wr_commit_rank0(bt_ckpt_writer *pW, char **azList) {
   if (wr_write_file_sync(zPath, zText) != BT_OK) goto done;
   if (bt_fsync_dir(pW->zTmp) != BT_OK) goto done;
   if (bt_fault_hit("ckpt.before_rename")) raise(SIGKILL);
+  struct stat st;
+  if (lstat(zFinal, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    /* Something that is not a checkpoint holds the name (a stray file):
+     * renaming over it fails with ENOTDIR at every save of this step. It
+     * is not ours to delete; move it aside. */
+    char zName[64];
+    snprintf(zName, sizeof zName, "%s%08ld", BT_CKPT_DIR_PREFIX, pW->step);
+    if (bt_ckpt_set_aside_one(pW->zRunDir, zName,
+                              "is not a checkpoint directory but has the "
+                              "name of this save") != BT_OK)
+      goto done;
+  }
   if (rename(pW->zTmp, zFinal) != 0) {
     if (errno != EEXIST && errno != ENOTEMPTY) {
       bt_err_set("cannot rename '%s' to '%s': %s (errno %d)", pW->zTmp, zFinal,

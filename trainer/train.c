@@ -464,6 +464,8 @@ typedef struct loop_ctx {
   double tRunStart;      /* training time since then is not yet counted in
                             tr->run.trainSeconds (added at checkpoints) */
   int bStopped;          /* pre-empted: checkpoint written, leave the loop */
+  int bFinalSaveFailed;  /* the checkpoint of the last step (or of a
+                            pre-emption) failed under on_error = continue */
   int *pExit;            /* the process's exit code, for NaN and pre-emption */
 } loop_ctx;
 
@@ -733,8 +735,12 @@ static int step_checkpoint(loop_ctx *L, step_ctx *s) {
     double now = bt_time_now();
     tr->run.trainSeconds += now - L->tRunStart;
     L->tRunStart = now;
-    if (save_checkpoint(tr, last) != BT_OK && handle_ckpt_error(tr) != BT_OK)
-      return BT_ERR;
+    if (save_checkpoint(tr, last) != BT_OK) {
+      if (handle_ckpt_error(tr) != BT_OK) return BT_ERR;
+      /* on_error = continue keeps training, but the run cannot end as
+       * complete (or pre-empted, "checkpoint written") without it. */
+      if (last) L->bFinalSaveFailed = 1;
+    }
   }
   bt_trace_end(L->out.pTrace);
   s->r.t.ckpt = bt_time_now() - tCk;
@@ -768,17 +774,32 @@ static int train_step(loop_ctx *L) {
   bt_trace_end(L->out.pTrace); /* step */
   s.r.t.total = bt_time_now() - s.tStart;
   bt_outputs_step_end(&L->out, &s.r);
+  if (s.r.stopNow && L->bFinalSaveFailed)
+    return bt_err_set("pre-emption signal received but the checkpoint at "
+                      "step %ld could not be written (see above); exiting "
+                      "with an error, not as pre-empted: a rerun resumes "
+                      "from an older checkpoint",
+                      s.step);
   if (s.r.stopNow) step_preempt(L, &s);
   return BT_OK;
 }
 
 /* After the last step: the final checkpoint on disk, the parameters
  * dumped for the tests that ask. */
-static int train_finish(bt_trainer *tr, const bt_train_opts *o) {
-  if (bt_ckpt_finish(tr->pCkw) != BT_OK && handle_ckpt_error(tr) != BT_OK)
-    return BT_ERR;
+static int train_finish(loop_ctx *L, const bt_train_opts *o) {
+  bt_trainer *tr = L->tr;
+  if (bt_ckpt_finish(tr->pCkw) != BT_OK) {
+    if (handle_ckpt_error(tr) != BT_OK) return BT_ERR;
+    L->bFinalSaveFailed = 1;
+  }
   int rc = BT_OK;
   if (o->zDumpParams && write_params(tr, o->zDumpParams) != BT_OK) rc = BT_ERR;
+  if (L->bFinalSaveFailed)
+    return bt_err_set("trained %ld steps but the final checkpoint could not "
+                      "be saved (checkpoint.on_error = continue; see the "
+                      "error above): the run is not complete on disk, a "
+                      "rerun resumes from the newest intact checkpoint",
+                      tr->step);
   bt_log_info("training complete: %ld steps, final loss EMA %.4f, run dir %s",
               tr->step, tr->run.lossEma, tr->zRunDir);
   return rc;
@@ -804,7 +825,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   int rc = BT_OK;
   while (rc == BT_OK && !L.bStopped && tr->step < tr->cfg.steps)
     rc = train_step(&L);
-  if (rc == BT_OK && !L.bStopped) rc = train_finish(tr, o);
+  if (rc == BT_OK && !L.bStopped) rc = train_finish(&L, o);
   bt_outputs_close(&L.out); /* on every path: nothing leaks */
   tr->sync.pTrace = NULL;
   return rc;
