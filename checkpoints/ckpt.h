@@ -28,7 +28,11 @@
  *      a crash at any instant leaves every earlier checkpoint untouched.
  *   3. Old checkpoints are deleted only after the new one is renamed.
  *   4. The reader trusts nothing: every length, offset and checksum is
- *      checked before use.
+ *      checked before use; the manifest carries its own checksum, so no
+ *      byte of a checkpoint is outside every checksum.
+ *   5. Nothing deletes a checkpoint a resume could not read: it is set
+ *      aside as RUN/rejected-ckpt-<step> (bt_ckpt_set_aside_newer), and a
+ *      file that merely has a checkpoint's name is not listed at all.
  *
  * Asynchronous saving: bt_ckpt_save_begin() copies the items into host
  * snapshot memory (caller provides host pointers; the copy is taken before

@@ -20,6 +20,11 @@
  *       the zstd frame declares exactly raw_bytes; after decoding, the raw
  *       XXH64 (when present) matches too. Reading a range checks every file
  *       it touches, every time.
+ *   R5. Nothing that decides where training resumes is outside a checksum
+ *       or unchecked: a version-2 manifest's own XXH64 (manifest_xxh64)
+ *       covers every byte of it; its step equals meta.step (when the meta
+ *       has one) and the number in a ckpt-<N> directory name. Version 1
+ *       (no manifest checksum) is still read, with the cross-checks.
  *
  * The reader never writes into a checkpoint directory. Opening, reading
  * and closing leave nothing behind.

@@ -26,7 +26,8 @@
  *          which enters COMMITTING: in its background thread (async) it
  *          builds the manifest, checks it with the READER's validator (so a
  *          trainer bug such as ranges that do not tile cannot produce a
- *          directory the reader rejects), writes manifest.json, fsyncs it
+ *          directory the reader rejects; the manifest ends with its own
+ *          checksum, manifest_xxh64), writes manifest.json, fsyncs it
  *          and the temp directory, renames it to RUN/ckpt-<step:08>, fsyncs
  *          RUN, replaces RUN/latest atomically and applies retention. The
  *          fsyncs therefore never stall the training loop.

@@ -19,6 +19,13 @@
  * checkpoint. trainer_setup and trainer_resume come before it,
  * bt_train_main (command line) around it all.
  *
+ * Resume (resume_auto): choose the newest checkpoint that verifies, load
+ * it on every rank with cross-checks (saved config keys, loader state
+ * against the step), agree; on damage fall back to the next older one;
+ * with checkpoints present and none usable, refuse to start from step 0
+ * unless --allow-fresh-start. What was rejected is set aside, never
+ * deleted (docs/checkpoints.md "Resume").
+ *
  * Everything that decides the numbers (data order, initialisation, loss
  * averaging, the optimizer) depends only on the config and the global
  * sample stream, never on the world size or on timing, so a killed and
