@@ -28,7 +28,11 @@
  *      a crash at any instant leaves every earlier checkpoint untouched.
  *   3. Old checkpoints are deleted only after the new one is renamed.
  *   4. The reader trusts nothing: every length, offset and checksum is
- *      checked before use.
+ *      checked before use; the manifest carries its own checksum, so no
+ *      byte of a checkpoint is outside every checksum.
+ *   5. Nothing deletes a checkpoint a resume could not read: it is set
+ *      aside as RUN/rejected-ckpt-<step> (bt_ckpt_set_aside_newer), and a
+ *      file that merely has a checkpoint's name is not listed at all.
  *
  * Asynchronous saving: bt_ckpt_save_begin() copies the items into host
  * snapshot memory (caller provides host pointers; the copy is taken before
@@ -75,7 +79,10 @@
 
 #include "comm/comm.h"
 
-#define BT_CKPT_FORMAT_VERSION 1
+/* Version 2: manifest.json carries its own checksum, so no byte of a
+ * checkpoint is outside every checksum; version 1 (no manifest checksum) is
+ * still read (docs/checkpoints.md). */
+#define BT_CKPT_FORMAT_VERSION 2
 
 typedef enum bt_ckpt_dtype {
   BT_CKPT_F32 = 0,   /* float32, byte-shuffled then zstd */
@@ -181,6 +188,28 @@ int bt_inspect_main(int argc, char **argv);
  * (also when RUN does not exist), BT_ERR on error. Reads every payload of
  * the candidate: at scale call it on rank 0 and broadcast the result. */
 int bt_ckpt_find_latest(const char *zRunDir, char *zOut, size_t nOut);
+
+/* bt_ckpt_find_latest() among the checkpoints of step < before (before
+ * < 0: all); *pStep (may be NULL) gets the step of the one found. Lists
+ * each checkpoint it rejected in zWhy ("ckpt-00000020: reason;
+ * ckpt-00000010: reason", truncated to nWhy; NULL: not wanted). Returns 0
+ * found, 1 none usable (zWhy empty: none existed), BT_ERR. */
+int bt_ckpt_find_before(const char *zRunDir, long before, char *zOut,
+                        size_t nOut, long *pStep, char *zWhy, size_t nWhy);
+
+/* Collective bt_ckpt_find_before(): rank 0 looks, every rank gets its
+ * answer. */
+int bt_ckpt_find_before_all(bt_comm *pComm, const char *zRunDir, long before,
+                            char *zOut, size_t nOut, long *pStep, char *zWhy,
+                            size_t nWhy);
+
+/* Renames every RUN/ckpt-N with N > keepStep (keepStep < 0: every one) to
+ * RUN/rejected-ckpt-N (".1", ".2" ... appended if taken) and logs a
+ * warning for each. A resume calls it for the checkpoints it could not
+ * use, so that no later save of step N (which would replace the
+ * directory) or retention deletes them; nothing else looks at that name.
+ * Local: rank 0 only. */
+int bt_ckpt_set_aside_newer(const char *zRunDir, long keepStep);
 
 /* Collective: rank 0 runs bt_ckpt_find_latest() and broadcasts the
  * result, so every rank resumes from the same directory and the newest

@@ -20,6 +20,16 @@
 #define BT_CKPT_LATEST "latest"
 #define BT_CKPT_TMP_PREFIX ".tmp-ckpt-"
 #define BT_CKPT_DIR_PREFIX "ckpt-"
+/* A checkpoint that a resume rejected is renamed to this prefix + its name
+ * (bt_ckpt_set_aside), so that no later save or retention deletes it. */
+#define BT_CKPT_REJECTED_PREFIX "rejected-"
+/* Oldest format version this reader still reads (version 1 has no
+ * manifest checksum; docs/checkpoints.md). */
+#define BT_CKPT_FORMAT_MIN_VERSION 1
+/* The manifest's own checksum (format version 2): the last member of the
+ * top-level object, 16 lowercase hex digits of the XXH64 (seed 0) of the
+ * whole manifest.json with those 16 digits read as '0' characters. */
+#define BT_CKPT_SUM_KEY "manifest_xxh64"
 
 #define BT_CKPT_MAX_MANIFEST ((size_t)256 << 20) /* bytes of manifest.json */
 #define BT_CKPT_MAX_ITEMS 4096
@@ -83,11 +93,27 @@ const char *bt_ckpt_dtype_name(bt_ckpt_dtype e);
 int bt_ckpt_parse_dirname(const char *zName, long *pStep);
 /* Removes a directory tree (no symlinks followed). */
 int bt_ckpt_rmtree(const char *zPath);
-/* Lists RUN/ckpt-<digits> entries, newest step first (steps and names in
+/* Lists RUN/ckpt-<digits> directories (anything else of that name, such
+ * as a regular file, is not a checkpoint: never read, never deleted),
+ * newest step first (steps and names in
  * two arrays of *pn; free with bt_ckpt_list_free). A missing RUN is an
  * empty list. */
 int bt_ckpt_list(const char *zRunDir, long **paStep, char ***pazName, int *pn);
 void bt_ckpt_list_free(long *aStep, char **azName, int n);
+/* Renames RUN/zName to RUN/rejected-zName (or the first free
+ * rejected-zName.<k>: never over another one), fsync left to the caller,
+ * and warns "RUN/zName <zWhy>; kept as ...". */
+int bt_ckpt_set_aside_one(const char *zRunDir, const char *zName,
+                          const char *zWhy);
+
+/* ---- the manifest's own checksum ---------------------------------------- */
+
+/* Offset in zText (n bytes) of the 16 characters of the value of the last
+ * "manifest_xxh64" key: 1 found (*pAt set), 0 not found. */
+int bt_ckpt_manifest_sum_find(const char *zText, size_t n, size_t *pAt);
+/* *pOut = XXH64 of zText with the 16 characters at `at` read as '0'. */
+int bt_ckpt_manifest_sum(const char *zText, size_t n, size_t at,
+                         uint64_t *pOut);
 
 /* ---- the manifest, parsed --------------------------------------------- */
 
@@ -122,6 +148,7 @@ typedef struct bt_ckpt_name_idx {
 } bt_ckpt_name_idx;
 
 typedef struct bt_ckpt_manifest {
+  int version;         /* format_version */
   long step;
   int world;
   char *zMeta;         /* compact JSON text of "meta" */

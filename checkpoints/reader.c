@@ -20,6 +20,11 @@
  *       the zstd frame declares exactly raw_bytes; after decoding, the raw
  *       XXH64 (when present) matches too. Reading a range checks every file
  *       it touches, every time.
+ *   R5. Nothing that decides where training resumes is outside a checksum
+ *       or unchecked: a version-2 manifest's own XXH64 (manifest_xxh64)
+ *       covers every byte of it; its step equals meta.step (when the meta
+ *       has one) and the number in a ckpt-<N> directory name. Version 1
+ *       (no manifest checksum) is still read, with the cross-checks.
  *
  * The reader never writes into a checkpoint directory. Opening, reading
  * and closing leave nothing behind.
@@ -334,6 +339,84 @@ static int check_layout(bt_ckpt_manifest *pM) {
   return rc;
 }
 
+/* ---- the manifest's own checksum (format version 2) --------------------- */
+
+static int is_json_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int bt_ckpt_manifest_sum_find(const char *zText, size_t n, size_t *pAt) {
+  static const char zKey[] = "\"" BT_CKPT_SUM_KEY "\"";
+  size_t nKey = sizeof zKey - 1;
+  for (size_t i = n >= nKey ? n - nKey + 1 : 0; i-- > 0;) {
+    if (memcmp(zText + i, zKey, nKey) != 0) continue;
+    size_t k = i + nKey;
+    while (k < n && is_json_space(zText[k])) k++;
+    if (k >= n || zText[k++] != ':') return 0;
+    while (k < n && is_json_space(zText[k])) k++;
+    if (k >= n || zText[k++] != '"' || n - k < 17 || zText[k + 16] != '"')
+      return 0;
+    *pAt = k;
+    return 1;
+  }
+  return 0;
+}
+
+int bt_ckpt_manifest_sum(const char *zText, size_t n, size_t at,
+                         uint64_t *pOut) {
+  XXH64_state_t *pSt = XXH64_createState();
+  if (!pSt) return bt_err_set("out of memory checksumming a manifest");
+  XXH64_reset(pSt, 0);
+  XXH64_update(pSt, zText, at);
+  XXH64_update(pSt, "0000000000000000", 16);
+  XXH64_update(pSt, zText + at + 16, n - at - 16);
+  *pOut = (uint64_t)XXH64_digest(pSt);
+  XXH64_freeState(pSt);
+  return BT_OK;
+}
+
+/* Every byte of manifest.json is covered: the step, the meta (loader
+ * state, config), the payloads' checksums, even the whitespace. Lowercase
+ * digits only, so that a flipped case bit cannot leave the value equal. */
+static int check_sum(const cJSON *pRoot, const char *zText, size_t nByte) {
+  const char *z = json_str(pRoot, BT_CKPT_SUM_KEY, "");
+  if (!z) return BT_ERR;
+  uint64_t want;
+  size_t at;
+  int lower = strspn(z, "0123456789abcdef") == 16;
+  if (!lower || !parse_hex64(z, &want))
+    return bt_err_set("manifest: %s is not 16 lowercase hex digits",
+                      BT_CKPT_SUM_KEY);
+  if (!bt_ckpt_manifest_sum_find(zText, nByte, &at) ||
+      memcmp(zText + at, z, 16) != 0)
+    return bt_err_set("manifest: %s is not the last member written as "
+                      "\"%s\": \"<16 digits>\"", BT_CKPT_SUM_KEY,
+                      BT_CKPT_SUM_KEY);
+  uint64_t got = 0;
+  if (bt_ckpt_manifest_sum(zText, nByte, at, &got)) return BT_ERR;
+  if (got != want)
+    return bt_err_set("manifest.json fails its checksum (xxh64 %016llx, "
+                      "recorded %016llx): the manifest is damaged",
+                      (unsigned long long)got, (unsigned long long)want);
+  return BT_OK;
+}
+
+/* The trainer's meta repeats the step (trainer/state.c); when it does, the
+ * two must agree, or a resume would restart at a step the payloads were
+ * not saved at. Checked for every format version. */
+static int check_meta_step(const cJSON *pMeta, long step) {
+  const cJSON *p = cJSON_IsObject(pMeta)
+                       ? cJSON_GetObjectItemCaseSensitive(pMeta, "step")
+                       : NULL;
+  if (!p) return BT_OK;
+  if (!cJSON_IsNumber(p))
+    return bt_err_set("manifest: meta.step is not a number");
+  if (p->valuedouble != (double)step)
+    return bt_err_set("manifest: meta.step = %.17g but step = %ld",
+                      p->valuedouble, step);
+  return BT_OK;
+}
+
 int bt_ckpt_manifest_parse(bt_ckpt_manifest *pM, const char *zText,
                            size_t nByte) {
   memset(pM, 0, sizeof *pM);
@@ -355,12 +438,16 @@ int bt_ckpt_manifest_parse(bt_ckpt_manifest *pM, const char *zText,
     goto done;
   }
   if (json_uint(pRoot, "format_version", 1u << 30, "", &v)) goto done;
-  if (v != BT_CKPT_FORMAT_VERSION) {
-    bt_err_set("manifest: format_version %llu; this baton reads version %d%s",
-               (unsigned long long)v, BT_CKPT_FORMAT_VERSION,
+  if (v < BT_CKPT_FORMAT_MIN_VERSION || v > BT_CKPT_FORMAT_VERSION) {
+    bt_err_set("manifest: format_version %llu; this baton reads versions %d "
+               "to %d%s",
+               (unsigned long long)v, BT_CKPT_FORMAT_MIN_VERSION,
+               BT_CKPT_FORMAT_VERSION,
                v > BT_CKPT_FORMAT_VERSION ? " (written by a newer baton)" : "");
     goto done;
   }
+  pM->version = (int)v;
+  if (pM->version >= 2 && check_sum(pRoot, zText, nByte)) goto done;
   if (!(z = json_str(pRoot, "baton_version", ""))) goto done;
   if (!(pM->zBatonVersion = dup_str(z))) goto done;
   if (!(z = json_str(pRoot, "created", ""))) goto done;
@@ -378,6 +465,7 @@ int bt_ckpt_manifest_parse(bt_ckpt_manifest *pM, const char *zText,
     bt_err_set("manifest: meta missing");
     goto done;
   }
+  if (check_meta_step(pMeta, pM->step)) goto done;
   pM->zMeta = cJSON_PrintUnformatted(pMeta);
   if (!pM->zMeta) {
     bt_err_set("manifest: cannot print meta");
@@ -554,11 +642,31 @@ static int load_file(bt_ckpt *pC, int iFile, uint8_t *pDst,
 
 /* ---- public API -------------------------------------------------------- */
 
+/* A directory named ckpt-<N> must hold the manifest of step N: the name
+ * is what bt_ckpt_find_latest orders by, the manifest what a resume
+ * restarts at. Other names (a checkpoint copied elsewhere) are not
+ * checked. */
+static int check_dir_step(const char *zDir, long step) {
+  size_t n = strlen(zDir);
+  while (n > 1 && zDir[n - 1] == '/') n--;
+  size_t b = n;
+  while (b > 0 && zDir[b - 1] != '/') b--;
+  char zBase[256];
+  long dirStep;
+  if (n - b >= sizeof zBase) return BT_OK;
+  memcpy(zBase, zDir + b, n - b);
+  zBase[n - b] = 0;
+  if (!bt_ckpt_parse_dirname(zBase, &dirStep) || dirStep == step) return BT_OK;
+  return bt_err_set("directory name %s says step %ld but its manifest says "
+                    "step %ld", zBase, dirStep, step);
+}
+
 static int open_parsed(bt_ckpt **ppC, const char *zDir, const char *zText,
                        size_t n, int verify) {
   bt_ckpt *pC = bt_calloc(1, sizeof *pC, "checkpoint reader");
   if (!pC) return BT_ERR;
   int rc = bt_ckpt_manifest_parse(&pC->m, zText, n);
+  if (rc == BT_OK) rc = check_dir_step(zDir, pC->m.step);
   if (rc == BT_OK) {
     pC->zDir = dup_str(zDir);
     if (!pC->zDir) rc = BT_ERR;
@@ -735,6 +843,11 @@ int bt_ckpt_list(const char *zRunDir, long **paStep, char ***pazName, int *pn) {
     long step;
     if (!bt_ckpt_parse_dirname(e->d_name, &step)) continue;
     if (strlen(e->d_name) >= sizeof a[0].zName) continue;
+    /* A file that only looks like a checkpoint is not one: resume must
+     * not choose it, retention must not delete it. */
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, 0) != 0 || !S_ISDIR(st.st_mode))
+      continue;
     if (n == cap) {
       cap = cap ? 2 * cap : 16;
       step_name *p = realloc(a, (size_t)cap * sizeof *a);
@@ -777,38 +890,54 @@ void bt_ckpt_list_free(long *aStep, char **azName, int n) {
   free(aStep);
 }
 
-int bt_ckpt_find_latest(const char *zRunDir, char *zOut, size_t nOut) {
+/* Appends "name: reason; " to zWhy (bounded; "..." once it is full). */
+static void why_add(char *zWhy, size_t nWhy, const char *zName,
+                    const char *zReason) {
+  if (!zWhy || nWhy < 8) return;
+  size_t at = strlen(zWhy);
+  if (at + 4 >= nWhy) return;
+  int n = snprintf(zWhy + at, nWhy - at, "%s%s: %s", at ? "; " : "", zName,
+                   zReason);
+  if (n < 0 || (size_t)n >= nWhy - at) memcpy(zWhy + nWhy - 4, "...", 4);
+}
+
+int bt_ckpt_find_before(const char *zRunDir, long before, char *zOut,
+                        size_t nOut, long *pStep, char *zWhy, size_t nWhy) {
   long *aStep;
   char **azName;
   int n;
+  if (zWhy && nWhy) zWhy[0] = 0;
   if (bt_ckpt_list(zRunDir, &aStep, &azName, &n)) return BT_ERR;
   int found = 1;
   for (int i = 0; i < n; i++) {
+    if (before >= 0 && aStep[i] >= before) continue;
     char zPath[4096];
     snprintf(zPath, sizeof zPath, "%s/%s", zRunDir, azName[i]);
     bt_ckpt *pC = NULL;
+    /* verify = 1: the manifest's checksum and cross-checks, and every
+     * payload's size and stored checksum, before anything is trusted. */
     if (bt_ckpt_open(&pC, zPath, 1) != BT_OK) {
       bt_log_warn("skipping checkpoint %s: %s", zPath, bt_err_msg());
+      why_add(zWhy, nWhy, azName[i], bt_err_msg());
       continue;
     }
-    long step = bt_ckpt_step(pC);
     bt_ckpt_close(pC);
-    if (step != aStep[i]) {
-      bt_log_warn("skipping checkpoint %s: its manifest says step %ld", zPath,
-                  step);
-      continue;
-    }
     if (strlen(zPath) + 1 > nOut) {
       bt_ckpt_list_free(aStep, azName, n);
       return bt_err_set("checkpoint path '%s' does not fit in %zu bytes", zPath,
                         nOut);
     }
     memcpy(zOut, zPath, strlen(zPath) + 1);
+    if (pStep) *pStep = aStep[i];
     found = 0;
     break;
   }
   bt_ckpt_list_free(aStep, azName, n);
   return found;
+}
+
+int bt_ckpt_find_latest(const char *zRunDir, char *zOut, size_t nOut) {
+  return bt_ckpt_find_before(zRunDir, -1, zOut, nOut, NULL, NULL, 0);
 }
 
 /* ---- inspect ----------------------------------------------------------- */
@@ -839,8 +968,7 @@ int bt_ckpt_inspect(const char *zDir, FILE *pOut) {
   const bt_ckpt_manifest *pM = &pC->m;
   char zA[32], zB[32];
   fprintf(pOut, "format: %s version %d, written by baton %s at %s\n",
-          BT_CKPT_FORMAT_NAME, BT_CKPT_FORMAT_VERSION, pM->zBatonVersion,
-          pM->zCreated);
+          BT_CKPT_FORMAT_NAME, pM->version, pM->zBatonVersion, pM->zCreated);
   fprintf(pOut, "step: %ld\n", pM->step);
   fprintf(pOut, "world size at save: %d\n", pM->world);
   print_meta(pOut, pM->zMeta);

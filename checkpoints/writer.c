@@ -26,7 +26,8 @@
  *          which enters COMMITTING: in its background thread (async) it
  *          builds the manifest, checks it with the READER's validator (so a
  *          trainer bug such as ranges that do not tile cannot produce a
- *          directory the reader rejects), writes manifest.json, fsyncs it
+ *          directory the reader rejects; the manifest ends with its own
+ *          checksum, manifest_xxh64), writes manifest.json, fsyncs it
  *          and the temp directory, renames it to RUN/ckpt-<step:08>, fsyncs
  *          RUN, replaces RUN/latest atomically and applies retention. The
  *          fsyncs therefore never stall the training loop.
@@ -757,11 +758,22 @@ static int wr_commit_rank0(bt_ckpt_writer *pW, char **azList) {
       cJSON_AddItemToArray(pFiles, cJSON_DetachItemFromArray(pArr, 0));
     cJSON_Delete(pArr);
   }
+  /* Last member: the manifest's own checksum, so that no byte of the
+   * checkpoint (step, loader state, config, payload checksums) is outside
+   * every checksum. Printed as zeros, then filled in. */
+  cJSON_AddStringToObject(pRoot, BT_CKPT_SUM_KEY, "0000000000000000");
   zText = cJSON_Print(pRoot);
   if (!zText || !pItems || !pFiles) {
     bt_err_set("out of memory printing the manifest");
     goto done;
   }
+  size_t nText = strlen(zText), at;
+  uint64_t sum;
+  BT_ASSERT(bt_ckpt_manifest_sum_find(zText, nText, &at)); /* just added */
+  if (bt_ckpt_manifest_sum(zText, nText, at, &sum) != BT_OK) goto done;
+  char zSum[20];
+  snprintf(zSum, sizeof zSum, "%016llx", (unsigned long long)sum);
+  memcpy(zText + at, zSum, 16);
   /* Self-check with the reader's validator: never commit what the reader
    * would reject (ranges that do not tile, mismatched item lists...). */
   bt_ckpt_manifest m;
@@ -778,6 +790,18 @@ static int wr_commit_rank0(bt_ckpt_writer *pW, char **azList) {
   if (wr_write_file_sync(zPath, zText) != BT_OK) goto done;
   if (bt_fsync_dir(pW->zTmp) != BT_OK) goto done;
   if (bt_fault_hit("ckpt.before_rename")) raise(SIGKILL);
+  struct stat st;
+  if (lstat(zFinal, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    /* Something that is not a checkpoint holds the name (a stray file):
+     * renaming over it fails with ENOTDIR at every save of this step. It
+     * is not ours to delete; move it aside. */
+    char zName[64];
+    snprintf(zName, sizeof zName, "%s%08ld", BT_CKPT_DIR_PREFIX, pW->step);
+    if (bt_ckpt_set_aside_one(pW->zRunDir, zName,
+                              "is not a checkpoint directory but has the "
+                              "name of this save") != BT_OK)
+      goto done;
+  }
   if (rename(pW->zTmp, zFinal) != 0) {
     if (errno != EEXIST && errno != ENOTEMPTY) {
       bt_err_set("cannot rename '%s' to '%s': %s (errno %d)", pW->zTmp, zFinal,

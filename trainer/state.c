@@ -125,6 +125,7 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
                "model or the data stream (start a new run directory, or set "
                "it back)",
                zKey, va, vb);
+    rc = BT_STATE_CONFIG_CHANGED;
     goto done;
   }
   /* Safe keys that changed are allowed and logged. */

@@ -19,6 +19,13 @@
  * checkpoint. trainer_setup and trainer_resume come before it,
  * bt_train_main (command line) around it all.
  *
+ * Resume (resume_auto): choose the newest checkpoint that verifies, load
+ * it on every rank with cross-checks (saved config keys, loader state
+ * against the step), agree; on damage fall back to the next older one;
+ * with checkpoints present and none usable, refuse to start from step 0
+ * unless --allow-fresh-start. What was rejected is set aside, never
+ * deleted (docs/checkpoints.md "Resume").
+ *
  * Everything that decides the numbers (data order, initialisation, loss
  * averaging, the optimizer) depends only on the config and the global
  * sample stream, never on the world size or on timing, so a killed and
@@ -32,6 +39,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #endif
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -261,36 +269,191 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
 
 /* ---- resume ----------------------------------------------------------- */
 
-static int trainer_resume(bt_trainer *tr, const bt_train_opts *o) {
-  char zDir[1200];
-  if (o->eResume == BT_RESUME_NEVER) return BT_OK;
-  if (o->eResume == BT_RESUME_AUTO) {
-    /* Rank 0 finds the newest checkpoint that verifies (reporting each
-     * newer one that does not) and broadcasts it: every rank resumes from
-     * the same directory, and the candidates are read once, not per rank. */
-    int rc = bt_ckpt_find_latest_all(tr->pComm, tr->zRunDir, zDir,
-                                     sizeof zDir);
-    if (rc == BT_ERR) return BT_ERR;
-    if (rc != 0) return BT_OK; /* nothing to resume: a new run */
-  } else {
-    bt_snprintf(zDir, sizeof zDir, "%s", o->zResumeDir);
+/* Loads checkpoint zDir into the trainer (scalars, then every item; each
+ * file read is checked against its checksum). Returns BT_OK,
+ * BT_STATE_CONFIG_CHANGED (the user changed a shape key: stop) or BT_ERR
+ * (this checkpoint is unusable: an automatic resume falls back). */
+/* The saved config text is bt_config_to_text(): one "section.key = value"
+ * line per key of the table. A line naming no key is damage (a format-1
+ * checkpoint has no manifest checksum to catch it), and must not become
+ * the key's default and then look like a config change the user made. */
+static int resume_check_saved_config(const char *zMeta, const char *zDir) {
+  cJSON *o = cJSON_Parse(zMeta);
+  cJSON *pCfg = o ? cJSON_GetObjectItemCaseSensitive(o, "config") : NULL;
+  int rc = BT_OK, line = 0;
+  const char *z = cJSON_IsString(pCfg) ? pCfg->valuestring : "";
+  while (*z && rc == BT_OK) {
+    size_t n = strcspn(z, "\n"), k = strcspn(z, " =");
+    line++;
+    int known = 0;
+    for (int i = 0; i < bt_config_nkeys && !known && k < n; i++) {
+      const bt_cfg_key *p = &bt_config_keys[i];
+      size_t nSec = strlen(p->zSection), nName = strlen(p->zName);
+      known = k == nSec + 1 + nName && !memcmp(z, p->zSection, nSec) &&
+              z[nSec] == '.' && !memcmp(z + nSec + 1, p->zName, nName);
+    }
+    if (n > 0 && !known)
+      rc = bt_err_set("%s: saved config, line %d: '%.*s' is not a config "
+                      "key (the checkpoint is damaged)",
+                      zDir, line, (int)(k < 64 ? k : 64), z);
+    z += n + (z[n] == '\n');
   }
+  cJSON_Delete(o);
+  return rc;
+}
 
-  double t0 = bt_time_now();
+/* The loader state is a function of the step: every step takes
+ * train.batch_size samples (a shape key: fixed across resumes) except the
+ * last of an epoch, which takes the rest. A saved state that disagrees
+ * would resume the data stream somewhere else. */
+static int resume_check_loader(bt_trainer *tr, const char *zDir) {
+  int64_t n = bt_loader_size(tr->pLoader), nB = tr->cfg.batch_size;
+  if (n <= 0 || nB <= 0) return BT_OK;
+  int64_t nPerEpoch = (n + nB - 1) / nB;
+  bt_loader_state want = {tr->step / nPerEpoch, (tr->step % nPerEpoch) * nB};
+  bt_loader_state got = bt_loader_get_state(tr->pLoader);
+  if (got.epoch == want.epoch && got.consumed == want.consumed) return BT_OK;
+  return bt_err_set("%s: loader state (epoch %lld, consumed %lld) does not "
+                    "follow from step %ld at %lld samples per step over %lld "
+                    "(expected epoch %lld, consumed %lld): the checkpoint "
+                    "is damaged, or the dataset changed",
+                    zDir, (long long)got.epoch, (long long)got.consumed,
+                    tr->step, (long long)nB, (long long)n,
+                    (long long)want.epoch, (long long)want.consumed);
+}
+
+static int resume_load(bt_trainer *tr, const char *zDir, int *pWorld) {
   bt_ckpt *pC = NULL;
-  /* No up-front verification pass: every file read below is checked
-   * against its checksum anyway. */
-  if (bt_ckpt_open(&pC, zDir, 0) != BT_OK)
-    return bt_err_prefix("resuming from %s: ", zDir);
+  if (bt_ckpt_open(&pC, zDir, 0) != BT_OK) return BT_ERR;
+  if (resume_check_saved_config(bt_ckpt_meta_json(pC), zDir) != BT_OK) {
+    bt_ckpt_close(pC);
+    return BT_ERR;
+  }
+  /* A failed earlier candidate may have set some of these. */
+  tr->run = (bt_running){.bestVal = INFINITY};
   int rc = bt_state_apply_meta(tr, bt_ckpt_meta_json(pC), zDir);
+  if (rc == BT_OK) rc = resume_check_loader(tr, zDir);
   if (rc == BT_OK) {
     bt_ckpt_item aItem[8];
     int nItem = bt_state_items(tr, aItem, 8, 0);
     rc = bt_ckpt_load_items(pC, aItem, nItem);
   }
-  int world = bt_ckpt_world(pC);
+  *pWorld = bt_ckpt_world(pC);
   bt_ckpt_close(pC);
-  if (rc != BT_OK) return bt_err_prefix("resuming from %s: ", zDir);
+  return rc;
+}
+
+/* Every rank's load result, worst first: a config change (stop) beats
+ * damage on any rank (fall back) beats success. */
+static int resume_agree(bt_trainer *tr, int rc) {
+  int v = rc == BT_OK ? 0 : rc == BT_STATE_CONFIG_CHANGED ? 2 : 1;
+  if (tr->world > 1 &&
+      bt_comm_host_allreduce(tr->pComm, &v, 1, BT_I32, BT_MAX) != BT_OK)
+    return BT_ERR;
+  return v;
+}
+
+/* Back to the state of a new run after failed loads overwrote part of it:
+ * the same seeded initialisation, zero moments, the stream's start. */
+static int resume_reset(bt_trainer *tr) {
+  tr->step = 0;
+  tr->run = (bt_running){.bestVal = INFINITY};
+  bt_loader_state ls = {0, 0};
+  if (bt_model_init_weights(&tr->model, (uint64_t)tr->cfg.seed) != BT_OK ||
+      bt_loader_seek(tr->pLoader, &ls) != BT_OK)
+    return BT_ERR;
+  size_t nMom = tr->optim.hi - tr->optim.lo;
+  if (nMom) {
+    bt_mem_zero(tr->be, tr->optim.m, nMom);
+    bt_mem_zero(tr->be, tr->optim.v, nMom);
+  }
+  return BT_OK;
+}
+
+/* Rank 0: every ckpt-* newer than the one resumed from (all of them for
+ * a fresh start) was rejected; set aside, not deleted (ckpt.h). */
+static int resume_set_aside(bt_trainer *tr, long keepStep) {
+  if (tr->rank != 0) return BT_OK;
+  return bt_ckpt_set_aside_newer(tr->zRunDir, keepStep);
+}
+
+/* --resume auto: the newest checkpoint that verifies (rank 0 looks and
+ * broadcasts, so every rank resumes from the same one, read once); if it
+ * fails while loading on any rank, the next older one, and so on. When
+ * checkpoints exist and none is usable the run stops, naming each and
+ * why, unless --allow-fresh-start: starting again from step 0 silently
+ * would throw the run away. Whatever was rejected is set aside, never
+ * deleted. */
+static int resume_auto(bt_trainer *tr, const bt_train_opts *o) {
+  char zDir[1200], zWhy[4096], zAll[6144] = "";
+  long before = -1;
+  int bLoaded = 0;
+  for (;;) {
+    long step = -1;
+    int rc = bt_ckpt_find_before_all(tr->pComm, tr->zRunDir, before, zDir,
+                                     sizeof zDir, &step, zWhy, sizeof zWhy);
+    if (rc == BT_ERR) return BT_ERR;
+    if (zWhy[0]) {
+      size_t at = strlen(zAll);
+      snprintf(zAll + at, sizeof zAll - at, "%s%s", at ? "; " : "", zWhy);
+    }
+    if (rc != 0) { /* no (more) usable checkpoint */
+      if (!zAll[0]) return BT_OK; /* a new run */
+      if (!o->bAllowFresh)
+        return bt_err_set("no checkpoint in %s is usable (%s); refusing to "
+                          "start again from step 0, which would discard the "
+                          "run: repair or move them, or rerun with "
+                          "--allow-fresh-start (they are kept, renamed "
+                          "rejected-ckpt-*) or --resume never",
+                          tr->zRunDir, zAll);
+      bt_log_warn("no checkpoint in %s is usable; starting from step 0 "
+                  "(--allow-fresh-start)", tr->zRunDir);
+      if (bLoaded && resume_reset(tr) != BT_OK) return BT_ERR;
+      return resume_set_aside(tr, -1);
+    }
+    double t0 = bt_time_now();
+    int world = 0;
+    rc = resume_load(tr, zDir, &world);
+    char zErr[2048];
+    snprintf(zErr, sizeof zErr, "%s", rc != BT_OK ? bt_err_msg() : "");
+    int v = resume_agree(tr, rc);
+    bLoaded = 1;
+    if (v < 0) return BT_ERR;
+    if (v == 0) {
+      bt_state_commit_load(tr);
+      bt_log_info("resumed from %s at step %ld (saved by %d rank%s) in "
+                  "%.2f s",
+                  zDir, tr->step, world, world > 1 ? "s" : "",
+                  bt_time_now() - t0);
+      return resume_set_aside(tr, tr->step);
+    }
+    if (v == 2) {
+      if (rc != BT_STATE_CONFIG_CHANGED)
+        bt_err_set("another rank found the config changed since %s", zDir);
+      return bt_err_prefix("resuming from %s: ", zDir);
+    }
+    /* Damage that only loading showed (a decoded-data checksum, a loader
+     * state the data does not have...), on this rank or another. */
+    const char *zName = strrchr(zDir, '/') ? strrchr(zDir, '/') + 1 : zDir;
+    if (rc != BT_OK)
+      bt_log_warn("checkpoint %s failed while loading: %s; falling back to "
+                  "an older one", zDir, zErr);
+    size_t at = strlen(zAll);
+    snprintf(zAll + at, sizeof zAll - at, "%s%s: %s", at ? "; " : "", zName,
+             rc != BT_OK ? zErr : "failed while loading on another rank");
+    before = step;
+  }
+}
+
+static int trainer_resume(bt_trainer *tr, const bt_train_opts *o) {
+  if (o->eResume == BT_RESUME_NEVER) return BT_OK;
+  if (o->eResume == BT_RESUME_AUTO) return resume_auto(tr, o);
+  /* --resume DIR: exactly that checkpoint, no fallback. */
+  const char *zDir = o->zResumeDir;
+  double t0 = bt_time_now();
+  int world = 0;
+  if (resume_load(tr, zDir, &world) != BT_OK)
+    return bt_err_prefix("resuming from %s: ", zDir);
   bt_state_commit_load(tr);
   bt_log_info("resumed from %s at step %ld (saved by %d rank%s) in %.2f s",
               zDir, tr->step, world, world > 1 ? "s" : "",
@@ -308,6 +471,8 @@ typedef struct loop_ctx {
   double tRunStart;      /* training time since then is not yet counted in
                             tr->run.trainSeconds (added at checkpoints) */
   int bStopped;          /* pre-empted: checkpoint written, leave the loop */
+  int bFinalSaveFailed;  /* the checkpoint of the last step (or of a
+                            pre-emption) failed under on_error = continue */
   int *pExit;            /* the process's exit code, for NaN and pre-emption */
 } loop_ctx;
 
@@ -577,8 +742,12 @@ static int step_checkpoint(loop_ctx *L, step_ctx *s) {
     double now = bt_time_now();
     tr->run.trainSeconds += now - L->tRunStart;
     L->tRunStart = now;
-    if (save_checkpoint(tr, last) != BT_OK && handle_ckpt_error(tr) != BT_OK)
-      return BT_ERR;
+    if (save_checkpoint(tr, last) != BT_OK) {
+      if (handle_ckpt_error(tr) != BT_OK) return BT_ERR;
+      /* on_error = continue keeps training, but the run cannot end as
+       * complete (or pre-empted, "checkpoint written") without it. */
+      if (last) L->bFinalSaveFailed = 1;
+    }
   }
   bt_trace_end(L->out.pTrace);
   s->r.t.ckpt = bt_time_now() - tCk;
@@ -612,17 +781,32 @@ static int train_step(loop_ctx *L) {
   bt_trace_end(L->out.pTrace); /* step */
   s.r.t.total = bt_time_now() - s.tStart;
   bt_outputs_step_end(&L->out, &s.r);
+  if (s.r.stopNow && L->bFinalSaveFailed)
+    return bt_err_set("pre-emption signal received but the checkpoint at "
+                      "step %ld could not be written (see above); exiting "
+                      "with an error, not as pre-empted: a rerun resumes "
+                      "from an older checkpoint",
+                      s.step);
   if (s.r.stopNow) step_preempt(L, &s);
   return BT_OK;
 }
 
 /* After the last step: the final checkpoint on disk, the parameters
  * dumped for the tests that ask. */
-static int train_finish(bt_trainer *tr, const bt_train_opts *o) {
-  if (bt_ckpt_finish(tr->pCkw) != BT_OK && handle_ckpt_error(tr) != BT_OK)
-    return BT_ERR;
+static int train_finish(loop_ctx *L, const bt_train_opts *o) {
+  bt_trainer *tr = L->tr;
+  if (bt_ckpt_finish(tr->pCkw) != BT_OK) {
+    if (handle_ckpt_error(tr) != BT_OK) return BT_ERR;
+    L->bFinalSaveFailed = 1;
+  }
   int rc = BT_OK;
   if (o->zDumpParams && write_params(tr, o->zDumpParams) != BT_OK) rc = BT_ERR;
+  if (L->bFinalSaveFailed)
+    return bt_err_set("trained %ld steps but the final checkpoint could not "
+                      "be saved (checkpoint.on_error = continue; see the "
+                      "error above): the run is not complete on disk, a "
+                      "rerun resumes from the newest intact checkpoint",
+                      tr->step);
   bt_log_info("training complete: %ld steps, final loss EMA %.4f, run dir %s",
               tr->step, tr->run.lossEma, tr->zRunDir);
   return rc;
@@ -648,7 +832,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   int rc = BT_OK;
   while (rc == BT_OK && !L.bStopped && tr->step < tr->cfg.steps)
     rc = train_step(&L);
-  if (rc == BT_OK && !L.bStopped) rc = train_finish(tr, o);
+  if (rc == BT_OK && !L.bStopped) rc = train_finish(&L, o);
   bt_outputs_close(&L.out); /* on every path: nothing leaks */
   tr->sync.pTrace = NULL;
   return rc;
@@ -687,6 +871,12 @@ static void train_usage(FILE *f) {
           "newest valid\n"
           "                           checkpoint in the run directory, if "
           "any\n"
+          "  --allow-fresh-start      with --resume auto: when the run "
+          "directory has\n"
+          "                           checkpoints and none is usable, start "
+          "from step 0\n"
+          "                           (default: refuse; they are kept as "
+          "rejected-ckpt-*)\n"
           "  --dump-params FILE       write the final fp32 parameters (raw) "
           "to FILE\n"
           "  --loss-log FILE          append 'step loss' lines to FILE\n"
@@ -710,6 +900,31 @@ static void resume_parse(bt_train_opts *o, const char *zArg) {
   }
 }
 
+/* Longest path accepted for --run-dir, --resume DIR, --loss-log and
+ * --dump-params: every file name derived from them must fit the fixed
+ * buffers (trainer.h zRunDir, the checkpoint and output paths). */
+#define TRAIN_PATH_MAX 1000
+
+/* Paths too long for those buffers are a usage error naming the option,
+ * not an internal assertion deep in the run. */
+static int train_check_paths(const bt_train_opts *o, int rank) {
+  const struct {
+    const char *zOpt, *zVal;
+  } a[] = {{"--run-dir", o->zRunDir},
+           {"--resume", o->eResume == BT_RESUME_DIR ? o->zResumeDir : NULL},
+           {"--loss-log", o->zLossLog},
+           {"--dump-params", o->zDumpParams}};
+  for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) {
+    size_t n = a[i].zVal ? strlen(a[i].zVal) : 0;
+    if (n <= TRAIN_PATH_MAX) continue;
+    if (rank == 0)
+      fprintf(stderr, "baton train: %s: the path is %zu characters; the "
+              "limit is %d\n", a[i].zOpt, n, TRAIN_PATH_MAX);
+    return BT_EXIT_USAGE;
+  }
+  return -1;
+}
+
 /* Fills *o (o->azSet has room for argc entries). Returns -1 to go on, or
  * the exit code of a help request or a usage error. */
 static int train_parse_args(int argc, char **argv, bt_train_opts *o,
@@ -721,6 +936,7 @@ static int train_parse_args(int argc, char **argv, bt_train_opts *o,
       {"dump-params", required_argument, 0, 'd'},
       {"loss-log", required_argument, 0, 'l'},
       {"quiet", no_argument, 0, 'q'},
+      {"allow-fresh-start", no_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   optind = 1;
@@ -733,6 +949,7 @@ static int train_parse_args(int argc, char **argv, bt_train_opts *o,
     case 'd': o->zDumpParams = optarg; break;
     case 'l': o->zLossLog = optarg; break;
     case 'q': bt_log_set_level(0); break;
+    case 'F': o->bAllowFresh = 1; break;
     case 'h': train_usage(stdout); return BT_EXIT_OK;
     default: train_usage(stderr); return BT_EXIT_USAGE;
     }
@@ -745,7 +962,7 @@ static int train_parse_args(int argc, char **argv, bt_train_opts *o,
     return BT_EXIT_USAGE;
   }
   o->zConfig = argv[optind];
-  return -1;
+  return train_check_paths(o, rank);
 }
 
 /* Config, set-up, resume, the loop: the exit code of the whole run. */

@@ -40,6 +40,8 @@ typedef struct bt_train_opts {
   const char *zResumeDir;  /* BT_RESUME_DIR only */
   const char *zDumpParams; /* write final fp32 params here (tests) */
   const char *zLossLog;    /* write "step loss" lines here (tests) */
+  int bAllowFresh;         /* --allow-fresh-start: checkpoints exist but
+                              none is usable -> start from step 0 anyway */
 } bt_train_opts;
 
 typedef struct bt_running {
@@ -76,7 +78,12 @@ int bt_state_items(bt_trainer *tr, bt_ckpt_item *aItem, int nMax, int forSave);
 void bt_state_commit_load(bt_trainer *tr);
 /* Trainer scalars (step, loader, running metrics, config) as JSON. */
 char *bt_state_meta_json(bt_trainer *tr);
-/* Restores scalars from a checkpoint's meta; checks the model shape. */
+/* Restores scalars from a checkpoint's meta; checks the model shape.
+ * Returns BT_OK, BT_STATE_CONFIG_CHANGED when the saved config parses but
+ * differs from the current one in a key that changes the model or the
+ * data stream (the user's doing: a resume stops), or BT_ERR when the meta
+ * itself is unusable (a damaged checkpoint: a resume falls back). */
+#define BT_STATE_CONFIG_CHANGED 2
 int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir);
 
 /* `baton train` */

@@ -202,7 +202,8 @@ static void test_round_trip(int async) {
   char *zText = bt_file_read_all(zMan, NULL);
   cJSON *pRoot = zText ? cJSON_Parse(zText) : NULL;
   CHECK(pRoot && cJSON_IsObject(cJSON_GetObjectItem(pRoot, "meta")), "meta is an object");
-  CHECK(pRoot && cJSON_GetObjectItem(pRoot, "format_version")->valueint == 1, "format_version");
+  CHECK(pRoot && cJSON_GetObjectItem(pRoot, "format_version")->valueint == 2, "format_version");
+  CHECK(pRoot && cJSON_IsString(cJSON_GetObjectItem(pRoot, "manifest_xxh64")), "manifest_xxh64");
   CHECK(pRoot && cJSON_GetArraySize(cJSON_GetObjectItem(pRoot, "files")) == 13 + 8 + 1,
         "file count %d", pRoot ? cJSON_GetArraySize(cJSON_GetObjectItem(pRoot, "files")) : -1);
   cJSON_Delete(pRoot);
@@ -409,11 +410,28 @@ static void test_crafted(void) {
   snprintf(zDir, sizeof zDir, "%s/ckpt-00000003", zRun);
   snprintf(zF, sizeof zF, "%s/manifest.json", zDir);
   char *zGood = bt_file_read_all(zF, NULL);
+  /* Version 2's manifest checksum would reject every edit below by itself;
+   * made into a version-1 manifest (no checksum, still read), each edit
+   * reaches the validator it is aimed at. */
+  {
+    cJSON *p1 = cJSON_Parse(zGood);
+    cJSON_DeleteItemFromObject(p1, "manifest_xxh64");
+    cJSON_ReplaceItemInObject(p1, "format_version", cJSON_CreateNumber(1));
+    free(zGood);
+    zGood = cJSON_Print(p1);
+    cJSON_Delete(p1);
+    bt_ckpt *pC = NULL;
+    CHECK(bt_ckpt_open_text(&pC, zDir, zGood, strlen(zGood), 1) == BT_OK,
+          "version 1 manifest refused: %s", bt_err_msg());
+    bt_ckpt_close(pC);
+  }
   struct {
     const char *zPath; /* "files.0.lo" style, or "" for whole-text cases */
     const char *zJson; /* replacement value as JSON */
   } aCase[] = {
-      {"format_version", "2"},       {"format_version", "\"1\""},
+      {"format_version", "2"},       {"format_version", "3"},
+      {"format_version", "0"},       {"format_version", "\"1\""},
+      {"meta.step", "4"},            {"meta.step", "\"3\""},
       {"format", "\"other\""},       {"step", "-1"},
       {"step", "1.5"},               {"step", "1e300"},
       {"world_size", "0"},           {"items", "{}"},
