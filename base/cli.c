@@ -32,6 +32,7 @@ int bt_cli_fail(const bt_cli *p, const char *zFmt, ...) {
   vsnprintf(zMsg, sizeof zMsg, zFmt, ap);
   va_end(ap);
   bt_err_set("%s", zMsg);
+  if (p->bQuiet) return BT_EXIT_USAGE;
   fprintf(stderr, "baton %s: %s\n", p->zCmd, zMsg);
   if (p->xUsage) {
     fputc('\n', stderr);

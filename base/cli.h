@@ -39,6 +39,8 @@ typedef struct bt_cli {
   char zShort[64];             /* "-:" + the caller's short options */
   int iRest;                   /* after "--": next positional, else 0 */
   const char *zArg;            /* value of the option or positional */
+  int bQuiet;                  /* record errors, print nothing (set after
+                                * init: ranks other than 0 of a job) */
 } bt_cli;
 
 /* Starts parsing argv[1..argc) (argv[0] is the command name). zShort holds

@@ -32,6 +32,7 @@
  * resumed run reproduces the uninterrupted one bit for bit on the CPU
  * backend (tests/train/).
  */
+#include "base/cli.h"
 #include "base/util.h"
 #include "trainer/outputs.h"
 #include "trainer/trainer.h"
@@ -40,7 +41,6 @@
 #endif
 
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -939,29 +939,31 @@ static int train_parse_args(int argc, char **argv, bt_train_opts *o,
       {"allow-fresh-start", no_argument, 0, 'F'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
-  optind = 1;
+  bt_cli cli;
+  bt_cli_init(&cli, "train", argc, argv, "h", aOpt, train_usage);
+  cli.bQuiet = rank != 0; /* one message per job, not one per rank */
   int ch;
-  while ((ch = getopt_long(argc, argv, "h", aOpt, NULL)) != -1) {
+  while ((ch = bt_cli_next(&cli)) != -1) {
     switch (ch) {
-    case 's': o->azSet[o->nSet++] = optarg; break;
-    case 'r': o->zRunDir = optarg; break;
-    case 'R': resume_parse(o, optarg); break;
-    case 'd': o->zDumpParams = optarg; break;
-    case 'l': o->zLossLog = optarg; break;
+    case 's': o->azSet[o->nSet++] = cli.zArg; break;
+    case 'r': o->zRunDir = cli.zArg; break;
+    case 'R': resume_parse(o, cli.zArg); break;
+    case 'd': o->zDumpParams = cli.zArg; break;
+    case 'l': o->zLossLog = cli.zArg; break;
     case 'q': bt_log_set_level(0); break;
     case 'F': o->bAllowFresh = 1; break;
     case 'h': train_usage(stdout); return BT_EXIT_OK;
-    default: train_usage(stderr); return BT_EXIT_USAGE;
+    case BT_CLI_ARG:
+      if (o->zConfig)
+        return bt_cli_fail(&cli, "expected exactly one CONFIG file, got "
+                           "'%s' and '%s'", o->zConfig, cli.zArg);
+      o->zConfig = cli.zArg;
+      break;
+    default: return BT_EXIT_USAGE; /* BT_CLI_ERROR: reported */
     }
   }
-  if (optind != argc - 1) {
-    if (rank == 0) {
-      fprintf(stderr, "baton train: expected exactly one CONFIG file\n\n");
-      train_usage(stderr);
-    }
-    return BT_EXIT_USAGE;
-  }
-  o->zConfig = argv[optind];
+  if (!o->zConfig)
+    return bt_cli_fail(&cli, "expected exactly one CONFIG file");
   return train_check_paths(o, rank);
 }
 

@@ -21,7 +21,7 @@ expect() {
   fi
 }
 
-for cmd in config prepare inspect export infer; do
+for cmd in train config prepare inspect export infer; do
   n=$((n + 1))
   if ! "$baton" $cmd --help >"$t/out" 2>"$t/err" || ! grep -q "^usage: baton $cmd" "$t/out"; then
     echo "FAIL: baton $cmd --help"; cat "$t/out" "$t/err"; fails=$((fails + 1))
@@ -41,6 +41,9 @@ expect 2 "baton infer: option '--prompt' needs a value" infer DIR --prompt
 # A flag given a value.
 expect 2 "baton infer: option '--ids' takes no value" infer DIR --ids=1
 # Extra or missing arguments.
+expect 2 "baton train: expected exactly one CONFIG file, got 'a.ini' and 'b.ini'" train a.ini b.ini
+expect 2 "baton train: expected exactly one CONFIG file" train --quiet
+expect 2 "baton train: option '--run-dir' needs a value" train a.ini --run-dir
 expect 2 "baton config: unexpected argument 'b.ini'" config a.ini b.ini
 expect 2 "baton inspect: unexpected argument 'b'" inspect a b
 expect 2 "baton inspect: CHECKPOINT_DIR or RUN_DIR is required" inspect
