@@ -136,7 +136,18 @@ static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
     bt_snprintf(tr->zRunDir, sizeof tr->zRunDir, "runs/%.*s",
                 (int)strcspn(zBase, "."), zBase);
   }
-  if (tr->rank == 0 && bt_mkdir_p(tr->zRunDir) != BT_OK) return BT_ERR;
+  if (tr->rank != 0) return BT_OK;
+  if (bt_mkdir_p(tr->zRunDir) != BT_OK) return BT_ERR;
+  /* One job per run directory: a second job would interleave its
+   * checkpoints and metrics with ours. The kernel drops the lock when
+   * rank 0 dies, so a killed job's lock is taken over, not obeyed. */
+  char zLock[1100], zPrev[256];
+  bt_snprintf(zLock, sizeof zLock, "%s/lock", tr->zRunDir);
+  if (bt_lock_acquire(&tr->runLock, zLock, zPrev, sizeof zPrev) != BT_OK)
+    return bt_err_prefix("run directory %s is in use: ", tr->zRunDir);
+  if (zPrev[0])
+    bt_log_info("run directory %s: took over the lock of a job that is no "
+                "longer running (%s)", tr->zRunDir, zPrev);
   return BT_OK;
 }
 
@@ -850,6 +861,7 @@ static void trainer_free(bt_trainer *tr) {
   free(tr->hostStageM);
   free(tr->hostStageV);
   free(tr->zCfgText);
+  bt_lock_release(&tr->runLock); /* last: after the final checkpoint */
 }
 
 /* ---- command line ----------------------------------------------------- */
@@ -971,6 +983,7 @@ static int train_parse_args(int argc, char **argv, bt_train_opts *o,
 static int train_command(const bt_train_opts *o, bt_comm *pComm) {
   bt_trainer tr;
   memset(&tr, 0, sizeof tr);
+  tr.runLock.fd = -1;
   tr.pComm = pComm;
   tr.rank = bt_comm_rank(pComm);
   tr.world = bt_comm_world(pComm);

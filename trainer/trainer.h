@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdint.h>
 
+#include "base/lock.h"
 #include "checkpoints/ckpt.h"
 #include "comm/comm.h"
 #include "data/loader.h"
@@ -55,6 +56,7 @@ typedef struct bt_trainer {
   bt_config cfg;
   char *zCfgText;
   char zRunDir[1024];
+  bt_lock runLock; /* rank 0: RUN_DIR/lock, held for the job's life */
   bt_comm *pComm;
   int rank, world;
   bt_backend *be;
