@@ -9,7 +9,7 @@
 #include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "export/export.h"
-#include "export/safetensors.h"
+#include "checkpoints/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
