@@ -120,9 +120,15 @@ const bt_cfg_key bt_config_keys[] = {
      1, BT_CFG_SAFE, "Final learning rate as a fraction of lr."},
     {"optim", "warmup_steps", BT_CFG_INT, OFF(warmup_steps), "10", NULL, 0,
      1 << 30, BT_CFG_SAFE, "Linear warm-up steps."},
+    {"optim", "decay_steps", BT_CFG_INT, OFF(decay_steps), "0", NULL, 0,
+     1 << 30, BT_CFG_SAFE,
+     "Step at which the decay reaches lr*min_lr_ratio (0: train.steps); "
+     "later steps run at that rate. Raising train.steps on resume "
+     "stretches the decay unless this keeps its old end (docs/guide.md)."},
     {"optim", "schedule", BT_CFG_ENUM, OFF(schedule), "cosine",
      aSchedule, NOLIM, BT_CFG_SAFE,
-     "Decay after warm-up, from lr to lr*min_lr_ratio at the last step."},
+     "Decay after warm-up, from lr to lr*min_lr_ratio at the last step "
+     "(or at optim.decay_steps)."},
     {"optim", "beta1", BT_CFG_FLOAT, OFF(beta1), "0.9", NULL, 0, 0.999999,
      BT_CFG_SAFE, "AdamW beta1."},
     {"optim", "beta2", BT_CFG_FLOAT, OFF(beta2), "0.95", NULL, 0, 0.999999999,

@@ -82,6 +82,7 @@ typedef struct bt_config {
   /* [optim] */
   double lr, min_lr_ratio;
   int warmup_steps;
+  int decay_steps; /* 0: the decay ends at train.steps (optim.c) */
   bt_lr_schedule schedule;
   double beta1, beta2, eps, weight_decay, grad_clip;
   /* [dist] */
