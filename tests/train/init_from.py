@@ -6,6 +6,7 @@
     init_from.py loss MODEL DATA.h5              transformers' mean loss over all train windows
     init_from.py same MODEL EXPORT               every tensor of EXPORT == MODEL's, bitwise
     init_from.py logits EXPORT BATON             transformers on EXPORT vs `baton infer`
+    init_from.py badshape MODEL OUT              MODEL with wpe cut to half its rows
 
 Every parameter of the random model is drawn afresh (biases and layernorms
 included), so a tensor that baton skipped or misplaced cannot match by
@@ -101,6 +102,17 @@ def cmd_logits(export_dir, baton):
     ce.check(theirs == ours, f"greedy generate: transformers {theirs[:8]}... == baton {ours[:8]}...")
 
 
+def cmd_badshape(model_dir, out):
+    import shutil
+    from safetensors.numpy import load_file, save_file
+    os.makedirs(out, exist_ok=True)
+    shutil.copy(os.path.join(model_dir, "config.json"), out)
+    t = load_file(os.path.join(model_dir, "model.safetensors"))
+    w = t["transformer.wpe.weight"]
+    t["transformer.wpe.weight"] = np.ascontiguousarray(w[: w.shape[0] // 2])
+    save_file(t, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "model":
@@ -118,6 +130,8 @@ def main():
         cmd_same(*args)
     elif cmd == "logits":
         cmd_logits(*args)
+    elif cmd == "badshape":
+        cmd_badshape(*args)
     else:
         sys.exit(f"unknown command {cmd}")
     if ce.failures:
