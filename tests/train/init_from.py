@@ -75,7 +75,7 @@ def cmd_same(model_dir, export_dir):
     from safetensors.numpy import load_file
     a = load_file(os.path.join(model_dir, "model.safetensors"))
     b = load_file(os.path.join(export_dir, "model.safetensors"))
-    keys = [k for k in a if not k.endswith(("attn.bias", "attn.masked_bias"))
+    keys = [k for k in a if not k.endswith((".attn.bias", ".attn.masked_bias"))
             and k != "lm_head.weight"]
     bad = [k for k in keys if k not in b or a[k].shape != b[k].shape
            or not np.array_equal(a[k].view(np.uint32), b[k].view(np.uint32))]
