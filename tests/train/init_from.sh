@@ -6,7 +6,7 @@
 # split, so the order of samples cannot matter) within 1e-5. A real
 # fine-tune exported again loads in transformers with logits equal to
 # `baton infer`'s; rerunning it resumes (init_from ignored, logged); a
-# baton checkpoint is a source too. Then the refusals, each by its
+# baton checkpoint, and an MLP export, are sources too. Then the refusals, each by its
 # message: missing path, not a model, not safetensors, a tensor of the
 # wrong shape, a config key that contradicts the source.
 # PY is the reference Python (transformers, torch, h5py, safetensors).
@@ -76,6 +76,15 @@ grep -q "initialised 124672 parameters from r1/ckpt-00000006 (baton checkpoint)"
 "$BATON" export r1/ckpt-00000006 --format safetensors -o e1c >/dev/null
 "$BATON" export r2 --format safetensors -o e2 >/dev/null
 ref same e1c e2
+
+# 4b. An MLP export (model_type baton_mlp) is a source too.
+mlp="$HERE/../../configs/tiny-mlp.ini"
+"$BATON" train "$mlp" --run-dir m0 --set train.steps=5 --dump-params m0.bin >m0.out 2>&1 || { cat m0.out; fail "MLP run"; }
+"$BATON" export m0 --format safetensors -o em >/dev/null
+"$BATON" train "$mlp" --run-dir m1 --set train.init_from=em --set train.steps=1 --set optim.lr=0 \
+  --dump-params m1.bin >m1.out 2>&1 || { cat m1.out; fail "MLP init_from"; }
+cmp -s m0.bin m1.bin || fail "MLP: parameters differ from the export's"
+echo "MLP export as the source: parameters equal"
 
 # 5. Refusals.
 mkdir empty notst
