@@ -177,7 +177,7 @@ int bt_init_config_from_json(bt_config *c, const char *zFile) {
     size_t i = 0, nType = sizeof aJsonModel / sizeof aJsonModel[0];
     while (i < nType && strcmp(pType->valuestring, aJsonModel[i].zType)) i++;
     if (i == nType) {
-      bt_err_set("%s: model_type '%s' is not one baton exports (gpt2, "
+      bt_err_set("%s: model_type '%s' is not one baton reads (gpt2, "
                  "baton_mlp)",
                  zFile, pType->valuestring);
     } else {
