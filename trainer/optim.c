@@ -95,15 +95,21 @@ void bt_optim_log_resume(const bt_config *pOld, const bt_config *pNew,
                 "course (decay ends at step %ld): learning rate %.3g at "
                 "step %ld%s",
                 pOld->steps, pNew->steps, zSched, newEnd, lrNew, next,
-                next > newEnd ? ", the final rate after the decay's "
-                                       "end"
-                                     : "");
+                next > newEnd ? ", the final rate after the decay's end" : "");
     return;
   }
-  bt_log_info("resume: train.steps %d -> %d stretches the %s decay to end "
-              "at step %ld instead of %ld: the learning rate at step %ld "
-              "is %.3g (%.3g on the old schedule); to keep the old "
-              "schedule instead, set optim.decay_steps = %ld",
-              pOld->steps, pNew->steps, zSched, newEnd, oldEnd, next, lrNew,
-              lrOld, oldEnd);
+  if (pOld->decay_steps == pNew->decay_steps) {
+    bt_log_info("resume: train.steps %d -> %d stretches the %s decay to end "
+                "at step %ld instead of %ld: the learning rate at step %ld "
+                "is %.3g (%.3g on the old schedule); to keep the old "
+                "schedule instead, set optim.decay_steps = %ld",
+                pOld->steps, pNew->steps, zSched, newEnd, oldEnd, next, lrNew,
+                lrOld, oldEnd);
+    return;
+  }
+  bt_log_info("resume: optim.decay_steps %d -> %d moves the end of the %s "
+              "decay to step %ld instead of %ld: the learning rate at step "
+              "%ld is %.3g (%.3g on the old schedule)",
+              pOld->decay_steps, pNew->decay_steps, zSched, newEnd, oldEnd,
+              next, lrNew, lrOld);
 }
