@@ -16,7 +16,7 @@
 #include "base/cli.h"
 #include "base/util.h"
 #include "export/export.h"
-#include "export/safetensors.h"
+#include "checkpoints/safetensors.h"
 #include "trainer/trainer.h"
 
 #include <cjson/cJSON.h>

@@ -3,6 +3,7 @@
  */
 #include "base/util.h"
 #include "trainer/config.h"
+#include "trainer/init.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -104,6 +105,14 @@ const bt_cfg_key bt_config_keys[] = {
     {"train", "nan_policy", BT_CFG_ENUM, OFF(nan_policy), "stop", aNanPolicy,
      NOLIM, BT_CFG_SAFE,
      "On NaN/Inf loss or grad-norm: stop the run, or skip the update."},
+    {"train", "init_from", BT_CFG_STR, OFF(init_from), "", NULL, NOLIM,
+     BT_CFG_SAFE,
+     "Start a new run from existing weights: a Hugging Face GPT-2 model "
+     "directory (model.safetensors + config.json, from save_pretrained or "
+     "`baton export`) or a baton checkpoint or run directory. Model shape "
+     "keys left unset are taken from it; fresh optimizer state, step 0. "
+     "Ignored (and logged) when the run resumes from its own checkpoint "
+     "(docs/guide.md, \"Start from pretrained weights\")."},
     /* [optim] */
     {"optim", "lr", BT_CFG_FLOAT, OFF(lr), "1e-3", NULL, 0, 10, BT_CFG_SAFE,
      "Peak learning rate (AdamW)."},
@@ -111,9 +120,15 @@ const bt_cfg_key bt_config_keys[] = {
      1, BT_CFG_SAFE, "Final learning rate as a fraction of lr."},
     {"optim", "warmup_steps", BT_CFG_INT, OFF(warmup_steps), "10", NULL, 0,
      1 << 30, BT_CFG_SAFE, "Linear warm-up steps."},
+    {"optim", "decay_steps", BT_CFG_INT, OFF(decay_steps), "0", NULL, 0,
+     1 << 30, BT_CFG_SAFE,
+     "Step at which the decay reaches lr*min_lr_ratio (0: train.steps); "
+     "later steps run at that rate. Raising train.steps on resume "
+     "stretches the decay unless this keeps its old end (docs/guide.md)."},
     {"optim", "schedule", BT_CFG_ENUM, OFF(schedule), "cosine",
      aSchedule, NOLIM, BT_CFG_SAFE,
-     "Decay after warm-up, from lr to lr*min_lr_ratio at the last step."},
+     "Decay after warm-up, from lr to lr*min_lr_ratio at the last step "
+     "(or at optim.decay_steps)."},
     {"optim", "beta1", BT_CFG_FLOAT, OFF(beta1), "0.9", NULL, 0, 0.999999,
      BT_CFG_SAFE, "AdamW beta1."},
     {"optim", "beta2", BT_CFG_FLOAT, OFF(beta2), "0.95", NULL, 0, 0.999999999,
@@ -410,6 +425,10 @@ int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
     *dot = 0;
     aSeen[key_find(zKey, dot + 1) - bt_config_keys] = 1;
   }
+  /* After every explicit value, before the checks: the source's shapes
+   * fill only what the run left unset (trainer/init.h, invariant 1). */
+  if (pCfg->init_from[0] && bt_init_merge_config(pCfg, aSeen, zSource) != BT_OK)
+    return BT_ERR;
   for (int i = 0; i < bt_config_nkeys; i++)
     if (!bt_config_keys[i].zDefault && !aSeen[i])
       return bt_err_set("%s: missing required key %s.%s", zSource,

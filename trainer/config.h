@@ -78,9 +78,11 @@ typedef struct bt_config {
   int threads;
   int log_every;
   bt_nan_policy nan_policy;
+  char init_from[BT_CFG_STR_MAX]; /* "": random initialisation (init.h) */
   /* [optim] */
   double lr, min_lr_ratio;
   int warmup_steps;
+  int decay_steps; /* 0: the decay ends at train.steps (optim.c) */
   bt_lr_schedule schedule;
   double beta1, beta2, eps, weight_decay, grad_clip;
   /* [dist] */
@@ -134,7 +136,9 @@ extern const bt_cfg_key bt_config_keys[];
 extern const int bt_config_nkeys;
 
 /* Loads defaults, then zPath (may be NULL: defaults only), then each
- * "section.key=value" override. Validates ranges and cross-key rules.
+ * "section.key=value" override, then (train.init_from set) the shape keys
+ * the source decides and the run left unset (trainer/init.h). Validates
+ * ranges and cross-key rules.
  * On error returns BT_ERR with bt_err_msg() naming file, line and key. */
 int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
                    int nSet);

@@ -21,8 +21,17 @@ typedef struct bt_optim {
 int bt_optim_init(bt_optim *o, bt_backend *be, size_t lo, size_t hi);
 void bt_optim_free(bt_optim *o, bt_backend *be);
 
-/* Learning rate at 1-based step `step` of `total`. */
+/* Learning rate at 1-based step `step` of `total`: linear warm-up over
+ * optim.warmup_steps, then the decay of optim.schedule to lr *
+ * min_lr_ratio at optim.decay_steps (0: at total), constant after it. */
 double bt_optim_lr(const bt_config *c, long step, long total);
+
+/* A resume at completed step `step` under pNew of a run saved under pOld:
+ * when train.steps or the decay's end changed, logs whether the decay is
+ * stretched or keeps its course and the rate of the next step under both
+ * (optim.c). */
+void bt_optim_log_resume(const bt_config *pOld, const bt_config *pNew,
+                         long step);
 
 /* One AdamW step over [lo, hi) ∩ [0, nParam). grad(x) gives the reduced
  * gradient pointer for flat position x (contiguous over the range). */

@@ -121,10 +121,18 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
       bt_config_value_text(&saved, k, va, sizeof va);
       bt_config_value_text(&tr->cfg, k, vb, sizeof vb);
     }
+    /* Only the model's shape ties the weights to the checkpoint: for
+     * anything else, starting afresh from its weights is the way. */
+    char zHint[1300] = "";
+    if (strncmp(zKey, "model.", 6))
+      bt_snprintf(zHint, sizeof zHint,
+                  "; to train these weights on it, start a new run directory "
+                  "with train.init_from = %s (fresh optimizer state, step 0)",
+                  zDir);
     bt_err_set("%s is %s in the checkpoint but %s now; it changes the "
                "model or the data stream (start a new run directory, or set "
-               "it back)",
-               zKey, va, vb);
+               "it back)%s",
+               zKey, va, vb, zHint);
     rc = BT_STATE_CONFIG_CHANGED;
     goto done;
   }
@@ -139,6 +147,7 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
                   k->zName, va, vb);
   }
   tr->step = (long)pStep->valuedouble;
+  bt_optim_log_resume(&saved, &tr->cfg, tr->step);
   cJSON *pE = cJSON_GetObjectItemCaseSensitive(pL, "epoch");
   cJSON *pC = cJSON_GetObjectItemCaseSensitive(pL, "consumed");
   if (!cJSON_IsNumber(pE) || !cJSON_IsNumber(pC) || pE->valuedouble < 0 ||

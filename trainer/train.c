@@ -34,6 +34,7 @@
  */
 #include "base/cli.h"
 #include "base/util.h"
+#include "trainer/init.h"
 #include "trainer/outputs.h"
 #include "trainer/trainer.h"
 #ifdef BATON_HAVE_CUDA
@@ -778,6 +779,7 @@ static void step_preempt(loop_ctx *L, const step_ctx *s) {
 
 static int train_step(loop_ctx *L) {
   step_ctx s = {.step = L->tr->step + 1, .tStart = bt_time_now()};
+  s.r.step = s.step; /* the loss log, metrics and progress line number it */
   /* Fault points of the crash, hang, pre-emption and NaN tests
    * (BATON_FAULT, util.h): the Nth step of this process. */
   if (bt_fault_hit("train.step")) raise(SIGKILL);
@@ -998,6 +1000,8 @@ static int train_command(const bt_train_opts *o, bt_comm *pComm) {
     bt_comm_watchdog_start(pComm);
     rc = trainer_resume(&tr, o);
   }
+  /* train.init_from after resume: a resumed run keeps its weights. */
+  if (rc == BT_OK) rc = bt_init_load_params(&tr);
   if (rc == BT_OK) rc = train_loop(&tr, o, &exitCode);
   if (rc != BT_OK) {
     bt_log_error("%s", bt_err_msg());

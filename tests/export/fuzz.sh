@@ -19,7 +19,7 @@ cc=${CC_FUZZ:-clang}
 $cc -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
   -I"$root" \
   $(pkg-config --cflags libxxhash libcjson) \
-  "$root/tests/export/fuzz_safetensors.c" "$root/export/safetensors.c" \
+  "$root/tests/export/fuzz_safetensors.c" "$root/checkpoints/safetensors.c" \
   "$root/base/util.c" \
   $(pkg-config --libs libxxhash libcjson) -lm \
   -o "$out/fuzz_safetensors"

@@ -11,7 +11,7 @@
  * tests/fuzz/replay.c (ctest export_fuzz_replay).
  */
 #include "base/util.h"
-#include "export/safetensors.h"
+#include "checkpoints/safetensors.h"
 #include "tests/fuzz/fuzz.h"
 
 #include <stdint.h>

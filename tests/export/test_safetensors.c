@@ -17,7 +17,7 @@
  * every case there as a fuzz seed (tests/export/corpus is made this way).
  */
 #include "base/util.h"
-#include "export/safetensors.h"
+#include "checkpoints/safetensors.h"
 #include "tests/check.h"
 
 #include <math.h>

@@ -4,7 +4,7 @@
  * nothing here may read outside pBuf[0, nBuf) whatever the bytes are.
  */
 #include "base/util.h"
-#include "export/safetensors.h"
+#include "checkpoints/safetensors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
