@@ -76,7 +76,10 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
     bt_outputs_close(p); /* closes what did open; keeps the error */
     return BT_ERR;
   }
-  if (p->rank == 0) bt_metrics_mark_start(p->pMet, s->startStep);
+  /* The first step THIS start writes, not the resume step: TensorBoard
+   * drops older points with step >= the mark, and the resume step's points
+   * (its val/loss among them) were written before the crash and are kept. */
+  if (p->rank == 0) bt_metrics_mark_start(p->pMet, p->firstStep);
   p->ttyWidth = progress_width(p->rank, p->world);
   p->bOpen = 1;
   return BT_OK;
@@ -103,6 +106,12 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
   bt_metrics_scalar(pM, step, "time/optim_ms", 1e3 * r->t.optim);
   bt_metrics_scalar(pM, step, "time/ckpt_ms", 1e3 * p->prevCkpt);
   if (!isnan(r->val)) bt_metrics_scalar(pM, step, "val/loss", r->val);
+  /* Marks each start on its first line (0: a fresh run), so a reader sees a
+   * restart even when the killed run logged nothing after its checkpoint
+   * (no step goes back); a separate marker line would break readers that
+   * expect "step" on every line. */
+  if (step == p->firstStep)
+    bt_metrics_scalar(pM, step, "run/start_step", (double)(p->firstStep - 1));
   bt_metrics_flush_step(pM, step);
 }
 

@@ -598,6 +598,7 @@ static void step_preempt(loop_ctx *L, const step_ctx *s) {
 
 static int train_step(loop_ctx *L) {
   step_ctx s = {.step = L->tr->step + 1, .tStart = bt_time_now()};
+  s.r.step = s.step; /* the loss log, metrics and progress line say it */
   /* Fault points of the crash, hang, pre-emption and NaN tests
    * (BATON_FAULT, util.h): the Nth step of this process. */
   if (bt_fault_hit("train.step")) raise(SIGKILL);
