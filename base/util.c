@@ -130,6 +130,12 @@ void bt_log_error(const char *zFmt, ...) {
 }
 
 void bt_assert_fail(const char *zExpr, const char *zFile, int line) {
+  /* Off the progress bar first, unless the assertion fired while logging
+   * (the lock is held: then the message may land on the bar). */
+  if (pthread_mutex_trylock(&g_logMutex) == 0) {
+    if (g_xHook) g_xHook(0, g_pHookArg);
+    pthread_mutex_unlock(&g_logMutex);
+  }
   fprintf(stderr, "[rank %d@%s] internal error: assertion '%s' failed at %s:%d\n",
           g_rank, host_name(), zExpr, zFile, line);
   fflush(stderr);
