@@ -8,8 +8,8 @@
 #include "comm/comm.h"
 #include "data/loader.h"
 #include "export/export.h"
-#include "report/report.h"
 #include "kernels/ops.h"
+#include "report/report.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 
