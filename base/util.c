@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,10 @@ void bt_err_clear(void) { g_zErr[0] = 0; }
 /* ---- logging ---------------------------------------------------------- */
 
 static int g_rank = 0;
+static bt_log_hook g_xHook;
+static void *g_pHookArg;
+/* One log line at a time, with the status line's hook around it. */
+static pthread_mutex_t g_logMutex = PTHREAD_MUTEX_INITIALIZER;
 static int g_world = 1;
 static int g_level = 1;
 static char g_zHost[256];
@@ -70,6 +75,14 @@ void bt_log_set_rank(int rank, int world) {
 int bt_log_rank(void) { return g_rank; }
 const char *bt_log_host(void) { return host_name(); }
 void bt_log_set_level(int level) { g_level = level; }
+int bt_log_level(void) { return g_level; }
+
+void bt_log_set_hook(bt_log_hook xHook, void *pArg) {
+  pthread_mutex_lock(&g_logMutex);
+  g_xHook = xHook;
+  g_pHookArg = pArg;
+  pthread_mutex_unlock(&g_logMutex);
+}
 
 static void log_v(FILE *f, const char *zTag, const char *zFmt, va_list ap) {
   /* One fprintf per line so concurrent ranks do not interleave mid-line. */
@@ -78,8 +91,12 @@ static void log_v(FILE *f, const char *zTag, const char *zFmt, va_list ap) {
   if (zTag) n = snprintf(zLine, sizeof zLine, "[rank %d@%s] %s: ", g_rank,
                          host_name(), zTag);
   vsnprintf(zLine + n, sizeof zLine - (size_t)n, zFmt, ap);
+  pthread_mutex_lock(&g_logMutex);
+  if (g_xHook) g_xHook(0, g_pHookArg);
   fprintf(f, "%s\n", zLine);
   fflush(f);
+  if (g_xHook) g_xHook(1, g_pHookArg);
+  pthread_mutex_unlock(&g_logMutex);
 }
 
 void bt_log_info(const char *zFmt, ...) {
@@ -113,6 +130,12 @@ void bt_log_error(const char *zFmt, ...) {
 }
 
 void bt_assert_fail(const char *zExpr, const char *zFile, int line) {
+  /* Off the progress bar first, unless the assertion fired while logging
+   * (the lock is held: then the message may land on the bar). */
+  if (pthread_mutex_trylock(&g_logMutex) == 0) {
+    if (g_xHook) g_xHook(0, g_pHookArg);
+    pthread_mutex_unlock(&g_logMutex);
+  }
   fprintf(stderr, "[rank %d@%s] internal error: assertion '%s' failed at %s:%d\n",
           g_rank, host_name(), zExpr, zFile, line);
   fflush(stderr);

@@ -71,6 +71,16 @@ const char *bt_log_host(void);
 /* 0 = only errors, 1 = normal (default), 2 = verbose (bt_log_debug shown). */
 void bt_log_set_level(int level);
 
+int bt_log_level(void);
+/* A live status line (the progress bar) that log lines must not glue onto
+ * registers a hook: xHook(0, pArg) runs before a log line is printed (take
+ * the status line off the terminal), xHook(1, pArg) after it (draw it again
+ * below the message). NULL removes it. base cannot include the progress
+ * module (it sits above), hence a hook. The hook runs under the log lock,
+ * from whichever thread logs, and must not log. */
+typedef void (*bt_log_hook)(int bAfter, void *pArg);
+void bt_log_set_hook(bt_log_hook xHook, void *pArg);
+
 void bt_log_info(const char *zFmt, ...) BT_PRINTF(1, 2);  /* rank 0 only */
 void bt_log_debug(const char *zFmt, ...) BT_PRINTF(1, 2); /* rank 0, level 2 */
 void bt_log_warn(const char *zFmt, ...) BT_PRINTF(1, 2);  /* every rank */

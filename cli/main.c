@@ -9,6 +9,7 @@
 #include "data/loader.h"
 #include "export/export.h"
 #include "kernels/ops.h"
+#include "report/report.h"
 #include "trainer/config.h"
 #include "trainer/trainer.h"
 
@@ -30,6 +31,8 @@ static void usage(FILE *f) {
           "  export CKPT ...   export a trained model (safetensors, ONNX)\n"
           "  infer DIR ...     generate text or classify with an exported "
           "model\n"
+          "  report RUN...     draw a PNG of runs' metrics (loss, throughput, "
+          "step time)\n"
           "  config [CONFIG]   print the resolved config (--markdown: the "
           "key reference)\n"
           "  version           print the version and build features\n"
@@ -119,6 +122,7 @@ int main(int argc, char **argv) {
   if (!strcmp(zCmd, "inspect")) return bt_inspect_main(argc - 1, argv + 1);
   if (!strcmp(zCmd, "export")) return bt_export_main(argc - 1, argv + 1);
   if (!strcmp(zCmd, "infer")) return bt_infer_main(argc - 1, argv + 1);
+  if (!strcmp(zCmd, "report")) return bt_report_main(argc - 1, argv + 1);
   if (!strcmp(zCmd, "train")) {
     bt_comm *pComm = NULL;
     if (bt_comm_init(&pComm, &argc, &argv) != BT_OK) {

@@ -83,8 +83,8 @@ static void usage(FILE *f) {
           "  --backend cpu|cuda    backend of the full forward (the KV-cache "
           "decoder is CPU)\n"
           "\n"
-          "Generated text goes to stdout (bytes outside printable ASCII, "
-          "newline and\ntab, and valid UTF-8, are escaped as \\xNN); "
+          "Generated text goes to stdout (printable ASCII, newline, tab and "
+          "valid UTF-8\nas they are, every other byte as \\xNN); "
           "throughput goes to stderr.\n");
 }
 
@@ -92,13 +92,72 @@ static int write_floats(const char *zPath, const float *p, size_t n) {
   return bt_file_write_atomic(zPath, p, n * sizeof(float));
 }
 
-/* Prints token bytes; escapes control bytes. Tokens >= 256 print as <id>. */
-static void put_token(FILE *f, int tok) {
-  if (tok >= 256) fprintf(f, "<%d>", tok);
-  else if (tok == '\n' || tok == '\t' || (tok >= 0x20 && tok < 0x7f) ||
-           tok >= 0x80)
-    fputc(tok, f);
-  else fprintf(f, "\\x%02x", tok);
+/* Generated text, escaped as docs/export.md says: printable ASCII, newline,
+ * tab and valid UTF-8 go out as they are; every other byte (control bytes,
+ * and each byte of an invalid or unfinished UTF-8 sequence) as \xNN, so the
+ * output is always valid UTF-8 and no terminal sees a raw control byte.
+ * A byte-level model emits one byte per token, so a character arrives in
+ * pieces: utf8_esc holds the bytes of a sequence until it is complete
+ * (printed whole) or broken (printed escaped, and the breaking byte starts
+ * afresh). "Valid" is RFC 3629: no overlong forms, no surrogates, nothing
+ * above U+10FFFF; the constraints all sit on the second byte. */
+typedef struct utf8_esc {
+  unsigned char a[4]; /* the sequence so far */
+  int n, need;        /* bytes held, bytes the sequence needs in all */
+} utf8_esc;
+
+static void utf8_flush(FILE *f, utf8_esc *e) {
+  for (int i = 0; i < e->n; i++) fprintf(f, "\\x%02x", e->a[i]);
+  e->n = e->need = 0;
+}
+
+/* Continuation byte b valid as byte number e->n (1-based: 1 is the second)? */
+static int utf8_cont_ok(const utf8_esc *e, unsigned char b) {
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (e->n == 1) {
+    switch (e->a[0]) {
+    case 0xe0: lo = 0xa0; break; /* overlong below U+0800 */
+    case 0xed: hi = 0x9f; break; /* surrogates U+D800..DFFF */
+    case 0xf0: lo = 0x90; break; /* overlong below U+10000 */
+    case 0xf4: hi = 0x8f; break; /* above U+10FFFF */
+    }
+  }
+  return b >= lo && b <= hi;
+}
+
+static void utf8_put_byte(FILE *f, utf8_esc *e, unsigned char b) {
+  if (e->n > 0) {
+    if (utf8_cont_ok(e, b)) {
+      e->a[e->n++] = b;
+      if (e->n == e->need) {
+        fwrite(e->a, 1, (size_t)e->n, f);
+        e->n = e->need = 0;
+      }
+      return;
+    }
+    utf8_flush(f, e); /* broken: its bytes escaped, b starts afresh */
+  }
+  int need = b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3
+           : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+  if (need) {
+    e->a[0] = b;
+    e->n = 1;
+    e->need = need;
+  } else if (b == '\n' || b == '\t' || (b >= 0x20 && b < 0x7f)) {
+    fputc(b, f);
+  } else {
+    fprintf(f, "\\x%02x", b);
+  }
+}
+
+/* Prints a token's byte; tokens >= 256 print as <id>. */
+static void put_token(FILE *f, utf8_esc *e, int tok) {
+  if (tok >= 256) {
+    utf8_flush(f, e);
+    fprintf(f, "<%d>", tok);
+  } else {
+    utf8_put_byte(f, e, (unsigned char)tok);
+  }
 }
 
 /* Full forward of tokens[0, n) padded to the model's window: causal
@@ -261,6 +320,7 @@ static int infer_gpt(bt_export_model *x, const infer_opts *o) {
   }
   double t1 = bt_time_now();
   int n = nPrompt;
+  utf8_esc esc = {{0}, 0, 0};
   for (int g = 0; g < nNew; g++) {
     if (!d) {
       /* Without a cache: a full forward over the whole sequence per token;
@@ -277,10 +337,11 @@ static int infer_gpt(bt_export_model *x, const infer_opts *o) {
     int next = sample(logits, m->V, o, n, scratch, sorted);
     seq[n++] = next;
     if (o->printIds) printf("%s%d", g ? " " : "", next);
-    else put_token(stdout, next);
+    else put_token(stdout, &esc, next);
     fflush(stdout);
     if (d && g + 1 < nNew && bt_kv_step(d, next, logits) != BT_OK) goto done;
   }
+  utf8_flush(stdout, &esc); /* an unfinished sequence at the end */
   printf("\n");
   double t2 = bt_time_now();
   double tps = nNew > 0 && t2 > t1 ? nNew / (t2 - t1) : 0;

@@ -13,6 +13,7 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler
   python3 python3-numpy python3-h5py python3-torch python3-venv python3-pip
   clang libclang-rt-14-dev
+  gnuplot-nox tmux
 )
 
 missing=()

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define OFF(f) offsetof(bt_config, f), sizeof(((bt_config *)0)->f)
 #define NOLIM -1e300, 1e300
@@ -298,12 +299,38 @@ static int value_parse(bt_config *pCfg, const bt_cfg_key *pKey,
 
 /* ---- INI file --------------------------------------------------------- */
 
+/* The parse of one config file. inih gives its handler no line number, so
+ * the file is read whole and served to ini_parse_stream() line by line by
+ * ini_next_line(), which counts lines: a duplicate key can then name the
+ * line of its first occurrence, and inih's error line and ours agree. */
 typedef struct ini_ctx {
   bt_config *pCfg;
   unsigned char *aSeen; /* per key: set by the file */
+  int *aLine;           /* per key: the line that set it (0: none yet) */
+  const char *zPath;
+  const char *zText;    /* the whole file, NUL-free (checked first) */
+  size_t nText, at;     /* bytes, next byte to serve */
+  int line, nextLine;   /* line of the last chunk served, of the next one */
   char zErr[1024];      /* first error (without file:line) */
   int nErr;
 } ini_ctx;
+
+/* ini_reader over ctx->zText with fgets() semantics: at most num - 1 bytes,
+ * up to and including a newline; NULL at the end. */
+static char *ini_next_line(char *zOut, int num, void *pStream) {
+  ini_ctx *p = pStream;
+  if (p->at >= p->nText || num < 2) return NULL;
+  const char *zStart = p->zText + p->at;
+  size_t room = (size_t)num - 1, left = p->nText - p->at;
+  const char *e = memchr(zStart, '\n', left < room ? left : room);
+  size_t n = e ? (size_t)(e - zStart) + 1 : (left < room ? left : room);
+  memcpy(zOut, zStart, n);
+  zOut[n] = 0;
+  p->at += n;
+  p->line = p->nextLine;
+  if (e) p->nextLine++;
+  return zOut;
+}
 
 static int config_ini_handler(void *user, const char *zSection, const char *zName,
                        const char *zValue) {
@@ -335,7 +362,16 @@ static int config_ini_handler(void *user, const char *zSection, const char *zNam
     p->nErr++;
     return 0;
   }
-  p->aSeen[pKey - bt_config_keys] = 1;
+  int iKey = (int)(pKey - bt_config_keys);
+  if (p->aLine[iKey]) { /* last-wins would hide one of the two silently */
+    snprintf(p->zErr, sizeof p->zErr,
+             "duplicate key %s.%s (first set at %s:%d)", zSection, zName,
+             p->zPath, p->aLine[iKey]);
+    p->nErr++;
+    return 0;
+  }
+  p->aLine[iKey] = p->line;
+  p->aSeen[iKey] = 1;
   return 1;
 }
 
@@ -402,13 +438,30 @@ int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
   BT_ASSERT(bt_config_nkeys <= 256);
   const char *zSource = zPath ? zPath : "(defaults)";
   if (zPath) {
-    FILE *f = fopen(zPath, "r");
-    if (!f)
+    struct stat st;
+    if (stat(zPath, &st) != 0)
       return bt_err_set("cannot open config file '%s': %s", zPath,
                         strerror(errno));
-    ini_ctx ctx = {.pCfg = pCfg, .aSeen = aSeen};
-    int line = ini_parse_file(f, config_ini_handler, &ctx);
-    fclose(f);
+    if (S_ISDIR(st.st_mode)) /* fopen() would succeed and read nothing */
+      return bt_err_set("config file '%s' is a directory", zPath);
+    size_t nText = 0;
+    char *zText = bt_file_read_all(zPath, &nText);
+    if (!zText)
+      return bt_err_prefix("config file: ");
+    const char *zNul = memchr(zText, 0, nText);
+    if (zNul) { /* inih would stop at it and ignore the rest silently */
+      int nulLine = 1;
+      for (const char *q = zText; q < zNul; q++) nulLine += *q == '\n';
+      free(zText);
+      return bt_err_set("%s:%d: NUL byte in config file (not a text file?)",
+                        zPath, nulLine);
+    }
+    int aLine[256] = {0};
+    ini_ctx ctx = {.pCfg = pCfg, .aSeen = aSeen, .aLine = aLine,
+                   .zPath = zPath, .zText = zText, .nText = nText,
+                   .nextLine = 1};
+    int line = ini_parse_stream(ini_next_line, &ctx, config_ini_handler, &ctx);
+    free(zText);
     if (line != 0) {
       if (ctx.nErr) return bt_err_set("%s:%d: %s", zPath, line, ctx.zErr);
       return bt_err_set("%s:%d: syntax error (expected [section] or "

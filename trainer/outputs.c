@@ -76,8 +76,16 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
     bt_outputs_close(p); /* closes what did open; keeps the error */
     return BT_ERR;
   }
-  if (p->rank == 0) bt_metrics_mark_start(p->pMet, s->startStep);
+  /* The first step THIS start writes, not the resume step: TensorBoard
+   * drops older points with step >= the mark, and the resume step's points
+   * (its val/loss among them) were written before the crash and are kept. */
+  if (p->rank == 0) bt_metrics_mark_start(p->pMet, p->firstStep);
   p->ttyWidth = progress_width(p->rank, p->world);
+  /* --quiet promises only errors and warnings; the progress line is
+   * neither (it printed anyway: it never asked the log level). */
+  p->bQuiet = bt_log_level() < 1;
+  p->tOpen = bt_time_now();
+  p->lastVal = NAN;
   p->bOpen = 1;
   return BT_OK;
 }
@@ -103,6 +111,12 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
   bt_metrics_scalar(pM, step, "time/optim_ms", 1e3 * r->t.optim);
   bt_metrics_scalar(pM, step, "time/ckpt_ms", 1e3 * p->prevCkpt);
   if (!isnan(r->val)) bt_metrics_scalar(pM, step, "val/loss", r->val);
+  /* Marks each start on its first line (0: a fresh run), so a reader sees a
+   * restart even when the killed run logged nothing after its checkpoint
+   * (no step goes back); a separate marker line would break readers that
+   * expect "step" on every line. */
+  if (step == p->firstStep)
+    bt_metrics_scalar(pM, step, "run/start_step", (double)(p->firstStep - 1));
   bt_metrics_flush_step(pM, step);
 }
 
@@ -114,7 +128,10 @@ static void progress_print(bt_outputs *p, const bt_step_report *r) {
   g.step = r->step;
   g.total_steps = p->total;
   g.loss = r->loss;
-  g.val_loss = r->val;
+  /* The latest validation loss stays on the line until the next one: on a
+   * terminal it would otherwise flash by on the validation step only. */
+  if (!isnan(r->val)) p->lastVal = r->val;
+  g.val_loss = p->lastVal;
   g.lr = r->lr;
   g.grad_norm = r->gradNorm;
   g.throughput = r->items * n / p->acc.total;
@@ -135,6 +152,7 @@ static void progress_print(bt_outputs *p, const bt_step_report *r) {
   g.ckpt_s = p->acc.ckpt / n;
   g.breakdown_pct = 0;
   g.eta_s = (double)(p->total - r->step) * p->acc.total / n;
+  g.elapsed_s = bt_time_now() - p->tOpen;
   bt_progress_print(stdout, &g, p->ttyWidth);
 }
 
@@ -148,7 +166,7 @@ void bt_outputs_step_end(bt_outputs *p, const bt_step_report *r) {
   p->acc.total += r->t.total;
   p->nAcc++;
   long step = r->step;
-  if (p->rank != 0 ||
+  if (p->rank != 0 || p->bQuiet ||
       !(step % p->logEvery == 0 || step == p->total || step == p->firstStep ||
         !isnan(r->val) || r->stopNow))
     return;

@@ -79,6 +79,9 @@ typedef struct bt_outputs {
   int rank, world, isGpt, logEvery, ttyWidth;
   long total, firstStep;
   double gpuFlopsPerItem;
+  double tOpen;      /* bt_time_now() at open: the progress line's elapsed */
+  int bQuiet;        /* --quiet (log level 0): no progress line */
+  double lastVal;    /* the latest validation loss (NaN: none yet) */
   double prevCkpt;   /* checkpoint seconds of the previous step */
   bt_step_times acc; /* summed since the last progress line */
   int nAcc;

@@ -30,6 +30,7 @@ static bt_progress full(void) {
   p.optim_s = 0.045;
   p.ckpt_s = 0.0;
   p.eta_s = 1 * 3600 + 23 * 60 + 45;
+  p.elapsed_s = 62;
   return p;
 }
 
@@ -41,7 +42,8 @@ int main(void) {
   const char *want =
       "step 120/5000 (2.4%) | loss 2.3457 | val 2.4012 | lr 3.00e-04 | "
       "gnorm 0.812 | 45.2k tok/s | MFU 41.3% | 812 ms/step (data 3.0, "
-      "compute 640, comm 20, opt 45, ckpt 0.0) | ETA 1:23:45";
+      "compute 640, comm 20, opt 45, ckpt 0.0) | elapsed 0:01:02 | "
+      "ETA 1:23:45";
   CHECK(n == strlen(z) && !strcmp(z, want), "plain line:\n got  %s\n want %s", z,
         want);
 
@@ -72,10 +74,29 @@ int main(void) {
     CHECK(!strchr(z, '\n') && !strchr(z, '\r'), "no line breaks at %d", w);
     if (w >= 12) CHECK(strstr(z, "120/5000") != NULL, "counter at %d: '%s'", w, z);
   }
+  /* Issue 17: 80 columns keep val loss, lr and elapsed time (and a bar). */
   n = bt_progress_format(z, sizeof z, &p, 80);
-  CHECK(z[0] == '[' && strstr(z, "loss 2.3457") && strstr(z, "ETA 1:23:45"),
-        "80 columns keep bar, loss, ETA: '%s'", z);
+  CHECK(z[0] == '[' && strstr(z, "loss 2.3457") && strstr(z, "val 2.4012") &&
+            strstr(z, "lr 3.00e-04") && strstr(z, "elapsed 0:01:02"),
+        "80 columns keep bar, loss, val, lr, elapsed: '%s'", z);
   CHECK(!strstr(z, "ms/step"), "80 columns drop the breakdown first: '%s'", z);
+  /* The documented drop order (progress.h), checked at every width: once a
+   * part is gone, every part before it in the order is gone too. */
+  {
+    static const char *azOrder[] = {"ms/step", "gnorm", "MFU", "tok/s", "ETA",
+                                    "%", "[", "elapsed", "lr ", "val ",
+                                    "loss "};
+    const int nOrder = (int)(sizeof azOrder / sizeof azOrder[0]);
+    for (int w = 300; w >= 12; w--) {
+      bt_progress_format(z, sizeof z, &p, w);
+      int iGone = -1; /* the latest part in the order that is missing */
+      for (int i = 0; i < nOrder; i++)
+        if (!strstr(z, azOrder[i])) iGone = i;
+      for (int i = 0; i < iGone; i++)
+        CHECK(!strstr(z, azOrder[i]), "width %d keeps '%s' but dropped '%s': '%s'",
+              w, azOrder[i], azOrder[iGone], z);
+    }
+  }
   n = bt_progress_format(z, sizeof z, &p, 300);
   CHECK(strstr(z, "ms/step") && strstr(z, "MFU") && strstr(z, "gnorm"),
         "wide terminal shows everything: '%s'", z);
@@ -86,9 +107,9 @@ int main(void) {
   h.total_steps = 100;
   bt_progress_format(z, sizeof z, &h, 22 + 7 + 2 + 6 + 1);
   CHECK(!strcmp(z, "[##########..........]  50.0%  50/100"), "bar: '%s'", z);
-  /* Narrow: fields go before the bar shrinks below 10. */
+  /* Narrow: the bar goes before loss and val loss. */
   n = bt_progress_format(z, sizeof z, &p, 40);
-  CHECK(z[0] == '[' && strstr(z, "120/5000"), "40 columns: '%s'", z);
+  CHECK(!strcmp(z, "120/5000  loss 2.3457  val 2.4012"), "40 columns: '%s'", z);
 
   /* Small buffers: truncated, NUL-terminated, never overrun. */
   char small[8];

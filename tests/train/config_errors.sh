@@ -29,4 +29,17 @@ expect 2 "--set: unknown key 'train.stepz'" "$BATON" train "$c" --set train.step
 expect 2 "--set: bad value 'x' for dist.zero: expected true or false" "$BATON" train "$c" --set dist.zero=x
 expect 2 "--set 'steps=3': expected section.key=value" "$BATON" train "$c" --set steps=3
 expect 2 "cannot open config file '$WORK/none.ini'" "$BATON" train "$WORK/none.ini"
+# Issue 17: a duplicate key names both lines (last-wins hid one silently);
+# NUL bytes name their line (inih stopped there silently); a directory says
+# so (it parsed as an empty file: "missing required key").
+printf '[model]\ntype = gpt\n[train]\nsteps = 10\nlog_every = 5\n\nsteps = 20\n' >"$c"
+expect 2 "$c:7: duplicate key train.steps (first set at $c:4)" "$BATON" train "$c"
+printf '[model]\ntype = gpt\n[train]\nsteps = 10\n[model]\ntype = mlp\n' >"$c"
+expect 2 "$c:6: duplicate key model.type (first set at $c:2)" "$BATON" train "$c"
+printf '[model]\ntype = gpt\n[train]\nsteps\0 = 10\n' >"$c"
+expect 2 "$c:4: NUL byte in config file" "$BATON" train "$c"
+printf '[model]\ntype = gpt\n\0' >"$c"
+expect 2 "$c:3: NUL byte in config file" "$BATON" train "$c"
+mkdir -p "$WORK/dir.ini"
+expect 2 "config file '$WORK/dir.ini' is a directory" "$BATON" train "$WORK/dir.ini"
 echo "$pass passed, 0 failed"

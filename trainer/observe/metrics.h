@@ -54,10 +54,12 @@ int bt_metrics_scalar(bt_metrics *pM, int64_t step, const char *zTag,
  * BT_ERR if the buffer holds another step (it is written anyway, under its
  * own step). */
 int bt_metrics_flush_step(bt_metrics *pM, int64_t step);
-/* Marks that training (re)starts at `step` (call once after resume): writes
- * a TensorBoard SessionLog START so TensorBoard drops points >= step read
- * from the crashed run's files. The JSONL file needs no marker (readers take
- * the last line of a step). */
+/* Marks that training (re)starts at `step`, the first step this start will
+ * write (resume from a checkpoint at step S: S + 1): writes a TensorBoard
+ * SessionLog START so TensorBoard drops points >= step read from the crashed
+ * run's files, and keeps those of step S. The JSONL file needs no marker
+ * here (readers take the last line of a step; the trainer adds the tag
+ * run/start_step to a start's first line). */
 int bt_metrics_mark_start(bt_metrics *pM, int64_t step);
 /* Flushes any buffered step, fsyncs, closes, frees. NULL is a no-op. */
 int bt_metrics_close(bt_metrics *pM);

@@ -4,6 +4,9 @@
  * The line is built from segments, each with a priority; the terminal form
  * drops segments by priority until the rest fits, then gives the remaining
  * width to the bar. Everything is formatted into fixed stack buffers.
+ *
+ * The live line's state (g_live) is the one global: what was last drawn,
+ * so that a log line can take it off the terminal and draw it again.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -11,6 +14,7 @@
 #include "trainer/observe/progress.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -49,6 +53,7 @@ void bt_progress_init(bt_progress *p) {
   p->mfu = NAN;
   p->step_s = p->data_s = p->compute_s = p->comm_s = p->optim_s = p->ckpt_s = NAN;
   p->eta_s = NAN;
+  p->elapsed_s = NAN;
 }
 
 const char *bt_progress_fmt_eta(double seconds, char *zBuf, size_t n) {
@@ -101,17 +106,19 @@ static int build_segments(seg *aSeg, const bt_progress *p, int bTty) {
             (long long)p->total_steps);
   else
     seg_add(aSeg, &nSeg, 0, "step %lld", (long long)p->step);
+  /* Priorities: larger is dropped earlier on a terminal; see progress.h
+   * for the order (PRIO_BAR: the bar goes after ETA, before elapsed). */
   if (isfinite(p->loss)) seg_add(aSeg, &nSeg, 1, "loss %.4f", p->loss);
-  if (isfinite(p->val_loss)) seg_add(aSeg, &nSeg, 5, "val %.4f", p->val_loss);
-  if (isfinite(p->lr)) seg_add(aSeg, &nSeg, 4, "lr %.2e", p->lr);
+  if (isfinite(p->val_loss)) seg_add(aSeg, &nSeg, 2, "val %.4f", p->val_loss);
+  if (isfinite(p->lr)) seg_add(aSeg, &nSeg, 3, "lr %.2e", p->lr);
   if (isfinite(p->grad_norm))
-    seg_add(aSeg, &nSeg, 7, "gnorm %.3f", p->grad_norm);
+    seg_add(aSeg, &nSeg, 8, "gnorm %.3f", p->grad_norm);
   if (p->throughput > 0 && isfinite(p->throughput)) {
     fmt_rate(z1, sizeof z1, p->throughput);
-    seg_add(aSeg, &nSeg, 3, "%s %s", z1, p->zUnit ? p->zUnit : "tok/s");
+    seg_add(aSeg, &nSeg, 6, "%s %s", z1, p->zUnit ? p->zUnit : "tok/s");
   }
   if (isfinite(p->mfu) && p->mfu >= 0)
-    seg_add(aSeg, &nSeg, 6, "MFU %.1f%%", 100.0 * p->mfu);
+    seg_add(aSeg, &nSeg, 7, "MFU %.1f%%", 100.0 * p->mfu);
   if (isfinite(p->step_s) && p->step_s >= 0) {
     char a[5][24];
     const double aPart[5] = {p->data_s, p->compute_s, p->comm_s, p->optim_s,
@@ -119,15 +126,18 @@ static int build_segments(seg *aSeg, const bt_progress *p, int bTty) {
     for (int i = 0; i < 5; i++)
       fmt_part(a[i], sizeof a[i], aPart[i], p->step_s, p->breakdown_pct);
     double ms = p->step_s * 1e3;
-    seg_add(aSeg, &nSeg, 8,
+    seg_add(aSeg, &nSeg, 9,
             ms < 10 ? "%.1f ms/step (data %s, compute %s, comm %s, opt %s, "
                       "ckpt %s)"
                     : "%.0f ms/step (data %s, compute %s, comm %s, opt %s, "
                       "ckpt %s)",
             ms, a[0], a[1], a[2], a[3], a[4]);
   }
+  if (isfinite(p->elapsed_s) && p->elapsed_s >= 0)
+    seg_add(aSeg, &nSeg, 4, "elapsed %s",
+            bt_progress_fmt_eta(p->elapsed_s, z1, sizeof z1));
   if (isfinite(p->eta_s) && p->eta_s >= 0)
-    seg_add(aSeg, &nSeg, 2, "ETA %s", bt_progress_fmt_eta(p->eta_s, z1, sizeof z1));
+    seg_add(aSeg, &nSeg, 5, "ETA %s", bt_progress_fmt_eta(p->eta_s, z1, sizeof z1));
   return nSeg;
 }
 
@@ -155,24 +165,32 @@ static size_t kept_width(const seg *aSeg, int nSeg, const int *aKeep,
 #define PCT_WIDTH ((size_t)7) /* " 100.0%" */
 #define BAR_MIN ((size_t)10)
 
-/* Drops the least important segments (largest prio, never prio 0), then
- * the bar, until the line fits width; sets aKeep and *pbBar. */
+/* Segments with a priority above this go before the bar does. */
+#define PRIO_BAR 4
+
+/* Drops the least important segments (largest prio, never prio 0) until the
+ * line fits width; the bar's percentage and then the bar go when the next
+ * segment to drop has priority <= PRIO_BAR. Sets aKeep, *pbBar, *pbPct. */
 static void fit_segments(const seg *aSeg, int nSeg, size_t nSep, size_t width,
-                         int *aKeep, int *pbBar) {
+                         int *aKeep, int *pbBar, int *pbPct) {
   for (int i = 0; i < nSeg; i++) aKeep[i] = 1;
   for (;;) {
     size_t need = kept_width(aSeg, nSeg, aKeep, nSep);
-    size_t barNeed = *pbBar ? BAR_MIN + 2 + PCT_WIDTH + nSep : 0;
+    size_t barNeed =
+        *pbBar ? BAR_MIN + 2 + (*pbPct ? PCT_WIDTH : 0) + nSep : 0;
     if (need + barNeed <= width) break;
     int worst = -1;
     for (int i = 0; i < nSeg; i++)
       if (aKeep[i] && aSeg[i].prio > 0 &&
           (worst < 0 || aSeg[i].prio > aSeg[worst].prio))
         worst = i;
-    if (worst >= 0) {
+    int bBarFirst = worst < 0 || aSeg[worst].prio <= PRIO_BAR;
+    if (bBarFirst && *pbBar && *pbPct) {
+      *pbPct = 0; /* the counter says the same */
+    } else if (bBarFirst && *pbBar) {
+      *pbBar = 0;
+    } else if (worst >= 0) {
       aKeep[worst] = 0;
-    } else if (*pbBar) {
-      *pbBar = 0; /* only the counter is left and still no room for a bar */
     } else {
       break; /* the counter alone is wider than the terminal: truncate */
     }
@@ -181,7 +199,7 @@ static void fit_segments(const seg *aSeg, int nSeg, size_t nSep, size_t width,
 
 /* "[####....] 42.0%" and a separator, the bar nBar cells wide (at most 50). */
 static void put_bar(char *zBuf, size_t n, size_t *pAt, const bt_progress *p,
-                    size_t nBar, const char *zSep, size_t nSep) {
+                    size_t nBar, int bPct, const char *zSep, size_t nSep) {
   if (nBar > 50) nBar = 50; /* a wider bar carries no more information */
   double frac = (double)p->step / (double)p->total_steps;
   if (frac < 0) frac = 0;
@@ -192,9 +210,11 @@ static void put_bar(char *zBuf, size_t n, size_t *pAt, const bt_progress *p,
   for (size_t i = 0; i < nBar; i++) zBar[1 + i] = i < nFill ? '#' : '.';
   zBar[nBar + 1] = ']';
   put(zBuf, n, pAt, zBar, nBar + 2);
-  char zPct[16];
-  int k = snprintf(zPct, sizeof zPct, " %5.1f%%", 100.0 * frac);
-  put(zBuf, n, pAt, zPct, (size_t)k);
+  if (bPct) {
+    char zPct[16];
+    int k = snprintf(zPct, sizeof zPct, " %5.1f%%", 100.0 * frac);
+    put(zBuf, n, pAt, zPct, (size_t)k);
+  }
   put(zBuf, n, pAt, zSep, nSep);
 }
 
@@ -228,11 +248,12 @@ size_t bt_progress_format(char *zBuf, size_t n, const bt_progress *p,
 
   size_t width = (size_t)tty_width - 1; /* never write the last column */
   int aKeep[SEG_MAX];
-  int bBar = p->total_steps > 0;
-  fit_segments(aSeg, nSeg, nSep, width, aKeep, &bBar);
+  int bBar = p->total_steps > 0, bPct = 1;
+  fit_segments(aSeg, nSeg, nSep, width, aKeep, &bBar, &bPct);
   if (bBar) {
     size_t need = kept_width(aSeg, nSeg, aKeep, nSep);
-    put_bar(zBuf, n, &at, p, width - need - 2 - PCT_WIDTH - nSep, zSep, nSep);
+    put_bar(zBuf, n, &at, p,
+            width - need - 2 - (bPct ? PCT_WIDTH : 0) - nSep, bPct, zSep, nSep);
   }
   put_segments(zBuf, n, &at, aSeg, nSeg, aKeep, zSep, nSep);
   if (at > width) { /* only when the counter alone is too wide */
@@ -249,19 +270,93 @@ int bt_progress_tty_width(int fd) {
   return 80;
 }
 
+/* The live line (progress.h, terminal handling). */
+static struct {
+  pthread_mutex_t mu;
+  FILE *f;
+  bt_progress p;  /* the last line's fields, to draw it again */
+  int givenWidth; /* used when f is not a terminal (BATON_PROGRESS=bar) */
+  int bHave;      /* p holds a line: the hook is registered */
+  int bShown;     /* that line is on the terminal, the cursor at its end */
+  size_t nCols;   /* columns it took */
+} g_live = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Takes the shown line off the terminal: back to its first row (a
+ * terminal that reflowed it after a narrowing resize wrapped it onto
+ * (nCols - 1) / width + 1 rows, the cursor on the last) and erase to the
+ * end of the screen. */
+static void live_erase(int width) {
+  if (!g_live.bShown) return;
+  size_t up = width > 0 && g_live.nCols > 0 ? (g_live.nCols - 1) / (size_t)width
+                                            : 0;
+  if (up > 0) fprintf(g_live.f, "\r\x1b[%zuA\x1b[J", up);
+  else fputs("\r\x1b[J", g_live.f);
+  g_live.bShown = 0;
+}
+
+static int live_width(void) {
+  int w = bt_progress_tty_width(fileno(g_live.f));
+  return w > 0 ? w : g_live.givenWidth;
+}
+
+/* Erases the old line and draws g_live.p at the terminal's width now. */
+static void live_draw(void) {
+  int width = live_width();
+  char zLine[1024];
+  size_t n = bt_progress_format(zLine, sizeof zLine, &g_live.p, width);
+  live_erase(width);
+  fputs(zLine, g_live.f);
+  fflush(g_live.f);
+  g_live.nCols = n;
+  g_live.bShown = 1;
+}
+
+/* bt_log_hook: off the terminal before a log line, back after it. */
+static void live_hook(int bAfter, void *pArg) {
+  (void)pArg;
+  pthread_mutex_lock(&g_live.mu);
+  if (g_live.bHave) {
+    if (!bAfter) {
+      live_erase(live_width());
+      fflush(g_live.f);
+    } else {
+      live_draw();
+    }
+  }
+  pthread_mutex_unlock(&g_live.mu);
+}
+
 void bt_progress_print(FILE *f, const bt_progress *p, int tty_width) {
   if (bt_log_rank() != 0) return;
-  char zLine[1024];
-  bt_progress_format(zLine, sizeof zLine, p, tty_width);
-  if (tty_width > 0)
-    fprintf(f, "\r%s\x1b[K", zLine);
-  else
+  if (tty_width <= 0) {
+    char zLine[1024];
+    bt_progress_format(zLine, sizeof zLine, p, 0);
     fprintf(f, "%s\n", zLine);
-  fflush(f);
+    fflush(f);
+    return;
+  }
+  pthread_mutex_lock(&g_live.mu);
+  int bNew = !g_live.bHave;
+  g_live.f = f;
+  g_live.p = *p;
+  g_live.givenWidth = tty_width;
+  g_live.bHave = 1;
+  live_draw();
+  pthread_mutex_unlock(&g_live.mu);
+  /* Outside g_live.mu: the hook is called under the log lock and then
+   * takes g_live.mu, so the lock order is always log -> live. */
+  if (bNew) bt_log_set_hook(live_hook, NULL);
 }
 
 void bt_progress_end_line(FILE *f, int tty_width) {
-  if (bt_log_rank() != 0 || tty_width <= 0) return;
-  fputc('\n', f);
-  fflush(f);
+  (void)tty_width;
+  if (bt_log_rank() != 0) return;
+  bt_log_set_hook(NULL, NULL);
+  pthread_mutex_lock(&g_live.mu);
+  if (g_live.bShown && g_live.f == f) {
+    fputc('\n', f);
+    fflush(f);
+  }
+  g_live.bShown = g_live.bHave = 0;
+  pthread_mutex_unlock(&g_live.mu);
 }

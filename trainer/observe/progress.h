@@ -11,17 +11,31 @@
  *   - a terminal of tty_width columns: one line that never exceeds
  *     tty_width - 1 columns (writing the last column makes some terminals
  *     wrap), starting with a bar "[#####.....]  2.4%". When the fields do
- *     not fit, the least important are dropped first (breakdown, grad-norm,
- *     MFU, val loss, lr, throughput, ETA, loss; the step counter stays),
- *     then the bar shrinks (at least 10 columns) or goes.
+ *     not fit, the least important go first, in this order: breakdown,
+ *     grad-norm, MFU, throughput, ETA, then the bar's percentage, then the
+ *     bar (it shrinks to 10 cells before it goes), then elapsed time, lr,
+ *     val loss, loss; the step counter always stays. So at 80 columns a
+ *     GPT run shows the counter, loss, val loss, lr and elapsed time.
  * Fields that are unknown are omitted, never printed as "nan": NaN marks
- * loss/val_loss/lr/grad_norm/mfu/eta_s/step_s unknown; throughput <= 0 too.
- * MFU is set only on GPU (the CPU backend has no meaningful peak).
+ * loss/val_loss/lr/grad_norm/mfu/eta_s/elapsed_s/step_s unknown;
+ * throughput <= 0 too. MFU is set only on GPU (no meaningful CPU peak).
  *
  * bt_progress_format() is pure (no I/O, no globals) so tests need no
- * terminal. bt_progress_print() adds the terminal handling: "\r" + line +
- * "\x1b[K" (erase the rest of the old line) with no newline on a TTY; line +
- * "\n" otherwise. Only rank 0 prints (bt_log_rank()).
+ * terminal. bt_progress_print() adds the terminal handling, on rank 0 only
+ * (bt_log_rank()): line + "\n" when not on a terminal; on a terminal the
+ * line is live (no newline, the cursor stays at its end) and:
+ *   1. Each redraw asks the terminal its width again (one TIOCGWINSZ), so a
+ *      resized window gets a line of the new width at the next redraw. A
+ *      terminal that reflows on resize (tmux, VTE, iTerm2, kitty) has
+ *      wrapped the old line onto several rows: the redraw moves up over
+ *      them and erases to the end of the screen ("\x1b[J").
+ *   2. While a line is live, a log line (util.h's bt_log_*) takes it off
+ *      the terminal first, prints the message on its own line, and the bar
+ *      is drawn again below it (a hook bt_progress_print() registers with
+ *      bt_log_set_hook(); base cannot include this module). The state is
+ *      behind a mutex: the checkpoint writer's thread logs too.
+ *   3. bt_progress_end_line() ends a live line with "\n" and removes the
+ *      hook; nothing is printed when no line is live.
  */
 #ifndef BATON_PROGRESS_H
 #define BATON_PROGRESS_H
@@ -45,6 +59,7 @@ typedef struct bt_progress {
   double step_s, data_s, compute_s, comm_s, optim_s, ckpt_s;
   int breakdown_pct; /* 1: breakdown as % of step_s; 0: milliseconds */
   double eta_s;      /* seconds to the last step; NaN: unknown */
+  double elapsed_s;  /* seconds since this process started training */
 } bt_progress;
 
 /* Sets every optional field to "unknown" (NaN, 0, NULL). */
@@ -63,10 +78,12 @@ const char *bt_progress_fmt_eta(double seconds, char *zBuf, size_t n);
  * does not say; 0 if fd is not a terminal. */
 int bt_progress_tty_width(int fd);
 
-/* Prints the line to f (rank 0 only); see the header comment. */
+/* Prints the line to f (rank 0 only); see the header comment. tty_width
+ * > 0: the live form; its width is asked again of f's terminal each time
+ * (tty_width is used only when f is not a terminal: BATON_PROGRESS=bar). */
 void bt_progress_print(FILE *f, const bt_progress *p, int tty_width);
-/* On a TTY ends the live line with "\n" so following output starts on a
- * fresh line; no-op otherwise. Call before logging or at exit. */
+/* Ends a live line with "\n" so following output starts on a fresh line,
+ * and stops redrawing it around log lines; no-op when none is live. */
 void bt_progress_end_line(FILE *f, int tty_width);
 
 #endif /* BATON_PROGRESS_H */
