@@ -591,8 +591,13 @@ static void scan_print(const char *zPath, const bt_data_part *pPart,
   const bt_data_scan *pS = &pPart->aSplit[s];
   int bTok = c->eKind == BT_SAMPLE_TOKENS;
   if (!pS->bScanned) {
-    if (strncmp(pS->zNote, "no ", 3) != 0)
-      printf("  /%s: not scanned: %s\n", azSplit[s], pS->zNote);
+    /* A split that is absent is a problem for /train only; one that is
+     * present but cannot be read is always one. */
+    int bAbsent = strncmp(pS->zNote, "no ", 3) == 0;
+    if (bAbsent && s == 1) return;
+    printf("  /%s: %s%s\n", azSplit[s], bAbsent ? "" : "not scanned: ",
+           pS->zNote);
+    p->nProblem++;
     return;
   }
   printf("  /%s/%s: %lld %s", azSplit[s], bTok ? "tokens" : "x, y",
