@@ -118,7 +118,8 @@ int main(int argc, char **argv) {
     return cmd_version();
   if (!strcmp(zCmd, "config")) return cmd_config(argc - 1, argv + 1);
   if (!strcmp(zCmd, "prepare")) return bt_prepare_main(argc - 1, argv + 1);
-  if (!strcmp(zCmd, "inspect")) /* a file is a dataset, a directory a checkpoint */
+  /* inspect: a regular file is a dataset, a directory a checkpoint */
+  if (!strcmp(zCmd, "inspect"))
     return bt_data_inspect_wants(argc - 1, argv + 1)
                ? bt_data_inspect_main(argc - 1, argv + 1)
                : bt_inspect_main(argc - 1, argv + 1);
