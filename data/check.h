@@ -78,7 +78,8 @@ typedef int (*bt_data_gather_fn)(void *pCtx, const void *pSend, void *pRecv,
 
 /* The start-up check of `baton train` (data.check): part, gather, merge,
  * and one log line with what was read and how fast. Does nothing for
- * synthetic data or with bScan 0. Every rank returns the same result. */
+ * synthetic data or with bScan 0. With xGather every rank returns the same
+ * result; without it (world 1, tests) the rank's own part decides. */
 int bt_data_check_run(bt_loader_config *pCfg, int bScan,
                       bt_data_gather_fn xGather, void *pCtx);
 
