@@ -1023,7 +1023,8 @@ static void inspect_usage(FILE *f) {
           "Prints a checkpoint's step, world size at save, trainer metadata,\n"
           "items and per-file sizes and compression ratio, then decodes every\n"
           "payload and checks every checksum. Given a run directory, inspects\n"
-          "its newest ckpt-* directory.\n"
+          "its newest ckpt-* directory. (`baton inspect DATA.h5` checks a\n"
+          "dataset file instead: docs/data.md.)\n"
           "Exit status: 0 verify PASS, 1 verify FAIL, 2 usage error.\n");
 }
 

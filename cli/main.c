@@ -6,6 +6,7 @@
 #include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "comm/comm.h"
+#include "data/check.h"
 #include "data/loader.h"
 #include "export/export.h"
 #include "kernels/ops.h"
@@ -27,7 +28,8 @@ static void usage(FILE *f) {
           "  train CONFIG      train a model (under mpirun: one process per "
           "GPU/rank)\n"
           "  prepare ...       build an HDF5 dataset from text or arrays\n"
-          "  inspect CKPT      summarise and verify a checkpoint\n"
+          "  inspect CKPT      summarise and verify a checkpoint (or a "
+          "dataset: DATA.h5)\n"
           "  export CKPT ...   export a trained model (safetensors, ONNX)\n"
           "  infer DIR ...     generate text or classify with an exported "
           "model\n"
@@ -119,7 +121,11 @@ int main(int argc, char **argv) {
     return cmd_version();
   if (!strcmp(zCmd, "config")) return cmd_config(argc - 1, argv + 1);
   if (!strcmp(zCmd, "prepare")) return bt_prepare_main(argc - 1, argv + 1);
-  if (!strcmp(zCmd, "inspect")) return bt_inspect_main(argc - 1, argv + 1);
+  /* inspect: a regular file is a dataset, a directory a checkpoint */
+  if (!strcmp(zCmd, "inspect"))
+    return bt_data_inspect_wants(argc - 1, argv + 1)
+               ? bt_data_inspect_main(argc - 1, argv + 1)
+               : bt_inspect_main(argc - 1, argv + 1);
   if (!strcmp(zCmd, "export")) return bt_export_main(argc - 1, argv + 1);
   if (!strcmp(zCmd, "infer")) return bt_infer_main(argc - 1, argv + 1);
   if (!strcmp(zCmd, "report")) return bt_report_main(argc - 1, argv + 1);

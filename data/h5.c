@@ -1,12 +1,17 @@
 /*
  * h5.c: the HDF5 sample source (layouts in docs/data.md).
  *
- *   tokens:   /<split>/tokens  1-D uint16 or uint32, any chunking/filters;
- *             sample i = elements [i*(T+1), (i+1)*(T+1)).
- *   features: /<split>/x float [N, D...] (trailing dims flattened),
- *             /<split>/y integer [N] (or [N, 1]).
- *   root attributes: baton_format_version = 1; vocab_size (tokens);
- *             num_classes (features); tokenizer (string, informational).
+ *   tokens:   /<split>/tokens  1-D, any integer type (int8..int64,
+ *             uint8..uint64), any chunking/filters; sample i = elements
+ *             [i*(T+1), (i+1)*(T+1)).
+ *   features: /<split>/x float or integer [N, D...] (trailing dims
+ *             flattened), /<split>/y integer [N] (or [N, 1]).
+ *   root attributes, all optional (files written by users' own tools
+ *             rarely have them): baton_format_version (1 if absent; a
+ *             note is logged once); vocab_size (tokens); num_classes
+ *             (features); tokenizer (string, informational). A limit the
+ *             file does not give comes from the config, or from the data
+ *             through the start-up check (check.c).
  *
  * Thread rule (HDF5 is not thread-safe in every build):
  *   1. Every HDF5 call in the process happens under bt_h5_lock(), a
@@ -31,8 +36,11 @@
  *
  * Reading: a rank's indices are sorted and coalesced into runs of
  * consecutive samples; each run is one contiguous hyperslab read into a
- * scratch buffer (tokens through H5T_NATIVE_UINT32, so uint16 files
- * convert), validated, and scattered back into the caller's order. No rank
+ * scratch buffer (tokens through H5T_NATIVE_INT64 whatever the file's
+ * integer type: every value of every type is then exact, except uint64
+ * values above 2^63, which HDF5 clips to INT64_MAX and the range check
+ * rejects all the same; a negative id is never converted silently),
+ * validated, and scattered back into the caller's order. No rank
  * ever selects more than its own samples; nByteRead counts the selected
  * elements times their size in the file.
  */
@@ -47,6 +55,7 @@
 #include <unistd.h>
 
 #include "base/util.h"
+#include "data/h5_impl.h"
 #include "data/loader_impl.h"
 
 static pthread_mutex_t g_h5Lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
@@ -63,6 +72,7 @@ typedef struct h5_src {
   int T;
   int64_t nElem;        /* tokens: elements in the stream */
   int elemSize;         /* bytes per element of hDset in the file */
+  int bSigned;          /* tokens: the file's integer type is signed */
   int elemSizeY;
   int vocabLimit;       /* tokens must be < this */
   int nClassLimit;      /* labels must be < this */
@@ -78,7 +88,7 @@ typedef struct h5_src {
   size_t nOrd;
   int64_t *aOrd; /* pairs (index, position in caller's order) */
   size_t nTok;
-  uint32_t *aTok;
+  int64_t *aTok;
   size_t nXTmp, nYTmp;
   float *aXTmp;
   int32_t *aYTmp;
@@ -115,7 +125,7 @@ int bt_h5_fail(const char *zPath, const char *zDset, const char *zWhat,
 
 static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-static const char *type_name(hid_t t, char *z, size_t nz) {
+const char *bt_h5_type_name(hid_t t, char *z, size_t nz) {
   H5T_class_t cls = H5Tget_class(t);
   size_t sz = H5Tget_size(t);
   const char *zc = "other";
@@ -133,31 +143,105 @@ static const char *type_name(hid_t t, char *z, size_t nz) {
 
 /* ---- attributes ----------------------------------------------------------- */
 
-/* Reads integer attribute zName of the root group; 0 = absent (*pv kept),
- * 1 = read, BT_ERR = present but unreadable. */
-static int attr_int(h5_src *s, const char *zName, int64_t *pv) {
+/* Reads integer attribute zName of the root group of hFile; 0 = absent
+ * (*pv kept), 1 = read, BT_ERR = present but unreadable. */
+int bt_h5_attr_int(hid_t hFile, const char *zPath, const char *zName,
+                   int64_t *pv) {
   int rc = 0;
-  hid_t a = -1;
-  htri_t ex = H5Aexists_by_name(s->hFile, "/", zName, H5P_DEFAULT);
-  if (ex < 0) return bt_h5_fail(s->zPath, "/", "H5Aexists_by_name", __LINE__);
+  hid_t a = -1, t = -1;
+  htri_t ex = H5Aexists_by_name(hFile, "/", zName, H5P_DEFAULT);
+  if (ex < 0) return bt_h5_fail(zPath, "/", "H5Aexists_by_name", __LINE__);
   if (ex == 0) return 0;
-  a = H5Aopen_by_name(s->hFile, "/", zName, H5P_DEFAULT, H5P_DEFAULT);
-  H5_TRY(a, "/");
-  hid_t t = H5Aget_type(a);
-  H5_TRY(t, "/");
-  H5T_class_t cls = H5Tget_class(t);
-  H5Tclose(t);
-  if (cls != H5T_INTEGER) {
-    rc = bt_err_set("%s: attribute %s is not an integer", s->zPath, zName);
-    goto out;
-  }
+  a = H5Aopen_by_name(hFile, "/", zName, H5P_DEFAULT, H5P_DEFAULT);
+  if (a < 0) return bt_h5_fail(zPath, "/", "H5Aopen_by_name", __LINE__);
+  t = H5Aget_type(a);
   long long v = 0;
-  H5_TRY(H5Aread(a, H5T_NATIVE_LLONG, &v), "/");
-  *pv = v;
-  rc = 1;
-out:
-  if (a >= 0) H5Aclose(a);
+  if (t < 0) {
+    rc = bt_h5_fail(zPath, "/", "H5Aget_type", __LINE__);
+  } else if (H5Tget_class(t) != H5T_INTEGER) {
+    rc = bt_err_set("%s: attribute %s is not an integer", zPath, zName);
+  } else if (H5Aread(a, H5T_NATIVE_LLONG, &v) < 0) {
+    rc = bt_h5_fail(zPath, "/", "H5Aread", __LINE__);
+  } else {
+    *pv = v;
+    rc = 1;
+  }
+  if (t >= 0) H5Tclose(t);
+  H5Aclose(a);
   return rc;
+}
+
+/* The format version: absent is version 1, noted once per process (files
+ * written with h5py rarely carry baton's attributes); any other value than
+ * 1 is an error. Called with bt_h5_lock() held, which guards the flag. */
+int bt_h5_check_version(hid_t hFile, const char *zPath, int bNote) {
+  static int bNoted = 0;
+  int64_t ver = -1;
+  int rc = bt_h5_attr_int(hFile, zPath, "baton_format_version", &ver);
+  if (rc < 0) return BT_ERR;
+  if (rc == 0) {
+    if (!bNoted && bNote)
+      bt_log_info("note: %s has no baton_format_version attribute; reading "
+                  "it as version 1 (docs/data.md)",
+                  zPath);
+    bNoted |= bNote;
+    return BT_OK;
+  }
+  if (ver != 1)
+    return bt_err_set("%s: baton_format_version is %lld; this baton reads "
+                      "version 1",
+                      zPath, (long long)ver);
+  return BT_OK;
+}
+
+/* The limit (vocabulary, classes) that values are checked against, from
+ * the file's attribute zAttr (attr, <= 0 absent) and the config key zKey
+ * (cfg, 0 unset): the attribute if present (the model may be larger than
+ * the data needs, never smaller), else the config. */
+int bt_h5_limit(const char *zPath, const char *zAttr, int64_t attr, int cfg,
+                const char *zKey, int *pLimit) {
+  if (attr <= 0 && cfg <= 0)
+    return bt_err_set("%s: %s is not set and the file has no %s attribute; "
+                      "set %s (or leave data.check on to take it from the "
+                      "data)",
+                      zPath, zKey, zAttr, zKey);
+  if (attr > 0 && cfg > 0 && attr > cfg)
+    return bt_err_set("%s: the file's %s %lld is larger than %s = %d; set "
+                      "%s = %lld, or leave it unset (0) to take it from the "
+                      "file",
+                      zPath, zAttr, (long long)attr, zKey, cfg, zKey,
+                      (long long)attr);
+  if (attr > (1 << 24))
+    return bt_err_set("%s: attribute %s %lld is out of range (at most %d)",
+                      zPath, zAttr, (long long)attr, 1 << 24);
+  *pLimit = attr > 0 ? (int)attr : cfg;
+  return BT_OK;
+}
+
+int bt_h5_token_error(const char *zPath, const char *zDset, int64_t v,
+                      int64_t idx, int limit) {
+  if (v < 0)
+    return bt_err_set("%s:%s: token id %lld at index %lld is negative",
+                      zPath, zDset, (long long)v, (long long)idx);
+  return bt_err_set("%s:%s: token id %lld at index %lld is >= vocab size %d",
+                    zPath, zDset, (long long)v, (long long)idx, limit);
+}
+
+int bt_h5_label_error(const char *zPath, const char *zDset, int64_t v,
+                      int64_t idx, int limit) {
+  if (v < 0)
+    return bt_err_set("%s:%s: label %lld at index %lld is negative", zPath,
+                      zDset, (long long)v, (long long)idx);
+  return bt_err_set("%s:%s: label %lld at index %lld is >= num_classes %d",
+                    zPath, zDset, (long long)v, (long long)idx, limit);
+}
+
+int bt_h5_feature_error(const char *zPath, const char *zDset, double v,
+                        int64_t row, int64_t col, int64_t D) {
+  return bt_err_set("%s:%s: non-finite value %g at index %lld (row %lld, "
+                    "column %lld)",
+                    zPath, zDset, v, (long long)(row * D + col),
+                    (long long)row, (long long)col);
 }
 
 /* ---- open ----------------------------------------------------------------- */
@@ -215,21 +299,12 @@ out:
 }
 
 /* The file's attribute zAttr (vocab_size, num_classes) against the
- * config's value cfg (named zCfg in messages): one of them must be given,
- * and the file's may not exceed the model's. Sets *pv to the one to use. */
-static int attr_limit(h5_src *s, const char *zAttr, int cfg, const char *zCfg,
+ * config's value cfg (key zKey): bt_h5_limit. */
+static int attr_limit(h5_src *s, const char *zAttr, int cfg, const char *zKey,
                       int *pv) {
   int64_t v = -1;
-  if (attr_int(s, zAttr, &v) < 0) return BT_ERR;
-  if (v <= 0 && cfg <= 0)
-    return bt_err_set("%s: attribute %s is missing or not positive, and the "
-                      "config gives no %s",
-                      s->zPath, zAttr, zCfg);
-  if (v > 0 && cfg > 0 && v > cfg)
-    return bt_err_set("%s: %s %lld is larger than the model's %s %d",
-                      s->zPath, zAttr, (long long)v, zCfg, cfg);
-  *pv = v > 0 ? (int)v : cfg;
-  return BT_OK;
+  if (bt_h5_attr_int(s->hFile, s->zPath, zAttr, &v) < 0) return BT_ERR;
+  return bt_h5_limit(s->zPath, zAttr, v, cfg, zKey, pv);
 }
 
 static int open_tokens(h5_src *s, const bt_loader_config *pCfg) {
@@ -237,19 +312,23 @@ static int open_tokens(h5_src *s, const bt_loader_config *pCfg) {
   hid_t t = -1;
   char zt[32];
   if (open_dset(s, s->zDset, &s->hDset) != BT_OK) return BT_ERR;
-  if (attr_limit(s, "vocab_size", pCfg->vocab, "vocab", &s->base.vocab) !=
+  if (attr_limit(s, "vocab_size", pCfg->vocab, "model.vocab_size",
+                 &s->base.vocab) !=
       BT_OK)
     return BT_ERR;
   s->vocabLimit = s->base.vocab;
   t = H5Dget_type(s->hDset);
   H5_TRY(t, s->zDset);
-  if (H5Tget_class(t) != H5T_INTEGER || H5Tget_sign(t) != H5T_SGN_NONE ||
-      (H5Tget_size(t) != 2 && H5Tget_size(t) != 4)) {
-    rc = bt_err_set("%s:%s: token dtype is %s; expected uint16 or uint32",
-                    s->zPath, s->zDset, type_name(t, zt, sizeof zt));
+  size_t nSize = H5Tget_size(t);
+  if (H5Tget_class(t) != H5T_INTEGER ||
+      (nSize != 1 && nSize != 2 && nSize != 4 && nSize != 8)) {
+    rc = bt_err_set("%s:%s: token dtype is %s; expected an integer type "
+                    "(uint16, uint32, int32, int64, ...)",
+                    s->zPath, s->zDset, bt_h5_type_name(t, zt, sizeof zt));
     goto out;
   }
-  s->elemSize = (int)H5Tget_size(t);
+  s->elemSize = (int)nSize;
+  s->bSigned = H5Tget_sign(t) != H5T_SGN_NONE;
   s->hSpace = H5Dget_space(s->hDset);
   H5_TRY(s->hSpace, s->zDset);
   int nd = H5Sget_simple_extent_ndims(s->hSpace);
@@ -279,25 +358,26 @@ out:
   return rc;
 }
 
-/* Features float, labels integer. */
+/* Features float or integer (read as float32), labels integer. */
 static int features_check_types(h5_src *s) {
   int rc = BT_OK;
   hid_t t = -1, ty = -1;
   char zt[32];
   t = H5Dget_type(s->hDset);
   H5_TRY(t, s->zDset);
-  if (H5Tget_class(t) != H5T_FLOAT) {
-    rc = bt_err_set("%s:%s: feature dtype is %s; expected float32 (or "
-                    "float64)",
-                    s->zPath, s->zDset, type_name(t, zt, sizeof zt));
+  if (H5Tget_class(t) != H5T_FLOAT && H5Tget_class(t) != H5T_INTEGER) {
+    rc = bt_err_set("%s:%s: feature dtype is %s; expected float32, float64 "
+                    "or an integer type",
+                    s->zPath, s->zDset, bt_h5_type_name(t, zt, sizeof zt));
     goto out;
   }
   s->elemSize = (int)H5Tget_size(t);
   ty = H5Dget_type(s->hDsetY);
   H5_TRY(ty, s->zDsetY);
   if (H5Tget_class(ty) != H5T_INTEGER) {
-    rc = bt_err_set("%s:%s: label dtype is %s; expected int32", s->zPath,
-                    s->zDsetY, type_name(ty, zt, sizeof zt));
+    rc = bt_err_set("%s:%s: label dtype is %s; expected an integer type",
+                    s->zPath,
+                    s->zDsetY, bt_h5_type_name(ty, zt, sizeof zt));
     goto out;
   }
   s->elemSizeY = (int)H5Tget_size(ty);
@@ -347,7 +427,8 @@ out:
 static int open_features(h5_src *s, const bt_loader_config *pCfg) {
   if (open_dset(s, s->zDset, &s->hDset) != BT_OK) return BT_ERR;
   if (open_dset(s, s->zDsetY, &s->hDsetY) != BT_OK) return BT_ERR;
-  if (attr_limit(s, "num_classes", pCfg->nClass, "nClass", &s->base.nClass) !=
+  if (attr_limit(s, "num_classes", pCfg->nClass, "model.n_classes",
+                 &s->base.nClass) !=
       BT_OK)
     return BT_ERR;
   s->nClassLimit = s->base.nClass;
@@ -364,17 +445,21 @@ static int open_features(h5_src *s, const bt_loader_config *pCfg) {
  * whole stream lies inside the file, and the first elements read both ways
  * agree. BATON_DATA_PREAD=0 turns it off (tests cover both paths).
  */
-static int raw_to_u32(const h5_src *s, const unsigned char *pRaw, size_t n,
-                      uint32_t *pOut) {
-  if (s->elemSize == 2)
-    for (size_t i = 0; i < n; i++)
-      pOut[i] = (uint32_t)pRaw[2 * i] | ((uint32_t)pRaw[2 * i + 1] << 8);
-  else
-    for (size_t i = 0; i < n; i++)
-      pOut[i] = (uint32_t)pRaw[4 * i] | ((uint32_t)pRaw[4 * i + 1] << 8) |
-                ((uint32_t)pRaw[4 * i + 2] << 16) |
-                ((uint32_t)pRaw[4 * i + 3] << 24);
-  return BT_OK;
+/* Little-endian integers of the file's size and sign, as int64 (uint64
+ * values above INT64_MAX clip to it, as HDF5's conversion does, so both
+ * read paths return the same numbers). */
+static void raw_to_i64(const h5_src *s, const unsigned char *pRaw, size_t n,
+                       int64_t *pOut) {
+  const int nb = s->elemSize;
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *q = pRaw + i * (size_t)nb;
+    uint64_t u = 0;
+    for (int k = nb - 1; k >= 0; k--) u = (u << 8) | q[k];
+    if (s->bSigned && nb < 8 && (u >> (8 * nb - 1)) & 1)
+      u |= ~0ULL << (8 * nb); /* sign-extend */
+    if (!s->bSigned && u > (uint64_t)INT64_MAX) u = (uint64_t)INT64_MAX;
+    pOut[i] = (int64_t)u;
+  }
 }
 
 static int fast_pread(const h5_src *s, int64_t start, int64_t count,
@@ -420,17 +505,19 @@ static int fast_path_open(h5_src *s, int64_t fileSize) {
   if (s->fd < 0) return BT_OK;
   /* Cross-check the first elements against HDF5 itself. */
   hsize_t start = 0, count = (hsize_t)(s->nElem < 64 ? s->nElem : 64);
-  uint32_t a[64], b[64];
-  unsigned char raw[256];
+  int64_t a[64], b[64];
+  unsigned char raw[64 * 8];
   hid_t ms = H5Screate_simple(1, &count, NULL);
   int same = ms >= 0 &&
              H5Sselect_hyperslab(s->hSpace, H5S_SELECT_SET, &start, NULL,
                                  &count, NULL) >= 0 &&
-             H5Dread(s->hDset, H5T_NATIVE_UINT32, ms, s->hSpace, H5P_DEFAULT,
+             H5Dread(s->hDset, H5T_NATIVE_INT64, ms, s->hSpace, H5P_DEFAULT,
                      a) >= 0 &&
-             fast_pread(s, 0, (int64_t)count, raw) == BT_OK &&
-             raw_to_u32(s, raw, count, b) == BT_OK &&
-             memcmp(a, b, count * sizeof(uint32_t)) == 0;
+             fast_pread(s, 0, (int64_t)count, raw) == BT_OK;
+  if (same) {
+    raw_to_i64(s, raw, count, b);
+    same = memcmp(a, b, count * sizeof(int64_t)) == 0;
+  }
   if (ms >= 0) H5Sclose(ms);
   H5Eclear2(H5E_DEFAULT);
   bt_err_clear();
@@ -482,21 +569,8 @@ int bt_h5_open(bt_source **ppSrc, const bt_loader_config *pCfg) {
                  "H5Fopen (the file may be truncated or corrupt)", __LINE__);
     goto out;
   }
-  int64_t ver = -1;
-  rc = attr_int(s, "baton_format_version", &ver);
-  if (rc < 0) goto out;
-  if (ver < 0) {
-    rc = bt_err_set("%s: attribute baton_format_version is missing (write "
-                    "files with `baton prepare` or as docs/data.md says)",
-                    s->zPath);
-    goto out;
-  }
-  if (ver != 1) {
-    rc = bt_err_set("%s: baton_format_version is %lld; this baton reads "
-                    "version 1",
-                    s->zPath, (long long)ver);
-    goto out;
-  }
+  rc = bt_h5_check_version(s->hFile, s->zPath, 1);
+  if (rc != BT_OK) goto out;
   rc = s->bTokens ? open_tokens(s, pCfg) : open_features(s, pCfg);
   if (rc == BT_OK && s->bTokens) rc = fast_path_open(s, st.st_size);
 out:
@@ -563,12 +637,12 @@ static int read_tokens_run(h5_src *s, int64_t i0, int64_t len, void *pDst) {
     s->nRaw = nRawCap;
     if (rc == BT_OK)
       rc = fast_pread(s, (int64_t)start, (int64_t)count, s->aRaw);
-    if (rc == BT_OK) rc = raw_to_u32(s, s->aRaw, (size_t)count, pDst);
+    if (rc == BT_OK) raw_to_i64(s, s->aRaw, (size_t)count, pDst);
   } else {
     char z[160];
     snprintf(z, sizeof z, "H5Dread of tokens [%llu, %llu)",
              (unsigned long long)start, (unsigned long long)(start + count));
-    rc = read_slab(s, s->hDset, s->hSpace, s->zDset, H5T_NATIVE_UINT32, count,
+    rc = read_slab(s, s->hDset, s->hSpace, s->zDset, H5T_NATIVE_INT64, count,
                    &start, &count, pDst, z);
   }
   if (rc == BT_OK)
@@ -612,7 +686,7 @@ static int h5_scratch(h5_src *s, int n, size_t w) {
     return BT_ERR;
   s->nOrd = nOrdCap;
   if (s->bTokens) {
-    if (grow((void **)&s->aTok, &nTokCap, (size_t)n * w, sizeof(uint32_t),
+    if (grow((void **)&s->aTok, &nTokCap, (size_t)n * w, sizeof(int64_t),
              "token scratch") != BT_OK)
       return BT_ERR;
     s->nTok = nTokCap;
@@ -662,14 +736,11 @@ static int h5_read_runs(h5_src *s, int n, size_t w) {
 static int scatter_tokens(const h5_src *s, int j, int64_t idx, size_t o,
                           int32_t *aIn, int32_t *aTgt) {
   const int T = s->T;
-  const uint32_t *src = s->aTok + (size_t)j * (size_t)(T + 1);
+  const int64_t *src = s->aTok + (size_t)j * (size_t)(T + 1);
   for (int t = 0; t <= T; t++)
-    if (src[t] >= (uint32_t)s->vocabLimit)
-      return bt_err_set("%s:%s: token id %u at index %lld is >= vocab "
-                        "size %d",
-                        s->zPath, s->zDset, src[t],
-                        (long long)(idx * (int64_t)(T + 1) + t),
-                        s->vocabLimit);
+    if (src[t] < 0 || src[t] >= s->vocabLimit)
+      return bt_h5_token_error(s->zPath, s->zDset, src[t],
+                               idx * (int64_t)(T + 1) + t, s->vocabLimit);
   int32_t *in = aIn + o * (size_t)T, *tg = aTgt + o * (size_t)T;
   for (int t = 0; t < T; t++) {
     in[t] = (int32_t)src[t];
@@ -686,19 +757,11 @@ static int scatter_features(const h5_src *s, int j, int64_t idx, size_t o,
   const float *src = s->aXTmp + (size_t)j * w;
   for (size_t d = 0; d < w; d++)
     if (!isfinite(src[d]))
-      return bt_err_set("%s:%s: non-finite value at index %lld (row "
-                        "%lld, column %zu)",
-                        s->zPath, s->zDset,
-                        (long long)(idx * (int64_t)w + (int64_t)d),
-                        (long long)idx, d);
+      return bt_h5_feature_error(s->zPath, s->zDset, src[d], idx,
+                                 (int64_t)d, (int64_t)w);
   int32_t y = s->aYTmp[j];
-  if (y < 0)
-    return bt_err_set("%s:%s: label %d at index %lld is negative", s->zPath,
-                      s->zDsetY, y, (long long)idx);
-  if (y >= s->nClassLimit)
-    return bt_err_set("%s:%s: label %d at index %lld is >= num_classes "
-                      "%d",
-                      s->zPath, s->zDsetY, y, (long long)idx, s->nClassLimit);
+  if (y < 0 || y >= s->nClassLimit)
+    return bt_h5_label_error(s->zPath, s->zDsetY, y, idx, s->nClassLimit);
   memcpy(aX + o * w, src, w * sizeof(float));
   aTgt[o] = y;
   return BT_OK;

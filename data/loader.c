@@ -331,9 +331,10 @@ static int loader_check_source(bt_loader *p) {
                       (long long)c->global_batch);
   if (c->eKind == BT_SAMPLE_FEATURES) {
     if (c->D > 0 && c->D != p->pSrc->D)
-      return bt_err_set("%s:/%s/x: feature width %d does not match the "
-                        "configured D=%d",
-                        c->zPath, c->zSplit, p->pSrc->D, c->D);
+      return bt_err_set("%s:/%s/x: feature width %d does not match "
+                        "model.n_features = %d; set model.n_features = %d, "
+                        "or leave it unset (0) to take it from the file",
+                        c->zPath, c->zSplit, p->pSrc->D, c->D, p->pSrc->D);
     c->D = p->pSrc->D;
     c->nClass = p->pSrc->nClass;
   } else {

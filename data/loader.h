@@ -41,8 +41,10 @@ typedef struct bt_loader_config {
   const char *zSplit;    /* "train" or "val" */
   bt_sample_kind eKind;
   int T;                 /* tokens: context length */
+  /* The model's sizes (the trainer's model.vocab_size, model.n_features,
+   * model.n_classes, named so in messages); 0 = take it from the data. */
   int vocab;             /* tokens: ids must be < vocab */
-  int D;                 /* features: input width (0 = take from file) */
+  int D;                 /* features: input width */
   int nClass;            /* features: labels must be < nClass */
   int64_t global_batch;  /* samples per optimizer step, all ranks */
   int accum;             /* micro-steps per optimizer step */

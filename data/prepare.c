@@ -456,6 +456,31 @@ static int text_read(text_src *s, unsigned char *aByte, int64_t want) {
   return BT_OK;
 }
 
+/* Warns (stderr) when a split came out empty or tiny, which the loader
+ * would otherwise report only when training starts (docs/data.md, "baton
+ * prepare"). Empty: /train with no item, or /val with none although
+ * --val-fraction asked for some. Tiny: fewer than nFloor items (text: 1025
+ * tokens, one window at context 1024; arrays: 64 rows, a small batch) or
+ * fewer than 1% of the other split's. zHint says what to change. */
+static void split_warn(const prep_opts *o, const char *zUnit, int64_t nTrain,
+                       int64_t nVal, int64_t nFloor, const char *zHint) {
+  const int64_t an[2] = {nTrain, nVal};
+  const char *az[2] = {"train", "val"};
+  for (int s = 0; s < 2; s++) {
+    int64_t n = an[s], nOther = an[1 - s];
+    if (n == 0 && (s == 0 || o->valFrac > 0))
+      bt_log_warn("prepare: %s: /%s is empty (%lld %s in all, "
+                  "--val-fraction %g); %s",
+                  o->zOut, az[s], (long long)(n + nOther), zUnit, o->valFrac,
+                  zHint);
+    else if (n > 0 && (n < nFloor || n * 100 < nOther))
+      bt_log_warn("prepare: %s: /%s is tiny: %lld %s against %lld in /%s "
+                  "(fewer than %lld, or under 1%% of the other split); %s",
+                  o->zOut, az[s], (long long)n, zUnit, (long long)nOther,
+                  az[1 - s], (long long)nFloor, zHint);
+  }
+}
+
 static int prepare_text(const prep_opts *o) {
   if (o->nFile == 0) return bt_err_set("prepare text: no input files given");
   int64_t total = 0;
@@ -518,6 +543,9 @@ static int prepare_text(const prep_opts *o) {
          "blocks of %lld bytes in val)\n",
          o->zOut, (long long)dTr.n, (long long)dVa.n, (long long)nVal,
          (long long)nBlock, (long long)B);
+  split_warn(o, "tokens", dTr.n, dVa.n, 1025,
+             "the split is made of --chunk blocks: use a smaller --chunk, "
+             "or more input");
   return BT_OK;
 }
 
@@ -697,6 +725,8 @@ static int prepare_arrays(const prep_opts *o) {
          "classes\n",
          o->zOut, (long long)d[0].n, (long long)d[2].n, (long long)t.D,
          (long long)t.nClass);
+  split_warn(o, "rows", d[0].n, d[2].n, 64,
+             "change --val-fraction, or use more rows");
   return BT_OK;
 }
 

@@ -60,8 +60,11 @@ const bt_cfg_key bt_config_keys[] = {
      BT_CFG_SHAPE, "GPT: model width (channels)."},
     {"model", "context", BT_CFG_INT, OFF(context), "64", NULL, 1, 1 << 20,
      BT_CFG_SHAPE, "GPT: context length T (tokens per sample)."},
-    {"model", "vocab_size", BT_CFG_INT, OFF(vocab_size), "256", NULL, 2,
-     1 << 24, BT_CFG_SHAPE, "GPT: vocabulary size (token ids are below it)."},
+    {"model", "vocab_size", BT_CFG_INT, OFF(vocab_size), "0", NULL, 0,
+     1 << 24, BT_CFG_SHAPE,
+     "GPT: vocabulary size (token ids are below it). 0: from the data (the "
+     "file's vocab_size attribute, else the largest token id + 1; 256 for "
+     "synthetic:arith)."},
     {"model", "vocab_pad_to", BT_CFG_INT, OFF(vocab_pad_to), "64", NULL, 1,
      4096, BT_CFG_SHAPE,
      "GPT: the embedding/logit rows are padded to a multiple of this "
@@ -69,15 +72,24 @@ const bt_cfg_key bt_config_keys[] = {
      "a target and is dropped on export."},
     {"model", "mlp_hidden", BT_CFG_STR, OFF(mlp_hidden), "64,64", NULL, NOLIM,
      BT_CFG_SHAPE, "MLP: comma-separated hidden layer widths (GELU between)."},
-    {"model", "n_features", BT_CFG_INT, OFF(n_features), "16", NULL, 1,
-     1 << 24, BT_CFG_SHAPE, "MLP: input features per sample."},
-    {"model", "n_classes", BT_CFG_INT, OFF(n_classes), "4", NULL, 2, 1 << 24,
-     BT_CFG_SHAPE, "MLP: number of classes."},
+    {"model", "n_features", BT_CFG_INT, OFF(n_features), "0", NULL, 0,
+     1 << 24, BT_CFG_SHAPE,
+     "MLP: input features per sample. 0: from the data (the width of x; 16 "
+     "for synthetic:clusters)."},
+    {"model", "n_classes", BT_CFG_INT, OFF(n_classes), "0", NULL, 0, 1 << 24,
+     BT_CFG_SHAPE,
+     "MLP: number of classes. 0: from the data (the file's num_classes "
+     "attribute, else the largest label + 1; 4 for synthetic:clusters)."},
     /* [data] */
     {"data", "path", BT_CFG_STR, OFF(data_path), "synthetic:arith", NULL, NOLIM,
      BT_CFG_SHAPE,
      "HDF5 dataset (docs/data.md) or a built-in synthetic one: "
      "synthetic:arith (tokens) or synthetic:clusters (features)."},
+    {"data", "check", BT_CFG_BOOL, OFF(data_check), "true", NULL, NOLIM,
+     BT_CFG_SAFE,
+     "Read the whole HDF5 file once at start-up (each rank 1/N of it) and "
+     "stop if a token id, label or feature is out of range, naming its "
+     "index (docs/data.md); false for files already checked."},
     {"data", "shuffle", BT_CFG_BOOL, OFF(shuffle), "true", NULL, NOLIM,
      BT_CFG_SHAPE, "Visit samples in a seeded permutation each epoch."},
     {"data", "prefetch", BT_CFG_INT, OFF(prefetch), "2", NULL, 1, 64,

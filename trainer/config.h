@@ -67,6 +67,7 @@ typedef struct bt_config {
   int n_features, n_classes;   /* mlp */
   /* [data] */
   char data_path[BT_CFG_STR_MAX];
+  int data_check; /* scan the file at start-up (data/check.h) */
   int shuffle, prefetch;
   int val_every, val_samples;
   /* [train] */

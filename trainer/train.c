@@ -34,6 +34,7 @@
  */
 #include "base/cli.h"
 #include "base/util.h"
+#include "data/check.h"
 #include "trainer/init.h"
 #include "trainer/outputs.h"
 #include "trainer/trainer.h"
@@ -173,9 +174,19 @@ static int setup_backend(bt_trainer *tr) {
   return BT_OK;
 }
 
-/* The training loader and, with data.val_every, the validation one. */
+/* The start-up data check's all-gather (data/check.h). */
+static int check_gather(void *pComm, const void *pSend, void *pRecv,
+                        size_t n) {
+  return bt_comm_host_allgather(pComm, pSend, pRecv, n);
+}
+
+/* The training loader and, with data.val_every, the validation one.
+ * model.vocab_size, n_features and n_classes left at 0 come from the data;
+ * a key the model does not use keeps the value it had before these keys
+ * defaulted to 0 (256, 16, 4), so the config text saved in checkpoints
+ * and compared on resume is unchanged for configs that never set them. */
 static int setup_data(bt_trainer *tr) {
-  const bt_config *c = &tr->cfg;
+  bt_config *c = &tr->cfg;
   int isGpt = c->model_type == BT_MODEL_GPT;
   bt_loader_config lc = {
       .zPath = c->data_path,
@@ -195,15 +206,20 @@ static int setup_data(bt_trainer *tr) {
       .limit = 0,
       .pinned = c->backend == BT_BACKEND_CUDA,
   };
-  if (bt_loader_open(&tr->pLoader, &lc) != BT_OK) return BT_ERR;
-  if (!isGpt && bt_loader_feature_dim(tr->pLoader) != c->n_features)
-    return bt_err_set("%s: samples have %d features but model.n_features "
-                      "is %d",
-                      c->data_path, bt_loader_feature_dim(tr->pLoader),
-                      c->n_features);
+  if (bt_data_check_run(&lc, c->data_check, check_gather, tr->pComm) !=
+          BT_OK ||
+      bt_loader_open(&tr->pLoader, &lc) != BT_OK)
+    return BT_ERR;
+  const bt_loader *pL = tr->pLoader;
+  if (!c->vocab_size) c->vocab_size = isGpt ? bt_loader_vocab(pL) : 256;
+  if (!c->n_features) c->n_features = isGpt ? 16 : bt_loader_feature_dim(pL);
+  if (!c->n_classes) c->n_classes = isGpt ? 4 : bt_loader_num_classes(pL);
   if (c->val_every > 0) {
     lc.zSplit = "val";
     lc.shuffle = 0;
+    lc.vocab = c->vocab_size;
+    lc.D = c->n_features;
+    lc.nClass = c->n_classes;
     if (bt_loader_open(&tr->pVal, &lc) != BT_OK) return BT_ERR;
   }
   return BT_OK;

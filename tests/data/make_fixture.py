@@ -2,12 +2,14 @@
 """make_fixture.py: write baton HDF5 datasets with h5py (docs/data.md layout).
 
 Reusable by any test:
-  make_fixture.py OUT.h5 --kind tokens  [--dtype uint16|uint32] [--tokens N]
+  make_fixture.py OUT.h5 --kind tokens  [--dtype int8..uint64] [--tokens N]
                   [--val-tokens N] [--vocab V] [--chunk C] [--gzip L]
                   [--shuffle] [--seed S] [--text FILE]
   make_fixture.py OUT.h5 --kind classes [--rows N] [--val-rows N]
                   [--dim D | --dim 4x3] [--classes K] [--chunk C] [--gzip L]
-  make_fixture.py --all DIR      the suite used by tests/data (good + bad)
+  make_fixture.py --all DIR      the suite used by tests/data (good + bad,
+                                 and user_*.h5: files without baton's
+                                 attributes, every integer token type)
 
 Every file also gets its expected contents as raw little-endian arrays
 beside it, OUT.h5.<split>.<name>.bin (tokens as uint32, x float32,
@@ -139,6 +141,71 @@ def write_bad(path, case, seed=1):
             raise SystemExit(f"unknown bad case {case}")
 
 
+INT_TYPES = ["int8", "int16", "int32", "int64",
+             "uint8", "uint16", "uint32", "uint64"]
+
+
+def write_user(d):
+    """Files as a user's own h5py script writes them: no attribute at all,
+    numpy's default dtypes (int64 tokens, float64 features) or any other."""
+    rng = np.random.default_rng(11)
+    for name in INT_TYPES:  # ids < 120 fit every type; contiguous (pread)
+        path = os.path.join(d, f"user_{name}.h5")
+        with h5py.File(path, "w") as f:
+            for split, n in (("train", 20000), ("val", 3000)):
+                t = rng.integers(0, 120, size=n).astype(name)
+                f[f"{split}/tokens"] = t
+                dump(path, split, "tokens", t, "<u4")
+    with h5py.File(os.path.join(d, "user_chunked_int64.h5"), "w") as f:
+        t = rng.integers(0, 1000, size=50000)  # int64, numpy's default
+        f.create_dataset("train/tokens", data=t, chunks=(1000,),
+                         compression="gzip")
+        dump(os.path.join(d, "user_chunked_int64.h5"), "train", "tokens", t,
+             "<u4")
+    # Bad values at known indices (docs/data.md, "Checking a dataset").
+    with h5py.File(os.path.join(d, "user_negative.h5"), "w") as f:
+        t = rng.integers(0, 100, size=20000).astype(np.int16)
+        t[777] = -5
+        f["train/tokens"] = t
+    with h5py.File(os.path.join(d, "user_u64big.h5"), "w") as f:
+        t = rng.integers(0, 256, size=20000).astype(np.uint64)
+        t[999] = 1 << 40
+        f["train/tokens"] = t
+    with h5py.File(os.path.join(d, "user_late_token.h5"), "w") as f:
+        t = rng.integers(0, 256, size=60000).astype(np.int32)
+        t[45678] = 300  # in the second half: rank 1 of 2 finds it
+        f.create_dataset("train/tokens", data=t, chunks=(4096,),
+                         compression="gzip")
+        f["val/tokens"] = rng.integers(0, 256, size=3000).astype(np.int32)
+    with h5py.File(os.path.join(d, "user_val_token.h5"), "w") as f:
+        f["train/tokens"] = rng.integers(0, 256, size=20000).astype(np.uint16)
+        v = rng.integers(0, 256, size=3000).astype(np.uint16)
+        v[2048] = 256
+        f["val/tokens"] = v
+    path = os.path.join(d, "user_classes.h5")
+    with h5py.File(path, "w") as f:  # float64 x, int64 y, no num_classes
+        for split, n in (("train", 2000), ("val", 300)):
+            x = rng.normal(size=(n, 7))
+            y = rng.integers(0, 3, size=n)
+            f[f"{split}/x"] = x
+            f[f"{split}/y"] = y
+            dump(path, split, "x", x, "<f4")
+            dump(path, split, "y", y, "<i4")
+    path = os.path.join(d, "user_classes_int.h5")
+    with h5py.File(path, "w") as f:  # integer features, [N, 1] labels
+        x = rng.integers(-50, 50, size=(1000, 5)).astype(np.int16)
+        y = rng.integers(0, 4, size=(1000, 1)).astype(np.uint8)
+        f["train/x"] = x
+        f["train/y"] = y
+        dump(path, "train", "x", x, "<f4")
+        dump(path, "train", "y", y, "<i4")
+    with h5py.File(os.path.join(d, "user_nan.h5"), "w") as f:
+        x = rng.normal(size=(1000, 7)).astype(np.float32)
+        x[123, 4] = np.nan
+        f["train/x"] = x
+        f["train/y"] = rng.integers(0, 3, size=1000).astype(np.int32)
+
+
 def write_all(d):
     os.makedirs(d, exist_ok=True)
 
@@ -159,6 +226,7 @@ def write_all(d):
     write_classes(os.path.join(d, "classes_2d.h5"), argparse.Namespace(**cl))
     for case in BAD:
         write_bad(os.path.join(d, f"bad_{case}.h5"), case)
+    write_user(d)
 
 
 def main():
@@ -168,7 +236,7 @@ def main():
     p.add_argument("--all", metavar="DIR")
     p.add_argument("--kind", choices=["tokens", "classes"], default="tokens")
     p.add_argument("--bad", choices=BAD)
-    p.add_argument("--dtype", choices=["uint16", "uint32"], default="uint16")
+    p.add_argument("--dtype", choices=INT_TYPES, default="uint16")
     p.add_argument("--tokens", type=int, default=100000)
     p.add_argument("--val-tokens", type=int, default=10000)
     p.add_argument("--vocab", type=int, default=256)
