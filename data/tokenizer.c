@@ -676,49 +676,56 @@ int bt_tok_load(bt_tok **pp, const char *zJson, size_t nJson,
   return BT_OK;
 }
 
-int bt_tok_open(bt_tok **pp, const char *zPath) {
-  *pp = NULL;
-  char zJson[4096], zMerges[4096];
+int bt_tok_resolve(const char *zPath, char *zJson, size_t nJson,
+                   char *zMerges, size_t nMerges) {
   struct stat st;
   if (stat(zPath, &st) != 0)
     return bt_err_set("tokenizer '%s': %s", zPath, strerror(errno));
   zMerges[0] = 0;
   if (S_ISDIR(st.st_mode)) {
-    snprintf(zJson, sizeof zJson, "%s/tokenizer.json", zPath);
-    if (!bt_path_exists(zJson)) {
-      snprintf(zJson, sizeof zJson, "%s/vocab.json", zPath);
-      snprintf(zMerges, sizeof zMerges, "%s/merges.txt", zPath);
-      if (!bt_path_exists(zJson) || !bt_path_exists(zMerges))
-        return bt_err_set("tokenizer directory '%s' holds neither "
-                          "tokenizer.json nor vocab.json + merges.txt",
-                          zPath);
-    }
-  } else {
-    snprintf(zJson, sizeof zJson, "%s", zPath);
+    snprintf(zJson, nJson, "%s/tokenizer.json", zPath);
+    if (bt_path_exists(zJson)) return BT_OK;
+    snprintf(zJson, nJson, "%s/vocab.json", zPath);
+    snprintf(zMerges, nMerges, "%s/merges.txt", zPath);
+    if (!bt_path_exists(zJson) || !bt_path_exists(zMerges))
+      return bt_err_set("tokenizer directory '%s' holds neither "
+                        "tokenizer.json nor vocab.json + merges.txt",
+                        zPath);
+    return BT_OK;
   }
+  snprintf(zJson, nJson, "%s", zPath);
+  size_t n = 0;
+  char *z = bt_file_read_all(zJson, &n);
+  if (!z) return bt_err_prefix("tokenizer: ");
+  /* A file: a tokenizer.json has a "model" key; a vocab.json is a flat
+   * object of token -> id, whose merges.txt must sit beside it. */
+  cJSON *pRoot = cJSON_ParseWithLength(z, n);
+  int bVocab = pRoot && cJSON_IsObject(pRoot) &&
+               !cJSON_GetObjectItemCaseSensitive(pRoot, "model") &&
+               cJSON_IsNumber(pRoot->child);
+  cJSON_Delete(pRoot);
+  free(z);
+  if (bVocab) {
+    char zDir[4096];
+    snprintf(zDir, sizeof zDir, "%s", zJson);
+    snprintf(zMerges, nMerges, "%s/merges.txt", dirname(zDir));
+    if (!bt_path_exists(zMerges))
+      return bt_err_set("%s is a vocab.json (token -> id) but '%s' is "
+                        "missing",
+                        zJson, zMerges);
+  }
+  return BT_OK;
+}
+
+int bt_tok_open(bt_tok **pp, const char *zPath) {
+  *pp = NULL;
+  char zJson[4096], zMerges[4096];
+  if (bt_tok_resolve(zPath, zJson, sizeof zJson, zMerges, sizeof zMerges) !=
+      BT_OK)
+    return BT_ERR;
   size_t nJson = 0, nMerges = 0;
   char *zJ = bt_file_read_all(zJson, &nJson);
   if (!zJ) return bt_err_prefix("tokenizer: ");
-  if (!zMerges[0]) {
-    /* A file: tokenizer.json has a "model" key near its top; a vocab.json
-     * is a flat object, whose merges.txt must sit beside it. */
-    cJSON *pRoot = cJSON_ParseWithLength(zJ, nJson);
-    int bVocab = pRoot && cJSON_IsObject(pRoot) &&
-                 !cJSON_GetObjectItemCaseSensitive(pRoot, "model") &&
-                 cJSON_IsNumber(pRoot->child);
-    cJSON_Delete(pRoot);
-    if (bVocab) {
-      char zDir[4096];
-      snprintf(zDir, sizeof zDir, "%s", zJson);
-      snprintf(zMerges, sizeof zMerges, "%s/merges.txt", dirname(zDir));
-      if (!bt_path_exists(zMerges)) {
-        free(zJ);
-        return bt_err_set("%s is a vocab.json (token -> id) but '%s' is "
-                          "missing",
-                          zJson, zMerges);
-      }
-    }
-  }
   char *zM = NULL;
   if (zMerges[0] && !(zM = bt_file_read_all(zMerges, &nMerges))) {
     free(zJ);

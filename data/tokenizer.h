@@ -46,6 +46,10 @@ void bt_tok_ids_free(bt_tok_ids *p);
  * a directory holding either (tokenizer.json preferred). Errors name the
  * file and what is wrong with it. */
 int bt_tok_open(bt_tok **pp, const char *zPath);
+/* The files zPath names (as bt_tok_open reads it): zJson gets the
+ * tokenizer.json or vocab.json path, zMerges the merges.txt path or "". */
+int bt_tok_resolve(const char *zPath, char *zJson, size_t nJson,
+                   char *zMerges, size_t nMerges);
 /* From memory: a tokenizer.json text, or (zMerges != NULL) a vocab.json
  * text and a merges.txt text. zJsonName and zMergesName name them in
  * errors. */
@@ -72,5 +76,29 @@ const char *bt_tok_bytes(const bt_tok *p, uint32_t id, size_t *pn);
  * the NUL). NULL, with the error set, for an id that is not a token. */
 char *bt_tok_decode(const bt_tok *p, const uint32_t *aId, size_t nId,
                     size_t *pn);
+
+/* ---- tokenizer files inside a prepared HDF5 file ------------------------
+ * `baton prepare text --tokenizer` copies the tokenizer's files byte for
+ * byte into the output as 1-D uint8 datasets /tokenizer/tokenizer.json,
+ * or /tokenizer/vocab.json and /tokenizer/merges.txt (docs/data.md), so a
+ * dataset carries the tokenizer that made it; `baton export` copies them
+ * on into the export directory and `baton infer --checkpoint` reads them
+ * from the run's data file. */
+
+typedef struct bt_tok_file {
+  char zName[32]; /* "tokenizer.json", "vocab.json" or "merges.txt" */
+  char *z;        /* malloc'ed contents */
+  size_t n;
+} bt_tok_file;
+
+/* Reads the tokenizer files of zH5 into aFile; *pnFile = 0 (and BT_OK)
+ * when it has none, as byte-level data has not. Free with
+ * bt_tok_files_free(). */
+int bt_tok_h5_read(const char *zH5, bt_tok_file aFile[2], int *pnFile);
+void bt_tok_files_free(bt_tok_file *aFile, int nFile);
+/* A tokenizer from files read by bt_tok_h5_read; zSource (the HDF5 file)
+ * names them in errors. */
+int bt_tok_from_files(bt_tok **pp, const bt_tok_file *aFile, int nFile,
+                      const char *zSource);
 
 #endif

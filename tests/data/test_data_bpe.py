@@ -13,7 +13,11 @@ tokens), the C tokenizer (tok_tool, each form) must give the package's ids
 exactly; tok_tool itself fails unless decode(encode(text)) == text and a
 streamed encode (as `prepare text` does) equals the one-call encode.
 
-usage: test_data_bpe.py TOK_TOOL WORKDIR [MEGABYTES]
+Then `baton prepare text --tokenizer` (through PREPARE, the test driver
+of bt_prepare_main) on the same text, in two files, must store the same
+ids (uint16), vocab_size and a byte-exact copy of tokenizer.json.
+
+usage: test_data_bpe.py TOK_TOOL PREPARE WORKDIR [MEGABYTES]
 """
 import json
 import os
@@ -115,9 +119,53 @@ def generate(seed, nbytes):
     return "".join(out)
 
 
+def check_prepare(prepare, work, tj, text, want, vocab):
+    """prepare text --tokenizer over the text cut into two files (at a
+    byte that is not a piece boundary: the stream must not care)."""
+    import h5py
+    import numpy as np
+    raw = text.encode()
+    cut = len(raw) // 2
+    while (raw[cut] & 0xc0) == 0x80:
+        cut += 1
+    files = [os.path.join(work, "part1.txt"), os.path.join(work, "part2.txt")]
+    open(files[0], "wb").write(raw[:cut])
+    open(files[1], "wb").write(raw[cut:])
+    out = os.path.join(work, "bpe.h5")
+    r = subprocess.run([prepare, "text", "-o", out, "--val-fraction", "0",
+                        "--chunk", "100000", "--tokenizer", tj] + files,
+                       capture_output=True, text=True)
+    print(r.stdout.strip())
+    if r.returncode != 0:
+        print(f"FAIL prepare --tokenizer exited {r.returncode}: {r.stderr}")
+        return 1
+    bad = []
+    with h5py.File(out, "r") as f:
+        tokens = f["train/tokens"]
+        if tokens.dtype != np.uint16:
+            bad.append(f"dtype {tokens.dtype}, not uint16")
+        if not np.array_equal(tokens[:], np.array(want, dtype=np.uint16)):
+            bad.append("train tokens differ from the package's ids")
+        if f["val/tokens"].shape[0] != 0:
+            bad.append("val not empty with --val-fraction 0")
+        if int(f.attrs["vocab_size"]) != vocab:
+            bad.append(f"vocab_size {f.attrs['vocab_size']} != {vocab}")
+        name = f.attrs["tokenizer"]
+        if (name.decode() if isinstance(name, bytes) else name) != "bpe":
+            bad.append(f"tokenizer attribute {name}")
+        if bytes(f["tokenizer/tokenizer.json"][:]) != open(tj, "rb").read():
+            bad.append("/tokenizer/tokenizer.json is not a copy of the file")
+    for b in bad:
+        print(f"FAIL prepare --tokenizer: {b}")
+    if not bad:
+        print("ok   prepare --tokenizer: same ids, uint16, vocab_size, "
+              "tokenizer copied")
+    return 1 if bad else 0
+
+
 def main():
-    tool, work = sys.argv[1], sys.argv[2]
-    mb = float(sys.argv[3]) if len(sys.argv) > 3 else 4.0
+    tool, prepare, work = sys.argv[1], sys.argv[2], sys.argv[3]
+    mb = float(sys.argv[4]) if len(sys.argv) > 4 else 4.0
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
     train_text = generate(1, 1_500_000)
@@ -182,6 +230,8 @@ def main():
             failed += 1
         else:
             print(f"ok   {name}: {len(got)} ids identical")
+    failed += check_prepare(prepare, work, tj, test_text, want,
+                            ref.get_vocab_size())
     print(f"total {time.time() - t0:.1f} s")
     return 1 if failed else 0
 
