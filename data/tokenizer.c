@@ -905,7 +905,9 @@ static int encode_segment(bt_tok *p, const unsigned char *z, size_t s,
   size_t q;
   for (size_t i = s; i < e; i = q) {
     q = pretok_next(z, i, e);
-    if (bPending && q == e) {
+    /* A piece is final unless it reaches e, or is a quote whose
+     * contraction ('ll, 're, 've) could be completed by text after e. */
+    if (bPending && (q == e || (z[i] == '\'' && e - i < 3))) {
       *pnUsed = i;
       return BT_OK;
     }

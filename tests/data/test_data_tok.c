@@ -148,6 +148,12 @@ static void test_encode(void) {
   CHECK(bt_tok_encode(p, "hello", 5, 0, &ids, &used) == BT_OK, "stream");
   CHECK(ids.n == 0 && used == 0, "short input waits: %zu ids, used %zu",
         ids.n, used);
+  /* A quote near the visible end may start 'll or 're: it waits. */
+  ids.n = 0;
+  CHECK(bt_tok_encode(p, "it'llyyyyyyyyyyy", 16, 0, &ids, &used) == BT_OK,
+        "stream");
+  CHECK(used == 2, "a quote that may begin a contraction waits: used %zu",
+        used);
   /* A UTF-8 character cut by the visible end is not classified early:
    * "ab\xc3" could become "ab\xc3\xa9" (abé), one letter piece. */
   ids.n = 0;
