@@ -7,9 +7,12 @@
  *       (a) decoding the ids gives TEXT back byte for byte and (b) encoding
  *       TEXT as a stream of pieces of varying sizes (bFinal = 0, as
  *       `prepare text` does) gives the same ids.
- *   tok_tool bench TOKENIZER TEXT RUNS       encode throughput: prints one
- *       JSON line {"mb_s": [...], "tokens": N}; each run uses a fresh
- *       tokenizer, so the piece cache starts cold.
+ *   tok_tool bench TOKENIZER TEXT RUNS [OUT.u32]   encode throughput:
+ *       each line (ending with its '\n') is encoded by its own call, as
+ *       the package's encode_batch(lines) does, so the two are comparable
+ *       id for id; prints one JSON line {"mb_s": [...], "tokens": N}. Each
+ *       run uses a fresh tokenizer, so the piece cache starts cold. OUT
+ *       gets the last run's ids.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,9 +43,10 @@ static int encode_stream(bt_tok *p, const char *z, size_t n, bt_tok_ids *pOut) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 5 || (strcmp(argv[1], "encode") && strcmp(argv[1], "bench"))) {
+  if (argc < 5 || argc > 6 ||
+      (strcmp(argv[1], "encode") && strcmp(argv[1], "bench"))) {
     fprintf(stderr, "usage: tok_tool encode TOKENIZER TEXT OUT.u32\n"
-                    "       tok_tool bench TOKENIZER TEXT RUNS\n");
+                    "       tok_tool bench TOKENIZER TEXT RUNS [OUT.u32]\n");
     return 2;
   }
   size_t n = 0;
@@ -57,10 +61,19 @@ int main(int argc, char **argv) {
       if (bt_tok_open(&p, argv[2]) != BT_OK) return fail(argv[2]);
       bt_tok_ids ids = {0};
       double t0 = bt_time_now();
-      if (bt_tok_encode(p, z, n, 1, &ids, NULL) != BT_OK) return fail("encode");
+      for (size_t i = 0; i < n;) {
+        const char *zNl = memchr(z + i, '\n', n - i);
+        size_t k = zNl ? (size_t)(zNl - (z + i)) + 1 : n - i;
+        if (bt_tok_encode(p, z + i, k, 1, &ids, NULL) != BT_OK)
+          return fail("encode");
+        i += k;
+      }
       double dt = bt_time_now() - t0;
       printf("%s%.2f", r ? ", " : "", n / 1e6 / dt);
       nTok = ids.n;
+      if (r + 1 == nRun && argc == 6 &&
+          bt_file_write_atomic(argv[5], ids.a, ids.n * 4) != BT_OK)
+        return fail(argv[5]);
       bt_tok_ids_free(&ids);
       bt_tok_free(p);
     }
