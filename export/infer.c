@@ -241,7 +241,7 @@ static int infer_gpt(bt_export_model *x, const infer_opts *o, bt_tok *pTok) {
     for (int i = 0; tok && i < nPrompt; i++) tok[i] = (int32_t)ids.a[i];
     bt_tok_ids_free(&ids);
     if (!tok) return BT_ERR;
-  } else if (m->V != 256) {
+  } else if (m->V != 256 && o->zPrompt) {
     return bt_err_set("%s: the model's vocabulary has %d tokens, not 256 "
                       "bytes, and no tokenizer came with it (tokenizer.json "
                       "or vocab.json + merges.txt in the export directory): "
@@ -538,7 +538,7 @@ int bt_infer_main(int argc, char **argv) {
       rc = bt_err_set("%s is an MLP classifier: give --input FILE, not "
                       "--prompt",
                       o.zDir);
-    else if (gpt && o.zPrompt && load_tokenizer(&x, &o, &pTok) != BT_OK)
+    else if (gpt && load_tokenizer(&x, &o, &pTok) != BT_OK)
       rc = BT_ERR;
     else rc = gpt ? infer_gpt(&x, &o, pTok) : infer_mlp(&x, &o);
   }
