@@ -483,6 +483,15 @@ static int check_pipeline(const cJSON *pRoot, const char *zFile) {
     return bt_err_set("%s: pre_tokenizer.use_regex is false; only GPT-2's "
                       "split rule is supported",
                       zFile);
+  /* A post-processor other than ByteLevel (which only trims offsets),
+   * e.g. TemplateProcessing, adds tokens the ids here would lack. */
+  const cJSON *pPost = cJSON_GetObjectItemCaseSensitive(pRoot, "post_processor");
+  const cJSON *pPT = cJSON_GetObjectItemCaseSensitive(pPost, "type");
+  if (pPost && !cJSON_IsNull(pPost) &&
+      (!cJSON_IsString(pPT) || strcmp(pPT->valuestring, "ByteLevel")))
+    return bt_err_set("%s: post_processor type is %s; only none or "
+                      "\"ByteLevel\" is supported",
+                      zFile, cJSON_IsString(pPT) ? pPT->valuestring : "missing");
   const cJSON *pDec = cJSON_GetObjectItemCaseSensitive(pRoot, "decoder");
   const cJSON *pDT = cJSON_GetObjectItemCaseSensitive(pDec, "type");
   if (pDec && !cJSON_IsNull(pDec) &&

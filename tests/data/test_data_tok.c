@@ -248,6 +248,19 @@ static void test_errors(void) {
   expect_error("add_prefix_space", path("prefix.json"),
                (const char *[]){"prefix.json", "add_prefix_space", NULL});
 
+  z = tokenizer_json("BPE", zV, k_zMerges, NULL);
+  char *zPost = strstr(z, "\"post_processor\": null");
+  if (zPost) {
+    char *zNew = malloc(strlen(z) + 64);
+    sprintf(zNew, "%.*s\"post_processor\": {\"type\": \"TemplateProcessing\"}%s",
+            (int)(zPost - z), z, zPost + strlen("\"post_processor\": null"));
+    put("template.json", zNew);
+    free(zNew);
+  }
+  free(z);
+  expect_error("post-processor", path("template.json"),
+               (const char *[]){"template.json", "TemplateProcessing", NULL});
+
   z = tokenizer_json("BPE", "{\"a\": \"x\"}", k_zMerges, NULL);
   put("bad_id.json", z);
   free(z);
