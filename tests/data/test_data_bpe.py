@@ -15,7 +15,8 @@ streamed encode (as `prepare text` does) equals the one-call encode.
 
 Then `baton prepare text --tokenizer` (through PREPARE, the test driver
 of bt_prepare_main) on the same text, in two files, must store the same
-ids (uint16), vocab_size and a byte-exact copy of tokenizer.json.
+ids (uint16; uint32 for a vocabulary past 65536 ids), vocab_size and a
+byte-exact copy of tokenizer.json.
 
 usage: test_data_bpe.py TOK_TOOL PREPARE WORKDIR [MEGABYTES]
 """
@@ -155,11 +156,34 @@ def check_prepare(prepare, work, tj, text, want, vocab):
             bad.append(f"tokenizer attribute {name}")
         if bytes(f["tokenizer/tokenizer.json"][:]) != open(tj, "rb").read():
             bad.append("/tokenizer/tokenizer.json is not a copy of the file")
+    # A vocabulary past 65536 ids (an added token at id 70000) is stored
+    # as uint32; the text holds no such token, so the ids are the same.
+    d = json.load(open(tj, encoding="utf-8"))
+    d["added_tokens"].append({"id": 70000, "content": "<|big|>",
+                              "single_word": False, "lstrip": False,
+                              "rstrip": False, "normalized": False,
+                              "special": True})
+    big = os.path.join(work, "big.json")
+    json.dump(d, open(big, "w", encoding="utf-8"), ensure_ascii=False)
+    out32 = os.path.join(work, "bpe32.h5")
+    r = subprocess.run([prepare, "text", "-o", out32, "--val-fraction", "0",
+                        "--tokenizer", big] + files, capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        bad.append(f"vocab 70001: exited {r.returncode}: {r.stderr}")
+    else:
+        with h5py.File(out32, "r") as f:
+            t = f["train/tokens"]
+            if t.dtype != np.uint32 or int(f.attrs["vocab_size"]) != 70001:
+                bad.append(f"vocab 70001: dtype {t.dtype}, vocab_size "
+                           f"{f.attrs['vocab_size']}")
+            elif not np.array_equal(t[:], np.array(want, dtype=np.uint32)):
+                bad.append("vocab 70001: uint32 tokens differ")
     for b in bad:
         print(f"FAIL prepare --tokenizer: {b}")
     if not bad:
-        print("ok   prepare --tokenizer: same ids, uint16, vocab_size, "
-              "tokenizer copied")
+        print("ok   prepare --tokenizer: same ids, uint16 (uint32 past "
+              "65536 ids), vocab_size, tokenizer copied")
     return 1 if bad else 0
 
 
