@@ -3,7 +3,7 @@
  * layout of docs/data.md that the loader reads.
  *
  *   baton prepare text   -o OUT.h5 [--val-fraction F] [--seed S]
- *                        [--chunk N] [--gzip L] FILE...
+ *                        [--chunk N] [--gzip L] [--tokenizer TOK] FILE...
  *   baton prepare arrays -o OUT.h5 (--x X.npy --y Y.npy |
  *                        --csv FILE.csv --label-column K)
  *                        [--val-fraction F] [--seed S] [--gzip L]
@@ -17,6 +17,14 @@
  * blocks in input order. Without --gzip the datasets are contiguous
  * (the loader then reads windows with pread); with --gzip they are chunked
  * (--chunk elements) with shuffle + deflate.
+ * text --tokenizer TOK: byte-level BPE (data/tokenizer.h) over the same
+ * concatenated stream, encoded in one pass as a stream (so the ids are
+ * those of encoding the whole text at once) and held in memory (4 bytes
+ * per token) until the split is known; blocks are then --chunk tokens,
+ * split by the same rule. uint16 when the vocabulary fits, else uint32;
+ * vocab_size and tokenizer = "bpe" as attributes, and the tokenizer's
+ * files copied into /tokenizer/ (plus tokenizer_path, tokenizer_xxh64)
+ * so that export and infer find the tokenizer the data was made with.
  * arrays: rows of X (any trailing shape, flattened) and labels Y; the same
  * rule with rows instead of blocks picks the val rows.
  *
@@ -36,6 +44,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -48,6 +57,7 @@
 #include "data/features.h"
 #include "data/loader.h"
 #include "data/loader_impl.h"
+#include "data/tokenizer.h"
 
 /* ---- temporary file and signals ------------------------------------------ */
 
@@ -282,7 +292,7 @@ static int is_val(uint64_t seed, int64_t n, int64_t nVal, int64_t i) {
 /* ---- options -------------------------------------------------------------- */
 
 typedef struct prep_opts {
-  const char *zMode, *zOut, *zX, *zY, *zCsv, *zLabel;
+  const char *zMode, *zOut, *zX, *zY, *zCsv, *zLabel, *zTok;
   double valFrac;
   uint64_t seed;
   int64_t chunk;
@@ -294,7 +304,8 @@ typedef struct prep_opts {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: baton prepare text -o OUT.h5 [--val-fraction F] [--seed S]\n"
-          "                          [--chunk N] [--gzip L] FILE...\n"
+          "                          [--chunk N] [--gzip L] [--tokenizer TOK] "
+          "FILE...\n"
           "       baton prepare arrays -o OUT.h5 --x X.npy --y Y.npy\n"
           "                          [--val-fraction F] [--seed S] [--gzip L]\n"
           "       baton prepare arrays -o OUT.h5 --csv FILE.csv "
@@ -305,6 +316,8 @@ static void usage(FILE *f) {
           "  text    byte-level tokens (vocab 256): files are concatenated,\n"
           "          cut into blocks of --chunk bytes (default 65536), and a\n"
           "          seeded choice of round(F * blocks) blocks goes to /val.\n"
+          "          With --tokenizer: byte-level BPE tokens, blocks of\n"
+          "          --chunk tokens; the tokenizer is copied into OUT.h5.\n"
           "  arrays  features X (.npy float/int, any trailing shape) and\n"
           "          integer labels Y (.npy), or a CSV of numbers whose\n"
           "          label column K is a 0-based index or a header name.\n"
@@ -314,7 +327,10 @@ static void usage(FILE *f) {
           "  --val-fraction F     fraction for /val (default 0.1)\n"
           "  --seed S             seed of the train/val choice (default 1)\n"
           "  --chunk N            text: block and HDF5 chunk length (65536)\n"
-          "  --gzip L             gzip level 1-9 with shuffle (default: none)\n");
+          "  --gzip L             gzip level 1-9 with shuffle (default: none)\n"
+          "  --tokenizer TOK      text: a Hugging Face tokenizer.json, GPT-2's\n"
+          "                       vocab.json (merges.txt beside it), or a\n"
+          "                       directory holding either (byte-level BPE)\n");
 }
 
 /* Parses argv into o. Returns -1 to go on, or the exit code to return now:
@@ -340,6 +356,7 @@ static int parse_opts(int argc, char **argv, prep_opts *o) {
       {"seed", required_argument, 0, 's'},
       {"chunk", required_argument, 0, 'k'},
       {"gzip", required_argument, 0, 'g'},
+      {"tokenizer", required_argument, 0, 't'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   bt_cli c;
@@ -350,6 +367,7 @@ static int parse_opts(int argc, char **argv, prep_opts *o) {
     switch (ch) {
     case 'h': usage(stdout); return BT_EXIT_OK;
     case 'o': o->zOut = v; break;
+    case 't': o->zTok = v; break;
     case 'x': o->zX = v; break;
     case 'y': o->zY = v; break;
     case 'c': o->zCsv = v; break;
@@ -383,6 +401,8 @@ static int parse_opts(int argc, char **argv, prep_opts *o) {
   }
   if (!o->zMode) return bt_cli_fail(&c, "give a mode: text or arrays");
   if (!o->zOut) return bt_cli_fail(&c, "-o OUT.h5 is required");
+  if (o->zTok && strcmp(o->zMode, "text"))
+    return bt_cli_fail(&c, "--tokenizer applies to `prepare text` only");
   return -1;
 }
 
@@ -480,8 +500,10 @@ static void split_warn(const prep_opts *o, const char *zUnit, int64_t nTrain,
                   az[1 - s], (long long)nFloor, zHint);
   }
 }
+static int prepare_text_bpe(const prep_opts *o);
 
 static int prepare_text(const prep_opts *o) {
+  if (o->zTok) return prepare_text_bpe(o);
   if (o->nFile == 0) return bt_err_set("prepare text: no input files given");
   int64_t total = 0;
   if (text_total(o, &total) != BT_OK) return BT_ERR;
@@ -546,6 +568,148 @@ static int prepare_text(const prep_opts *o) {
   split_warn(o, "tokens", dTr.n, dVa.n, 1025,
              "the split is made of --chunk blocks: use a smaller --chunk, "
              "or more input");
+  return BT_OK;
+}
+
+/* ---- text with a BPE tokenizer ------------------------------------------- */
+
+/* Writes the tokenizer's files (as bt_tok_resolve names them) into
+ * /tokenizer/<name> and the attributes naming where they came from. */
+static int store_tokenizer(out_file *of, const char *zTok) {
+  char zJson[4096], zMerges[4096];
+  if (bt_tok_resolve(zTok, zJson, sizeof zJson, zMerges, sizeof zMerges) !=
+      BT_OK)
+    return BT_ERR;
+  const char *azPath[2] = {zJson, zMerges[0] ? zMerges : NULL};
+  uint64_t hash = 0;
+  int rc = BT_OK;
+  for (int i = 0; i < 2 && azPath[i] && rc == BT_OK; i++) {
+    size_t n = 0;
+    char *z = bt_file_read_all(azPath[i], &n);
+    if (!z) return bt_err_prefix("prepare text: ");
+    /* The stored name is the file's role, whatever it was called. */
+    const char *zName = i == 1 ? "merges.txt"
+                        : zMerges[0] ? "vocab.json"
+                                     : "tokenizer.json";
+    char zDset[64];
+    snprintf(zDset, sizeof zDset, "/tokenizer/%s", zName);
+    out_ds d;
+    rc = ds_create(of, &d, zDset, H5T_STD_U8LE, 1, 1, 1 << 16, (int64_t)n);
+    if (rc == BT_OK) rc = ds_append(&d, z, H5T_NATIVE_UCHAR, (int64_t)n);
+    if (ds_close(&d) != BT_OK) rc = BT_ERR;
+    hash = bt_hash64(z, n, hash);
+    free(z);
+  }
+  char zAbs[PATH_MAX], zHash[32];
+  snprintf(zHash, sizeof zHash, "%016llx", (unsigned long long)hash);
+  if (rc == BT_OK) rc = out_attr_str(of, "tokenizer", "bpe");
+  if (rc == BT_OK)
+    rc = out_attr_str(of, "tokenizer_path", realpath(zTok, zAbs) ? zAbs : zTok);
+  if (rc == BT_OK) rc = out_attr_str(of, "tokenizer_xxh64", zHash);
+  return rc;
+}
+
+/* Encodes the input files (one stream, as text_read reads it) into *pIds. */
+static int text_encode_all(const prep_opts *o, bt_tok *pTok, int64_t total,
+                           bt_tok_ids *pIds) {
+  size_t nBuf = 1 << 20, nHeld = 0;
+  char *zBuf = bt_malloc(nBuf, "text buffer");
+  if (!zBuf) return BT_ERR;
+  text_src src = {o, 0, -1};
+  int64_t done = 0;
+  int rc = BT_OK;
+  int bProgress = total > (8 << 20) || isatty(2);
+  double t0 = bt_time_now();
+  while (rc == BT_OK && (done < total || nHeld > 0)) {
+    if (nHeld == nBuf) { /* one piece longer than the buffer: grow it */
+      char *z = realloc(zBuf, nBuf * 2);
+      if (!z) {
+        rc = bt_err_set("prepare text: out of memory for a %zu-byte piece",
+                        nBuf * 2);
+        break;
+      }
+      zBuf = z;
+      nBuf *= 2;
+    }
+    int64_t want = (int64_t)(nBuf - nHeld);
+    if (want > total - done) want = total - done;
+    rc = text_read(&src, (unsigned char *)zBuf + nHeld, want);
+    if (rc != BT_OK) break;
+    nHeld += (size_t)want;
+    done += want;
+    size_t used = 0;
+    rc = bt_tok_encode(pTok, zBuf, nHeld, done == total, pIds, &used);
+    memmove(zBuf, zBuf + used, nHeld - used);
+    nHeld -= used;
+    if (bProgress) progress(o->zOut, done, total, t0, done == total);
+  }
+  if (src.fd >= 0) close(src.fd);
+  free(zBuf);
+  return rc;
+}
+
+static int prepare_text_bpe(const prep_opts *o) {
+  if (o->nFile == 0) return bt_err_set("prepare text: no input files given");
+  int64_t total = 0;
+  if (text_total(o, &total) != BT_OK) return BT_ERR;
+  bt_tok *pTok = NULL;
+  if (bt_tok_open(&pTok, o->zTok) != BT_OK)
+    return bt_err_prefix("prepare text --tokenizer: ");
+  int V = bt_tok_vocab_size(pTok);
+  bt_tok_ids ids = {0};
+  double t0 = bt_time_now();
+  int rc = text_encode_all(o, pTok, total, &ids);
+  double dt = bt_time_now() - t0;
+  bt_tok_free(pTok);
+  if (rc != BT_OK) {
+    bt_tok_ids_free(&ids);
+    return BT_ERR;
+  }
+  int64_t nTok = (int64_t)ids.n;
+  int64_t B = o->chunk;
+  int64_t nBlock = (nTok + B - 1) / B;
+  int64_t nVal = split_nval(o->valFrac, nBlock);
+  int64_t nValTok = 0;
+  for (int64_t b = 0; b < nBlock; b++)
+    if (is_val(o->seed, nBlock, nVal, b))
+      nValTok += nTok - b * B < B ? nTok - b * B : B;
+  /* The loader reads uint16 and uint32 (data/h5.c); HDF5 converts the
+   * uint32 ids on write. */
+  hid_t eType = V <= 65536 ? H5T_STD_U16LE : H5T_STD_U32LE;
+  out_file of;
+  out_ds dTr, dVa;
+  memset(&dTr, 0, sizeof dTr);
+  memset(&dVa, 0, sizeof dVa);
+  dTr.hDset = dVa.hDset = -1;
+  rc = out_open(&of, o->zOut, o->gzip);
+  if (rc == BT_OK)
+    rc = ds_create(&of, &dTr, "/train/tokens", eType, 1, 1, (hsize_t)B,
+                   nTok - nValTok);
+  if (rc == BT_OK)
+    rc = ds_create(&of, &dVa, "/val/tokens", eType, 1, 1, (hsize_t)B,
+                   nValTok);
+  for (int64_t b = 0; b < nBlock && rc == BT_OK; b++) {
+    int64_t n = nTok - b * B < B ? nTok - b * B : B;
+    out_ds *d = is_val(o->seed, nBlock, nVal, b) ? &dVa : &dTr;
+    rc = ds_append(d, ids.a + b * B, H5T_NATIVE_UINT32, n);
+  }
+  bt_tok_ids_free(&ids);
+  if (ds_close(&dTr) != BT_OK) rc = BT_ERR;
+  if (ds_close(&dVa) != BT_OK) rc = BT_ERR;
+  if (rc == BT_OK) rc = out_attr_int(&of, "baton_format_version", 1);
+  if (rc == BT_OK) rc = out_attr_int(&of, "vocab_size", V);
+  if (rc == BT_OK) rc = store_tokenizer(&of, o->zTok);
+  char zErr[2048];
+  snprintf(zErr, sizeof zErr, "%s", bt_err_msg());
+  int rc2 = out_finish(&of, rc == BT_OK);
+  if (rc != BT_OK) return bt_err_set("%s", zErr);
+  if (rc2 != BT_OK) return rc2;
+  printf("prepare: wrote %s: %lld train tokens, %lld val tokens (%lld of %lld "
+         "blocks of %lld tokens in val); BPE vocab %d (%s), %.2f bytes/token, "
+         "encoded at %.1f MB/s\n",
+         o->zOut, (long long)dTr.n, (long long)dVa.n, (long long)nVal,
+         (long long)nBlock, (long long)B, V, V <= 65536 ? "uint16" : "uint32",
+         nTok ? (double)total / nTok : 0.0, dt > 0 ? total / 1e6 / dt : 0.0);
   return BT_OK;
 }
 

@@ -12,11 +12,19 @@
  *
  * Only inference weights go out: the optimizer moments never leave the
  * checkpoint.
+ *
+ * Tokenizer: when the run's data file (config data.path) was made by
+ * `prepare text --tokenizer`, its /tokenizer/ files (tokenizer.json, or
+ * vocab.json + merges.txt) are written into DIR with a
+ * tokenizer_config.json, so AutoTokenizer.from_pretrained(DIR) and
+ * `baton infer DIR --prompt` use the tokenizer the model was trained
+ * with; config.json's bos/eos ids are then its <|endoftext|>, if any.
  */
 #include "base/cli.h"
 #include "base/util.h"
 #include "export/export.h"
 #include "checkpoints/safetensors.h"
+#include "data/tokenizer.h"
 #include "trainer/trainer.h"
 
 #include <cjson/cJSON.h>
@@ -52,7 +60,7 @@ static void usage(FILE *f) {
 
 /* config.json for the model (HF GPT2Config, or baton's MLP description). */
 static int write_config_json(const bt_export_model *x, const char *zDir,
-                             bt_st_dtype eType) {
+                             bt_st_dtype eType, int eotId) {
   const bt_model *m = &x->m;
   cJSON *o = cJSON_CreateObject();
   if (!o) return bt_err_set("out of memory");
@@ -76,8 +84,10 @@ static int write_config_json(const bt_export_model *x, const char *zDir,
     cJSON_AddBoolToObject(o, "scale_attn_weights", 1);
     cJSON_AddBoolToObject(o, "tie_word_embeddings", 1);
     cJSON_AddBoolToObject(o, "use_cache", 1);
-    cJSON_AddNumberToObject(o, "bos_token_id", BT_EXPORT_BOS_ID);
-    cJSON_AddNumberToObject(o, "eos_token_id", BT_EXPORT_EOS_ID);
+    cJSON_AddNumberToObject(o, "bos_token_id",
+                            eotId >= 0 ? eotId : BT_EXPORT_BOS_ID);
+    cJSON_AddNumberToObject(o, "eos_token_id",
+                            eotId >= 0 ? eotId : BT_EXPORT_EOS_ID);
     cJSON_AddNumberToObject(o, "baton_vocab_pad_to", x->cfg.vocab_pad_to);
   } else {
     cJSON_AddStringToObject(o, "model_type", "baton_mlp");
@@ -100,6 +110,71 @@ static int write_config_json(const bt_export_model *x, const char *zDir,
   snprintf(zPath, sizeof zPath, "%s/config.json", zDir);
   int rc = bt_file_write_atomic(zPath, z, strlen(z));
   free(z);
+  return rc;
+}
+
+/* The id of "<|endoftext|>" if it is one added token of p, else -1. */
+static int eot_id(bt_tok *p) {
+  static const char zEot[] = "<|endoftext|>";
+  bt_tok_ids ids = {0};
+  int id = -1;
+  if (bt_tok_encode(p, zEot, sizeof zEot - 1, 1, &ids, NULL) == BT_OK &&
+      ids.n == 1) {
+    size_t n = 0;
+    const char *z = bt_tok_bytes(p, ids.a[0], &n);
+    if (z && n == sizeof zEot - 1 && !memcmp(z, zEot, n)) id = (int)ids.a[0];
+  }
+  bt_tok_ids_free(&ids);
+  return id;
+}
+
+/* Copies the data file's tokenizer files (if any) into zDir with a
+ * tokenizer_config.json; *pEot gets the <|endoftext|> id or -1. A data
+ * file that cannot be read is a warning, not an error: the weights are
+ * still worth exporting, and infer refuses a BPE model's --prompt
+ * without a tokenizer anyway. */
+static int write_tokenizer(const bt_export_model *x, const char *zDir,
+                           int *pEot) {
+  *pEot = -1;
+  const char *zData = x->cfg.data_path;
+  if (x->m.eKind != BT_MODEL_GPT || !zData[0] ||
+      !strncmp(zData, "synthetic:", 10))
+    return BT_OK;
+  bt_tok_file aFile[2];
+  int nFile = 0;
+  if (bt_tok_h5_read(zData, aFile, &nFile) != BT_OK) {
+    bt_log_warn("export: no tokenizer copied: %s", bt_err_msg());
+    return BT_OK;
+  }
+  if (nFile == 0) return BT_OK; /* byte-level data */
+  bt_tok *p = NULL;
+  int rc = bt_tok_from_files(&p, aFile, nFile, zData);
+  for (int i = 0; i < nFile && rc == BT_OK; i++) {
+    char zPath[4200];
+    snprintf(zPath, sizeof zPath, "%s/%s", zDir, aFile[i].zName);
+    rc = bt_file_write_atomic(zPath, aFile[i].z, aFile[i].n);
+  }
+  if (rc == BT_OK) {
+    *pEot = eot_id(p);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "tokenizer_class", "GPT2TokenizerFast");
+    cJSON_AddNumberToObject(o, "model_max_length", x->m.T);
+    cJSON_AddBoolToObject(o, "add_prefix_space", 0);
+    if (*pEot >= 0) {
+      cJSON_AddStringToObject(o, "bos_token", "<|endoftext|>");
+      cJSON_AddStringToObject(o, "eos_token", "<|endoftext|>");
+      cJSON_AddStringToObject(o, "unk_token", "<|endoftext|>");
+    }
+    char *z = cJSON_Print(o);
+    cJSON_Delete(o);
+    char zPath[4200];
+    snprintf(zPath, sizeof zPath, "%s/tokenizer_config.json", zDir);
+    rc = z ? bt_file_write_atomic(zPath, z, strlen(z))
+           : bt_err_set("out of memory printing tokenizer_config.json");
+    free(z);
+  }
+  bt_tok_free(p);
+  bt_tok_files_free(aFile, nFile);
   return rc;
 }
 
@@ -191,7 +266,9 @@ int bt_export_main(int argc, char **argv) {
   double t0 = bt_time_now();
   if (bt_export_load_ckpt(&x, zCkpt, 1, NULL) != BT_OK) goto done;
   if (bt_mkdir_p(zOut) != BT_OK) goto done;
-  if (write_config_json(&x, zOut, eType) != BT_OK) goto done;
+  int eot = -1;
+  if (write_tokenizer(&x, zOut, &eot) != BT_OK) goto done;
+  if (write_config_json(&x, zOut, eType, eot) != BT_OK) goto done;
   if (onnx) {
     char zPath[4096];
     snprintf(zPath, sizeof zPath, "%s/model.onnx", zOut);

@@ -8,6 +8,13 @@
  * (bt_model_forward, the trainer's own code) over the prompt: that is what
  * the bit-exactness test compares against the trainer.
  *
+ * Tokens: when DIR carries a tokenizer (tokenizer.json, or vocab.json +
+ * merges.txt, as `baton export` copies them from BPE data), --prompt is
+ * encoded and the output decoded with it (data/tokenizer.h); with
+ * --checkpoint the tokenizer comes from the run's data file. Without one,
+ * the prompt's UTF-8 bytes are the tokens, and only a 256-token (byte)
+ * model accepts --prompt: a BPE model never gets byte tokens silently.
+ *
  * MLP: rows of features from CSV, .npy or HDF5 (data/features.h) ->
  * predicted class per row.
  *
@@ -18,6 +25,7 @@
 #include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "data/features.h"
+#include "data/tokenizer.h"
 #include "export/export.h"
 #include "trainer/trainer.h"
 
@@ -53,8 +61,12 @@ static void usage(FILE *f) {
           "Runs an exported model (DIR holds config.json + "
           "model.safetensors from\n`baton export`).\n"
           "\n"
-          "GPT (text generation, byte-level tokens):\n"
-          "  --prompt TEXT         prompt; its UTF-8 bytes are the tokens\n"
+          "GPT (text generation):\n"
+          "  --prompt TEXT         prompt, encoded with DIR's tokenizer.json "
+          "(or vocab.json +\n"
+          "                        merges.txt) when it has one, else its "
+          "UTF-8 bytes are the\n"
+          "                        tokens (256-token models only)\n"
           "  --prompt-ids LIST     prompt as comma-separated token ids "
           "instead\n"
           "  --max-new-tokens N    tokens to generate (default 64; stops at "
@@ -160,6 +172,12 @@ static void put_token(FILE *f, utf8_esc *e, int tok) {
   }
 }
 
+/* Prints the bytes a tokenizer decodes a token to, escaped like put_token:
+ * a BPE token may hold part of a UTF-8 sequence, completed by the next. */
+static void put_bytes(FILE *f, utf8_esc *e, const char *z, size_t n) {
+  for (size_t i = 0; i < n; i++) utf8_put_byte(f, e, (unsigned char)z[i]);
+}
+
 /* Full forward of tokens[0, n) padded to the model's window: causal
  * attention makes positions < n independent of the padding. */
 static int full_forward(bt_export_model *x, const int32_t *tok, int n,
@@ -260,12 +278,32 @@ static int parse_ids(const char *z, int32_t **pa, int *pn) {
   return BT_OK;
 }
 
-static int infer_gpt(bt_export_model *x, const infer_opts *o) {
+static int infer_gpt(bt_export_model *x, const infer_opts *o, bt_tok *pTok) {
   bt_model *m = &x->m;
   int32_t *tok = NULL;
   int nPrompt = 0;
   if (o->zPromptIds) {
     if (parse_ids(o->zPromptIds, &tok, &nPrompt) != BT_OK) return BT_ERR;
+  } else if (pTok) {
+    const char *z = o->zPrompt ? o->zPrompt : "";
+    bt_tok_ids ids = {0};
+    if (bt_tok_encode(pTok, z, strlen(z), 1, &ids, NULL) != BT_OK) {
+      bt_tok_ids_free(&ids);
+      return BT_ERR;
+    }
+    nPrompt = (int)ids.n;
+    tok = bt_malloc((size_t)(nPrompt + 1) * sizeof(int32_t), "prompt");
+    for (int i = 0; tok && i < nPrompt; i++) tok[i] = (int32_t)ids.a[i];
+    bt_tok_ids_free(&ids);
+    if (!tok) return BT_ERR;
+  } else if (m->V != 256 && o->zPrompt) {
+    return bt_err_set("%s: the model's vocabulary has %d tokens, not 256 "
+                      "bytes, and no tokenizer came with it (tokenizer.json "
+                      "or vocab.json + merges.txt in the export directory): "
+                      "refusing to feed the prompt as bytes; give "
+                      "--prompt-ids, or copy the tokenizer the training data "
+                      "was prepared with into the directory",
+                      o->zDir, m->V);
   } else {
     const char *z = o->zPrompt ? o->zPrompt : "";
     nPrompt = (int)strlen(z);
@@ -336,7 +374,10 @@ static int infer_gpt(bt_export_model *x, const infer_opts *o) {
     }
     int next = sample(logits, m->V, o, n, scratch, sorted);
     seq[n++] = next;
+    size_t nB = 0;
+    const char *zB = pTok ? bt_tok_bytes(pTok, (uint32_t)next, &nB) : NULL;
     if (o->printIds) printf("%s%d", g ? " " : "", next);
+    else if (zB) put_bytes(stdout, &esc, zB, nB);
     else put_token(stdout, &esc, next);
     fflush(stdout);
     if (d && g + 1 < nNew && bt_kv_step(d, next, logits) != BT_OK) goto done;
@@ -404,6 +445,34 @@ static int infer_mlp(bt_export_model *x, const infer_opts *o) {
   bt_features_close(f);
   free(X);
   free(L);
+  return rc;
+}
+
+/* The tokenizer of an export directory (bt_tok_open's rules), or with
+ * --checkpoint the one stored in the run's data file; *pp = NULL when
+ * there is none. A tokenizer file that is there but broken is an error. */
+static int load_tokenizer(const bt_export_model *x, const infer_opts *o,
+                          bt_tok **pp) {
+  *pp = NULL;
+  if (!o->fromCkpt) {
+    char zJ[4200], zT[4200], zM[4200];
+    snprintf(zJ, sizeof zJ, "%s/tokenizer.json", o->zDir);
+    snprintf(zT, sizeof zT, "%s/vocab.json", o->zDir);
+    snprintf(zM, sizeof zM, "%s/merges.txt", o->zDir);
+    if (!bt_path_exists(zJ) && !(bt_path_exists(zT) && bt_path_exists(zM)))
+      return BT_OK;
+    return bt_tok_open(pp, o->zDir);
+  }
+  const char *zData = x->cfg.data_path;
+  if (!zData[0] || !strncmp(zData, "synthetic:", 10)) return BT_OK;
+  bt_tok_file aFile[2];
+  int nFile = 0;
+  if (bt_tok_h5_read(zData, aFile, &nFile) != BT_OK) {
+    bt_log_warn("infer: no tokenizer: %s", bt_err_msg());
+    return BT_OK;
+  }
+  int rc = nFile ? bt_tok_from_files(pp, aFile, nFile, zData) : BT_OK;
+  bt_tok_files_free(aFile, nFile);
   return rc;
 }
 
@@ -513,6 +582,7 @@ int bt_infer_main(int argc, char **argv) {
     return BT_EXIT_ERROR;
   }
   bt_export_model x;
+  bt_tok *pTok = NULL;
   /* maxB 0: one sample for GPT, 256-row batches for MLP classification */
   int rc = o.fromCkpt ? bt_export_load_ckpt(&x, o.zDir, 0, be)
                       : bt_export_load_dir(&x, o.zDir, 0, be);
@@ -525,8 +595,11 @@ int bt_infer_main(int argc, char **argv) {
       rc = bt_err_set("%s is an MLP classifier: give --input FILE, not "
                       "--prompt",
                       o.zDir);
-    else rc = gpt ? infer_gpt(&x, &o) : infer_mlp(&x, &o);
+    else if (gpt && load_tokenizer(&x, &o, &pTok) != BT_OK)
+      rc = BT_ERR;
+    else rc = gpt ? infer_gpt(&x, &o, pTok) : infer_mlp(&x, &o);
   }
+  bt_tok_free(pTok);
   if (rc != BT_OK) fprintf(stderr, "baton infer: %s\n", bt_err_msg());
   bt_export_model_free(&x);
   return rc == BT_OK ? BT_EXIT_OK : BT_EXIT_ERROR;
