@@ -108,15 +108,32 @@ def main():
                        capture_output=True)
     # The token bytes (transformers' decode would replace a UTF-8
     # character cut by the window with U+FFFD; baton prints the bytes),
-    # control bytes other than \n and \t escaped as \xNN.
+    # escaped as docs/export.md says: printable ASCII, \n, \t and valid
+    # UTF-8 as they are, every other byte as \xNN.
     from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
     b2u = {u: b for b, u in bytes_to_unicode().items()}
     toks = at.convert_ids_to_tokens(sampled)
     data = bytes(b2u[c] for t in toks for c in t)
     check(at.decode(sampled) == data.decode("utf-8", errors="replace"),
           "the token bytes are transformers' decoded text")
-    raw = b"".join(bytes([b]) if b in (9, 10) or b >= 0x20
-                   else b"\\x%02x" % b for b in data)
+
+    def escaped(b):
+        out, i = bytearray(), 0
+        while i < len(b):
+            c = b[i]
+            if c in (9, 10) or 0x20 <= c < 0x7F:
+                out.append(c); i += 1; continue
+            for n in (2, 3, 4):  # the shortest valid sequence starting here
+                try:
+                    b[i:i + n].decode("utf-8")
+                    if c >= 0xC2 and len(b[i:i + n]) == n:
+                        out += b[i:i + n]; i += n; break
+                except UnicodeDecodeError:
+                    pass
+            else:
+                out += b"\\x%02x" % c; i += 1
+        return bytes(out)
+    raw = escaped(data)
     check(len(set(sampled)) > 5 and r.returncode == 0 and
           r.stdout == raw + b"\n",
           f"infer prints the text transformers decodes ({raw[:40]!r})")
