@@ -87,6 +87,7 @@ mn_setup() {
 #!/bin/sh
 # Launch agent for --mca plm_rsh_agent: runs CMD on simulated node HOST.
 h="\$1"; shift
+echo "\$h \$*" >>"$dir/agent.log"
 case "\$h" in
   node[0-9]*) ns="${MN_PREFIX}n\${h#node}" ;;
   *) echo "agent: unknown host '\$h'" >&2; exit 255 ;;
