@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# faults.sh kill|partition: a node-level fault in the middle of a supervised
+# faults.sh kill|partition|partition-retries: a node-level fault in the middle of a supervised
 # multi-node run (lib.sh nodes, launch/baton-launch under
 # launch/baton-supervise, run from the head node), after its first
 # checkpoint:
@@ -11,8 +11,12 @@
 #              alone would wait ~16 minutes for node 2's daemon: the
 #              supervisor's --abort-grace ends it); the link comes back
 #              while the supervisor backs off, and the restart completes.
-#              Node 2's orphans from the first attempt must be gone at the
-#              end, without help from the test.
+#              The supervisor must name node 2 as unreachable. Node 2's
+#              orphans from the first attempt must be gone at the end,
+#              without help from the test.
+#   partition-retries  the same with net.ipv4.tcp_retries2 = 5 on every node
+#              (docs/operations.md's host setting) and --abort-grace 60:
+#              mpirun must then end by itself within watchdog + 30 s.
 # Both: the run finishes with parameters bitwise identical to an
 # uninterrupted run, in exactly 2 attempts. The times from the fault to
 # detection, to the end of the job and to the restart are printed
@@ -27,10 +31,11 @@ mn_require
 mode="$1"
 case "$mode" in
   kill) nodes=2 victim=1 ;;
-  partition) nodes=3 victim=2 ;;
-  *) echo "usage: faults.sh kill|partition" >&2; exit 2 ;;
+  partition) nodes=3 victim=2 grace=10 ;;
+  partition-retries) nodes=3 victim=2 grace=60 ;;
+  *) echo "usage: faults.sh kill|partition|partition-retries" >&2; exit 2 ;;
 esac
-g=2 np=$((nodes * 2)) wd=5 grace=10
+g=2 np=$((nodes * 2)) wd=5 grace="${grace:-10}"
 w="$(mktemp -d /tmp/bt_mn.XXXXXX)"
 if [ "${BATON_MN_KEEP:-0}" = 1 ]; then echo "work dir: $w"; else trap 'rm -rf "$w"' EXIT; fi
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
@@ -53,6 +58,7 @@ $MPIRUN -np "$np" "$BATON" "${train[@]}" --run-dir "$w/ref" --dump-params "$w/re
 
 mn_setup "$nodes" "$w"
 mn_hostfile "$w/hosts" "$g"
+[ "$mode" != partition-retries ] || mn_sysctl net.ipv4.tcp_retries2 5
 mn_head "$root/launch/baton-supervise" --backoff 2 --max-restarts 3 --abort-grace "$grace" \
   --run-dir "$w/run" -- \
   "$root/launch/baton-launch" --hostfile "$w/hosts" --net tcp --iface "$MN_IF" --bind-to none \
@@ -82,6 +88,23 @@ if [ "$mode" = kill ]; then
 else
   mn_partition "$victim"
   echo "unplugged node$victim at checkpoint $(cat "$w/run/latest")"
+  orphans="$(mn_pids "$victim" | paste -sd' ')"
+  # Note when the first attempt's processes on the victim end: ranks
+  # first (watchdog), then orted (its link to mpirun, once back).
+  (
+    r="" a=""
+    while [ -z "$a" ]; do
+      left=0 lr=0
+      for p in $orphans; do
+        [ -e "/proc/$p" ] || continue
+        left=1
+        [ "$(cat "/proc/$p/comm" 2>/dev/null)" != baton ] || lr=1
+      done
+      [ -n "$r" ] || [ "$lr" -eq 1 ] || { r=$(now); echo "ranks $r" >>"$w/orphans"; }
+      [ "$left" -eq 1 ] || { a=$(now); echo "all $a" >>"$w/orphans"; }
+      sleep 0.1
+    done
+  ) &
   wait_for 'watchdog: no progress' $((wd + 10))
   t_detect=$(now)
 fi
@@ -118,17 +141,29 @@ else
   "$PY" -c "import sys; sys.exit(0 if $took <= $wd + 30 else 1)" ||
     fail "the job took $took s to end after the partition (bound $wd + 30 s)"
   ok "the job ended within watchdog + 30 s"
-  # The first attempt's processes on node 2 (its ranks, its orted) must go
-  # away by themselves: the watchdog's abort, then the daemon's lost link.
+  if [ "$mode" = partition-retries ]; then
+    grep -q "after the supervisor ended it" "$w/run/supervisor.log" &&
+      fail "the supervisor had to end the job: tcp_retries2 = 5 did not"
+    ok "mpirun ended by itself (tcp_retries2 = 5)"
+    echo "$pass passed, 0 failed"
+    exit 0
+  fi
+  grep -q "unreachable (no answer on TCP port 22 in 3 s): node$victim\$" "$w/run/supervisor.log" ||
+    fail "the supervisor did not name node$victim as unreachable"
+  ok "the supervisor named node$victim as unreachable"
+  # The first attempt's processes on the victim (its ranks, its orted) must
+  # go away by themselves: the watchdog's abort, then the daemon's lost
+  # link to mpirun once the link is back.
   end=$((SECONDS + 30))
-  while [ -n "$(mn_pids "$victim")" ]; do
+  until grep -q '^all ' "$w/orphans" 2>/dev/null; do
     if [ "$SECONDS" -ge "$end" ]; then
-      ps -o pid,etimes,args -p "$(mn_pids "$victim" | paste -sd,)" >&2 || true
+      ps -o pid,etimes,args -p "${orphans// /,}" >&2 || true
       fail "processes of the first attempt are still alive on node$victim"
     fi
     sleep 0.2
   done
-  echo "node$victim empty $(since "$t_fault" "$(now)") s after the partition"
+  echo "timing: link down -> node$victim's ranks gone $(since "$t_fault" "$(awk '$1 == "ranks" { print $2 }' "$w/orphans")") s," \
+       "-> all its processes gone $(since "$t_fault" "$(awk '$1 == "all" { print $2 }' "$w/orphans")") s (link back at $(since "$t_fault" "$t_abort") s)"
   ok "no orphans left on node$victim"
 fi
 echo "$pass passed, 0 failed"

@@ -8,8 +8,9 @@
 # nodes through the launch agent that mn_setup writes (--mca plm_rsh_agent),
 # which does for "nodeI" what ssh would do for a real host: it runs the
 # orted command line in node I's namespace, with its own host name (a UTS
-# namespace, so "[rank R@host]" names the node) and in its own session (as
-# under sshd, killing mpirun's process group does not reach it).
+# namespace, so "[rank R@host]" names the node). Open MPI puts each agent
+# in a process group of its own, so, as with ssh to a real host, killing
+# mpirun's process group does not reach the other nodes' processes.
 #
 # Invariants:
 #   1. Every namespace this file creates is named "$MN_PREFIX..." with
@@ -19,11 +20,14 @@
 #      success, failure or signal.
 #   2. Node 0 is the head: mpirun runs there (mn_head) under the host name
 #      node0, so node 0's ranks are mpirun's own children, the other nodes'
-#      ranks run under orted started by the agent.
+#      ranks run under orted started by the agent. On the head, the names
+#      node0..nodeN-1 resolve to the nodes' addresses (a private /etc/hosts
+#      bound in a mount namespace, as a cluster's DNS would), so the
+#      supervisor can probe them.
 #   3. Nothing outside the namespaces is changed (no sysctl, no firewall
 #      rule, no address of the host's own network stack).
 #
-# Needs root, iproute2 (ip) and util-linux (unshare, setsid); where a
+# Needs root, iproute2 (ip) and util-linux (unshare, mount); where a
 # namespace cannot be made, mn_require exits 77, which ctest reports as
 # skipped, with the reason.
 
@@ -42,7 +46,7 @@ mn_require() {
   local why=""
   if [ "$(id -u)" -ne 0 ]; then why="not root (network namespaces need CAP_NET_ADMIN)"
   elif ! command -v ip >/dev/null; then why="no 'ip' command (install iproute2: launch/install-deps.sh)"
-  elif ! command -v unshare >/dev/null || ! command -v setsid >/dev/null; then why="no unshare/setsid (util-linux)"
+  elif ! command -v unshare >/dev/null; then why="no unshare (util-linux)"
   elif ! ip netns add "${MN_PREFIX}probe" 2>/dev/null; then why="cannot create a network namespace (ip netns add failed)"
   else
     if ! ip -n "${MN_PREFIX}probe" link add p0 type veth peer name p1 2>/dev/null ||
@@ -92,9 +96,11 @@ case "\$h" in
   node[0-9]*) ns="${MN_PREFIX}n\${h#node}" ;;
   *) echo "agent: unknown host '\$h'" >&2; exit 255 ;;
 esac
-exec ip netns exec "\$ns" unshare --uts sh -c 'hostname "\$0" && exec setsid sh -c "\$1"' "\$h" "\$*"
+exec ip netns exec "\$ns" unshare --uts sh -c 'hostname "\$0" && exec sh -c "\$1"' "\$h" "\$*"
 AGENT
   chmod +x "$dir/agent"
+  cp /etc/hosts "$dir/etc.hosts"
+  for ((i = 0; i < n; i++)); do echo "$MN_NET.$((i + 1)) node$i" >>"$dir/etc.hosts"; done
 }
 
 # mn_hostfile FILE G [NODES]: Open MPI hostfile, G slots on each of the first
@@ -111,9 +117,20 @@ mn_mpi_args() {
   echo "--allow-run-as-root --oversubscribe --mca plm_rsh_agent $MN_DIR/agent --mca btl_vader_single_copy_mechanism none"
 }
 
-# mn_head CMD...: runs CMD on the head node (node 0) under host name node0.
+# mn_sysctl KEY VALUE: set a per-namespace sysctl on every node (e.g.
+# net.ipv4.tcp_retries2, docs/operations.md); the host's own is untouched.
+mn_sysctl() {
+  local i
+  for ((i = 0; i < MN_N; i++)); do
+    ip netns exec "${MN_PREFIX}n$i" sysctl -qw "$1=$2"
+  done
+}
+
+# mn_head CMD...: runs CMD on the head node (node 0) under host name node0,
+# where the node names resolve.
 mn_head() {
-  ip netns exec "${MN_PREFIX}n0" unshare --uts sh -c 'hostname node0 && exec "$@"' sh "$@"
+  ip netns exec "${MN_PREFIX}n0" unshare --uts --mount sh -c \
+    'hostname node0 && mount --bind "$0" /etc/hosts && exec "$@"' "$MN_DIR/etc.hosts" "$@"
 }
 
 # mn_pids I: pids of every process on node I.
