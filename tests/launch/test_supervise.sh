@@ -141,7 +141,7 @@ expect "stuck: 3 attempts" [ "$(attempts)" -eq 3 ]
 expect "stuck: ended within grace + kill wait (${SECONDS}s)" [ "$SECONDS" -lt 20 ]
 expect "stuck: abort seen" contains "$L" "attempt 1: the job is aborting (stderr: [rank 0@fake] error: watchdog: no progress"
 expect "stuck: SIGTERM to the group" contains "$L" "attempt 1: still running 1s after the abort began"
-expect "stuck: SIGKILL after SIGTERM" contains "$L" "attempt 1: still running 5s after SIGTERM: SIGKILL"
+expect "stuck: SIGKILL after SIGTERM" contains "$L" "attempt 1: still running 4s after SIGTERM: SIGKILL"
 expect "stuck: cause logged" contains "$L" "exit code 137 (killed by signal 9, SIGKILL), after the supervisor ended it 1s into its abort"
 expect "stuck: one kill only" [ "$(grep -c 'SIGTERM to its process group' "$L")" -eq 1 ]
 expect "stuck: attempt 2 failed by itself" matches "$L" "attempt 2: FAILED after [0-9]+s: exit code 3 \(watchdog: a collective or step hung\); checkpoint"
