@@ -25,7 +25,11 @@ ok() { pass=$((pass + 1)); echo "ok: $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 train=(train "$cfg" --resume never --set train.steps=20)
 
+t0=$(date +%s%N)
 mn_setup "$nodes" "$w"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$ms" -lt 1000 ] || fail "setting up $nodes nodes took $ms ms (limit 1000)"
+ok "$nodes nodes set up in $ms ms"
 mn_hostfile "$w/hosts" "$g"
 mn_head "$root/launch/baton-launch" --hostfile "$w/hosts" --net tcp --iface "$MN_IF" \
   --bind-to none --mpirun "${MPIRUN%% *}" --mpirun-args "$(mn_mpi_args)" -- \
@@ -68,4 +72,10 @@ ok "final parameters within $e (limit 1e-5) of the 1-rank run"
 "$BATON" train "$cfg" --resume never --set train.steps=1 --set optim.lr=0 \
   --run-dir "$w/init" --dump-params "$w/init.f32" >/dev/null 2>&1 || fail "the lr=0 run failed"
 cmp -s "$w/one.f32" "$w/init.f32" && fail "training did not move the parameters: the checks prove nothing"
+t0=$(date +%s%N)
+mn_teardown
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ -z "$(ip netns list | grep "^$MN_PREFIX")" ] || fail "namespaces left after teardown"
+[ "$ms" -lt 1000 ] || fail "tearing down $nodes nodes took $ms ms (limit 1000)"
+ok "$nodes nodes torn down in $ms ms"
 echo "$pass passed, 0 failed"

@@ -86,7 +86,8 @@ mn_setup() {
   done
   # The launch agent: `agent HOST CMD...` as Open MPI calls ssh. orted
   # arrives as one shell command line (quoted MCA values), so it goes
-  # through sh -c, as sshd would run it.
+  # through sh -c, as sshd would run it. Each call is logged to
+  # DIR/agent.log (which nodes were launched on).
   cat >"$dir/agent" <<AGENT
 #!/bin/sh
 # Launch agent for --mca plm_rsh_agent: runs CMD on simulated node HOST.
@@ -122,7 +123,8 @@ mn_mpi_args() {
 mn_sysctl() {
   local i
   for ((i = 0; i < MN_N; i++)); do
-    ip netns exec "${MN_PREFIX}n$i" sysctl -qw "$1=$2"
+    # /proc/sys/net shows the namespace of the process that opens it.
+    ip netns exec "${MN_PREFIX}n$i" sh -c 'echo "$1" >"/proc/sys/$0"' "${1//.//}" "$2"
   done
 }
 
