@@ -13,11 +13,11 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler
   python3 python3-numpy python3-h5py python3-torch python3-venv python3-pip
   clang libclang-rt-14-dev
-  iproute2
+  iproute2 nftables
 )
-# iproute2: `ip netns`, veth and bridges for the multi-node tests on one
-# machine (tests/multinode; unshare and mount come from util-linux, which
-# every Debian system has).
+# iproute2 (`ip netns`, veth, bridges) and nftables (packet loss) for the
+# multi-node tests on one machine (tests/multinode; unshare and mount come
+# from util-linux, which every Debian system has).
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# equal.sh NODES G: a NODES x G `baton train` over TCP between simulated
+# equal.sh NODES G [LOSS]: a NODES x G `baton train` over TCP between simulated
 # nodes (lib.sh), launched by launch/baton-launch with a hostfile from the
 # head node, computes what the single-host runs compute:
 #   - bitwise the same losses (every logged step) and final parameters as
@@ -8,6 +8,9 @@
 #   - final parameters within the 1e-5 relative difference of the
 #     equivalence tests (tests/train/equivalence.sh) of one rank with the
 #     whole batch (same global batch, different summation order).
+# With LOSS (a percentage), node 1 drops that share of the packets it
+# receives (nftables); TCP retransmits, so the results must not change, and
+# at least one packet must have been dropped (else the run proved nothing).
 # Environment: BATON, MPIRUN (local mpirun with its flags), PY.
 set -euo pipefail
 : "${BATON:?}" "${MPIRUN:?}" "${PY:?}"
@@ -15,7 +18,11 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../.."
 source "$here/lib.sh"
 mn_require
-nodes="$1" g="$2" np=$(($1 * $2))
+nodes="$1" g="$2" np=$(($1 * $2)) loss="${3:-}"
+if [ -n "$loss" ] && ! command -v nft >/dev/null; then
+  echo "SKIP: no 'nft' command (install nftables: launch/install-deps.sh)"
+  exit 77
+fi
 cfg="$root/tests/train/micro.ini"
 w="$(mktemp -d /tmp/bt_mn.XXXXXX)"
 if [ "${BATON_MN_KEEP:-0}" = 1 ]; then echo "work dir: $w"; else trap 'rm -rf "$w"' EXIT; fi
@@ -23,7 +30,11 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 pass=0
 ok() { pass=$((pass + 1)); echo "ok: $*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
-train=(train "$cfg" --resume never --set train.steps=20)
+# With loss, more steps: ~3000 packets reach node 1, so that a run without
+# a single drop (probability 0.99^3000) cannot happen by chance.
+steps=20
+[ -z "$loss" ] || steps=100
+train=(train "$cfg" --resume never --set train.steps=$steps)
 
 t0=$(date +%s%N)
 mn_setup "$nodes" "$w"
@@ -31,6 +42,10 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$ms" -lt 1000 ] || fail "setting up $nodes nodes took $ms ms (limit 1000)"
 ok "$nodes nodes set up in $ms ms"
 mn_hostfile "$w/hosts" "$g"
+if [ -n "$loss" ]; then
+  mn_loss 1 "$loss" || fail "cannot install the nftables loss rule on node1"
+fi
+t0=$(date +%s%N)
 mn_head "$root/launch/baton-launch" --hostfile "$w/hosts" --net tcp --iface "$MN_IF" \
   --bind-to none --mpirun "${MPIRUN%% *}" --mpirun-args "$(mn_mpi_args)" -- \
   "$BATON" "${train[@]}" --run-dir "$w/multi" --dump-params "$w/multi.f32" >"$w/multi.out" 2>&1 ||
@@ -40,7 +55,13 @@ grep -q "$np ranks (mpi)" "$w/multi.out" || { cat "$w/multi.out"; fail "not $np 
 for ((i = 1; i < nodes; i++)); do
   grep -q "^node$i " "$w/agent.log" || { cat "$w/agent.log"; fail "node$i was never launched on"; }
 done
-ok "${nodes}x$g run over TCP completed"
+ms=$((($(date +%s%N) - t0) / 1000000))
+ok "${nodes}x$g run over TCP completed in $ms ms"
+if [ -n "$loss" ]; then
+  d="$(mn_loss_dropped 1)"
+  [ "${d:-0}" -gt 0 ] || fail "node1 dropped no packet: the loss was not exercised"
+  ok "node1 dropped $d packets ($loss % loss)"
+fi
 
 $MPIRUN -np "$np" "$BATON" "${train[@]}" --run-dir "$w/local" --dump-params "$w/local.f32" \
   >"$w/local.out" 2>&1 || { cat "$w/local.out"; fail "the single-host $np-rank run failed"; }

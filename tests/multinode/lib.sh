@@ -148,6 +148,25 @@ mn_kill_node() {
 mn_partition() { ip -n "$MN_BR" link set "port$1" down; }
 mn_heal() { ip -n "$MN_BR" link set "port$1" up; }
 
+# mn_loss I PERCENT: node I drops PERCENT % of the packets it receives
+# (nftables, in its namespace: the receiving side, where the issue found
+# that delay and loss model a bad link faithfully). mn_loss_dropped I
+# prints how many it dropped so far.
+mn_loss() {
+  ip netns exec "${MN_PREFIX}n$1" nft -f - <<NFT
+table inet mnloss {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    iifname "$MN_IF" numgen random mod 100 < $2 counter drop
+  }
+}
+NFT
+}
+mn_loss_dropped() {
+  ip netns exec "${MN_PREFIX}n$1" nft list table inet mnloss |
+    sed -n 's/.*counter packets \([0-9]*\).*/\1/p'
+}
+
 # mn_teardown: kill every process in every namespace, delete them.
 mn_teardown() {
   local ns p k
