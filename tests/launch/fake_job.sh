@@ -8,6 +8,9 @@
 #   config   exit 2
 #   preempt  1: exit 4   2+: exit 0
 #   wait     waits for SIGUSR1/SIGTERM, then exits 4 ("checkpointed")
+#   stuck    1: prints a watchdog abort, then hangs ignoring SIGTERM, with a
+#               child in its process group (pid in STATE_DIR/stuck.child)
+#            2: prints a watchdog abort, exits 3   3+: exit 0
 # Under mpirun (OMPI_COMM_WORLD_RANK set) only rank 0 records attempts and
 # writes the checkpoint pointer; mode "mpikill" SIGKILLs rank 1 on attempt 1.
 set -u
@@ -35,6 +38,18 @@ case "$mode" in
     echo ready >"$state/ready.$rank"
     for _ in $(seq 600); do sleep 0.1; done
     exit 1 ;;
+  stuck)
+    case "$n" in
+      1)
+        echo "[rank 0@fake] error: watchdog: no progress for 5.0 s in loss all-reduce at step 7; aborting the job (exit code 3)" >&2
+        trap '' TERM # inherited: the child ignores it too
+        sleep 300 &
+        echo $! >"$state/stuck.child"
+        for _ in $(seq 3000); do sleep 0.1; done
+        exit 1 ;;
+      2) echo "[rank 0@fake] error: watchdog: no progress for 5.0 s at step 7; aborting the job (exit code 3)" >&2; exit 3 ;;
+      *) exit 0 ;;
+    esac ;;
   mpikill)
     if [ "$n" = 1 ] && [ "$rank" = 1 ]; then sleep 0.5; kill -9 $$; fi
     [ "$n" = 1 ] && sleep 5

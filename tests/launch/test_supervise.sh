@@ -3,8 +3,9 @@
 # (tests/launch/fake_job.sh): a job that fails twice then succeeds; a crash loop
 # at one step stops with a message; back-off doubles and is honoured; the
 # restart budget; config error and pre-emption are not retried; a stop signal
-# is passed on and ends supervision; and the same under mpirun with a rank
-# SIGKILLed (skipped parts are failures: MPIRUN defaults to mpirun).
+# is passed on and ends supervision; the same under mpirun with a rank
+# SIGKILLed (skipped parts are failures: MPIRUN defaults to mpirun); a job
+# that hangs after printing its abort is ended after --abort-grace.
 set -u
 here="$(cd "$(dirname "$0")" && pwd)"
 SUP="$here/../../launch/baton-supervise"
@@ -125,13 +126,37 @@ expect "mpi signal: exit 4 (got $rc)" [ "$rc" -eq 4 ]
 expect "mpi signal: rank 0 stopped" contains "$st/out" "fake_job: rank 0 got stop signal"
 expect "mpi signal: rank 1 stopped" contains "$st/out" "fake_job: rank 1 got stop signal"
 
-# 8. Usage errors.
+# 8. A job that prints its abort but does not end (mpirun waiting for an
+#    unreachable node's daemon): after --abort-grace the supervisor sends
+#    SIGTERM to the job's process group, then SIGKILL (the job ignores
+#    SIGTERM), and restarts. A job that aborts and exits by itself is left
+#    alone.
+fresh stuck
+SECONDS=0
+"$SUP" --backoff 0 --abort-grace 1 --run-dir "$st/run" -- "$JOB" "$st" stuck >"$st/out" 2>&1
+rc=$?
+L="$st/run/supervisor.log"
+expect "stuck: exit 0 (got $rc)" [ "$rc" -eq 0 ]
+expect "stuck: 3 attempts" [ "$(attempts)" -eq 3 ]
+expect "stuck: ended within grace + kill wait (${SECONDS}s)" [ "$SECONDS" -lt 20 ]
+expect "stuck: abort seen" contains "$L" "attempt 1: the job is aborting (stderr: [rank 0@fake] error: watchdog: no progress"
+expect "stuck: SIGTERM to the group" contains "$L" "attempt 1: still running 1s after the abort began"
+expect "stuck: SIGKILL after SIGTERM" contains "$L" "attempt 1: still running 4s after SIGTERM: SIGKILL"
+expect "stuck: cause logged" contains "$L" "exit code 137 (killed by signal 9, SIGKILL), after the supervisor ended it 1s into its abort"
+expect "stuck: one kill only" [ "$(grep -c 'SIGTERM to its process group' "$L")" -eq 1 ]
+expect "stuck: attempt 2 failed by itself" matches "$L" "attempt 2: FAILED after [0-9]+s: exit code 3 \(watchdog: a collective or step hung\); checkpoint"
+gone() { [ -n "$1" ] && ! kill -0 "$1" 2>/dev/null; }
+expect "stuck: the job's child was killed too" gone "$(cat "$st/stuck.child" 2>/dev/null)"
+
+# 9. Usage errors.
 "$SUP" --max-restarts 3 >/dev/null 2>&1; rc=$?
 expect "no command: exit 2 (got $rc)" [ "$rc" -eq 2 ]
 "$SUP" --bogus -- true >/dev/null 2>&1; rc=$?
 expect "bad option: exit 2 (got $rc)" [ "$rc" -eq 2 ]
 "$SUP" --backoff soon -- true >/dev/null 2>&1; rc=$?
 expect "bad backoff: exit 2 (got $rc)" [ "$rc" -eq 2 ]
+"$SUP" --abort-grace 1.5 -- true >/dev/null 2>&1; rc=$?
+expect "bad abort grace: exit 2 (got $rc)" [ "$rc" -eq 2 ]
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]
