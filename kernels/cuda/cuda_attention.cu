@@ -58,6 +58,20 @@ static size_t fa_dkv_smem(int hs) {
   return 2 * (size_t)FA_BC * hs + 2 * (size_t)FA_BR * (hs + 1) + 2 * FA_BR;
 }
 
+/* Keys and values of rows [k0, k0 + FA_BC) of one (b, h) into shared
+ * memory (row stride ldk), zero past T. Every thread of the block takes
+ * part; the caller puts the barriers around it. The forward and the dQ
+ * backward stream K/V tiles the same way. */
+__device__ __forceinline__ void fa_load_kv(float *Ks, float *Vs,
+                                           const float *base, int k0, int T,
+                                           int C, int C3, int hs, int ldk) {
+  for (int e = threadIdx.x; e < FA_BC * hs; e += blockDim.x) {
+    const int j = e / hs, d = e % hs, t = k0 + j;
+    Ks[j * ldk + d] = (t < T) ? base[(size_t)t * C3 + C + d] : 0.0f;
+    Vs[j * ldk + d] = (t < T) ? base[(size_t)t * C3 + 2 * C + d] : 0.0f;
+  }
+}
+
 /* ---- forward ------------------------------------------------------------- */
 
 __global__ void __launch_bounds__(32 * FA_WARPS)
@@ -93,11 +107,7 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   const int kEnd = min(T, q0 + FA_BR);
   for (int k0 = 0; k0 < kEnd; k0 += FA_BC) {
     __syncthreads(); /* Q visible / previous tile no longer read */
-    for (int e = threadIdx.x; e < FA_BC * hs; e += blockDim.x) {
-      const int j = e / hs, d = e % hs, t = k0 + j;
-      Ks[j * ldk + d] = (t < T) ? base[(size_t)t * C3 + C + d] : 0.0f;
-      Vs[j * ldk + d] = (t < T) ? base[(size_t)t * C3 + 2 * C + d] : 0.0f;
-    }
+    fa_load_kv(Ks, Vs, base, k0, T, C, C3, hs, ldk);
     __syncthreads();
 #pragma unroll
     for (int rr = 0; rr < FA_RPW; rr++) {
@@ -186,11 +196,7 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   for (int pass = 0; pass < 2; pass++) {
     for (int k0 = 0; k0 < kEnd; k0 += FA_BC) {
       __syncthreads();
-      for (int e = threadIdx.x; e < FA_BC * hs; e += blockDim.x) {
-        const int j = e / hs, d = e % hs, t = k0 + j;
-        Ks[j * ldk + d] = (t < T) ? base[(size_t)t * C3 + C + d] : 0.0f;
-        Vs[j * ldk + d] = (t < T) ? base[(size_t)t * C3 + 2 * C + d] : 0.0f;
-      }
+      fa_load_kv(Ks, Vs, base, k0, T, C, C3, hs, ldk);
       __syncthreads();
 #pragma unroll
       for (int rr = 0; rr < FA_RPW; rr++) {
