@@ -299,6 +299,40 @@ int bt_path_exists(const char *zPath) {
 
 /* ---- hashing ---------------------------------------------------------- */
 
+int bt_file_fingerprint(const char *zPath, char *zOut, size_t nOut) {
+  enum { NEDGE = 64 * 1024 };
+  zOut[0] = '\0';
+  struct stat st;
+  if (stat(zPath, &st) != 0 || !S_ISREG(st.st_mode)) return BT_OK;
+  int fd = open(zPath, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return bt_err_set("cannot open '%s': %s (errno %d)", zPath,
+                      strerror(errno), errno);
+  unsigned char *aBuf = bt_malloc(2 * NEDGE + sizeof(int64_t), "fingerprint");
+  if (!aBuf) {
+    close(fd);
+    return BT_ERR;
+  }
+  int64_t nSize = (int64_t)st.st_size;
+  size_t nHead = nSize < NEDGE ? (size_t)nSize : NEDGE;
+  int64_t nRest = nSize - (int64_t)nHead; /* the tail never overlaps */
+  size_t nTail = nRest < NEDGE ? (size_t)nRest : NEDGE;
+  int rc = BT_OK;
+  if (pread(fd, aBuf, nHead, 0) != (ssize_t)nHead ||
+      pread(fd, aBuf + nHead, nTail, nSize - (int64_t)nTail) != (ssize_t)nTail)
+    rc = bt_err_set("cannot read '%s': %s (errno %d)", zPath,
+                    strerror(errno), errno);
+  close(fd);
+  if (rc == BT_OK) {
+    memcpy(aBuf + nHead + nTail, &nSize, sizeof nSize);
+    uint64_t h = bt_hash64(aBuf, nHead + nTail + sizeof nSize, 0);
+    snprintf(zOut, nOut, "%lld:%016llx", (long long)nSize,
+             (unsigned long long)h);
+  }
+  free(aBuf);
+  return rc;
+}
+
 uint64_t bt_hash64(const void *pData, size_t nByte, uint64_t seed) {
   return (uint64_t)XXH64(pData, nByte, (XXH64_hash_t)seed);
 }

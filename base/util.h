@@ -112,6 +112,12 @@ int bt_fsync_dir(const char *zDir);
 /* mkdir -p */
 int bt_mkdir_p(const char *zPath);
 int bt_path_exists(const char *zPath);
+/* A cheap identity of a regular file's contents: "<size>:<xxh64 hex>" of
+ * its size and its first and last 64 KiB (what a swapped or rewritten
+ * dataset changes; the middle of an append-only file is not read). zOut
+ * gets "" and BT_OK is returned when zPath is not a regular file. BT_ERR
+ * (naming the file and errno) on a read error. */
+int bt_file_fingerprint(const char *zPath, char *zOut, size_t nOut);
 
 /* ---- hashing ---------------------------------------------------------- */
 

@@ -87,9 +87,40 @@ char *bt_state_meta_json(bt_trainer *tr) {
                           bt_config_model_name(tr->cfg.model_type));
   cJSON_AddNumberToObject(pM, "n_param", (double)tr->model.nParam);
   cJSON_AddStringToObject(o, "config", tr->zCfgText);
+  /* The dataset's identity: the config holds only its path, and a file
+   * swapped behind the same path would resume silently on other data. */
+  char zPrint[64];
+  if (bt_file_fingerprint(tr->cfg.data_path, zPrint, sizeof zPrint) == BT_OK &&
+      zPrint[0])
+    cJSON_AddStringToObject(o, "data_fingerprint", zPrint);
+  else
+    bt_err_clear();
   char *z = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   return z;
+}
+
+/* The dataset behind data.path must be the one the checkpoint was trained
+ * on (its size and first and last 64 KiB: bt_file_fingerprint). A
+ * checkpoint without a fingerprint (older, or synthetic data) passes. On a
+ * mismatch *pRc becomes BT_STATE_CONFIG_CHANGED: a deliberate change, not
+ * damage, so the resume stops instead of falling back. */
+static int state_check_data(bt_trainer *tr, cJSON *o, const char *zDir,
+                            int *pRc) {
+  cJSON *pF = cJSON_GetObjectItemCaseSensitive(o, "data_fingerprint");
+  if (!cJSON_IsString(pF)) return BT_OK;
+  char zNow[64];
+  if (bt_file_fingerprint(tr->cfg.data_path, zNow, sizeof zNow) != BT_OK)
+    return BT_ERR;
+  if (!strcmp(zNow, pF->valuestring)) return BT_OK;
+  *pRc = BT_STATE_CONFIG_CHANGED;
+  return bt_err_set("data.path '%s' is not the dataset %s was trained on "
+                    "(size:hash %s then, %s now: another file behind the "
+                    "same path?); put the original back, or to train these "
+                    "weights on it, start a new run directory with "
+                    "train.init_from = %s",
+                    tr->cfg.data_path, zDir, pF->valuestring,
+                    zNow[0] ? zNow : "not a regular file", zDir);
 }
 
 int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
@@ -136,6 +167,7 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
     rc = BT_STATE_CONFIG_CHANGED;
     goto done;
   }
+  if (state_check_data(tr, o, zDir, &rc) != BT_OK) goto done;
   /* Safe keys that changed are allowed and logged. */
   for (int i = 0; i < bt_config_nkeys; i++) {
     const bt_cfg_key *k = &bt_config_keys[i];
