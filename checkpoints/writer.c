@@ -700,7 +700,6 @@ static void wr_retention(bt_ckpt_writer *pW) {
   long bestStep = wr_read_best(pW->zRunDir);
   int kept = 0;
   for (int i = 0; i < n; i++) {
-    if (aStep[i] == bestStep) continue; /* checkpoint.keep_best: never */
     if (aStep[i] > pW->step) {
       if (!pW->seenNewer)
         bt_log_warn("%s/%s is newer than the checkpoint just saved (step %ld): "
@@ -716,6 +715,7 @@ static void wr_retention(bt_ckpt_writer *pW) {
       kept++;
       continue;
     }
+    if (aStep[i] == bestStep) continue; /* checkpoint.keep_best: never */
     char z[4400];
     msgf(z, sizeof z, "%s/%s", pW->zRunDir, azName[i]);
     /* Rename first so a crash mid-delete leaves a .tmp-* that the next
