@@ -64,7 +64,8 @@ static void usage(FILE *f) {
           "GPT, 256 MLP)\n"
           "  --threads N      CPU threads per rank (0: OMP_NUM_THREADS or "
           "all cores)\n"
-          "  --json           one JSON object instead of the line\n");
+          "  --json           one JSON object instead of the line (stdout "
+          "holds only it)\n");
 }
 
 static int parse_i64(const bt_cli *c, const char *zOpt, const char *z,
@@ -223,6 +224,9 @@ int bt_eval_main(int argc, char **argv, bt_comm *pComm) {
   if (strcmp(o.zSplit, "val") && strcmp(o.zSplit, "train"))
     return bt_cli_fail(&c, "--split: expected val or train, got '%s'",
                        o.zSplit);
+  /* --json: stdout carries the object alone, for tools to parse; notes
+   * (info lines) are dropped, warnings and errors still go to stderr. */
+  if (o.json) bt_log_set_level(0);
   if (eval_run(&o, pComm) != BT_OK) {
     bt_log_error("baton eval: %s", bt_err_msg());
     /* The other ranks may be waiting in the reduction: end the job. */
