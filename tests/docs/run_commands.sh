@@ -15,7 +15,10 @@ set -euo pipefail
 build="$(cd "$1" && pwd)"
 if [ -n "${2:-}" ]; then
   pybin="$(mktemp -d /tmp/baton-docs-py.XXXXXX)"
-  ln -s "$2" "$pybin/python3"
+  # a wrapper, not a link: a virtual environment's python finds its
+  # packages through the path it was started by
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$2" >"$pybin/python3"
+  chmod +x "$pybin/python3"
   export PATH="$pybin:$PATH"
 fi
 root="$(cd "$(dirname "$0")/../.." && pwd)"
