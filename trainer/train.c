@@ -735,7 +735,7 @@ static void step_val_progress(loop_ctx *L, step_ctx *s,
   const bt_config *c = &tr->cfg;
   int improved = pEv->loss < tr->run.bestVal;
   if (tr->rank == 0)
-    bt_log_info("validation at step %ld: loss %.6f, %s %.6f over %.0f %s%s",
+    bt_log_info("validation at step %ld: loss = %.6f, %s = %.6f over %.0f %s%s",
                 s->step, pEv->loss, bt_eval_metric_name(&tr->model),
                 pEv->metric, pEv->count,
                 tr->model.eKind == BT_MODEL_GPT ? "tokens" : "samples",

@@ -59,7 +59,7 @@ async = false
 tensorboard = false
 INI
 "$BATON" train ft.ini --run-dir run >train.out 2>&1 || { cat train.out; fail "fine-tune"; }
-vline=$(grep -o "validation at step 3: loss [0-9.]*" train.out | awk '{print $NF}')
+vline=$(grep -o "validation at step 3: loss = [0-9.]*" train.out | awk '{print $NF}')
 "$BATON" eval run --json >c.json
 close "$(jget c.json loss)" "$vline" 2e-5 || fail "eval of run $(jget c.json loss) vs its validation $vline"
 [ "$(jget c.json step)" = 3 ] || fail "step $(jget c.json step)"
