@@ -39,7 +39,7 @@ typedef struct eval_opts {
   const char *zSplit;
   const char *zData;
   int64_t maxSamples; /* 0: the whole split */
-  int batch;          /* samples per forward and rank; 0: 8 GPT, 256 MLP */
+  int batch;          /* samples per forward and rank; 0: 8 */
   int threads;
   int json;
 } eval_opts;
@@ -60,8 +60,8 @@ static void usage(FILE *f) {
           "directory)\n"
           "  --max-samples N  the first N samples of the split (default: "
           "all)\n"
-          "  --batch-size B   samples per forward on each rank (default 8 "
-          "GPT, 256 MLP)\n"
+          "  --batch-size B   samples per forward on each rank (default "
+          "8)\n"
           "  --threads N      CPU threads per rank (0: OMP_NUM_THREADS or "
           "all cores)\n"
           "  --json           one JSON object instead of the line (stdout "
@@ -122,10 +122,10 @@ static int eval_run(const eval_opts *o, bt_comm *pComm) {
   bt_backend *be = bt_backend_create(BT_BACKEND_CPU, o->threads, 0);
   if (!be) return BT_ERR;
   bt_export_model x;
-  int batch = o->batch;
-  /* The batch is known before the model type: load with the larger
-   * default and use what the type wants. */
-  if (batch <= 0) batch = 256;
+  /* Activations are sized for the batch before the model type is known:
+   * one small default, whatever the type (a 124M GPT at 1024 tokens
+   * needs ~1 GB per 8 samples). */
+  int batch = o->batch > 0 ? o->batch : 8;
   int rc = isExport ? bt_export_load_dir(&x, o->zPath, batch, be)
                     : bt_export_load_ckpt(&x, o->zPath, batch, be);
   if (rc != BT_OK) {
@@ -133,7 +133,6 @@ static int eval_run(const eval_opts *o, bt_comm *pComm) {
     return BT_ERR;
   }
   int gpt = x.m.eKind == BT_MODEL_GPT;
-  if (o->batch <= 0 && gpt) batch = 8;
   const char *zData = o->zData ? o->zData : x.cfg.data_path;
   if (isExport && !o->zData) {
     bt_err_set("%s is an export directory, which names no dataset: give "

@@ -892,6 +892,17 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   if (bt_outputs_open(&L.out, &spec) != BT_OK) return BT_ERR;
   tr->sync.pTrace = L.out.pTrace;
   L.tRunStart = bt_time_now();
+  /* A run resumed after its early stop stays stopped (a rerun of the same
+   * command is not a request for more steps); a larger train.early_stop
+   * continues it. */
+  if (tr->cfg.early_stop > 0 && tr->run.nNoImprove >= tr->cfg.early_stop &&
+      tr->step < tr->cfg.steps) {
+    bt_log_info("the run stopped early at step %ld (%d validations without "
+                "improvement, train.early_stop = %d): nothing to train; "
+                "raise train.early_stop to continue it",
+                tr->step, tr->run.nNoImprove, tr->cfg.early_stop);
+    L.bEarlyStop = 1;
+  }
   int rc = BT_OK;
   while (rc == BT_OK && !L.bStopped && !L.bEarlyStop &&
          tr->step < tr->cfg.steps)

@@ -61,7 +61,13 @@ set +e; run_np 1 "$CFG" --run-dir b --set train.steps=40 "${SET[@]}" >b2.out 2>&
 grep -q "early stopping at step $stop:" b2.out || { cat b2.out; fail "B: resumed run did not stop at $stop"; }
 [ "$(cat b/best)" = "$(cat a/best)" ] || fail "B: best $(cat b/best) vs A's $(cat a/best)"
 [ -f "b/$(cat b/best)/manifest.json" ] || fail "B: best deleted after the resume"
-echo "B: resumed at 8, stopped at $stop, best $(cat b/best)"
+# rerunning the stopped run trains nothing; a larger early_stop continues
+run_np 1 "$CFG" --run-dir b --set train.steps=40 "${SET[@]}" >b3.out 2>&1 || { cat b3.out; fail "B: rerun"; }
+grep -q "the run stopped early at step $stop" b3.out || { cat b3.out; fail "B: rerun did not say it stopped early"; }
+[ "$(cat b/latest)" = "$(printf 'ckpt-%08d' "$stop")" ] || fail "B: rerun trained on: latest $(cat b/latest)"
+run_np 1 "$CFG" --run-dir b --set train.steps=$((stop + 2)) "${SET[@]}" --set train.early_stop=100 >b4.out 2>&1 || { cat b4.out; fail "B: continue"; }
+[ "$(cat b/latest)" = "$(printf 'ckpt-%08d' $((stop + 2)))" ] || fail "B: early_stop=100 did not continue: latest $(cat b/latest)"
+echo "B: resumed at 8, stopped at $stop, best $(cat b/best); a rerun stays stopped, a larger early_stop continues"
 
 for k in train.early_stop=3 checkpoint.keep_best=true; do
   set +e; "$BATON" train "$CFG" --run-dir c --set "$k" >c.out 2>&1; rc=$?; set -e
