@@ -120,6 +120,12 @@ int bt_ckpt_writer_create(bt_ckpt_writer **ppW, bt_comm *pComm,
 /* Local. Joins the thread of a save still in flight WITHOUT committing it
  * (call bt_ckpt_finish() first to keep it). */
 void bt_ckpt_writer_free(bt_ckpt_writer *pW);
+/* Local (call it on every rank, or on rank 0 at least, before the same
+ * bt_ckpt_save_begin): the next save is the best checkpoint so far. Its
+ * commit writes RUN/best ("ckpt-<step>", atomically, after latest) and
+ * retention never deletes the checkpoint RUN/best names
+ * (checkpoint.keep_best). */
+void bt_ckpt_writer_mark_best(bt_ckpt_writer *pW);
 /* Largest raw size of one payload file (default 64 MiB, rounded down to
  * whole elements). Call between saves. */
 int bt_ckpt_writer_set_chunk_bytes(bt_ckpt_writer *pW, size_t nByte);

@@ -18,6 +18,9 @@
 #define BT_CKPT_FORMAT_NAME "baton-checkpoint"
 #define BT_CKPT_MANIFEST "manifest.json"
 #define BT_CKPT_LATEST "latest"
+/* checkpoint.keep_best: "ckpt-<step>\n" of the best checkpoint, which
+ * retention never deletes. */
+#define BT_CKPT_BEST "best"
 #define BT_CKPT_TMP_PREFIX ".tmp-ckpt-"
 #define BT_CKPT_DIR_PREFIX "ckpt-"
 /* A checkpoint that a resume rejected is renamed to this prefix + its name

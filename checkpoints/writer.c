@@ -112,6 +112,8 @@ struct bt_ckpt_writer {
   long step;
   int inflight;
   int seenNewer; /* warned about ckpt-* newer than what we save */
+  int bBestNext; /* bt_ckpt_writer_mark_best: the next save is the best */
+  int bBest;     /* the save in flight is the best: commit writes RUN/best */
   int splitReplicated; /* replicated f32 items written by all ranks */
   char zTmp[4096];
 
@@ -184,7 +186,8 @@ static void wr_clean_stale(bt_ckpt_writer *pW) {
   size_t nTmp = strlen(BT_CKPT_TMP_PREFIX);
   while ((e = readdir(d)) != NULL) {
     int stale = strncmp(e->d_name, BT_CKPT_TMP_PREFIX, nTmp) == 0 ||
-                strncmp(e->d_name, "latest.tmp.", 11) == 0;
+                strncmp(e->d_name, "latest.tmp.", 11) == 0 ||
+                strncmp(e->d_name, "best.tmp.", 9) == 0;
     if (!stale) continue;
     char z[4096];
     msgf(z, sizeof z, "%s/%s", pW->zRunDir, e->d_name);
@@ -264,6 +267,8 @@ void bt_ckpt_writer_free(bt_ckpt_writer *pW) {
   free(pW->pComp);
   free(pW);
 }
+
+void bt_ckpt_writer_mark_best(bt_ckpt_writer *pW) { pW->bBestNext = 1; }
 
 int bt_ckpt_writer_set_chunk_bytes(bt_ckpt_writer *pW, size_t nByte) {
   if (pW->inflight)
@@ -542,6 +547,8 @@ int bt_ckpt_save_begin(bt_ckpt_writer *pW, long step, const char *zMetaJson,
     if (rc != BT_OK) return rc;
   }
   pW->tBlock = 0;
+  pW->bBest = pW->bBestNext;
+  pW->bBestNext = 0;
   int err = 0;
   char zMsg[WR_MSG] = "";
   if (wr_check_items(pW, step, zMetaJson, aItem, nItem) != BT_OK ||
@@ -663,9 +670,23 @@ static int wr_write_file_sync(const char *zPath, const char *zText) {
   return BT_OK;
 }
 
-/* Retention (rank 0, after latest): among checkpoints with step <= the new
- * one, keep the newest keep_last and those with step % keep_every == 0;
- * delete the rest. Newer ones (a run restarted from an older checkpoint)
+/* The step RUN/best names (checkpoint.keep_best), or -1 when there is no
+ * such file or it does not parse: then retention keeps no extra one. */
+static long wr_read_best(const char *zRunDir) {
+  char z[4400];
+  msgf(z, sizeof z, "%s/%s", zRunDir, BT_CKPT_BEST);
+  FILE *f = fopen(z, "r");
+  if (!f) return -1;
+  long step = -1;
+  if (fscanf(f, BT_CKPT_DIR_PREFIX "%ld", &step) != 1) step = -1;
+  fclose(f);
+  return step;
+}
+
+/* Retention (rank 0, after latest and best): among checkpoints with step
+ * <= the new one, keep the newest keep_last, those with step % keep_every
+ * == 0 and the one RUN/best names (not counted in keep_last); delete the
+ * rest. Newer ones (a run restarted from an older checkpoint)
  * are left alone with a warning. Failures only warn: the new checkpoint is
  * already committed. */
 static void wr_retention(bt_ckpt_writer *pW) {
@@ -676,6 +697,7 @@ static void wr_retention(bt_ckpt_writer *pW) {
     bt_log_warn("checkpoint retention skipped: %s", bt_err_msg());
     return;
   }
+  long bestStep = wr_read_best(pW->zRunDir);
   int kept = 0;
   for (int i = 0; i < n; i++) {
     if (aStep[i] > pW->step) {
@@ -693,6 +715,7 @@ static void wr_retention(bt_ckpt_writer *pW) {
       kept++;
       continue;
     }
+    if (aStep[i] == bestStep) continue; /* checkpoint.keep_best: never */
     char z[4400];
     msgf(z, sizeof z, "%s/%s", pW->zRunDir, azName[i]);
     /* Rename first so a crash mid-delete leaves a .tmp-* that the next
@@ -827,6 +850,15 @@ static int wr_commit_rank0(bt_ckpt_writer *pW, char **azList) {
     /* The checkpoint itself is committed and findable; latest is advisory. */
     bt_log_warn("checkpoint %s saved but %s not updated: %s", zFinal, zLatest,
                 bt_err_msg());
+  }
+  /* RUN/best before retention, so the old best may go and the new one
+   * stays; a crash in between leaves best naming a complete checkpoint. */
+  if (pW->bBest) {
+    char zBest[4400];
+    msgf(zBest, sizeof zBest, "%s/%s", pW->zRunDir, BT_CKPT_BEST);
+    if (bt_file_write_atomic(zBest, zName, strlen(zName)) != BT_OK)
+      bt_log_warn("checkpoint %s saved but %s not updated: %s", zFinal, zBest,
+                  bt_err_msg());
   }
   wr_retention(pW);
   bt_log_debug("checkpoint committed: %s", zFinal);

@@ -33,6 +33,9 @@ static void usage(FILE *f) {
           "  export CKPT ...   export a trained model (safetensors, ONNX)\n"
           "  infer DIR ...     generate text or classify with an exported "
           "model\n"
+          "  eval PATH ...     loss and perplexity/accuracy of a checkpoint "
+          "or export on a\n"
+          "                    dataset split (under mpirun: sharded)\n"
           "  report RUN...     draw a PNG of runs' metrics (loss, throughput, "
           "step time)\n"
           "  config [CONFIG]   print the resolved config (--markdown: the "
@@ -129,13 +132,14 @@ int main(int argc, char **argv) {
   if (!strcmp(zCmd, "export")) return bt_export_main(argc - 1, argv + 1);
   if (!strcmp(zCmd, "infer")) return bt_infer_main(argc - 1, argv + 1);
   if (!strcmp(zCmd, "report")) return bt_report_main(argc - 1, argv + 1);
-  if (!strcmp(zCmd, "train")) {
+  if (!strcmp(zCmd, "train") || !strcmp(zCmd, "eval")) {
     bt_comm *pComm = NULL;
     if (bt_comm_init(&pComm, &argc, &argv) != BT_OK) {
       bt_log_error("%s", bt_err_msg());
       return BT_EXIT_ERROR;
     }
-    int rc = bt_train_main(argc - 1, argv + 1, pComm);
+    int rc = zCmd[0] == 't' ? bt_train_main(argc - 1, argv + 1, pComm)
+                            : bt_eval_main(argc - 1, argv + 1, pComm);
     bt_comm_free(pComm);
     return rc;
   }

@@ -85,5 +85,8 @@ int bt_kv_step(bt_kv_decoder *d, int token, float *logits);
  * --help and returns the process exit code. */
 int bt_export_main(int argc, char **argv);
 int bt_infer_main(int argc, char **argv);
+/* `baton eval` (eval.c); pComm: the job's communicator (world 1 without
+ * a launcher). */
+int bt_eval_main(int argc, char **argv, bt_comm *pComm);
 
 #endif /* BATON_EXPORT_H */

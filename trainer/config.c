@@ -96,8 +96,10 @@ const bt_cfg_key bt_config_keys[] = {
      BT_CFG_SAFE, "Batches the loader thread prepares ahead."},
     {"data", "val_every", BT_CFG_INT, OFF(val_every), "0", NULL, 0, 1 << 30,
      BT_CFG_SAFE, "Run a validation pass every N steps (0: never)."},
-    {"data", "val_samples", BT_CFG_INT, OFF(val_samples), "64", NULL, 1,
-     1 << 30, BT_CFG_SAFE, "Samples in the fixed validation subset."},
+    {"data", "val_samples", BT_CFG_INT, OFF(val_samples), "64", NULL, 0,
+     1 << 30, BT_CFG_SAFE,
+     "Samples in the fixed validation subset: the first N of the val "
+     "split (0: the whole split)."},
     /* [train] */
     {"train", "steps", BT_CFG_INT, OFF(steps), "100", NULL, 1, 1 << 30,
      BT_CFG_SAFE, "Total optimizer steps of the run."},
@@ -126,6 +128,11 @@ const bt_cfg_key bt_config_keys[] = {
      "keys left unset are taken from it; fresh optimizer state, step 0. "
      "Ignored (and logged) when the run resumes from its own checkpoint "
      "(docs/guide.md, \"Start from pretrained weights\")."},
+    {"train", "early_stop", BT_CFG_INT, OFF(early_stop), "0", NULL, 0,
+     1 << 30, BT_CFG_SAFE,
+     "Stop after N validations in a row without a new lowest validation "
+     "loss (0: never); the final checkpoint is written and the exit code "
+     "is 0. Needs data.val_every."},
     /* [optim] */
     {"optim", "lr", BT_CFG_FLOAT, OFF(lr), "1e-3", NULL, 0, 10, BT_CFG_SAFE,
      "Peak learning rate (AdamW)."},
@@ -175,6 +182,11 @@ const bt_cfg_key bt_config_keys[] = {
     {"checkpoint", "keep_every", BT_CFG_INT, OFF(keep_every), "0", NULL, 0,
      1 << 30, BT_CFG_SAFE, "Also keep every checkpoint whose step is a "
                            "multiple of M (0: none)."},
+    {"checkpoint", "keep_best", BT_CFG_BOOL, OFF(keep_best), "false", NULL,
+     NOLIM, BT_CFG_SAFE,
+     "Save a checkpoint at each new lowest validation loss and keep it: "
+     "RUN/best names it, and retention never deletes it. Needs "
+     "data.val_every."},
     {"checkpoint", "async", BT_CFG_BOOL, OFF(ckpt_async), "true", NULL, NOLIM,
      BT_CFG_SAFE, "Compress and write in a background thread."},
     {"checkpoint", "zstd_level", BT_CFG_INT, OFF(zstd_level), "1", NULL, 1, 19,
@@ -402,6 +414,12 @@ static int config_check(const bt_config *c, const char *zSource) {
     return bt_err_set("%s: train.batch_size (%d) must be at least "
                       "train.grad_accum (%d)",
                       zSource, c->batch_size, c->grad_accum);
+  /* Both act on validation results: without validations they would
+   * silently do nothing. */
+  if (c->val_every == 0 && (c->early_stop > 0 || c->keep_best))
+    return bt_err_set("%s: %s needs validation: set data.val_every", zSource,
+                      c->early_stop > 0 ? "train.early_stop"
+                                        : "checkpoint.keep_best");
   return BT_OK;
 }
 

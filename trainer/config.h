@@ -80,6 +80,7 @@ typedef struct bt_config {
   int log_every;
   bt_nan_policy nan_policy;
   char init_from[BT_CFG_STR_MAX]; /* "": random initialisation (init.h) */
+  int early_stop; /* stop after N validations without improvement (0: off) */
   /* [optim] */
   double lr, min_lr_ratio;
   int warmup_steps;
@@ -94,6 +95,7 @@ typedef struct bt_config {
   bt_comm_kind comm;
   /* [checkpoint] */
   int ckpt_every, keep_last, keep_every, ckpt_async, zstd_level;
+  int keep_best; /* checkpoint at each best val loss; RUN/best keeps it */
   bt_ckpt_on_error ckpt_on_error;
   /* [log] */
   int jsonl, tensorboard, trace;

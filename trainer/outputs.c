@@ -110,7 +110,11 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
   bt_metrics_scalar(pM, step, "time/comm_exposed_ms", 1e3 * r->t.commExposed);
   bt_metrics_scalar(pM, step, "time/optim_ms", 1e3 * r->t.optim);
   bt_metrics_scalar(pM, step, "time/ckpt_ms", 1e3 * p->prevCkpt);
-  if (!isnan(r->val)) bt_metrics_scalar(pM, step, "val/loss", r->val);
+  if (!isnan(r->val)) {
+    bt_metrics_scalar(pM, step, "val/loss", r->val);
+    bt_metrics_scalar(pM, step, p->isGpt ? "val/perplexity" : "val/accuracy",
+                      r->valMetric);
+  }
   /* Marks each start on its first line (0: a fresh run), so a reader sees a
    * restart even when the killed run logged nothing after its checkpoint
    * (no step goes back); a separate marker line would break readers that

@@ -51,6 +51,7 @@ typedef struct bt_step_report {
   long step;
   double loss;            /* global mean training loss */
   double val;             /* validation loss; NaN unless validated now */
+  double valMetric;       /* with val: GPT perplexity, MLP accuracy */
   double lr;
   double gradNorm;        /* global, before clipping */
   double items;           /* tokens (GPT) or samples (MLP), all ranks */

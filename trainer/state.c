@@ -80,6 +80,7 @@ char *bt_state_meta_json(bt_trainer *tr) {
   cJSON_AddNumberToObject(pR, "loss_ema", tr->run.lossEma);
   if (isfinite(tr->run.bestVal))
     cJSON_AddNumberToObject(pR, "best_val", tr->run.bestVal);
+  cJSON_AddNumberToObject(pR, "val_no_improve", tr->run.nNoImprove);
   cJSON_AddNumberToObject(pR, "train_seconds", tr->run.trainSeconds);
   cJSON_AddNumberToObject(pR, "items_seen", (double)tr->run.itemsSeen);
   cJSON *pM = cJSON_AddObjectToObject(o, "model");
@@ -199,6 +200,9 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
       tr->run.lossEma = x->valuedouble;
     if (cJSON_IsNumber(x = cJSON_GetObjectItemCaseSensitive(pR, "best_val")))
       tr->run.bestVal = x->valuedouble;
+    if (cJSON_IsNumber(
+            x = cJSON_GetObjectItemCaseSensitive(pR, "val_no_improve")))
+      tr->run.nNoImprove = (int)x->valuedouble;
     if (cJSON_IsNumber(
             x = cJSON_GetObjectItemCaseSensitive(pR, "train_seconds")))
       tr->run.trainSeconds = x->valuedouble;

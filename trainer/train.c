@@ -35,6 +35,7 @@
 #include "base/cli.h"
 #include "base/util.h"
 #include "data/check.h"
+#include "trainer/eval.h"
 #include "trainer/init.h"
 #include "trainer/outputs.h"
 #include "trainer/trainer.h"
@@ -499,6 +500,7 @@ typedef struct loop_ctx {
   double tRunStart;      /* training time since then is not yet counted in
                             tr->run.trainSeconds (added at checkpoints) */
   int bStopped;          /* pre-empted: checkpoint written, leave the loop */
+  int bEarlyStop;        /* train.early_stop: final checkpoint written */
   int bFinalSaveFailed;  /* the checkpoint of the last step (or of a
                             pre-emption) failed under on_error = continue */
   int *pExit;            /* the process's exit code, for NaN and pre-emption */
@@ -508,6 +510,8 @@ typedef struct loop_ctx {
 typedef struct step_ctx {
   long step;          /* the step being run: tr->step + 1 */
   int injectNan;      /* fault point train.nan: poison this step's loss */
+  int saveBest;       /* new lowest val loss with checkpoint.keep_best */
+  int earlyStop;      /* train.early_stop reached: this is the last step */
   int skip;           /* train.nan_policy = skip hit: no update */
   double tStart;      /* bt_time_now() at the start of the step */
   double tOptStart;   /* ... at the start of step_reduce */
@@ -520,29 +524,13 @@ typedef struct step_ctx {
 /* Host all-reduce of the step's scalars. */
 enum { RED_LOSS, RED_COUNT, RED_STOP, RED_N };
 
-static int run_validation(bt_trainer *tr, double *pVal) {
+/* The validation pass (eval.h: the same numbers as `baton eval`) over
+ * the first data.val_samples samples of the val split (0: all of it). */
+static int run_validation(bt_trainer *tr, bt_eval_result *pRes) {
   bt_config *c = &tr->cfg;
   bt_comm_set_context(tr->pComm, tr->step, "validation");
-  if (bt_loader_val_begin(tr->pVal, c->val_samples,
-                          tr->maxMicro * tr->world) != BT_OK)
-    return BT_ERR;
-  double red[2] = {0, 0};
-  for (;;) {
-    bt_batch b;
-    if (bt_loader_val_next(tr->pVal, &b) != BT_OK) return BT_ERR;
-    if (b.n == 0) break;
-    double s = 0;
-    int64_t n = 0;
-    if (bt_model_forward(&tr->model, b.n, b.inputs, b.x, b.targets, &s, &n) !=
-        BT_OK)
-      return BT_ERR;
-    red[0] += s;
-    red[1] += (double)n;
-  }
-  if (bt_comm_host_allreduce(tr->pComm, red, 2, BT_F64, BT_SUM) != BT_OK)
-    return BT_ERR;
-  *pVal = red[1] > 0 ? red[0] / red[1] : NAN;
-  return BT_OK;
+  return bt_eval_pass(&tr->model, tr->pVal, tr->pComm, c->val_samples,
+                      tr->maxMicro * tr->world, pRes);
 }
 
 /* One line per completed checkpoint: where, and the training time it cost
@@ -736,16 +724,51 @@ static int step_update(loop_ctx *L, step_ctx *s) {
   return BT_OK;
 }
 
+/* After a validation: the val line, the best-so-far and the count of
+ * validations without improvement (both checkpointed: state.c), a save
+ * of the new best (checkpoint.keep_best) and early stopping
+ * (train.early_stop). Every rank sees the same reduced loss, so every
+ * rank takes the same decisions. */
+static void step_val_progress(loop_ctx *L, step_ctx *s,
+                              const bt_eval_result *pEv) {
+  bt_trainer *tr = L->tr;
+  const bt_config *c = &tr->cfg;
+  int improved = pEv->loss < tr->run.bestVal;
+  if (tr->rank == 0)
+    bt_log_info("validation at step %ld: loss = %.6f, %s = %.6f over %.0f %s%s",
+                s->step, pEv->loss, bt_eval_metric_name(&tr->model),
+                pEv->metric, pEv->count,
+                tr->model.eKind == BT_MODEL_GPT ? "tokens" : "samples",
+                improved ? " (best so far)" : "");
+  if (improved) {
+    tr->run.bestVal = pEv->loss;
+    tr->run.nNoImprove = 0;
+    if (c->keep_best) s->saveBest = 1;
+    return;
+  }
+  tr->run.nNoImprove++;
+  if (c->early_stop > 0 && tr->run.nNoImprove >= c->early_stop) {
+    s->earlyStop = 1;
+    bt_log_info("early stopping at step %ld: %d validations without a "
+                "lower loss than %.6f (train.early_stop = %d); writing the "
+                "final checkpoint",
+                s->step, tr->run.nNoImprove, tr->run.bestVal, c->early_stop);
+  }
+}
+
 /* Validation when due, then the step's loss line and metrics, which go
  * out before the checkpoint (outputs.h, invariant 3). */
 static int step_report(loop_ctx *L, step_ctx *s) {
   bt_trainer *tr = L->tr;
   const bt_config *c = &tr->cfg;
-  s->r.val = NAN;
+  s->r.val = s->r.valMetric = NAN;
   if (tr->pVal && (s->step % c->val_every == 0 || s->step == c->steps)) {
-    if (run_validation(tr, &s->r.val) != BT_OK)
+    bt_eval_result ev;
+    if (run_validation(tr, &ev) != BT_OK)
       return bt_err_prefix("step %ld: validation: ", s->step);
-    if (s->r.val < tr->run.bestVal) tr->run.bestVal = s->r.val;
+    s->r.val = ev.loss;
+    s->r.valMetric = ev.metric;
+    step_val_progress(L, s, &ev);
   }
   s->r.secondsToReport = bt_time_now() - s->tStart;
   bt_outputs_step(&L->out, &s->r);
@@ -765,8 +788,10 @@ static int step_checkpoint(loop_ctx *L, step_ctx *s) {
       handle_ckpt_error(tr) != BT_OK)
     return BT_ERR;
   if (nDone >= 0) log_ckpt_done(tr, nDone);
-  int last = s->step == c->steps || s->r.stopNow;
-  if ((c->ckpt_every > 0 && s->step % c->ckpt_every == 0) || last) {
+  int last = s->step == c->steps || s->r.stopNow || s->earlyStop;
+  if (s->saveBest) bt_ckpt_writer_mark_best(tr->pCkw);
+  if ((c->ckpt_every > 0 && s->step % c->ckpt_every == 0) || last ||
+      s->saveBest) {
     double now = bt_time_now();
     tr->run.trainSeconds += now - L->tRunStart;
     L->tRunStart = now;
@@ -817,6 +842,7 @@ static int train_step(loop_ctx *L) {
                       "from an older checkpoint",
                       s.step);
   if (s.r.stopNow) step_preempt(L, &s);
+  else if (s.earlyStop) L->bEarlyStop = 1;
   return BT_OK;
 }
 
@@ -836,8 +862,16 @@ static int train_finish(loop_ctx *L, const bt_train_opts *o) {
                       "error above): the run is not complete on disk, a "
                       "rerun resumes from the newest intact checkpoint",
                       tr->step);
-  bt_log_info("training complete: %ld steps, final loss EMA %.4f, run dir %s",
-              tr->step, tr->run.lossEma, tr->zRunDir);
+  if (L->bEarlyStop)
+    bt_log_info("training stopped early (train.early_stop) at step %ld of "
+                "%d: best validation loss %.6f, final loss EMA %.4f, run "
+                "dir %s",
+                tr->step, tr->cfg.steps, tr->run.bestVal, tr->run.lossEma,
+                tr->zRunDir);
+  else
+    bt_log_info("training complete: %ld steps, final loss EMA %.4f, run dir "
+                "%s",
+                tr->step, tr->run.lossEma, tr->zRunDir);
   return rc;
 }
 
@@ -858,8 +892,20 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
   if (bt_outputs_open(&L.out, &spec) != BT_OK) return BT_ERR;
   tr->sync.pTrace = L.out.pTrace;
   L.tRunStart = bt_time_now();
+  /* A run resumed after its early stop stays stopped (a rerun of the same
+   * command is not a request for more steps); a larger train.early_stop
+   * continues it. */
+  if (tr->cfg.early_stop > 0 && tr->run.nNoImprove >= tr->cfg.early_stop &&
+      tr->step < tr->cfg.steps) {
+    bt_log_info("the run stopped early at step %ld (%d validations without "
+                "improvement, train.early_stop = %d): nothing to train; "
+                "raise train.early_stop to continue it",
+                tr->step, tr->run.nNoImprove, tr->cfg.early_stop);
+    L.bEarlyStop = 1;
+  }
   int rc = BT_OK;
-  while (rc == BT_OK && !L.bStopped && tr->step < tr->cfg.steps)
+  while (rc == BT_OK && !L.bStopped && !L.bEarlyStop &&
+         tr->step < tr->cfg.steps)
     rc = train_step(&L);
   if (rc == BT_OK && !L.bStopped) rc = train_finish(&L, o);
   bt_outputs_close(&L.out); /* on every path: nothing leaks */

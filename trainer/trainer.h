@@ -48,6 +48,7 @@ typedef struct bt_train_opts {
 typedef struct bt_running {
   double lossEma;     /* exponential moving average of the train loss */
   double bestVal;     /* lowest validation loss so far (inf if none) */
+  int nNoImprove;     /* validations since bestVal last fell */
   double trainSeconds;
   int64_t itemsSeen;  /* tokens (GPT) or samples (MLP) */
 } bt_running;

@@ -7,12 +7,23 @@
 # mpirun gets the flags this machine needs (root, oversubscription, shared
 # memory transport) from OMPI_MCA_* variables, so the docs show the plain
 # command users type.
-# usage: run_commands.sh BUILD_DIR
+# `python3` is PYTHON (the second argument: the project's Python
+# environment, with tokenizers, transformers and torch) when given, as for
+# a user who activated that environment (docs/guide.md's fine-tune).
+# usage: run_commands.sh BUILD_DIR [PYTHON]
 set -euo pipefail
 build="$(cd "$1" && pwd)"
+if [ -n "${2:-}" ]; then
+  pybin="$(mktemp -d /tmp/baton-docs-py.XXXXXX)"
+  # a wrapper, not a link: a virtual environment's python finds its
+  # packages through the path it was started by
+  printf '#!/bin/sh\nexec "%s" "$@"\n' "$2" >"$pybin/python3"
+  chmod +x "$pybin/python3"
+  export PATH="$pybin:$PATH"
+fi
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d /tmp/baton-docs.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" ${pybin:+"$pybin"}' EXIT
 # A scratch copy so that runs/ and exports land outside the source tree.
 (cd "$root" && tar cf - --exclude=./build* --exclude=./runs --exclude=./.git .) | (cd "$work" && tar xf -)
 ln -s "$build" "$work/build"   # so that "build/baton" works as in the README
