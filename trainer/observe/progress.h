@@ -60,6 +60,10 @@ typedef struct bt_progress {
   int breakdown_pct; /* 1: breakdown as % of step_s; 0: milliseconds */
   double eta_s;      /* seconds to the last step; NaN: unknown */
   double elapsed_s;  /* seconds since this process started training */
+  /* "slow rank 2@node1 3.1x" when a rank is a persistent straggler
+   * (straggler.h); NULL: none. Kept after loss on a terminal: the line
+   * exists to say why the run is slow. */
+  const char *zStraggler;
 } bt_progress;
 
 /* Sets every optional field to "unknown" (NaN, 0, NULL). */
