@@ -6,8 +6,8 @@
 # the per-rank times are there and nobody is named.
 source "$(dirname "$0")/lib.sh"
 host=$(hostname)
-common=(--resume never --set train.steps=24 --set train.log_every=4
-        --set train.straggler_factor=1.5 --set train.straggler_intervals=2)
+# The defaults: train.straggler_factor = 1.5, train.straggler_intervals = 3.
+common=(--resume never --set train.steps=24 --set train.log_every=4)
 
 BATON_FAULT_SLOW="2:150" $MPIRUN -np 4 "$BATON" train "$CFG" \
   --run-dir "$WORK/slow" "${common[@]}" >"$WORK/slow.out" 2>&1 \
@@ -19,8 +19,8 @@ host = sys.argv[2]
 timed = [r for r in rows if "time/rank_busy_max_ms" in r]
 assert len(timed) == 6, "per-rank times at every log step: %d" % len(timed)
 named = [r for r in rows if "straggler/rank" in r]
-# Persistent = 2 intervals: steps 4 and 8 build it up, 8..24 name it.
-assert [r["step"] for r in named] == [8, 12, 16, 20, 24], named
+# Persistent = 3 intervals: steps 4, 8 and 12 build it up, 12..24 name it.
+assert [r["step"] for r in named] == [12, 16, 20, 24], named
 for r in named:
     assert r["straggler/rank"] == 2, r
     assert r["straggler/host/" + host] == 2, r
