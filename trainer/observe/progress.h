@@ -14,8 +14,9 @@
  *     not fit, the least important go first, in this order: breakdown,
  *     grad-norm, MFU, throughput, ETA, then the bar's percentage, then the
  *     bar (it shrinks to 10 cells before it goes), then elapsed time, lr,
- *     val loss, loss; the step counter always stays. So at 80 columns a
- *     GPT run shows the counter, loss, val loss, lr and elapsed time.
+ *     val loss and the straggler note ("slow rank R@host"), loss; the step
+ *     counter always stays. So at 80 columns a GPT run shows the counter,
+ *     loss, val loss, lr and elapsed time.
  * Fields that are unknown are omitted, never printed as "nan": NaN marks
  * loss/val_loss/lr/grad_norm/mfu/eta_s/elapsed_s/step_s unknown;
  * throughput <= 0 too. MFU is set only on GPU (no meaningful CPU peak).
