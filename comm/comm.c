@@ -446,6 +446,13 @@ int bt_comm_rank(const bt_comm *pComm) { return pComm->rank; }
 int bt_comm_world(const bt_comm *pComm) { return pComm->world; }
 int bt_comm_local_rank(const bt_comm *pComm) { return pComm->localRank; }
 int bt_comm_local_world(const bt_comm *pComm) { return pComm->localWorld; }
+int bt_comm_device(const bt_comm *pComm) { return pComm->cudaDevice; }
+
+int bt_comm_pick_device(int localRank, int nVisible) {
+  if (nVisible <= 0) return -1;
+  BT_ASSERT(localRank >= 0);
+  return localRank % nVisible;
+}
 const char *bt_comm_name(const bt_comm *pComm) { return pComm->pOps->zName; }
 
 /* ---- requests ------------------------------------------------------------ */

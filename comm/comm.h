@@ -68,8 +68,9 @@ typedef enum bt_comm_kind {
  * (MPI_Init_thread, MPI_THREAD_FUNNELED: only the main thread calls MPI);
  * BATON_COMM=mpi|single overrides. BATON_COMM_TIMEOUT sets the default
  * watchdog timeout (600 s otherwise). Calls bt_log_set_rank().
- * CUDA builds also bind the process to GPU local_rank % device_count here
- * (cudaSetDevice), before any backend creates handles; no GPU: skipped.
+ * CUDA builds also bind the process to GPU bt_comm_pick_device(local_rank,
+ * device_count) here (cudaSetDevice), before any backend creates handles;
+ * no GPU: skipped.
  * On failure *ppComm is NULL; report and call bt_comm_abort(NULL, code). */
 int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv);
 /* After the backend exists: switches collectives to NCCL if eKind asks for
@@ -92,6 +93,15 @@ int bt_comm_rank(const bt_comm *pComm);
 int bt_comm_world(const bt_comm *pComm);
 int bt_comm_local_rank(const bt_comm *pComm);
 int bt_comm_local_world(const bt_comm *pComm);
+/* The CUDA device bound at init, -1 if none (CPU build, no GPU, or
+ * BATON_CUDA_BIND=0). The backend must be created on this device. */
+int bt_comm_device(const bt_comm *pComm);
+/* The device a rank uses among the nVisible the process can see: local
+ * rank modulo nVisible, -1 when none is visible. A launcher that gives
+ * each rank its own GPU (Slurm --gpus-per-task=1, or CUDA_VISIBLE_DEVICES
+ * set per rank) leaves one visible: device 0 whatever the local rank;
+ * one process per node that sees all 8 gets device local_rank. */
+int bt_comm_pick_device(int localRank, int nVisible);
 const char *bt_comm_name(const bt_comm *pComm); /* "mpi", "nccl", "single" */
 
 /* Watchdog settings. seconds <= 0 disables it. */

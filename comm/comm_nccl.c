@@ -131,7 +131,7 @@ int bt_comm_cuda_bind_device(bt_comm *pComm) {
                  e != cudaSuccess ? cudaGetErrorString(e) : "count 0");
     return BT_OK;
   }
-  int dev = pComm->localRank % n;
+  int dev = bt_comm_pick_device(pComm->localRank, n);
   if (!BT_CUDA_OK(pComm, cudaSetDevice(dev)))
     return bt_err_prefix("binding local rank %d to GPU %d of %d: ",
                          pComm->localRank, dev, n);

@@ -117,6 +117,16 @@ const bt_cfg_key bt_config_keys[] = {
      BT_CFG_SAFE, "CPU threads per rank (0: OMP_NUM_THREADS or all cores)."},
     {"train", "log_every", BT_CFG_INT, OFF(log_every), "10", NULL, 1, 1 << 30,
      BT_CFG_SAFE, "Print a progress line every N steps."},
+    {"train", "straggler_factor", BT_CFG_FLOAT, OFF(straggler_factor), "1.5",
+     NULL, 0, 1e6, BT_CFG_SAFE,
+     "Name the slowest rank and its host on the progress line and in "
+     "metrics.jsonl (straggler/*) when its busy time per step (data + "
+     "forward/backward) is at least this many times the median rank's "
+     "(0: off). Measured once per log interval (train.log_every)."},
+    {"train", "straggler_intervals", BT_CFG_INT, OFF(straggler_intervals), "3",
+     NULL, 1, 1 << 20, BT_CFG_SAFE,
+     "Consecutive log intervals the same rank must be over "
+     "train.straggler_factor before it is named."},
     {"train", "nan_policy", BT_CFG_ENUM, OFF(nan_policy), "stop", aNanPolicy,
      NOLIM, BT_CFG_SAFE,
      "On NaN/Inf loss or grad-norm: stop the run, or skip the update."},

@@ -78,6 +78,8 @@ typedef struct bt_config {
   bt_backend_kind backend;
   int threads;
   int log_every;
+  double straggler_factor; /* 0: straggler detection off */
+  int straggler_intervals;
   bt_nan_policy nan_policy;
   char init_from[BT_CFG_STR_MAX]; /* "": random initialisation (init.h) */
   int early_stop; /* stop after N validations without improvement (0: off) */

@@ -86,8 +86,41 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
   p->bQuiet = bt_log_level() < 1;
   p->tOpen = bt_time_now();
   p->lastVal = NAN;
+  bt_straggler_init(&p->strag, c->straggler_factor, c->straggler_intervals);
   p->bOpen = 1;
   return BT_OK;
+}
+
+void bt_outputs_ranks(bt_outputs *p, long step, const bt_rank_times *aRank) {
+  double aBusy[256], aWait[256];
+  double *pBusy = p->world <= 256 ? aBusy : malloc(2 * sizeof(double) *
+                                                   (size_t)p->world);
+  BT_ASSERT(pBusy != NULL);
+  double *pWait = p->world <= 256 ? aWait : pBusy + p->world;
+  for (int i = 0; i < p->world; i++) {
+    pBusy[i] = aRank[i].busy;
+    pWait[i] = aRank[i].wait;
+  }
+  int iWas = p->sr.iRank;
+  if (!p->srStep) iWas = -1;
+  bt_straggler_update(&p->strag, pBusy, pWait, p->world, &p->sr);
+  if (pBusy != aBusy) free(pBusy);
+  p->srStep = step;
+  p->zStragLine[0] = 0;
+  p->zStragHost[0] = 0;
+  int iRank = p->sr.iRank;
+  if (iRank < 0) return;
+  bt_snprintf(p->zStragHost, sizeof p->zStragHost, "%s", aRank[iRank].zHost);
+  bt_snprintf(p->zStragLine, sizeof p->zStragLine, "slow rank %d@%.48s %.1fx",
+              iRank, p->zStragHost, p->sr.ratio);
+  /* Once per episode in the log: the progress line repeats it anyway. */
+  if (p->rank == 0 && iRank != iWas)
+    bt_log_warn("straggler: rank %d on host %s has been %.1fx the median "
+                "rank's busy time per step (%.0f ms vs %.0f ms; data + "
+                "forward/backward) for %d log intervals "
+                "(train.straggler_factor = %g)",
+                iRank, p->zStragHost, p->sr.ratio, 1e3 * p->sr.busyMax,
+                1e3 * p->sr.busyMedian, p->sr.nIntervals, p->strag.factor);
 }
 
 void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
@@ -114,6 +147,21 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
     bt_metrics_scalar(pM, step, "val/loss", r->val);
     bt_metrics_scalar(pM, step, p->isGpt ? "val/perplexity" : "val/accuracy",
                       r->valMetric);
+  }
+  if (p->srStep == step) {
+    bt_metrics_scalar(pM, step, "time/rank_busy_max_ms", 1e3 * p->sr.busyMax);
+    bt_metrics_scalar(pM, step, "time/rank_busy_median_ms",
+                      1e3 * p->sr.busyMedian);
+    bt_metrics_scalar(pM, step, "time/rank_wait_max_ms", 1e3 * p->sr.waitMax);
+    if (p->sr.iRank >= 0) {
+      /* Metrics are numbers: the host is named by its own tag, whose
+       * value is the rank (readers match the "straggler/host/" prefix). */
+      char zTag[BT_METRICS_MAX_TAG + 1];
+      bt_snprintf(zTag, sizeof zTag, "straggler/host/%.100s", p->zStragHost);
+      bt_metrics_scalar(pM, step, "straggler/rank", p->sr.iRank);
+      bt_metrics_scalar(pM, step, "straggler/ratio", p->sr.ratio);
+      bt_metrics_scalar(pM, step, zTag, p->sr.iRank);
+    }
   }
   /* Marks each start on its first line (0: a fresh run), so a reader sees a
    * restart even when the killed run logged nothing after its checkpoint
@@ -157,6 +205,7 @@ static void progress_print(bt_outputs *p, const bt_step_report *r) {
   g.breakdown_pct = 0;
   g.eta_s = (double)(p->total - r->step) * p->acc.total / n;
   g.elapsed_s = bt_time_now() - p->tOpen;
+  if (p->zStragLine[0]) g.zStraggler = p->zStragLine;
   bt_progress_print(stdout, &g, p->ttyWidth);
 }
 

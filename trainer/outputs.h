@@ -34,6 +34,7 @@
 
 #include "trainer/config.h"
 #include "trainer/observe/metrics.h"
+#include "trainer/observe/straggler.h"
 #include "trainer/observe/trace.h"
 
 /* Seconds one step spent in each phase (progress line, time/ metrics). */
@@ -45,6 +46,15 @@ typedef struct bt_step_times {
   double ckpt;        /* polling and starting checkpoints */
   double total;       /* the whole step */
 } bt_step_times;
+
+/* One rank's contribution to the straggler check, gathered from every rank
+ * at log steps (bt_outputs_ranks): mean seconds per step since the last
+ * gather, and the host (truncated, NUL-terminated). */
+typedef struct bt_rank_times {
+  double busy; /* data wait + forward/backward */
+  double wait; /* gradient communication not hidden by backward */
+  char zHost[48];
+} bt_rank_times;
 
 /* What one finished optimizer step reports. */
 typedef struct bt_step_report {
@@ -86,11 +96,22 @@ typedef struct bt_outputs {
   double prevCkpt;   /* checkpoint seconds of the previous step */
   bt_step_times acc; /* summed since the last progress line */
   int nAcc;
+  bt_straggler strag;       /* every rank: the same verdicts (straggler.h) */
+  bt_straggler_result sr;   /* the latest interval's verdict */
+  long srStep;              /* the step of sr; 0: none yet */
+  char zStragHost[48];      /* host of sr.iRank */
+  char zStragLine[96];      /* its progress-line segment ("" when none) */
 } bt_outputs;
 
 /* Opens every sink of the spec (invariant 1). On error returns BT_ERR with
  * the path in bt_err_msg() and leaves *p zeroed. */
 int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *pSpec);
+/* Every rank, at a log step, before bt_outputs_step of that step: the
+ * gathered times of all ranks (world entries). Updates the straggler
+ * verdict; rank 0 adds time/rank_* and, while a rank is named,
+ * the straggler/ tags to the step's metrics, warns once when a rank is first
+ * named, and the progress line names it until it is no longer slow. */
+void bt_outputs_ranks(bt_outputs *p, long step, const bt_rank_times *aRank);
 /* The step's loss-log line and metrics (before its checkpoint). */
 void bt_outputs_step(bt_outputs *p, const bt_step_report *r);
 /* After the checkpoint: accumulates r->t and prints the progress line on

@@ -44,10 +44,12 @@
 #endif
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- pre-emption ------------------------------------------------------ */
@@ -157,8 +159,12 @@ static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
 /* The compute backend, and the communicator attached to it. */
 static int setup_backend(bt_trainer *tr) {
   const bt_config *c = &tr->cfg;
-  tr->be = bt_backend_create(c->backend, c->threads,
-                             bt_comm_local_rank(tr->pComm));
+  /* The GPU bt_comm_init bound (bt_comm_pick_device): with one visible
+   * GPU per rank that is device 0, not the local rank. Nothing bound
+   * (CPU, BATON_CUDA_BIND=0): the local rank, as before. */
+  int dev = bt_comm_device(tr->pComm);
+  if (dev < 0) dev = bt_comm_local_rank(tr->pComm);
+  tr->be = bt_backend_create(c->backend, c->threads, dev);
   if (!tr->be) return BT_ERR;
   int onGpu = bt_backend_kind_of(tr->be) == BT_BACKEND_CUDA;
   if (!onGpu && c->comm == BT_COMM_NCCL)
@@ -504,6 +510,8 @@ typedef struct loop_ctx {
   int bFinalSaveFailed;  /* the checkpoint of the last step (or of a
                             pre-emption) failed under on_error = continue */
   int *pExit;            /* the process's exit code, for NaN and pre-emption */
+  double rankBusy, rankWait; /* this rank's seconds since the last gather */
+  int nRankSteps;            /* (step_gather_ranks) and the steps summed */
 } loop_ctx;
 
 /* One step's working values, passed from phase to phase (train_step). */
@@ -581,6 +589,24 @@ static int write_params(bt_trainer *tr, const char *zPath) {
   return rc;
 }
 
+/* Fault knob of the straggler test: BATON_FAULT_SLOW="R:MS" makes rank R
+ * sleep MS milliseconds in every micro-step's compute (a slow GPU or a
+ * throttled CPU, as the other ranks see it). Read once. */
+static void fault_slow_rank(int rank) {
+  static int s_ms = -1;
+  if (s_ms < 0) {
+    const char *z = getenv("BATON_FAULT_SLOW");
+    int r = -1, ms = 0;
+    s_ms = z && sscanf(z, "%d:%d", &r, &ms) == 2 && r == rank && ms > 0 ? ms
+                                                                      : 0;
+  }
+  if (s_ms > 0) {
+    struct timespec ts = {s_ms / 1000, (long)(s_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+  }
+}
+
 /* One micro-batch: data, forward, backward. On the last micro-step the
  * grad-ready hook launches bucket reductions during backward. */
 static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
@@ -599,6 +625,7 @@ static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
   int last = micro == tr->cfg.grad_accum - 1;
   if (last) bt_grad_sync_begin(&tr->sync, s->step);
   double tc = bt_time_now();
+  fault_slow_rank(tr->rank);
   if (b.n > 0) {
     bt_comm_set_context(tr->pComm, s->step, "forward");
     bt_trace_begin(pTrace, "forward", "train");
@@ -756,6 +783,33 @@ static void step_val_progress(loop_ctx *L, step_ctx *s,
   }
 }
 
+/* Straggler check (outputs.h bt_outputs_ranks): every rank sums its busy
+ * and blocked time per step; at log steps one host all-gather of a few
+ * bytes per rank carries the means and the host to every rank. The
+ * condition depends on the step only, so every rank calls the collective
+ * at the same steps. */
+static int step_gather_ranks(loop_ctx *L, step_ctx *s) {
+  bt_trainer *tr = L->tr;
+  L->rankBusy += s->r.t.data + s->r.t.compute;
+  L->rankWait += s->r.t.commExposed;
+  L->nRankSteps++;
+  if (tr->world < 2 || tr->cfg.straggler_factor <= 0 ||
+      s->step % tr->cfg.log_every != 0)
+    return BT_OK;
+  bt_rank_times mine = {.busy = L->rankBusy / L->nRankSteps,
+                        .wait = L->rankWait / L->nRankSteps};
+  bt_snprintf(mine.zHost, sizeof mine.zHost, "%.47s", bt_log_host());
+  bt_rank_times *aAll = malloc((size_t)tr->world * sizeof *aAll);
+  if (!aAll) return bt_err_set("step %ld: out of memory", s->step);
+  bt_comm_set_context(tr->pComm, s->step, "step-time all-gather");
+  int rc = bt_comm_host_allgather(tr->pComm, &mine, aAll, sizeof mine);
+  if (rc == BT_OK) bt_outputs_ranks(&L->out, s->step, aAll);
+  free(aAll);
+  L->rankBusy = L->rankWait = 0;
+  L->nRankSteps = 0;
+  return rc;
+}
+
 /* Validation when due, then the step's loss line and metrics, which go
  * out before the checkpoint (outputs.h, invariant 3). */
 static int step_report(loop_ctx *L, step_ctx *s) {
@@ -829,7 +883,8 @@ static int train_step(loop_ctx *L) {
   s.injectNan = bt_fault_hit("train.nan");
   bt_trace_begin(L->out.pTrace, "step", "train");
   if (step_compute(L, &s) != BT_OK || step_reduce(L, &s) != BT_OK ||
-      step_update(L, &s) != BT_OK || step_report(L, &s) != BT_OK ||
+      step_update(L, &s) != BT_OK || step_gather_ranks(L, &s) != BT_OK ||
+      step_report(L, &s) != BT_OK ||
       step_checkpoint(L, &s) != BT_OK)
     return BT_ERR;
   bt_trace_end(L->out.pTrace); /* step */

@@ -23,14 +23,14 @@ dryrun() {
   { echo "# 8 nodes x 8 GPUs"; for i in 1 2 3 4 5 6 7 8; do echo "node$i slots=8   # rack A"; done; echo; } >"$hf"
   out="$(env -i PATH="$PATH" HOME="$HOME" NCCL_DEBUG=INFO NCCL_IB_HCA=mlx5_0 CUDA_VISIBLE_DEVICES=0,1 \
         BATON_FAULT=x OMP_NUM_THREADS=4 LD_LIBRARY_PATH=/opt/lib UNRELATED=1 \
-        "$L" --hostfile "$hf" --net tcp --iface eth1 --dry-run -- baton train cfg.ini --run-dir /runs/a)"
+        "$L" --hostfile "$hf" --net tcp --iface eth1 --numa-per-node 2 --dry-run -- baton train cfg.ini --run-dir /runs/a)"
   rc=$?
   [ "$rc" -eq 0 ] && ok || bad "dry-run exit $rc"
   [[ "$out" == "+ mpirun "* ]] && ok || bad "starts with '+ mpirun': $out"
   [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] && ok || bad "one line: $out"
   has "$out" "--hostfile $hf" hostfile
   has "$out" "-np 64 " "64 ranks"
-  has "$out" "--map-by ppr:8:node" "ppr mapping"
+  has "$out" "--map-by ppr:4:numa" "ppr mapping: GPUs 0-3 on NUMA 0 (test_placement.sh)"
   has "$out" "--bind-to numa" "numa binding"
   has "$out" "--mca pml ob1 --mca btl tcp,self,vader" "tcp transports"
   has "$out" "--mca btl_tcp_if_include eth1" "tcp iface"
@@ -51,7 +51,7 @@ dryrun() {
   hasnt "$out" "--mca" "--net auto sets no transports"
 
   # --gpus-per-node overrides the hostfile's slots.
-  out="$("$L" --hostfile "$hf" --gpus-per-node 2 --dry-run -- x)"
+  out="$("$L" --hostfile "$hf" --gpus-per-node 2 --numa-per-node 1 --dry-run -- x)"
   has "$out" "-np 16 --map-by ppr:2:node" "gpus-per-node override"
 
   # The printed command is what a shell would run: eval it with a fake mpirun.

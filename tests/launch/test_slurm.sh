@@ -30,6 +30,7 @@ cat >"$tmp/bin/baton" <<'X'
 #!/bin/bash
 # fake baton: "train CONFIG --run-dir DIR ..." behaving by $FAKE_MODE
 echo "$*" >>"$FAKE_DIR/baton.args"
+env | grep -E '^(NCCL_|OMP_NUM_THREADS=)' | sort >"$FAKE_DIR/baton.env"
 case "$FAKE_MODE" in
   done) exit 0 ;;
   preempted) exit 4 ;;
@@ -50,6 +51,7 @@ run() { # run MODE [signal]: runs the script; sets rc and out
     cd "$tmp" || exit 99
     export PATH="$tmp/bin:$PATH" FAKE_DIR="$tmp" FAKE_MODE="$mode"
     export SLURM_JOB_ID=4242 SLURM_JOB_NAME=baton SLURM_JOB_NUM_NODES=8 SLURM_SUBMIT_DIR="$repo"
+    export SLURM_CPUS_PER_TASK=6
     export BATON_CONFIG=cfg.ini BATON="$tmp/bin/baton" BATON_RUN_DIR="$tmp/run"
     bash "$S" --set train.steps=100 >"$tmp/out" 2>&1 &
     local pid=$!
@@ -63,11 +65,27 @@ run() { # run MODE [signal]: runs the script; sets rc and out
   out="$(cat "$tmp/out")"
 }
 
+# The script keeps site settings of these; start from none (ctest's
+# OMP_NUM_THREADS=1 included).
+unset OMP_NUM_THREADS NCCL_SOCKET_IFNAME NCCL_IB_HCA NCCL_IB_TIMEOUT NCCL_IB_RETRY_CNT NCCL_DEBUG
 run done
 [ "$rc" -eq 0 ] && ok || bad "done: exit $rc: $out"
 grep -q -- "--mpi=pmix" "$tmp/srun.args" && ok || bad "srun --mpi=pmix: $(cat "$tmp/srun.args")"
 grep -q -- "train cfg.ini --run-dir $tmp/run --set train.steps=100" "$tmp/baton.args" && ok || bad "baton args: $(cat "$tmp/baton.args")"
 [ ! -e "$tmp/scontrol.args" ] && ok || bad "no requeue after completion"
+# Placement (issue 16 item 5): CPUs and one GPU per task, socket-filling
+# distribution, cores pinned; srun gets --cpus-per-task from the allocation.
+for w in --cpus-per-task=6 --cpu-bind=cores --distribution=block:block --gpus-per-task=1; do
+  grep -q -- "$w" "$tmp/srun.args" && ok || bad "srun $w: $(cat "$tmp/srun.args")"
+done
+for v in NCCL_SOCKET_IFNAME=^docker0,lo NCCL_IB_TIMEOUT=20 NCCL_IB_RETRY_CNT=7 NCCL_DEBUG=WARN OMP_NUM_THREADS=6; do
+  grep -qx -- "$v" "$tmp/baton.env" && ok || bad "task env $v: $(cat "$tmp/baton.env")"
+done
+(export NCCL_SOCKET_IFNAME=ib0 NCCL_IB_HCA=mlx5_0; run done; grep -qx NCCL_SOCKET_IFNAME=ib0 "$tmp/baton.env" &&
+  grep -qx NCCL_IB_HCA=mlx5_0 "$tmp/baton.env") && ok || bad "site NCCL settings kept: $(cat "$tmp/baton.env")"
+grep -q '^#SBATCH --gpus-per-task=1' "$S" && ok || bad "gpus-per-task directive"
+grep -q '^#SBATCH --cpus-per-task=' "$S" && ok || bad "cpus-per-task directive"
+grep -q '^#SBATCH --exclusive' "$S" && ok || bad "exclusive directive"
 
 run preempted
 [ "$rc" -eq 0 ] && ok || bad "preempted: exit $rc: $out"

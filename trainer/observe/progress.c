@@ -110,6 +110,7 @@ static int build_segments(seg *aSeg, const bt_progress *p, int bTty) {
    * for the order (PRIO_BAR: the bar goes after ETA, before elapsed). */
   if (isfinite(p->loss)) seg_add(aSeg, &nSeg, 1, "loss %.4f", p->loss);
   if (isfinite(p->val_loss)) seg_add(aSeg, &nSeg, 2, "val %.4f", p->val_loss);
+  if (p->zStraggler) seg_add(aSeg, &nSeg, 2, "%s", p->zStraggler);
   if (isfinite(p->lr)) seg_add(aSeg, &nSeg, 3, "lr %.2e", p->lr);
   if (isfinite(p->grad_norm))
     seg_add(aSeg, &nSeg, 8, "gnorm %.3f", p->grad_norm);

@@ -14,8 +14,9 @@
  *     not fit, the least important go first, in this order: breakdown,
  *     grad-norm, MFU, throughput, ETA, then the bar's percentage, then the
  *     bar (it shrinks to 10 cells before it goes), then elapsed time, lr,
- *     val loss, loss; the step counter always stays. So at 80 columns a
- *     GPT run shows the counter, loss, val loss, lr and elapsed time.
+ *     val loss and the straggler note ("slow rank R@host"), loss; the step
+ *     counter always stays. So at 80 columns a GPT run shows the counter,
+ *     loss, val loss, lr and elapsed time.
  * Fields that are unknown are omitted, never printed as "nan": NaN marks
  * loss/val_loss/lr/grad_norm/mfu/eta_s/elapsed_s/step_s unknown;
  * throughput <= 0 too. MFU is set only on GPU (no meaningful CPU peak).
@@ -60,6 +61,10 @@ typedef struct bt_progress {
   int breakdown_pct; /* 1: breakdown as % of step_s; 0: milliseconds */
   double eta_s;      /* seconds to the last step; NaN: unknown */
   double elapsed_s;  /* seconds since this process started training */
+  /* "slow rank 2@node1 3.1x" when a rank is a persistent straggler
+   * (straggler.h); NULL: none. Kept after loss on a terminal: the line
+   * exists to say why the run is slow. */
+  const char *zStraggler;
 } bt_progress;
 
 /* Sets every optional field to "unknown" (NaN, 0, NULL). */

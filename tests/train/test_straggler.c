@@ -1,0 +1,79 @@
+/*
+ * test_straggler.c: the straggler verdict (trainer/observe/straggler.h)
+ * on made-up per-rank times: who is slowest, the median, the persistence
+ * count and its reset, the noise floor, the factor's edge and "off".
+ */
+#include <math.h>
+
+#include "tests/check.h"
+#include "trainer/observe/straggler.h"
+
+static const double aZero[8] = {0};
+
+static void test_persistent(void) {
+  bt_straggler s;
+  bt_straggler_init(&s, 1.5, 3);
+  bt_straggler_result r;
+  double aBusy[4] = {0.100, 0.110, 0.300, 0.105}; /* median 0.1075 */
+  double aWait[4] = {0.200, 0.190, 0.001, 0.195};
+  for (int i = 1; i <= 3; i++) {
+    bt_straggler_update(&s, aBusy, aWait, 4, &r);
+    CHECK(r.iSlowest == 2, "interval %d: slowest %d", i, r.iSlowest);
+    CHECK(r.nIntervals == i, "interval %d: run %d", i, r.nIntervals);
+    CHECK(r.iRank == (i == 3 ? 2 : -1), "interval %d: named %d", i, r.iRank);
+  }
+  CHECK(fabs(r.busyMedian - 0.1075) < 1e-12, "median %g", r.busyMedian);
+  CHECK(fabs(r.ratio - 0.300 / 0.1075) < 1e-12, "ratio %g", r.ratio);
+  CHECK(r.waitMax == 0.200, "wait max %g", r.waitMax);
+  /* Another rank becomes the slowest: the count restarts with it. */
+  double aOther[4] = {0.100, 0.400, 0.110, 0.105};
+  bt_straggler_update(&s, aOther, aWait, 4, &r);
+  CHECK(r.iSlowest == 1 && r.nIntervals == 1 && r.iRank == -1,
+        "switch: slowest %d run %d named %d", r.iSlowest, r.nIntervals,
+        r.iRank);
+  /* One interval under the factor resets it. */
+  double aEven[4] = {0.100, 0.101, 0.102, 0.103};
+  bt_straggler_update(&s, aEven, aWait, 4, &r);
+  CHECK(r.iRank == -1 && r.nIntervals == 0, "even: named %d run %d",
+        r.iRank, r.nIntervals);
+}
+
+static void test_edges(void) {
+  bt_straggler s;
+  bt_straggler_result r;
+  /* Exactly the factor counts; just under does not. */
+  bt_straggler_init(&s, 1.5, 1);
+  double aAt[3] = {0.25, 0.375, 0.25}; /* exact in binary: ratio 1.5 */
+  bt_straggler_update(&s, aAt, aZero, 3, &r);
+  CHECK(r.iRank == 1, "at the factor: named %d (ratio %g)", r.iRank, r.ratio);
+  double aUnder[3] = {0.25, 0.3749, 0.25};
+  bt_straggler_update(&s, aUnder, aZero, 3, &r);
+  CHECK(r.iRank == -1, "under the factor: named %d", r.iRank);
+  /* Sub-millisecond steps: 3x the median but a gap under the floor. */
+  double aTiny[4] = {0.0005, 0.0015, 0.0005, 0.0005};
+  bt_straggler_update(&s, aTiny, aZero, 4, &r);
+  CHECK(r.ratio > 2.9 && r.iRank == -1, "noise floor: ratio %g named %d",
+        r.ratio, r.iRank);
+  /* Off (factor 0), and one rank: never named. */
+  bt_straggler_init(&s, 0, 1);
+  double aSlow[4] = {0.1, 0.1, 0.9, 0.1};
+  bt_straggler_update(&s, aSlow, aZero, 4, &r);
+  CHECK(r.iRank == -1 && r.iSlowest == 2, "off: named %d", r.iRank);
+  bt_straggler_init(&s, 1.5, 1);
+  bt_straggler_update(&s, aSlow + 2, aZero, 1, &r);
+  CHECK(r.iRank == -1 && r.ratio == 1.0, "one rank: named %d", r.iRank);
+  /* Two ranks: the median is their mean (straggler.c). */
+  double aTwo[2] = {0.25, 0.75}; /* median 0.5 */
+  bt_straggler_update(&s, aTwo, aZero, 2, &r);
+  CHECK(r.ratio == 1.5 && r.iRank == 1, "two: ratio %g named %d",
+        r.ratio, r.iRank);
+  /* All zero (nothing timed): ratio 1, nobody. */
+  bt_straggler_update(&s, aZero, aZero, 8, &r);
+  CHECK(r.ratio == 1.0 && r.iRank == -1, "zeros: ratio %g", r.ratio);
+}
+
+int main(void) {
+  test_persistent();
+  test_edges();
+  return CHECK_DONE();
+}
