@@ -1131,6 +1131,21 @@ static int train_command(const bt_train_opts *o, bt_comm *pComm) {
   return exitCode;
 }
 
+/* The job's exit code as rank 0 saw it, for the wrappers (baton-launch,
+ * baton-supervise; docs/operations.md "Exit codes"). mpirun that itself
+ * received SIGTERM exits 1 whatever its ranks returned, so the wrappers
+ * read this file instead: "4" here means every rank checkpointed and
+ * stopped. Rank 0 only, and only when the wrapper asks (BATON_EXIT_FILE);
+ * a file that cannot be written costs the wrapper its hint, not the run. */
+static void train_record_exit(int exitCode, int rank) {
+  const char *zPath = getenv("BATON_EXIT_FILE");
+  if (rank != 0 || !zPath || !*zPath) return;
+  char zCode[16];
+  int n = snprintf(zCode, sizeof zCode, "%d\n", exitCode);
+  if (bt_file_write_atomic(zPath, zCode, (size_t)n) != BT_OK)
+    bt_log_warn("BATON_EXIT_FILE %s: %s", zPath, bt_err_msg());
+}
+
 int bt_train_main(int argc, char **argv, bt_comm *pComm) {
   bt_train_opts o = {0};
   const char **azSet = calloc((size_t)argc + 1, sizeof(char *));
@@ -1138,6 +1153,7 @@ int bt_train_main(int argc, char **argv, bt_comm *pComm) {
   o.azSet = azSet;
   int exitCode = train_parse_args(argc, argv, &o, bt_comm_rank(pComm));
   if (exitCode < 0) exitCode = train_command(&o, pComm);
+  train_record_exit(exitCode, bt_comm_rank(pComm));
   free(azSet);
   return exitCode;
 }
