@@ -111,6 +111,17 @@ static int out_open(out_file *o, const char *zOut, int gzip) {
   snprintf(g_zTmp, sizeof g_zTmp, "%s.tmp.%d", zOut, (int)getpid());
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
+  /* Probe with open(2) first: for a missing or read-only directory HDF5's
+   * own message is a line of its internals naming only the temporary file. */
+  int fd = open(g_zTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int e = errno;
+    g_zTmp[0] = 0;
+    return bt_err_set("cannot create the output '%s' (written as '%s.tmp.%d' "
+                      "first): %s",
+                      zOut, zOut, (int)getpid(), strerror(e));
+  }
+  close(fd);
   int rc = BT_OK;
   bt_h5_lock();
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -118,7 +129,10 @@ static int out_open(out_file *o, const char *zOut, int gzip) {
   H5_TRY(o->hFile, "/");
 out:
   bt_h5_unlock();
-  if (rc != BT_OK) g_zTmp[0] = 0;
+  if (rc != BT_OK) {
+    unlink(g_zTmp); /* the probe's empty file */
+    g_zTmp[0] = 0;
+  }
   return rc;
 }
 

@@ -35,7 +35,8 @@ yb = y.copy(); yb[17] = 9
 f = h5py.File("label_oob.h5", "w"); f["train/x"] = x; f["train/y"] = yb
 f["val/x"] = x[:32]; f["val/y"] = y[:32]; f.attrs["num_classes"] = 4; f.close()
 np.save("x.npy", x); np.save("y.npy", y)
-np.save("x_nan.npy", xn)
+x16 = rng.standard_normal((4, 16)).astype(np.float32); x16[2, 5] = np.nan
+np.save("x16_nan.npy", x16)
 open("notnpy.npy", "wb").write(b"not a numpy file\n")
 with open("data.csv", "w") as f:
     f.write("a,b,c,label\n")
