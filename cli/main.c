@@ -120,8 +120,14 @@ int main(int argc, char **argv) {
     usage(stdout);
     return 0;
   }
-  if (!strcmp(zCmd, "--version") || !strcmp(zCmd, "version"))
+  if (!strcmp(zCmd, "--version") || !strcmp(zCmd, "version")) {
+    /* like every other command: a stray argument is a usage error */
+    if (argc > 2) {
+      fprintf(stderr, "baton version: unexpected argument '%s'\n", argv[2]);
+      return BT_EXIT_USAGE;
+    }
     return cmd_version();
+  }
   if (!strcmp(zCmd, "config")) return cmd_config(argc - 1, argv + 1);
   if (!strcmp(zCmd, "prepare")) return bt_prepare_main(argc - 1, argv + 1);
   /* inspect: a regular file is a dataset, a directory a checkpoint */

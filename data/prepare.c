@@ -111,6 +111,17 @@ static int out_open(out_file *o, const char *zOut, int gzip) {
   snprintf(g_zTmp, sizeof g_zTmp, "%s.tmp.%d", zOut, (int)getpid());
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
+  /* Probe with open(2) first: for a missing or read-only directory HDF5's
+   * own message is a line of its internals naming only the temporary file. */
+  int fd = open(g_zTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int e = errno;
+    g_zTmp[0] = 0;
+    return bt_err_set("cannot create the output '%s' (written as '%s.tmp.%d' "
+                      "first): %s",
+                      zOut, zOut, (int)getpid(), strerror(e));
+  }
+  close(fd);
   int rc = BT_OK;
   bt_h5_lock();
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -118,7 +129,10 @@ static int out_open(out_file *o, const char *zOut, int gzip) {
   H5_TRY(o->hFile, "/");
 out:
   bt_h5_unlock();
-  if (rc != BT_OK) g_zTmp[0] = 0;
+  if (rc != BT_OK) {
+    unlink(g_zTmp); /* the probe's empty file */
+    g_zTmp[0] = 0;
+  }
   return rc;
 }
 
@@ -896,6 +910,27 @@ static int prepare_arrays(const prep_opts *o) {
 
 /* ---- entry ---------------------------------------------------------------- */
 
+/* BT_OK if the command line names a mode and its inputs, else BT_ERR with
+ * the message (prepare_text and prepare_arrays keep their own guards). */
+static int prepare_check_usage(const prep_opts *o) {
+  if (!strcmp(o->zMode, "text")) {
+    if (o->nFile == 0) return bt_err_set("prepare text: no input files given");
+    return BT_OK;
+  }
+  if (strcmp(o->zMode, "arrays"))
+    return bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
+                      "--help)",
+                      o->zMode);
+  if (o->nFile > 0)
+    return bt_err_set("prepare arrays: unexpected argument '%s'", o->azFile[0]);
+  if (o->zCsv && !o->zLabel)
+    return bt_err_set("prepare arrays: --csv needs --label-column K");
+  if (!o->zCsv && (!o->zX || !o->zY))
+    return bt_err_set("prepare arrays: give --x X.npy and --y Y.npy, or "
+                      "--csv FILE.csv --label-column K");
+  return BT_OK;
+}
+
 int bt_prepare_main(int argc, char **argv) {
   prep_opts o;
   int code = parse_opts(argc, argv, &o);
@@ -904,18 +939,16 @@ int bt_prepare_main(int argc, char **argv) {
     return code;
   }
   int rc;
+  /* An unknown mode or missing inputs is a usage error: exit 2 like every
+   * other command's (docs/operations.md), so a supervisor does not retry. */
+  if (prepare_check_usage(&o) != BT_OK) {
+    free(o.azFile);
+    bt_log_error("%s", bt_err_msg());
+    return BT_EXIT_USAGE;
+  }
   (void)bt_fault_hit("prepare.start");
   if (!strcmp(o.zMode, "text")) rc = prepare_text(&o);
-  else if (!strcmp(o.zMode, "arrays")) {
-    if (o.nFile > 0)
-      rc = bt_err_set("prepare arrays: unexpected argument '%s'",
-                      o.azFile[0]);
-    else
-      rc = prepare_arrays(&o);
-  } else
-    rc = bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
-                    "--help)",
-                    o.zMode);
+  else rc = prepare_arrays(&o);
   free(o.azFile);
   if (rc != BT_OK) {
     bt_log_error("%s", bt_err_msg());

@@ -347,6 +347,7 @@ typedef struct ini_ctx {
   int line, nextLine;   /* line of the last chunk served, of the next one */
   char zErr[1024];      /* first error (without file:line) */
   int nErr;
+  int errLine;          /* the line of zErr */
 } ini_ctx;
 
 /* ini_reader over ctx->zText with fgets() semantics: at most num - 1 bytes,
@@ -387,6 +388,7 @@ static int config_ini_handler(void *user, const char *zSection, const char *zNam
                  "unknown section [%s] (key '%s')", zSection, zName);
     }
     p->nErr++;
+    p->errLine = p->line;
     return 0;
   }
   char zWhy[256];
@@ -394,6 +396,7 @@ static int config_ini_handler(void *user, const char *zSection, const char *zNam
     snprintf(p->zErr, sizeof p->zErr, "bad value '%s' for %s.%s: %s", zValue,
              zSection, zName, zWhy);
     p->nErr++;
+    p->errLine = p->line;
     return 0;
   }
   int iKey = (int)(pKey - bt_config_keys);
@@ -402,6 +405,7 @@ static int config_ini_handler(void *user, const char *zSection, const char *zNam
              "duplicate key %s.%s (first set at %s:%d)", zSection, zName,
              p->zPath, p->aLine[iKey]);
     p->nErr++;
+    p->errLine = p->line;
     return 0;
   }
   p->aLine[iKey] = p->line;
@@ -503,7 +507,10 @@ int bt_config_load(bt_config *pCfg, const char *zPath, const char *const *azSet,
     int line = ini_parse_stream(ini_next_line, &ctx, config_ini_handler, &ctx);
     free(zText);
     if (line != 0) {
-      if (ctx.nErr) return bt_err_set("%s:%d: %s", zPath, line, ctx.zErr);
+      /* inih reports the first error's line; a syntax error ("[train"
+       * unclosed) may come before the handler's first error. */
+      if (ctx.nErr && ctx.errLine == line)
+        return bt_err_set("%s:%d: %s", zPath, line, ctx.zErr);
       return bt_err_set("%s:%d: syntax error (expected [section] or "
                         "key = value)",
                         zPath, line);

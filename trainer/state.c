@@ -183,8 +183,11 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
   bt_optim_log_resume(&saved, &tr->cfg, tr->step);
   cJSON *pE = cJSON_GetObjectItemCaseSensitive(pL, "epoch");
   cJSON *pC = cJSON_GetObjectItemCaseSensitive(pL, "consumed");
-  if (!cJSON_IsNumber(pE) || !cJSON_IsNumber(pC) || pE->valuedouble < 0 ||
-      pC->valuedouble < 0) {
+  /* Range-checked before the conversion: a double beyond int64_t (1e300)
+   * is undefined behaviour to convert (found by tests/ckpt/fuzz/fuzz_meta.c). */
+  if (!cJSON_IsNumber(pE) || !cJSON_IsNumber(pC) || !(pE->valuedouble >= 0) ||
+      !(pC->valuedouble >= 0) || pE->valuedouble > 9007199254740992.0 ||
+      pC->valuedouble > 9007199254740992.0) {
     bt_err_set("%s: manifest meta has a bad loader state", zDir);
     goto done;
   }

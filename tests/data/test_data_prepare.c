@@ -184,7 +184,7 @@ static void test_text(void) {
   CHECK(prep(4, c) == 1 && strstr(bt_err_msg(), "missing.txt"),
         "missing input: %s", bt_err_msg());
   const char *d[] = {"bogus", "-o", wpath("x.h5")};
-  CHECK(prep(3, d) == 1 && strstr(bt_err_msg(), "unknown mode"),
+  CHECK(prep(3, d) == 2 && strstr(bt_err_msg(), "unknown mode"),
         "bad mode: %s", bt_err_msg());
   const char *e[] = {"--help"};
   CHECK(prep(1, e) == 0, "--help");

@@ -2,11 +2,12 @@
  * replay.c: replays a libFuzzer target's corpus without libFuzzer.
  *
  * Linked once with each target (tests/ckpt/fuzz/fuzz_ckpt.c,
+ * tests/ckpt/fuzz/fuzz_meta.c, tests/data/fuzz/fuzz_data.c,
  * tests/export/fuzz_safetensors.c; see baton_add_fuzz_replay in
  * tests/baton_test.cmake), it runs LLVMFuzzerTestOneInput on every file of
  * the given files and directories: the seed corpus on every build (ctest
- * ckpt_fuzz_replay, export_fuzz_replay), or a crash file a fuzzing run
- * left behind.
+ * ckpt_fuzz_replay, ckpt_fuzz_meta_replay, data_fuzz_replay,
+ * export_fuzz_replay), or a crash file a fuzzing run left behind.
  *
  *   usage: replay [--min-accepted N] [-v] FILE|DIR...
  *
