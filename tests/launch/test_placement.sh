@@ -102,7 +102,7 @@ env -i PATH="$PATH" "$L" --hosts h1 --gpus-per-node 1 --mpirun "$tmp/mpirun4" \
   --mpirun-args "--mca a 'two words' -x \"B=it's\" --tag back\\ slash" \
   --mpirun-arg 'C=a "b" c' -- prog "arg with space" >"$tmp/printed"
 got="$(sed -n '/^--report-bindings$/,$p' "$tmp/argv" | tr '\n' '|')"
-want="--report-bindings|-x|PATH|--mca|a|two words|-x|B=it's|--tag|back slash|C=a \"b\" c|prog|arg with space|"
+want="--report-bindings|-x|BATON_EXIT_FILE|-x|PATH|--mca|a|two words|-x|B=it's|--tag|back slash|C=a \"b\" c|prog|arg with space|"
 [ "$got" = "$want" ] && ok || bad "argv: got $got want $want"
 # ... and the printed command, run by a shell, gives the same argv.
 cp "$tmp/argv" "$tmp/argv.direct"
