@@ -145,7 +145,18 @@ expect "stuck: SIGKILL after SIGTERM" contains "$L" "attempt 1: still running 4s
 expect "stuck: cause logged" contains "$L" "exit code 137 (killed by signal 9, SIGKILL), after the supervisor ended it 1s into its abort"
 expect "stuck: one kill only" [ "$(grep -c 'SIGTERM to its process group' "$L")" -eq 1 ]
 expect "stuck: attempt 2 failed by itself" matches "$L" "attempt 2: FAILED after [0-9]+s: exit code 3 \(watchdog: a collective or step hung\); checkpoint"
-gone() { [ -n "$1" ] && ! kill -0 "$1" 2>/dev/null; }
+# gone PID: the process has ended. A SIGKILLed child is reparented to init,
+# which may take a moment to reap it: a zombie (state Z) counts as ended,
+# and the check waits up to 5 s for the kill to land.
+gone() {
+  [ -n "$1" ] || return 1
+  for _ in $(seq 50); do
+    kill -0 "$1" 2>/dev/null || return 0
+    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
 expect "stuck: the job's child was killed too" gone "$(cat "$st/stuck.child" 2>/dev/null)"
 
 # 9. Usage errors.
