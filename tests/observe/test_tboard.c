@@ -96,6 +96,43 @@ static void test_frame(void) {
   CHECK(bt_tfrecord_frame(out, 20, "hello", 5) == 0, "too small output");
 }
 
+/* 1 if the Event message d[0..len) has a summary (field 5). Walks the
+ * fields by wire type, so the bytes of wall_time (a double, field 1) can
+ * never be mistaken for a field key, whatever the time. */
+static int event_has_summary(const uint8_t *d, uint64_t len) {
+  uint64_t i = 0;
+  while (i < len) {
+    uint64_t key = 0;
+    int shift = 0;
+    while (i < len && shift < 64) {
+      key |= (uint64_t)(d[i] & 0x7F) << shift;
+      shift += 7;
+      if (!(d[i++] & 0x80)) break;
+    }
+    uint64_t field = key >> 3, wire = key & 7, skip = 0;
+    if (field == 5 && wire == 2) return 1;
+    if (wire == 0) {
+      while (i < len && (d[i++] & 0x80)) {}
+    } else if (wire == 1) {
+      skip = 8;
+    } else if (wire == 5) {
+      skip = 4;
+    } else if (wire == 2) {
+      shift = 0;
+      while (i < len && shift < 64) {
+        skip |= (uint64_t)(d[i] & 0x7F) << shift;
+        shift += 7;
+        if (!(d[i++] & 0x80)) break;
+      }
+    } else {
+      return 0; /* groups are not used by TensorBoard events */
+    }
+    if (skip > len - i) return 0;
+    i += skip;
+  }
+  return 0;
+}
+
 /* Parses every record of zPath; returns the count or -1 on a bad record. */
 static int count_records(const char *zPath, int *pnScalarEvents) {
   size_t nByte = 0;
@@ -117,11 +154,7 @@ static int count_records(const char *zPath, int *pnScalarEvents) {
       free(p);
       return -1;
     }
-    for (uint64_t i = 0; i + 1 < len; i++)
-      if (d[i] == 0x2A) { /* crude: a summary key after the wall time */
-        if (i >= 9) (*pnScalarEvents)++;
-        break;
-      }
+    if (event_has_summary(d, len)) (*pnScalarEvents)++;
     at += 16 + len;
     n++;
   }
