@@ -127,6 +127,11 @@ const bt_cfg_key bt_config_keys[] = {
      NULL, 1, 1 << 20, BT_CFG_SAFE,
      "Consecutive log intervals the same rank must be over "
      "train.straggler_factor before it is named."},
+    {"train", "straggler_min_ms", BT_CFG_FLOAT, OFF(straggler_min_ms), "5",
+     NULL, 0, 1e9, BT_CFG_SAFE,
+     "A rank is never named when its busy time per step exceeds the "
+     "median's by less than this many milliseconds, whatever the ratio "
+     "(on short steps the OS scheduler alone moves ranks that far apart)."},
     {"train", "nan_policy", BT_CFG_ENUM, OFF(nan_policy), "stop", aNanPolicy,
      NOLIM, BT_CFG_SAFE,
      "On NaN/Inf loss or grad-norm: stop the run, or skip the update."},

@@ -80,6 +80,7 @@ typedef struct bt_config {
   int log_every;
   double straggler_factor; /* 0: straggler detection off */
   int straggler_intervals;
+  double straggler_min_ms; /* gaps under this are never named */
   bt_nan_policy nan_policy;
   char init_from[BT_CFG_STR_MAX]; /* "": random initialisation (init.h) */
   int early_stop; /* stop after N validations without improvement (0: off) */

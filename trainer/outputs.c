@@ -86,7 +86,8 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
   p->bQuiet = bt_log_level() < 1;
   p->tOpen = bt_time_now();
   p->lastVal = NAN;
-  bt_straggler_init(&p->strag, c->straggler_factor, c->straggler_intervals);
+  bt_straggler_init(&p->strag, c->straggler_factor, c->straggler_intervals,
+                    c->straggler_min_ms / 1000.0);
   p->bOpen = 1;
   return BT_OK;
 }

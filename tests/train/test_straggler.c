@@ -12,7 +12,7 @@ static const double aZero[8] = {0};
 
 static void test_persistent(void) {
   bt_straggler s;
-  bt_straggler_init(&s, 1.5, 3);
+  bt_straggler_init(&s, 1.5, 3, 0.005);
   bt_straggler_result r;
   double aBusy[4] = {0.100, 0.110, 0.300, 0.105}; /* median 0.1075 */
   double aWait[4] = {0.200, 0.190, 0.001, 0.195};
@@ -42,7 +42,7 @@ static void test_edges(void) {
   bt_straggler s;
   bt_straggler_result r;
   /* Exactly the factor counts; just under does not. */
-  bt_straggler_init(&s, 1.5, 1);
+  bt_straggler_init(&s, 1.5, 1, 0.005);
   double aAt[3] = {0.25, 0.375, 0.25}; /* exact in binary: ratio 1.5 */
   bt_straggler_update(&s, aAt, aZero, 3, &r);
   CHECK(r.iRank == 1, "at the factor: named %d (ratio %g)", r.iRank, r.ratio);
@@ -54,12 +54,21 @@ static void test_edges(void) {
   bt_straggler_update(&s, aTiny, aZero, 4, &r);
   CHECK(r.ratio > 2.9 && r.iRank == -1, "noise floor: ratio %g named %d",
         r.ratio, r.iRank);
+  /* The floor is the caller's: 60 ms over a 20 ms median is named at a
+   * 30 ms floor and not at a 70 ms one. */
+  double aGap[3] = {0.02, 0.08, 0.02};
+  bt_straggler_init(&s, 1.5, 1, 0.030);
+  bt_straggler_update(&s, aGap, aZero, 3, &r);
+  CHECK(r.iRank == 1, "30 ms floor: named %d", r.iRank);
+  bt_straggler_init(&s, 1.5, 1, 0.070);
+  bt_straggler_update(&s, aGap, aZero, 3, &r);
+  CHECK(r.iRank == -1, "70 ms floor: named %d", r.iRank);
   /* Off (factor 0), and one rank: never named. */
-  bt_straggler_init(&s, 0, 1);
+  bt_straggler_init(&s, 0, 1, 0.005);
   double aSlow[4] = {0.1, 0.1, 0.9, 0.1};
   bt_straggler_update(&s, aSlow, aZero, 4, &r);
   CHECK(r.iRank == -1 && r.iSlowest == 2, "off: named %d", r.iRank);
-  bt_straggler_init(&s, 1.5, 1);
+  bt_straggler_init(&s, 1.5, 1, 0.005);
   bt_straggler_update(&s, aSlow + 2, aZero, 1, &r);
   CHECK(r.iRank == -1 && r.ratio == 1.0, "one rank: named %d", r.iRank);
   /* Two ranks: the median is their mean (straggler.c). */

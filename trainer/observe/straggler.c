@@ -13,10 +13,12 @@
 
 #include "base/util.h"
 
-void bt_straggler_init(bt_straggler *p, double factor, int nNeed) {
+void bt_straggler_init(bt_straggler *p, double factor, int nNeed,
+                       double minGap) {
   memset(p, 0, sizeof *p);
   p->factor = factor;
   p->nNeed = nNeed > 0 ? nNeed : 1;
+  p->minGap = minGap > 0 ? minGap : 0;
   p->iCand = -1;
 }
 
@@ -52,7 +54,7 @@ void bt_straggler_update(bt_straggler *p, const double *aBusy,
   pOut->ratio =
       pOut->busyMedian > 0 ? pOut->busyMax / pOut->busyMedian : 1.0;
   int over = p->factor > 0 && world >= 2 && pOut->ratio >= p->factor &&
-             pOut->busyMax - pOut->busyMedian >= BT_STRAGGLER_MIN_GAP_S;
+             pOut->busyMax - pOut->busyMedian >= p->minGap;
   if (!over) {
     p->iCand = -1;
     p->nRun = 0;

@@ -9,12 +9,13 @@
  * time is at least train.straggler_factor times the median busy time for
  * train.straggler_intervals consecutive log intervals, the same rank each
  * time. Comparing with the median, not the mean, keeps one slow rank from
- * raising the bar it is measured against. A gap under
- * BT_STRAGGLER_MIN_GAP_S per step is never reported, whatever the ratio:
- * on sub-millisecond steps the scheduler alone moves ranks 1.5x apart
- * (measured: 4 ranks on 2 shared cores, rank 0 at 1.0 ms against a 0.67 ms
- * median for several intervals), and a gap that small costs nothing
- * worth a warning.
+ * raising the bar it is measured against. A gap under train.straggler_min_ms
+ * (minGap, default 5 ms) per step is never reported, whatever the ratio:
+ * on short steps the scheduler alone moves ranks 1.5x apart (measured: 4
+ * ranks on 2 shared cores, rank 0 at 1.0 ms against a 0.67 ms median for
+ * several intervals; under a loaded CI run, rank 0 at 10 ms against 1 ms
+ * for three intervals), and a gap that small costs nothing worth a
+ * warning on the steps of a real model (hundreds of ms).
  *
  * Invariants:
  *   1. Pure: no communication and no clock here, so every rank computes
@@ -26,11 +27,10 @@
 #ifndef BATON_STRAGGLER_H
 #define BATON_STRAGGLER_H
 
-#define BT_STRAGGLER_MIN_GAP_S 0.005
-
 typedef struct bt_straggler {
   double factor; /* train.straggler_factor; 0: detection off */
   int nNeed;     /* train.straggler_intervals */
+  double minGap; /* train.straggler_min_ms / 1000: smaller gaps never count */
   int iCand;     /* slowest rank of the previous interval, -1: none */
   int nRun;      /* consecutive intervals iCand was over the factor */
 } bt_straggler;
@@ -46,7 +46,8 @@ typedef struct bt_straggler_result {
   int nIntervals;      /* consecutive intervals iSlowest was over factor */
 } bt_straggler_result;
 
-void bt_straggler_init(bt_straggler *p, double factor, int nNeed);
+void bt_straggler_init(bt_straggler *p, double factor, int nNeed,
+                       double minGap);
 /* aBusy and aWait hold world values each (rank order). */
 void bt_straggler_update(bt_straggler *p, const double *aBusy,
                          const double *aWait, int world,
