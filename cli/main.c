@@ -6,6 +6,7 @@
 #include "base/util.h"
 #include "checkpoints/ckpt.h"
 #include "comm/comm.h"
+#include "data/audio_loader.h"
 #include "data/check.h"
 #include "data/loader.h"
 #include "export/export.h"
@@ -27,7 +28,7 @@ static void usage(FILE *f) {
           "commands:\n"
           "  train CONFIG      train a model (under mpirun: one process per "
           "GPU/rank)\n"
-          "  prepare ...       build an HDF5 dataset from text or arrays\n"
+          "  prepare ...       build an HDF5 dataset from text, arrays or audio\n"
           "  inspect CKPT      summarise and verify a checkpoint (or a "
           "dataset: DATA.h5)\n"
           "  export CKPT ...   export a trained model (safetensors, ONNX)\n"
@@ -129,6 +130,8 @@ int main(int argc, char **argv) {
     return cmd_version();
   }
   if (!strcmp(zCmd, "config")) return cmd_config(argc - 1, argv + 1);
+  if (!strcmp(zCmd, "prepare") && argc > 2 && !strcmp(argv[2], "audio"))
+    return bt_prepare_audio_main(argc - 2, argv + 2); /* data/prepare_audio.c */
   if (!strcmp(zCmd, "prepare")) return bt_prepare_main(argc - 1, argv + 1);
   /* inspect: a regular file is a dataset, a directory a checkpoint */
   if (!strcmp(zCmd, "inspect"))

@@ -32,6 +32,11 @@ typedef struct bt_speech_batch {
   int32_t *aLabelLen; /* [B] true label lengths */
   int64_t *aIndex;    /* [B] utterance index in the dataset (for tests) */
   int64_t nPadFrame;  /* B*T - sum(aFrames) */
+  /* Added by the audio loader (data/audio_loader.h), for averaging by the
+   * global count (docs/design.md, decision 4) without a collective: */
+  int64_t global_B;      /* utterances in this micro-step, all ranks */
+  int64_t step_global_B; /* utterances in this optimizer step, all ranks */
+  int64_t epoch;         /* epoch these utterances come from */
 } bt_speech_batch;
 
 #endif /* BATON_SPEECH_BATCH_H */

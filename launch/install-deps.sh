@@ -10,6 +10,7 @@ PKGS=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libzstd-dev libxxhash-dev libcjson-dev libinih-dev libutf8proc-dev
+  libsndfile1-dev libfftw3-dev espeak-ng sox
   libprotobuf-c-dev protobuf-c-compiler
   python3 python3-numpy python3-h5py python3-torch python3-venv python3-pip
   clang libclang-rt-14-dev
