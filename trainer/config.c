@@ -100,6 +100,16 @@ const bt_cfg_key bt_config_keys[] = {
      1 << 30, BT_CFG_SAFE,
      "Samples in the fixed validation subset: the first N of the val "
      "split (0: the whole split)."},
+    {"data", "max_frames", BT_CFG_INT, OFF(max_frames), "4000", NULL, 1,
+     1 << 30, BT_CFG_SHAPE,
+     "Speech: frame budget of one rank's batch: utterances of similar "
+     "length are batched while utterances x longest <= this (10 ms "
+     "frames; docs/data.md, \"Audio data\")."},
+    {"data", "sort_window", BT_CFG_INT, OFF(sort_window), "1024", NULL, 0,
+     1 << 30, BT_CFG_SHAPE,
+     "Speech: utterances of the epoch's permutation sorted by length "
+     "together before batching (0: the whole epoch; larger: less "
+     "padding, less randomness)."},
     /* [train] */
     {"train", "steps", BT_CFG_INT, OFF(steps), "100", NULL, 1, 1 << 30,
      BT_CFG_SAFE, "Total optimizer steps of the run."},

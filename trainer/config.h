@@ -70,6 +70,8 @@ typedef struct bt_config {
   int data_check; /* scan the file at start-up (data/check.h) */
   int shuffle, prefetch;
   int val_every, val_samples;
+  int max_frames;  /* speech: padded frames B*T per rank-batch (audio_loader.h) */
+  int sort_window; /* speech: utterances sorted by length together */
   /* [train] */
   int steps;
   int batch_size; /* global samples per optimizer step */
