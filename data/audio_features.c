@@ -128,8 +128,3 @@ void bt_audio_features_compute(bt_audio_features *p, const float *aSample,
     }
   }
 }
-
-double bt_audio_features_weight(const bt_audio_features *p, int j, int k) {
-  BT_ASSERT(j >= 0 && j < BT_AUDIO_N_MEL && k >= 0 && k < N_BIN);
-  return p->aWeight[j][k];
-}

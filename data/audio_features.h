@@ -61,7 +61,4 @@ int64_t bt_audio_features_frames(int64_t nSample);
 void bt_audio_features_compute(bt_audio_features *pFe, const float *aSample,
                                int64_t nSample, float *aOut);
 
-/* The filterbank weight of bin k (0..256) in filter j (0..79), for tests. */
-double bt_audio_features_weight(const bt_audio_features *pFe, int j, int k);
-
 #endif /* BATON_AUDIO_FEATURES_H */
