@@ -95,7 +95,8 @@ void bt_audio_loader_free(bt_audio_loader *pLoader);
 int64_t bt_audio_loader_size(const bt_audio_loader *pLoader); /* utterances */
 /* V: the vocabulary size including the blank (labels are 1..V-1). */
 int bt_audio_loader_vocab(const bt_audio_loader *pLoader);
-/* Batches in the current epoch's plan. */
+/* Batches in the plan of the last seek or the last batch returned (the
+ * next epoch's plan is made when its first batch is asked for). */
 int64_t bt_audio_loader_epoch_batches(const bt_audio_loader *pLoader);
 
 /* Position the stream; consumed beyond the epoch's plan is an error. */

@@ -123,7 +123,7 @@ static int line_split(const manifest *m, int64_t line, char *zLine,
                       const char **pzText) {
   *ppJson = NULL;
   if (zLine[0] == '{') {
-    cJSON *p = cJSON_Parse(zLine);
+    cJSON *p = cJSON_ParseWithOpts(zLine, NULL, 1); /* nothing after it */
     cJSON *pA = p ? cJSON_GetObjectItemCaseSensitive(p, "audio") : NULL;
     cJSON *pT = p ? cJSON_GetObjectItemCaseSensitive(p, "text") : NULL;
     *ppJson = p;

@@ -172,6 +172,7 @@ def bad_cases(w, rng):
         ("empty_text", "ok.wav\t", "audio 'ok.wav': empty transcript"),
         ("no_tab", "ok.wav hi", "expected PATH<TAB>TRANSCRIPT or a JSON object"),
         ("bad_json", '{"audio": "ok.wav", "text": ', "not a JSON object"),
+        ("json_trailing", '{"audio": "ok.wav", "text": "hi"} x', "not a JSON object"),
         ("json_fields", '{"audio": "ok.wav", "txt": "hi"}', 'needs string fields "audio" and "text"'),
         ("control_char", "ok.wav\thi\tthere", "transcript holds control character U+0009"),
         ("bad_utf8", b"ok.wav\thi\xff", "transcript is not valid UTF-8 at byte 3"),
@@ -241,6 +242,11 @@ def main():
         check_vocab_reuse(baton, w, vocab)
         check_crash(baton, w)
     check_bad(baton, w, rng)
+    for args, frag in ((["-o", os.path.join(w, "x.h5")], "give the MANIFEST"),
+                       ([os.path.join(w, "train.tsv")], "-o OUT.h5 is required"),
+                       (["-o", os.path.join(w, "x.h5"), "--gzip", "12", "m.tsv"], "--gzip '12' is not in [0, 9]")):
+        r = run(baton, args)
+        T.check(r.returncode == 2 and frag in r.stderr, f"usage {args}: exit {r.returncode}: {r.stderr}")
     print(f"{T.n - T.fails}/{T.n} checks passed")
     return 1 if T.fails else 0
 
