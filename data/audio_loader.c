@@ -147,6 +147,7 @@ struct bt_audio_loader {
   int64_t *aIdx;
   int64_t nBCap, nTmpCap;
   int64_t nPadSum, nCellSum;
+  uint64_t nByteRead; /* features and labels selected, 4 bytes each */
 };
 
 #define AL_TRY(call, zDset)                                                    \
@@ -531,6 +532,7 @@ static int read_rows(bt_audio_loader *p, hid_t h, const char *zName,
   ms = H5Screate_simple(rank, aCount, NULL);
   AL_TRY(ms, zName);
   AL_TRY(H5Dread(h, tMem, ms, fs, H5P_DEFAULT, pBuf), zName);
+  p->nByteRead += (uint64_t)n * (uint64_t)(nCol > 0 ? nCol : 1) * 4;
 out:
   if (ms >= 0) H5Sclose(ms);
   if (fs >= 0) H5Sclose(fs);
@@ -649,4 +651,8 @@ int bt_audio_loader_next(bt_audio_loader *p, bt_speech_batch *pb) {
 
 double bt_audio_loader_pad_fraction(const bt_audio_loader *p) {
   return p->nCellSum > 0 ? (double)p->nPadSum / (double)p->nCellSum : 0.0;
+}
+
+uint64_t bt_audio_loader_bytes_read(const bt_audio_loader *p) {
+  return p->nByteRead;
 }

@@ -116,6 +116,10 @@ int bt_audio_loader_next(bt_audio_loader *pLoader, bt_speech_batch *pBatch);
  * over B * T summed; 0 before the first batch. For the progress line. */
 double bt_audio_loader_pad_fraction(const bt_audio_loader *pLoader);
 
+/* Bytes this rank has read from /audio/features and /audio/labels (the
+ * selected elements times 4): the sharding check of the tests. */
+uint64_t bt_audio_loader_bytes_read(const bt_audio_loader *pLoader);
+
 /* The vocabulary of a file of this layout: the code points of entries
  * 1..V-1 of /audio/vocab (*pn = V - 1, strictly increasing), malloc'ed. */
 int bt_audio_vocab_read(const char *zPath, int32_t **paCp, int *pn);

@@ -130,6 +130,8 @@ typedef struct world_run {
   int64_t nPad, nCell;  /* over every rank's batches */
   bt_loader_state end;
   double padFraction;   /* rank 0's bt_audio_loader_pad_fraction */
+  uint64_t nByte, nByteWant; /* read by all ranks; their own rows' bytes */
+  int nRankOver;        /* ranks that read more than their own rows */
 } world_run;
 
 /* Checks one batch's shape, budget and contents against the plan batch
@@ -188,6 +190,7 @@ static int run_world(const char *zPath, int W, int64_t window, uint64_t seed,
   if (rc == BT_OK)
     rc = bt_audio_plan_make(aFr, N_UTT, seed, st.epoch, MAX_FRAMES, window, 1, &pl);
   int64_t epoch = st.epoch;
+  uint64_t *aOwn = calloc((size_t)W, sizeof *aOwn);
   for (int s = 0; rc == BT_OK && (nStep < 0 || s < nStep); s++) {
     bt_loader_state now = bt_audio_loader_get_state(ap[0]);
     if (now.epoch != epoch) break;
@@ -199,7 +202,13 @@ static int run_world(const char *zPath, int W, int64_t window, uint64_t seed,
         rc = bt_audio_loader_next(ap[r], &b);
         if (rc != BT_OK) break;
         check_batch(&b, &pl, bt_audio_plan_batch(now.consumed, W, m, r));
-        for (int i = 0; i < b.B; i++) pOut->aSeen[b.aIndex[i]]++;
+        uint64_t nOwn = 0;
+        for (int i = 0; i < b.B; i++) {
+          pOut->aSeen[b.aIndex[i]]++;
+          nOwn += 4u * (uint64_t)(frames_of(b.aIndex[i]) * BT_AUDIO_N_MEL +
+                                  labels_of(b.aIndex[i]));
+        }
+        aOwn[r] += nOwn;
         pOut->nPad += b.nPadFrame;
         pOut->nCell += (int64_t)b.B * b.T;
         globalB += b.B;
@@ -214,6 +223,13 @@ static int run_world(const char *zPath, int W, int64_t window, uint64_t seed,
     CHECK(rc != BT_OK || stepB == sumB, "step_global_B %lld, batches' sum %lld",
           (long long)stepB, (long long)sumB);
   }
+  for (int r = 0; rc == BT_OK && r < W; r++) {
+    uint64_t n = bt_audio_loader_bytes_read(ap[r]);
+    pOut->nByte += n;
+    pOut->nByteWant += aOwn[r];
+    pOut->nRankOver += n != aOwn[r];
+  }
+  free(aOwn);
   if (rc == BT_OK) {
     pOut->end = bt_audio_loader_get_state(ap[0]);
     pOut->padFraction = bt_audio_loader_pad_fraction(ap[0]);
@@ -269,12 +285,17 @@ static void test_worlds(const char *zPath) {
     CHECK(w->end.epoch == 1 && w->end.consumed == 0, "%s: ends at (%lld, %lld)",
           zWhat, (long long)w->end.epoch, (long long)w->end.consumed);
     double pad = (double)w->nPad / (double)w->nCell, base = unsorted_pad(SEED);
+    CHECK(w->nRankOver == 0 && w->nByte == w->nByteWant,
+          "%s: %d ranks read other rows; %llu bytes read, own rows %llu", zWhat,
+          w->nRankOver, (unsigned long long)w->nByte,
+          (unsigned long long)w->nByteWant);
     CHECK(fabs(w->padFraction - pad) < 1e-12, "%s: pad fraction %g, batches' %g",
           zWhat, w->padFraction, pad);
     CHECK(pad < 0.5 * base, "%s: bucketed padding %.3f not well below unsorted %.3f",
           zWhat, pad, base);
-    printf("%s: every utterance once; padding %.1f%% (unsorted batches: %.1f%%)\n",
-           zWhat, 100 * pad, 100 * base);
+    printf("%s: every utterance once, each rank read only its rows (%llu bytes "
+           "in all); padding %.1f%% (unsorted batches: %.1f%%)\n",
+           zWhat, (unsigned long long)w->nByte, 100 * pad, 100 * base);
     free(w);
   }
 }
