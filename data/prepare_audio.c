@@ -8,9 +8,10 @@
  * Manifest: one utterance per non-empty line, either TSV `PATH<TAB>TEXT`
  * (the text is everything after the first TAB) or a JSON object
  * {"audio": PATH, "text": TEXT} (a line whose first character is '{').
- * A relative PATH is relative to the manifest's directory. A trailing CR
- * is dropped; the text is otherwise used exactly as written (no case
- * folding, no trimming): one label per Unicode code point.
+ * A relative PATH is relative to the manifest's directory. A UTF-8 byte
+ * order mark at the start and a trailing CR on a line are dropped; the
+ * text is otherwise used exactly as written (no case folding, no
+ * trimming): one label per Unicode code point.
  *
  * Vocabulary: index 0 is the CTC blank; 1..V-1 are the code points of the
  * transcripts sorted by value. --vocab takes the vocabulary of an existing
@@ -187,7 +188,10 @@ static int manifest_read(manifest *m, const char *zPath) {
   if (!zAll) return bt_err_prefix("prepare audio: manifest: ");
   int rc = BT_OK;
   int64_t line = 0;
-  for (char *z = zAll; rc == BT_OK && z < zAll + nByte;) {
+  char *zStart = zAll;
+  if (nByte >= 3 && !memcmp(zAll, "\xEF\xBB\xBF", 3))
+    zStart += 3; /* a UTF-8 byte order mark (editors on Windows write one) */
+  for (char *z = zStart; rc == BT_OK && z < zAll + nByte;) {
     char *zEnd = memchr(z, '\n', (size_t)(zAll + nByte - z));
     char *zNext = zEnd ? zEnd + 1 : zAll + nByte;
     if (!zEnd) zEnd = zAll + nByte;

@@ -110,7 +110,7 @@ def good_corpus(w, rng):
             lines.append(f"wav/u{i}.wav\t{txt}")
     lines.insert(2, "")  # empty lines are skipped
     with open(os.path.join(w, "train.tsv"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\r\n")
+        f.write("\ufeff" + "\n".join(lines) + "\r\n")  # a BOM, a CRLF
     return ref
 
 
