@@ -34,6 +34,11 @@
  * open, and then only the feature rows and labels of its own utterances
  * (one hyperslab per utterance).
  *
+ * Validation: open with shuffle = 0 (file order, windows still sorted)
+ * and make ceil(epoch_batches / (world * accum)) steps of accum calls on
+ * every rank: the same count everywhere, so ranks with empty batches still
+ * take part in the step's collectives; the epoch then rolls.
+ *
  * Threads: no prefetch thread yet; reads happen inside
  * bt_audio_loader_next() on the caller's thread (under bt_h5_lock()).
  */
