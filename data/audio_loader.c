@@ -5,8 +5,8 @@
  * Invariants of a bt_audio_loader (between calls):
  *   1. (epoch, consumed, micro) is the position of the next micro-step
  *      bt_audio_loader_next() returns; consumed is the plan batch at which
- *      the current optimizer step starts, a multiple of nothing in
- *      particular (a resume on another world size keeps it as it was).
+ *      the current optimizer step starts. It need not be a multiple of
+ *      world * accum: a resume on another world size keeps it as it was.
  *   2. plan is the plan of `epoch` (planEpoch == epoch) whenever a batch is
  *      read; it is rebuilt when the epoch rolls and on seek.
  *   3. aFrameOff and aLabOff were validated at open: both start at 0, never

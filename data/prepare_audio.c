@@ -361,16 +361,15 @@ typedef struct aout {
 
 /* The dataset creation properties: chunked with shuffle + deflate under
  * --gzip, else contiguous (features are always chunked: they grow). */
-static hid_t ao_dcpl(const aout *o, int rank, const hsize_t *aChunk,
-                     int bChunk) {
+static hid_t ao_dcpl(int gzip, int rank, const hsize_t *aChunk, int bChunk) {
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   if (dcpl < 0) return dcpl;
   /* No modification times in object headers: the same manifest and audio
    * give the same bytes (a corpus can be checked by its hash). */
   if (H5Pset_obj_track_times(dcpl, 0) < 0) goto bad;
-  if ((bChunk || o->gzip > 0) && H5Pset_chunk(dcpl, rank, aChunk) < 0) goto bad;
-  if (o->gzip > 0 &&
-      (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)o->gzip) < 0))
+  if ((bChunk || gzip > 0) && H5Pset_chunk(dcpl, rank, aChunk) < 0) goto bad;
+  if (gzip > 0 &&
+      (H5Pset_shuffle(dcpl) < 0 || H5Pset_deflate(dcpl, (unsigned)gzip) < 0))
     goto bad;
   return dcpl;
 bad:
@@ -411,7 +410,7 @@ static int ao_open(aout *o, const char *zOut, int gzip) {
   AO_TRY(o->hGroup, "/audio");
   sp = H5Screate_simple(2, aDim, aMax);
   AO_TRY(sp, BT_AUDIO_DS_FEATURES);
-  dcpl = ao_dcpl(o, 2, aChunk, 1);
+  dcpl = ao_dcpl(o->gzip, 2, aChunk, 1);
   AO_TRY(dcpl, BT_AUDIO_DS_FEATURES);
   o->hFeat = H5Dcreate2(o->hFile, BT_AUDIO_DS_FEATURES, H5T_IEEE_F32LE, sp,
                         H5P_DEFAULT, dcpl, H5P_DEFAULT);
@@ -457,9 +456,9 @@ static int ao_write_1d(aout *o, const char *zName, hid_t tFile, hid_t tMem,
   bt_h5_lock();
   sp = H5Screate_simple(1, &dim, NULL);
   AO_TRY(sp, zName);
-  dcpl = ao_dcpl(o, 1, &chunk, 0);
+  /* filters need chunks, and chunks need a non-empty dataset */
+  dcpl = ao_dcpl(n > 0 ? o->gzip : 0, 1, &chunk, 0);
   AO_TRY(dcpl, zName);
-  if (n == 0) H5Pset_layout(dcpl, H5D_CONTIGUOUS);
   d = H5Dcreate2(o->hFile, zName, tFile, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
   AO_TRY(d, zName);
   if (n > 0) AO_TRY(H5Dwrite(d, tMem, H5S_ALL, H5S_ALL, H5P_DEFAULT, pData), zName);
