@@ -58,7 +58,7 @@ typedef enum bt_backend_kind {
  * trainer includes both headers.
  *
  * BT_ACT_BF16 on the CPU reference: storage stays float, and each op
- * ROUNDS to bf16 (kernels/bf16.h, round to nearest even) exactly where a
+ * ROUNDS to bf16 (base/bf16.h, round to nearest even) exactly where a
  * GPU would store bf16: its activation-typed outputs, after any
  * accumulation (a += b stores round(a + b)). Values inside an op stay
  * fp32 (a GPU kernel that rounds internally, e.g. attention's P before

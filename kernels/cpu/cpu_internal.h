@@ -21,7 +21,7 @@
 #define BATON_CPU_INTERNAL_H
 
 #include "kernels/backend_impl.h"
-#include "kernels/bf16.h"
+#include "base/bf16.h"
 
 #include <omp.h>
 

@@ -6,7 +6,7 @@
  *
  * The contract, op by op: with the backend's activation dtype bf16, an op
  * gives EXACTLY the fp32 op's result on the same bf16-valued inputs, with
- * each activation-typed ([act]) output rounded to bf16 (kernels/bf16.h)
+ * each activation-typed ([act]) output rounded to bf16 (base/bf16.h)
  * and each fp32 output left as it is. So every case runs the op twice on
  * identical inputs, on a CPU backend in bf16 mode and on one in fp32 mode,
  * and requires the same bits after rounding the fp32 run's [act] outputs.
@@ -35,7 +35,7 @@
  * a new op states how bf16 mode treats it.
  */
 #include "base/util.h"
-#include "kernels/bf16.h"
+#include "base/bf16.h"
 #include "kernels/ops.h"
 #include "tests/check.h"
 #include "tests/kernels/op_cases.h"

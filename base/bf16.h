@@ -1,6 +1,9 @@
 /*
  * bf16.h: bfloat16 rounding and conversion, the one definition every layer
- * shares (the CPU backend's bf16 mode, the op tests, the bf16 export).
+ * shares: the CPU backend's bf16 mode (kernels/cpu), the safetensors
+ * writer and reader (checkpoints/safetensors.c: `baton export --dtype
+ * bf16`, bf16 inputs of train.init_from) and the op tests. In base/ so
+ * that every layer can include it.
  *
  * bfloat16 is the top 16 bits of an IEEE float32: same sign and 8-bit
  * exponent, 7 stored mantissa bits, so its relative rounding error is at
