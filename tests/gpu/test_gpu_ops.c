@@ -851,6 +851,20 @@ static void test_backend_misc(void) {
   CHECK(nz == 0, "fresh GPU memory has %zu non-zero floats", nz);
   bt_mem_free(g_gpu, d);
   free(h);
+  /* train.precision = bf16 is refused (no bf16 storage on CUDA yet), with
+   * the key named; fp32 is accepted. */
+  bt_backend *fresh = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  CHECK(fresh != NULL, "second CUDA backend: %s", bt_err_msg());
+  if (fresh) {
+    CHECK(bt_backend_set_act_dtype(fresh, BT_ACT_BF16) == BT_ERR &&
+              strstr(bt_err_msg(), "train.precision") != NULL,
+          "bf16 activations accepted or refused without naming the key "
+          "(%s)", bt_err_msg());
+    CHECK(bt_backend_set_act_dtype(fresh, BT_ACT_F32) == BT_OK &&
+              bt_backend_act_bytes(fresh) == sizeof(float),
+          "fp32 activations refused: %s", bt_err_msg());
+    bt_backend_free(fresh);
+  }
 }
 
 static int device_available(char *zWhy, size_t nWhy) {

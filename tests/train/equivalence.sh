@@ -9,7 +9,7 @@
 # precision does.
 # usage: equivalence.sh N ZERO ACCUM [PRECISION]
 source "$(dirname "$0")/lib.sh"
-n=$1 zero=$2 accum=$3 prec=${4:-fp32}
+n=$1 zero=$2 accum=$3 prec=${4:-$PREC}
 lim=$(precision_limit "$prec" 1e-5)
 common=(--resume never --set dist.zero="$zero" --set train.precision="$prec")
 run_np 1 "$CFG" --run-dir "$WORK/one" "${common[@]}" --set train.grad_accum=1 \

@@ -7,6 +7,18 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CFG="$HERE/micro.ini"
 WORK="$(mktemp -d /tmp/baton-test.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
+# BATON_TEST_PRECISION=bf16 (issue 12) runs every test of this directory
+# that trains from $CFG in that precision: CFG becomes a copy of micro.ini
+# with train.precision set (a --set on the command line still wins), and
+# the scripts that compare runs take their limits from precision_limit.
+#   BATON_TEST_PRECISION=bf16 ctest -R '^train_'
+PREC="${BATON_TEST_PRECISION:-fp32}"
+case "$PREC" in fp32|bf16) ;; *) echo "FAIL: BATON_TEST_PRECISION=$PREC: expected fp32 or bf16" >&2; exit 1;; esac
+if [ "$PREC" != fp32 ]; then
+  sed "s/^\[train\]\$/[train]\nprecision = $PREC/" "$CFG" >"$WORK/micro.ini"
+  grep -q "^precision = $PREC\$" "$WORK/micro.ini" || { echo "FAIL: could not set the precision in $WORK/micro.ini" >&2; exit 1; }
+  CFG="$WORK/micro.ini"
+fi
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 
 fail() { echo "FAIL: $*" >&2; exit 1; }

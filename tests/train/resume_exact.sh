@@ -7,7 +7,7 @@
 # them on load, so a bf16 resume is bit-exact too.
 # usage: resume_exact.sh NRANKS [PRECISION]
 source "$(dirname "$0")/lib.sh"
-n=$1 K=10 prec=${2:-fp32}
+n=$1 K=10 prec=${2:-$PREC}
 common=(--set train.steps=$((2 * K)) --set checkpoint.every=5 --set checkpoint.async=true
         --set dist.zero=$([ "$n" -gt 1 ] && echo true || echo false)
         --set train.precision="$prec")

@@ -8,7 +8,7 @@
 # precision_limit (lib.sh: 256x the fp32 ones, derived there).
 # usage: resume_world.sh N M [PRECISION]
 source "$(dirname "$0")/lib.sh"
-n=$1 m=$2 K=6 prec=${3:-fp32}
+n=$1 m=$2 K=6 prec=${3:-$PREC}
 lim=$(precision_limit "$prec" 1e-5)
 bs=$(( (n > m ? n : m) * 2 ))
 common=(--set dist.zero=true --set train.batch_size=$bs --set dist.watchdog_seconds=300
