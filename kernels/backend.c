@@ -1,6 +1,10 @@
 /*
  * backend.c: dispatch from the public op interface (ops.h) to a backend's
- * function table. Nothing here knows what a backend does.
+ * function table. Nothing here knows what a backend does. It keeps the
+ * one piece of state every backend shares, the activation dtype (ops.h
+ * bt_act_dtype): set once, through the backend's set_act_dtype hook,
+ * and fixed from then on, or fixed at fp32 by the first activation
+ * buffer; element counts become bytes here (overflow checked once).
  */
 #include "base/util.h"
 #include "kernels/backend_impl.h"
