@@ -52,16 +52,8 @@ static float bits_f32(uint32_t u) {
   return x;
 }
 
-uint16_t bt_f32_to_bf16(float x) {
-  uint32_t u = f32_bits(x);
-  if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it quiet and NaN */
-    return (uint16_t)((u >> 16) | 0x40);
-  /* round to nearest even on the 16 dropped bits */
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-float bt_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+/* bt_f32_to_bf16 / bt_bf16_to_f32: base/bf16.h, the one definition the
+ * CPU backend's bf16 mode shares. */
 
 uint16_t bt_f32_to_f16(float x) {
   uint32_t u = f32_bits(x);

@@ -35,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/bf16.h" /* bt_f32_to_bf16, bt_bf16_to_f32 */
+
 #define BT_ST_HEADER_MAX (100u * 1024u * 1024u) /* 100 MB */
 #define BT_ST_MAX_DIM 8
 #define BT_ST_NAME_MAX 255
@@ -52,10 +54,9 @@ size_t bt_st_dtype_size(bt_st_dtype e);
 int bt_st_dtype_parse(const char *z, bt_st_dtype *pe);
 
 /* float -> half precision, round to nearest even (NaN stays NaN, overflow
- * becomes infinity). */
-uint16_t bt_f32_to_bf16(float x);
+ * becomes infinity). bf16: base/bf16.h (bt_f32_to_bf16, bt_bf16_to_f32),
+ * the one definition that training's bf16 mode uses too. */
 uint16_t bt_f32_to_f16(float x);
-float bt_bf16_to_f32(uint16_t h);
 float bt_f16_to_f32(uint16_t h);
 
 /* ---- writing ---------------------------------------------------------- */

@@ -12,10 +12,15 @@
  *
  * Conventions shared by every op (tests in tests/kernels/test_ops.c hold each
  * backend to them):
- *   - All tensors are float32, row-major, contiguous, in the backend's memory
- *     (host memory for the CPU backend, device memory for CUDA). Shapes are
+ *   - Tensors are row-major, contiguous, in the backend's memory (host
+ *     memory for the CPU backend, device memory for CUDA). Shapes are
  *     given as counts; B = batch, T = time, C = channels, OC = output
  *     channels, NH = heads, V = vocabulary (Vp = padded row stride).
+ *   - Element types: each op argument is either ACTIVATION-TYPED (stored in
+ *     the backend's activation dtype, bt_act_dtype below) or FP32 always.
+ *     ops.def's header lists which is which and every contract marks its
+ *     activation-typed arguments [act]. In BT_ACT_F32 (the default) every
+ *     tensor is float32 and nothing differs from an fp32-only interface.
  *   - Forward ops overwrite their outputs.
  *   - Backward ops ACCUMULATE (+=) into every gradient they produce, so a
  *     tensor used twice (tied embeddings, residual branches) and several
@@ -39,6 +44,31 @@ typedef enum bt_backend_kind {
   BT_BACKEND_CUDA = 1,
 } bt_backend_kind;
 
+/* The activation dtype: how activation-typed op arguments (ops.def) are
+ * stored. ONE per backend handle, chosen before the first activation-typed
+ * buffer is allocated (bt_backend_set_act_dtype; bt_model_build does it
+ * from train.precision) and fixed from then on.
+ *
+ * Why per handle and not a parameter of every op: a model never mixes
+ * dtypes (one precision per run), every caller builds one model per
+ * handle (the trainer: one backend per rank; export, infer and eval their
+ * own), and it leaves every op signature as it was, so op lists edited in
+ * parallel merge line by line. Why not bt_dtype: comm/comm.h's bt_dtype
+ * names the element types of collectives (BT_F32, BT_F64, ...), and the
+ * trainer includes both headers.
+ *
+ * BT_ACT_BF16 on the CPU reference: storage stays float, and each op
+ * ROUNDS to bf16 (base/bf16.h, round to nearest even) exactly where a
+ * GPU would store bf16: its activation-typed outputs, after any
+ * accumulation (a += b stores round(a + b)). Values inside an op stay
+ * fp32 (a GPU kernel that rounds internally, e.g. attention's P before
+ * P V, carries that in its per-op error limit). So bf16 training runs on
+ * CPU ranks, and a GPU bf16 path is compared op by op with the CPU. */
+typedef enum bt_act_dtype {
+  BT_ACT_F32 = 0,
+  BT_ACT_BF16 = 1,
+} bt_act_dtype;
+
 typedef enum bt_wlayout {
   BT_W_IN_OUT = 0, /* [C, OC] */
   BT_W_OUT_IN = 1, /* [OC, C] */
@@ -56,6 +86,20 @@ const char *bt_backend_name(const bt_backend *be);
 /* 1 if the CUDA backend was compiled into this binary. */
 int bt_backend_cuda_compiled(void);
 
+/* Sets the activation dtype (see bt_act_dtype). Call before allocating any
+ * activation-typed buffer: once set, or once bt_mem_alloc_act has run
+ * (which fixes the default, fp32), only the same dtype may be set again. BT_ERR + bt_err_msg() when the backend cannot
+ * store it (CUDA: bf16 storage is not implemented yet; the message names
+ * train.precision) or when a different dtype was already fixed. */
+int bt_backend_set_act_dtype(bt_backend *be, bt_act_dtype eDtype);
+bt_act_dtype bt_backend_act_dtype(const bt_backend *be);
+/* Bytes of storage per activation element on this backend: 4, or 2 where
+ * bf16 is stored as bf16 (the CPU reference always stores float). Offsets
+ * into activation-typed buffers are in these units (bt_act_at). */
+size_t bt_backend_act_bytes(const bt_backend *be);
+/* "fp32" or "bf16": the words of train.precision. */
+const char *bt_act_dtype_name(bt_act_dtype eDtype);
+
 /* ---- memory ----------------------------------------------------------- */
 
 /* Allocates n floats of backend memory (zeroed). NULL + bt_err_msg on
@@ -63,6 +107,19 @@ int bt_backend_cuda_compiled(void);
 float *bt_mem_alloc(bt_backend *be, size_t n, const char *zWhat);
 void bt_mem_free(bt_backend *be, float *p);
 void bt_mem_zero(bt_backend *be, float *p, size_t n);
+/* Allocation and zeroing by bytes: what dtype-aware callers use. The
+ * pointer is 64-byte aligned, zeroed, and freed with bt_mem_free. */
+void *bt_mem_alloc_bytes(bt_backend *be, size_t nByte, const char *zWhat);
+void bt_mem_zero_bytes(bt_backend *be, void *p, size_t nByte);
+/* n activation elements (n * bt_backend_act_bytes bytes): an
+ * activation-typed buffer, and its zeroing. */
+float *bt_mem_alloc_act(bt_backend *be, size_t n, const char *zWhat);
+void bt_mem_zero_act(bt_backend *be, float *p, size_t n);
+/* p + n activation elements: the slice of an activation-typed buffer.
+ * Activation-typed arguments keep the type float * in the op signatures;
+ * where the storage is 2 bytes they point at bf16 data, so their offsets
+ * must go through this function, never through float arithmetic. */
+float *bt_act_at(const bt_backend *be, const float *p, size_t n);
 void bt_mem_to_host(bt_backend *be, float *pHost, const float *pDev, size_t n);
 void bt_mem_from_host(bt_backend *be, float *pDev, const float *pHost,
                       size_t n);

@@ -78,6 +78,7 @@ typedef struct bt_config {
   int grad_accum;
   int64_t seed;
   bt_backend_kind backend;
+  bt_act_dtype precision; /* activation dtype: fp32 | bf16 (kernels/ops.h) */
   int threads;
   int log_every;
   double straggler_factor; /* 0: straggler detection off */

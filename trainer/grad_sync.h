@@ -18,6 +18,10 @@
  * each shard, straight into the rank's shard gradient buffer, so buckets
  * need not align with shards and no tensor size must divide by anything.
  *
+ * Gradients and their reduction are fp32 in every train.precision: a bf16
+ * all-reduce loses small contributions and is reported unstable at scale
+ * (docs/design.md "Precision"); only activations are bf16.
+ *
  * State between steps: every bucket idle (no request outstanding).
  */
 #ifndef BATON_GRAD_SYNC_H

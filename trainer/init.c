@@ -415,7 +415,10 @@ int bt_init_load_params(bt_trainer *tr) {
   int rc = s.eKind == INIT_MODEL_DIR
                ? bt_init_read_safetensors(m, zSt, pHost, &step)
                : load_ckpt_params(m, s.zDir, pHost);
-  if (rc == BT_OK) bt_mem_from_host(tr->be, m->params, pHost, m->nFlat);
+  if (rc == BT_OK) {
+    bt_mem_from_host(tr->be, m->params, pHost, m->nFlat);
+    bt_model_refresh_work(m); /* bf16: the working copy of the new master */
+  }
   free(pHost);
   if (rc != BT_OK) return bt_err_prefix("train.init_from: ");
   bt_log_info("initialised %zu parameters from %s (%s) in %.2f s; a new "

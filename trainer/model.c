@@ -4,6 +4,16 @@
  * The forward keeps every activation the backward needs (no recompute);
  * the backward walks blocks in reverse, reusing a handful of gradient
  * buffers, and reports finished gradient ranges through the hook.
+ *
+ * Precision (train.precision, docs/design.md "Precision"): every buffer
+ * is either activation-typed (kernels/ops.def [act]: activations, their
+ * gradients, logits, the weights' working copy `work`) or fp32 (master
+ * params, grads, layernorm mean/rstd, attention statistics, losses).
+ * Activation-typed buffers are allocated with bt_mem_alloc_act and sliced
+ * with AT() (bt_act_at: offsets in the backend's activation element size),
+ * fp32 ones with plain float arithmetic, so the same code is right when a
+ * backend stores bf16 in 2 bytes. Invariant: between steps, work ==
+ * to_act(params) (bt_model_refresh_work after every write of params).
  */
 #include "base/util.h"
 #include "trainer/model.h"
@@ -19,7 +29,8 @@ struct bt_model_acts {
   int32_t *inputs, *targets;
   int32_t *hostTargets;
   float *hostLosses;
-  float *x; /* MLP inputs */
+  float *x;   /* MLP inputs [act] */
+  float *xIn; /* MLP inputs as fp32, staged for to_act (bf16 mode only) */
   /* GPT: per-layer activations, each kind one allocation of L slices */
   float *encoded;
   float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *res2;
@@ -105,13 +116,24 @@ const bt_tensor *bt_model_find(const bt_model *m, const char *zName) {
   return NULL;
 }
 
-/* Parameter / gradient pointer of tensor i. */
-#define P(i) (m->params + m->aTensor[i].offset)
+/* Slice of an activation-typed buffer (see the file comment). */
+#define AT(p, n) bt_act_at(m->be, (p), (n))
+/* Weight (working copy, [act]) / gradient (fp32) pointer of tensor i. */
+#define P(i) AT(m->work, m->aTensor[i].offset)
 #define G(i) (m->grads + m->aTensor[i].offset)
 
 /* ---- build ------------------------------------------------------------ */
 
+/* An activation-typed buffer of n elements ([act] in kernels/ops.def). */
 static float *act_alloc(bt_model *m, size_t n, const char *zWhat, int *pRc) {
+  if (*pRc != BT_OK) return NULL;
+  float *p = bt_mem_alloc_act(m->be, n, zWhat);
+  if (!p) *pRc = BT_ERR;
+  return p;
+}
+
+/* An fp32 buffer of n floats, whatever the precision. */
+static float *f32_alloc(bt_model *m, size_t n, const char *zWhat, int *pRc) {
   if (*pRc != BT_OK) return NULL;
   float *p = bt_mem_alloc(m->be, n, zWhat);
   if (!p) *pRc = BT_ERR;
@@ -126,32 +148,32 @@ static int gpt_alloc_acts(bt_model *m) {
   a->attPerLayer = bt_op_attention_att_size(m->be, m->maxB, m->T, m->NH);
   a->encoded = act_alloc(m, BT * C, "encoded", &rc);
   a->ln1 = act_alloc(m, L * BT * C, "ln1", &rc);
-  a->ln1_mean = act_alloc(m, L * BT, "ln1 mean", &rc);
-  a->ln1_rstd = act_alloc(m, L * BT, "ln1 rstd", &rc);
+  a->ln1_mean = f32_alloc(m, L * BT, "ln1 mean", &rc);
+  a->ln1_rstd = f32_alloc(m, L * BT, "ln1 rstd", &rc);
   a->qkv = act_alloc(m, L * BT * 3 * C, "qkv", &rc);
   a->atty = act_alloc(m, L * BT * C, "atty", &rc);
-  a->att = act_alloc(m, L * a->attPerLayer, "att", &rc);
+  a->att = f32_alloc(m, L * a->attPerLayer, "att", &rc);
   a->attproj = act_alloc(m, L * BT * C, "attproj", &rc);
   a->res2 = act_alloc(m, L * BT * C, "residual2", &rc);
   a->ln2 = act_alloc(m, L * BT * C, "ln2", &rc);
-  a->ln2_mean = act_alloc(m, L * BT, "ln2 mean", &rc);
-  a->ln2_rstd = act_alloc(m, L * BT, "ln2 rstd", &rc);
+  a->ln2_mean = f32_alloc(m, L * BT, "ln2 mean", &rc);
+  a->ln2_rstd = f32_alloc(m, L * BT, "ln2 rstd", &rc);
   a->fch = act_alloc(m, L * BT * 4 * C, "fch", &rc);
   a->fch_gelu = act_alloc(m, L * BT * 4 * C, "fch_gelu", &rc);
   a->fcproj = act_alloc(m, L * BT * C, "fcproj", &rc);
   a->res3 = act_alloc(m, L * BT * C, "residual3", &rc);
   a->lnf = act_alloc(m, BT * C, "lnf", &rc);
-  a->lnf_mean = act_alloc(m, BT, "lnf mean", &rc);
-  a->lnf_rstd = act_alloc(m, BT, "lnf rstd", &rc);
+  a->lnf_mean = f32_alloc(m, BT, "lnf mean", &rc);
+  a->lnf_rstd = f32_alloc(m, BT, "lnf rstd", &rc);
   a->logits = act_alloc(m, BT * (size_t)m->Vp, "logits", &rc);
-  a->losses = act_alloc(m, BT, "losses", &rc);
+  a->losses = f32_alloc(m, BT, "losses", &rc);
   if (m->inferOnly) goto inputs; /* no backward buffers */
   a->dres = act_alloc(m, BT * C, "dresidual", &rc);
   a->dbuf = act_alloc(m, BT * C, "dbuf", &rc);
   a->dqkv = act_alloc(m, BT * 3 * C, "dqkv", &rc);
   a->dfch = act_alloc(m, BT * 4 * C, "dfch", &rc);
   a->dfch_gelu = act_alloc(m, BT * 4 * C, "dfch_gelu", &rc);
-  a->attScratch = act_alloc(
+  a->attScratch = f32_alloc(
       m, bt_op_attention_scratch_size(m->be, m->maxB, m->T, m->NH) + 1,
       "attention scratch", &rc);
 inputs:
@@ -172,11 +194,13 @@ static int mlp_alloc_acts(bt_model *m) {
   for (int l = 0; l <= m->nLayer; l++)
     if (m->aWidth[l] > wmax) wmax = m->aWidth[l];
   a->x = act_alloc(m, B * (size_t)m->aWidth[0], "mlp inputs", &rc);
+  if (m->work != m->params)
+    a->xIn = f32_alloc(m, B * (size_t)m->aWidth[0], "mlp fp32 inputs", &rc);
   for (int l = 0; l < m->nLayer; l++) {
     a->aPre[l] = act_alloc(m, B * (size_t)m->aWidth[l + 1], "mlp pre", &rc);
     a->aAct[l] = act_alloc(m, B * (size_t)m->aWidth[l + 1], "mlp act", &rc);
   }
-  a->losses = act_alloc(m, B, "losses", &rc);
+  a->losses = f32_alloc(m, B, "losses", &rc);
   if (!m->inferOnly) {
     a->dA = act_alloc(m, B * (size_t)wmax, "mlp dA", &rc);
     a->dP = act_alloc(m, B * (size_t)wmax, "mlp dP", &rc);
@@ -194,6 +218,11 @@ static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
   memset(m, 0, sizeof *m);
   m->inferOnly = inferOnly;
   m->be = be;
+  /* Training fixes the backend's activation dtype from train.precision
+   * (refused by a backend that cannot store it); an inference build uses
+   * the backend as it is (fp32 unless its creator chose otherwise). */
+  if (!inferOnly && bt_backend_set_act_dtype(be, c->precision) != BT_OK)
+    return BT_ERR;
   m->maxB = maxB < 1 ? 1 : maxB;
   m->pActs = bt_calloc(1, sizeof(bt_model_acts), "model activations");
   if (!m->pActs) return BT_ERR;
@@ -225,6 +254,11 @@ static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
   m->nFlat = (m->nParam + pad - 1) / pad * pad;
   m->params = bt_mem_alloc(be, m->nFlat, "parameters");
   if (!m->params) return BT_ERR;
+  m->work = m->params; /* fp32: the master is the working copy */
+  if (bt_backend_act_dtype(be) != BT_ACT_F32) {
+    m->work = bt_mem_alloc_act(be, m->nFlat, "parameters (working copy)");
+    if (!m->work) return BT_ERR;
+  }
   if (!m->inferOnly) {
     m->grads = bt_mem_alloc(be, m->nFlat, "gradients");
     if (!m->grads) return BT_ERR;
@@ -249,7 +283,7 @@ void bt_model_free(bt_model *m) {
   if (!m->pActs) return;
   bt_model_acts *a = m->pActs;
   bt_backend *be = m->be;
-  float **apF[] = {&a->x, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd,
+  float **apF[] = {&a->x, &a->xIn, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd,
                    &a->qkv, &a->atty, &a->att, &a->attproj, &a->res2, &a->ln2,
                    &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
                    &a->fcproj, &a->res3, &a->lnf, &a->lnf_mean, &a->lnf_rstd,
@@ -266,6 +300,7 @@ void bt_model_free(bt_model *m) {
   free(a->hostTargets);
   free(a->hostLosses);
   free(a);
+  if (m->work != m->params) bt_mem_free(be, m->work);
   bt_mem_free(be, m->params);
   bt_mem_free(be, m->grads);
   free(m->aTensor);
@@ -304,7 +339,12 @@ int bt_model_init_weights(bt_model *m, uint64_t seed) {
   }
   bt_mem_from_host(m->be, m->params, h, m->nFlat);
   free(h);
+  bt_model_refresh_work(m);
   return BT_OK;
+}
+
+void bt_model_refresh_work(bt_model *m) {
+  if (m->work != m->params) bt_op_to_act(m->be, m->work, m->params, m->nFlat);
 }
 
 /* ---- forward ---------------------------------------------------------- */
@@ -358,15 +398,15 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
   for (int l = 0; l < L; l++) {
     int t0 = a->firstTensorOfLayer[l];
     size_t li = SLICE(l);
-    const float *res = l == 0 ? a->encoded : a->res3 + SLICE(l - 1) * sC;
-    float *ln1 = a->ln1 + li * sC, *ln1m = a->ln1_mean + li * sBT,
-          *ln1r = a->ln1_rstd + li * sBT, *qkv = a->qkv + li * 3 * sC,
-          *atty = a->atty + li * sC, *att = a->att + li * a->attPerLayer,
-          *attproj = a->attproj + li * sC, *res2 = a->res2 + li * sC,
-          *ln2 = a->ln2 + li * sC, *ln2m = a->ln2_mean + li * sBT,
-          *ln2r = a->ln2_rstd + li * sBT, *fch = a->fch + li * 4 * sC,
-          *fchg = a->fch_gelu + li * 4 * sC, *fcproj = a->fcproj + li * sC,
-          *res3 = a->res3 + li * sC;
+    const float *res = l == 0 ? a->encoded : AT(a->res3, SLICE(l - 1) * sC);
+    float *ln1 = AT(a->ln1, li * sC), *ln1m = a->ln1_mean + li * sBT,
+          *ln1r = a->ln1_rstd + li * sBT, *qkv = AT(a->qkv, li * 3 * sC),
+          *atty = AT(a->atty, li * sC), *att = a->att + li * a->attPerLayer,
+          *attproj = AT(a->attproj, li * sC), *res2 = AT(a->res2, li * sC),
+          *ln2 = AT(a->ln2, li * sC), *ln2m = a->ln2_mean + li * sBT,
+          *ln2r = a->ln2_rstd + li * sBT, *fch = AT(a->fch, li * 4 * sC),
+          *fchg = AT(a->fch_gelu, li * 4 * sC),
+          *fcproj = AT(a->fcproj, li * sC), *res3 = AT(a->res3, li * sC);
     bt_op_layernorm_fwd(be, ln1, ln1m, ln1r, res, P(t0), P(t0 + 1), N, C);
     bt_op_matmul_fwd(be, qkv, ln1, P(t0 + 2), P(t0 + 3), N, C, 3 * C,
                      BT_W_IN_OUT);
@@ -384,7 +424,7 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
   }
   int tf = a->firstTensorOfLayer[L];
   bt_op_layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd,
-                      a->res3 + SLICE(L - 1) * sC, P(tf), P(tf + 1), N, C);
+                      AT(a->res3, SLICE(L - 1) * sC), P(tf), P(tf + 1), N, C);
 #undef SLICE
   bt_op_matmul_fwd(be, a->logits, a->lnf, P(0), NULL, N, C, m->Vp,
                    BT_W_OUT_IN);
@@ -404,7 +444,13 @@ static int mlp_forward(bt_model *m, int B, const float *x,
                        int64_t *pnCount) {
   bt_model_acts *a = m->pActs;
   bt_backend *be = m->be;
-  bt_mem_from_host(be, a->x, x, (size_t)B * m->aWidth[0]);
+  size_t nX = (size_t)B * m->aWidth[0];
+  if (a->xIn) { /* bf16: fp32 features -> the activation dtype */
+    bt_mem_from_host(be, a->xIn, x, nX);
+    bt_op_to_act(be, a->x, a->xIn, nX);
+  } else {
+    bt_mem_from_host(be, a->x, x, nX);
+  }
   const float *in = a->x;
   for (int l = 0; l < m->nLayer; l++) {
     int t0 = a->firstTensorOfLayer[l];
@@ -462,44 +508,45 @@ static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
 
   /* loss -> logits (in place) -> lnf (tied wte gets its first gradient) */
   bt_op_xent_bwd(be, a->logits, a->logits, a->targets, scale, N, m->V, m->Vp);
-  bt_mem_zero(be, a->dbuf, nC);
+  bt_mem_zero_act(be, a->dbuf, nC);
   bt_op_matmul_bwd(be, a->dbuf, G(0), NULL, a->logits, a->lnf, P(0), N, C,
                    m->Vp, BT_W_OUT_IN);
   int tf = a->firstTensorOfLayer[L];
-  bt_mem_zero(be, a->dres, nC);
+  bt_mem_zero_act(be, a->dres, nC);
   bt_op_layernorm_bwd(be, a->dres, G(tf), G(tf + 1), a->dbuf,
-                      a->res3 + (size_t)(L - 1) * sC, P(tf), a->lnf_mean,
+                      AT(a->res3, (size_t)(L - 1) * sC), P(tf), a->lnf_mean,
                       a->lnf_rstd, N, C);
   ready(fn, ctx, m->aTensor[tf].offset);
 
   for (int l = L - 1; l >= 0; l--) {
     int t0 = a->firstTensorOfLayer[l];
-    const float *res = l == 0 ? a->encoded : a->res3 + (size_t)(l - 1) * sC;
-    float *ln1 = a->ln1 + l * sC, *ln1m = a->ln1_mean + l * sBT,
-          *ln1r = a->ln1_rstd + l * sBT, *qkv = a->qkv + l * 3 * sC,
-          *atty = a->atty + l * sC, *att = a->att + l * a->attPerLayer,
-          *res2 = a->res2 + l * sC, *ln2 = a->ln2 + l * sC,
+    const float *res =
+        l == 0 ? a->encoded : AT(a->res3, (size_t)(l - 1) * sC);
+    float *ln1 = AT(a->ln1, l * sC), *ln1m = a->ln1_mean + l * sBT,
+          *ln1r = a->ln1_rstd + l * sBT, *qkv = AT(a->qkv, l * 3 * sC),
+          *atty = AT(a->atty, l * sC), *att = a->att + l * a->attPerLayer,
+          *res2 = AT(a->res2, l * sC), *ln2 = AT(a->ln2, l * sC),
           *ln2m = a->ln2_mean + l * sBT, *ln2r = a->ln2_rstd + l * sBT,
-          *fch = a->fch + l * 4 * sC, *fchg = a->fch_gelu + l * 4 * sC;
+          *fch = AT(a->fch, l * 4 * sC), *fchg = AT(a->fch_gelu, l * 4 * sC);
     /* dres holds d(residual3): MLP branch, then its skip path */
-    bt_mem_zero(be, a->dfch_gelu, 4 * nC);
+    bt_mem_zero_act(be, a->dfch_gelu, 4 * nC);
     bt_op_matmul_bwd(be, a->dfch_gelu, G(t0 + 10), G(t0 + 11), a->dres, fchg,
                      P(t0 + 10), N, 4 * C, C, BT_W_IN_OUT);
-    bt_mem_zero(be, a->dfch, 4 * nC);
+    bt_mem_zero_act(be, a->dfch, 4 * nC);
     bt_op_gelu_bwd(be, a->dfch, fch, a->dfch_gelu, 4 * nC);
-    bt_mem_zero(be, a->dbuf, nC);
+    bt_mem_zero_act(be, a->dbuf, nC);
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 8), G(t0 + 9), a->dfch, ln2,
                      P(t0 + 8), N, C, 4 * C, BT_W_IN_OUT);
     bt_op_layernorm_bwd(be, a->dres, G(t0 + 6), G(t0 + 7), a->dbuf, res2,
                         P(t0 + 6), ln2m, ln2r, N, C);
     /* dres holds d(residual2): attention branch, then its skip path */
-    bt_mem_zero(be, a->dbuf, nC);
+    bt_mem_zero_act(be, a->dbuf, nC);
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 4), G(t0 + 5), a->dres, atty,
                      P(t0 + 4), N, C, C, BT_W_IN_OUT);
-    bt_mem_zero(be, a->dqkv, 3 * nC);
+    bt_mem_zero_act(be, a->dqkv, 3 * nC);
     bt_op_attention_bwd(be, a->dqkv, a->attScratch, a->dbuf, qkv, att, B, T,
                         C, NH);
-    bt_mem_zero(be, a->dbuf, nC);
+    bt_mem_zero_act(be, a->dbuf, nC);
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 2), G(t0 + 3), a->dqkv, ln1,
                      P(t0 + 2), N, C, 3 * C, BT_W_IN_OUT);
     bt_op_layernorm_bwd(be, a->dres, G(t0), G(t0 + 1), a->dbuf, res, P(t0),
@@ -521,11 +568,11 @@ static void mlp_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
     int t0 = a->firstTensorOfLayer[l];
     int in = m->aWidth[l], out = m->aWidth[l + 1];
     const float *inp = l == 0 ? a->x : a->aAct[l - 1];
-    if (l > 0) bt_mem_zero(be, a->dA, (size_t)B * in);
+    if (l > 0) bt_mem_zero_act(be, a->dA, (size_t)B * in);
     bt_op_matmul_bwd(be, l > 0 ? a->dA : NULL, G(t0), G(t0 + 1), dout, inp,
                      P(t0), B, in, out, BT_W_OUT_IN);
     if (l > 0) {
-      bt_mem_zero(be, a->dP, (size_t)B * in);
+      bt_mem_zero_act(be, a->dP, (size_t)B * in);
       bt_op_gelu_bwd(be, a->dP, a->aPre[l - 1], a->dA, (size_t)B * in);
       dout = a->dP;
     }

@@ -63,8 +63,13 @@ typedef struct bt_model {
   bt_tensor *aTensor;
   size_t nParam; /* real elements */
   size_t nFlat;  /* padded length of params/grads */
-  float *params; /* backend memory */
-  float *grads;  /* backend memory */
+  float *params; /* backend memory: the fp32 master weights */
+  float *grads;  /* backend memory: fp32 gradients */
+  /* The weights forward and backward read ([act], kernels/ops.def): the
+   * same pointer as params in fp32 mode; in bf16 mode a working copy in
+   * the activation dtype, to_act(params), refreshed by
+   * bt_model_refresh_work after every change of params. */
+  float *work;
 
   int inferOnly; /* built by bt_model_build_infer: forward only */
   int maxB;      /* activations sized for this many samples */
@@ -73,7 +78,9 @@ typedef struct bt_model {
 } bt_model;
 
 /* Builds the model described by pCfg (shape only; weights zero). nFlat is
- * nParam rounded up to a multiple of padMultiple. */
+ * nParam rounded up to a multiple of padMultiple. Fixes be's activation
+ * dtype to train.precision first (BT_ERR, naming the key, if the backend
+ * cannot store it or already holds another). */
 int bt_model_build(bt_model *m, const bt_config *pCfg, bt_backend *be,
                    int maxB, size_t padMultiple);
 /* The same model for inference (export, `baton infer`): no gradient
@@ -87,8 +94,15 @@ int bt_model_build_infer(bt_model *m, const bt_config *pCfg, bt_backend *be,
 void bt_model_free(bt_model *m);
 
 /* Seeded GPT-2 initialisation from a counter-based generator keyed by
- * (seed, tensor index, element): identical on every rank and backend. */
+ * (seed, tensor index, element): identical on every rank and backend.
+ * Refreshes the working copy. */
 int bt_model_init_weights(bt_model *m, uint64_t seed);
+
+/* work = to_act(params) over the whole flat buffer; nothing in fp32 mode
+ * (work == params). Whoever writes params (initialisation, a checkpoint
+ * or init_from load, the optimizer step and its ZeRO all-gather) calls it
+ * before the next forward. */
+void bt_model_refresh_work(bt_model *m);
 
 const bt_tensor *bt_model_find(const bt_model *m, const char *zName);
 
@@ -108,7 +122,8 @@ void bt_model_backward(bt_model *m, float scale, bt_grad_ready_fn fnReady,
                        void *ctx);
 
 /* Logits of the last forward in backend memory: GPT [n, T, Vp], MLP
- * [n, classes]. */
+ * [n, classes]. Activation-typed: float on the CPU backend in either
+ * precision (bf16-rounded values in bf16 mode). */
 const float *bt_model_logits(const bt_model *m);
 int bt_model_logits_stride(const bt_model *m); /* Vp or classes */
 

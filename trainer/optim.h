@@ -34,7 +34,12 @@ void bt_optim_log_resume(const bt_config *pOld, const bt_config *pNew,
                          long step);
 
 /* One AdamW step over [lo, hi) ∩ [0, nParam). grad(x) gives the reduced
- * gradient pointer for flat position x (contiguous over the range). */
+ * gradient pointer for flat position x (contiguous over the range).
+ * Always fp32: it updates the master weights pModel->params with fp32
+ * gradients and moments, whatever train.precision. In bf16 mode the caller
+ * then refreshes the working copy (bt_model_refresh_work, after the ZeRO-1
+ * all-gather, so every rank rounds the complete master; docs/design.md
+ * "Precision"). */
 void bt_optim_step(bt_optim *o, bt_model *pModel, float *pGradLo, double lr,
                    const bt_config *c, float gradScale, long step);
 

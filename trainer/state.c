@@ -59,11 +59,15 @@ int bt_state_items(bt_trainer *tr, bt_ckpt_item *a, int nMax, int forSave) {
 }
 
 void bt_state_commit_load(bt_trainer *tr) {
-  if (bt_backend_kind_of(tr->be) == BT_BACKEND_CPU) return;
-  size_t nMom = tr->optim.hi - tr->optim.lo;
-  bt_mem_from_host(tr->be, tr->model.params, tr->hostStage, tr->model.nFlat);
-  bt_mem_from_host(tr->be, tr->optim.m, tr->hostStageM, nMom);
-  bt_mem_from_host(tr->be, tr->optim.v, tr->hostStageV, nMom);
+  if (bt_backend_kind_of(tr->be) != BT_BACKEND_CPU) {
+    size_t nMom = tr->optim.hi - tr->optim.lo;
+    bt_mem_from_host(tr->be, tr->model.params, tr->hostStage,
+                     tr->model.nFlat);
+    bt_mem_from_host(tr->be, tr->optim.m, tr->hostStageM, nMom);
+    bt_mem_from_host(tr->be, tr->optim.v, tr->hostStageV, nMom);
+  }
+  /* The checkpoint holds the fp32 master; bf16 derives its working copy. */
+  bt_model_refresh_work(&tr->model);
 }
 
 char *bt_state_meta_json(bt_trainer *tr) {

@@ -263,12 +263,13 @@ static void setup_log(const bt_trainer *tr) {
   const bt_config *c = &tr->cfg;
   char zB1[32], zB2[32];
   size_t nMom = tr->optim.hi - tr->optim.lo;
-  bt_log_info("baton %s: %s model, %zu parameters (%s), backend %s, "
+  bt_log_info("baton %s: %s model, %zu parameters (%s), backend %s (%s), "
               "%d rank%s (%s), run dir %s",
               BATON_VERSION, bt_config_model_name(c->model_type),
               tr->model.nParam,
               bt_fmt_bytes(4.0 * (double)tr->model.nParam, zB1, sizeof zB1),
-              bt_backend_name(tr->be), tr->world, tr->world > 1 ? "s" : "",
+              bt_backend_name(tr->be),
+              bt_act_dtype_name(bt_backend_act_dtype(tr->be)), tr->world, tr->world > 1 ? "s" : "",
               bt_comm_name(tr->pComm), tr->zRunDir);
   bt_log_info("batch %d samples/step (micro-batch <= %d per rank, %d "
               "micro-step%s), %d buckets of %.3g MB, overlap %s, ZeRO-1 %s: "
@@ -739,6 +740,8 @@ static int step_update(loop_ctx *L, step_ctx *s) {
                              m->params, S, BT_F32, NULL) != BT_OK)
         return BT_ERR;
     }
+    /* bf16: the working copy of the updated fp32 master (model.h). */
+    bt_model_refresh_work(m);
   }
   bt_backend_sync(tr->be);
   bt_trace_end(L->out.pTrace); /* optimizer */

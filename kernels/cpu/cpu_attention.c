@@ -138,6 +138,7 @@ void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
       }
     }
   }
+  bt_cpu_round_act(be, out, (size_t)B * T * C); /* att stays fp32 */
 }
 
 /* Per (b,h), with P the saved probabilities and G = dout_h:
@@ -185,6 +186,7 @@ void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
       }
     }
   }
+  bt_cpu_round_act(be, dqkv, (size_t)B * T * C3);
 }
 
 /* One query per head against nPos cached rows, per head h:
@@ -197,7 +199,6 @@ void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
 void bt_cpu_attention_decode(bt_backend *be, float *out, float *scratch,
                              const float *q, const float *kc, const float *vc,
                              int nPos, int C, int NH) {
-  (void)be;
   if (C <= 0) return;
   BT_ASSERT(NH > 0 && C % NH == 0 && nPos >= 1);
   const int hs = C / NH;
@@ -211,4 +212,5 @@ void bt_cpu_attention_decode(bt_backend *be, float *out, float *scratch,
     cblas_sgemv(CblasRowMajor, CblasTrans, nPos, hs, 1.0f,
                 vc + (size_t)h * hs, C, scratch + (size_t)h * nPos, 1, 0.0f,
                 out + (size_t)h * hs, 1);
+  bt_cpu_round_act(be, out, (size_t)C);
 }

@@ -45,24 +45,14 @@ static void *cpu_alloc_bytes(size_t nByte, const char *zWhat) {
   return p;
 }
 
-static float *cpu_mem_alloc(bt_backend *be, size_t n, const char *zWhat) {
+static void *cpu_mem_alloc(bt_backend *be, size_t nByte, const char *zWhat) {
   (void)be;
-  if (n > SIZE_MAX / sizeof(float)) {
-    bt_err_set("allocation of %zu floats for %s overflows", n,
+  if (nByte > SIZE_MAX - 63) {
+    bt_err_set("allocation of %zu bytes for %s overflows", nByte,
                zWhat ? zWhat : "buffer");
     return NULL;
   }
-  return (float *)cpu_alloc_bytes(n * sizeof(float), zWhat);
-}
-
-static int32_t *cpu_mem_alloc_i32(bt_backend *be, size_t n, const char *zWhat) {
-  (void)be;
-  if (n > SIZE_MAX / sizeof(int32_t)) {
-    bt_err_set("allocation of %zu int32 for %s overflows", n,
-               zWhat ? zWhat : "buffer");
-    return NULL;
-  }
-  return (int32_t *)cpu_alloc_bytes(n * sizeof(int32_t), zWhat);
+  return cpu_alloc_bytes(nByte, zWhat);
 }
 
 static void cpu_mem_free(bt_backend *be, void *p) {
@@ -70,9 +60,9 @@ static void cpu_mem_free(bt_backend *be, void *p) {
   free(p);
 }
 
-static void cpu_mem_zero(bt_backend *be, float *p, size_t n) {
+static void cpu_mem_zero(bt_backend *be, void *p, size_t nByte) {
   (void)be;
-  if (n) memset(p, 0, n * sizeof(float));
+  if (nByte) memset(p, 0, nByte);
 }
 
 /* memmove, not memcpy: a caller copying a buffer onto itself is harmless. */
@@ -91,6 +81,31 @@ static void cpu_mem_from_host(bt_backend *be, void *pDev, const void *pHost,
 /* Every CPU op is synchronous. */
 static void cpu_sync(bt_backend *be) { (void)be; }
 
+/* Both dtypes, stored as float: bf16 mode rounds at the points where a
+ * GPU stores bf16 (ops.h bt_act_dtype), so the storage stays 4 bytes. */
+static int cpu_set_act_dtype(bt_backend *be, bt_act_dtype e, size_t *pnByte) {
+  (void)be;
+  (void)e;
+  *pnByte = sizeof(float);
+  return BT_OK;
+}
+
+void bt_cpu_round_act_range(float *p, size_t n) {
+  for (size_t i = 0; i < n; i++) p[i] = bt_round_bf16(p[i]);
+}
+
+void bt_cpu_round_act(const bt_backend *be, float *p, size_t n) {
+  if (be->eActDtype != BT_ACT_BF16 || !p) return;
+  const int nt = bt_cpu_nthread(be);
+  size_t nChunk = (n + BT_CPU_EW_CHUNK - 1) / BT_CPU_EW_CHUNK;
+#pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
+  for (size_t k = 0; k < nChunk; k++) {
+    size_t i0 = k * BT_CPU_EW_CHUNK;
+    size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
+    bt_cpu_round_act_range(p + i0, len);
+  }
+}
+
 static const bt_backend_vtab cpu_vtab = {
     .zName = "cpu",
     .destroy = cpu_destroy,
@@ -99,8 +114,8 @@ static const bt_backend_vtab cpu_vtab = {
     .mem_zero = cpu_mem_zero,
     .mem_to_host = cpu_mem_to_host,
     .mem_from_host = cpu_mem_from_host,
-    .mem_alloc_i32 = cpu_mem_alloc_i32,
     .sync = cpu_sync,
+    .set_act_dtype = cpu_set_act_dtype,
     /* .<op> = bt_cpu_<op> for every op of kernels/ops.def */
 #define BT_OP_RET(ret, name, params, args) .name = bt_cpu_##name,
 #include "kernels/ops.def"
@@ -120,5 +135,7 @@ bt_backend *bt_backend_cpu_create(int nThread) {
   be->pVtab = &cpu_vtab;
   be->eKind = BT_BACKEND_CPU;
   be->pImpl = st;
+  be->eActDtype = BT_ACT_F32;
+  be->nActByte = sizeof(float);
   return be;
 }

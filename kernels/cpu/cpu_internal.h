@@ -21,6 +21,7 @@
 #define BATON_CPU_INTERNAL_H
 
 #include "kernels/backend_impl.h"
+#include "base/bf16.h"
 
 #include <omp.h>
 
@@ -120,6 +121,13 @@ static inline float bt_cpu_expf(float x) {
   __builtin_memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
+
+/* bf16 mode (ops.h bt_act_dtype): p[0..n) = bt_round_bf16(p[0..n)), the
+ * store of an activation-typed output, called by each op after its last
+ * write to that output. Nothing in fp32 mode (so fp32 keeps its bits) or
+ * when p is NULL. Chunked like the element-wise ops. */
+void bt_cpu_round_act(const bt_backend *be, float *p, size_t n);
+void bt_cpu_round_act_range(float *p, size_t n);
 
 /* bt_cpu_<name> for every op of kernels/ops.def, with its signature:
  * cpu_ops.c (dense, element-wise, loss, optimizer) and cpu_attention.c. */

@@ -122,6 +122,7 @@ void bt_cpu_matmul_fwd(bt_backend *be, float *out, const float *inp,
   }
   int bT = eLayout == BT_W_OUT_IN;
   cpu_gemm_acc(nt, 0, bT, N, OC, C, inp, C, w, bT ? C : OC, out, OC);
+  bt_cpu_round_act(be, out, (size_t)N * OC);
 }
 
 /* dinp += dout W^T, dw += inp^T dout (stored in W's layout), dbias += the
@@ -133,9 +134,11 @@ void bt_cpu_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
   if (N <= 0 || OC <= 0 || C <= 0) return;
   int bOutIn = eLayout == BT_W_OUT_IN;
   /* [N,OC] x [OC,C]: W^T for IN_OUT, W itself for OUT_IN */
-  if (dinp)
+  if (dinp) {
     cpu_gemm_acc(nt, 0, !bOutIn, N, C, OC, dout, OC, w, bOutIn ? C : OC, dinp,
                  C);
+    bt_cpu_round_act(be, dinp, (size_t)N * C);
+  }
   if (dw) {
     if (bOutIn) /* dW[OC,C] += dout^T [OC,N] x inp [N,C] */
       cpu_gemm_acc(nt, 1, 0, OC, C, N, dout, OC, inp, C, dw, C);
@@ -157,6 +160,7 @@ void bt_cpu_bias_fwd(bt_backend *be, float *out, const float *inp,
     float *o = out + (size_t)n * C;
     for (int c = 0; c < C; c++) o[c] = x[c] + bias[c];
   }
+  bt_cpu_round_act(be, out, (size_t)N * C);
 }
 
 void bt_cpu_bias_bwd(bt_backend *be, float *dinp, float *dbias,
@@ -188,6 +192,7 @@ void bt_cpu_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
       memcpy(o, e, (size_t)C * sizeof(float));
     }
   }
+  bt_cpu_round_act(be, out, (size_t)nRow * C);
 }
 
 /* dwte[tok[b,t]] += dout[b,t]: the same token row can be hit from many
@@ -270,6 +275,7 @@ void bt_cpu_layernorm_fwd(bt_backend *be, float *out, float *mean, float *rstd,
     if (mean) mean[n] = m;
     if (rstd) rstd[n] = rs;
   }
+  bt_cpu_round_act(be, out, (size_t)N * C);
 }
 
 /* With xhat = (x - mean) rstd and y = xhat w + b:
@@ -329,6 +335,7 @@ void bt_cpu_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
     for (int n = 0; n < N; n++)
       cpu_ln_bwd_row(dinp + (size_t)n * C, dout + (size_t)n * C,
                      inp + (size_t)n * C, w, mean[n], rstd[n], C);
+    bt_cpu_round_act(be, dinp, (size_t)N * C);
   }
   if (dw || db) {
     int nBlock = (C + CPU_COL_BLOCK - 1) / CPU_COL_BLOCK;
@@ -386,6 +393,7 @@ void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
     size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
     cpu_gelu_fwd_range(out + i0, inp + i0, len);
   }
+  bt_cpu_round_act(be, out, n);
 }
 
 void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
@@ -398,6 +406,7 @@ void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
     size_t len = n - i0 < BT_CPU_EW_CHUNK ? n - i0 : BT_CPU_EW_CHUNK;
     cpu_gelu_bwd_range(dinp + i0, inp + i0, dout + i0, len);
   }
+  bt_cpu_round_act(be, dinp, n);
 }
 
 /* ---- residual ---------------------------------------------------------- */
@@ -407,6 +416,7 @@ void bt_cpu_residual_fwd(bt_backend *be, float *out, const float *a,
   const int nt = bt_cpu_nthread(be);
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+  bt_cpu_round_act(be, out, n);
 }
 
 void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
@@ -415,10 +425,12 @@ void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
   if (da) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) da[i] += dout[i];
+    bt_cpu_round_act(be, da, n);
   }
   if (db) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) db[i] += dout[i];
+    bt_cpu_round_act(be, db, n);
   }
 }
 
@@ -490,6 +502,7 @@ void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
     d[tgt] -= scale;
     for (int v = V; v < Vp; v++) d[v] = 0.0f;
   }
+  bt_cpu_round_act(be, dlogits, (size_t)N * Vp);
 }
 
 /* ---- optimizer and helpers --------------------------------------------- */
@@ -578,4 +591,13 @@ void bt_cpu_scale(bt_backend *be, float *x, float s, size_t n) {
   const int nt = bt_cpu_nthread(be);
 #pragma omp parallel for schedule(static) num_threads(nt) if (n >= BT_CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* The working copy / input conversion (ops.def): storage is float, so a
+ * copy (memmove: out may equal in) and, in bf16 mode, the rounding a GPU
+ * applies when it stores the bf16 copy. */
+void bt_cpu_to_act(bt_backend *be, float *out, const float *in, size_t n) {
+  if (n == 0) return;
+  if (out != in) memmove(out, in, n * sizeof(float));
+  bt_cpu_round_act(be, out, n);
 }

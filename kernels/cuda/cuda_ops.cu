@@ -594,3 +594,13 @@ void bt_cuda_scale(bt_backend *be, float *x, float s, size_t n) {
   bt_k_scale<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(x, s, n);
   BT_CUDA_LAUNCHED(cu);
 }
+
+/* fp32 activations only (cuda_set_act_dtype refuses bf16): the working
+ * copy is a device-to-device copy, nothing when out == in. */
+void bt_cuda_to_act(bt_backend *be, float *out, const float *in, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  BT_ASSERT(be->eActDtype == BT_ACT_F32);
+  if (n == 0 || out == in) return;
+  BT_CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float),
+                                cudaMemcpyDeviceToDevice, cu->stream));
+}

@@ -1167,6 +1167,34 @@ static void test_sumsq_scale(void) {
   free(y);
 }
 
+/* to_act in the default fp32 mode: the working copy is the same bits
+ * (copy), in place changes nothing, and the rest of out is untouched.
+ * bf16 mode has its own test (tests/kernels/test_ops_bf16.c). */
+static void test_to_act(void) {
+  size_t n = 40001; /* above the parallel threshold's chunk */
+  CHECK(bt_backend_act_dtype(g_be) == BT_ACT_F32,
+        "a fresh backend's activation dtype must be fp32");
+  CHECK(bt_backend_act_bytes(g_be) == sizeof(float), "fp32 act bytes %zu",
+        bt_backend_act_bytes(g_be));
+  float *x = rand_vec(n, -3, 3);
+  x[0] = 1.00390625f; /* 1 + 2^-8: a bf16 tie that fp32 must keep */
+  float *d = dev_from(x, n);
+  float *o = bt_mem_alloc(g_be, n + 1, "to_act out");
+  float *y = xmalloc((n + 1) * sizeof(float));
+  bt_op_to_act(g_be, o, d, n);
+  to_host(y, o, n + 1);
+  CHECK(memcmp(y, x, n * sizeof(float)) == 0 && y[n] == 0.0f,
+        "to_act fp32: not an exact copy of n elements");
+  bt_op_to_act(g_be, d, d, n);
+  to_host(y, d, n);
+  CHECK(memcmp(y, x, n * sizeof(float)) == 0, "to_act fp32 in place changed "
+        "the buffer");
+  bt_mem_free(g_be, d);
+  bt_mem_free(g_be, o);
+  free(x);
+  free(y);
+}
+
 static void test_memory(void) {
   size_t n = 1001;
   float *d = bt_mem_alloc(g_be, n, "mem test");
@@ -1222,6 +1250,7 @@ static void test_empty_shapes(void) {
   bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
   bt_op_adamw(g_be, g, d, g, g, 0, &hp);
   bt_op_scale(g_be, g, 2.0f, 0);
+  bt_op_to_act(g_be, g, d, 0);
   double ss = bt_op_sumsq(g_be, d, 0);
   float back[8];
   to_host(back, g, 8);
@@ -1418,6 +1447,7 @@ static void run_xent(const int *a) { test_xent(a[0], a[1], a[2], a[3]); }
 static void run_xent_extremes(const int *a) { (void)a, test_xent_extremes(); }
 static void run_adamw(const int *a) { (void)a, test_adamw(); }
 static void run_sumsq_scale(const int *a) { (void)a, test_sumsq_scale(); }
+static void run_to_act(const int *a) { (void)a, test_to_act(); }
 static void run_empty(const int *a) { (void)a, test_empty_shapes(); }
 static void run_threads(const int *a) { (void)a, test_thread_independence(); }
 
@@ -1458,6 +1488,7 @@ static const TestCase aCase[] = {
     {"xent_fwd", "xent extremes (spread 1e4, NaN)", run_xent_extremes, {0}, 0},
     {"adamw", "adamw: hand-computed step, fp64 formula", run_adamw, {0}, 0},
     {"sumsq scale", "sumsq n100003, scale", run_sumsq_scale, {0}, 0},
+    {"to_act", "to_act fp32: exact copy, in place", run_to_act, {0}, 0},
     {"empty_shapes", "every op with an empty shape is a no-op", run_empty, {0}, 0},
     {"threads", "every op: 1, 2, 3 threads bit for bit", run_threads, {0}, CASE_CPU_ONLY},
 };
