@@ -834,6 +834,9 @@ static int step_gather_ranks(loop_ctx *L, step_ctx *s) {
   bt_rank_times mine = {.busy = L->rankBusy / L->nRankSteps,
                         .wait = L->rankWait / L->nRankSteps};
   bt_snprintf(mine.zHost, sizeof mine.zHost, "%.47s", bt_log_host());
+  bt_comm_set_context(tr->pComm, s->step, "link ping");
+  if (bt_comm_host_ping(tr->pComm, &mine.ping) != BT_OK)
+    return bt_err_prefix("step %ld: ", s->step);
   bt_rank_times *aAll = malloc((size_t)tr->world * sizeof *aAll);
   if (!aAll) return bt_err_set("step %ld: out of memory", s->step);
   bt_comm_set_context(tr->pComm, s->step, "step-time all-gather");
