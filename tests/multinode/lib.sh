@@ -29,7 +29,9 @@
 #
 # Needs root, iproute2 (ip) and util-linux (unshare, mount); where a
 # namespace cannot be made, mn_require exits 77, which ctest reports as
-# skipped, with the reason.
+# skipped, with the reason. mn_loss needs nft (nftables), mn_delay iptables
+# and the nfq_delay test program (libnetfilter-queue); their tests skip
+# without them.
 
 MN_PREFIX="btmn$$"
 MN_BR="${MN_PREFIX}br"
