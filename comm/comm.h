@@ -165,6 +165,15 @@ int bt_comm_host_broadcast(bt_comm *pComm, void *pBuf, size_t nByte, int root);
 int bt_comm_host_allgather(bt_comm *pComm, const void *pSend, void *pRecv,
                            size_t nByte);
 
+/* Link probe of the straggler check (trainer/observe/straggler.h): every
+ * rank calls it at the same point; rank 0 answers each other rank in turn
+ * (1..world-1) with one round trip of 8 bytes over MPI point-to-point, and
+ * *pSeconds receives the caller's own round-trip time to rank 0, timed by
+ * the caller from its send to the answer, so the wait for its turn does
+ * not count (0 on rank 0 and without MPI). Costs the sum of the round
+ * trips. Guarded by the watchdog timeout like a collective. */
+int bt_comm_host_ping(bt_comm *pComm, double *pSeconds);
+
 /* Stops every rank of the job now (MPI_Abort), with exit code; exit(code)
  * at world size 1 without MPI. pComm may be NULL (after a failed init).
  * The only place baton calls exit(). */

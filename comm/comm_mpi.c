@@ -20,11 +20,18 @@
  *
  * MPI counts are int: a single operation is limited to INT_MAX elements
  * (8 GiB of f32); callers bucket gradients far below that.
+ *
+ * bt_comm_host_ping (the straggler check's link probe) is the one
+ * point-to-point exchange: not a collective, so it polls its own requests
+ * here, with the same watchdog timeout.
  */
 #include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/util.h"
 #include "comm/comm_impl.h"
@@ -192,3 +199,65 @@ const bt_comm_ops bt_comm_mpi_ops = {
     .xReqFree = NULL,
     .xFree = NULL,
 };
+
+/* ---- link probe ------------------------------------------------------- */
+
+enum { PING_TAG = 0x6274 }; /* "bt": only the ping sends point-to-point */
+
+/* Polls one point-to-point request: MPI_Test + sched_yield for 1 ms, then
+ * 100 us naps (ranks waiting for their turn must leave the cores to the
+ * pair being timed); fires the watchdog after the timeout. */
+static int ping_wait(bt_comm *pComm, MPI_Request *pReq) {
+  double t0 = bt_time_now();
+  for (;;) {
+    int flag = 0;
+    if (!BT_MPI_OK(pComm, MPI_Test(pReq, &flag, MPI_STATUS_IGNORE)))
+      return BT_ERR;
+    if (flag) return BT_OK;
+    double waited = bt_time_now() - t0, timeout = bt_comm_timeout_get(pComm);
+    if (timeout > 0 && waited > timeout) {
+      pthread_mutex_lock(&pComm->mu);
+      long step = pComm->step;
+      pthread_mutex_unlock(&pComm->mu);
+      bt_comm_watchdog_fire(pComm, waited, step, "link ping");
+    }
+    if (waited < 1e-3) {
+      sched_yield();
+    } else {
+      struct timespec ts = {0, 100000};
+      nanosleep(&ts, NULL);
+    }
+  }
+}
+
+static int ping_xfer(bt_comm *pComm, int peer, double *pVal, int bSend) {
+  MPI_Request r;
+  int rc = bSend ? MPI_Isend(pVal, 1, MPI_DOUBLE, peer, PING_TAG,
+                             MPI_COMM_WORLD, &r)
+                 : MPI_Irecv(pVal, 1, MPI_DOUBLE, peer, PING_TAG,
+                             MPI_COMM_WORLD, &r);
+  if (!BT_MPI_OK(pComm, rc)) return BT_ERR;
+  return ping_wait(pComm, &r);
+}
+
+/* Rank 0: for each rank r in turn, send (r may start), receive r's ping,
+ * answer it. Rank r: wait for its turn, then time send -> answer. */
+int bt_comm_host_ping(bt_comm *pComm, double *pSeconds) {
+  BT_ASSERT(pComm && pSeconds);
+  *pSeconds = 0;
+  if (!pComm->bMpi || pComm->world < 2) return BT_OK;
+  double v = 0;
+  if (pComm->rank == 0) {
+    for (int r = 1; r < pComm->world; r++)
+      if (ping_xfer(pComm, r, &v, 1) || ping_xfer(pComm, r, &v, 0) ||
+          ping_xfer(pComm, r, &v, 1))
+        return bt_err_prefix("link ping of rank %d: ", r);
+    return BT_OK;
+  }
+  if (ping_xfer(pComm, 0, &v, 0)) return bt_err_prefix("link ping: ");
+  double t0 = bt_time_now();
+  if (ping_xfer(pComm, 0, &v, 1) || ping_xfer(pComm, 0, &v, 0))
+    return bt_err_prefix("link ping: ");
+  *pSeconds = bt_time_now() - t0;
+  return BT_OK;
+}

@@ -15,12 +15,16 @@ PKGS=(
   python3 python3-numpy python3-h5py python3-torch python3-venv python3-pip
   clang libclang-rt-14-dev
   gnuplot-nox tmux
-  iproute2 nftables
+  iproute2 nftables iptables libnetfilter-queue-dev
 )
 # gnuplot-nox draws `baton report`; tmux drives the progress-bar test in a
 # terminal. iproute2 (`ip netns`, veth, bridges) and nftables (packet loss)
 # for the multi-node tests on one machine (tests/multinode; unshare and
 # mount come from util-linux, which every Debian system has).
+# libnetfilter-queue-dev builds tests/multinode/nfq_delay (a slow, lossy
+# link in user space: this kernel has no netem), and iptables feeds it
+# (NFQUEUE target; nftables' own `queue` needs CONFIG_NFT_QUEUE, absent
+# here).
 
 missing=()
 for p in "${PKGS[@]}"; do

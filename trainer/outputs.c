@@ -88,8 +88,51 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
   p->lastVal = NAN;
   bt_straggler_init(&p->strag, c->straggler_factor, c->straggler_intervals,
                     c->straggler_min_ms / 1000.0);
+  bt_straggler_init(&p->link, c->straggler_factor, c->straggler_intervals,
+                    c->straggler_min_ms / 1000.0);
   p->bOpen = 1;
   return BT_OK;
+}
+
+/* The slow-link verdict from the gathered round trips (straggler.h):
+ * ranks of one host share its lowest rank; appends its segment to the
+ * progress line and warns once per episode. */
+static void outputs_link(bt_outputs *p, const bt_rank_times *aRank) {
+  int aSmall[256];
+  int *aHostOf = p->world <= 256 ? aSmall
+                                 : malloc((size_t)p->world * sizeof *aHostOf);
+  double aPingSmall[256];
+  double *aPing = p->world <= 256 ? aPingSmall
+                                  : malloc((size_t)p->world * sizeof *aPing);
+  BT_ASSERT(aHostOf != NULL && aPing != NULL);
+  for (int i = 0; i < p->world; i++) {
+    aPing[i] = aRank[i].ping;
+    aHostOf[i] = i;
+    for (int j = 0; j < i; j++)
+      if (strcmp(aRank[j].zHost, aRank[i].zHost) == 0) {
+        aHostOf[i] = aHostOf[j];
+        break;
+      }
+  }
+  int iWas = p->srStep ? p->lr.iRank : -1;
+  bt_straggler_link_update(&p->link, aPing, aHostOf, p->world, &p->lr);
+  if (aHostOf != aSmall) free(aHostOf);
+  if (aPing != aPingSmall) free(aPing);
+  p->zLinkHost[0] = 0;
+  int iRank = p->lr.iRank;
+  if (iRank < 0) return;
+  bt_snprintf(p->zLinkHost, sizeof p->zLinkHost, "%s", aRank[iRank].zHost);
+  size_t n = strlen(p->zStragLine);
+  bt_snprintf(p->zStragLine + n, sizeof p->zStragLine - n,
+              "%sslow link rank %d@%.48s %.0f ms", n ? " | " : "", iRank,
+              p->zLinkHost, 1e3 * p->lr.pingMax);
+  if (p->rank == 0 && iRank != iWas)
+    bt_log_warn("slow link: host %s (rank %d) answers rank 0 in %.1f ms, "
+                "%.0fx the median host's %.2f ms, for %d log intervals "
+                "(one round trip per rank per log step; every rank's "
+                "gradient wait grows with it; train.straggler_factor = %g)",
+                p->zLinkHost, iRank, 1e3 * p->lr.pingMax, p->lr.ratio,
+                1e3 * p->lr.pingMedian, p->lr.nIntervals, p->link.factor);
 }
 
 void bt_outputs_ranks(bt_outputs *p, long step, const bt_rank_times *aRank) {
@@ -106,22 +149,26 @@ void bt_outputs_ranks(bt_outputs *p, long step, const bt_rank_times *aRank) {
   if (!p->srStep) iWas = -1;
   bt_straggler_update(&p->strag, pBusy, pWait, p->world, &p->sr);
   if (pBusy != aBusy) free(pBusy);
-  p->srStep = step;
   p->zStragLine[0] = 0;
   p->zStragHost[0] = 0;
   int iRank = p->sr.iRank;
-  if (iRank < 0) return;
-  bt_snprintf(p->zStragHost, sizeof p->zStragHost, "%s", aRank[iRank].zHost);
-  bt_snprintf(p->zStragLine, sizeof p->zStragLine, "slow rank %d@%.48s %.1fx",
-              iRank, p->zStragHost, p->sr.ratio);
+  if (iRank >= 0) {
+    bt_snprintf(p->zStragHost, sizeof p->zStragHost, "%s",
+                aRank[iRank].zHost);
+    bt_snprintf(p->zStragLine, sizeof p->zStragLine,
+                "slow rank %d@%.48s %.1fx", iRank, p->zStragHost,
+                p->sr.ratio);
+  }
   /* Once per episode in the log: the progress line repeats it anyway. */
-  if (p->rank == 0 && iRank != iWas)
+  if (p->rank == 0 && iRank >= 0 && iRank != iWas)
     bt_log_warn("straggler: rank %d on host %s has been %.1fx the median "
                 "rank's busy time per step (%.0f ms vs %.0f ms; data + "
                 "forward/backward) for %d log intervals "
                 "(train.straggler_factor = %g)",
                 iRank, p->zStragHost, p->sr.ratio, 1e3 * p->sr.busyMax,
                 1e3 * p->sr.busyMedian, p->sr.nIntervals, p->strag.factor);
+  outputs_link(p, aRank);
+  p->srStep = step;
 }
 
 void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
@@ -162,6 +209,17 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
       bt_metrics_scalar(pM, step, "straggler/rank", p->sr.iRank);
       bt_metrics_scalar(pM, step, "straggler/ratio", p->sr.ratio);
       bt_metrics_scalar(pM, step, zTag, p->sr.iRank);
+    }
+    bt_metrics_scalar(pM, step, "time/link_ping_max_ms", 1e3 * p->lr.pingMax);
+    bt_metrics_scalar(pM, step, "time/link_ping_median_ms",
+                      1e3 * p->lr.pingMedian);
+    if (p->lr.iRank >= 0) {
+      char zTag[BT_METRICS_MAX_TAG + 1];
+      bt_snprintf(zTag, sizeof zTag, "straggler/link_host/%.100s",
+                  p->zLinkHost);
+      bt_metrics_scalar(pM, step, "straggler/link_rank", p->lr.iRank);
+      bt_metrics_scalar(pM, step, "straggler/link_ms", 1e3 * p->lr.pingMax);
+      bt_metrics_scalar(pM, step, zTag, p->lr.iRank);
     }
   }
   /* Marks each start on its first line (0: a fresh run), so a reader sees a

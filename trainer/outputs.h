@@ -53,6 +53,7 @@ typedef struct bt_step_times {
 typedef struct bt_rank_times {
   double busy; /* data wait + forward/backward */
   double wait; /* gradient communication not hidden by backward */
+  double ping; /* round trip to rank 0 at this log step (bt_comm_host_ping) */
   char zHost[48];
 } bt_rank_times;
 
@@ -100,17 +101,21 @@ typedef struct bt_outputs {
   bt_straggler_result sr;   /* the latest interval's verdict */
   long srStep;              /* the step of sr; 0: none yet */
   char zStragHost[48];      /* host of sr.iRank */
-  char zStragLine[96];      /* its progress-line segment ("" when none) */
+  bt_straggler link;        /* the slow-link verdict (straggler.h) */
+  bt_straggler_link_result lr;
+  char zLinkHost[48];       /* host of lr.iRank */
+  char zStragLine[160];     /* progress-line segment(s) ("" when none) */
 } bt_outputs;
 
 /* Opens every sink of the spec (invariant 1). On error returns BT_ERR with
  * the path in bt_err_msg() and leaves *p zeroed. */
 int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *pSpec);
 /* Every rank, at a log step, before bt_outputs_step of that step: the
- * gathered times of all ranks (world entries). Updates the straggler
- * verdict; rank 0 adds time/rank_* and, while a rank is named,
- * the straggler/ tags to the step's metrics, warns once when a rank is first
- * named, and the progress line names it until it is no longer slow. */
+ * gathered times of all ranks (world entries). Updates the straggler and
+ * slow-link verdicts; rank 0 adds time/rank_* and time/link_ping_* and,
+ * while a rank or link is named, the straggler/ tags to the step's metrics,
+ * warns once when one is first named, and the progress line names it
+ * until it is no longer slow. */
 void bt_outputs_ranks(bt_outputs *p, long step, const bt_rank_times *aRank);
 /* The step's loss-log line and metrics (before its checkpoint). */
 void bt_outputs_step(bt_outputs *p, const bt_step_report *r);

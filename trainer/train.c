@@ -608,6 +608,40 @@ static void fault_slow_rank(int rank) {
   }
 }
 
+/* Test-only knob of the shrink test (tests/multinode/shrink.sh,
+ * docs/operations.md): BATON_DUMP_SAMPLES=DIR makes every rank append
+ * "step epoch index" for each sample it consumes to
+ * DIR/samples.s<S>.w<W>.r<R>.txt (S: the step this process resumed from,
+ * W: the world size, R: the rank), so a test can check across restarts on
+ * different world sizes that every sample was seen once per epoch. Read
+ * once; flushed every micro-step so that a killed rank loses nothing it
+ * trained on. */
+static int debug_dump_samples(const bt_trainer *tr, long step,
+                              const bt_batch *b) {
+  static FILE *s_pFile;
+  static int s_bOff;
+  if (s_bOff) return BT_OK;
+  if (!s_pFile) {
+    const char *zDir = getenv("BATON_DUMP_SAMPLES");
+    if (!zDir || !*zDir) {
+      s_bOff = 1;
+      return BT_OK;
+    }
+    char zPath[4096];
+    bt_snprintf(zPath, sizeof zPath, "%s/samples.s%ld.w%d.r%d.txt", zDir,
+                step - 1, tr->world, tr->rank);
+    s_pFile = fopen(zPath, "a");
+    if (!s_pFile)
+      return bt_err_set("BATON_DUMP_SAMPLES: cannot open %s: %s", zPath,
+                        strerror(errno));
+  }
+  for (int i = 0; i < b->n; i++)
+    fprintf(s_pFile, "%ld %lld %lld\n", step, (long long)b->epoch,
+            (long long)b->index[i]);
+  fflush(s_pFile);
+  return BT_OK;
+}
+
 /* One micro-batch: data, forward, backward. On the last micro-step the
  * grad-ready hook launches bucket reductions during backward. */
 static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
@@ -620,6 +654,7 @@ static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
   if (bt_loader_next(tr->pLoader, &b) != BT_OK)
     return bt_err_prefix("step %ld: ", s->step);
   bt_trace_end(pTrace);
+  if (debug_dump_samples(tr, s->step, &b) != BT_OK) return BT_ERR;
   s->r.t.data += b.wait_seconds;
   s->nGlobal = b.step_global_n;
   double scale = 1.0 / ((double)b.step_global_n * L->itemsPerSample);
@@ -802,6 +837,9 @@ static int step_gather_ranks(loop_ctx *L, step_ctx *s) {
   bt_rank_times mine = {.busy = L->rankBusy / L->nRankSteps,
                         .wait = L->rankWait / L->nRankSteps};
   bt_snprintf(mine.zHost, sizeof mine.zHost, "%.47s", bt_log_host());
+  bt_comm_set_context(tr->pComm, s->step, "link ping");
+  if (bt_comm_host_ping(tr->pComm, &mine.ping) != BT_OK)
+    return bt_err_prefix("step %ld: ", s->step);
   bt_rank_times *aAll = malloc((size_t)tr->world * sizeof *aAll);
   if (!aAll) return bt_err_set("step %ld: out of memory", s->step);
   bt_comm_set_context(tr->pComm, s->step, "step-time all-gather");

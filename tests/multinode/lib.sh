@@ -29,7 +29,9 @@
 #
 # Needs root, iproute2 (ip) and util-linux (unshare, mount); where a
 # namespace cannot be made, mn_require exits 77, which ctest reports as
-# skipped, with the reason.
+# skipped, with the reason. mn_loss needs nft (nftables), mn_delay iptables
+# and the nfq_delay test program (libnetfilter-queue); their tests skip
+# without them.
 
 MN_PREFIX="btmn$$"
 MN_BR="${MN_PREFIX}br"
@@ -165,6 +167,37 @@ NFT
 mn_loss_dropped() {
   ip netns exec "${MN_PREFIX}n$1" nft list table inet mnloss |
     sed -n 's/.*counter packets \([0-9]*\).*/\1/p'
+}
+
+# mn_delay I MS PCT [SEED]: node I's incoming packets are held MS ms and
+# PCT % of them dropped (seeded), by nfq_delay ($NFQ_DELAY, built from
+# nfq_delay.c) fed by an iptables NFQUEUE rule on node I's eth0 input. The
+# kernel here has no netem qdisc and no nftables `queue` (CONFIG_NFT_QUEUE);
+# iptables' NFQUEUE target (xt, through nft's compat layer) is there.
+# Incoming, not outgoing (nfq_delay.c, 1.). The program is started and
+# ready before the rule exists: a rule without a reader would drop every
+# packet. mn_delay_stats I removes the rule, stops the program and prints
+# its counts line; call it in the test's own shell, not in $(...), which
+# could not wait for the program.
+mn_delay() {
+  local ns="${MN_PREFIX}n$1" end=$((SECONDS + 10))
+  ip netns exec "$ns" "$NFQ_DELAY" --queue 0 --delay-ms "$2" --loss "$3" --seed "${4:-1}" \
+    >"$MN_DIR/nfq$1.out" 2>"$MN_DIR/nfq$1.err" &
+  eval "MN_NFQ_$1=$!"
+  until grep -q "ready" "$MN_DIR/nfq$1.err"; do
+    kill -0 "$!" 2>/dev/null && [ "$SECONDS" -lt "$end" ] || { cat "$MN_DIR/nfq$1.err" >&2; return 1; }
+    sleep 0.02
+  done
+  ip netns exec "$ns" iptables -A INPUT -i "$MN_IF" -j NFQUEUE --queue-num 0
+}
+mn_delay_stats() {
+  local p
+  eval "p=\${MN_NFQ_$1:-}"
+  [ -n "$p" ] || return 1
+  ip netns exec "${MN_PREFIX}n$1" iptables -D INPUT -i "$MN_IF" -j NFQUEUE --queue-num 0
+  kill -TERM "$p" 2>/dev/null
+  wait "$p" 2>/dev/null
+  cat "$MN_DIR/nfq$1.out"
 }
 
 # mn_teardown: kill every process in every namespace, delete them.
