@@ -143,7 +143,9 @@ const bt_cfg_key bt_config_keys[] = {
      "Name the slowest rank and its host on the progress line and in "
      "metrics.jsonl (straggler/*) when its busy time per step (data + "
      "forward/backward) is at least this many times the median rank's "
-     "(0: off). Measured once per log interval (train.log_every)."},
+     "(0: off); likewise a host whose round trip to rank 0 is this many "
+     "times the median host's (slow link). Measured once per log interval "
+     "(train.log_every)."},
     {"train", "straggler_intervals", BT_CFG_INT, OFF(straggler_intervals), "3",
      NULL, 1, 1 << 20, BT_CFG_SAFE,
      "Consecutive log intervals the same rank must be over "

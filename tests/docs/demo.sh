@@ -19,5 +19,8 @@ need "model.safetensors"
 need "model.onnx"
 need "tokens/s (KV cache"
 echo "demo took ${took}s"
-[ "$took" -le 180 ] || { echo "FAIL: demo took ${took}s (> 180 s)"; exit 1; }
+# The README promises a demo of about a minute (34-38 s on a quiet 2-core
+# machine). The bound only catches a demo that grew by an order of
+# magnitude: with six builds beside it on 2 cores it took 350-570 s.
+[ "$took" -le 900 ] || { echo "FAIL: demo took ${took}s (> 900 s)"; exit 1; }
 echo "$((pass + 1)) passed, 0 failed"
