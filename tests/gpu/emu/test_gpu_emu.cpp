@@ -76,7 +76,10 @@ static unsigned grid_of(size_t n, unsigned t) {
   return (unsigned)g;
 }
 
-static void t_attention(int B, int T, int C, int NH) {
+/* keyLen empty: the GPT's causal attention (attention_fwd/bwd, keyLen NULL);
+ * else the masked ops (attention_masked_fwd/bwd) with these key lengths. */
+static void t_attention(int B, int T, int C, int NH, int causal = 1,
+                        std::vector<int32_t> keyLen = {}) {
   char z[128];
   int hs = C / NH;
   size_t nOut = (size_t)B * T * C;
@@ -86,24 +89,35 @@ static void t_attention(int B, int T, int C, int NH) {
   // CPU
   std::vector<float> outC(nOut), attC(bt_op_attention_att_size(cpu, B, T, NH)),
       scrC(bt_op_attention_scratch_size(cpu, B, T, NH)), dqC = dq0;
-  bt_op_attention_fwd(cpu, outC.data(), attC.data(), qkv.data(), B, T, C, NH);
-  bt_op_attention_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), B, T, C, NH);
+  const int32_t *kl = keyLen.empty() ? nullptr : keyLen.data();
+  if (kl || !causal) {
+    bt_op_attention_masked_fwd(cpu, outC.data(), attC.data(), qkv.data(), kl, causal, B, T, C, NH);
+    bt_op_attention_masked_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), kl,
+                               causal, B, T, C, NH);
+  } else {
+    bt_op_attention_fwd(cpu, outC.data(), attC.data(), qkv.data(), B, T, C, NH);
+    bt_op_attention_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), B, T, C, NH);
+  }
   // flash (mirrors bt_cuda_attention_fwd/bwd)
   auto outG = nanv(nOut), lse = nanv((size_t)B * NH * T), D = nanv((size_t)B * NH * T);
   auto dqG = dq0;
   float scale = 1.0f / sqrtf((float)hs);
   dim3 grid((T + FA_BR - 1) / FA_BR, B * NH);
   launch(bt_k_flash_fwd, grid, dim3(32 * FA_WARPS), fa_fwd_smem(hs) * 4, outG.data(), lse.data(),
-         (const float *)qkv.data(), T, C, NH, hs, scale);
+         (const float *)qkv.data(), kl, causal, T, C, NH, hs, scale);
   launch(bt_k_flash_bwd_dq, grid, dim3(32 * FA_WARPS), fa_dq_smem(hs) * 4, dqG.data(), D.data(),
-         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), T, C, NH, hs, scale);
+         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), kl, causal, T, C,
+         NH, hs, scale);
   dim3 gk((T + FA_BC - 1) / FA_BC, B * NH);
   launch(bt_k_flash_bwd_dkv, gk, dim3(32 * FA_WARPS), fa_dkv_smem(hs) * 4, dqG.data(), (const float *)D.data(),
-         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), T, C, NH, hs, scale);
-  snprintf(z, sizeof z, "flash fwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), kl, causal, T, C,
+         NH, hs, scale);
+  const char *zMask = kl ? (causal ? " causal+keyLen" : " keyLen") : (causal ? "" : " full");
+  snprintf(z, sizeof z, "flash fwd B=%d T=%d C=%d NH=%d%s", B, T, C, NH, zMask);
   check(z, outG, outC, 1e-5);
-  snprintf(z, sizeof z, "flash bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  snprintf(z, sizeof z, "flash bwd B=%d T=%d C=%d NH=%d%s", B, T, C, NH, zMask);
   check(z, dqG, dqC, 1e-5);
+  if (kl || !causal) return; /* the reference kernels are causal only */
   // reference kernels
   auto outR = nanv(nOut), lseR = nanv((size_t)B * NH * T);
   auto dqR = dq0;
@@ -346,6 +360,11 @@ int main() {
   t_attention(1, 70, 64, 1);  /* three tiles, hs = 64 */
   t_attention(1, 45, 96, 2);
   t_attention(1, 33, 256, 2);
+  /* the speech encoder's mask: keys past keyLen[b], padded query rows */
+  t_attention(2, 40, 64, 2, 0, {40, 23});
+  t_attention(3, 70, 64, 2, 0, {1, 70, 37}); /* 1 key; a full row */
+  t_attention(2, 45, 32, 1, 1, {45, 17});    /* causal + lengths */
+  t_attention(1, 33, 32, 2, 0);              /* no mask at all */
   t_attention_decode(1, 8, 2);    /* one position: out = v[0] */
   t_attention_decode(7, 6, 3);    /* hs = 2 */
   t_attention_decode(300, 128, 2); /* positions > threads: strided */
