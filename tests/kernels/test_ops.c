@@ -1397,6 +1397,8 @@ static const char *const azTag[] = {"memory", "empty_shapes", "threads"};
 #define CASE_CPU_ONLY 1
 
 static void run_memory(const int *a) { (void)a, test_memory(); }
+#include "tests/kernels/test_ops_speech.h"
+
 static void run_matmul(const int *a) {
   test_matmul(a[0], a[1], a[2], (bt_wlayout)a[3], a[4]);
 }
@@ -1451,6 +1453,17 @@ static const TestCase aCase[] = {
     {"attention_decode", "attention_decode T7 C6 NH2", run_attention_decode, {7, 6, 2}, 0},
     {"attention_decode", "attention_decode T70 C12 NH3", run_attention_decode, {70, 12, 3}, 0},
     {"attention_decode", "attention_decode T1 C4 NH2", run_attention_decode, {1, 4, 2}, 0},
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B2 T9 Cin3 Cout4 K3 S2 P1", test_conv1d, {2, 9, 3, 4, 3, 210}, 0},
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B1 T8 Cin5 Cout2 K3 S1 P0 nobias", test_conv1d, {1, 8, 5, 2, 3, 101}, 0},
+    /* > one 64-row sgemm chunk, > 8 output channels (the dw split) */
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B2 T140 Cin2 Cout11 K3 S2 P1", test_conv1d, {2, 140, 2, 11, 3, 210}, 0},
+    /* keyLen bytes: 7, 3, 1 (one key only) */
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B3 T7 C6 NH2 full keyLen", test_attention_masked, {3, 7, 6, 2, 0, 7 | 3 << 8 | 1 << 16}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B2 T7 C6 NH3 causal keyLen", test_attention_masked, {2, 7, 6, 3, 1, 5 | 7 << 8}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B2 T5 C4 NH2 full", test_attention_masked, {2, 5, 4, 2, 0, 0}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B1 T6 C4 NH1 causal", test_attention_masked, {1, 6, 4, 1, 1, 0}, 0},
+    {"ctc_loss_fwd ctc_loss_bwd ctc_scratch_size", "ctc_loss vs enumerated alignments, set 0", test_ctc, {0}, 0},
+    {"ctc_loss_fwd ctc_loss_bwd ctc_scratch_size", "ctc_loss set 1 (impossible utterance)", test_ctc, {1}, 0},
     {"xent_fwd xent_bwd", "xent N7 V5 Vp8", run_xent, {7, 5, 8, 0}, 0},
     {"xent_fwd xent_bwd", "xent N7 V5 Vp8 in-place", run_xent, {7, 5, 8, 1}, 0},
     /* no padding */
