@@ -29,7 +29,8 @@
  *   bt_k_ctc_grad        one block per (b, t): thread per vocabulary entry
  *                        v adds dloss * (p_v - sum of the occupancies of
  *                        the states labelled v, in state order).
- * The recursions sum in double, as the CPU reference does. Utterances
+ * The recursions sum in double, as the CPU reference does. (No isfinite:
+ * the CPU emulator compiles these kernels in a namespace without it.) Utterances
  * are short (a few hundred frames after subsampling, 2L+1 of a few
  * hundred), so one block per utterance is enough parallelism per step.
  */
@@ -191,22 +192,36 @@ __device__ __forceinline__ int ctc_skip_d(const int32_t *tgt, int s) {
   return s >= 2 && (s & 1) && tgt[s >> 1] != tgt[(s >> 1) - 1];
 }
 
-/* lp[b,t,:] = log_softmax(logits[b,t,:]) for t < inLen[b]. */
+/* lp[b,t,:] = log_softmax(logits[b,t,:]) for t < inLen[b]. The sum of
+ * exponentials runs in double, like the CPU reference's, so both round
+ * the same log-normaliser to the same float log-probs: alpha and beta
+ * then follow identical double recursions. (Over hundreds of frames the
+ * float alphas reach magnitudes of ~500, where one float ulp is 6e-5;
+ * an fp32 normaliser made the two backends differ by 1.5e-5 at T = 300.)
+ */
 __global__ void bt_k_ctc_logsoftmax(float *lp, const float *logits,
                                     const int32_t *inLen, int T, int V) {
   __shared__ float sh[32];
+  __shared__ double shd[32];
   const int b = blockIdx.y, t = blockIdx.x;
   if (t >= inLen[b]) return; /* block-uniform */
   const float *x = logits + ((size_t)b * T + t) * V;
   float mx = -INFINITY;
   for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x[v]);
   mx = bt_block_max(mx, sh);
-  float s = 0.0f;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(x[v] - mx);
-  s = bt_block_sum(s, sh);
-  const float lz = mx + logf(s);
+  double s = 0.0;
+  for (int v = threadIdx.x; v < V; v += blockDim.x)
+    s += exp((double)x[v] - mx);
+  s = bt_warp_sum_d(s);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) shd[warp] = s;
+  __syncthreads();
+  double tot = 0.0;
+  for (int w = 0; w < (int)(blockDim.x >> 5); w++) tot += shd[w];
+  const double lz = mx + log(tot);
   float *o = lp + ((size_t)b * T + t) * V;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) o[v] = x[v] - lz;
+  for (int v = threadIdx.x; v < V; v += blockDim.x)
+    o[v] = (float)(x[v] - lz);
 }
 
 __global__ void bt_k_ctc_alpha(float *alpha, float *ll, float *losses,
@@ -237,7 +252,7 @@ __global__ void bt_k_ctc_alpha(float *alpha, float *ll, float *losses,
     double l = aN[S - 1];
     if (S > 1) l = ctc_lse2(l, aN[S - 2]);
     ll[b] = (float)l;
-    losses[b] = isfinite(l) ? (float)-l : 0.0f; /* zero_infinity */
+    losses[b] = l > -INFINITY ? (float)-l : 0.0f; /* zero_infinity */
   }
 }
 
@@ -274,7 +289,7 @@ __global__ void bt_k_ctc_grad(float *dlogits, const float *lp,
                               const int32_t *tgtLen, int T, int V, int L) {
   const int b = blockIdx.y, t = blockIdx.x, Smax = 2 * L + 1;
   const double l = ll[b];
-  if (t >= inLen[b] || !isfinite(l)) return; /* block-uniform */
+  if (t >= inLen[b] || !(l > -INFINITY)) return; /* block-uniform */
   const int S = 2 * tgtLen[b] + 1;
   const int32_t *tgt = targets + (size_t)b * L;
   const size_t row = (size_t)b * T + t;

@@ -16,7 +16,8 @@
  * the column sum behind every bias gradient, the bias kernels,
  * cross-entropy fwd/bwd (also in place), embedding fwd, dwpe and dwte (with
  * the host plan built as bt_cuda_embed_bwd builds it), GELU, AdamW and the
- * two-pass sumsq; and the GEMM plans of cuda_gemm_plan.h (every matmul
+ * two-pass sumsq; the masked flash attention (key lengths, causal or not)
+ * and the CTC kernels (log-softmax, alpha, beta, gradient); and the GEMM plans of cuda_gemm_plan.h (every matmul
  * product, both weight layouts) executed by a reference column-major GEMM
  * with cuBLASLt's conventions, and by the fallback GEMM kernel. Not
  * covered: cuBLASLt itself and the bf16 conversion.
@@ -241,6 +242,39 @@ static void t_bias(int N, int C) {
   snprintf(z, sizeof z, "add_bias_cm %dx%d", N, C); check(z, oG2, oC, 1e-6);
 }
 
+/* The CTC kernels (cuda_speech.cu), launched as bt_cuda_ctc_loss_fwd/bwd
+ * launch them; lengths as in test_gpu_ops: utterance 0 uses every frame,
+ * the last one is impossible (more labels than frames). */
+static void t_ctc(int B, int T, int V, int L) {
+  char z[128];
+  std::vector<int32_t> in(B), tl(B), tg((size_t)B * L);
+  for (int b = 0; b < B; b++) {
+    in[b] = b == 0 ? T : T / 2 + (b * 7) % (T / 2 + 1);
+    tl[b] = (b * 5 + 1) % (L + 1);
+    if (b == B - 1) in[b] = 1, tl[b] = L;
+    for (int j = 0; j < L; j++) tg[(size_t)b * L + j] = j < tl[b] ? 1 + (b + 3 * j) % (V - 1) : -1;
+  }
+  size_t n = (size_t)B * T * V, nS = bt_op_ctc_scratch_size(cpu, B, T, V, L);
+  auto x = rnd(n, -3, 3), dl = rnd(B, 0.5f, 1.5f), g0 = rnd(n, -1, 1);
+  std::vector<float> lC(B), scrC(nS), gC = g0;
+  bt_op_ctc_loss_fwd(cpu, lC.data(), scrC.data(), x.data(), in.data(), tg.data(), tl.data(), B, T, V, L);
+  bt_op_ctc_loss_bwd(cpu, gC.data(), scrC.data(), dl.data(), in.data(), tg.data(), tl.data(), B, T, V, L);
+  auto lG = nanv(B), scr = nanv(nS), gG = g0;
+  float *lp = scr.data(), *alpha = lp + n, *beta = alpha + (size_t)B * T * (2 * L + 1);
+  float *ll = beta + (size_t)B * T * (2 * L + 1);
+  launch(bt_k_ctc_logsoftmax, dim3(T, B), dim3(CTC_THREADS), 0, lp, (const float *)x.data(),
+         (const int32_t *)in.data(), T, V);
+  launch(bt_k_ctc_alpha, dim3(B), dim3(CTC_THREADS), 0, alpha, ll, lG.data(), (const float *)lp,
+         (const int32_t *)in.data(), (const int32_t *)tg.data(), (const int32_t *)tl.data(), T, V, L);
+  launch(bt_k_ctc_beta, dim3(B), dim3(CTC_THREADS), 0, beta, (const float *)lp, (const int32_t *)in.data(),
+         (const int32_t *)tg.data(), (const int32_t *)tl.data(), T, V, L);
+  launch(bt_k_ctc_grad, dim3(T, B), dim3(CTC_THREADS), 0, gG.data(), (const float *)lp, (const float *)alpha,
+         (const float *)beta, (const float *)ll, (const float *)dl.data(), (const int32_t *)in.data(),
+         (const int32_t *)tg.data(), (const int32_t *)tl.data(), T, V, L);
+  snprintf(z, sizeof z, "ctc fwd B=%d T=%d V=%d L=%d", B, T, V, L); check(z, lG, lC, 1e-5);
+  snprintf(z, sizeof z, "ctc bwd B=%d T=%d V=%d L=%d", B, T, V, L); check(z, gG, gC, 1e-5);
+}
+
 static void t_xent(int N, int V, int Vp) {
   char z[128];
   auto x = rnd((size_t)N * Vp, -4, 4);
@@ -378,6 +412,8 @@ int main() {
   t_bias(5, 7);
   t_bias(300, 70);
   t_xent(7, 5, 8);
+  t_ctc(4, 50, 29, 12);
+  t_ctc(3, 300, 40, 140); /* 281 states > 256 threads: strided */
   t_xent(9, 300, 320);
   t_embed(2, 7, 5, 4);
   t_embed(3, 17, 40, 29);
