@@ -1220,6 +1220,12 @@ static void test_empty_shapes(void) {
   bt_op_attention_decode(g_be, g, g, d, d, d, 1, 0, 1);
   bt_op_xent_fwd(g_be, g, d, dz, 0, 2, 2);
   bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
+  bt_op_conv1d_fwd(g_be, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
+  bt_op_conv1d_bwd(g_be, g, g, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
+  bt_op_attention_masked_fwd(g_be, g, g, d, NULL, 0, 0, 2, 2, 1);
+  bt_op_attention_masked_bwd(g_be, g, g, d, d, d, NULL, 0, 0, 2, 2, 1);
+  bt_op_ctc_loss_fwd(g_be, g, g, d, dz, dz, dz, 0, 2, 2, 1);
+  bt_op_ctc_loss_bwd(g_be, g, g, d, dz, dz, dz, 0, 2, 2, 1);
   bt_op_adamw(g_be, g, d, g, g, 0, &hp);
   bt_op_scale(g_be, g, 2.0f, 0);
   double ss = bt_op_sumsq(g_be, d, 0);
@@ -1473,6 +1479,8 @@ static const TestCase aCase[] = {
     {"sumsq scale", "sumsq n100003, scale", run_sumsq_scale, {0}, 0},
     {"empty_shapes", "every op with an empty shape is a no-op", run_empty, {0}, 0},
     {"threads", "every op: 1, 2, 3 threads bit for bit", run_threads, {0}, CASE_CPU_ONLY},
+    {"threads conv1d_fwd conv1d_bwd attention_masked_fwd attention_masked_bwd ctc_loss_fwd ctc_loss_bwd",
+     "speech ops: 1, 2, 3 threads bit for bit", test_speech_threads, {0}, CASE_CPU_ONLY},
 };
 #define N_CASE ((int)(sizeof aCase / sizeof aCase[0]))
 

@@ -389,3 +389,87 @@ static void test_ctc(const int *p) {
   free(g);
   case_free(&c);
 }
+
+/* ---- thread-count independence of the speech ops (CPU) --------------------
+ * Shapes past every OpenMP threshold of cpu_speech.c (conv rows x Cin K x
+ * Cout, B T T C, B T V all >= BT_CPU_PAR_MIN); outputs and gradients of
+ * 1, 2 and 3 threads must be the same bits. */
+enum { SP_NOUT = 9 };
+
+static void speech_run_all(float **aOut, size_t *anOut) {
+  enum { B = 4, T = 201, CI = 40, CO = 48, K = 3, TA = 61, C = 128, NH = 4,
+         TC = 120, V = 80, L = 20 };
+  const int To = (T + 2 - K) / 2 + 1;
+  static const int32_t aLen[B] = {61, 40, 1, 59}, aIn[B] = {120, 90, 70, 31};
+  static const int32_t aTl[B] = {20, 7, 0, 20};
+  int32_t tg[B * L];
+  for (int i = 0; i < B * L; i++) tg[i] = 1 + (i * 7) % (V - 1);
+  g_salt = 7000;
+  size_t n[SP_NOUT] = {(size_t)B * To * CO, (size_t)B * T * CI,
+                       (size_t)CO * CI * K, CO, (size_t)B * TA * C,
+                       (size_t)B * TA * 3 * C, B, (size_t)B * TC * V, 0};
+  float *x = rand_vec(n[1], -1, 1), *w = rand_vec(n[2], -1, 1);
+  float *r = rand_vec(n[0], -1, 1), *q = rand_vec(n[5], -2, 2);
+  float *ra = rand_vec(n[4], -1, 1), *lg = rand_vec(n[7], -3, 3);
+  float *rl = rand_vec(B, 0.5f, 1.5f);
+  float *d[SP_NOUT];
+  for (int i = 0; i < SP_NOUT - 1; i++) d[i] = bt_mem_alloc(g_be, n[i], "o");
+  float *dx = dev_from(x, n[1]), *dw = dev_from(w, n[2]), *dr = dev_from(r, n[0]);
+  float *dq = dev_from(q, n[5]), *dra = dev_from(ra, n[4]);
+  float *dlg = dev_from(lg, n[7]), *drl = dev_from(rl, B);
+  int32_t *dLen = dev_from_i32(aLen, B), *dIn = dev_from_i32(aIn, B);
+  int32_t *dTl = dev_from_i32(aTl, B), *dTg = dev_from_i32(tg, B * L);
+  size_t nS = bt_op_conv1d_scratch_size(g_be, B, T, CI, CO, K, 2, 1);
+  size_t nA = bt_op_attention_att_size(g_be, B, TA, NH);
+  size_t nC = bt_op_ctc_scratch_size(g_be, B, TC, V, L);
+  float *scr = bt_mem_alloc(g_be, nS > nA ? (nS > nC ? nS : nC) : (nA > nC ? nA : nC), "s");
+  float *att = bt_mem_alloc(g_be, nA, "att");
+  bt_op_conv1d_fwd(g_be, d[0], scr, dx, dw, dw, B, T, CI, CO, K, 2, 1);
+  bt_op_conv1d_bwd(g_be, d[1], d[2], d[3], scr, dr, dx, dw, B, T, CI, CO, K,
+                   2, 1);
+  bt_op_attention_masked_fwd(g_be, d[4], att, dq, dLen, 0, B, TA, C, NH);
+  bt_op_attention_masked_bwd(g_be, d[5], scr, dra, dq, att, dLen, 0, B, TA,
+                             C, NH);
+  bt_op_ctc_loss_fwd(g_be, d[6], scr, dlg, dIn, dTg, dTl, B, TC, V, L);
+  bt_op_ctc_loss_bwd(g_be, d[7], scr, drl, dIn, dTg, dTl, B, TC, V, L);
+  for (int i = 0; i < SP_NOUT - 1; i++) {
+    aOut[i] = xmalloc(n[i] * sizeof(float));
+    anOut[i] = n[i];
+    fetch_free(aOut[i], d[i], n[i]);
+  }
+  float *all[] = {dx, dw, dr, dq, dra, dlg, drl, scr, att};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    bt_mem_free(g_be, all[i]);
+  bt_mem_free_i32(g_be, dLen), bt_mem_free_i32(g_be, dIn);
+  bt_mem_free_i32(g_be, dTl), bt_mem_free_i32(g_be, dTg);
+  free(x), free(w), free(r), free(q), free(ra), free(lg), free(rl);
+}
+
+static void test_speech_threads(const int *a) {
+  (void)a;
+  static const char *azName[SP_NOUT - 1] = {
+      "conv out", "conv dinp", "conv dw", "conv dbias", "att out",
+      "att dqkv", "ctc losses", "ctc dlogits"};
+  float *aRef[SP_NOUT], *aGot[SP_NOUT];
+  size_t an[SP_NOUT];
+  bt_backend *saved = g_be;
+  int nDiff = 0;
+  for (int nt = 1; nt <= 3; nt++) {
+    g_be = bt_backend_create(BT_BACKEND_CPU, nt, 0);
+    CHECK(g_be != NULL, "cpu backend: %s", bt_err_msg());
+    if (!g_be) break;
+    speech_run_all(nt == 1 ? aRef : aGot, an);
+    bt_backend_free(g_be);
+    if (nt == 1) continue;
+    for (int i = 0; i < SP_NOUT - 1; i++) {
+      int dif = memcmp(aRef[i], aGot[i], an[i] * sizeof(float)) != 0;
+      if (dif) printf("  1 vs %d threads differ: %s\n", nt, azName[i]);
+      nDiff += dif;
+      free(aGot[i]);
+    }
+  }
+  g_be = saved;
+  for (int i = 0; i < SP_NOUT - 1; i++) free(aRef[i]);
+  printf("  speech ops, 1 vs 2 vs 3 threads: %d buffers differ\n", nDiff);
+  CHECK(nDiff == 0, "%d speech op outputs depend on the thread count", nDiff);
+}
