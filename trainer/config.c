@@ -27,7 +27,8 @@ _Static_assert(sizeof(bt_ckpt_on_error) == sizeof(int), "enum size");
 
 /* The words of each enum key, in the order the docs and errors list them. */
 static const bt_cfg_choice aModelType[] = {
-    {"gpt", BT_MODEL_GPT}, {"mlp", BT_MODEL_MLP}, {NULL, 0}};
+    {"gpt", BT_MODEL_GPT}, {"mlp", BT_MODEL_MLP}, {"speech", BT_MODEL_SPEECH},
+    {NULL, 0}};
 static const bt_cfg_choice aBackend[] = {
     {"cpu", BT_BACKEND_CPU}, {"cuda", BT_BACKEND_CUDA}, {NULL, 0}};
 static const bt_cfg_choice aPrecision[] = {
@@ -54,18 +55,20 @@ static const bt_cfg_choice aOnError[] = {
 const bt_cfg_key bt_config_keys[] = {
     /* [model] */
     {"model", "type", BT_CFG_ENUM, OFF(model_type), NULL, aModelType, NOLIM,
-     BT_CFG_SHAPE, "Model family: a GPT-2-style decoder or an MLP classifier."},
+     BT_CFG_SHAPE, "Model family: a GPT-2-style decoder, an MLP classifier, or a speech "
+     "recogniser (convolutions + transformer encoder + CTC)."},
     {"model", "n_layer", BT_CFG_INT, OFF(n_layer), "2", NULL, 1, 256,
-     BT_CFG_SHAPE, "GPT: number of transformer blocks."},
+     BT_CFG_SHAPE, "GPT, speech: number of transformer blocks."},
     {"model", "n_head", BT_CFG_INT, OFF(n_head), "2", NULL, 1, 256,
-     BT_CFG_SHAPE, "GPT: attention heads; must divide n_embd."},
+     BT_CFG_SHAPE, "GPT, speech: attention heads; must divide n_embd."},
     {"model", "n_embd", BT_CFG_INT, OFF(n_embd), "64", NULL, 1, 65536,
-     BT_CFG_SHAPE, "GPT: model width (channels)."},
+     BT_CFG_SHAPE, "GPT, speech: model width (channels, d_model)."},
     {"model", "context", BT_CFG_INT, OFF(context), "64", NULL, 1, 1 << 20,
      BT_CFG_SHAPE, "GPT: context length T (tokens per sample)."},
     {"model", "vocab_size", BT_CFG_INT, OFF(vocab_size), "0", NULL, 0,
      1 << 24, BT_CFG_SHAPE,
-     "GPT: vocabulary size (token ids are below it). 0: from the data (the "
+     "GPT: vocabulary size (token ids are below it); speech: characters "
+     "including the CTC blank 0. 0: from the data (the "
      "file's vocab_size attribute, else the largest token id + 1; 256 for "
      "synthetic:arith)."},
     {"model", "vocab_pad_to", BT_CFG_INT, OFF(vocab_pad_to), "64", NULL, 1,
@@ -83,6 +86,16 @@ const bt_cfg_key bt_config_keys[] = {
      BT_CFG_SHAPE,
      "MLP: number of classes. 0: from the data (the file's num_classes "
      "attribute, else the largest label + 1; 4 for synthetic:clusters)."},
+    {"model", "n_mel", BT_CFG_INT, OFF(n_mel), "80", NULL, 1, 1024,
+     BT_CFG_SHAPE, "Speech: log-mel bins per input frame."},
+    {"model", "conv_channels", BT_CFG_INT, OFF(conv_channels), "64", NULL, 1,
+     65536, BT_CFG_SHAPE,
+     "Speech: output channels of the first stride-2 convolution (the "
+     "second outputs model.n_embd)."},
+    {"model", "max_utterance_frames", BT_CFG_INT, OFF(max_utt_frames), "1600", NULL, 4,
+     1 << 20, BT_CFG_SHAPE,
+     "Speech: longest utterance in input frames (16 s at a 10 ms hop); "
+     "activations are sized for it, a longer one is an error."},
     /* [data] */
     {"data", "path", BT_CFG_STR, OFF(data_path), "synthetic:arith", NULL, NOLIM,
      BT_CFG_SHAPE,
@@ -442,7 +455,7 @@ static int config_ini_handler(void *user, const char *zSection, const char *zNam
 }
 
 static int config_check(const bt_config *c, const char *zSource) {
-  if (c->model_type == BT_MODEL_GPT) {
+  if (c->model_type == BT_MODEL_GPT || c->model_type == BT_MODEL_SPEECH) {
     if (c->n_embd % c->n_head != 0)
       return bt_err_set("%s: model.n_embd (%d) must be a multiple of "
                         "model.n_head (%d)",

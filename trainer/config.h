@@ -37,6 +37,7 @@
 typedef enum bt_model_kind {
   BT_MODEL_GPT = 0,
   BT_MODEL_MLP = 1,
+  BT_MODEL_SPEECH = 2, /* conv front end + encoder + CTC (speech_model.h) */
 } bt_model_kind;
 
 /* train.nan_policy: what a NaN/Inf loss or gradient norm does. */
@@ -65,6 +66,7 @@ typedef struct bt_config {
   int vocab_pad_to;            /* padded vocab = round up to this multiple */
   char mlp_hidden[BT_CFG_STR_MAX]; /* "64,64" */
   int n_features, n_classes;   /* mlp */
+  int n_mel, conv_channels, max_utt_frames; /* speech */
   /* [data] */
   char data_path[BT_CFG_STR_MAX];
   int data_check; /* scan the file at start-up (data/check.h) */

@@ -14,9 +14,18 @@
  * fp32 ones with plain float arithmetic, so the same code is right when a
  * backend stores bf16 in 2 bytes. Invariant: between steps, work ==
  * to_act(params) (bt_model_refresh_work after every write of params).
+ *
+ * The transformer stack (L pre-LN blocks + ln_f, the GPT-2 tensors
+ * h.N.* and ln_f.*) is one code path shared by the GPT decoder and the
+ * speech encoder (speech_model.c): bt_model_stack_fwd/bwd. The GPT calls
+ * it with causal = 1 and no key lengths, which runs attention_fwd/bwd,
+ * exactly the ops and order it ran before the stack was shared, so its
+ * numbers are bit-identical; the encoder passes its frame lengths and
+ * causal = 0 (attention_masked_fwd/bwd).
  */
 #include "base/util.h"
 #include "trainer/model.h"
+#include "trainer/speech_model.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -47,8 +56,8 @@ struct bt_model_acts {
 
 /* ---- parameter table -------------------------------------------------- */
 
-static int tensor_add(bt_model *m, int cap, const char *zName, int decay,
-                      int ndim, int d0, int d1) {
+int bt_model_tensor_add(bt_model *m, int cap, const char *zName, int decay,
+                        int ndim, int d0, int d1) {
   if (m->nTensor >= cap) return bt_err_set("internal: too many tensors");
   bt_tensor *t = &m->aTensor[m->nTensor++];
   bt_snprintf(t->zName, sizeof t->zName, "%s", zName);
@@ -62,13 +71,20 @@ static int tensor_add(bt_model *m, int cap, const char *zName, int decay,
   return BT_OK;
 }
 
+#define tensor_add bt_model_tensor_add
+
 static int gpt_tensors(bt_model *m) {
   int C = m->C, cap = 2 + 12 * m->L + 2;
   m->aTensor = bt_calloc((size_t)cap, sizeof(bt_tensor), "tensor table");
   if (!m->aTensor) return BT_ERR;
-  char z[BT_TENSOR_NAME_MAX];
   tensor_add(m, cap, "wte.weight", 1, 2, m->Vp, C);
   tensor_add(m, cap, "wpe.weight", 1, 2, m->T, C);
+  return bt_model_stack_tensors(m, cap);
+}
+
+int bt_model_stack_tensors(bt_model *m, int cap) {
+  int C = m->C;
+  char z[BT_TENSOR_NAME_MAX];
   for (int l = 0; l < m->L; l++) {
     m->pActs->firstTensorOfLayer[l] = m->nTensor;
 #define ADD(suffix, decay, nd, a, b)                                           \
@@ -90,8 +106,7 @@ static int gpt_tensors(bt_model *m) {
   }
   m->pActs->firstTensorOfLayer[m->L] = m->nTensor;
   tensor_add(m, cap, "ln_f.weight", 0, 1, C, 0);
-  tensor_add(m, cap, "ln_f.bias", 0, 1, C, 0);
-  return BT_OK;
+  return tensor_add(m, cap, "ln_f.bias", 0, 1, C, 0);
 }
 
 static int mlp_tensors(bt_model *m) {
@@ -140,7 +155,7 @@ static float *f32_alloc(bt_model *m, size_t n, const char *zWhat, int *pRc) {
   return p;
 }
 
-static int gpt_alloc_acts(bt_model *m) {
+int bt_model_stack_alloc(bt_model *m) {
   bt_model_acts *a = m->pActs;
   size_t B = (size_t)m->maxB, T = (size_t)m->T, C = (size_t)m->C,
          L = m->inferOnly ? 1 : (size_t)m->L, BT = B * T;
@@ -227,7 +242,12 @@ static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
   m->pActs = bt_calloc(1, sizeof(bt_model_acts), "model activations");
   if (!m->pActs) return BT_ERR;
   int rc;
-  if (c->model_type == BT_MODEL_GPT) {
+  if (c->model_type == BT_MODEL_SPEECH) {
+    if (inferOnly)
+      return bt_err_set("model.type = speech: no inference build yet "
+                        "(export and infer are not wired, issue 15)");
+    rc = bt_speech_build(m, c);
+  } else if (c->model_type == BT_MODEL_GPT) {
     m->eKind = BT_MODEL_GPT;
     m->L = c->n_layer;
     m->NH = c->n_head;
@@ -263,7 +283,9 @@ static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
     m->grads = bt_mem_alloc(be, m->nFlat, "gradients");
     if (!m->grads) return BT_ERR;
   }
-  rc = m->eKind == BT_MODEL_GPT ? gpt_alloc_acts(m) : mlp_alloc_acts(m);
+  rc = m->eKind == BT_MODEL_GPT      ? bt_model_stack_alloc(m)
+       : m->eKind == BT_MODEL_SPEECH ? bt_speech_alloc(m)
+                                     : mlp_alloc_acts(m);
   if (rc != BT_OK)
     return bt_err_prefix("allocating activations for %d samples: ", m->maxB);
   return BT_OK;
@@ -283,6 +305,7 @@ void bt_model_free(bt_model *m) {
   if (!m->pActs) return;
   bt_model_acts *a = m->pActs;
   bt_backend *be = m->be;
+  bt_speech_free(m);
   float **apF[] = {&a->x, &a->xIn, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd,
                    &a->qkv, &a->atty, &a->att, &a->attproj, &a->res2, &a->ln2,
                    &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
@@ -310,6 +333,7 @@ void bt_model_free(bt_model *m) {
 /* ---- initialisation --------------------------------------------------- */
 
 int bt_model_init_weights(bt_model *m, uint64_t seed) {
+  if (m->eKind == BT_MODEL_SPEECH) return bt_speech_init_weights(m, seed);
   float *h = bt_calloc(m->nFlat, sizeof(float), "initial weights");
   if (!h) return BT_ERR;
   for (int i = 0; i < m->nTensor; i++) {
@@ -383,8 +407,7 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
                        int64_t *pnCount) {
   bt_model_acts *a = m->pActs;
   bt_backend *be = m->be;
-  int T = m->T, C = m->C, NH = m->NH, L = m->L, N = B * T;
-  size_t sC = (size_t)m->maxB * T * C, sBT = (size_t)m->maxB * T;
+  int T = m->T, C = m->C, N = B * T;
   for (int i = 0; i < N; i++)
     if (inputs[i] < 0 || inputs[i] >= m->V)
       return bt_err_set("token id %d at position %d is outside the "
@@ -392,13 +415,45 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
                         inputs[i], i, m->V);
   bt_mem_from_host_i32(be, a->inputs, inputs, (size_t)N);
   bt_op_embed_fwd(be, a->encoded, a->inputs, P(0), P(1), B, T, C);
+  bt_model_stack_fwd(m, a->encoded, B, T, NULL, 1);
+  bt_op_matmul_fwd(be, a->logits, a->lnf, P(0), NULL, N, C, m->Vp,
+                   BT_W_OUT_IN);
+  if (targets) {
+    for (int i = 0; i < N; i++)
+      if (targets[i] >= m->V)
+        return bt_err_set("target id %d at position %d is outside the "
+                          "vocabulary [0, %d)",
+                          targets[i], i, m->V);
+    forward_loss(m, a->logits, N, m->V, m->Vp, targets, pLossSum, pnCount);
+  }
+  return BT_OK;
+}
+
+/* Self-attention of one block: the GPT's causal op, or the masked one. */
+static void stack_attention_fwd(bt_model *m, float *atty, float *att,
+                                const float *qkv, int B, int T,
+                                const int32_t *keyLen, int causal) {
+  if (causal && !keyLen)
+    bt_op_attention_fwd(m->be, atty, att, qkv, B, T, m->C, m->NH);
+  else
+    bt_op_attention_masked_fwd(m->be, atty, att, qkv, keyLen, causal, B, T,
+                               m->C, m->NH);
+}
+
+const float *bt_model_stack_fwd(bt_model *m, const float *x, int B, int T,
+                                const int32_t *keyLen, int causal) {
+  bt_model_acts *a = m->pActs;
+  bt_backend *be = m->be;
+  int C = m->C, L = m->L, N = B * T;
+  BT_ASSERT(B <= m->maxB && T <= m->T);
+  size_t sC = (size_t)m->maxB * m->T * C, sBT = (size_t)m->maxB * m->T;
   /* Activation slice of block l: its own for training (backward needs
    * them all), the single shared one for inference. */
 #define SLICE(l) ((size_t)(m->inferOnly ? 0 : (l)))
   for (int l = 0; l < L; l++) {
     int t0 = a->firstTensorOfLayer[l];
     size_t li = SLICE(l);
-    const float *res = l == 0 ? a->encoded : AT(a->res3, SLICE(l - 1) * sC);
+    const float *res = l == 0 ? x : AT(a->res3, SLICE(l - 1) * sC);
     float *ln1 = AT(a->ln1, li * sC), *ln1m = a->ln1_mean + li * sBT,
           *ln1r = a->ln1_rstd + li * sBT, *qkv = AT(a->qkv, li * 3 * sC),
           *atty = AT(a->atty, li * sC), *att = a->att + li * a->attPerLayer,
@@ -410,7 +465,7 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
     bt_op_layernorm_fwd(be, ln1, ln1m, ln1r, res, P(t0), P(t0 + 1), N, C);
     bt_op_matmul_fwd(be, qkv, ln1, P(t0 + 2), P(t0 + 3), N, C, 3 * C,
                      BT_W_IN_OUT);
-    bt_op_attention_fwd(be, atty, att, qkv, B, T, C, NH);
+    stack_attention_fwd(m, atty, att, qkv, B, T, keyLen, causal);
     bt_op_matmul_fwd(be, attproj, atty, P(t0 + 4), P(t0 + 5), N, C, C,
                      BT_W_IN_OUT);
     bt_op_residual_fwd(be, res2, res, attproj, (size_t)N * C);
@@ -426,18 +481,12 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
   bt_op_layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd,
                       AT(a->res3, SLICE(L - 1) * sC), P(tf), P(tf + 1), N, C);
 #undef SLICE
-  bt_op_matmul_fwd(be, a->logits, a->lnf, P(0), NULL, N, C, m->Vp,
-                   BT_W_OUT_IN);
-  if (targets) {
-    for (int i = 0; i < N; i++)
-      if (targets[i] >= m->V)
-        return bt_err_set("target id %d at position %d is outside the "
-                          "vocabulary [0, %d)",
-                          targets[i], i, m->V);
-    forward_loss(m, a->logits, N, m->V, m->Vp, targets, pLossSum, pnCount);
-  }
-  return BT_OK;
+  return a->lnf;
 }
+
+float *bt_model_stack_lnf(bt_model *m) { return m->pActs->lnf; }
+float *bt_model_stack_logits(bt_model *m) { return m->pActs->logits; }
+float *bt_model_stack_dbuf(bt_model *m) { return m->pActs->dbuf; }
 
 static int mlp_forward(bt_model *m, int B, const float *x,
                        const int32_t *targets, double *pLossSum,
@@ -484,6 +533,10 @@ int bt_model_forward(bt_model *m, int n, const int32_t *inputs, const float *x,
   m->curB = n;
   double s = 0;
   int64_t c = 0;
+  if (m->eKind == BT_MODEL_SPEECH)
+    return bt_err_set("model.type = speech: the forward takes a speech batch "
+                      "(bt_speech_forward); the training loop is not wired "
+                      "to the audio loader yet (issue 15)");
   int rc = m->eKind == BT_MODEL_GPT
                ? gpt_forward(m, n, inputs, targets, &s, &c)
                : mlp_forward(m, n, x, targets, &s, &c);
@@ -502,8 +555,7 @@ static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
                          void *ctx) {
   bt_model_acts *a = m->pActs;
   bt_backend *be = m->be;
-  int B = m->curB, T = m->T, C = m->C, NH = m->NH, L = m->L, N = B * T;
-  size_t sC = (size_t)m->maxB * T * C, sBT = (size_t)m->maxB * T;
+  int B = m->curB, T = m->T, C = m->C, N = B * T;
   size_t nC = (size_t)N * C;
 
   /* loss -> logits (in place) -> lnf (tied wte gets its first gradient) */
@@ -511,6 +563,31 @@ static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
   bt_mem_zero_act(be, a->dbuf, nC);
   bt_op_matmul_bwd(be, a->dbuf, G(0), NULL, a->logits, a->lnf, P(0), N, C,
                    m->Vp, BT_W_OUT_IN);
+  const float *dx = bt_model_stack_bwd(m, a->encoded, B, T, NULL, 1, fn, ctx);
+  bt_op_embed_bwd(be, G(0), G(1), dx, a->inputs, B, T, C, m->V);
+  ready(fn, ctx, 0);
+}
+
+static void stack_attention_bwd(bt_model *m, float *dqkv, const float *dout,
+                                const float *qkv, const float *att, int B,
+                                int T, const int32_t *keyLen, int causal) {
+  bt_model_acts *a = m->pActs;
+  if (causal && !keyLen)
+    bt_op_attention_bwd(m->be, dqkv, a->attScratch, dout, qkv, att, B, T,
+                        m->C, m->NH);
+  else
+    bt_op_attention_masked_bwd(m->be, dqkv, a->attScratch, dout, qkv, att,
+                               keyLen, causal, B, T, m->C, m->NH);
+}
+
+const float *bt_model_stack_bwd(bt_model *m, const float *x, int B, int T,
+                                const int32_t *keyLen, int causal,
+                                bt_grad_ready_fn fn, void *ctx) {
+  bt_model_acts *a = m->pActs;
+  bt_backend *be = m->be;
+  int C = m->C, L = m->L, N = B * T;
+  size_t sC = (size_t)m->maxB * m->T * C, sBT = (size_t)m->maxB * m->T;
+  size_t nC = (size_t)N * C;
   int tf = a->firstTensorOfLayer[L];
   bt_mem_zero_act(be, a->dres, nC);
   bt_op_layernorm_bwd(be, a->dres, G(tf), G(tf + 1), a->dbuf,
@@ -521,7 +598,7 @@ static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
   for (int l = L - 1; l >= 0; l--) {
     int t0 = a->firstTensorOfLayer[l];
     const float *res =
-        l == 0 ? a->encoded : AT(a->res3, (size_t)(l - 1) * sC);
+        l == 0 ? x : AT(a->res3, (size_t)(l - 1) * sC);
     float *ln1 = AT(a->ln1, l * sC), *ln1m = a->ln1_mean + l * sBT,
           *ln1r = a->ln1_rstd + l * sBT, *qkv = AT(a->qkv, l * 3 * sC),
           *atty = AT(a->atty, l * sC), *att = a->att + l * a->attPerLayer,
@@ -544,8 +621,7 @@ static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 4), G(t0 + 5), a->dres, atty,
                      P(t0 + 4), N, C, C, BT_W_IN_OUT);
     bt_mem_zero_act(be, a->dqkv, 3 * nC);
-    bt_op_attention_bwd(be, a->dqkv, a->attScratch, a->dbuf, qkv, att, B, T,
-                        C, NH);
+    stack_attention_bwd(m, a->dqkv, a->dbuf, qkv, att, B, T, keyLen, causal);
     bt_mem_zero_act(be, a->dbuf, nC);
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 2), G(t0 + 3), a->dqkv, ln1,
                      P(t0 + 2), N, C, 3 * C, BT_W_IN_OUT);
@@ -553,8 +629,7 @@ static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
                         ln1m, ln1r, N, C);
     ready(fn, ctx, m->aTensor[t0].offset);
   }
-  bt_op_embed_bwd(be, G(0), G(1), a->dres, a->inputs, B, T, C, m->V);
-  ready(fn, ctx, 0);
+  return a->dres;
 }
 
 static void mlp_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
@@ -585,16 +660,17 @@ void bt_model_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
   BT_ASSERT(m->curB > 0);
   BT_ASSERT(!m->inferOnly);
   if (m->eKind == BT_MODEL_GPT) gpt_backward(m, scale, fn, ctx);
+  else if (m->eKind == BT_MODEL_SPEECH) bt_speech_backward(m, scale, fn, ctx);
   else mlp_backward(m, scale, fn, ctx);
 }
 
 const float *bt_model_logits(const bt_model *m) {
-  return m->eKind == BT_MODEL_GPT ? m->pActs->logits
+  return m->eKind != BT_MODEL_MLP ? m->pActs->logits
                                   : m->pActs->aPre[m->nLayer - 1];
 }
 
 int bt_model_logits_stride(const bt_model *m) {
-  return m->eKind == BT_MODEL_GPT ? m->Vp : m->aWidth[m->nLayer];
+  return m->eKind != BT_MODEL_MLP ? m->Vp : m->aWidth[m->nLayer];
 }
 
 double bt_model_flops_per_item(const bt_model *m) {

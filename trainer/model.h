@@ -58,6 +58,10 @@ typedef struct bt_model {
   /* MLP shape: widths[0] = inputs, widths[nLayer] = classes */
   int nLayer;
   int aWidth[17];
+  /* speech (speech_model.h): T above is the longest encoder sequence, V
+   * = Vp the characters with blank 0 */
+  int nMel, nConv, maxFrames;
+  struct bt_speech_state *pSpeech; /* private to speech_model.c */
 
   int nTensor;
   bt_tensor *aTensor;
@@ -129,5 +133,30 @@ int bt_model_logits_stride(const bt_model *m); /* Vp or classes */
 
 /* FLOPs per token (GPT: 6N + 6 L C T) or per sample (MLP: 6N), for MFU. */
 double bt_model_flops_per_item(const bt_model *m);
+
+/* ---- the transformer stack shared by the GPT and the speech encoder ----
+ * For model files of trainer/ only (model.c, speech_model.c).
+ * The stack is L pre-LN blocks (GPT-2 tensors h.N.*) and ln_f over
+ * x[B, T, C], B <= maxB, T <= m->T. causal = 1 with keyLen = NULL runs
+ * the GPT's attention_fwd/bwd; otherwise attention_masked_fwd/bwd with
+ * keyLen (backend memory, [B]). */
+int bt_model_tensor_add(bt_model *m, int cap, const char *zName, int decay,
+                        int ndim, int d0, int d1);
+/* Appends the stack's 12 L + 2 tensors; cap = capacity of m->aTensor. */
+int bt_model_stack_tensors(bt_model *m, int cap);
+/* Allocates the stack's activations (and logits [maxB*T, Vp]). */
+int bt_model_stack_alloc(bt_model *m);
+/* Forward; returns ln_f's output [B*T, C]. */
+const float *bt_model_stack_fwd(bt_model *m, const float *x, int B, int T,
+                                const int32_t *keyLen, int causal);
+/* Backward from d(ln_f output) in bt_model_stack_dbuf() (the caller fills
+ * it); reports each block's gradients ready; returns d(x) (stack memory,
+ * valid until the next call). */
+const float *bt_model_stack_bwd(bt_model *m, const float *x, int B, int T,
+                                const int32_t *keyLen, int causal,
+                                bt_grad_ready_fn fn, void *ctx);
+float *bt_model_stack_lnf(bt_model *m);
+float *bt_model_stack_logits(bt_model *m);
+float *bt_model_stack_dbuf(bt_model *m); /* [maxB*T, C] */
 
 #endif /* BATON_MODEL_H */

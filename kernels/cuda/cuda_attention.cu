@@ -33,6 +33,13 @@
  * The reference kernels at the end (materialised scores, one block per
  * row or column) exist only to cross-check these in tests/gpu.
  *
+ * Masks (attention_masked_fwd/bwd, the speech encoder): every flash kernel
+ * takes keyLen (device int32 [B], NULL = T) and a causal flag. Query row qi
+ * of utterance b sees keys 0..kLast, kLast = causal ? qi : keyLen[b] - 1;
+ * rows qi >= keyLen[b] are padding: out 0, lse 0, no gradient. With
+ * keyLen = NULL and causal = 1 every test below reduces to the unmasked
+ * causal kernel's, so attention_fwd/bwd (the GPT) compute the same bits.
+ *
  * Layouts (ops.h): qkv[B, T, 3C] with q | k | v; head h uses channels
  * h*hs .. h*hs + hs - 1 of each; out and dout [B, T, C]; the saved
  * log-sum-exp and the scratch D are [B, NH, T].
@@ -75,8 +82,9 @@ __device__ __forceinline__ void fa_load_kv(float *Ks, float *Vs,
 /* ---- forward ------------------------------------------------------------- */
 
 __global__ void __launch_bounds__(32 * FA_WARPS)
-    bt_k_flash_fwd(float *out, float *lse, const float *qkv, int T, int C,
-                   int NH, int hs, float scale) {
+    bt_k_flash_fwd(float *out, float *lse, const float *qkv,
+                   const int32_t *keyLen, int causal, int T, int C, int NH,
+                   int hs, float scale) {
   extern __shared__ float sm[];
   const int ldk = hs + 1;
   float *Qs = sm;                 /* [FA_BR][hs], broadcast reads */
@@ -87,6 +95,7 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const size_t C3 = 3 * (size_t)C;
   const float *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+  const int nValid = keyLen ? keyLen[b] : T;
 
   for (int e = threadIdx.x; e < FA_BR * hs; e += blockDim.x) {
     const int r = e / hs, d = e % hs, t = q0 + r;
@@ -103,8 +112,9 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   }
 
   /* Causal: the block's last row is min(T, q0 + FA_BR) - 1, so keys stop
-   * there; the last tile is the diagonal one (FA_BR == FA_BC). */
-  const int kEnd = min(T, q0 + FA_BR);
+   * there; the last tile is the diagonal one (FA_BR == FA_BC). Keys at or
+   * past nValid are masked for every row. */
+  const int kEnd = causal ? min(nValid, q0 + FA_BR) : nValid;
   for (int k0 = 0; k0 < kEnd; k0 += FA_BC) {
     __syncthreads(); /* Q visible / previous tile no longer read */
     fa_load_kv(Ks, Vs, base, k0, T, C, C3, hs, ldk);
@@ -112,9 +122,10 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 #pragma unroll
     for (int rr = 0; rr < FA_RPW; rr++) {
       const int r = warp * FA_RPW + rr, qi = q0 + r;
-      if (qi >= T || k0 > qi) continue; /* warp-uniform */
+      const int kLast = causal ? qi : nValid - 1;
+      if (qi >= nValid || k0 > kLast) continue; /* warp-uniform */
       const int kj = k0 + lane;
-      const bool ok = kj <= qi; /* implies kj < T */
+      const bool ok = kj <= kLast; /* implies kj < nValid <= T */
       float s = -INFINITY;
       if (ok) {
         float acc = 0.0f;
@@ -146,14 +157,15 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   for (int rr = 0; rr < FA_RPW; rr++) {
     const int qi = q0 + warp * FA_RPW + rr;
     if (qi >= T) continue;
-    const float inv = 1.0f / l[rr];
+    const bool pad = qi >= nValid; /* padded query row: 0, lse 0 */
+    const float inv = pad ? 0.0f : 1.0f / l[rr];
     float *po = out + ((size_t)b * T + qi) * C + (size_t)h * hs;
 #pragma unroll
     for (int i = 0; i < FA_DPL; i++) {
       const int d = lane + 32 * i;
-      if (d < hs) po[d] = o[rr][i] * inv;
+      if (d < hs) po[d] = pad ? 0.0f : o[rr][i] * inv;
     }
-    if (lane == 0) lse[(size_t)bh * T + qi] = m[rr] + logf(l[rr]);
+    if (lane == 0) lse[(size_t)bh * T + qi] = pad ? 0.0f : m[rr] + logf(l[rr]);
   }
 }
 
@@ -161,7 +173,8 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 
 __global__ void __launch_bounds__(32 * FA_WARPS)
     bt_k_flash_bwd_dq(float *dqkv, float *Dbuf, const float *dout,
-                      const float *qkv, const float *lse, int T, int C,
+                      const float *qkv, const float *lse,
+                      const int32_t *keyLen, int causal, int T, int C,
                       int NH, int hs, float scale) {
   extern __shared__ float sm[];
   const int ldk = hs + 1;
@@ -175,6 +188,7 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   const size_t C3 = 3 * (size_t)C;
   const float *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
   const float *obase = dout + (size_t)b * T * C + (size_t)h * hs;
+  const int nValid = keyLen ? keyLen[b] : T;
 
   for (int e = threadIdx.x; e < FA_BR * hs; e += blockDim.x) {
     const int r = e / hs, d = e % hs, t = q0 + r;
@@ -190,7 +204,7 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 #pragma unroll
     for (int i = 0; i < FA_DPL; i++) dq[rr][i] = 0.0f;
   }
-  const int kEnd = min(T, q0 + FA_BR);
+  const int kEnd = causal ? min(nValid, q0 + FA_BR) : nValid;
 
   /* pass 0 computes D, pass 1 accumulates dQ with the complete D */
   for (int pass = 0; pass < 2; pass++) {
@@ -201,10 +215,11 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 #pragma unroll
       for (int rr = 0; rr < FA_RPW; rr++) {
         const int r = warp * FA_RPW + rr, qi = q0 + r;
-        if (qi >= T || k0 > qi) continue; /* warp-uniform */
+        const int kLast = causal ? qi : nValid - 1;
+        if (qi >= nValid || k0 > kLast) continue; /* warp-uniform */
         const int kj = k0 + lane;
         float p = 0.0f, dp = 0.0f;
-        if (kj <= qi) {
+        if (kj <= kLast) {
           float s = 0.0f;
           for (int d = 0; d < hs; d++) {
             s += Qs[r * hs + d] * Ks[lane * ldk + d];
@@ -254,7 +269,8 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 
 __global__ void __launch_bounds__(32 * FA_WARPS)
     bt_k_flash_bwd_dkv(float *dqkv, const float *Dbuf, const float *dout,
-                       const float *qkv, const float *lse, int T, int C,
+                       const float *qkv, const float *lse,
+                       const int32_t *keyLen, int causal, int T, int C,
                        int NH, int hs, float scale) {
   extern __shared__ float sm[];
   const int ldq = hs + 1;
@@ -270,6 +286,7 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   const size_t C3 = 3 * (size_t)C;
   const float *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
   const float *obase = dout + (size_t)b * T * C + (size_t)h * hs;
+  const int nValid = keyLen ? keyLen[b] : T;
 
   for (int e = threadIdx.x; e < FA_BC * hs; e += blockDim.x) {
     const int j = e / hs, d = e % hs, t = j0 + j;
@@ -282,9 +299,10 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 #pragma unroll
     for (int i = 0; i < FA_DPL; i++) dk[kk][i] = dv[kk][i] = 0.0f;
 
-  /* Queries i >= j only: start at the diagonal tile (j0 is a multiple of
-   * FA_BR as FA_BR == FA_BC). */
-  for (int i0 = j0; i0 < T; i0 += FA_BR) {
+  /* Causal: queries i >= j only, so start at the diagonal tile (j0 is a
+   * multiple of FA_BR as FA_BR == FA_BC). Padded queries (>= nValid) pass
+   * no gradient. */
+  for (int i0 = causal ? j0 : 0; i0 < nValid; i0 += FA_BR) {
     __syncthreads(); /* K/V block visible / previous tile no longer read */
     for (int e = threadIdx.x; e < FA_BR * hs; e += blockDim.x) {
       const int x = e / hs, d = e % hs, t = i0 + x;
@@ -300,10 +318,10 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 #pragma unroll
     for (int kk = 0; kk < FA_RPW; kk++) {
       const int jj = warp * FA_RPW + kk, kj = j0 + jj;
-      if (kj >= T) continue; /* warp-uniform */
+      if (kj >= nValid) continue; /* warp-uniform; padded key: dk = dv = 0 */
       const int qi = i0 + lane;
       float p = 0.0f, ds = 0.0f;
-      if (qi < T && qi >= kj) {
+      if (qi < nValid && (!causal || qi >= kj)) {
         float s = 0.0f, dp = 0.0f;
         for (int d = 0; d < hs; d++) {
           s += Qs[lane * ldq + d] * Kb[jj * hs + d];
@@ -380,22 +398,37 @@ size_t bt_cuda_attention_scratch_size(bt_backend *be, int B, int T, int NH) {
   return (size_t)B * NH * T; /* D = rowsum(dO * O) */
 }
 
-void bt_cuda_attention_fwd(bt_backend *be, float *out, float *att,
-                           const float *qkv, int B, int T, int C, int NH) {
+/* The forward of attention_fwd (keyLen NULL, causal 1) and of
+ * attention_masked_fwd. */
+static void flash_fwd(bt_backend *be, float *out, float *att,
+                      const float *qkv, const int32_t *keyLen, int causal,
+                      int B, int T, int C, int NH) {
   bt_cuda *cu = bt_cuda_of(be);
   const int hs = attn_head_size(C, NH);
   if (B <= 0 || T <= 0) return;
   BT_ASSERT((long)B * NH <= 65535); /* gridDim.y */
   dim3 grid((unsigned)((T + FA_BR - 1) / FA_BR), (unsigned)(B * NH));
   bt_k_flash_fwd<<<grid, 32 * FA_WARPS, fa_fwd_smem(hs) * sizeof(float),
-                   cu->stream>>>(out, att, qkv, T, C, NH, hs,
+                   cu->stream>>>(out, att, qkv, keyLen, causal, T, C, NH, hs,
                                  1.0f / sqrtf((float)hs));
   BT_CUDA_LAUNCHED(cu);
 }
 
-void bt_cuda_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
-                           const float *dout, const float *qkv,
-                           const float *att, int B, int T, int C, int NH) {
+void bt_cuda_attention_fwd(bt_backend *be, float *out, float *att,
+                           const float *qkv, int B, int T, int C, int NH) {
+  flash_fwd(be, out, att, qkv, NULL, 1, B, T, C, NH);
+}
+
+void bt_cuda_attention_masked_fwd(bt_backend *be, float *out, float *att,
+                                  const float *qkv, const int32_t *keyLen,
+                                  int causal, int B, int T, int C, int NH) {
+  flash_fwd(be, out, att, qkv, keyLen, causal, B, T, C, NH);
+}
+
+static void flash_bwd(bt_backend *be, float *dqkv, float *scratch,
+                      const float *dout, const float *qkv, const float *att,
+                      const int32_t *keyLen, int causal, int B, int T, int C,
+                      int NH) {
   bt_cuda *cu = bt_cuda_of(be);
   const int hs = attn_head_size(C, NH);
   if (B <= 0 || T <= 0) return;
@@ -403,15 +436,28 @@ void bt_cuda_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
   const float scale = 1.0f / sqrtf((float)hs);
   dim3 gq((unsigned)((T + FA_BR - 1) / FA_BR), (unsigned)(B * NH));
   bt_k_flash_bwd_dq<<<gq, 32 * FA_WARPS, fa_dq_smem(hs) * sizeof(float),
-                      cu->stream>>>(dqkv, scratch, dout, qkv, att, T, C, NH,
-                                    hs, scale);
+                      cu->stream>>>(dqkv, scratch, dout, qkv, att, keyLen,
+                                    causal, T, C, NH, hs, scale);
   BT_CUDA_LAUNCHED(cu);
   /* Stream order: the dK/dV kernel starts after D is complete. */
   dim3 gk((unsigned)((T + FA_BC - 1) / FA_BC), (unsigned)(B * NH));
   bt_k_flash_bwd_dkv<<<gk, 32 * FA_WARPS, fa_dkv_smem(hs) * sizeof(float),
-                       cu->stream>>>(dqkv, scratch, dout, qkv, att, T, C, NH,
-                                     hs, scale);
+                       cu->stream>>>(dqkv, scratch, dout, qkv, att, keyLen,
+                                     causal, T, C, NH, hs, scale);
   BT_CUDA_LAUNCHED(cu);
+}
+
+void bt_cuda_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
+                           const float *dout, const float *qkv,
+                           const float *att, int B, int T, int C, int NH) {
+  flash_bwd(be, dqkv, scratch, dout, qkv, att, NULL, 1, B, T, C, NH);
+}
+
+void bt_cuda_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
+                                  const float *dout, const float *qkv,
+                                  const float *att, const int32_t *keyLen,
+                                  int causal, int B, int T, int C, int NH) {
+  flash_bwd(be, dqkv, scratch, dout, qkv, att, keyLen, causal, B, T, C, NH);
 }
 
 /* ---- decode: one new query against a key/value cache -------------------

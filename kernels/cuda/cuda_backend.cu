@@ -77,6 +77,7 @@ static void cuda_state_free(bt_cuda *cu) {
   if (cu->pSumsqPart) cudaFree(cu->pSumsqPart);
   if (cu->pHostSumsq) cudaFreeHost(cu->pHostSumsq);
   if (cu->lt) cublasLtDestroy(cu->lt);
+  bt_cuda_speech_free(cu);
   if (cu->stream) cudaStreamDestroy(cu->stream);
   free(cu->pHostTok);
   free(cu->pHostKey);

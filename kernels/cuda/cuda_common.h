@@ -80,6 +80,8 @@ typedef struct bt_cuda {
   size_t nHost;                 /* tokens the host arrays can hold */
   double *pSumsqPart;           /* device: BT_CUDA_SUMSQ_BLOCKS + 1 doubles */
   double *pHostSumsq;           /* pinned host double for the result */
+  void *pCudnn;                 /* cudnnHandle_t, created by the first conv1d
+                                   (cuda_speech.cu), NULL until then */
   bt_cuda_lt_entry aLt[BT_CUDA_LT_CACHE]; /* heuristic answers, */
   int nLt;                      /*   entries in use */
   int iLtNext;                  /*   next slot to replace when full */
@@ -195,7 +197,9 @@ __device__ __forceinline__ float bt_block_max(float v, float *sh) {
  *   cuda_gemm.cu       matmul_fwd/bwd, bias_fwd/bwd
  *   cuda_ops.cu        embed, layernorm, gelu, residual, xent, adamw,
  *                      sumsq, scale
- *   cuda_attention.cu  attention_fwd/bwd/att_size/scratch_size/decode
+ *   cuda_attention.cu  attention_fwd/bwd/att_size/scratch_size/decode,
+ *                      attention_masked_fwd/bwd
+ *   cuda_speech.cu     conv1d (cuDNN), ctc_loss
  * (tests/gpu/emu/extract.py leaves this op-list macro out of the
  * emulator's copy.) */
 #define BT_OP_RET(ret, name, params, args) ret bt_cuda_##name params;
@@ -206,5 +210,8 @@ __device__ __forceinline__ float bt_block_max(float v, float *sh) {
  * attention kernels (their tiles need up to ~66 KB at head size 128).
  * Returns cudaSuccess or the failing call's error. */
 cudaError_t bt_cuda_attention_init(void);
+
+/* cuda_speech.cu: releases the cuDNN handle (state free calls it). */
+void bt_cuda_speech_free(bt_cuda *cu);
 
 #endif /* BATON_CUDA_COMMON_H */

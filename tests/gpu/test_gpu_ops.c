@@ -888,6 +888,8 @@ static int device_available(char *zWhy, size_t nWhy) {
  * ops.def has a case here). CASE_LARGE cases (GPT-2 124M shapes) are left
  * out by --small. Each case starts from its own fixed random stream
  * (g_salt), so a filtered run computes the numbers of the full run. */
+#include "tests/gpu/test_gpu_speech.h"
+
 static const char *const azTag[] = {"backend"};
 #define N_TAG ((int)(sizeof azTag / sizeof azTag[0]))
 #define CASE_LARGE 1
@@ -954,6 +956,14 @@ static const TestCase aCase[] = {
     {"attention_decode", "attention_decode nPos=7 C=6 NH=3", run_attention_decode, {7, 6, 3}, 0},
     {"attention_decode", "attention_decode nPos=300 C=128 NH=2", run_attention_decode, {300, 128, 2}, 0},
     {"attention_decode", "attention_decode nPos=45 C=320 NH=2", run_attention_decode, {45, 320, 2}, 0},
+    /* the speech front end: 80 mel bins -> channels, stride 2, pad 1 */
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B=2 T=9 3->4 K=3 S=2 P=1", test_conv1d, {2, 9, 3, 4, 3, 21}, 0},
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B=3 T=101 80->64 K=3 S=2 P=1", test_conv1d, {3, 101, 80, 64, 3, 21}, 0},
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B=1 T=8 5->2 K=3 S=1 P=0", test_conv1d, {1, 8, 5, 2, 3, 10}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B=3 T=70 C=128 NH=2 full", test_attention_masked, {3, 70, 128, 2, 0}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B=4 T=45 C=96 NH=2 causal", test_attention_masked, {4, 45, 96, 2, 1}, 0},
+    {"ctc_loss_fwd ctc_loss_bwd ctc_scratch_size", "ctc_loss B=4 T=50 V=29 L=12", test_ctc, {4, 50, 29, 12}, 0},
+    {"ctc_loss_fwd ctc_loss_bwd ctc_scratch_size", "ctc_loss B=3 T=300 V=40 L=100 (> 256 states)", test_ctc, {3, 300, 40, 100}, 0},
     {"xent_fwd xent_bwd", "xent N=7 V=5 Vp=8", run_xent, {7, 5, 8}, 0},
     {"xent_fwd xent_bwd", "xent N=9 V=300 Vp=320", run_xent, {9, 300, 320}, 0},
     {"adamw", "adamw n=10001", run_adamw, {10001, 1}, 0},

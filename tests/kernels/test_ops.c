@@ -1248,6 +1248,12 @@ static void test_empty_shapes(void) {
   bt_op_attention_decode(g_be, g, g, d, d, d, 1, 0, 1);
   bt_op_xent_fwd(g_be, g, d, dz, 0, 2, 2);
   bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
+  bt_op_conv1d_fwd(g_be, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
+  bt_op_conv1d_bwd(g_be, g, g, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
+  bt_op_attention_masked_fwd(g_be, g, g, d, NULL, 0, 0, 2, 2, 1);
+  bt_op_attention_masked_bwd(g_be, g, g, d, d, d, NULL, 0, 0, 2, 2, 1);
+  bt_op_ctc_loss_fwd(g_be, g, g, d, dz, dz, dz, 0, 2, 2, 1);
+  bt_op_ctc_loss_bwd(g_be, g, g, d, dz, dz, dz, 0, 2, 2, 1);
   bt_op_adamw(g_be, g, d, g, g, 0, &hp);
   bt_op_scale(g_be, g, 2.0f, 0);
   bt_op_to_act(g_be, g, d, 0);
@@ -1426,6 +1432,8 @@ static const char *const azTag[] = {"memory", "empty_shapes", "threads"};
 #define CASE_CPU_ONLY 1
 
 static void run_memory(const int *a) { (void)a, test_memory(); }
+#include "tests/kernels/test_ops_speech.h"
+
 static void run_matmul(const int *a) {
   test_matmul(a[0], a[1], a[2], (bt_wlayout)a[3], a[4]);
 }
@@ -1481,6 +1489,17 @@ static const TestCase aCase[] = {
     {"attention_decode", "attention_decode T7 C6 NH2", run_attention_decode, {7, 6, 2}, 0},
     {"attention_decode", "attention_decode T70 C12 NH3", run_attention_decode, {70, 12, 3}, 0},
     {"attention_decode", "attention_decode T1 C4 NH2", run_attention_decode, {1, 4, 2}, 0},
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B2 T9 Cin3 Cout4 K3 S2 P1", test_conv1d, {2, 9, 3, 4, 3, 210}, 0},
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B1 T8 Cin5 Cout2 K3 S1 P0 nobias", test_conv1d, {1, 8, 5, 2, 3, 101}, 0},
+    /* > one 64-row sgemm chunk, > 8 output channels (the dw split) */
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B2 T140 Cin2 Cout11 K3 S2 P1", test_conv1d, {2, 140, 2, 11, 3, 210}, 0},
+    /* keyLen bytes: 7, 3, 1 (one key only) */
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B3 T7 C6 NH2 full keyLen", test_attention_masked, {3, 7, 6, 2, 0, 7 | 3 << 8 | 1 << 16}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B2 T7 C6 NH3 causal keyLen", test_attention_masked, {2, 7, 6, 3, 1, 5 | 7 << 8}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B2 T5 C4 NH2 full", test_attention_masked, {2, 5, 4, 2, 0, 0}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B1 T6 C4 NH1 causal", test_attention_masked, {1, 6, 4, 1, 1, 0}, 0},
+    {"ctc_loss_fwd ctc_loss_bwd ctc_scratch_size", "ctc_loss vs enumerated alignments, set 0", test_ctc, {0}, 0},
+    {"ctc_loss_fwd ctc_loss_bwd ctc_scratch_size", "ctc_loss set 1 (impossible utterance)", test_ctc, {1}, 0},
     {"xent_fwd xent_bwd", "xent N7 V5 Vp8", run_xent, {7, 5, 8, 0}, 0},
     {"xent_fwd xent_bwd", "xent N7 V5 Vp8 in-place", run_xent, {7, 5, 8, 1}, 0},
     /* no padding */
@@ -1491,6 +1510,8 @@ static const TestCase aCase[] = {
     {"to_act", "to_act fp32: exact copy, in place", run_to_act, {0}, 0},
     {"empty_shapes", "every op with an empty shape is a no-op", run_empty, {0}, 0},
     {"threads", "every op: 1, 2, 3 threads bit for bit", run_threads, {0}, CASE_CPU_ONLY},
+    {"threads conv1d_fwd conv1d_bwd attention_masked_fwd attention_masked_bwd ctc_loss_fwd ctc_loss_bwd",
+     "speech ops: 1, 2, 3 threads bit for bit", test_speech_threads, {0}, CASE_CPU_ONLY},
 };
 #define N_CASE ((int)(sizeof aCase / sizeof aCase[0]))
 

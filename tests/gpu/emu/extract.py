@@ -15,7 +15,8 @@ else is changed: the emulated code is the code nvcc compiles.
 import re
 import sys
 
-FILES = ["cuda_common.h", "cuda_gemm.cu", "cuda_ops.cu", "cuda_attention.cu"]
+FILES = ["cuda_common.h", "cuda_gemm.cu", "cuda_ops.cu", "cuda_attention.cu",
+         "cuda_speech.cu"]
 SKIP = {"bt_k_to_bf16"}  # needs the bf16 type; a plain conversion
 # Host-side macros that expand kernels/ops.def into prototypes: not device
 # code, and the emulator does not include the op list after them.

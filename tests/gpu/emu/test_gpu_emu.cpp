@@ -16,7 +16,8 @@
  * the column sum behind every bias gradient, the bias kernels,
  * cross-entropy fwd/bwd (also in place), embedding fwd, dwpe and dwte (with
  * the host plan built as bt_cuda_embed_bwd builds it), GELU, AdamW and the
- * two-pass sumsq; and the GEMM plans of cuda_gemm_plan.h (every matmul
+ * two-pass sumsq; the masked flash attention (key lengths, causal or not)
+ * and the CTC kernels (log-softmax, alpha, beta, gradient); and the GEMM plans of cuda_gemm_plan.h (every matmul
  * product, both weight layouts) executed by a reference column-major GEMM
  * with cuBLASLt's conventions, and by the fallback GEMM kernel. Not
  * covered: cuBLASLt itself and the bf16 conversion.
@@ -76,7 +77,10 @@ static unsigned grid_of(size_t n, unsigned t) {
   return (unsigned)g;
 }
 
-static void t_attention(int B, int T, int C, int NH) {
+/* keyLen empty: the GPT's causal attention (attention_fwd/bwd, keyLen NULL);
+ * else the masked ops (attention_masked_fwd/bwd) with these key lengths. */
+static void t_attention(int B, int T, int C, int NH, int causal = 1,
+                        std::vector<int32_t> keyLen = {}) {
   char z[128];
   int hs = C / NH;
   size_t nOut = (size_t)B * T * C;
@@ -86,24 +90,35 @@ static void t_attention(int B, int T, int C, int NH) {
   // CPU
   std::vector<float> outC(nOut), attC(bt_op_attention_att_size(cpu, B, T, NH)),
       scrC(bt_op_attention_scratch_size(cpu, B, T, NH)), dqC = dq0;
-  bt_op_attention_fwd(cpu, outC.data(), attC.data(), qkv.data(), B, T, C, NH);
-  bt_op_attention_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), B, T, C, NH);
+  const int32_t *kl = keyLen.empty() ? nullptr : keyLen.data();
+  if (kl || !causal) {
+    bt_op_attention_masked_fwd(cpu, outC.data(), attC.data(), qkv.data(), kl, causal, B, T, C, NH);
+    bt_op_attention_masked_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), kl,
+                               causal, B, T, C, NH);
+  } else {
+    bt_op_attention_fwd(cpu, outC.data(), attC.data(), qkv.data(), B, T, C, NH);
+    bt_op_attention_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), B, T, C, NH);
+  }
   // flash (mirrors bt_cuda_attention_fwd/bwd)
   auto outG = nanv(nOut), lse = nanv((size_t)B * NH * T), D = nanv((size_t)B * NH * T);
   auto dqG = dq0;
   float scale = 1.0f / sqrtf((float)hs);
   dim3 grid((T + FA_BR - 1) / FA_BR, B * NH);
   launch(bt_k_flash_fwd, grid, dim3(32 * FA_WARPS), fa_fwd_smem(hs) * 4, outG.data(), lse.data(),
-         (const float *)qkv.data(), T, C, NH, hs, scale);
+         (const float *)qkv.data(), kl, causal, T, C, NH, hs, scale);
   launch(bt_k_flash_bwd_dq, grid, dim3(32 * FA_WARPS), fa_dq_smem(hs) * 4, dqG.data(), D.data(),
-         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), T, C, NH, hs, scale);
+         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), kl, causal, T, C,
+         NH, hs, scale);
   dim3 gk((T + FA_BC - 1) / FA_BC, B * NH);
   launch(bt_k_flash_bwd_dkv, gk, dim3(32 * FA_WARPS), fa_dkv_smem(hs) * 4, dqG.data(), (const float *)D.data(),
-         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), T, C, NH, hs, scale);
-  snprintf(z, sizeof z, "flash fwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), kl, causal, T, C,
+         NH, hs, scale);
+  const char *zMask = kl ? (causal ? " causal+keyLen" : " keyLen") : (causal ? "" : " full");
+  snprintf(z, sizeof z, "flash fwd B=%d T=%d C=%d NH=%d%s", B, T, C, NH, zMask);
   check(z, outG, outC, 1e-5);
-  snprintf(z, sizeof z, "flash bwd B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  snprintf(z, sizeof z, "flash bwd B=%d T=%d C=%d NH=%d%s", B, T, C, NH, zMask);
   check(z, dqG, dqC, 1e-5);
+  if (kl || !causal) return; /* the reference kernels are causal only */
   // reference kernels
   auto outR = nanv(nOut), lseR = nanv((size_t)B * NH * T);
   auto dqR = dq0;
@@ -227,6 +242,39 @@ static void t_bias(int N, int C) {
   snprintf(z, sizeof z, "add_bias_cm %dx%d", N, C); check(z, oG2, oC, 1e-6);
 }
 
+/* The CTC kernels (cuda_speech.cu), launched as bt_cuda_ctc_loss_fwd/bwd
+ * launch them; lengths as in test_gpu_ops: utterance 0 uses every frame,
+ * the last one is impossible (more labels than frames). */
+static void t_ctc(int B, int T, int V, int L) {
+  char z[128];
+  std::vector<int32_t> in(B), tl(B), tg((size_t)B * L);
+  for (int b = 0; b < B; b++) {
+    in[b] = b == 0 ? T : T / 2 + (b * 7) % (T / 2 + 1);
+    tl[b] = (b * 5 + 1) % (L + 1);
+    if (b == B - 1) in[b] = 1, tl[b] = L;
+    for (int j = 0; j < L; j++) tg[(size_t)b * L + j] = j < tl[b] ? 1 + (b + 3 * j) % (V - 1) : -1;
+  }
+  size_t n = (size_t)B * T * V, nS = bt_op_ctc_scratch_size(cpu, B, T, V, L);
+  auto x = rnd(n, -3, 3), dl = rnd(B, 0.5f, 1.5f), g0 = rnd(n, -1, 1);
+  std::vector<float> lC(B), scrC(nS), gC = g0;
+  bt_op_ctc_loss_fwd(cpu, lC.data(), scrC.data(), x.data(), in.data(), tg.data(), tl.data(), B, T, V, L);
+  bt_op_ctc_loss_bwd(cpu, gC.data(), scrC.data(), dl.data(), in.data(), tg.data(), tl.data(), B, T, V, L);
+  auto lG = nanv(B), scr = nanv(nS), gG = g0;
+  float *lp = scr.data(), *alpha = lp + n, *beta = alpha + (size_t)B * T * (2 * L + 1);
+  float *ll = beta + (size_t)B * T * (2 * L + 1);
+  launch(bt_k_ctc_logsoftmax, dim3(T, B), dim3(CTC_THREADS), 0, lp, (const float *)x.data(),
+         (const int32_t *)in.data(), T, V);
+  launch(bt_k_ctc_alpha, dim3(B), dim3(CTC_THREADS), 0, alpha, ll, lG.data(), (const float *)lp,
+         (const int32_t *)in.data(), (const int32_t *)tg.data(), (const int32_t *)tl.data(), T, V, L);
+  launch(bt_k_ctc_beta, dim3(B), dim3(CTC_THREADS), 0, beta, (const float *)lp, (const int32_t *)in.data(),
+         (const int32_t *)tg.data(), (const int32_t *)tl.data(), T, V, L);
+  launch(bt_k_ctc_grad, dim3(T, B), dim3(CTC_THREADS), 0, gG.data(), (const float *)lp, (const float *)alpha,
+         (const float *)beta, (const float *)ll, (const float *)dl.data(), (const int32_t *)in.data(),
+         (const int32_t *)tg.data(), (const int32_t *)tl.data(), T, V, L);
+  snprintf(z, sizeof z, "ctc fwd B=%d T=%d V=%d L=%d", B, T, V, L); check(z, lG, lC, 1e-5);
+  snprintf(z, sizeof z, "ctc bwd B=%d T=%d V=%d L=%d", B, T, V, L); check(z, gG, gC, 1e-5);
+}
+
 static void t_xent(int N, int V, int Vp) {
   char z[128];
   auto x = rnd((size_t)N * Vp, -4, 4);
@@ -346,6 +394,11 @@ int main() {
   t_attention(1, 70, 64, 1);  /* three tiles, hs = 64 */
   t_attention(1, 45, 96, 2);
   t_attention(1, 33, 256, 2);
+  /* the speech encoder's mask: keys past keyLen[b], padded query rows */
+  t_attention(2, 40, 64, 2, 0, {40, 23});
+  t_attention(3, 70, 64, 2, 0, {1, 70, 37}); /* 1 key; a full row */
+  t_attention(2, 45, 32, 1, 1, {45, 17});    /* causal + lengths */
+  t_attention(1, 33, 32, 2, 0);              /* no mask at all */
   t_attention_decode(1, 8, 2);    /* one position: out = v[0] */
   t_attention_decode(7, 6, 3);    /* hs = 2 */
   t_attention_decode(300, 128, 2); /* positions > threads: strided */
@@ -359,6 +412,8 @@ int main() {
   t_bias(5, 7);
   t_bias(300, 70);
   t_xent(7, 5, 8);
+  t_ctc(4, 50, 29, 12);
+  t_ctc(3, 300, 40, 140); /* 281 states > 256 threads: strided */
   t_xent(9, 300, 320);
   t_embed(2, 7, 5, 4);
   t_embed(3, 17, 40, 29);

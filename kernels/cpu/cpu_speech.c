@@ -1,0 +1,407 @@
+/*
+ * cpu_speech.c: the speech model's ops, CPU reference (issue 15):
+ * 1-D convolution over time, self-attention with a causal flag and key
+ * lengths, and the CTC loss. Contracts in kernels/ops.def.
+ *
+ * Why it is written this way:
+ *   - conv1d is im2col + OpenBLAS sgemm (the backend's GEMM): the column
+ *     matrix col[(b,o), ci*K + k] = inp[b, o*S - P + k, ci] makes the
+ *     convolution one product with w viewed as [Cout, Cin*K], which is
+ *     exactly torch's weight layout flattened. Rows go in chunks of
+ *     CONV_ROWS, one single-threaded sgemm each, chunks in parallel: every
+ *     output element is computed by one thread in one fixed order.
+ *   - Sums over rows (dbias, dw) are split by output column / output
+ *     channel, never by row (cpu_internal.h rule 1); col2im of dinp is
+ *     split by utterance, whose input rows no other utterance touches.
+ *   - Masked attention keeps the reference attention's structure: per
+ *     (b, h), sgemm over the n = keyLen[b] valid rows and keys only, a row
+ *     softmax over each row's visible keys, zeros elsewhere. Padded query
+ *     rows are written as 0 and pass no gradient.
+ *   - CTC runs the alpha / beta recursions over the 2L+1 extended states
+ *     (blank, l1, blank, l2, ..., blank) in log space with the sums in
+ *     double; one utterance is one independent problem (parallel over b).
+ *     beta_t(s) here EXCLUDES frame t's emission, so alpha_t(s) +
+ *     beta_t(s) is the log-probability of all paths through s at t and
+ *     the gradient w.r.t. the logits is softmax - occupancy (Graves 2006,
+ *     eq. 16, with the log_softmax folded in).
+ */
+#include "base/util.h"
+#include "kernels/cpu/cpu_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- conv1d -------------------------------------------------------------- */
+
+#define CONV_ROWS 64 /* output rows per sgemm call (a parallel work unit) */
+
+static int conv_out_len(int T, int K, int S, int P) {
+  return (T + 2 * P - K) / S + 1;
+}
+
+size_t bt_cpu_conv1d_scratch_size(bt_backend *be, int B, int T, int Cin,
+                                  int Cout, int K, int S, int P) {
+  (void)be, (void)Cout;
+  int To = conv_out_len(T, K, S, P);
+  return 2 * (size_t)B * (size_t)(To > 0 ? To : 0) * Cin * K;
+}
+
+/* col[N, Cin*K] from inp[B,T,Cin]; rows outside [0,T) are 0. */
+static void cpu_im2col(float *col, const float *inp, int B, int T, int Cin,
+                       int K, int S, int P, int To, int nt) {
+  const int N = B * To, CK = Cin * K;
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * CK >= BT_CPU_PAR_MIN)
+  for (int r = 0; r < N; r++) {
+    const int b = r / To, o = r % To;
+    float *c = col + (size_t)r * CK;
+    for (int k = 0; k < K; k++) {
+      const int t = o * S - P + k;
+      const float *x = inp + ((size_t)b * T + t) * Cin;
+      for (int ci = 0; ci < Cin; ci++)
+        c[ci * K + k] = (t >= 0 && t < T) ? x[ci] : 0.0f;
+    }
+  }
+}
+
+static void conv_check(int B, int T, int Cin, int Cout, int K, int S, int P) {
+  BT_ASSERT(B >= 0 && T >= 0 && Cin > 0 && Cout > 0 && K > 0 && S > 0 &&
+            P >= 0);
+}
+
+void bt_cpu_conv1d_fwd(bt_backend *be, float *out, float *scratch,
+                       const float *inp, const float *w, const float *bias,
+                       int B, int T, int Cin, int Cout, int K, int S, int P) {
+  conv_check(B, T, Cin, Cout, K, S, P);
+  const int To = conv_out_len(T, K, S, P), nt = bt_cpu_nthread(be);
+  if (B == 0 || To <= 0) return;
+  const int N = B * To, CK = Cin * K;
+  cpu_im2col(scratch, inp, B, T, Cin, K, S, P, To, nt);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * CK * Cout >= BT_CPU_PAR_MIN)
+  for (int r0 = 0; r0 < N; r0 += CONV_ROWS) {
+    const int nr = N - r0 < CONV_ROWS ? N - r0 : CONV_ROWS;
+    float *o = out + (size_t)r0 * Cout;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, Cout, CK, 1.0f,
+                scratch + (size_t)r0 * CK, CK, w, CK, 0.0f, o, Cout);
+    if (bias)
+      for (int r = 0; r < nr; r++)
+        for (int co = 0; co < Cout; co++) o[(size_t)r * Cout + co] += bias[co];
+  }
+}
+
+/* dinp[b] += col2im(dcol[b]), one utterance per thread. */
+static void cpu_col2im(float *dinp, const float *dcol, int B, int T, int Cin,
+                       int K, int S, int P, int To, int nt) {
+  const int CK = Cin * K;
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)B * To * CK >= BT_CPU_PAR_MIN)
+  for (int b = 0; b < B; b++)
+    for (int o = 0; o < To; o++) {
+      const float *c = dcol + ((size_t)b * To + o) * CK;
+      for (int k = 0; k < K; k++) {
+        const int t = o * S - P + k;
+        if (t < 0 || t >= T) continue;
+        float *dx = dinp + ((size_t)b * T + t) * Cin;
+        for (int ci = 0; ci < Cin; ci++) dx[ci] += c[ci * K + k];
+      }
+    }
+}
+
+void bt_cpu_conv1d_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
+                       float *scratch, const float *dout, const float *inp,
+                       const float *w, int B, int T, int Cin, int Cout, int K,
+                       int S, int P) {
+  conv_check(B, T, Cin, Cout, K, S, P);
+  const int To = conv_out_len(T, K, S, P), nt = bt_cpu_nthread(be);
+  if (B == 0 || To <= 0) return;
+  const int N = B * To, CK = Cin * K;
+  float *col = scratch, *dcol = scratch + (size_t)N * CK;
+  if (dbias) {
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * Cout >= BT_CPU_PAR_MIN)
+    for (int co = 0; co < Cout; co++) {
+      double s = 0.0;
+      for (int r = 0; r < N; r++) s += dout[(size_t)r * Cout + co];
+      dbias[co] += (float)s;
+    }
+  }
+  if (dw) {
+    /* dw[Cout, CK] += dout^T col: output channels split across threads,
+     * each summing over all N rows in sgemm's fixed order. */
+    cpu_im2col(col, inp, B, T, Cin, K, S, P, To, nt);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * CK * Cout >= BT_CPU_PAR_MIN)
+    for (int c0 = 0; c0 < Cout; c0 += 8) {
+      const int nc = Cout - c0 < 8 ? Cout - c0 : 8;
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nc, CK, N, 1.0f,
+                  dout + c0, Cout, col, CK, 1.0f, dw + (size_t)c0 * CK, CK);
+    }
+  }
+  if (dinp) {
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * CK * Cout >= BT_CPU_PAR_MIN)
+    for (int r0 = 0; r0 < N; r0 += CONV_ROWS) {
+      const int nr = N - r0 < CONV_ROWS ? N - r0 : CONV_ROWS;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, CK, Cout,
+                  1.0f, dout + (size_t)r0 * Cout, Cout, w, CK, 0.0f,
+                  dcol + (size_t)r0 * CK, CK);
+    }
+    cpu_col2im(dinp, dcol, B, T, Cin, K, S, P, To, nt);
+  }
+}
+
+/* ---- attention with a causal flag and key lengths ------------------------ */
+
+/* Keys query row t sees among the n valid ones. */
+static inline int att_row_keys(int t, int n, int causal) {
+  return causal && t + 1 < n ? t + 1 : n;
+}
+
+/* Rows [0,n) of the T x T block P: softmax over each row's visible keys
+ * (max subtracted, exp by bt_cpu_expf, sum in double), zeros elsewhere;
+ * rows [n,T) all zero. */
+BT_CPU_SIMD_CLONES static void cpu_softmax_masked(float *S, int T, int n,
+                                                  int causal) {
+  for (int t = 0; t < T; t++) {
+    float *p = S + (size_t)t * T;
+    const int nk = t < n ? att_row_keys(t, n, causal) : 0;
+    if (nk > 0) {
+      float mx = p[0];
+      for (int j = 1; j < nk; j++) mx = p[j] > mx ? p[j] : mx;
+      double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j < nk; j++) {
+        float e = bt_cpu_expf(p[j] - mx);
+        p[j] = e;
+        sum += e;
+      }
+      const float inv = (float)(1.0 / sum);
+      for (int j = 0; j < nk; j++) p[j] *= inv;
+    }
+    for (int j = nk; j < T; j++) p[j] = 0.0f;
+  }
+}
+
+/* dS = P * (dP - rowsum(P * dP)) * scale on the visible keys, 0 elsewhere. */
+BT_CPU_SIMD_CLONES static void cpu_softmax_masked_bwd(float *dP,
+                                                      const float *P, int T,
+                                                      int n, int causal,
+                                                      float scale) {
+  for (int t = 0; t < T; t++) {
+    const float *p = P + (size_t)t * T;
+    float *d = dP + (size_t)t * T;
+    const int nk = t < n ? att_row_keys(t, n, causal) : 0;
+    double sdp = 0.0;
+#pragma omp simd reduction(+ : sdp)
+    for (int j = 0; j < nk; j++) sdp += p[j] * d[j];
+    const float fs = (float)sdp;
+    for (int j = 0; j < nk; j++) d[j] = p[j] * (d[j] - fs) * scale;
+    for (int j = nk; j < T; j++) d[j] = 0.0f;
+  }
+}
+
+static int att_valid_len(const int32_t *keyLen, int b, int T) {
+  if (!keyLen) return T;
+  BT_ASSERT(keyLen[b] >= 1 && keyLen[b] <= T);
+  return keyLen[b];
+}
+
+void bt_cpu_attention_masked_fwd(bt_backend *be, float *out, float *att,
+                                 const float *qkv, const int32_t *keyLen,
+                                 int causal, int B, int T, int C, int NH) {
+  const int nt = bt_cpu_nthread(be);
+  BT_ASSERT(NH > 0 && C % NH == 0);
+  if (B <= 0 || T <= 0 || C <= 0) return;
+  const int hs = C / NH, C3 = 3 * C;
+  const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if ((size_t)B * T * T * C >= BT_CPU_PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      const int n = att_valid_len(keyLen, b, T);
+      const float *q = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+      const float *k = q + C, *v = q + 2 * (size_t)C;
+      float *Pm = att + ((size_t)b * NH + h) * T * T;
+      float *o = out + (size_t)b * T * C + (size_t)h * hs;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs, scale,
+                  q, C3, k, C3, 0.0f, Pm, T);
+      cpu_softmax_masked(Pm, T, n, causal);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n, 1.0f,
+                  Pm, T, v, C3, 0.0f, o, C);
+      for (int t = n; t < T; t++)
+        memset(o + (size_t)t * C, 0, (size_t)hs * sizeof(float));
+    }
+  }
+}
+
+void bt_cpu_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
+                                 const float *dout, const float *qkv,
+                                 const float *att, const int32_t *keyLen,
+                                 int causal, int B, int T, int C, int NH) {
+  const int nt = bt_cpu_nthread(be);
+  BT_ASSERT(NH > 0 && C % NH == 0);
+  if (B <= 0 || T <= 0 || C <= 0) return;
+  const int hs = C / NH, C3 = 3 * C;
+  const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if ((size_t)B * T * T * C >= BT_CPU_PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    for (int h = 0; h < NH; h++) {
+      const int n = att_valid_len(keyLen, b, T);
+      const size_t off = (size_t)b * T * C3 + (size_t)h * hs;
+      const float *q = qkv + off, *k = q + C, *v = q + 2 * (size_t)C;
+      float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * (size_t)C;
+      const float *G = dout + (size_t)b * T * C + (size_t)h * hs;
+      const float *Pm = att + ((size_t)b * NH + h) * T * T;
+      float *dS = scratch + ((size_t)b * NH + h) * T * T;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs, 1.0f, G,
+                  C, v, C3, 0.0f, dS, T);
+      cpu_softmax_masked_bwd(dS, Pm, T, n, causal, scale);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n, 1.0f,
+                  dS, T, k, C3, 1.0f, dq, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n, 1.0f, dS,
+                  T, q, C3, 1.0f, dk, C3);
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n, 1.0f, Pm,
+                  T, G, C, 1.0f, dv, C3);
+    }
+  }
+}
+
+/* ---- CTC loss ------------------------------------------------------------ */
+
+size_t bt_cpu_ctc_scratch_size(bt_backend *be, int B, int T, int V, int L) {
+  (void)be;
+  return (size_t)B * T * V + 2 * (size_t)B * T * (2 * L + 1) + (size_t)B;
+}
+
+static inline double lse2(double a, double b) {
+  if (a == -INFINITY) return b;
+  if (b == -INFINITY) return a;
+  double m = a > b ? a : b;
+  return m + log(exp(a - m) + exp(b - m));
+}
+
+/* Label of extended state s: blank at even s, target (s-1)/2 at odd s. */
+static inline int ctc_lab(const int32_t *tgt, int s) {
+  return (s & 1) ? tgt[s >> 1] : 0;
+}
+
+/* May a path move from state s-2 to s (skip the blank between)? */
+static inline int ctc_skip(const int32_t *tgt, int s) {
+  return s >= 2 && (s & 1) && tgt[s >> 1] != tgt[(s >> 1) - 1];
+}
+
+/* Returns log p(target | frames): -inf when no alignment exists. */
+static double ctc_alpha(float *alpha, const float *lp, const int32_t *tgt,
+                        int n, int tl, int V, int Smax) {
+  const int S = 2 * tl + 1;
+  for (int s = 0; s < S; s++) alpha[s] = -INFINITY;
+  alpha[0] = lp[0];
+  if (S > 1) alpha[1] = lp[ctc_lab(tgt, 1)];
+  for (int t = 1; t < n; t++) {
+    const float *a0 = alpha + (size_t)(t - 1) * Smax;
+    float *a1 = alpha + (size_t)t * Smax;
+    for (int s = 0; s < S; s++) {
+      double x = a0[s];
+      if (s >= 1) x = lse2(x, a0[s - 1]);
+      if (ctc_skip(tgt, s)) x = lse2(x, a0[s - 2]);
+      a1[s] = (float)(x + lp[(size_t)t * V + ctc_lab(tgt, s)]);
+    }
+  }
+  const float *aN = alpha + (size_t)(n - 1) * Smax;
+  double ll = aN[S - 1];
+  if (S > 1) ll = lse2(ll, aN[S - 2]);
+  return ll;
+}
+
+static void ctc_beta(float *beta, const float *lp, const int32_t *tgt, int n,
+                     int tl, int V, int Smax) {
+  const int S = 2 * tl + 1;
+  float *bN = beta + (size_t)(n - 1) * Smax;
+  for (int s = 0; s < S; s++) bN[s] = (s >= S - 2) ? 0.0f : -INFINITY;
+  for (int t = n - 2; t >= 0; t--) {
+    const float *b1 = beta + (size_t)(t + 1) * Smax;
+    const float *lp1 = lp + (size_t)(t + 1) * V;
+    float *b0 = beta + (size_t)t * Smax;
+    for (int s = 0; s < S; s++) {
+      double x = (double)b1[s] + lp1[ctc_lab(tgt, s)];
+      if (s + 1 < S) x = lse2(x, (double)b1[s + 1] + lp1[ctc_lab(tgt, s + 1)]);
+      if (s + 2 < S && ctc_skip(tgt, s + 2))
+        x = lse2(x, (double)b1[s + 2] + lp1[ctc_lab(tgt, s + 2)]);
+      b0[s] = (float)x;
+    }
+  }
+}
+
+typedef struct CtcView {
+  float *lp, *alpha, *beta, *ll;
+  int Smax;
+} CtcView;
+
+static CtcView ctc_view(float *scratch, int B, int T, int V, int L) {
+  CtcView w;
+  w.Smax = 2 * L + 1;
+  w.lp = scratch;
+  w.alpha = w.lp + (size_t)B * T * V;
+  w.beta = w.alpha + (size_t)B * T * w.Smax;
+  w.ll = w.beta + (size_t)B * T * w.Smax;
+  return w;
+}
+
+static void ctc_check(const int32_t *inLen, const int32_t *tgtLen, int b,
+                      int T, int L) {
+  BT_ASSERT(inLen[b] >= 1 && inLen[b] <= T);
+  BT_ASSERT(tgtLen[b] >= 0 && tgtLen[b] <= L);
+}
+
+void bt_cpu_ctc_loss_fwd(bt_backend *be, float *losses, float *scratch,
+                         const float *logits, const int32_t *inLen,
+                         const int32_t *targets, const int32_t *tgtLen, int B,
+                         int T, int V, int L) {
+  const int nt = bt_cpu_nthread(be);
+  CtcView w = ctc_view(scratch, B, T, V, L);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)B * T * V >= BT_CPU_PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    ctc_check(inLen, tgtLen, b, T, L);
+    const int n = inLen[b];
+    float *lp = w.lp + (size_t)b * T * V;
+    for (int t = 0; t < n; t++) { /* log_softmax of the valid frames */
+      const float *x = logits + ((size_t)b * T + t) * V;
+      float mx = x[0];
+      for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+      double s = 0.0;
+      for (int v = 0; v < V; v++) s += exp((double)x[v] - mx);
+      const double lz = mx + log(s);
+      for (int v = 0; v < V; v++) lp[(size_t)t * V + v] = (float)(x[v] - lz);
+    }
+    double ll = ctc_alpha(w.alpha + (size_t)b * T * w.Smax, lp,
+                          targets + (size_t)b * L, n, tgtLen[b], V, w.Smax);
+    w.ll[b] = (float)ll;
+    losses[b] = isfinite(ll) ? (float)-ll : 0.0f; /* zero_infinity */
+  }
+}
+
+void bt_cpu_ctc_loss_bwd(bt_backend *be, float *dlogits, float *scratch,
+                         const float *dloss, const int32_t *inLen,
+                         const int32_t *targets, const int32_t *tgtLen, int B,
+                         int T, int V, int L) {
+  const int nt = bt_cpu_nthread(be);
+  CtcView w = ctc_view(scratch, B, T, V, L);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)B * T * V >= BT_CPU_PAR_MIN)
+  for (int b = 0; b < B; b++) {
+    ctc_check(inLen, tgtLen, b, T, L);
+    const double ll = w.ll[b];
+    if (!isfinite(ll)) continue; /* zero_infinity: no gradient */
+    const int n = inLen[b], tl = tgtLen[b], S = 2 * tl + 1;
+    const int32_t *tgt = targets + (size_t)b * L;
+    const float *lp = w.lp + (size_t)b * T * V;
+    const float *alpha = w.alpha + (size_t)b * T * w.Smax;
+    float *beta = w.beta + (size_t)b * T * w.Smax;
+    ctc_beta(beta, lp, tgt, n, tl, V, w.Smax);
+    const float g = dloss[b];
+    for (int t = 0; t < n; t++) {
+      float *d = dlogits + ((size_t)b * T + t) * V;
+      const float *lpt = lp + (size_t)t * V;
+      for (int v = 0; v < V; v++) d[v] += g * expf(lpt[v]);
+      for (int s = 0; s < S; s++) {
+        double occ = (double)alpha[(size_t)t * w.Smax + s] +
+                     beta[(size_t)t * w.Smax + s] - ll;
+        if (occ > -INFINITY) d[ctc_lab(tgt, s)] -= g * (float)exp(occ);
+      }
+    }
+  }
+}
