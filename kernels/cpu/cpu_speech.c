@@ -87,6 +87,7 @@ void bt_cpu_conv1d_fwd(bt_backend *be, float *out, float *scratch,
       for (int r = 0; r < nr; r++)
         for (int co = 0; co < Cout; co++) o[(size_t)r * Cout + co] += bias[co];
   }
+  bt_cpu_round_act(be, out, (size_t)N * Cout);
 }
 
 /* dinp[b] += col2im(dcol[b]), one utterance per thread. */
@@ -143,6 +144,7 @@ void bt_cpu_conv1d_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
                   dcol + (size_t)r0 * CK, CK);
     }
     cpu_col2im(dinp, dcol, B, T, Cin, K, S, P, To, nt);
+    bt_cpu_round_act(be, dinp, (size_t)B * T * Cin);
   }
 }
 
@@ -227,6 +229,7 @@ void bt_cpu_attention_masked_fwd(bt_backend *be, float *out, float *att,
         memset(o + (size_t)t * C, 0, (size_t)hs * sizeof(float));
     }
   }
+  bt_cpu_round_act(be, out, (size_t)B * T * C);
 }
 
 void bt_cpu_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
@@ -259,6 +262,7 @@ void bt_cpu_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
                   T, G, C, 1.0f, dv, C3);
     }
   }
+  bt_cpu_round_act(be, dqkv, (size_t)B * T * C3);
 }
 
 /* ---- CTC loss ------------------------------------------------------------ */
@@ -404,4 +408,5 @@ void bt_cpu_ctc_loss_bwd(bt_backend *be, float *dlogits, float *scratch,
       }
     }
   }
+  bt_cpu_round_act(be, dlogits, (size_t)B * T * V);
 }

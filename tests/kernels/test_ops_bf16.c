@@ -62,6 +62,8 @@ typedef struct Run {
   float *apDev[MAX_SLOT];
   float *apHost[MAX_SLOT]; /* outputs, fetched after the op */
   int32_t *pIds;
+  int nIvec;
+  int32_t *apIvec[4]; /* int32 inputs given by value (ivec) */
   double ret; /* sumsq's value */
 } Run;
 
@@ -109,6 +111,16 @@ static const int32_t *ids(Run *r, size_t n, int V, int bMask) {
   if (n) bt_mem_from_host_i32(r->be, r->pIds, h, n);
   free(h);
   return r->pIds;
+}
+
+/* An int32 input of n given values (lengths, labels) in backend memory. */
+static const int32_t *ivec(Run *r, const int32_t *aVal, size_t n) {
+  BT_ASSERT(r->nIvec < 4);
+  int32_t *d = bt_mem_alloc_i32(r->be, n ? n : 1, "ivec");
+  BT_ASSERT(d != NULL);
+  if (n) bt_mem_from_host_i32(r->be, d, aVal, n);
+  r->apIvec[r->nIvec++] = d;
+  return d;
 }
 
 /* ---- the op calls: declare the buffers, call the op ---------------------- */
@@ -223,6 +235,58 @@ static void op_xent(Run *r, const int *a) {
   bt_op_xent_fwd(r->be, losses, logits, tgt, N, V, Vp);
   bt_op_xent_bwd(r->be, dl, logits, tgt, 1.0f / N, N, V, Vp);
 }
+/* Speech ops (issue 15): conv1d B2 T9 Cin3 Cout4 K3 S2 P1 and the like. */
+static void op_conv1d(Run *r, const int *a) {
+  int B = a[0], T = a[1], Cin = a[2], Cout = a[3], K = 3, St = 2, Pd = 1;
+  int To = (T + 2 * Pd - K) / St + 1;
+  size_t nScr = bt_op_conv1d_scratch_size(r->be, B, T, Cin, Cout, K, St, Pd);
+  float *out = S(r, "out", OUT_ACT, (size_t)B * To * Cout, -1, 1);
+  float *scr = S(r, "scratch", OUT_F32, nScr, 0, 1);
+  float *dinp = S(r, "dinp", OUT_ACT, (size_t)B * T * Cin, -1, 1);
+  float *dw = S(r, "dw", OUT_F32, (size_t)Cout * Cin * K, -1, 1);
+  float *db = S(r, "dbias", OUT_F32, (size_t)Cout, -1, 1);
+  float *inp = S(r, "inp", IN_ACT, (size_t)B * T * Cin, -2, 2);
+  float *w = S(r, "w", IN_ACT, (size_t)Cout * Cin * K, -1, 1);
+  float *bias = S(r, "bias", IN_F32, (size_t)Cout, -1, 1);
+  float *dout = S(r, "dout", IN_ACT, (size_t)B * To * Cout, -1, 1);
+  bt_op_conv1d_fwd(r->be, out, scr, inp, w, bias, B, T, Cin, Cout, K, St, Pd);
+  bt_op_conv1d_bwd(r->be, dinp, dw, db, scr, dout, inp, w, B, T, Cin, Cout,
+                   K, St, Pd);
+}
+static void op_attention_masked(Run *r, const int *a) {
+  int B = a[0], T = a[1], C = a[2], NH = a[3], causal = a[4];
+  size_t n = (size_t)B * T * C;
+  size_t nAtt = bt_op_attention_att_size(r->be, B, T, NH);
+  size_t nScr = bt_op_attention_scratch_size(r->be, B, T, NH);
+  int32_t aLen[2] = {T, T - 3};
+  float *out = S(r, "out", OUT_ACT, n, -1, 1);
+  float *att = S(r, "att", OUT_F32, nAtt, 0, 1);
+  float *dqkv = S(r, "dqkv", OUT_ACT, 3 * n, -1, 1);
+  float *scr = S(r, "scratch", OUT_F32, nScr, 0, 1);
+  float *qkv = S(r, "qkv", IN_ACT, 3 * n, -2, 2);
+  float *dout = S(r, "dout", IN_ACT, n, -1, 1);
+  const int32_t *len = ivec(r, aLen, (size_t)B);
+  bt_op_attention_masked_fwd(r->be, out, att, qkv, len, causal, B, T, C, NH);
+  bt_op_attention_masked_bwd(r->be, dqkv, scr, dout, qkv, att, len, causal,
+                             B, T, C, NH);
+}
+static void op_ctc(Run *r, const int *a) {
+  int B = 2, T = a[0], V = a[1], L = a[2];
+  int32_t aIn[2] = {T, T - 2}, aTgtLen[2] = {L, L - 1}, aTgt[2 * 8];
+  BT_ASSERT(L <= 8);
+  for (int i = 0; i < B * L; i++) aTgt[i] = 1 + (i * 7 + i / L) % (V - 1);
+  size_t nScr = bt_op_ctc_scratch_size(r->be, B, T, V, L);
+  float *losses = S(r, "losses", OUT_F32, (size_t)B, -1, 1);
+  float *scr = S(r, "scratch", OUT_F32, nScr, 0, 1);
+  float *dl = S(r, "dlogits", OUT_ACT, (size_t)B * T * V, -1, 1);
+  float *logits = S(r, "logits", IN_ACT, (size_t)B * T * V, -3, 3);
+  float *dloss = S(r, "dloss", IN_F32, (size_t)B, 0.5f, 1.5f);
+  const int32_t *in = ivec(r, aIn, (size_t)B);
+  const int32_t *tgt = ivec(r, aTgt, (size_t)B * L);
+  const int32_t *tl = ivec(r, aTgtLen, (size_t)B);
+  bt_op_ctc_loss_fwd(r->be, losses, scr, logits, in, tgt, tl, B, T, V, L);
+  bt_op_ctc_loss_bwd(r->be, dl, scr, dloss, in, tgt, tl, B, T, V, L);
+}
 static void op_adamw(Run *r, const int *a) {
   size_t n = (size_t)a[0];
   float *p = S(r, "param", OUT_F32, n, -1, 1);
@@ -269,6 +333,7 @@ static void run_on(Run *r, bt_backend *be, uint64_t salt,
     bt_mem_free(be, r->apDev[i]);
   }
   bt_mem_free_i32(be, r->pIds);
+  for (int i = 0; i < r->nIvec; i++) bt_mem_free_i32(be, r->apIvec[i]);
 }
 
 static void run_free(Run *r) {
@@ -430,9 +495,11 @@ static const OpFn aFn[] = {op_matmul_fwd, op_matmul_bwd,       op_bias,
                            op_embed,      op_layernorm,        op_gelu,
                            op_residual,   op_attention,        op_attention_decode,
                            op_xent,       op_adamw,            op_sumsq_scale,
-                           op_to_act};
+                           op_to_act,     op_conv1d,           op_attention_masked,
+                           op_ctc};
 enum { F_MMF, F_MMB, F_BIAS, F_EMB, F_LN, F_GELU, F_RES, F_ATT, F_DEC, F_XENT,
-       F_ADAM, F_SUMSQ, F_TOACT, F_ROUND = 100, F_DTYPE };
+       F_ADAM, F_SUMSQ, F_TOACT, F_CONV, F_MATT, F_CTC, F_ROUND = 100,
+       F_DTYPE };
 
 static int g_iCase;
 static void run_case(const int *a);
@@ -460,6 +527,10 @@ static const TestCase aCase[] = {
     {"adamw", "adamw n1001 (fp32 in both modes)", run_case, {1001, 0, 0, 0, 0, F_ADAM}, 0},
     {"sumsq scale", "sumsq, scale n40001 (fp32)", run_case, {40001, 0, 0, 0, 0, F_SUMSQ}, 0},
     {"to_act", "to_act n40001, and in place", run_case, {40001, 0, 0, 0, 0, F_TOACT}, 0},
+    {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B2 T9 Cin3 Cout4 K3 S2 P1", run_case, {2, 9, 3, 4, 0, F_CONV}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked B2 T7 C6 NH3 lengths 7,4", run_case, {2, 7, 6, 3, 0, F_MATT}, 0},
+    {"attention_masked_fwd attention_masked_bwd", "attention_masked causal B2 T9 C8 NH2", run_case, {2, 9, 8, 2, 1, F_MATT}, 0},
+    {"ctc_loss_fwd ctc_loss_bwd ctc_scratch_size", "ctc B2 T12 V6 L4", run_case, {12, 6, 4, 0, 0, F_CTC}, 0},
 };
 #define N_CASE ((int)(sizeof aCase / sizeof aCase[0]))
 
