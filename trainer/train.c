@@ -49,6 +49,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,6 +131,45 @@ static int startup_agreement(bt_trainer *tr) {
   return rc;
 }
 
+/* Start-up failures are agreed, not aborted. Every rank passes the same
+ * agreement points (startup_fail_agree) with its own result; a failure
+ * anywhere ends the start-up on every rank at that point, so no rank is
+ * left waiting in a collective and nobody needs MPI_Abort (whose banner,
+ * and Open MPI's "N more processes have sent help message", buried the
+ * one line that mattered). Only the lowest failing rank prints its
+ * message ([rank R@host] ...); the others stay quiet, and every rank
+ * returns that rank's exit code, so mpirun exits with it after a clean
+ * MPI_Finalize. A point is only safe where no rank can have failed
+ * before a collective the others are in: each one below follows a stage
+ * whose collectives (the data check's all-gather, the checkpoint
+ * writer's agreement) every rank reaches whatever happened before. */
+typedef struct startup_fail {
+  int bAgreed; /* every rank knows the start-up failed: no abort */
+  int bQuiet;  /* another rank reports it */
+  int code;    /* the exit code every rank returns */
+} startup_fail;
+
+static int startup_fail_agree(bt_trainer *tr, int rc, int code,
+                              startup_fail *pF) {
+  /* lowest failing rank and its code in one number: MIN picks both */
+  int64_t key = rc == BT_OK ? (int64_t)tr->world * 256
+                            : (int64_t)tr->rank * 256 + (code & 255);
+  if (tr->world > 1) {
+    char zMine[2048]; /* base/util.c BT_ERR_MAX */
+    snprintf(zMine, sizeof zMine, "%s", rc == BT_OK ? "" : bt_err_msg());
+    if (bt_comm_host_allreduce(tr->pComm, &key, 1, BT_I64, BT_MIN) != BT_OK)
+      return BT_ERR; /* not agreed: the caller aborts */
+    if (rc != BT_OK) bt_err_set("%s", zMine);
+  }
+  if (key == (int64_t)tr->world * 256) return BT_OK;
+  pF->bAgreed = 1;
+  pF->code = (int)(key % 256);
+  pF->bQuiet = key / 256 != tr->rank;
+  if (rc == BT_OK)
+    bt_err_set("rank %lld failed at start-up", (long long)(key / 256));
+  return BT_ERR;
+}
+
 /* ---- set-up ---------------------------------------------------------- */
 
 static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
@@ -143,6 +183,15 @@ static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
   }
   if (tr->rank != 0) return BT_OK;
   if (bt_mkdir_p(tr->zRunDir) != BT_OK) return BT_ERR;
+  /* Said as such: the lock below would otherwise report a file in the
+   * way or an unwritable directory as "in use". */
+  struct stat st;
+  if (stat(tr->zRunDir, &st) == 0 && !S_ISDIR(st.st_mode))
+    return bt_err_set("run directory %s: exists and is not a directory",
+                      tr->zRunDir);
+  if (access(tr->zRunDir, W_OK | X_OK) != 0)
+    return bt_err_set("run directory %s: cannot write to it: %s",
+                      tr->zRunDir, strerror(errno));
   /* One job per run directory: a second job would interleave its
    * checkpoints and metrics with ours. The kernel drops the lock when
    * rank 0 dies, so a killed job's lock is taken over, not obeyed. */
@@ -214,9 +263,14 @@ static int setup_data(bt_trainer *tr) {
       .pinned = c->backend == BT_BACKEND_CUDA,
   };
   if (bt_data_check_run(&lc, c->data_check, check_gather, tr->pComm) !=
-          BT_OK ||
-      bt_loader_open(&tr->pLoader, &lc) != BT_OK)
+      BT_OK)
     return BT_ERR;
+  /* Fault point: this rank cannot read the dataset (tests/train
+   * error_once.sh: one rank's data error is reported once, by it). */
+  if (bt_fault_hit("train.data_eio"))
+    return bt_err_set("dataset %s: cannot read: %s (fault injection "
+                      "train.data_eio)", c->data_path, strerror(EIO));
+  if (bt_loader_open(&tr->pLoader, &lc) != BT_OK) return BT_ERR;
   const bt_loader *pL = tr->pLoader;
   if (!c->vocab_size) c->vocab_size = isGpt ? bt_loader_vocab(pL) : 256;
   if (!c->n_features) c->n_features = isGpt ? 16 : bt_loader_feature_dim(pL);
@@ -279,25 +333,31 @@ static void setup_log(const bt_trainer *tr) {
               bt_fmt_bytes(8.0 * (double)nMom, zB2, sizeof zB2));
 }
 
-static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
+static int trainer_setup(bt_trainer *tr, const bt_train_opts *o,
+                         startup_fail *pF) {
   const bt_config *c = &tr->cfg;
   tr->run.bestVal = INFINITY;
   /* Largest per-rank micro-batch: ceil(ceil(G/A)/W). */
   int perMicro = (c->batch_size + c->grad_accum - 1) / c->grad_accum;
   tr->maxMicro = (perMicro + tr->world - 1) / tr->world;
-  if (setup_run_dir(tr, o) != BT_OK || setup_backend(tr) != BT_OK ||
-      setup_data(tr) != BT_OK || setup_model(tr) != BT_OK)
+  /* The agreement points (startup_fail_agree): after each stage. */
+  const int E = BT_EXIT_ERROR;
+  if (startup_fail_agree(tr, setup_run_dir(tr, o), E, pF) != BT_OK ||
+      startup_fail_agree(tr, setup_backend(tr), E, pF) != BT_OK ||
+      startup_fail_agree(tr, setup_data(tr), E, pF) != BT_OK ||
+      startup_fail_agree(tr, setup_model(tr), E, pF) != BT_OK)
     return BT_ERR;
   tr->zCfgText = bt_config_to_text(c);
-  if (!tr->zCfgText) return BT_ERR;
-  if (startup_agreement(tr) != BT_OK) return BT_ERR;
+  int rc = tr->zCfgText ? startup_agreement(tr) : BT_ERR;
+  if (startup_fail_agree(tr, rc, E, pF) != BT_OK) return BT_ERR;
   bt_ckpt_options co = {.zRunDir = tr->zRunDir,
                         .keep_last = c->keep_last,
                         .keep_every = c->keep_every,
                         .zstd_level = c->zstd_level,
                         .async = c->ckpt_async,
                         .shuffle = 1};
-  if (bt_ckpt_writer_create(&tr->pCkw, tr->pComm, &co) != BT_OK) return BT_ERR;
+  rc = bt_ckpt_writer_create(&tr->pCkw, tr->pComm, &co);
+  if (startup_fail_agree(tr, rc, E, pF) != BT_OK) return BT_ERR;
   setup_log(tr);
   return BT_OK;
 }
@@ -1106,13 +1166,16 @@ static int train_command(const bt_train_opts *o, bt_comm *pComm) {
   tr.pComm = pComm;
   tr.rank = bt_comm_rank(pComm);
   tr.world = bt_comm_world(pComm);
-  if (bt_config_load(&tr.cfg, o->zConfig, o->azSet, o->nSet) != BT_OK) {
-    bt_log_error("%s", bt_err_msg());
-    return BT_EXIT_USAGE;
+  startup_fail f = {0};
+  int rc = bt_config_load(&tr.cfg, o->zConfig, o->azSet, o->nSet);
+  if (startup_fail_agree(&tr, rc, BT_EXIT_USAGE, &f) != BT_OK) {
+    if (!f.bQuiet) bt_log_error("%s", bt_err_msg());
+    if (!f.bAgreed && tr.world > 1) bt_comm_abort(pComm, BT_EXIT_USAGE);
+    return f.bAgreed ? f.code : BT_EXIT_USAGE;
   }
   install_signals();
   int exitCode = BT_EXIT_OK;
-  int rc = trainer_setup(&tr, o);
+  rc = trainer_setup(&tr, o, &f);
   if (rc == BT_OK) {
     bt_comm_watchdog_start(pComm);
     rc = trainer_resume(&tr, o);
@@ -1121,11 +1184,12 @@ static int train_command(const bt_train_opts *o, bt_comm *pComm) {
   if (rc == BT_OK) rc = bt_init_load_params(&tr);
   if (rc == BT_OK) rc = train_loop(&tr, o, &exitCode);
   if (rc != BT_OK) {
-    bt_log_error("%s", bt_err_msg());
-    if (exitCode == BT_EXIT_OK) exitCode = BT_EXIT_ERROR;
+    if (!f.bQuiet) bt_log_error("%s", bt_err_msg());
+    if (exitCode == BT_EXIT_OK) exitCode = f.bAgreed ? f.code : BT_EXIT_ERROR;
     /* A failure on one rank must not leave the others waiting in a
-     * collective until the watchdog fires. */
-    if (tr.world > 1) bt_comm_abort(pComm, exitCode);
+     * collective until the watchdog fires; an agreed start-up failure
+     * left nobody waiting. */
+    if (tr.world > 1 && !f.bAgreed) bt_comm_abort(pComm, exitCode);
   }
   trainer_free(&tr);
   return exitCode;
