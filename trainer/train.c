@@ -581,6 +581,7 @@ typedef struct step_ctx {
   int saveBest;       /* new lowest val loss with checkpoint.keep_best */
   int earlyStop;      /* train.early_stop reached: this is the last step */
   int skip;           /* train.nan_policy = skip hit: no update */
+  int outputStop;     /* some rank's output failed: checkpoint, exit 1 */
   double tStart;      /* bt_time_now() at the start of the step */
   double tOptStart;   /* ... at the start of step_reduce */
   double lossSum;     /* this rank's loss sum and item count */
@@ -590,7 +591,7 @@ typedef struct step_ctx {
 } step_ctx;
 
 /* Host all-reduce of the step's scalars. */
-enum { RED_LOSS, RED_COUNT, RED_STOP, RED_N };
+enum { RED_LOSS, RED_COUNT, RED_STOP, RED_OUTPUT_STOP, RED_N };
 
 /* The validation pass (eval.h: the same numbers as `baton eval`) over
  * the first data.val_samples samples of the val split (0: all of it). */
@@ -754,11 +755,15 @@ static int step_reduce(loop_ctx *L, step_ctx *s) {
   s->tOptStart = bt_time_now();
   bt_comm_set_context(tr->pComm, s->step, "loss all-reduce");
   if (s->injectNan) s->lossSum = NAN;
-  double red[RED_N] = {s->lossSum, s->count, g_stopRequested ? 1.0 : 0.0};
+  double red[RED_N] = {s->lossSum, s->count, g_stopRequested ? 1.0 : 0.0,
+                       bt_outputs_stop_requested(&L->out) ? 1.0 : 0.0};
   if (bt_comm_host_allreduce(tr->pComm, red, RED_N, BT_F64, BT_SUM) != BT_OK)
     return BT_ERR;
   s->r.loss = red[RED_COUNT] > 0 ? red[RED_LOSS] / red[RED_COUNT] : NAN;
-  s->r.stopNow = red[RED_STOP] > 0;
+  /* a failed output under checkpoint.on_error = stop (outputs.h) stops
+   * the run like a pre-emption, with its own exit code */
+  s->outputStop = red[RED_OUTPUT_STOP] > 0;
+  s->r.stopNow = red[RED_STOP] > 0 || s->outputStop;
 
   bt_comm_set_context(tr->pComm, s->step, "optimizer");
   bt_trace_begin(L->out.pTrace, "optimizer", "train");
@@ -924,6 +929,18 @@ static int step_checkpoint(loop_ctx *L, step_ctx *s) {
 /* A pre-emption signal reached some rank: the checkpoint of this step is
  * written (step_checkpoint waited for it); every rank leaves. */
 static void step_preempt(loop_ctx *L, const step_ctx *s) {
+  if (s->outputStop) {
+    /* rank 0 only: the failing rank has said what failed */
+    if (L->tr->rank == 0)
+      bt_log_error("stopped after an output write failure (see above; "
+                   "checkpoint.on_error = stop): checkpoint at step %ld "
+                   "written; exiting with code %d (free space, then run "
+                   "the same command to continue)",
+                   s->step, BT_EXIT_ERROR);
+    *L->pExit = BT_EXIT_ERROR;
+    L->bStopped = 1;
+    return;
+  }
   bt_log_info("pre-emption signal received: checkpoint at step %ld "
               "written; exiting with code %d (run the same command to "
               "continue)",
@@ -971,6 +988,9 @@ static int train_finish(loop_ctx *L, const bt_train_opts *o) {
   }
   int rc = BT_OK;
   if (o->zDumpParams && write_params(tr, o->zDumpParams) != BT_OK) rc = BT_ERR;
+  /* an output of this rank failed at the last step, too late to stop
+   * early (checkpoint.on_error = stop): the run is not complete on disk */
+  if (bt_outputs_stop_requested(&L->out)) *L->pExit = BT_EXIT_ERROR;
   if (L->bFinalSaveFailed)
     return bt_err_set("trained %ld steps but the final checkpoint could not "
                       "be saved (checkpoint.on_error = continue; see the "
