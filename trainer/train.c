@@ -202,7 +202,38 @@ static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
   if (zPrev[0])
     bt_log_info("run directory %s: took over the lock of a job that is no "
                 "longer running (%s)", tr->zRunDir, zPrev);
+  /* The previous job's verdict goes: from now on, no RUN/exit_status
+   * means this job did not end by itself (killed, aborted). */
+  char zExit[1100];
+  bt_snprintf(zExit, sizeof zExit, "%s/exit_status", tr->zRunDir);
+  if (unlink(zExit) != 0 && errno != ENOENT)
+    return bt_err_set("run directory %s: cannot remove %s: %s", tr->zRunDir,
+                      zExit, strerror(errno));
   return BT_OK;
+}
+
+/* RUN/exit_status, rank 0, when the job ends by itself: "CODE what", e.g.
+ * "4 pre-empted: checkpoint at step 138 written (ckpt-00000138)". Open
+ * MPI's mpirun that itself receives SIGTERM or SIGINT exits 1 whatever the
+ * ranks returned (it refuses to forward SIGTERM), so a wrapper that
+ * signalled mpirun reads the job's real outcome here (docs/operations.md
+ * "Exit codes"). Written only while this job holds the run directory's
+ * lock; a failure costs the wrapper its hint, not the run. */
+static void train_record_run_exit(const bt_trainer *tr, int exitCode) {
+  if (tr->rank != 0 || tr->runLock.fd < 0) return;
+  char zPath[1100], zLine[256];
+  bt_snprintf(zPath, sizeof zPath, "%s/exit_status", tr->zRunDir);
+  int n;
+  if (exitCode == BT_EXIT_PREEMPTED)
+    n = snprintf(zLine, sizeof zLine, "%d pre-empted: checkpoint at step %ld "
+                 "written (ckpt-%08ld)\n", exitCode, tr->step, tr->step);
+  else if (exitCode == BT_EXIT_OK)
+    n = snprintf(zLine, sizeof zLine, "0 done at step %ld\n", tr->step);
+  else
+    n = snprintf(zLine, sizeof zLine, "%d stopped with an error at step %ld "
+                 "(see the job's log)\n", exitCode, tr->step);
+  if (bt_file_write_atomic(zPath, zLine, (size_t)n) != BT_OK)
+    bt_log_warn("%s", bt_err_msg());
 }
 
 /* The compute backend, and the communicator attached to it. */
@@ -1211,6 +1242,7 @@ static int train_command(const bt_train_opts *o, bt_comm *pComm) {
      * left nobody waiting. */
     if (tr.world > 1 && !f.bAgreed) bt_comm_abort(pComm, exitCode);
   }
+  train_record_run_exit(&tr, exitCode);
   trainer_free(&tr);
   return exitCode;
 }
