@@ -202,8 +202,23 @@ static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
   if (zPrev[0])
     bt_log_info("run directory %s: took over the lock of a job that is no "
                 "longer running (%s)", tr->zRunDir, zPrev);
-  /* The previous job's verdict goes: from now on, no RUN/exit_status
-   * means this job did not end by itself (killed, aborted). */
+  return BT_OK;
+}
+
+/* RUN/exit_status, rank 0, when a job that got as far as training ends
+ * by itself (a start-up failure says so through its exit code and leaves
+ * no file behind): "CODE what", e.g.
+ * "4 pre-empted: checkpoint at step 138 written (ckpt-00000138)". Open
+ * MPI's mpirun that itself receives SIGTERM or SIGINT exits 1 whatever the
+ * ranks returned (it refuses to forward SIGTERM), so a wrapper that
+ * signalled mpirun reads the job's real outcome here (docs/operations.md
+ * "Exit codes"). Written only while this job holds the run directory's
+ * lock; a failure costs the wrapper its hint, not the run. */
+/* When training starts, the previous job's verdict goes: from then on, no
+ * RUN/exit_status means this job did not end by itself (killed, aborted).
+ * Not earlier: a start-up failure changes nothing in the run directory. */
+static int train_clear_run_exit(const bt_trainer *tr) {
+  if (tr->rank != 0) return BT_OK;
   char zExit[1100];
   bt_snprintf(zExit, sizeof zExit, "%s/exit_status", tr->zRunDir);
   if (unlink(zExit) != 0 && errno != ENOENT)
@@ -212,13 +227,6 @@ static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
   return BT_OK;
 }
 
-/* RUN/exit_status, rank 0, when the job ends by itself: "CODE what", e.g.
- * "4 pre-empted: checkpoint at step 138 written (ckpt-00000138)". Open
- * MPI's mpirun that itself receives SIGTERM or SIGINT exits 1 whatever the
- * ranks returned (it refuses to forward SIGTERM), so a wrapper that
- * signalled mpirun reads the job's real outcome here (docs/operations.md
- * "Exit codes"). Written only while this job holds the run directory's
- * lock; a failure costs the wrapper its hint, not the run. */
 static void train_record_run_exit(const bt_trainer *tr, int exitCode) {
   if (tr->rank != 0 || tr->runLock.fd < 0) return;
   char zPath[1100], zLine[256];
@@ -1233,6 +1241,8 @@ static int train_command(const bt_train_opts *o, bt_comm *pComm) {
   }
   /* train.init_from after resume: a resumed run keeps its weights. */
   if (rc == BT_OK) rc = bt_init_load_params(&tr);
+  if (rc == BT_OK) rc = train_clear_run_exit(&tr);
+  int bTrained = rc == BT_OK; /* exit_status: only for a run that trained */
   if (rc == BT_OK) rc = train_loop(&tr, o, &exitCode);
   if (rc != BT_OK) {
     if (!f.bQuiet) bt_log_error("%s", bt_err_msg());
@@ -1242,7 +1252,7 @@ static int train_command(const bt_train_opts *o, bt_comm *pComm) {
      * left nobody waiting. */
     if (tr.world > 1 && !f.bAgreed) bt_comm_abort(pComm, exitCode);
   }
-  train_record_run_exit(&tr, exitCode);
+  if (bTrained) train_record_run_exit(&tr, exitCode);
   trainer_free(&tr);
   return exitCode;
 }
