@@ -68,7 +68,16 @@ int bt_lock_acquire(bt_lock *pLock, const char *zPath, char *zPrev,
   return BT_OK;
 }
 
+/* A released lock leaves an empty file: the holder line is what the next
+ * job reports as "a job that is no longer running", which is true only of
+ * a holder that died still holding it. Truncated while still locked, so
+ * no other job can have written its own line in between. */
 void bt_lock_release(bt_lock *pLock) {
-  if (pLock->fd >= 0) close(pLock->fd);
+  if (pLock->fd >= 0) {
+    if (ftruncate(pLock->fd, 0) != 0) {
+      /* best effort: the next job then names us as a dead holder */
+    }
+    close(pLock->fd);
+  }
   pLock->fd = -1;
 }

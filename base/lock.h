@@ -10,7 +10,9 @@
  *     locks (NFSv4, Lustre, GPFS); on NFS a dead node's locks are dropped
  *     when its lease expires (about 90 s), not at once.
  * The file holds one line naming the holder ("host H pid P since T"),
- * written after the lock is taken, so a refusal can say who holds it.
+ * written after the lock is taken, so a refusal can say who holds it;
+ * a release empties it, so a line found by the next holder is a dead
+ * job's.
  * The file is never unlinked: removing it would let two jobs lock two
  * different files of the same name.
  */
@@ -29,7 +31,9 @@ typedef struct bt_lock {
  * NULL) receives the line of a previous, dead holder ("" if none). */
 int bt_lock_acquire(bt_lock *pLock, const char *zPath, char *zPrev,
                     size_t nPrev);
-/* Releases it (closing the descriptor); safe on a lock not held. */
+/* Releases it: empties the holder line (so the next holder does not
+ * report a dead job) and closes the descriptor; safe on a lock not
+ * held. */
 void bt_lock_release(bt_lock *pLock);
 
 #endif /* BATON_LOCK_H */

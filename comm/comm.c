@@ -29,7 +29,8 @@
  *   - Per operation: bt_comm_wait (and every blocking collective) polls the
  *     request; if it has not completed timeout seconds after the wait began,
  *     the rank prints "watchdog: no progress for N s in <label> at step S;
- *     aborting the job" and calls MPI_Abort(MPI_COMM_WORLD,
+ *     waiting for rank R on host H (last seen at step T); aborting the
+ *     job" and calls MPI_Abort(MPI_COMM_WORLD,
  *     BT_EXIT_WATCHDOG), so one stopped or dead rank ends the job within
  *     timeout + the launcher's kill time instead of hanging it.
  *   - Per step (bt_comm_watchdog_start): a thread aborts the job the same
@@ -41,6 +42,10 @@
  *     is safe from any thread; we accept that to avoid a second mechanism.
  *   - Exactly one abort runs per process (bAborting): a second firing (the
  *     thread and a wait at once) parks until the launcher kills it.
+ *   - The message names who the rank waited for: "...; waiting for rank R
+ *     on host H (last seen at step T)" (heartbeats, below), or, from the
+ *     step thread while the main thread is not in a collective, that this
+ *     rank is itself stuck.
  */
 #include <errno.h>
 #include <signal.h>
@@ -142,8 +147,13 @@ static int comm_launcher_detected(const char **pzWhy) {
 
 /* ---- watchdog ----------------------------------------------------------- */
 
-void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
-                           const char *zWhat) {
+/* bThread: fired by the step thread, which may fire while the main thread
+ * computes (then this rank itself is the one not making progress). */
+static void comm_watchdog_fire(bt_comm *pComm, double waited, long step,
+                               const char *zWhat, int bThread)
+    __attribute__((noreturn));
+static void comm_watchdog_fire(bt_comm *pComm, double waited, long step,
+                               const char *zWhat, int bThread) {
   if (atomic_exchange(&pComm->bAborting, 1)) {
     /* Another thread of this rank is already aborting the job. */
     for (;;) pause();
@@ -154,11 +164,204 @@ void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
    * thread blocks all signals, so another thread takes it. */
   signal(SIGALRM, SIG_DFL);
   alarm(60);
-  bt_log_error("watchdog: no progress for %.*f s in %s at step %ld; "
+  /* Who we wait for, as the main thread last worked it out (heartbeats);
+   * a trylock: the main thread may hold mu forever if it is stuck. */
+  char zWho[sizeof pComm->zWaitFor + 64];
+  zWho[0] = 0;
+  if (pthread_mutex_trylock(&pComm->mu) == 0) {
+    if (pComm->bWaitSlow)
+      snprintf(zWho, sizeof zWho, "; waiting for %s", pComm->zWaitFor);
+    else if (bThread)
+      snprintf(zWho, sizeof zWho, "; rank %d is not waiting in a "
+               "collective: it is itself stuck (compute, I/O, loader)",
+               pComm->rank);
+    pthread_mutex_unlock(&pComm->mu);
+  }
+  bt_log_error("watchdog: no progress for %.*f s in %s at step %ld%s; "
                "aborting the job (exit code %d)",
-               waited < 10 ? 1 : 0, waited, zWhat, step, BT_EXIT_WATCHDOG);
+               waited < 10 ? 1 : 0, waited, zWhat, step, zWho,
+               BT_EXIT_WATCHDOG);
   if (pComm->pOps->xOnWatchdog) pComm->pOps->xOnWatchdog(pComm);
   bt_comm_abort(pComm, BT_EXIT_WATCHDOG);
+}
+
+void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,
+                           const char *zWhat) {
+  comm_watchdog_fire(pComm, waited, step, zWhat, 0);
+}
+
+/* ---- heartbeats: which rank a waiting rank waits for ---------------------
+ *
+ * A collective that does not complete says nothing about WHO has not
+ * joined it. Collectives start in the same order on every rank (MPI's
+ * rule), so each has an index, req->seq, equal on all ranks, and a peer
+ * has joined collective S iff it has started more than S collectives.
+ * When a wait passes hbAfter (min(1 s, timeout / 4)), the waiting rank
+ * sends every peer one message "I have started N collectives, at step T"
+ * (MPI_Isend of 3 integers on a duplicate of MPI_COMM_WORLD, so it can
+ * never match an application message) and, while it keeps waiting,
+ * drains what its peers sent. When the watchdog fires, the peers whose
+ * latest count is <= S (or that never sent one) are the ones behind: the
+ * message names the lowest, its host, and the step it was last seen at
+ * (its heartbeat's step, or the step of the newest collective completed
+ * here: every rank joined that one).
+ *
+ * Why this design:
+ *   - A stopped (SIGSTOP) or partitioned peer needs to do nothing: it is
+ *     named because it is silent. One-sided windows would need the
+ *     target's progress under Open MPI's osc/pt2pt, and files need a
+ *     shared run directory the communicator does not know about.
+ *   - The fast path costs nothing: a collective that completes within
+ *     hbAfter sends no message; starting one adds a counter increment and
+ *     completing one a store. Sends never block (a peer that does not
+ *     drain keeps its request pending and is skipped next time), and
+ *     undrained heartbeats wait in MPI's unexpected queue (24 bytes each,
+ *     one per peer per slow wait) until the next slow wait or the end.
+ *   - Limits: a peer that arrives less than hbAfter before the timeout is
+ *     still counted as behind; hosts come from one all-gather at init.
+ */
+#define COMM_HB_TAG 17
+
+static void hb_post_recv(bt_comm *p) {
+  if (MPI_Irecv(p->aHbIn, 3, MPI_LONG_LONG, MPI_ANY_SOURCE, COMM_HB_TAG,
+                p->commHb, &p->hbRecv) != MPI_SUCCESS)
+    p->hbRecv = MPI_REQUEST_NULL; /* best effort: no heartbeats then */
+}
+
+static int hb_setup(bt_comm *p) {
+  size_t w = (size_t)p->world;
+  p->azHost = bt_calloc(w, BT_COMM_HOST_MAX, "host names");
+  p->aHbSend = bt_calloc(w * 3, sizeof *p->aHbSend, "heartbeats");
+  p->aHbReq = bt_calloc(w, sizeof *p->aHbReq, "heartbeat requests");
+  p->aHbSeen = bt_calloc(w * 2, sizeof *p->aHbSeen, "heartbeats seen");
+  if (!p->azHost || !p->aHbSend || !p->aHbReq || !p->aHbSeen) {
+    free(p->aHbReq);
+    p->aHbReq = NULL; /* hb_teardown must not free zeroed requests */
+    return BT_ERR;
+  }
+  for (size_t i = 0; i < w; i++) {
+    p->aHbReq[i] = MPI_REQUEST_NULL;
+    p->aHbSeen[2 * i] = -1;
+    p->aHbSeen[2 * i + 1] = -1;
+  }
+  char zMe[BT_COMM_HOST_MAX];
+  memset(zMe, 0, sizeof zMe);
+  snprintf(zMe, sizeof zMe, "%s", bt_log_host());
+  if (!BT_MPI_OK(p, MPI_Allgather(zMe, BT_COMM_HOST_MAX, MPI_CHAR, p->azHost,
+                                  BT_COMM_HOST_MAX, MPI_CHAR,
+                                  MPI_COMM_WORLD)))
+    return BT_ERR;
+  if (p->world < 2) return BT_OK;
+  if (!BT_MPI_OK(p, MPI_Comm_dup(MPI_COMM_WORLD, &p->commHb))) return BT_ERR;
+  hb_post_recv(p);
+  return BT_OK;
+}
+
+static void hb_teardown(bt_comm *p) {
+  if (p->hbRecv != MPI_REQUEST_NULL) {
+    MPI_Cancel(&p->hbRecv);
+    MPI_Wait(&p->hbRecv, MPI_STATUS_IGNORE);
+  }
+  for (int i = 0; p->aHbReq && i < p->world; i++)
+    if (p->aHbReq[i] != MPI_REQUEST_NULL) MPI_Request_free(&p->aHbReq[i]);
+  if (p->commHb != MPI_COMM_NULL) MPI_Comm_free(&p->commHb);
+  free(p->azHost);
+  free(p->aHbSend);
+  free(p->aHbReq);
+  free(p->aHbSeen);
+  p->azHost = NULL;
+  p->aHbSend = p->aHbSeen = NULL;
+  p->aHbReq = NULL;
+}
+
+/* Tells every peer how far this rank got (once per slow wait). */
+static void hb_send(bt_comm *p, const bt_comm_req *req) {
+  for (int q = 0; q < p->world; q++) {
+    if (q == p->rank) continue;
+    int done = 1;
+    if (p->aHbReq[q] != MPI_REQUEST_NULL &&
+        MPI_Test(&p->aHbReq[q], &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+      done = 0;
+    if (!done) continue; /* that peer has not taken the last one yet */
+    long long *a = &p->aHbSend[3 * q];
+    a[0] = p->seqNext;
+    a[1] = req->step;
+    a[2] = req->seq;
+    if (MPI_Isend(a, 3, MPI_LONG_LONG, q, COMM_HB_TAG, p->commHb,
+                  &p->aHbReq[q]) != MPI_SUCCESS)
+      p->aHbReq[q] = MPI_REQUEST_NULL;
+  }
+}
+
+/* Takes every heartbeat that has arrived; 1 if any did. */
+static int hb_drain(bt_comm *p) {
+  int bAny = 0;
+  while (p->hbRecv != MPI_REQUEST_NULL) {
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Test(&p->hbRecv, &flag, &st) != MPI_SUCCESS) {
+      p->hbRecv = MPI_REQUEST_NULL;
+      break;
+    }
+    if (!flag) break;
+    int src = st.MPI_SOURCE;
+    if (src >= 0 && src < p->world && p->aHbIn[0] > p->aHbSeen[2 * src]) {
+      p->aHbSeen[2 * src] = p->aHbIn[0];
+      p->aHbSeen[2 * src + 1] = p->aHbIn[1];
+    }
+    bAny = 1;
+    hb_post_recv(p);
+  }
+  return bAny;
+}
+
+/* "rank R on host H (last seen at step T)" for the lowest rank that has
+ * not joined req, plus how many more have not; into pComm->zWaitFor. */
+static void hb_describe(bt_comm *p, const bt_comm_req *req) {
+  char z[sizeof p->zWaitFor];
+  int nBehind = 0, first = -1;
+  size_t n = 0;
+  for (int q = 0; q < p->world; q++) {
+    if (q == p->rank || p->aHbSeen[2 * q] > req->seq) continue;
+    if (first < 0) first = q;
+    nBehind++;
+  }
+  if (first < 0) {
+    snprintf(z, sizeof z, "no rank: all %d have joined this collective "
+             "(a hang inside MPI/NCCL or the network)", p->world);
+  } else {
+    long seen = p->lastDoneStep;
+    if (p->aHbSeen[2 * first + 1] > seen) seen = (long)p->aHbSeen[2 * first + 1];
+    n = (size_t)snprintf(z, sizeof z, "rank %d on host %.*s (last seen at ",
+                         first, BT_COMM_HOST_MAX, p->azHost + (size_t)first *
+                         BT_COMM_HOST_MAX);
+    if (n < sizeof z)
+      n += (size_t)snprintf(z + n, sizeof z - n, seen >= 0 ? "step %ld)" :
+                            "start-up)", seen);
+    if (nBehind > 1 && n < sizeof z)
+      snprintf(z + n, sizeof z - n, " and %d more rank%s behind", nBehind - 1,
+               nBehind > 2 ? "s" : "");
+  }
+  pthread_mutex_lock(&p->mu);
+  memcpy(p->zWaitFor, z, sizeof z);
+  p->bWaitSlow = 1;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* The slow phase of a wait: the first call sends the heartbeat, every
+ * call takes those that arrived and re-derives who is behind. */
+static void hb_slow_wait(bt_comm *p, const bt_comm_req *req, int *pbSent) {
+  if (p->commHb == MPI_COMM_NULL) return;
+  if (!*pbSent) hb_send(p, req);
+  if (hb_drain(p) || !*pbSent) hb_describe(p, req);
+  *pbSent = 1;
+}
+
+static void hb_wait_over(bt_comm *p, int bSent) {
+  if (!bSent) return;
+  pthread_mutex_lock(&p->mu);
+  p->bWaitSlow = 0;
+  pthread_mutex_unlock(&p->mu);
 }
 
 double bt_comm_timeout_get(bt_comm *pComm) {
@@ -182,10 +385,19 @@ static int comm_poll(bt_comm *pComm, const bt_comm_ops *pOps,
                      bt_comm_req *req) {
   double timeout = bt_comm_timeout_get(pComm);
   double t0 = 0, waited = 0;
+  double hbAfter = timeout > 0 && timeout < 4 ? timeout / 4 : 1.0;
+  int bHb = 0; /* heartbeat sent for this wait (hb_slow_wait) */
   for (long it = 0;; it++) {
     int done = 0;
-    if (pOps->xTest(pComm, req, &done)) return BT_ERR;
-    if (done) return BT_OK;
+    if (pOps->xTest(pComm, req, &done)) {
+      hb_wait_over(pComm, bHb);
+      return BT_ERR;
+    }
+    if (done) {
+      hb_wait_over(pComm, bHb);
+      pComm->lastDoneStep = req->step;
+      return BT_OK;
+    }
     if (it < 8) continue;
     if (it == 8) t0 = bt_time_now();
     int bSpin = waited < pComm->spinSec;
@@ -194,6 +406,7 @@ static int comm_poll(bt_comm *pComm, const bt_comm_ops *pOps,
       sleep_ns(waited < 1.0 ? 50000 : waited < 10.0 ? 200000 : 1000000);
     if (bSpin && (it & 15) != 0) continue;
     waited = bt_time_now() - t0;
+    if (waited > hbAfter) hb_slow_wait(pComm, req, &bHb);
     if (timeout > 0 && waited > timeout) {
       char zWhat[2 * BT_COMM_LABEL_MAX];
       snprintf(zWhat, sizeof zWhat, "%s (%s of %zu x %s)",
@@ -221,7 +434,7 @@ static void *comm_watchdog_main(void *pArg) {
                pComm->zOp[0] ? pComm->zOp : "unlabelled phase");
       long step = pComm->step;
       pthread_mutex_unlock(&pComm->mu);
-      bt_comm_watchdog_fire(pComm, idle, step, zWhat);
+      comm_watchdog_fire(pComm, idle, step, zWhat, 1);
     }
     /* Check often enough that the abort comes at most ~1/8 of the timeout
      * (and never more than 1 s) late. */
@@ -314,7 +527,7 @@ static int comm_init_mpi(bt_comm *p, int *pargc, char ***pargv) {
     return BT_ERR;
   if (!BT_MPI_OK(p, MPI_Comm_size(p->commLocal, &p->localWorld)))
     return BT_ERR;
-  if (bt_comm_mpi_setup(p)) return BT_ERR;
+  if (bt_comm_mpi_setup(p) || hb_setup(p)) return BT_ERR;
   p->pOps = &bt_comm_mpi_ops;
   return BT_OK;
 }
@@ -325,6 +538,7 @@ static int comm_init_mpi(bt_comm *p, int *pargc, char ***pargv) {
  * still reaches MPI_Abort. */
 static int comm_init_fail(bt_comm *p) {
   if (p->commLocal != MPI_COMM_NULL) MPI_Comm_free(&p->commLocal);
+  hb_teardown(p);
   if (p->bMpi) bt_comm_mpi_teardown(p);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
@@ -362,6 +576,9 @@ int bt_comm_init(bt_comm **ppComm, int *pargc, char ***pargv) {
   snprintf(p->zOp, sizeof p->zOp, "startup");
   p->tContext = bt_time_now();
   p->commLocal = MPI_COMM_NULL;
+  p->commHb = MPI_COMM_NULL;
+  p->hbRecv = MPI_REQUEST_NULL;
+  p->lastDoneStep = -1;
   p->opSumU8 = MPI_OP_NULL;
   p->cudaDevice = -1;
   p->rank = 0;
@@ -434,6 +651,7 @@ void bt_comm_free(bt_comm *pComm) {
   if (pComm->pOps->xFree) pComm->pOps->xFree(pComm);
   if (pComm->bMpi) {
     if (pComm->commLocal != MPI_COMM_NULL) MPI_Comm_free(&pComm->commLocal);
+    hb_teardown(pComm);
     bt_comm_mpi_teardown(pComm);
     if (pComm->bOwnMpi) MPI_Finalize();
   }
@@ -480,6 +698,7 @@ static bt_comm_req *req_get(bt_comm *pComm, bt_comm_opkind eKind, size_t n,
   req->step = pComm->step;
   memcpy(req->zLabel, pComm->zOp, sizeof req->zLabel);
   pthread_mutex_unlock(&pComm->mu);
+  req->seq = pComm->seqNext++;
   pComm->nReqLive++;
   return req;
 }
@@ -540,6 +759,7 @@ int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone) {
   }
   *pDone = done;
   if (done) {
+    pComm->lastDoneStep = req->step;
     req_complete(req);
     req_put(pComm, req);
   }

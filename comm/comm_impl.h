@@ -23,6 +23,7 @@
 #include "comm/comm.h"
 
 #define BT_COMM_LABEL_MAX 96
+#define BT_COMM_HOST_MAX 64
 
 typedef enum bt_comm_opkind {
   BT_OPK_ALLREDUCE = 0,
@@ -44,6 +45,7 @@ struct bt_comm_req {
   size_t n;            /* element count (per rank for RS/AG) */
   bt_dtype eType;
   long step;           /* context at start, for watchdog/error messages */
+  long long seq;       /* index of this collective on every rank (0, 1, ..) */
   char zLabel[BT_COMM_LABEL_MAX];
   MPI_Request mpiReq;  /* MPI implementation */
   /* Copy to do after completion (MPI in-place reduce_scatter puts the
@@ -112,6 +114,21 @@ struct bt_comm {
   int bThreadStop;         /* asks the thread to return */
   pthread_t thread;
   atomic_int bAborting;    /* first watchdog to fire owns the abort */
+  /* Who the main thread is waiting for (comm.c "Heartbeats"), for the
+   * thread's message: under mu, set while a wait is in its slow phase. */
+  int bWaitSlow;           /* the main thread waits past hbAfter */
+  char zWaitFor[160];      /* "rank R on host H (last seen at step S)..." */
+
+  /* Heartbeats (comm.c): main thread only. */
+  long long seqNext;       /* collectives started by this rank so far */
+  long lastDoneStep;       /* step of the newest collective completed here */
+  MPI_Comm commHb;         /* dup of MPI_COMM_WORLD; MPI_COMM_NULL if none */
+  char *azHost;            /* world x BT_COMM_HOST_MAX: every rank's host */
+  long long *aHbSend;      /* world x 3: per-peer send buffers */
+  MPI_Request *aHbReq;     /* world: the send to each peer in flight */
+  long long *aHbSeen;      /* world x 2: peer's (started, step); -1: never */
+  long long aHbIn[3];      /* the posted receive's buffer */
+  MPI_Request hbRecv;      /* MPI_REQUEST_NULL when none posted */
 
   void *pImpl;             /* implementation state (NCCL) */
 };
@@ -138,7 +155,9 @@ int bt_comm_mpi_ok(const bt_comm *pComm, int rc, const char *zCall,
   bt_comm_mpi_ok((pComm), (call), #call, __FILE__, __LINE__)
 
 /* The watchdog's last act: prints "watchdog: no progress for <waited> s in
- * <zWhat> at step <step>; aborting the job", lets the implementation abort
+ * <zWhat> at step <step>[; waiting for rank R on host H (last seen at step
+ * T)]; aborting the job" (the part in brackets when the main thread is in
+ * the slow phase of a wait, comm.c "heartbeats"), lets the implementation abort
  * its own resources (xOnWatchdog) and calls bt_comm_abort(BT_EXIT_WATCHDOG).
  * Safe from any thread; only the first caller per process proceeds. */
 void bt_comm_watchdog_fire(bt_comm *pComm, double waited, long step,

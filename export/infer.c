@@ -514,6 +514,19 @@ static int parse_double(const char *zOpt, const char *z, double *pv) {
   return 0;
 }
 
+/* A malformed --prompt-ids list is a usage error (exit 2), found before
+ * the model is loaded. */
+static int check_ids(const char *z) {
+  int32_t *a = NULL;
+  int n = 0;
+  if (parse_ids(z, &a, &n) != BT_OK) {
+    fprintf(stderr, "baton infer: %s\n", bt_err_msg());
+    return 1;
+  }
+  free(a);
+  return 0;
+}
+
 int bt_infer_main(int argc, char **argv) {
   infer_opts o = {.maxNew = 64, .seed = 1, .temperature = 0};
   int bad = 0;
@@ -540,7 +553,10 @@ int bt_infer_main(int argc, char **argv) {
     switch (ch) {
     case 'h': usage(stdout); return BT_EXIT_OK;
     case 'p': o.zPrompt = c.zArg; break;
-    case 'P': o.zPromptIds = c.zArg; break;
+    case 'P':
+      o.zPromptIds = c.zArg;
+      bad |= check_ids(c.zArg);
+      break;
     case 'n': bad |= parse_int("--max-new-tokens", c.zArg, &o.maxNew); break;
     case 't':
       bad |= parse_double("--temperature", c.zArg, &o.temperature);

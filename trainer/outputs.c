@@ -5,6 +5,14 @@
  *
  * Formats are those of the sinks themselves (metrics.h, tboard.h,
  * trace.h, progress.h); this file only decides who writes what and when.
+ *
+ * A sink whose write fails (a full disk) is reported at once, with the file
+ * and errno, by the rank that writes it; the sink has cut off its partial
+ * line or record and closed itself (metrics.h), and the loss log does the
+ * same here. Then checkpoint.on_error decides, as for checkpoints:
+ * "continue" warns once and trains on without that output; "stop" raises
+ * bt_outputs_stop_requested(), which the trainer adds to the next step's
+ * all-reduce, so every rank writes a checkpoint at that step and exits 1.
  */
 #include "base/util.h"
 #include "trainer/observe/progress.h"
@@ -14,6 +22,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void outputs_sink_failed(bt_outputs *p);
 
 /* "{rank}" in the path gives every rank its own loss log; otherwise only
  * rank 0 writes one. */
@@ -26,6 +38,7 @@ static int loss_log_open(bt_outputs *p, const char *zLossLog) {
                 zLossLog, p->rank, zRankTag + 6);
   else
     bt_snprintf(zPath, sizeof zPath, "%s", zLossLog);
+  bt_snprintf(p->zLossLogPath, sizeof p->zLossLogPath, "%s", zPath);
   p->pLossLog = fopen(zPath, "a");
   if (!p->pLossLog)
     return bt_err_set("cannot open loss log '%s': %s", zPath,
@@ -79,7 +92,9 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
   /* The first step THIS start writes, not the resume step: TensorBoard
    * drops older points with step >= the mark, and the resume step's points
    * (its val/loss among them) were written before the crash and are kept. */
-  if (p->rank == 0) bt_metrics_mark_start(p->pMet, p->firstStep);
+  p->bStopOnError = c->ckpt_on_error != BT_CKPT_ON_ERROR_CONTINUE;
+  if (p->rank == 0 && bt_metrics_mark_start(p->pMet, p->firstStep) != BT_OK)
+    outputs_sink_failed(p);
   p->ttyWidth = progress_width(p->rank, p->world);
   /* --quiet promises only errors and warnings; the progress line is
    * neither (it printed anyway: it never asked the log level). */
@@ -171,11 +186,46 @@ void bt_outputs_ranks(bt_outputs *p, long step, const bt_rank_times *aRank) {
   p->srStep = step;
 }
 
-void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
-  if (p->pLossLog) {
-    fprintf(p->pLossLog, "%ld %.9g\n", r->step, r->loss);
-    fflush(p->pLossLog);
+/* The first failure of a sink (its message in bt_err_msg()), reported
+ * now; the policy is checkpoint.on_error (see the file's comment). */
+static void outputs_sink_failed(bt_outputs *p) {
+  if (!p->bStopOnError) {
+    bt_log_warn("%s (training continues without it: checkpoint.on_error = "
+                "continue)", bt_err_msg());
+    return;
   }
+  bt_log_error("%s (stopping with a checkpoint at the next step: "
+               "checkpoint.on_error = stop)", bt_err_msg());
+  p->bStopRequested = 1;
+}
+
+/* One "step loss" line, whole or not at all: a failed write is cut back
+ * to where the line began and the log is closed. */
+static void loss_log_write(bt_outputs *p, const bt_step_report *r) {
+  FILE *f = p->pLossLog;
+  long off = ftell(f);
+  int bOk = fprintf(f, "%ld %.9g\n", r->step, r->loss) > 0;
+  bOk = fflush(f) == 0 && bOk;
+  if (bOk) return;
+  int e = errno;
+  struct stat st;
+  const char *zCut = "";
+  if (off >= 0 && fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) &&
+      st.st_size > off)
+    zCut = ftruncate(fileno(f), off) == 0 ? "; the partial line was cut off"
+                                          : "; a partial line may remain";
+  /* what stdio still buffers goes nowhere: the descriptor is closed
+   * first */
+  close(fileno(f));
+  fclose(f);
+  p->pLossLog = NULL;
+  bt_err_set("loss log %s: writing step %ld: %s (errno %d)%s; not written "
+             "from here on", p->zLossLogPath, r->step, strerror(e), e, zCut);
+  outputs_sink_failed(p);
+}
+
+void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
+  if (p->pLossLog) loss_log_write(p, r);
   if (p->rank != 0) return;
   bt_metrics *pM = p->pMet;
   long step = r->step;
@@ -228,7 +278,11 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
    * expect "step" on every line. */
   if (step == p->firstStep)
     bt_metrics_scalar(pM, step, "run/start_step", (double)(p->firstStep - 1));
-  bt_metrics_flush_step(pM, step);
+  if (bt_metrics_flush_step(pM, step) != BT_OK) outputs_sink_failed(p);
+}
+
+int bt_outputs_stop_requested(const bt_outputs *p) {
+  return p->bStopRequested;
 }
 
 /* The progress line over the steps accumulated since the last one. */
@@ -289,8 +343,12 @@ void bt_outputs_step_end(bt_outputs *p, const bt_step_report *r) {
 
 void bt_outputs_close(bt_outputs *p) {
   if (p->bOpen && p->rank == 0) bt_progress_end_line(stdout, p->ttyWidth);
-  if (p->pLossLog) fclose(p->pLossLog);
-  bt_metrics_close(p->pMet);
+  if (p->pLossLog && fclose(p->pLossLog) != 0)
+    bt_log_error("loss log %s: closing: %s", p->zLossLogPath,
+                 strerror(errno));
+  /* the last step was flushed by bt_outputs_step: what can fail here is
+   * the fsync, reported but too late to change the run */
+  if (bt_metrics_close(p->pMet) != BT_OK) bt_log_error("%s", bt_err_msg());
   bt_trace_close(p->pTrace);
   memset(p, 0, sizeof *p);
 }

@@ -26,6 +26,10 @@
  *      therefore reported with the NEXT step (time/ckpt_ms).
  *   4. Every call is safe on every rank; the object knows which rank
  *      writes what, so callers need no rank test.
+ *   5. A write failure (a full disk) is reported when it happens, by the
+ *      rank that writes the sink, naming the file and errno; no torn line
+ *      or record stays behind; checkpoint.on_error decides between going
+ *      on without that sink and stopping with a checkpoint (outputs.c).
  */
 #ifndef BATON_OUTPUTS_H
 #define BATON_OUTPUTS_H
@@ -87,6 +91,9 @@ typedef struct bt_outputs {
   /* Private to outputs.c. */
   int bOpen;
   FILE *pLossLog;
+  char zLossLogPath[1200];
+  int bStopOnError;   /* checkpoint.on_error = stop (outputs.c) */
+  int bStopRequested; /* a sink failed under stop: checkpoint and exit */
   bt_metrics *pMet; /* rank 0 only */
   int rank, world, isGpt, logEvery, ttyWidth;
   long total, firstStep;
@@ -117,8 +124,14 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *pSpec);
  * warns once when one is first named, and the progress line names it
  * until it is no longer slow. */
 void bt_outputs_ranks(bt_outputs *p, long step, const bt_rank_times *aRank);
-/* The step's loss-log line and metrics (before its checkpoint). */
+/* The step's loss-log line and metrics (before its checkpoint). A sink
+ * whose write fails is reported now and closed (no torn line is left);
+ * with checkpoint.on_error = stop it also raises the stop request. */
 void bt_outputs_step(bt_outputs *p, const bt_step_report *r);
+/* 1 once a sink of THIS rank failed under checkpoint.on_error = stop: the
+ * trainer adds it to the next step's all-reduce, and every rank writes a
+ * checkpoint at that step and exits 1 (BT_EXIT_ERROR). */
+int bt_outputs_stop_requested(const bt_outputs *p);
 /* After the checkpoint: accumulates r->t and prints the progress line on
  * rank 0 every train.log_every steps, on the first and the last step, and
  * on a step with a validation loss or a pre-emption. */

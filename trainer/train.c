@@ -49,6 +49,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -130,6 +131,45 @@ static int startup_agreement(bt_trainer *tr) {
   return rc;
 }
 
+/* Start-up failures are agreed, not aborted. Every rank passes the same
+ * agreement points (startup_fail_agree) with its own result; a failure
+ * anywhere ends the start-up on every rank at that point, so no rank is
+ * left waiting in a collective and nobody needs MPI_Abort (whose banner,
+ * and Open MPI's "N more processes have sent help message", buried the
+ * one line that mattered). Only the lowest failing rank prints its
+ * message ([rank R@host] ...); the others stay quiet, and every rank
+ * returns that rank's exit code, so mpirun exits with it after a clean
+ * MPI_Finalize. A point is only safe where no rank can have failed
+ * before a collective the others are in: each one below follows a stage
+ * whose collectives (the data check's all-gather, the checkpoint
+ * writer's agreement) every rank reaches whatever happened before. */
+typedef struct startup_fail {
+  int bAgreed; /* every rank knows the start-up failed: no abort */
+  int bQuiet;  /* another rank reports it */
+  int code;    /* the exit code every rank returns */
+} startup_fail;
+
+static int startup_fail_agree(bt_trainer *tr, int rc, int code,
+                              startup_fail *pF) {
+  /* lowest failing rank and its code in one number: MIN picks both */
+  int64_t key = rc == BT_OK ? (int64_t)tr->world * 256
+                            : (int64_t)tr->rank * 256 + (code & 255);
+  if (tr->world > 1) {
+    char zMine[2048]; /* base/util.c BT_ERR_MAX */
+    snprintf(zMine, sizeof zMine, "%s", rc == BT_OK ? "" : bt_err_msg());
+    if (bt_comm_host_allreduce(tr->pComm, &key, 1, BT_I64, BT_MIN) != BT_OK)
+      return BT_ERR; /* not agreed: the caller aborts */
+    if (rc != BT_OK) bt_err_set("%s", zMine);
+  }
+  if (key == (int64_t)tr->world * 256) return BT_OK;
+  pF->bAgreed = 1;
+  pF->code = (int)(key % 256);
+  pF->bQuiet = key / 256 != tr->rank;
+  if (rc == BT_OK)
+    bt_err_set("rank %lld failed at start-up", (long long)(key / 256));
+  return BT_ERR;
+}
+
 /* ---- set-up ---------------------------------------------------------- */
 
 static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
@@ -143,6 +183,15 @@ static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
   }
   if (tr->rank != 0) return BT_OK;
   if (bt_mkdir_p(tr->zRunDir) != BT_OK) return BT_ERR;
+  /* Said as such: the lock below would otherwise report a file in the
+   * way or an unwritable directory as "in use". */
+  struct stat st;
+  if (stat(tr->zRunDir, &st) == 0 && !S_ISDIR(st.st_mode))
+    return bt_err_set("run directory %s: exists and is not a directory",
+                      tr->zRunDir);
+  if (access(tr->zRunDir, W_OK | X_OK) != 0)
+    return bt_err_set("run directory %s: cannot write to it: %s",
+                      tr->zRunDir, strerror(errno));
   /* One job per run directory: a second job would interleave its
    * checkpoints and metrics with ours. The kernel drops the lock when
    * rank 0 dies, so a killed job's lock is taken over, not obeyed. */
@@ -154,6 +203,45 @@ static int setup_run_dir(bt_trainer *tr, const bt_train_opts *o) {
     bt_log_info("run directory %s: took over the lock of a job that is no "
                 "longer running (%s)", tr->zRunDir, zPrev);
   return BT_OK;
+}
+
+/* RUN/exit_status, rank 0, when a job that got as far as training ends
+ * by itself (a start-up failure says so through its exit code and leaves
+ * no file behind): "CODE what", e.g.
+ * "4 pre-empted: checkpoint at step 138 written (ckpt-00000138)". Open
+ * MPI's mpirun that itself receives SIGTERM or SIGINT exits 1 whatever the
+ * ranks returned (it refuses to forward SIGTERM), so a wrapper that
+ * signalled mpirun reads the job's real outcome here (docs/operations.md
+ * "Exit codes"). Written only while this job holds the run directory's
+ * lock; a failure costs the wrapper its hint, not the run. */
+/* When training starts, the previous job's verdict goes: from then on, no
+ * RUN/exit_status means this job did not end by itself (killed, aborted).
+ * Not earlier: a start-up failure changes nothing in the run directory. */
+static int train_clear_run_exit(const bt_trainer *tr) {
+  if (tr->rank != 0) return BT_OK;
+  char zExit[1100];
+  bt_snprintf(zExit, sizeof zExit, "%s/exit_status", tr->zRunDir);
+  if (unlink(zExit) != 0 && errno != ENOENT)
+    return bt_err_set("run directory %s: cannot remove %s: %s", tr->zRunDir,
+                      zExit, strerror(errno));
+  return BT_OK;
+}
+
+static void train_record_run_exit(const bt_trainer *tr, int exitCode) {
+  if (tr->rank != 0 || tr->runLock.fd < 0) return;
+  char zPath[1100], zLine[256];
+  bt_snprintf(zPath, sizeof zPath, "%s/exit_status", tr->zRunDir);
+  int n;
+  if (exitCode == BT_EXIT_PREEMPTED)
+    n = snprintf(zLine, sizeof zLine, "%d pre-empted: checkpoint at step %ld "
+                 "written (ckpt-%08ld)\n", exitCode, tr->step, tr->step);
+  else if (exitCode == BT_EXIT_OK)
+    n = snprintf(zLine, sizeof zLine, "0 done at step %ld\n", tr->step);
+  else
+    n = snprintf(zLine, sizeof zLine, "%d stopped with an error at step %ld "
+                 "(see the job's log)\n", exitCode, tr->step);
+  if (bt_file_write_atomic(zPath, zLine, (size_t)n) != BT_OK)
+    bt_log_warn("%s", bt_err_msg());
 }
 
 /* The compute backend, and the communicator attached to it. */
@@ -214,9 +302,14 @@ static int setup_data(bt_trainer *tr) {
       .pinned = c->backend == BT_BACKEND_CUDA,
   };
   if (bt_data_check_run(&lc, c->data_check, check_gather, tr->pComm) !=
-          BT_OK ||
-      bt_loader_open(&tr->pLoader, &lc) != BT_OK)
+      BT_OK)
     return BT_ERR;
+  /* Fault point: this rank cannot read the dataset (tests/train
+   * error_once.sh: one rank's data error is reported once, by it). */
+  if (bt_fault_hit("train.data_eio"))
+    return bt_err_set("dataset %s: cannot read: %s (fault injection "
+                      "train.data_eio)", c->data_path, strerror(EIO));
+  if (bt_loader_open(&tr->pLoader, &lc) != BT_OK) return BT_ERR;
   const bt_loader *pL = tr->pLoader;
   if (!c->vocab_size) c->vocab_size = isGpt ? bt_loader_vocab(pL) : 256;
   if (!c->n_features) c->n_features = isGpt ? 16 : bt_loader_feature_dim(pL);
@@ -280,25 +373,31 @@ static void setup_log(const bt_trainer *tr) {
               bt_fmt_bytes(8.0 * (double)nMom, zB2, sizeof zB2));
 }
 
-static int trainer_setup(bt_trainer *tr, const bt_train_opts *o) {
+static int trainer_setup(bt_trainer *tr, const bt_train_opts *o,
+                         startup_fail *pF) {
   const bt_config *c = &tr->cfg;
   tr->run.bestVal = INFINITY;
   /* Largest per-rank micro-batch: ceil(ceil(G/A)/W). */
   int perMicro = (c->batch_size + c->grad_accum - 1) / c->grad_accum;
   tr->maxMicro = (perMicro + tr->world - 1) / tr->world;
-  if (setup_run_dir(tr, o) != BT_OK || setup_backend(tr) != BT_OK ||
-      setup_data(tr) != BT_OK || setup_model(tr) != BT_OK)
+  /* The agreement points (startup_fail_agree): after each stage. */
+  const int E = BT_EXIT_ERROR;
+  if (startup_fail_agree(tr, setup_run_dir(tr, o), E, pF) != BT_OK ||
+      startup_fail_agree(tr, setup_backend(tr), E, pF) != BT_OK ||
+      startup_fail_agree(tr, setup_data(tr), E, pF) != BT_OK ||
+      startup_fail_agree(tr, setup_model(tr), E, pF) != BT_OK)
     return BT_ERR;
   tr->zCfgText = bt_config_to_text(c);
-  if (!tr->zCfgText) return BT_ERR;
-  if (startup_agreement(tr) != BT_OK) return BT_ERR;
+  int rc = tr->zCfgText ? startup_agreement(tr) : BT_ERR;
+  if (startup_fail_agree(tr, rc, E, pF) != BT_OK) return BT_ERR;
   bt_ckpt_options co = {.zRunDir = tr->zRunDir,
                         .keep_last = c->keep_last,
                         .keep_every = c->keep_every,
                         .zstd_level = c->zstd_level,
                         .async = c->ckpt_async,
                         .shuffle = 1};
-  if (bt_ckpt_writer_create(&tr->pCkw, tr->pComm, &co) != BT_OK) return BT_ERR;
+  rc = bt_ckpt_writer_create(&tr->pCkw, tr->pComm, &co);
+  if (startup_fail_agree(tr, rc, E, pF) != BT_OK) return BT_ERR;
   setup_log(tr);
   return BT_OK;
 }
@@ -522,6 +621,7 @@ typedef struct step_ctx {
   int saveBest;       /* new lowest val loss with checkpoint.keep_best */
   int earlyStop;      /* train.early_stop reached: this is the last step */
   int skip;           /* train.nan_policy = skip hit: no update */
+  int outputStop;     /* some rank's output failed: checkpoint, exit 1 */
   double tStart;      /* bt_time_now() at the start of the step */
   double tOptStart;   /* ... at the start of step_reduce */
   double lossSum;     /* this rank's loss sum and item count */
@@ -531,7 +631,7 @@ typedef struct step_ctx {
 } step_ctx;
 
 /* Host all-reduce of the step's scalars. */
-enum { RED_LOSS, RED_COUNT, RED_STOP, RED_N };
+enum { RED_LOSS, RED_COUNT, RED_STOP, RED_OUTPUT_STOP, RED_N };
 
 /* The validation pass (eval.h: the same numbers as `baton eval`) over
  * the first data.val_samples samples of the val split (0: all of it). */
@@ -730,11 +830,15 @@ static int step_reduce(loop_ctx *L, step_ctx *s) {
   s->tOptStart = bt_time_now();
   bt_comm_set_context(tr->pComm, s->step, "loss all-reduce");
   if (s->injectNan) s->lossSum = NAN;
-  double red[RED_N] = {s->lossSum, s->count, g_stopRequested ? 1.0 : 0.0};
+  double red[RED_N] = {s->lossSum, s->count, g_stopRequested ? 1.0 : 0.0,
+                       bt_outputs_stop_requested(&L->out) ? 1.0 : 0.0};
   if (bt_comm_host_allreduce(tr->pComm, red, RED_N, BT_F64, BT_SUM) != BT_OK)
     return BT_ERR;
   s->r.loss = red[RED_COUNT] > 0 ? red[RED_LOSS] / red[RED_COUNT] : NAN;
-  s->r.stopNow = red[RED_STOP] > 0;
+  /* a failed output under checkpoint.on_error = stop (outputs.h) stops
+   * the run like a pre-emption, with its own exit code */
+  s->outputStop = red[RED_OUTPUT_STOP] > 0;
+  s->r.stopNow = red[RED_STOP] > 0 || s->outputStop;
 
   bt_comm_set_context(tr->pComm, s->step, "optimizer");
   bt_trace_begin(L->out.pTrace, "optimizer", "train");
@@ -905,6 +1009,18 @@ static int step_checkpoint(loop_ctx *L, step_ctx *s) {
 /* A pre-emption signal reached some rank: the checkpoint of this step is
  * written (step_checkpoint waited for it); every rank leaves. */
 static void step_preempt(loop_ctx *L, const step_ctx *s) {
+  if (s->outputStop) {
+    /* rank 0 only: the failing rank has said what failed */
+    if (L->tr->rank == 0)
+      bt_log_error("stopped after an output write failure (see above; "
+                   "checkpoint.on_error = stop): checkpoint at step %ld "
+                   "written; exiting with code %d (free space, then run "
+                   "the same command to continue)",
+                   s->step, BT_EXIT_ERROR);
+    *L->pExit = BT_EXIT_ERROR;
+    L->bStopped = 1;
+    return;
+  }
   bt_log_info("pre-emption signal received: checkpoint at step %ld "
               "written; exiting with code %d (run the same command to "
               "continue)",
@@ -952,6 +1068,9 @@ static int train_finish(loop_ctx *L, const bt_train_opts *o) {
   }
   int rc = BT_OK;
   if (o->zDumpParams && write_params(tr, o->zDumpParams) != BT_OK) rc = BT_ERR;
+  /* an output of this rank failed at the last step, too late to stop
+   * early (checkpoint.on_error = stop): the run is not complete on disk */
+  if (bt_outputs_stop_requested(&L->out)) *L->pExit = BT_EXIT_ERROR;
   if (L->bFinalSaveFailed)
     return bt_err_set("trained %ld steps but the final checkpoint could not "
                       "be saved (checkpoint.on_error = continue; see the "
@@ -1147,27 +1266,34 @@ static int train_command(const bt_train_opts *o, bt_comm *pComm) {
   tr.pComm = pComm;
   tr.rank = bt_comm_rank(pComm);
   tr.world = bt_comm_world(pComm);
-  if (bt_config_load(&tr.cfg, o->zConfig, o->azSet, o->nSet) != BT_OK) {
-    bt_log_error("%s", bt_err_msg());
-    return BT_EXIT_USAGE;
+  startup_fail f = {0};
+  int rc = bt_config_load(&tr.cfg, o->zConfig, o->azSet, o->nSet);
+  if (startup_fail_agree(&tr, rc, BT_EXIT_USAGE, &f) != BT_OK) {
+    if (!f.bQuiet) bt_log_error("%s", bt_err_msg());
+    if (!f.bAgreed && tr.world > 1) bt_comm_abort(pComm, BT_EXIT_USAGE);
+    return f.bAgreed ? f.code : BT_EXIT_USAGE;
   }
   install_signals();
   int exitCode = BT_EXIT_OK;
-  int rc = trainer_setup(&tr, o);
+  rc = trainer_setup(&tr, o, &f);
   if (rc == BT_OK) {
     bt_comm_watchdog_start(pComm);
     rc = trainer_resume(&tr, o);
   }
   /* train.init_from after resume: a resumed run keeps its weights. */
   if (rc == BT_OK) rc = bt_init_load_params(&tr);
+  if (rc == BT_OK) rc = train_clear_run_exit(&tr);
+  int bTrained = rc == BT_OK; /* exit_status: only for a run that trained */
   if (rc == BT_OK) rc = train_loop(&tr, o, &exitCode);
   if (rc != BT_OK) {
-    bt_log_error("%s", bt_err_msg());
-    if (exitCode == BT_EXIT_OK) exitCode = BT_EXIT_ERROR;
+    if (!f.bQuiet) bt_log_error("%s", bt_err_msg());
+    if (exitCode == BT_EXIT_OK) exitCode = f.bAgreed ? f.code : BT_EXIT_ERROR;
     /* A failure on one rank must not leave the others waiting in a
-     * collective until the watchdog fires. */
-    if (tr.world > 1) bt_comm_abort(pComm, exitCode);
+     * collective until the watchdog fires; an agreed start-up failure
+     * left nobody waiting. */
+    if (tr.world > 1 && !f.bAgreed) bt_comm_abort(pComm, exitCode);
   }
+  if (bTrained) train_record_run_exit(&tr, exitCode);
   trainer_free(&tr);
   return exitCode;
 }

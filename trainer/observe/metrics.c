@@ -6,6 +6,15 @@
  * kernel with one write() on an O_APPEND descriptor, so lines from a crashed
  * and a resumed process never interleave; the worst a crash leaves is a torn
  * final line, which open() terminates with '\n' before appending.
+ *
+ * A write that fails (a full disk: ENOSPC, EIO) is not retried: the file is
+ * truncated back to where the line began, so no torn line is left behind
+ * by a living process, the sink is closed, and the call returns BT_ERR
+ * naming the file and errno. Every later call skips that sink, so each
+ * sink reports its failure exactly once, when it happens; the caller
+ * (trainer/outputs.c) decides whether training stops. Fault points
+ * "metrics.enospc" and "tboard.enospc" (BATON_FAULT) fail the Nth write
+ * with ENOSPC after writing half of it, the torn case.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -167,9 +176,54 @@ static void lb_json_number(line_buf *b, double v) {
   lb_put(b, z, strlen(z));
 }
 
+/* The TensorBoard sink failed (its writer cut the torn record off): close
+ * it and append its message to zErr ("A; B" when the JSONL sink failed in
+ * the same step). */
+static void metrics_tb_failed(bt_metrics *pM, char *zErr, size_t nErr) {
+  char zTb[1200];
+  snprintf(zTb, sizeof zTb, "metrics: %s; %s is not written from here on",
+           bt_err_msg(), bt_tboard_path(pM->pTb));
+  bt_tboard_close(pM->pTb); /* reports the same failure again: ignored */
+  pM->pTb = NULL;
+  size_t n = strlen(zErr);
+  snprintf(zErr + n, nErr - n, "%s%s", n ? "; " : "", zTb);
+}
+
+/* One line with one write(); on failure cut the file back to where the
+ * line began and close the sink (see the file's comment). */
+static int jsonl_write(bt_metrics *pM, const char *z, size_t n) {
+  int fd = pM->fdJsonl;
+  off_t off = lseek(fd, 0, SEEK_END); /* O_APPEND: where the line goes */
+  int rc;
+  if (bt_fault_hit("metrics.enospc")) {
+    rc = bt_file_write_full(fd, z, n / 2, pM->zJsonl);
+    errno = ENOSPC;
+    if (rc == BT_OK)
+      rc = bt_err_set("write to '%s' failed at byte %zu: %s (errno %d) "
+                      "(fault injection metrics.enospc)",
+                      pM->zJsonl, n / 2, strerror(ENOSPC), ENOSPC);
+  } else {
+    rc = bt_file_write_full(fd, z, n, pM->zJsonl);
+  }
+  if (rc == BT_OK) return BT_OK;
+  char zWhy[1200];
+  snprintf(zWhy, sizeof zWhy, "%s", bt_err_msg());
+  const char *zCut = "";
+  struct stat st;
+  if (off >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      st.st_size > off)
+    zCut = ftruncate(fd, off) == 0 ? "; the partial line was cut off"
+                                   : "; a partial line may remain";
+  close(fd);
+  pM->fdJsonl = -1;
+  return bt_err_set("metrics: %s%s; %s is not written from here on", zWhy,
+                    zCut, pM->zJsonl);
+}
+
 static int write_step(bt_metrics *pM) {
   int rc = BT_OK;
   if (!pM->bHaveStep) return BT_OK;
+  char zErr[2048] = ""; /* both sinks may fail in one step: report both */
   if (pM->fdJsonl >= 0) {
     line_buf b = {pM->zLine, 0, sizeof pM->zLine, 0};
     lb_printf(&b, "{\"step\":%lld,\"time\":%.3f", (long long)pM->bufStep,
@@ -182,18 +236,23 @@ static int write_step(bt_metrics *pM) {
     }
     lb_put(&b, "}\n", 2);
     BT_ASSERT(!b.bOverflow); /* LINE_MAX_BYTES covers the worst case */
-    if (bt_file_write_full(pM->fdJsonl, b.z, b.n, pM->zJsonl) != BT_OK)
-      rc = bt_err_prefix("metrics: ");
+    if (jsonl_write(pM, b.z, b.n) != BT_OK) {
+      rc = BT_ERR;
+      snprintf(zErr, sizeof zErr, "%s", bt_err_msg());
+    }
   }
   if (pM->pTb) {
     const char *azTag[BT_METRICS_MAX_TAGS];
     for (int i = 0; i < pM->nVal; i++) azTag[i] = pM->azTag[i];
     if (bt_tboard_scalars(pM->pTb, pM->bufStep, pM->nVal, azTag, pM->aValue) !=
-        BT_OK)
-      rc = bt_err_prefix("metrics: ");
+        BT_OK) {
+      rc = BT_ERR;
+      metrics_tb_failed(pM, zErr, sizeof zErr);
+    }
   }
   pM->bHaveStep = 0;
   pM->nVal = 0;
+  if (rc != BT_OK) bt_err_set("%s", zErr);
   return rc;
 }
 
@@ -242,8 +301,11 @@ int bt_metrics_flush_step(bt_metrics *pM, int64_t step) {
 int bt_metrics_mark_start(bt_metrics *pM, int64_t step) {
   if (!pM || !pM->bActive) return BT_OK;
   int rc = write_step(pM);
-  if (pM->pTb && bt_tboard_session_start(pM->pTb, step) != BT_OK)
-    rc = bt_err_prefix("metrics: ");
+  if (pM->pTb && bt_tboard_session_start(pM->pTb, step) != BT_OK) {
+    char zErr[2048] = "";
+    metrics_tb_failed(pM, zErr, sizeof zErr);
+    rc = bt_err_set("%s", zErr);
+  }
   return rc;
 }
 

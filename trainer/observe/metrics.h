@@ -29,8 +29,12 @@
  *     survive a process crash) and fsync()ed on close (they survive power
  *     loss only up to the last close).
  *   - Not thread-safe: call from the trainer's main thread.
- *   - Errors return BT_ERR with bt_err_msg() naming the file; the handle stays
- *     usable. The trainer is expected to warn, not to stop training.
+ *   - Errors return BT_ERR with bt_err_msg() naming the file (and errno);
+ *     the handle stays usable. A failed write (full disk) leaves no torn
+ *     line or record: the file is cut back to where it began, and that
+ *     sink is closed, so each sink's failure is returned once, by the call
+ *     whose write failed; later calls skip it. What happens to training is
+ *     the caller's decision (trainer/outputs.c: checkpoint.on_error).
  */
 #ifndef BATON_METRICS_H
 #define BATON_METRICS_H

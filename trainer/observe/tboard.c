@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -216,15 +217,34 @@ static double wall_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* One record with write() on the descriptor (the FILE is never written
+ * through, so its buffer cannot add bytes later). A failed write (a full
+ * disk) is cut back to where the record began: TensorBoard's reader stops
+ * at a torn record and would drop everything after it. Fault point
+ * "tboard.enospc": the Nth record fails with ENOSPC after half of it. */
 static int write_event(bt_tboard *pTb, size_t nEvent) {
   size_t nRec = bt_tfrecord_frame(pTb->aRecord, sizeof pTb->aRecord,
                                   pTb->aEvent, nEvent);
   BT_ASSERT(nRec == nEvent + 16); /* aRecord is sized for the largest event */
-  if (fwrite(pTb->aRecord, 1, nRec, pTb->f) != nRec || fflush(pTb->f) != 0) {
-    pTb->bFailed = 1;
-    return bt_err_set("tboard: writing %s: %s", pTb->zPath, strerror(errno));
+  if (pTb->bFailed)
+    return bt_err_set("tboard: %s: an earlier write failed", pTb->zPath);
+  int fd = fileno(pTb->f);
+  off_t off = lseek(fd, 0, SEEK_CUR);
+  int rc;
+  if (bt_fault_hit("tboard.enospc")) {
+    rc = bt_file_write_full(fd, pTb->aRecord, nRec / 2, pTb->zPath);
+    if (rc == BT_OK)
+      rc = bt_err_set("write to '%s' failed at byte %zu: %s (errno %d) "
+                      "(fault injection tboard.enospc)",
+                      pTb->zPath, nRec / 2, strerror(ENOSPC), ENOSPC);
+  } else {
+    rc = bt_file_write_full(fd, pTb->aRecord, nRec, pTb->zPath);
   }
-  return BT_OK;
+  if (rc == BT_OK) return BT_OK;
+  pTb->bFailed = 1;
+  if (off >= 0 && ftruncate(fd, off) == 0 && lseek(fd, off, SEEK_SET) == off)
+    return bt_err_prefix("tboard: ");
+  return bt_err_prefix("tboard (a partial record may remain): ");
 }
 
 int bt_tboard_open(bt_tboard **ppTb, const char *zDir) {
