@@ -17,14 +17,19 @@
  *      resident at once; the fibers of all resident blocks are
  *      interleaved, so two blocks are genuinely "in flight" together.
  *   2. Scheduling points are __syncthreads, every warp shuffle and thread
- *      exit. At each one the scheduler resumes a READY fiber chosen at
- *      random (seeded), which runs until its next scheduling point. So a
- *      thread runs its whole barrier interval alone, in random order
- *      against the others: a missing barrier between a shared-memory write
- *      and another thread's read makes the reader see the poison (or a
- *      stale value) whenever it is scheduled first, which over the
- *      hundreds of pairs of a test is practically certain. Runs repeat
- *      bit for bit for one seed.
+ *      exit. At each one the scheduler resumes the READY fiber of highest
+ *      priority, which runs until its next scheduling point. Priorities
+ *      are redrawn for a block at its start and at every barrier release:
+ *      a random order of its warps, and of the lanes inside each warp. So
+ *      in each barrier interval the warps run one after another, each as
+ *      far as it can get, in a fresh random order (a PCT-style schedule):
+ *      a missing barrier between a shared-memory write and another warp's
+ *      read lets the reader run first (it sees the poison or a stale
+ *      value) about every other interval, and a missing trailing barrier
+ *      lets one warp run ahead into the next phase and overwrite what a
+ *      later warp has yet to read. Uniformly random picking (tried first)
+ *      missed the second kind: the writer needs ~10 warp rendezvous before
+ *      the reader's one read. Runs repeat bit for bit for one seed.
  *   3. Barriers and shuffles are matched by call site (file:line of the
  *      kernel source: extract.py keeps #line markers). A __syncthreads is
  *      released when every live thread of the block waits at it, all from
@@ -64,6 +69,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <queue>
 #include <memory>
 #include <random>
 #include <string>
@@ -130,6 +136,13 @@ struct EmuFiber {
   EmuSite site;
   double shflVal = 0; /* value offered at a shuffle, then the result */
   int shflSrc = 0;
+  uint64_t prio = 0;  /* scheduling priority (model point 2) */
+};
+/* READY fibers, highest priority first (model point 2). */
+struct EmuPrioLess {
+  bool operator()(const EmuFiber *a, const EmuFiber *b) const {
+    return a->prio < b->prio;
+  }
 };
 
 /* One resident block. */
@@ -156,7 +169,8 @@ struct EmuLaunch {
 inline EmuLaunch *g_emu;
 inline EmuFiber *g_cur;
 inline ucontext_t g_schedCtx;
-inline std::vector<EmuFiber *> g_ready;
+inline std::priority_queue<EmuFiber *, std::vector<EmuFiber *>, EmuPrioLess>
+    g_ready;
 inline std::mt19937_64 g_rng(1);
 inline int emu_nFail = 0;
 inline std::string emu_lastErr;
@@ -292,7 +306,18 @@ inline std::string emu_sites(EmuSlot *s, int i0, int i1, EmuState st) {
 
 inline void emu_release(EmuFiber *f) {
   f->state = EMU_READY;
-  g_ready.push_back(f);
+  g_ready.push(f);
+}
+
+/* New priorities for every thread of a block: a random order of its warps
+ * (high 32 bits) and of the lanes inside each warp (low 32 bits). Drawn at
+ * block start and at every barrier release, so each barrier interval runs
+ * its warps one after another in a fresh random order. */
+inline void emu_draw_prio(EmuSlot *s) {
+  std::vector<uint64_t> aWarp(s->warpLive.size());
+  for (auto &w : aWarp) w = g_rng() >> 32;
+  for (auto &f : s->aFiber)
+    f.prio = (aWarp[f.tid / 32] << 32) | (g_rng() >> 32);
 }
 
 /* Warp w of slot s: every live lane waits (none READY); resolve its
@@ -345,6 +370,7 @@ inline void emu_try_barrier(EmuSlot *s) {
         return;
       }
     }
+  emu_draw_prio(s);
   for (auto &f : s->aFiber)
     if (f.state == EMU_WAIT_BAR) emu_release(&f);
   std::fill(s->warpBar.begin(), s->warpBar.end(), 0);
@@ -412,6 +438,17 @@ template <class A> A &emu_static_smem(int id) {
 
 /* ---- the launch --------------------------------------------------------- */
 
+/* A fresh context at the kernel's entry on f's stack. Out of line:
+ * getcontext returns twice, which would put the caller's locals at risk
+ * (-Wclobbered). */
+__attribute__((noinline)) inline void emu_fiber_make(EmuFiber *f) {
+  getcontext(&f->ctx);
+  f->ctx.uc_stack.ss_sp = f->pStack;
+  f->ctx.uc_stack.ss_size = EMU_STACK;
+  f->ctx.uc_link = nullptr;
+  makecontext(&f->ctx, emu_fiber_entry, 0);
+}
+
 /* Starts block number bi of the grid in slot s: fresh fibers, poisoned
  * shared memory (model points 1, 4). */
 inline void emu_slot_start(EmuSlot *s, unsigned bi, size_t iStack0) {
@@ -428,16 +465,13 @@ inline void emu_slot_start(EmuSlot *s, unsigned bi, size_t iStack0) {
     s->warpLive[w] = min(32, nT - 32 * w);
     s->warpShfl[w] = s->warpBar[w] = 0;
   }
+  emu_draw_prio(s);
   for (int t = 0; t < nT; t++) {
     EmuFiber *f = &s->aFiber[t];
     f->slot = s;
     f->tid = t;
     f->pStack = emu_stack(iStack0 + t);
-    getcontext(&f->ctx);
-    f->ctx.uc_stack.ss_sp = f->pStack;
-    f->ctx.uc_stack.ss_size = EMU_STACK;
-    f->ctx.uc_link = nullptr;
-    makecontext(&f->ctx, emu_fiber_entry, 0);
+    emu_fiber_make(f);
     emu_release(f);
   }
 }
@@ -498,11 +532,8 @@ inline bool emu_run(EmuLaunch &L, const void *kern, dim3 grid, dim3 block,
     emu_slot_start(s, order[iNext++], (size_t)k * nT);
   }
   while (!g_ready.empty() && L.zErr.empty()) {
-    std::uniform_int_distribution<size_t> pick(0, g_ready.size() - 1);
-    size_t i = pick(g_rng);
-    EmuFiber *f = g_ready[i];
-    g_ready[i] = g_ready.back();
-    g_ready.pop_back();
+    EmuFiber *f = g_ready.top();
+    g_ready.pop();
     emu_resume(f);
     EmuSlot *s = f->slot;
     if (f->state == EMU_EXITED) {
@@ -514,7 +545,7 @@ inline bool emu_run(EmuLaunch &L, const void *kern, dim3 grid, dim3 block,
     if (s->nLive == 0 && iNext < nBlock)
       emu_slot_start(s, order[iNext++], (size_t)(s - aSlot.data()) * nT);
   }
-  g_ready.clear();
+  g_ready = decltype(g_ready)();
   if (L.zErr.empty())
     for (auto &s : aSlot)
       if (s.nLive > 0)
