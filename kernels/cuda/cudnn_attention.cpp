@@ -324,11 +324,12 @@ extern "C" int bt_cudnn_attention_fwd(void *out, float *stats,
                                       const void *qkv, int B, int T, int C,
                                       int NH, void *stream) {
   int device = 0;
-  DevState *s = dev_state(&device);
   AttnKey k;
-  if (!s || attn_key(&k, device, B, T, C, NH,
-                     stats ? KIND_FWD_TRAIN : KIND_FWD_INFER))
-    return BT_ERR;
+  if (attn_key(&k, 0, B, T, C, NH, stats ? KIND_FWD_TRAIN : KIND_FWD_INFER))
+    return BT_ERR; /* shape first: its message names the shape */
+  DevState *s = dev_state(&device);
+  if (!s) return BT_ERR;
+  k.device = device;
   /* The frontend wants non-const pointers; nothing writes q, k, v. */
   char *p = (char *)const_cast<void *>(qkv);
   const size_t nRow = (size_t)C * 2; /* bytes of C bf16 values */
@@ -345,9 +346,11 @@ extern "C" int bt_cudnn_attention_bwd(void *dqkv, const void *dout,
                                       const float *stats, int B, int T,
                                       int C, int NH, void *stream) {
   int device = 0;
-  DevState *s = dev_state(&device);
   AttnKey k;
-  if (!s || attn_key(&k, device, B, T, C, NH, KIND_BWD)) return BT_ERR;
+  if (attn_key(&k, 0, B, T, C, NH, KIND_BWD)) return BT_ERR;
+  DevState *s = dev_state(&device);
+  if (!s) return BT_ERR;
+  k.device = device;
   if (!stats)
     return bt_err_set("cudnn_attention: backward needs the forward's stats "
                       "(B=%d T=%d C=%d NH=%d)",
