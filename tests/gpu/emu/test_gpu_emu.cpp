@@ -23,7 +23,7 @@
  * product, both weight layouts) executed by a reference column-major GEMM
  * with cuBLASLt's conventions, and by the fallback GEMM kernel. Not
  * covered: cuBLASLt and cuDNN themselves. Every __global__ kernel of
- * kernels/cuda has a case here (test_gpu_emu --list-missing is checked by
+ * kernels/cuda has a case here (test_gpu_emu --list-covered is checked by
  * the gpu_emu_coverage test).
  *
  * The emulator is strict (emu.h): blocks in random order, two resident at
