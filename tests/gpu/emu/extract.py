@@ -5,25 +5,30 @@ that test_gpu_emu can compile it with the host C++ compiler.
 Usage: extract.py KERNELS_CUDA_DIR OUT_FILE
 
 Copied: every `#define` (except the op-list macros of SKIP_DEFINES), every
-function that starts a line with `__global__` or `__device__`, and the attention kernels' shared-memory size
-helpers (`static size_t fa_*`). Rewritten: `extern __shared__ float sm[];`
-becomes a pointer to the emulator's per-block buffer, `__shared__` arrays
-become function-local statics (blocks run one after another, so one copy is
-one block's shared memory), `#pragma unroll` lines are dropped. Nothing
-else is changed: the emulated code is the code nvcc compiles.
+function that starts a line with `__global__` or `__device__`, and the
+attention kernels' shared-memory size helpers (`static size_t fa_*`), each
+preceded by a `#line` marker, so that __LINE__ / __FILE__ (which the
+emulator's barrier and shuffle matching reports) name the kernel source.
+Rewritten, each on its own line so line numbers stay true:
+`extern __shared__ float sm[];` becomes a pointer to the emulator's
+per-block dynamic buffer; every `__shared__ T a[N], b[M];` becomes
+`auto &a = emu_static_smem<T[N]>(id); ...` (a poisoned buffer per resident
+block); `#pragma unroll` lines become blank. After each kernel with
+`__launch_bounds__(n)` an EmuBoundsReg records n, so a launch above it fails.
+Nothing else is changed: the emulated code is the code nvcc compiles.
 """
 import re
 import sys
 
 FILES = ["cuda_common.h", "cuda_gemm.cu", "cuda_ops.cu", "cuda_attention.cu",
          "cuda_speech.cu"]
-SKIP = {"bt_k_to_bf16"}  # needs the bf16 type; a plain conversion
+SKIP = set()  # kernels left out (none: emu.h provides the bf16 type)
 # Host-side macros that expand kernels/ops.def into prototypes: not device
 # code, and the emulator does not include the op list after them.
 SKIP_DEFINES = {"BT_OP", "BT_OP_RET"}
 
 
-def extract(path):
+def extract(path, name):
     lines = open(path).read().split("\n")
     out = []
     i = 0
@@ -37,7 +42,8 @@ def extract(path):
             while block[-1].endswith("\\"):
                 i += 1
                 block.append(lines[i])
-            out.append("\n".join(block))
+            out.append('#line %d "kernels/cuda/%s"\n' % (i + 1, name)
+                       + "\n".join(block))
         elif (line.startswith("__global__") or line.startswith("__device__")
               or line.startswith("static size_t fa_")):
             text, depth, started, j = "", 0, False, i
@@ -52,26 +58,49 @@ def extract(path):
                 if started and depth == 0:
                     break
                 j += 1
-            head = re.sub(r"__launch_bounds__\([^)]*\)", "", text.split("{")[0])
+            first = text.split("{")[0]
+            bounds = re.search(r"__launch_bounds__\(([^)]*)\)", first)
+            head = re.sub(r"__launch_bounds__\([^)]*\)", "", first)
             m = re.search(r"(\w+)\s*\(", head)
             if m is None or m.group(1) not in SKIP:
+                text = '#line %d "kernels/cuda/%s"\n' % (i + 1, name) + text
+                if bounds and line.startswith("__global__"):
+                    text += "static EmuBoundsReg emu_lb_%s(%s, %s);\n" % (
+                        m.group(1), m.group(1), bounds.group(1))
                 out.append(text)
             i = j
         i += 1
     return out
 
 
+# `__shared__ T a[N][M], b[K];` on one line.
+SHARED = re.compile(r"__shared__\s+([A-Za-z_][\w ]*?)\s+(\w+\s*(?:\[[^\]]+\])+"
+                    r"(?:\s*,\s*\w+\s*(?:\[[^\]]+\])+)*)\s*;")
+_nShared = [0]
+
+
+def shared_decl(m):
+    out = []
+    for d in re.findall(r"(\w+)\s*((?:\[[^\]]+\])+)", m.group(2)):
+        _nShared[0] += 1
+        out.append("auto &%s = emu_static_smem<%s%s>(%d);"
+                   % (d[0], m.group(1), d[1], _nShared[0]))
+    return " ".join(out)
+
+
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     items = []
     for f in FILES:
-        items += extract(src.rstrip("/") + "/" + f)
+        items += extract(src.rstrip("/") + "/" + f, f)
     code = "\n".join(items)
-    code = "\n".join(l for l in code.split("\n")
-                     if not l.strip().startswith("#pragma unroll"))
+    code = "\n".join("" if l.strip().startswith("#pragma unroll") else l
+                     for l in code.split("\n"))
     code = code.replace("extern __shared__ float sm[];",
                         "float *sm = g_dyn_smem;")
-    code = re.sub(r"__shared__\s+", "static ", code)
+    code = SHARED.sub(shared_decl, code)
+    if "__shared__" in code:
+        sys.exit("extract.py: a __shared__ declaration it cannot rewrite")
     if "bt_k_flash_fwd" not in code:
         sys.exit("extract.py: no kernels found under " + src)
     with open(dst, "w") as f:

@@ -16,11 +16,23 @@
  * the column sum behind every bias gradient, the bias kernels,
  * cross-entropy fwd/bwd (also in place), embedding fwd, dwpe and dwte (with
  * the host plan built as bt_cuda_embed_bwd builds it), GELU, AdamW and the
- * two-pass sumsq; the masked flash attention (key lengths, causal or not)
- * and the CTC kernels (log-softmax, alpha, beta, gradient); and the GEMM plans of cuda_gemm_plan.h (every matmul
+ * two-pass sumsq, residual fwd/bwd (also with da == db), scale, the
+ * in-place add behind bias_bwd's dinp, the bf16 conversion (against
+ * hand-rounded values: ties to even, overflow to inf, NaN kept); the
+ * masked flash attention (key lengths, causal or not) and the CTC kernels
+ * (log-softmax, alpha, beta, gradient); and the GEMM plans of
+ * cuda_gemm_plan.h (every matmul
  * product, both weight layouts) executed by a reference column-major GEMM
  * with cuBLASLt's conventions, and by the fallback GEMM kernel. Not
- * covered: cuBLASLt itself and the bf16 conversion.
+ * covered: cuBLASLt and cuDNN themselves. Every __global__ kernel of
+ * kernels/cuda has a case here (test_gpu_emu --list-covered is checked by
+ * the gpu_emu_coverage test).
+ *
+ * The emulator is strict (emu.h): blocks in random order, two resident at
+ * once, threads scheduled at random at every barrier and shuffle, shared
+ * memory poisoned, barriers and shuffles matched by call site, launch
+ * limits enforced. BT_EMU_SEED=<n> picks the schedule (default 1); any
+ * failed launch fails the test.
  *
  * Limits: outputs must match the CPU backend to 1e-5 relative, as in
  * test_gpu_ops (measured here: ~1e-7); exact kernels (gathers, element-wise
@@ -366,6 +378,66 @@ static void t_misc(size_t n) {
   ok ? nPass++ : nFail++;
 }
 
+/* residual fwd/bwd, scale and the in-place add, launched as cuda_ops.cu /
+ * cuda_gemm.cu launch them (bt_cuda_grid(n, 256) blocks of 256). */
+static void t_elementwise(size_t n) {
+  char z[128];
+  auto a = rnd(n, -1, 1), b = rnd(n, -1, 1), d = rnd(n, -1, 1);
+  const dim3 g(grid_of(n, 256)), blk(256);
+  std::vector<float> oC(n);
+  auto oG = nanv(n);
+  bt_op_residual_fwd(cpu, oC.data(), a.data(), b.data(), n);
+  launch(bt_k_residual_fwd, g, blk, 0, oG.data(), (const float *)a.data(), (const float *)b.data(), n);
+  snprintf(z, sizeof z, "residual fwd n=%zu", n); check(z, oG, oC, 1e-6);
+  auto daC = a, dbC = b, daG = a, dbG = b;
+  bt_op_residual_bwd(cpu, daC.data(), dbC.data(), d.data(), n);
+  launch(bt_k_residual_bwd, g, blk, 0, daG.data(), dbG.data(), (const float *)d.data(), n);
+  snprintf(z, sizeof z, "residual bwd da n=%zu", n); check(z, daG, daC, 1e-6);
+  snprintf(z, sizeof z, "residual bwd db n=%zu", n); check(z, dbG, dbC, 1e-6);
+  auto sC = a, sG = a; /* da == db: both updates land, 2 * dout */
+  bt_op_residual_bwd(cpu, sC.data(), sC.data(), d.data(), n);
+  launch(bt_k_residual_bwd, g, blk, 0, sG.data(), sG.data(), (const float *)d.data(), n);
+  snprintf(z, sizeof z, "residual bwd da == db n=%zu", n); check(z, sG, sC, 1e-6);
+  auto xC = a, xG = a;
+  bt_op_scale(cpu, xC.data(), 0.37f, n);
+  launch(bt_k_scale, g, blk, 0, xG.data(), 0.37f, n);
+  snprintf(z, sizeof z, "scale n=%zu", n); check(z, xG, xC, 1e-6);
+  /* bias_bwd's dinp += dout: the CPU bias_bwd with dbias = NULL */
+  auto iC = a, iG = a;
+  bt_op_bias_bwd(cpu, iC.data(), NULL, d.data(), 1, (int)n);
+  launch(bt_k_add_inplace, g, blk, 0, iG.data(), (const float *)d.data(), n);
+  snprintf(z, sizeof z, "add_inplace (bias_bwd dinp) n=%zu", n); check(z, iG, iC, 1e-6);
+}
+
+/* bt_k_to_bf16 against values rounded by hand: bf16 keeps the top 16 bits
+ * of the fp32 pattern, rounding the low 16 to nearest, ties to even. */
+static void t_bf16() {
+  const uint32_t aIn[] = {
+      0x3f800000u, /* 1.0 exact */
+      0x3f808000u, /* 1 + 2^-8: tie, even below -> 0x3f80 */
+      0x3f818000u, /* tie, odd below -> up to 0x3f82 */
+      0x3f808001u, /* just above the tie -> 0x3f81 */
+      0xbf80ffffu, /* -(1 + ...) rounds up in magnitude -> 0xbf81 */
+      0x7f7fffffu, /* FLT_MAX overflows to +inf */
+      0x7fc00001u, /* NaN stays NaN */
+      0x00000001u, /* smallest denormal rounds to +0 */
+  };
+  const uint16_t aWant[] = {0x3f80, 0x3f80, 0x3f82, 0x3f81, 0xbf81, 0x7f80, 0x7fc0, 0x0000};
+  const size_t n = sizeof aIn / sizeof aIn[0];
+  std::vector<float> x(n);
+  memcpy(x.data(), aIn, sizeof aIn);
+  std::vector<__nv_bfloat16> y(n, __nv_bfloat16{0xffff});
+  launch(bt_k_to_bf16, dim3(1), dim3(256), 0, y.data(), (const float *)x.data(), n);
+  int nBad = 0;
+  for (size_t i = 0; i < n; i++)
+    if (y[i].bits != aWant[i]) {
+      printf("      to_bf16(0x%08x) = 0x%04x, want 0x%04x\n", aIn[i], y[i].bits, aWant[i]);
+      nBad++;
+    }
+  printf("%-5s %-50s %d of %zu wrong\n", nBad ? "FAIL" : "ok", "to_bf16 rounding", nBad, n);
+  nBad ? nFail++ : nPass++;
+}
+
 /* attention_decode: one block per head, DEC_THREADS threads (as
  * bt_cuda_attention_decode launches it); scratch poisoned with NaN. */
 static void t_attention_decode(int nPos, int C, int NH) {
@@ -381,13 +453,39 @@ static void t_attention_decode(int nPos, int C, int NH) {
   check(z, oG, oC, 1e-5);
 }
 
-int main() {
+/* Kernels with a case above; --list-missing compares it with kern.inc's. */
+static const char *aCovered[] = {
+    "bt_k_flash_fwd", "bt_k_flash_bwd_dq", "bt_k_flash_bwd_dkv",
+    "bt_k_attn_decode", "bt_k_ref_fwd", "bt_k_ref_bwd_rows",
+    "bt_k_ref_bwd_cols", "bt_k_to_bf16", "bt_k_add_bias_cm",
+    "bt_k_gemm_fallback", "bt_k_bias_fwd", "bt_k_add_inplace",
+    "bt_k_colsum_part", "bt_k_colsum_final", "bt_k_embed_fwd",
+    "bt_k_embed_dwpe", "bt_k_embed_dwte", "bt_k_ln_fwd", "bt_k_ln_bwd_dinp",
+    "bt_k_ln_dwdb_part", "bt_k_ln_dwdb_final", "bt_k_gelu_fwd",
+    "bt_k_gelu_bwd", "bt_k_residual_fwd", "bt_k_residual_bwd",
+    "bt_k_xent_fwd", "bt_k_xent_bwd", "bt_k_adamw", "bt_k_sumsq_part",
+    "bt_k_sumsq_final", "bt_k_scale"};
+
+int main(int argc, char **argv) {
+  if (argc == 2 && !strcmp(argv[1], "--list-covered")) {
+    for (const char *z : aCovered) printf("%s\n", z);
+    return 0;
+  }
+  const char *zSeed = getenv("BT_EMU_SEED");
+  uint64_t seed = zSeed ? strtoull(zSeed, NULL, 10) : 1;
+  emu_seed(seed);
+  /* As bt_cuda_attention_init: the flash kernels opt in to the shared
+   * memory their largest head size needs. */
+  emu_func_set_max_dyn_smem(bt_k_flash_fwd, fa_fwd_smem(FA_HS_MAX) * sizeof(float));
+  emu_func_set_max_dyn_smem(bt_k_flash_bwd_dq, fa_dq_smem(FA_HS_MAX) * sizeof(float));
+  emu_func_set_max_dyn_smem(bt_k_flash_bwd_dkv, fa_dkv_smem(FA_HS_MAX) * sizeof(float));
   cpu = bt_backend_create(BT_BACKEND_CPU, 0, 0);
   if (!cpu) {
     fprintf(stderr, "test_gpu_emu: %s\n", bt_err_msg());
     return 1;
   }
-  printf("CUDA kernels in the CPU SIMT emulator vs the CPU backend\n");
+  printf("CUDA kernels in the CPU SIMT emulator vs the CPU backend "
+         "(BT_EMU_SEED=%llu)\n", (unsigned long long)seed);
   t_attention(1, 7, 6, 3);
   t_attention(1, 1, 8, 2);
   t_attention(2, 40, 128, 2); /* b > 0, two tiles */
@@ -418,7 +516,10 @@ int main() {
   t_embed(2, 7, 5, 4);
   t_embed(3, 17, 40, 29);
   t_misc(1003);
+  t_elementwise(1003);
+  t_elementwise(70000); /* grid-stride: more elements than one pass */
+  t_bf16();
   bt_backend_free(cpu);
-  printf("%d passed, %d failed\n", nPass, nFail);
-  return (nFail == 0 && nPass > 0) ? 0 : 1;
+  printf("%d passed, %d failed, %d failed launches\n", nPass, nFail, emu_nFail);
+  return (nFail == 0 && emu_nFail == 0 && nPass > 0) ? 0 : 1;
 }
