@@ -464,7 +464,8 @@ static const char *aCovered[] = {
     "bt_k_ln_dwdb_part", "bt_k_ln_dwdb_final", "bt_k_gelu_fwd",
     "bt_k_gelu_bwd", "bt_k_residual_fwd", "bt_k_residual_bwd",
     "bt_k_xent_fwd", "bt_k_xent_bwd", "bt_k_adamw", "bt_k_sumsq_part",
-    "bt_k_sumsq_final", "bt_k_scale"};
+    "bt_k_sumsq_final", "bt_k_scale", "bt_k_ctc_logsoftmax", "bt_k_ctc_alpha",
+    "bt_k_ctc_beta", "bt_k_ctc_grad"};
 
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--list-covered")) {
