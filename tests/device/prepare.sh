@@ -8,7 +8,8 @@
 # Debian packages).
 #
 # OUTDIR afterwards (it is recreated):
-#   bin/            baton, test_gpu_ops, test_ops, as built in BUILD
+#   bin/            baton, test_gpu_ops, test_gpu_cudnn, test_ops, as built
+#                   in BUILD
 #   lib.tar.gz      lib/: every shared library `ldd` resolves for them,
 #                   under its SONAME, except glibc and CUDA's own libraries;
 #                   compressed because Debian's OpenBLAS alone is 36 MB (one
@@ -16,9 +17,13 @@
 #                   gzipped; gzip and tar are on every Debian/Ubuntu image
 #   cuda-sonames    the CUDA SONAMEs the binaries and lib/ need (readelf -d);
 #                   the device supplies them (libpath.sh)
-#   cuda-fallback/  libcudart.so.N from this machine's toolkit, used only if
-#                   no wheel or toolkit on the device provides it (small; the
-#                   large cuBLASLt and NCCL must come from the device)
+#   cuda-fallback/  libcudart.so.N and cuDNN's loader stub libcudnn.so.9
+#                   from this machine's toolkit, used only if no wheel or
+#                   toolkit on the device provides them (small; the large
+#                   cuBLASLt, NCCL and cuDNN's engine libraries, 0.5 GB for
+#                   cuDNN alone, must come from the device). With the stub
+#                   alone the binaries still load and the cuDNN part reports
+#                   cuDNN unavailable instead of every part failing to start
 #   PREPARED        commit, build type, CUDA architectures, sizes: the device
 #                   check prints it and warns when the commit differs
 # Unpack with `tar -xzf OUTDIR/lib.tar.gz -C DIR` (device_check.sh does).
@@ -49,7 +54,7 @@ find_bin() {
   [ -n "$f" ] || die "no '$1' under $build (build all targets first)"
   echo "$f"
 }
-bins=("$build/baton" "$(find_bin test_gpu_ops)" "$(find_bin test_ops)")
+bins=("$build/baton" "$(find_bin test_gpu_ops)" "$(find_bin test_gpu_cudnn)" "$(find_bin test_ops)")
 [ -x "${bins[0]}" ] || die "$build/baton not found: build first"
 if ! "${bins[0]}" version | grep -q 'backends:.*cuda'; then
   [ "${PREPARE_ALLOW_CPU:-0}" = 1 ] || die "${bins[0]} has no CUDA backend (was the CUDA toolkit found at configure time?)"
@@ -69,13 +74,14 @@ for b in "${bins[@]}"; do cp "$b" "$out/bin/"; done
 # ldd lists the whole closure, resolved as the loader will (RUNPATH
 # included); "not found" anywhere is an error here, not on the device.
 declare -A seen=()
-cudart=""
+cudart="" cudnn=""
 while read -r name arrow path _; do
   [ "$arrow" = "=>" ] || continue
   [ "$path" != "not" ] || die "ldd: $name not found on this machine"
   if [[ $name =~ $glibc_re ]]; then continue; fi
   if [[ $name =~ $cuda_re ]]; then
     [[ $name == libcudart.so.* ]] && cudart=$path
+    [[ $name == libcudnn.so.* ]] && cudnn=$path
     continue
   fi
   [ -n "${seen[$name]:-}" ] && continue
@@ -88,9 +94,14 @@ done < <(for b in "${bins[@]}"; do ldd "$b"; done)
 for f in "$out"/bin/* "$out"/lib/*; do
   readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'
 done | grep -E "$cuda_re" | sort -u >"$out/cuda-sonames" || true
-if [ -n "$cudart" ]; then
-  cp -L "$cudart" "$out/cuda-fallback/$(basename "$cudart")"
-fi
+for f in "$cudart" "$cudnn"; do
+  [ -n "$f" ] && cp -L "$f" "$out/cuda-fallback/$(basename "$f")"
+done
+# The cuDNN the build compiled against (the device's may be older: the
+# check prints both).
+cudnn_h=$(sed -n 's/^CUDNN_INC:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+cudnn_built=$(awk '/define CUDNN_(MAJOR|MINOR|PATCHLEVEL) / { v = v (v == "" ? "" : ".") $3 } END { print v }' \
+  "${cudnn_h:-/nonexistent}/cudnn_version.h" 2>/dev/null || true)
 
 nlib=${#seen[@]}
 # The newest glibc symbol version anything carried needs: the device's
@@ -115,6 +126,7 @@ sz_all=$(du -sb "$out" | cut -f1)
   echo "binaries ${bins[*]}"
   echo "glibc needed ${glibc_need:-unknown} (this machine: $(ldd --version | head -1 | awk '{ print $NF }'))"
   echo "cuda-sonames $(tr '\n' ' ' <"$out/cuda-sonames")"
+  echo "cudnn built ${cudnn_built:-none}"
   echo "size bin $sz_bin lib $sz_lib (lib.tar.gz $sz_tgz) carried $sz_all bytes ($nlib libraries)"
 } >"$out/PREPARED"
 cat "$out/PREPARED"
