@@ -4,7 +4,7 @@
 # a GPU. Each mode is a check that fails when what it guards breaks:
 #   syntax    bash -n of every script the device call runs, sh -n of
 #             bench/gpu/run.sh, py_compile of the Python ones
-#   dry_run   --dry-run lists all ten parts with their limits, the limits
+#   dry_run   --dry-run lists all twelve parts with their limits, the limits
 #             sum to at most 480 s, and nothing is created or run
 #   no_gpu    without nvidia-smi, and with an nvidia-smi that fails, the
 #             check exits 77 within seconds with "NO GPU" and runs nothing
@@ -16,12 +16,15 @@
 #             CUDA runtime cannot use: every part runs under its limit and
 #             ends in the table, the logs come back in logs.tar.gz, and
 #             the exit is 1 (GPU parts skipping on a GPU machine is a
-#             failure), all within seconds
+#             failure), all within seconds; cudnn and speech must skip,
+#             not fail (their binaries and -o names are valid)
 set -euo pipefail
 mode=$1 src=$2 build=$3 work=$4 py=${5:-python3}
 d=$src/tests/device
 fail() { echo "FAIL: $*"; exit 1; }
 mkdir -p "$work"
+parts="gpu ops ops_contract cudnn speech memcheck racecheck synccheck train_vs_cpu infer bench_torch bench_baton"
+nparts=$(wc -w <<<"$parts")
 
 case "$mode" in
 syntax)
@@ -37,7 +40,7 @@ dry_run)
   rm -rf "$w"
   out=$(DEVICE_WORK=$w OUT=$w/out "$d/device_check.sh" --dry-run) || fail "--dry-run exited $?"
   echo "$out"
-  for p in gpu ops ops_contract memcheck racecheck synccheck train_vs_cpu infer bench_torch bench_baton; do
+  for p in $parts; do
     grep -qE "^  part $p limit [0-9]+s: timeout -k 5 [0-9]+ bash -c '.+'$" <<<"$out" || fail "part $p missing from the plan"
   done
   sum=$(sed -n 's/^  part [a-z_]* limit \([0-9]*\)s.*/\1/p' <<<"$out" | awk '{ s += $1 } END { print s + 0 }')
@@ -48,8 +51,8 @@ dry_run)
   # Before prepare.sh has run it still prints the plan, and says so.
   out=$(DEVICE_WORK=$w OUT=$w/out "$d/device_check.sh" --dry-run --prepared "$work/none" 2>&1) || fail "unprepared --dry-run exited $?"
   grep -q "NOT prepared" <<<"$out" || fail "unprepared --dry-run does not say so"
-  [ "$(grep -c '^  part ' <<<"$out")" = 10 ] || fail "unprepared --dry-run lists other parts"
-  echo "dry_run: 10 parts, $sum s of limits, nothing created: ok"
+  [ "$(grep -c '^  part ' <<<"$out")" = $nparts ] || fail "unprepared --dry-run lists other parts"
+  echo "dry_run: $nparts parts, $sum s of limits, nothing created: ok"
   ;;
 no_gpu)
   w=$work/nogpu-work
@@ -113,14 +116,20 @@ EOF
   echo "$out"
   [ "$rc" = 1 ] || fail "exit $rc, want 1 (GPU parts skip although nvidia-smi reports a GPU)"
   logs=$(tar -tzf "$w/out/logs.tar.gz") || fail "logs.tar.gz unreadable"
-  for p in gpu ops ops_contract memcheck racecheck synccheck train_vs_cpu infer bench_torch bench_baton; do
-    grep -qE "^$p +(pass|FAIL|timeout|not supported|skipped) +[0-9]+ " "$w/out/summary.txt" || fail "no row for $p in summary.txt"
+  for p in $parts; do
+    grep -qE "^$p +(pass|FAIL|timeout|not supported|skipped) +[0-9]+ +[0-9]+ " "$w/out/summary.txt" || fail "no row for $p in summary.txt"
     grep -qx "logs/$p.log" <<<"$logs" || fail "logs.tar.gz lacks $p.log"
   done
   grep -qE '^gpu +skipped' "$w/out/summary.txt" || fail "the gpu part did not report the unusable device as a skip"
-  "$py" -c 'import json, sys; r = json.load(open(sys.argv[1])); assert len(r) == 10, r' "$w/out/summary.json" || fail "summary.json"
+  # A wrong -o name exits 2 (FAIL) before looking for a device, a missing
+  # binary 127: skipped proves both are right.
+  for p in cudnn speech; do
+    grep -qE "^$p +skipped +[0-9]+ +[0-9]+ +SKIPPED: no CUDA device" "$w/out/summary.txt" || fail "part $p did not skip for want of a device"
+  done
+  grep -q '^cuDNN: built against .*, runtime .* from ' "$w/logs/gpu.log" || fail "the gpu part does not report the cuDNN versions"
+  "$py" -c 'import json, sys; r = json.load(open(sys.argv[1])); assert len(r) == int(sys.argv[2]), r; assert all(x["limit"] > 0 for x in r), r' "$w/out/summary.json" "$nparts" || fail "summary.json"
   [ "$(ls "$w/out" | wc -l)" -le 8 ] || fail "more than 8 files in OUT (the device brings back 8)"
-  echo "fake_gpu: 10 parts in the table, logs packed, exit 1: ok"
+  echo "fake_gpu: $nparts parts in the table, logs packed, exit 1: ok"
   ;;
 *) fail "unknown mode $mode" ;;
 esac
