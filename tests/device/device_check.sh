@@ -139,7 +139,7 @@ if [ "$dry" = 1 ]; then
     if selected "$p"; then s=""; else s=" (not selected: skipped)"; fi
     echo "  part $p limit ${limit[$p]}s$s: timeout -k 5 ${limit[$p]} bash -c '${cmd[$p]}'"
   done
-  echo "  then: bench_report.py \$W/bench $BENCH_WARMUP \"$BENCH_MODES\" ... -> \$OUT/bench.json; table (part, status, seconds, key figures) -> \$OUT/summary.txt, \$OUT/summary.json"
+  echo "  then: bench_report.py \$W/bench $BENCH_WARMUP \"$BENCH_MODES\" ... -> \$OUT/bench.json; table (part, status, seconds, limit, key figures) -> \$OUT/summary.txt, \$OUT/summary.json"
   echo "time limits: $total s in all (budget $BUDGET s)"
   [ "$total" -le "$BUDGET" ] || { echo "device_check.sh: the limits sum to $total s, over the $BUDGET s budget" >&2; exit 1; }
   exit 0
