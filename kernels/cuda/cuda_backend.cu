@@ -79,9 +79,6 @@ static void cuda_state_free(bt_cuda *cu) {
   if (cu->lt) cublasLtDestroy(cu->lt);
   bt_cuda_speech_free(cu);
   if (cu->stream) cudaStreamDestroy(cu->stream);
-  free(cu->pHostTok);
-  free(cu->pHostKey);
-  free(cu->pHostIdx);
   free(cu);
 }
 

@@ -72,12 +72,9 @@ typedef struct bt_cuda {
   int bWarnedFallback;          /* warned once about the fallback GEMM kernel */
   void *pScratch;               /* general scratch, grown lazily */
   size_t nScratch;              /* bytes */
-  int32_t *pIdx;                /* device int scratch (embedding backward) */
-  size_t nIdx;                  /* int32 elements */
-  int32_t *pHostTok;            /* host side of the embedding backward: */
-  uint64_t *pHostKey;           /*   tokens, (token, position) sort keys, */
-  int32_t *pHostIdx;            /*   and the packed plan (3*nHost + 1) */
-  size_t nHost;                 /* tokens the host arrays can hold */
+  int32_t *pIdx;                /* device scratch of the embedding backward:
+                                   its 64-bit sort keys */
+  size_t nIdx;                  /* int32 elements (2 per key) */
   double *pSumsqPart;           /* device: BT_CUDA_SUMSQ_BLOCKS + 1 doubles */
   double *pHostSumsq;           /* pinned host double for the result */
   void *pCudnn;                 /* cudnnHandle_t, created by the first conv1d

@@ -9,9 +9,9 @@
  *     row, butterfly shuffles, fixed tree across warps;
  *   - column reductions (layernorm dw/db, dwpe): per-chunk partial sums in
  *     scratch, then one thread per column adds the chunks in order;
- *   - dwte (embedding backward): tokens are grouped by value on the host
- *     (see bt_cuda_embed_bwd), then one block per distinct token adds its
- *     rows in position order;
+ *   - dwte (embedding backward): (token, position) keys sorted on the
+ *     device by a fixed bitonic network (see bt_cuda_embed_bwd), then one
+ *     block per distinct token adds its rows in position order;
  *   - sumsq: a fixed 512-block grid in double, then one block in order.
  */
 #include "kernels/cuda/cuda_common.h"
@@ -36,7 +36,7 @@ __global__ void bt_k_embed_fwd(float *out, const int32_t *tok,
     const int t = (int)(bt % (size_t)T);
     const int32_t id = tok[bt];
     /* A negative id (a loader bug) gives NaN rather than a wild read; the
-     * upper bound is not known here (the backward checks it on the host). */
+     * upper bound is not known here (the backward poisons dwte for it). */
     float v = id >= 0 ? wte[(size_t)id * C + c] : NAN;
     if (wpe) v += wpe[(size_t)t * C + c];
     out[i] = v;
@@ -50,7 +50,7 @@ void bt_cuda_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
   size_t total = (size_t)B * T * C;
   if (total == 0) return;
   /* Token ids are trusted to be < V here (the loader validates them
-   * against the vocabulary; the backward checks them on the host). */
+   * against the vocabulary; the backward turns one that is not into NaN). */
   bt_k_embed_fwd<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
       out, tok, wte, wpe, T, C, total);
   BT_CUDA_LAUNCHED(cu);
@@ -68,38 +68,123 @@ __global__ void bt_k_embed_dwpe(float *dwpe, const float *dout, int B, int T,
   }
 }
 
-/* One block per distinct token u (plan layout: see bt_cuda_embed_bwd).
- * Each thread owns columns c; it adds the token's dout rows in increasing
- * position order onto dwte[u, c]. Distinct blocks own distinct dwte rows,
- * so there is no race and no atomic. */
+/* The embedding backward's plan is built on the device, so the step has no
+ * host synchronisation here (issue 12 item 4): each position's key is
+ * (token << 32 | position); a bitonic sort puts the keys in (token,
+ * position) order; one block per sorted slot that starts a token's run
+ * adds that run's dout rows. The sort is a fixed network (the same
+ * comparisons whatever the data), so the plan and the sums are
+ * deterministic. Keys past nTok, up to the power-of-two nPad, are
+ * EMBED_KEY_PAD and sort last. */
+#define EMBED_KEY_PAD 0xffffffffffffffffull
+#define EMBED_TOK_BAD 0xfffffffeu /* a token outside [0, V) */
+#define SORT_TILE 1024            /* keys per block in bt_k_sort_local */
+
+__global__ void bt_k_embed_keys(uint64_t *key, const int32_t *tok, int nTok,
+                                size_t nPad, int V) {
+  GRID_STRIDE(i, nPad) {
+    if (i < (size_t)nTok) {
+      const int32_t t = tok[i];
+      const uint32_t u = (t >= 0 && t < V) ? (uint32_t)t : EMBED_TOK_BAD;
+      key[i] = ((uint64_t)u << 32) | (uint32_t)i;
+    } else {
+      key[i] = EMBED_KEY_PAD;
+    }
+  }
+}
+
+/* One compare-exchange of the bitonic network: thread t owns the pair
+ * (i, i + j) of its j-block; k is the size of the sequences being merged
+ * (ascending where bit k of i is 0). Each pair has one owner, no race. */
+__device__ __forceinline__ void bt_sort_cmpswap(uint64_t *a, size_t t,
+                                                size_t iBase, size_t j,
+                                                size_t k) {
+  const size_t i = 2 * j * (t / j) + (t % j), l = i + j;
+  const bool bAsc = ((iBase + i) & k) == 0;
+  const uint64_t x = a[i], y = a[l];
+  if ((x > y) == bAsc) {
+    a[i] = y;
+    a[l] = x;
+  }
+}
+
+/* The stages with j >= SORT_TILE, one launch each, over global memory. */
+__global__ void bt_k_sort_step(uint64_t *key, size_t nPad, size_t j,
+                               size_t k) {
+  GRID_STRIDE(t, nPad / 2) bt_sort_cmpswap(key, t, 0, j, k);
+}
+
+/* Every stage with j < SORT_TILE for sequence sizes k0, 2 k0, ..., k1, in
+ * shared memory: one block per SORT_TILE keys, SORT_TILE / 2 threads, one
+ * pair each per stage (pairs with j < SORT_TILE stay inside a tile). */
+__global__ void __launch_bounds__(SORT_TILE / 2)
+    bt_k_sort_local(uint64_t *key, size_t k0, size_t k1) {
+  __shared__ uint64_t s[SORT_TILE];
+  const size_t base = (size_t)blockIdx.x * SORT_TILE;
+  const unsigned t = threadIdx.x;
+  s[t] = key[base + t];
+  s[t + SORT_TILE / 2] = key[base + t + SORT_TILE / 2];
+  __syncthreads();
+  for (size_t k = k0; k <= k1; k <<= 1) {
+    for (size_t j = (k / 2 < SORT_TILE / 2 ? k / 2 : SORT_TILE / 2); j > 0;
+         j >>= 1) {
+      bt_sort_cmpswap(s, t, base, j, k);
+      __syncthreads();
+    }
+  }
+  key[base + t] = s[t];
+  key[base + t + SORT_TILE / 2] = s[t + SORT_TILE / 2];
+}
+
+/* One block per sorted slot u < nTok; only the first slot of each token's
+ * run works (the others return at once: no barrier below). Each thread
+ * owns columns c and adds the run's dout rows in increasing position
+ * order onto dwte[token, c]. Distinct runs own distinct dwte rows: no
+ * race, no atomic. A token outside the vocabulary cannot be checked on
+ * the host any more: its run poisons row 0 with NaN, which the step's
+ * non-finite gradient check reports (the forward gives NaN for it too). */
 __global__ void bt_k_embed_dwte(float *dwte, const float *dout,
-                                const int32_t *plan, int nTok, int nUniq,
-                                int C) {
+                                const uint64_t *key, int nTok, int C) {
   const int u = blockIdx.x;
-  const int32_t *pos = plan;                 /* [nTok] grouped positions */
-  const int32_t *uTok = plan + nTok;         /* [nUniq] token values */
-  const int32_t *uStart = plan + nTok + nUniq; /* [nUniq + 1] */
-  const size_t row = (size_t)uTok[u];
-  const int p0 = uStart[u], p1 = uStart[u + 1];
+  const uint32_t tok = (uint32_t)(key[u] >> 32);
+  if (key[u] == EMBED_KEY_PAD) return;
+  if (u > 0 && (uint32_t)(key[u - 1] >> 32) == tok) return;
+  if (tok == EMBED_TOK_BAD) {
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dwte[c] = NAN;
+    return;
+  }
+  const size_t row = (size_t)tok;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     float acc = dwte[row * C + c];
-    for (int p = p0; p < p1; p++) acc += dout[(size_t)pos[p] * C + c];
+    for (int p = u; p < nTok && (uint32_t)(key[p] >> 32) == tok; p++)
+      acc += dout[(size_t)(uint32_t)key[p] * C + c];
     dwte[row * C + c] = acc;
   }
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return (x > y) - (x < y);
+/* The sort's launches for nPad keys (a power of two >= SORT_TILE): all
+ * merges up to SORT_TILE in one shared-memory launch, then per merge size
+ * k the global stages j >= SORT_TILE and one shared-memory launch for the
+ * rest. 2^14 keys (B = 16, T = 1024): 15 launches. */
+static void embed_sort(bt_cuda *cu, uint64_t *key, size_t nPad) {
+  const unsigned nTile = (unsigned)(nPad / SORT_TILE);
+  bt_k_sort_local<<<nTile, SORT_TILE / 2, 0, cu->stream>>>(key, 2, SORT_TILE);
+  BT_CUDA_LAUNCHED(cu);
+  for (size_t k = 2 * SORT_TILE; k <= nPad; k <<= 1) {
+    for (size_t j = k / 2; j >= SORT_TILE; j >>= 1) {
+      bt_k_sort_step<<<bt_cuda_grid(nPad / 2, 256), 256, 0, cu->stream>>>(
+          key, nPad, j, k);
+      BT_CUDA_LAUNCHED(cu);
+    }
+    bt_k_sort_local<<<nTile, SORT_TILE / 2, 0, cu->stream>>>(key, k, k);
+    BT_CUDA_LAUNCHED(cu);
+  }
 }
 
-/* dwte without atomics: the token ids (B*T int32, e.g. 32 KB) come to the
- * host, where (token, position) keys are sorted; the resulting plan (the
- * positions grouped by token in increasing order, the distinct tokens,
- * and each group's start) goes back, and one block per distinct token sums
- * its rows. The copy waits for the queued work, which costs little here:
- * the embedding backward is the last op of a backward pass. Host and
- * device plan buffers grow on first use (invariant 3). */
+/* dwte without atomics and without a host round trip: keys, sort and sums
+ * are queued on the stream. The key buffer (pIdx, nPad 64-bit keys) grows
+ * on first use (invariant 3); cudaFree there synchronises the device, but
+ * only when the token count grows, never in a steady step. */
 void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
                        const float *dout, const int32_t *tok, int B, int T,
                        int C, int V) {
@@ -113,70 +198,22 @@ void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
     BT_CUDA_LAUNCHED(cu);
   }
   if (!dwte) return;
-
-  if ((size_t)nTok > cu->nHost) {
-    free(cu->pHostTok);
-    free(cu->pHostKey);
-    free(cu->pHostIdx);
-    cu->pHostTok = (int32_t *)malloc((size_t)nTok * sizeof(int32_t));
-    cu->pHostKey = (uint64_t *)malloc((size_t)nTok * sizeof(uint64_t));
-    /* plan: nTok + 2 * nUniq + 1 <= 3 * nTok + 1 entries */
-    cu->pHostIdx = (int32_t *)malloc((3 * (size_t)nTok + 1) * sizeof(int32_t));
-    BT_ASSERT(cu->pHostTok && cu->pHostKey && cu->pHostIdx);
-    cu->nHost = (size_t)nTok;
-  }
-  BT_CUDA_CHECK(cudaMemcpyAsync(cu->pHostTok, tok, (size_t)nTok * sizeof(int32_t),
-                                cudaMemcpyDeviceToHost, cu->stream));
-  BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
-
-  for (int i = 0; i < nTok; i++) {
-    const int32_t t = cu->pHostTok[i];
-    BT_ASSERT(t >= 0 && t < V); /* a token outside the vocabulary is a bug */
-    cu->pHostKey[i] = ((uint64_t)(uint32_t)t << 32) | (uint32_t)i;
-  }
-  /* Keys are unique (the position is in them), so any sort is stable. */
-  qsort(cu->pHostKey, (size_t)nTok, sizeof(uint64_t), cmp_u64);
-
-  /* Plan: pos[nTok] | uTok[nUniq] | uStart[nUniq + 1]. Built into pHostIdx
-   * in two steps because nUniq is known only after the scan. */
-  int32_t *pos = cu->pHostIdx;
-  int nUniq = 0;
-  for (int i = 0; i < nTok; i++) {
-    pos[i] = (int32_t)(cu->pHostKey[i] & 0xffffffffu);
-    if (i == 0 || (cu->pHostKey[i] >> 32) != (cu->pHostKey[i - 1] >> 32))
-      nUniq++;
-  }
-  int32_t *uTok = pos + nTok;
-  int32_t *uStart = uTok + nUniq;
-  {
-    int u = 0;
-    for (int i = 0; i < nTok; i++) {
-      if (i == 0 || (cu->pHostKey[i] >> 32) != (cu->pHostKey[i - 1] >> 32)) {
-        uTok[u] = (int32_t)(cu->pHostKey[i] >> 32);
-        uStart[u] = i;
-        u++;
-      }
-    }
-    BT_ASSERT(u == nUniq);
-    uStart[nUniq] = nTok;
-  }
-  const size_t nPlan = (size_t)nTok + 2 * (size_t)nUniq + 1;
-  if (nPlan > cu->nIdx) {
-    /* The stream is idle (synchronised above), so freeing is safe. */
+  BT_ASSERT(nTok < (1 << 30)); /* positions fit the key's low 32 bits */
+  size_t nPad = SORT_TILE;
+  while (nPad < (size_t)nTok) nPad <<= 1;
+  if (2 * nPad > cu->nIdx) {
     if (cu->pIdx) BT_CUDA_CHECK(cudaFree(cu->pIdx));
     cu->pIdx = NULL;
     cu->nIdx = 0;
-    const size_t nAlloc = 3 * (size_t)nTok + 1; /* bound for any plan */
-    BT_CUDA_CHECK(cudaMalloc((void **)&cu->pIdx, nAlloc * sizeof(int32_t)));
-    cu->nIdx = nAlloc;
+    BT_CUDA_CHECK(cudaMalloc((void **)&cu->pIdx, nPad * sizeof(uint64_t)));
+    cu->nIdx = 2 * nPad;
   }
-  /* From pageable memory. The host plan is rewritten only by the next
-   * call, after its own stream synchronisation, by which time this copy
-   * has completed; stream order covers the device side. */
-  BT_CUDA_CHECK(cudaMemcpyAsync(cu->pIdx, cu->pHostIdx, nPlan * sizeof(int32_t),
-                                cudaMemcpyHostToDevice, cu->stream));
-  bt_k_embed_dwte<<<nUniq, 256, 0, cu->stream>>>(dwte, dout, cu->pIdx, nTok,
-                                                 nUniq, C);
+  uint64_t *key = (uint64_t *)cu->pIdx;
+  bt_k_embed_keys<<<bt_cuda_grid(nPad, 256), 256, 0, cu->stream>>>(
+      key, tok, nTok, nPad, V);
+  BT_CUDA_LAUNCHED(cu);
+  embed_sort(cu, key, nPad);
+  bt_k_embed_dwte<<<nTok, 256, 0, cu->stream>>>(dwte, dout, key, nTok, C);
   BT_CUDA_LAUNCHED(cu);
 }
 

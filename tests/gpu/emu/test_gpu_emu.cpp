@@ -15,7 +15,7 @@
  * attention kernels, layernorm fwd/bwd (dinp, dw/db partials),
  * the column sum behind every bias gradient, the bias kernels,
  * cross-entropy fwd/bwd (also in place), embedding fwd, dwpe and dwte (with
- * the host plan built as bt_cuda_embed_bwd builds it), GELU, AdamW and the
+ * the device plan launched as bt_cuda_embed_bwd launches it), GELU, AdamW and the
  * two-pass sumsq, residual fwd/bwd (also with da == db), scale, the
  * in-place add behind bias_bwd's dinp, the bf16 conversion (against
  * hand-rounded values: ties to even, overflow to inf, NaN kept); the
@@ -310,6 +310,47 @@ static void t_xent(int N, int V, int Vp) {
   snprintf(z, sizeof z, "xent bwd in place N=%d V=%d Vp=%d", N, V, Vp); check(z, xi, dC, 1e-5);
 }
 
+/* The embedding backward's device plan, launched as bt_cuda_embed_bwd
+ * launches it (keys, then embed_sort's sequence); the key buffer starts
+ * as garbage. */
+static std::vector<uint64_t> embed_plan(const std::vector<int32_t> &tok, int V) {
+  const int nTok = (int)tok.size();
+  size_t nPad = SORT_TILE;
+  while (nPad < (size_t)nTok) nPad <<= 1;
+  std::vector<uint64_t> keys(nPad, 0x5a5a5a5a5a5a5a5aull);
+  launch(bt_k_embed_keys, dim3(grid_of(nPad, 256)), dim3(256), 0, keys.data(), (const int32_t *)tok.data(), nTok, nPad, V);
+  const unsigned nTile = (unsigned)(nPad / SORT_TILE);
+  launch(bt_k_sort_local, dim3(nTile), dim3(SORT_TILE / 2), 0, keys.data(), (size_t)2, (size_t)SORT_TILE);
+  for (size_t k = 2 * SORT_TILE; k <= nPad; k <<= 1) {
+    for (size_t j = k / 2; j >= SORT_TILE; j >>= 1)
+      launch(bt_k_sort_step, dim3(grid_of(nPad / 2, 256)), dim3(256), 0, keys.data(), nPad, j, k);
+    launch(bt_k_sort_local, dim3(nTile), dim3(SORT_TILE / 2), 0, keys.data(), k, k);
+  }
+  return keys;
+}
+
+/* A token outside [0, V) cannot be refused on the host any more: it must
+ * poison dwte's row 0 with NaN (the step's gradient check then reports
+ * it) and leave the other tokens' sums right. */
+static void t_embed_bad_token(void) {
+  const int B = 1, T = 9, C = 6, V = 5, nTok = B * T;
+  std::vector<int32_t> tok = {3, 1, 5, 3, 2, -1, 1, 4, 2}; /* 5, -1 bad */
+  auto dout = rnd((size_t)nTok * C, -1, 1);
+  std::vector<float> dwteG((size_t)V * C, 0.0f);
+  std::vector<uint64_t> keys = embed_plan(tok, V);
+  launch(bt_k_embed_dwte, dim3(nTok), dim3(256), 0, dwteG.data(), (const float *)dout.data(), (const uint64_t *)keys.data(), nTok, C);
+  bool ok = true;
+  for (int c = 0; c < C; c++) ok = ok && std::isnan(dwteG[c]);
+  for (int v = 1; v < V; v++)
+    for (int c = 0; c < C; c++) {
+      float want = 0.0f;
+      for (int i = 0; i < nTok; i++) if (tok[i] == v) want += dout[(size_t)i * C + c];
+      ok = ok && dwteG[(size_t)v * C + c] == want;
+    }
+  printf("%-5s embed dwte with tokens 5 and -1 outside V=5: row 0 NaN, rows 1-4 summed\n", ok ? "ok" : "FAIL");
+  ok ? nPass++ : nFail++;
+}
+
 static void t_embed(int B, int T, int C, int V) {
   char z[128];
   int nTok = B * T;
@@ -329,23 +370,15 @@ static void t_embed(int B, int T, int C, int V) {
   auto dwteC = dwte0, dwpeC = dwpe0, dwteG = dwte0, dwpeG = dwpe0;
   bt_op_embed_bwd(cpu, dwteC.data(), dwpeC.data(), dout.data(), tok.data(), B, T, C, V);
   launch(bt_k_embed_dwpe, dim3(grid_of((size_t)T * C, 256)), dim3(256), 0, dwpeG.data(), (const float *)dout.data(), B, T, C);
-  // plan: same code as bt_cuda_embed_bwd
-  std::vector<uint64_t> keys(nTok);
-  for (int i = 0; i < nTok; i++) keys[i] = ((uint64_t)(uint32_t)tok[i] << 32) | (uint32_t)i;
-  std::sort(keys.begin(), keys.end());
-  std::vector<int32_t> plan(3 * (size_t)nTok + 1);
-  int32_t *pos = plan.data();
-  int nUniq = 0;
-  for (int i = 0; i < nTok; i++) {
-    pos[i] = (int32_t)(keys[i] & 0xffffffffu);
-    if (i == 0 || (keys[i] >> 32) != (keys[i - 1] >> 32)) nUniq++;
-  }
-  int32_t *uTok = pos + nTok, *uStart = uTok + nUniq;
-  int u = 0;
-  for (int i = 0; i < nTok; i++)
-    if (i == 0 || (keys[i] >> 32) != (keys[i - 1] >> 32)) { uTok[u] = (int32_t)(keys[i] >> 32); uStart[u] = i; u++; }
-  uStart[nUniq] = nTok;
-  launch(bt_k_embed_dwte, dim3(nUniq), dim3(256), 0, dwteG.data(), (const float *)dout.data(), (const int32_t *)plan.data(), nTok, nUniq, C);
+  std::vector<uint64_t> keys = embed_plan(tok, V);
+  size_t nPad = keys.size();
+  std::vector<uint64_t> want(nPad, 0xffffffffffffffffull);
+  for (int i = 0; i < nTok; i++) want[i] = ((uint64_t)(uint32_t)tok[i] << 32) | (uint32_t)i;
+  std::sort(want.begin(), want.end());
+  snprintf(z, sizeof z, "embed plan (bitonic sort of %zu keys)", nPad);
+  printf("%-5s %s\n", keys == want ? "ok" : "FAIL", z);
+  keys == want ? nPass++ : nFail++;
+  launch(bt_k_embed_dwte, dim3(nTok), dim3(256), 0, dwteG.data(), (const float *)dout.data(), (const uint64_t *)keys.data(), nTok, C);
   snprintf(z, sizeof z, "embed dwte B=%d T=%d C=%d V=%d", B, T, C, V); check(z, dwteG, dwteC, 1e-6);
   snprintf(z, sizeof z, "embed dwpe"); check(z, dwpeG, dwpeC, 1e-6);
 }
@@ -460,7 +493,8 @@ static const char *aCovered[] = {
     "bt_k_ref_bwd_cols", "bt_k_to_bf16", "bt_k_add_bias_cm",
     "bt_k_gemm_fallback", "bt_k_bias_fwd", "bt_k_add_inplace",
     "bt_k_colsum_part", "bt_k_colsum_final", "bt_k_embed_fwd",
-    "bt_k_embed_dwpe", "bt_k_embed_dwte", "bt_k_ln_fwd", "bt_k_ln_bwd_dinp",
+    "bt_k_embed_dwpe", "bt_k_embed_dwte", "bt_k_embed_keys", "bt_k_sort_step",
+    "bt_k_sort_local", "bt_k_ln_fwd", "bt_k_ln_bwd_dinp",
     "bt_k_ln_dwdb_part", "bt_k_ln_dwdb_final", "bt_k_gelu_fwd",
     "bt_k_gelu_bwd", "bt_k_residual_fwd", "bt_k_residual_bwd",
     "bt_k_xent_fwd", "bt_k_xent_bwd", "bt_k_adamw", "bt_k_sumsq_part",
@@ -516,6 +550,8 @@ int main(int argc, char **argv) {
   t_xent(9, 300, 320);
   t_embed(2, 7, 5, 4);
   t_embed(3, 17, 40, 29);
+  t_embed(3, 700, 4, 50); /* 2100 keys: nPad 4096, the global sort stages */
+  t_embed_bad_token();
   t_misc(1003);
   t_elementwise(1003);
   t_elementwise(70000); /* grid-stride: more elements than one pass */
