@@ -183,8 +183,8 @@ static void embed_sort(bt_cuda *cu, uint64_t *key, size_t nPad) {
 
 /* dwte without atomics and without a host round trip: keys, sort and sums
  * are queued on the stream. The key buffer (pIdx, nPad 64-bit keys) grows
- * on first use (invariant 3); cudaFree there synchronises the device, but
- * only when the token count grows, never in a steady step. */
+ * on first use (invariant 3), behind a stream synchronisation, but only
+ * when the token count grows, never in a steady step. */
 void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
                        const float *dout, const int32_t *tok, int B, int T,
                        int C, int V) {
@@ -202,6 +202,8 @@ void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
   size_t nPad = SORT_TILE;
   while (nPad < (size_t)nTok) nPad <<= 1;
   if (2 * nPad > cu->nIdx) {
+    /* The previous call's sort may still be queued on the buffer. */
+    BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
     if (cu->pIdx) BT_CUDA_CHECK(cudaFree(cu->pIdx));
     cu->pIdx = NULL;
     cu->nIdx = 0;
