@@ -78,6 +78,13 @@ closure)
   sz=$(du -sb "$prep" | cut -f1)
   [ "$sz" -le $((60 * 1024 * 1024)) ] || fail "prepared folder is $sz bytes"
   PYTHON=$py "$d/rehearse.sh" "$prep" "$src" || fail "the closure is not self-contained"
+  [ -x "$prep/bin/test_gpu_cudnn" ] || fail "test_gpu_cudnn not carried"
+  grep -q '^cudnn built ' "$prep/PREPARED" || fail "PREPARED lacks the cuDNN version built against"
+  # A build that needs cuDNN carries its loader stub, so the binaries start
+  # on a device without cuDNN (docs/gpu.md, "cuDNN: the device's").
+  if grep -qx 'libcudnn.so.9' "$prep/cuda-sonames"; then
+    [ -f "$prep/cuda-fallback/libcudnn.so.9" ] || fail "libcudnn.so.9 is needed but its stub is not in cuda-fallback/"
+  fi
   # The proof must be able to fail: take one carried library out.
   neg=$work/prep-neg
   rm -rf "$neg" "$work/neg-lib"
