@@ -235,6 +235,8 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
   bt_metrics_scalar(pM, step,
                     p->isGpt ? "perf/tokens_per_s" : "perf/samples_per_s",
                     r->items / r->secondsToReport);
+  if (!isnan(r->padFraction))
+    bt_metrics_scalar(pM, step, "data/pad_fraction", r->padFraction);
   bt_metrics_scalar(pM, step, "time/step_ms", 1e3 * r->secondsToReport);
   bt_metrics_scalar(pM, step, "time/data_ms", 1e3 * r->t.data);
   bt_metrics_scalar(pM, step, "time/compute_ms", 1e3 * r->t.compute);
@@ -319,6 +321,7 @@ static void progress_print(bt_outputs *p, const bt_step_report *r) {
   g.eta_s = (double)(p->total - r->step) * p->acc.total / n;
   g.elapsed_s = bt_time_now() - p->tOpen;
   if (p->zStragLine[0]) g.zStraggler = p->zStragLine;
+  g.pad_frac = r->padFraction;
   bt_progress_print(stdout, &g, p->ttyWidth);
 }
 

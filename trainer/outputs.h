@@ -73,6 +73,7 @@ typedef struct bt_step_report {
   double secondsToReport; /* from the step's start to bt_outputs_step */
   bt_step_times t;        /* ckpt and total: for bt_outputs_step_end */
   int stopNow;            /* pre-emption: this process's last step */
+  double padFraction;     /* speech: padding waste so far; NaN otherwise */
 } bt_step_report;
 
 typedef struct bt_outputs_spec {

@@ -38,6 +38,7 @@
 #include "trainer/eval.h"
 #include "trainer/init.h"
 #include "trainer/outputs.h"
+#include "trainer/speech_model.h"
 #include "trainer/trainer.h"
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
@@ -280,8 +281,39 @@ static int check_gather(void *pComm, const void *pSend, void *pRecv,
  * a key the model does not use keeps the value it had before these keys
  * defaulted to 0 (256, 16, 4), so the config text saved in checkpoints
  * and compared on resume is unchanged for configs that never set them. */
+/* model.type = speech: the audio loader over data.path (audio_loader.h),
+ * batches filled to data.max_frames padded frames per rank; the model's
+ * vocabulary is the file's (characters + blank). */
+static int setup_audio(bt_trainer *tr) {
+  bt_config *c = &tr->cfg;
+  if (c->val_every > 0)
+    return bt_err_set("data.val_every = %d: validation of a speech model is "
+                      "not wired yet (issue 15); set data.val_every = 0",
+                      c->val_every);
+  bt_audio_loader_config ac = {
+      .zPath = c->data_path,
+      .maxFrames = c->max_frames,
+      .window = c->sort_window,
+      .accum = c->grad_accum,
+      .rank = tr->rank,
+      .world = tr->world,
+      .seed = (uint64_t)c->seed,
+      .shuffle = c->shuffle,
+  };
+  if (bt_audio_loader_open(&tr->pAudio, &ac) != BT_OK)
+    return bt_err_prefix("data.path = %s: ", c->data_path);
+  int V = bt_audio_loader_vocab(tr->pAudio);
+  if (c->vocab_size && c->vocab_size != V)
+    return bt_err_set("model.vocab_size = %d but %s has %d characters + the "
+                      "CTC blank = %d: leave model.vocab_size at 0 to take "
+                      "the file's", c->vocab_size, c->data_path, V - 1, V);
+  c->vocab_size = V;
+  return BT_OK;
+}
+
 static int setup_data(bt_trainer *tr) {
   bt_config *c = &tr->cfg;
+  if (c->model_type == BT_MODEL_SPEECH) return setup_audio(tr);
   int isGpt = c->model_type == BT_MODEL_GPT;
   bt_loader_config lc = {
       .zPath = c->data_path,
@@ -364,6 +396,13 @@ static void setup_log(const bt_trainer *tr) {
               bt_backend_name(tr->be),
               bt_act_dtype_name(bt_backend_act_dtype(tr->be)), tr->world, tr->world > 1 ? "s" : "",
               bt_comm_name(tr->pComm), tr->zRunDir);
+  if (tr->pAudio)
+    bt_log_info("speech batches: up to %d padded frames per rank and "
+                "micro-step (data.max_frames), %d rank%s x %d micro-step%s "
+                "= %d plan batches per step",
+                c->max_frames, tr->world, tr->world > 1 ? "s" : "",
+                c->grad_accum, c->grad_accum > 1 ? "s" : "",
+                tr->world * c->grad_accum);
   bt_log_info("batch %d samples/step (micro-batch <= %d per rank, %d "
               "micro-step%s), %d buckets of %.3g MB, overlap %s, ZeRO-1 %s: "
               "optimizer state %s per rank",
@@ -380,6 +419,10 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o,
   /* Largest per-rank micro-batch: ceil(ceil(G/A)/W). */
   int perMicro = (c->batch_size + c->grad_accum - 1) / c->grad_accum;
   tr->maxMicro = (perMicro + tr->world - 1) / tr->world;
+  /* Speech: a batch holds B utterances of T >= 1 padded frames with
+   * B * T <= data.max_frames, so B <= max_frames / (shortest utterance);
+   * without the lengths at hand, the bound that always holds. */
+  if (c->model_type == BT_MODEL_SPEECH) tr->maxMicro = c->max_frames;
   /* The agreement points (startup_fail_agree): after each stage. */
   const int E = BT_EXIT_ERROR;
   if (startup_fail_agree(tr, setup_run_dir(tr, o), E, pF) != BT_OK ||
@@ -442,6 +485,9 @@ static int resume_check_saved_config(const char *zMeta, const char *zDir) {
  * last of an epoch, which takes the rest. A saved state that disagrees
  * would resume the data stream somewhere else. */
 static int resume_check_loader(bt_trainer *tr, const char *zDir) {
+  /* Speech: a step takes world * accum plan batches, so the state is not
+   * a function of the step alone once the world size changed. */
+  if (tr->pAudio) return BT_OK;
   int64_t n = bt_loader_size(tr->pLoader), nB = tr->cfg.batch_size;
   if (n <= 0 || nB <= 0) return BT_OK;
   int64_t nPerEpoch = (n + nB - 1) / nB;
@@ -495,7 +541,7 @@ static int resume_reset(bt_trainer *tr) {
   tr->run = (bt_running){.bestVal = INFINITY};
   bt_loader_state ls = {0, 0};
   if (bt_model_init_weights(&tr->model, (uint64_t)tr->cfg.seed) != BT_OK ||
-      bt_loader_seek(tr->pLoader, &ls) != BT_OK)
+      bt_state_loader_seek(tr, &ls) != BT_OK)
     return BT_ERR;
   size_t nMom = tr->optim.hi - tr->optim.lo;
   if (nMom) {
@@ -744,8 +790,11 @@ static int debug_dump_samples(const bt_trainer *tr, long step,
 
 /* One micro-batch: data, forward, backward. On the last micro-step the
  * grad-ready hook launches bucket reductions during backward. */
+static int step_micro_speech(loop_ctx *L, step_ctx *s, int micro);
+
 static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
   bt_trainer *tr = L->tr;
+  if (tr->pAudio) return step_micro_speech(L, s, micro);
   bt_model *m = &tr->model;
   bt_trace *pTrace = L->out.pTrace;
   bt_comm_set_context(tr->pComm, s->step, "data");
@@ -768,6 +817,49 @@ static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
     double sum = 0;
     int64_t n = 0;
     if (bt_model_forward(m, b.n, b.inputs, b.x, b.targets, &sum, &n) != BT_OK)
+      return bt_err_prefix("step %ld, micro-step %d: ", s->step, micro);
+    bt_trace_end(pTrace);
+    s->lossSum += sum;
+    s->count += (double)n;
+    bt_comm_set_context(tr->pComm, s->step, "backward");
+    bt_trace_begin(pTrace, "backward", "train");
+    bt_model_backward(m, (float)scale, last ? bt_grad_sync_ready : NULL,
+                      &tr->sync);
+    bt_trace_end(pTrace);
+  } else if (last) {
+    bt_grad_sync_ready(&tr->sync, 0); /* nothing computed: all final */
+  }
+  s->r.t.compute += bt_time_now() - tc;
+  return BT_OK;
+}
+
+/* step_micro for model.type = speech: one audio batch. The loss is
+ * torch's CTC 'mean' over the step's GLOBAL utterance count (the
+ * loader's step_global_B, the same on every rank without a collective),
+ * so the gradient does not depend on the world size or accumulation. */
+static int step_micro_speech(loop_ctx *L, step_ctx *s, int micro) {
+  bt_trainer *tr = L->tr;
+  bt_model *m = &tr->model;
+  bt_trace *pTrace = L->out.pTrace;
+  bt_comm_set_context(tr->pComm, s->step, "data");
+  bt_trace_begin(pTrace, "data", "train");
+  double td = bt_time_now();
+  bt_speech_batch b;
+  if (bt_audio_loader_next(tr->pAudio, &b) != BT_OK)
+    return bt_err_prefix("step %ld: ", s->step);
+  bt_trace_end(pTrace);
+  s->r.t.data += bt_time_now() - td;
+  s->nGlobal = b.step_global_B;
+  double scale = b.step_global_B > 0 ? 1.0 / (double)b.step_global_B : 0.0;
+  int last = micro == tr->cfg.grad_accum - 1;
+  if (last) bt_grad_sync_begin(&tr->sync, s->step);
+  double tc = bt_time_now();
+  if (b.B > 0) {
+    bt_comm_set_context(tr->pComm, s->step, "forward");
+    bt_trace_begin(pTrace, "forward", "train");
+    double sum = 0;
+    int64_t n = 0;
+    if (bt_speech_forward(m, &b, &sum, &n) != BT_OK)
       return bt_err_prefix("step %ld, micro-step %d: ", s->step, micro);
     bt_trace_end(pTrace);
     s->lossSum += sum;
@@ -961,6 +1053,8 @@ static int step_report(loop_ctx *L, step_ctx *s) {
   bt_trainer *tr = L->tr;
   const bt_config *c = &tr->cfg;
   s->r.val = s->r.valMetric = NAN;
+  s->r.padFraction =
+      tr->pAudio ? bt_audio_loader_pad_fraction(tr->pAudio) : NAN;
   if (tr->pVal && (s->step % c->val_every == 0 || s->step == c->steps)) {
     bt_eval_result ev;
     if (run_validation(tr, &ev) != BT_OK)
@@ -1135,6 +1229,7 @@ static void trainer_free(bt_trainer *tr) {
   if (tr->be) bt_model_free(&tr->model);
   if (tr->pLoader) bt_loader_free(tr->pLoader);
   if (tr->pVal) bt_loader_free(tr->pVal);
+  if (tr->pAudio) bt_audio_loader_free(tr->pAudio);
   if (tr->be) bt_backend_free(tr->be);
   free(tr->hostStage);
   free(tr->hostStageM);

@@ -54,6 +54,7 @@ void bt_progress_init(bt_progress *p) {
   p->step_s = p->data_s = p->compute_s = p->comm_s = p->optim_s = p->ckpt_s = NAN;
   p->eta_s = NAN;
   p->elapsed_s = NAN;
+  p->pad_frac = NAN;
 }
 
 const char *bt_progress_fmt_eta(double seconds, char *zBuf, size_t n) {
@@ -111,6 +112,8 @@ static int build_segments(seg *aSeg, const bt_progress *p, int bTty) {
   if (isfinite(p->loss)) seg_add(aSeg, &nSeg, 1, "loss %.4f", p->loss);
   if (isfinite(p->val_loss)) seg_add(aSeg, &nSeg, 2, "val %.4f", p->val_loss);
   if (p->zStraggler) seg_add(aSeg, &nSeg, 2, "%s", p->zStraggler);
+  if (isfinite(p->pad_frac))
+    seg_add(aSeg, &nSeg, 5, "pad %.1f%%", 100.0 * p->pad_frac);
   if (isfinite(p->lr)) seg_add(aSeg, &nSeg, 3, "lr %.2e", p->lr);
   if (isfinite(p->grad_norm))
     seg_add(aSeg, &nSeg, 8, "gnorm %.3f", p->grad_norm);
