@@ -284,8 +284,32 @@ static int check_gather(void *pComm, const void *pSend, void *pRecv,
 /* model.type = speech: the audio loader over data.path (audio_loader.h),
  * batches filled to data.max_frames padded frames per rank; the model's
  * vocabulary is the file's (characters + blank). */
+/* A clear error before HDF5's own when data.path is not an HDF5 file at
+ * all (a manifest or WAV given by mistake). The signature sits at offset
+ * 0, or 512, 1024, ... after a user block (the HDF5 format spec). */
+static int audio_check_hdf5(const char *zPath) {
+  static const unsigned char aSig[8] = {0x89, 'H', 'D', 'F', '\r', '\n',
+                                        0x1a, '\n'};
+  FILE *f = fopen(zPath, "rb");
+  if (!f)
+    return bt_err_set("data.path = %s: cannot open: %s", zPath,
+                      strerror(errno));
+  int bFound = 0;
+  unsigned char a[8];
+  for (long off = 0; !bFound && off <= (1L << 30); off = off ? off * 2 : 512) {
+    if (fseek(f, off, SEEK_SET) != 0 || fread(a, 1, 8, f) != 8) break;
+    bFound = memcmp(a, aSig, 8) == 0;
+  }
+  fclose(f);
+  if (bFound) return BT_OK;
+  return bt_err_set("data.path = %s: not an HDF5 file (model.type = speech "
+                    "reads the output of `baton prepare audio`, docs/data.md "
+                    "\"Audio data\")", zPath);
+}
+
 static int setup_audio(bt_trainer *tr) {
   bt_config *c = &tr->cfg;
+  if (audio_check_hdf5(c->data_path) != BT_OK) return BT_ERR;
   if (c->val_every > 0)
     return bt_err_set("data.val_every = %d: validation of a speech model is "
                       "not wired yet (issue 15); set data.val_every = 0",
