@@ -307,13 +307,39 @@ static int audio_check_hdf5(const char *zPath) {
                     "\"Audio data\")", zPath);
 }
 
+/* The validation file of a speech run: data.val_path, in file order, with
+ * the training file's vocabulary (the same ids mean the same characters,
+ * or CER/WER would compare the wrong letters). */
+static int setup_audio_val(bt_trainer *tr, bt_audio_loader_config *pAc) {
+  const bt_config *c = &tr->cfg;
+  if (!c->val_path[0])
+    return bt_err_set("data.val_every = %d with model.type = speech needs "
+                      "data.val_path: an HDF5 of `baton prepare audio "
+                      "--vocab %s`", c->val_every, c->data_path);
+  if (audio_check_hdf5(c->val_path) != BT_OK) return BT_ERR;
+  int32_t *aCp = NULL;
+  int n = 0;
+  if (bt_audio_vocab_read(c->val_path, &aCp, &n) != BT_OK)
+    return bt_err_prefix("data.val_path = %s: ", c->val_path);
+  int bSame = n == tr->nVocabCp &&
+              memcmp(aCp, tr->aVocabCp, (size_t)n * sizeof *aCp) == 0;
+  free(aCp);
+  if (!bSame)
+    return bt_err_set("data.val_path = %s: its vocabulary (%d characters) "
+                      "differs from data.path %s's (%d): prepare it with "
+                      "`baton prepare audio --vocab %s`", c->val_path, n,
+                      c->data_path, tr->nVocabCp, c->data_path);
+  pAc->zPath = c->val_path;
+  pAc->shuffle = 0;
+  pAc->accum = 1;
+  if (bt_audio_loader_open(&tr->pAudioVal, pAc) != BT_OK)
+    return bt_err_prefix("data.val_path = %s: ", c->val_path);
+  return BT_OK;
+}
+
 static int setup_audio(bt_trainer *tr) {
   bt_config *c = &tr->cfg;
   if (audio_check_hdf5(c->data_path) != BT_OK) return BT_ERR;
-  if (c->val_every > 0)
-    return bt_err_set("data.val_every = %d: validation of a speech model is "
-                      "not wired yet (issue 15); set data.val_every = 0",
-                      c->val_every);
   bt_audio_loader_config ac = {
       .zPath = c->data_path,
       .maxFrames = c->max_frames,
@@ -332,7 +358,10 @@ static int setup_audio(bt_trainer *tr) {
                       "CTC blank = %d: leave model.vocab_size at 0 to take "
                       "the file's", c->vocab_size, c->data_path, V - 1, V);
   c->vocab_size = V;
-  return BT_OK;
+  if (bt_audio_vocab_read(c->data_path, &tr->aVocabCp, &tr->nVocabCp) !=
+      BT_OK)
+    return BT_ERR;
+  return c->val_every > 0 ? setup_audio_val(tr, &ac) : BT_OK;
 }
 
 static int setup_data(bt_trainer *tr) {
@@ -708,6 +737,9 @@ enum { RED_LOSS, RED_COUNT, RED_STOP, RED_OUTPUT_STOP, RED_N };
 static int run_validation(bt_trainer *tr, bt_eval_result *pRes) {
   bt_config *c = &tr->cfg;
   bt_comm_set_context(tr->pComm, tr->step, "validation");
+  if (tr->pAudioVal)
+    return bt_eval_speech(&tr->model, tr->pAudioVal, tr->pComm, tr->world,
+                          tr->aVocabCp, tr->nVocabCp, pRes);
   return bt_eval_pass(&tr->model, tr->pVal, tr->pComm, c->val_samples,
                       tr->maxMicro * tr->world, pRes);
 }
@@ -1023,8 +1055,12 @@ static void step_val_progress(loop_ctx *L, step_ctx *s,
     bt_log_info("validation at step %ld: loss = %.6f, %s = %.6f over %.0f %s%s",
                 s->step, pEv->loss, bt_eval_metric_name(&tr->model),
                 pEv->metric, pEv->count,
-                tr->model.eKind == BT_MODEL_GPT ? "tokens" : "samples",
+                tr->model.eKind == BT_MODEL_GPT      ? "tokens"
+                : tr->model.eKind == BT_MODEL_SPEECH ? "utterances"
+                                                     : "samples",
                 improved ? " (best so far)" : "");
+  if (tr->rank == 0 && !isnan(pEv->wer))
+    bt_log_info("validation at step %ld: wer = %.6f", s->step, pEv->wer);
   if (improved) {
     tr->run.bestVal = pEv->loss;
     tr->run.nNoImprove = 0;
@@ -1079,12 +1115,15 @@ static int step_report(loop_ctx *L, step_ctx *s) {
   s->r.val = s->r.valMetric = NAN;
   s->r.padFraction =
       tr->pAudio ? bt_audio_loader_pad_fraction(tr->pAudio) : NAN;
-  if (tr->pVal && (s->step % c->val_every == 0 || s->step == c->steps)) {
+  s->r.valWer = NAN;
+  if ((tr->pVal || tr->pAudioVal) &&
+      (s->step % c->val_every == 0 || s->step == c->steps)) {
     bt_eval_result ev;
     if (run_validation(tr, &ev) != BT_OK)
       return bt_err_prefix("step %ld: validation: ", s->step);
     s->r.val = ev.loss;
     s->r.valMetric = ev.metric;
+    s->r.valWer = ev.wer;
     step_val_progress(L, s, &ev);
   }
   s->r.secondsToReport = bt_time_now() - s->tStart;
@@ -1254,6 +1293,8 @@ static void trainer_free(bt_trainer *tr) {
   if (tr->pLoader) bt_loader_free(tr->pLoader);
   if (tr->pVal) bt_loader_free(tr->pVal);
   if (tr->pAudio) bt_audio_loader_free(tr->pAudio);
+  if (tr->pAudioVal) bt_audio_loader_free(tr->pAudioVal);
+  free(tr->aVocabCp);
   if (tr->be) bt_backend_free(tr->be);
   free(tr->hostStage);
   free(tr->hostStageM);

@@ -66,6 +66,9 @@ typedef struct bt_trainer {
   bt_loader *pLoader, *pVal;
   bt_audio_loader *pAudio; /* model.type = speech: the training stream
                               (pLoader is then NULL) */
+  bt_audio_loader *pAudioVal; /* speech validation (data.val_path) */
+  int32_t *aVocabCp;          /* speech: code points of ids 1..nVocabCp */
+  int nVocabCp;
   bt_grad_sync sync;
   bt_optim optim;
   bt_ckpt_writer *pCkw;
