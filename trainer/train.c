@@ -1051,16 +1051,17 @@ static void step_val_progress(loop_ctx *L, step_ctx *s,
   bt_trainer *tr = L->tr;
   const bt_config *c = &tr->cfg;
   int improved = pEv->loss < tr->run.bestVal;
+  char zWer[48] = "";
+  if (!isnan(pEv->wer)) bt_snprintf(zWer, sizeof zWer, ", wer = %.6f", pEv->wer);
   if (tr->rank == 0)
-    bt_log_info("validation at step %ld: loss = %.6f, %s = %.6f over %.0f %s%s",
+    bt_log_info("validation at step %ld: loss = %.6f, %s = %.6f%s over %.0f "
+                "%s%s",
                 s->step, pEv->loss, bt_eval_metric_name(&tr->model),
-                pEv->metric, pEv->count,
+                pEv->metric, zWer, pEv->count,
                 tr->model.eKind == BT_MODEL_GPT      ? "tokens"
                 : tr->model.eKind == BT_MODEL_SPEECH ? "utterances"
                                                      : "samples",
                 improved ? " (best so far)" : "");
-  if (tr->rank == 0 && !isnan(pEv->wer))
-    bt_log_info("validation at step %ld: wer = %.6f", s->step, pEv->wer);
   if (improved) {
     tr->run.bestVal = pEv->loss;
     tr->run.nNoImprove = 0;

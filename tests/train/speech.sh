@@ -14,6 +14,11 @@
 #                      losses and final loader state
 #   errors             data.path not HDF5 / not audio, model.vocab_size
 #                      against the file's, bf16: clear errors, exit != 0
+#   val N              N ranks train 60 steps validating data.val_path every
+#                      20: every validation covers all 12 utterances once,
+#                      CER falls, and the last val/loss, val/cer, val/wer
+#                      equal speech_val_check.py's recomputation in
+#                      PyTorch from the dumped parameters
 #   equiv N            N ranks (accum 1) vs 1 rank with accum N: the same
 #                      plan batches per step, so the same parameters (1e-5)
 # usage: speech.sh MODE ARGS...
@@ -111,6 +116,26 @@ sys.exit(0 if worst <= float(sys.argv[3]) else 1)
 PY
   moved "$WORK/a.f32"
   echo "4 passed, 0 failed";;
+val)
+  n=$2
+  "$BATON" prepare audio -o "$WORK/val.h5" --vocab "$WORK/train.h5" "$WORK/c/val.tsv" >/dev/null
+  run_np "$n" "$CFG" "${DATA[@]}" --run-dir "$WORK/r" --set train.steps=60 \
+    --set data.val_path="$WORK/val.h5" --set data.val_every=20 \
+    --dump-params "$WORK/p.f32" >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "$n-rank run failed"; }
+  grep "validation at" "$WORK/out"
+  [ "$(grep -c "validation at step .* over 12 utterances" "$WORK/out")" = 3 ] || fail "not 3 validations over the 12 utterances"
+  grep -q "| CER [0-9.]*% WER [0-9.]*% |" "$WORK/out" || fail "no CER/WER on the progress line"
+  "$PY" - "$WORK/r/metrics.jsonl" <<'PY' || fail "CER did not fall"
+import json, sys
+c = [r["val/cer"] for r in map(json.loads, open(sys.argv[1])) if "val/cer" in r]
+print("val/cer over the run:", c)
+sys.exit(0 if len(c) == 3 and c[-1] < c[0] else 1)
+PY
+  sed -n 's/^\(n_layer\|n_head\|n_embd\|conv_channels\) = \([0-9]*\)$/"\1": \2,/p' "$CFG" \
+    | { echo "{"; cat; echo '"n_mel": 80}'; } >"$WORK/cfg.json"
+  "$PY" "$HERE/speech_val_check.py" "$WORK/cfg.json" "$WORK/p.f32" "$WORK/val.h5" \
+    "$WORK/r/metrics.jsonl" || fail "validation differs from the recomputation"
+  echo "4 passed, 0 failed";;
 equiv)
   n=$2 lim=1e-5
   common=("${DATA[@]}" --resume never --set train.steps=20)
@@ -146,7 +171,7 @@ errors)
   cut -f2 "$WORK/c/train.tsv" >"$WORK/text.txt"
   "$BATON" prepare text -o "$WORK/tok.h5" "$WORK/text.txt" >/dev/null 2>&1 || fail "prepare text failed"
   expect_err "not a file of \`baton prepare audio\`" --set data.path="$WORK/tok.h5"
-  expect_err "model.vocab_size = 9 but $WORK/train.h5 has 4 characters" "${DATA[@]}" --set model.vocab_size=9
+  expect_err "model.vocab_size = 9 but $WORK/train.h5 has 5 characters" "${DATA[@]}" --set model.vocab_size=9
   expect_err "train.precision = bf16" "${DATA[@]}" --set train.precision=bf16
   expect_err "more than data.max_frames = 20" "${DATA[@]}" --set data.max_frames=20
   echo "5 passed, 0 failed";;

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """A toy speech corpus for the training tests (issue 15): N utterances of
-16 kHz mono WAV, each a sequence of characters from a 4-letter alphabet,
-every character a 60 ms tone of its own frequency (+ a little noise), so
-that a tiny CTC model can learn the mapping in a few dozen steps. Writes
+16 kHz mono WAV, each one or two words of 1-3 characters from a 4-letter
+alphabet, every character a 60 ms tone of its own frequency, a space
+60 ms of silence (+ a little noise throughout), so that a tiny CTC model
+can learn the mapping in a few dozen steps and WER differs from CER. Writes
 OUT/train.tsv and OUT/val.tsv (manifests for `baton prepare audio`).
 
 Seeded: the same N and seed give the same files.
@@ -20,12 +21,14 @@ CHAR_S, GAP_S = 0.06, 0.02
 
 
 def utterance(rng):
-    n = int(rng.integers(2, 7))
-    text = "".join(rng.choice(list(FREQ), n))
+    words = ["".join(rng.choice(list(FREQ), int(rng.integers(1, 4))))
+             for _ in range(int(rng.integers(1, 3)))]
+    text = " ".join(words)
     parts = []
     for ch in text:
         t = np.arange(int(CHAR_S * SR)) / SR
-        parts.append(0.4 * np.sin(2 * np.pi * FREQ[ch] * t))
+        tone = 0.4 * np.sin(2 * np.pi * FREQ[ch] * t) if ch != " " else 0 * t
+        parts.append(tone)
         parts.append(np.zeros(int(GAP_S * SR)))
     x = np.concatenate([np.zeros(int(0.03 * SR))] + parts)
     return text, x + 0.01 * rng.standard_normal(len(x))
