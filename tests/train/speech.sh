@@ -18,7 +18,8 @@
 #                      20: every validation covers all 12 utterances once,
 #                      CER falls, and the last val/loss, val/cer, val/wer
 #                      equal speech_val_check.py's recomputation in
-#                      PyTorch from the dumped parameters
+#                      PyTorch from the dumped parameters; `baton eval`
+#                      on the run (1 and 2 ranks) prints the same numbers
 #   equiv N            N ranks (accum 1) vs 1 rank with accum N: the same
 #                      plan batches per step, so the same parameters (1e-5)
 # usage: speech.sh MODE ARGS...
@@ -135,7 +136,24 @@ PY
     | { echo "{"; cat; echo '"n_mel": 80}'; } >"$WORK/cfg.json"
   "$PY" "$HERE/speech_val_check.py" "$WORK/cfg.json" "$WORK/p.f32" "$WORK/val.h5" \
     "$WORK/r/metrics.jsonl" || fail "validation differs from the recomputation"
-  echo "4 passed, 0 failed";;
+  # `baton eval` on the run dir (its data.val_path), 1 and 2 ranks: the
+  # numbers of the last validation
+  "$BATON" eval "$WORK/r" --json >"$WORK/e1.json" || fail "baton eval failed"
+  $MPIRUN -np 2 "$BATON" eval "$WORK/r" --json >"$WORK/e2.json" || fail "baton eval on 2 ranks failed"
+  "$PY" - "$WORK/r/metrics.jsonl" "$WORK/e1.json" "$WORK/e2.json" <<'PY' || fail "baton eval differs from validation"
+import json, sys
+v = [r for r in map(json.loads, open(sys.argv[1])) if "val/cer" in r][-1]
+for f in sys.argv[2:]:
+    e = json.load(open(f))
+    print("baton eval (%d ranks): %d utterances, loss %.9f cer %.6f wer %.6f"
+          % (e["world"], e["utterances"], e["loss"], e["cer"], e["wer"]))
+    assert e["utterances"] == 12 and e["cer"] == v["val/cer"] and e["wer"] == v["val/wer"], e
+    assert abs(e["loss"] - v["val/loss"]) <= 1e-12 * abs(v["val/loss"]), (e["loss"], v["val/loss"])
+PY
+  "$BATON" eval "$WORK/r" --data "$WORK/train.h5" | grep -q "on $WORK/train.h5: 40 utterances, loss" || fail "eval --data"
+  ! "$BATON" eval "$WORK/r" --max-samples 3 2>"$WORK/e.err" || fail "--max-samples accepted"
+  grep -q "every utterance" "$WORK/e.err" || { cat "$WORK/e.err"; fail "no clear --max-samples error"; }
+  echo "7 passed, 0 failed";;
 equiv)
   n=$2 lim=1e-5
   common=("${DATA[@]}" --resume never --set train.steps=20)
