@@ -58,12 +58,12 @@ static void usage(FILE *f) {
           "                  [--batch-size B] [--threads N] [--json]\n\n"
           "Runs a checkpoint (or a run directory: its newest valid "
           "checkpoint) or an\nexport directory over a dataset split and "
-          "prints the loss and perplexity\n(GPT) or loss and accuracy "
-          "(MLP), or loss, CER and WER (speech). Under mpirun each rank "
-          "evaluates its\npart of the split, as validation during training "
-          "does, and rank 0 prints.\nSpeech: every utterance of --data "
-          "(default: the run's data.val_path, or\ndata.path with --split "
-          "train); --batch-size is padded frames per forward.\n\n"
+          "prints the loss and perplexity\n(GPT), loss and accuracy (MLP) "
+          "or loss, CER and WER (speech). Under mpirun\neach rank evaluates "
+          "its part of the split, as validation during training\ndoes, and "
+          "rank 0 prints. Speech: every utterance of --data (default: the\n"
+          "run's data.val_path, or data.path with --split train); "
+          "--batch-size is then\npadded frames per forward.\n\n"
           "  --split S        val (default) or train\n"
           "  --data FILE      HDF5 dataset (default: the checkpoint's "
           "data.path; required\n                   for an export "
@@ -149,21 +149,40 @@ static void print_speech(const eval_opts *o, const bt_export_model *x,
          r->wer);
 }
 
-/* A speech checkpoint over every utterance of an audio HDF5: the numbers
- * of validation during training (bt_eval_speech, same frame budget). */
-static int eval_speech(const eval_opts *o, bt_export_model *x, bt_comm *pComm,
-                       const char *zData, int rank, int world) {
+/* The audio file to evaluate: --data, or the run's data.val_path
+ * (--split val) or data.path (--split train). */
+static int speech_data(const eval_opts *o, const bt_export_model *x,
+                       int isExport, char *zData, size_t nData) {
+  if (isExport)
+    return bt_err_set("%s: `baton eval` of a speech export directory is not "
+                      "supported yet; give its checkpoint or run directory",
+                      o->zPath);
   if (o->maxSamples)
     return bt_err_set("--max-samples: a speech model is evaluated over "
-                      "every utterance of %s", zData);
+                      "every utterance of its data file");
+  bt_snprintf(zData, nData, "%s",
+              o->zData                    ? o->zData
+              : !strcmp(o->zSplit, "val") ? x->cfg.val_path
+                                          : x->cfg.data_path);
+  if (!zData[0])
+    return bt_err_set("%s: the run has no data.val_path: give --data FILE",
+                      o->zPath);
+  return BT_OK;
+}
+
+/* A speech checkpoint over every utterance of an audio HDF5: the numbers
+ * of validation during training (bt_eval_speech). x, loaded for a few
+ * utterances, is rebuilt for the largest batch the file gives at the
+ * frame budget (--batch-size, default the run's data.max_frames). */
+static int eval_speech(const eval_opts *o, bt_export_model *x, bt_comm *pComm,
+                       int isExport, int rank, int world) {
+  char zData[BT_CFG_STR_MAX + 1];
+  if (speech_data(o, x, isExport, zData, sizeof zData) != BT_OK) return BT_ERR;
   int32_t *aCp = NULL;
   int nCp = 0;
-  if (speech_vocab(x, zData, &aCp, &nCp) != BT_OK) {
-    free(aCp);
-    return BT_ERR;
-  }
   bt_audio_loader_config ac = {.zPath = zData,
-                               .maxFrames = x->m.maxB,
+                               .maxFrames = o->batch > 0 ? o->batch
+                                                         : x->cfg.max_frames,
                                .window = x->cfg.sort_window,
                                .accum = 1,
                                .rank = rank,
@@ -172,11 +191,17 @@ static int eval_speech(const eval_opts *o, bt_export_model *x, bt_comm *pComm,
                                .shuffle = 0};
   bt_audio_loader *pA = NULL;
   bt_eval_result r;
-  int rc = bt_audio_loader_open(&pA, &ac);
-  if (rc == BT_OK)
-    rc = bt_eval_speech(&x->m, pA, pComm, world, aCp, nCp, &r);
+  int rc = speech_vocab(x, zData, &aCp, &nCp);
+  if (rc == BT_OK) rc = bt_audio_loader_open(&pA, &ac);
+  if (rc == BT_OK) {
+    int maxB = (int)bt_audio_loader_max_batch(pA);
+    bt_export_model_free(x); /* x owned its backend: a new one */
+    bt_backend *be = bt_backend_create(BT_BACKEND_CPU, o->threads, 0);
+    rc = be ? bt_export_load_ckpt(x, o->zPath, maxB, be) : BT_ERR;
+  }
+  if (rc == BT_OK) rc = bt_eval_speech(&x->m, pA, pComm, world, aCp, nCp, &r);
   if (rc == BT_OK && rank == 0) print_speech(o, x, zData, world, &r);
-  bt_audio_loader_free(pA);
+  if (pA) bt_audio_loader_free(pA);
   free(aCp);
   return rc;
 }
@@ -226,26 +251,7 @@ static int eval_run(const eval_opts *o, bt_comm *pComm) {
     return BT_ERR;
   }
   if (x.m.eKind == BT_MODEL_SPEECH) {
-    /* A batch is up to B padded frames (--batch-size, default the
-     * checkpoint's data.max_frames): B utterances at most. */
-    int nFrame = o->batch > 0 ? o->batch : x.cfg.max_frames;
-    char zData[BT_CFG_STR_MAX + 1];
-    bt_snprintf(zData, sizeof zData, "%s",
-                o->zData                    ? o->zData
-                : !strcmp(o->zSplit, "val") ? x.cfg.val_path
-                                            : x.cfg.data_path);
-    /* rebuilt for nFrame utterances (x owned be: a new one) */
-    bt_export_model_free(&x);
-    be = isExport ? NULL : bt_backend_create(BT_BACKEND_CPU, o->threads, 0);
-    rc = isExport ? bt_err_set("%s: `baton eval` of a speech export "
-                               "directory is not supported yet; give its "
-                               "checkpoint or run directory", o->zPath)
-                  : !zData[0]
-                      ? bt_err_set("%s: the run has no data.val_path: give "
-                                   "--data FILE", o->zPath)
-                  : !be ? BT_ERR
-                      : bt_export_load_ckpt(&x, o->zPath, nFrame, be);
-    if (rc == BT_OK) rc = eval_speech(o, &x, pComm, zData, rank, world);
+    rc = eval_speech(o, &x, pComm, isExport, rank, world);
     bt_export_model_free(&x);
     return rc;
   }

@@ -361,7 +361,15 @@ static int setup_audio(bt_trainer *tr) {
   if (bt_audio_vocab_read(c->data_path, &tr->aVocabCp, &tr->nVocabCp) !=
       BT_OK)
     return BT_ERR;
-  return c->val_every > 0 ? setup_audio_val(tr, &ac) : BT_OK;
+  if (c->val_every > 0 && setup_audio_val(tr, &ac) != BT_OK) return BT_ERR;
+  /* Activations for the largest batch either file can give (the bound of
+   * bt_audio_loader_max_batch: data.max_frames over the shortest
+   * utterance). */
+  int64_t maxB = bt_audio_loader_max_batch(tr->pAudio);
+  if (tr->pAudioVal && bt_audio_loader_max_batch(tr->pAudioVal) > maxB)
+    maxB = bt_audio_loader_max_batch(tr->pAudioVal);
+  tr->maxMicro = (int)maxB;
+  return BT_OK;
 }
 
 static int setup_data(bt_trainer *tr) {
@@ -472,10 +480,6 @@ static int trainer_setup(bt_trainer *tr, const bt_train_opts *o,
   /* Largest per-rank micro-batch: ceil(ceil(G/A)/W). */
   int perMicro = (c->batch_size + c->grad_accum - 1) / c->grad_accum;
   tr->maxMicro = (perMicro + tr->world - 1) / tr->world;
-  /* Speech: a batch holds B utterances of T >= 1 padded frames with
-   * B * T <= data.max_frames, so B <= max_frames / (shortest utterance);
-   * without the lengths at hand, the bound that always holds. */
-  if (c->model_type == BT_MODEL_SPEECH) tr->maxMicro = c->max_frames;
   /* The agreement points (startup_fail_agree): after each stage. */
   const int E = BT_EXIT_ERROR;
   if (startup_fail_agree(tr, setup_run_dir(tr, o), E, pF) != BT_OK ||
