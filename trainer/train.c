@@ -457,18 +457,22 @@ static void setup_log(const bt_trainer *tr) {
               bt_backend_name(tr->be),
               bt_act_dtype_name(bt_backend_act_dtype(tr->be)), tr->world, tr->world > 1 ? "s" : "",
               bt_comm_name(tr->pComm), tr->zRunDir);
+  char zBatch[160];
   if (tr->pAudio)
-    bt_log_info("speech batches: up to %d padded frames per rank and "
-                "micro-step (data.max_frames), %d rank%s x %d micro-step%s "
-                "= %d plan batches per step",
-                c->max_frames, tr->world, tr->world > 1 ? "s" : "",
-                c->grad_accum, c->grad_accum > 1 ? "s" : "",
-                tr->world * c->grad_accum);
-  bt_log_info("batch %d samples/step (micro-batch <= %d per rank, %d "
-              "micro-step%s), %d buckets of %.3g MB, overlap %s, ZeRO-1 %s: "
+    bt_snprintf(zBatch, sizeof zBatch,
+                "batches of <= %d padded frames (data.max_frames, <= %d "
+                "utterances) per rank and micro-step, %d plan batch%s/step",
+                c->max_frames, tr->maxMicro, tr->world * c->grad_accum,
+                tr->world * c->grad_accum > 1 ? "es" : "");
+  else
+    bt_snprintf(zBatch, sizeof zBatch,
+                "batch %d samples/step (micro-batch <= %d per rank, %d "
+                "micro-step%s)",
+                c->batch_size, tr->maxMicro, c->grad_accum,
+                c->grad_accum > 1 ? "s" : "");
+  bt_log_info("%s, %d buckets of %.3g MB, overlap %s, ZeRO-1 %s: "
               "optimizer state %s per rank",
-              c->batch_size, tr->maxMicro, c->grad_accum,
-              c->grad_accum > 1 ? "s" : "", tr->sync.nBucket, c->bucket_mb,
+              zBatch, tr->sync.nBucket, c->bucket_mb,
               c->overlap ? "on" : "off", tr->sync.zero ? "on" : "off",
               bt_fmt_bytes(8.0 * (double)nMom, zB2, sizeof zB2));
 }
