@@ -14,6 +14,12 @@
  *   step_report      validation -> loss log and metrics (bt_outputs_step)
  *   step_checkpoint  poll the save in flight; start one when due (async)
  *   bt_outputs_step_end  progress line; then step_preempt if asked to stop
+ * model.type = speech swaps the data source (setup_audio): the audio
+ * loader over data.path (tr->pAudio; pLoader stays NULL), its micro-step
+ * is step_micro_speech (bt_speech_forward on a bt_speech_batch, loss the
+ * CTC mean over the step's global utterance count), its validation
+ * bt_eval_speech over data.val_path (CER/WER); its (epoch, consumed)
+ * state goes through the same checkpoint entry (bt_state_loader_get).
  * train_loop opens the run's outputs (outputs.h) once, runs train_step
  * until train.steps or a pre-emption, then train_finish waits for the last
  * checkpoint. trainer_setup and trainer_resume come before it,
