@@ -437,6 +437,14 @@ void bt_audio_loader_free(bt_audio_loader *p) {
 
 int64_t bt_audio_loader_size(const bt_audio_loader *p) { return p->n; }
 int bt_audio_loader_vocab(const bt_audio_loader *p) { return p->V; }
+int64_t bt_audio_loader_max_batch(const bt_audio_loader *p) {
+  int64_t minFr = INT64_MAX;
+  for (int64_t i = 0; i < p->n; i++)
+    if (p->aFrames[i] < minFr) minFr = p->aFrames[i];
+  if (p->n == 0 || minFr <= 0) return 1;
+  int64_t b = p->cfg.maxFrames / minFr;
+  return b < 1 ? 1 : b > p->n ? p->n : b;
+}
 int64_t bt_audio_loader_epoch_batches(const bt_audio_loader *p) {
   return p->plan.nBatch;
 }

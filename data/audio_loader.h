@@ -104,6 +104,12 @@ int bt_audio_loader_vocab(const bt_audio_loader *pLoader);
  * next epoch's plan is made when its first batch is asked for). */
 int64_t bt_audio_loader_epoch_batches(const bt_audio_loader *pLoader);
 
+/* An upper bound on the utterances of any batch of any epoch's plan:
+ * a batch of B utterances padded to T frames has B * T <= maxFrames and T
+ * at least the shortest utterance, so B <= min(N, maxFrames / shortest).
+ * What the speech model sizes its activations for (trainer/train.c). */
+int64_t bt_audio_loader_max_batch(const bt_audio_loader *pLoader);
+
 /* Position the stream; consumed beyond the epoch's plan is an error. */
 int bt_audio_loader_seek(bt_audio_loader *pLoader, const bt_loader_state *pState);
 /* State as of the start of the next optimizer step not yet begun: a

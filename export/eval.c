@@ -20,10 +20,17 @@
  *   3. The model's sizes (vocab, features, classes) are passed to the
  *      loader, so a token or label out of the model's range is an error
  *      naming its index, never a silent wrong number.
+ *   4. A speech checkpoint (model.type = speech) is evaluated over every
+ *      utterance of an audio HDF5 (default: the run's data.val_path for
+ *      --split val, data.path for train) with bt_eval_speech, the
+ *      validation of training: loss, CER, WER; the file's vocabulary
+ *      must be the training file's. --batch-size is then the padded
+ *      frame budget per forward (default: the run's data.max_frames).
  */
 #include "base/cli.h"
 #include "base/json.h"
 #include "base/util.h"
+#include "data/audio_loader.h"
 #include "data/loader.h"
 #include "export/export.h"
 #include "trainer/eval.h"
@@ -51,9 +58,12 @@ static void usage(FILE *f) {
           "                  [--batch-size B] [--threads N] [--json]\n\n"
           "Runs a checkpoint (or a run directory: its newest valid "
           "checkpoint) or an\nexport directory over a dataset split and "
-          "prints the loss and perplexity\n(GPT) or loss and accuracy "
-          "(MLP). Under mpirun each rank evaluates its part\nof the split, "
-          "as validation during training does, and rank 0 prints.\n\n"
+          "prints the loss and perplexity\n(GPT), loss and accuracy (MLP) "
+          "or loss, CER and WER (speech). Under mpirun\neach rank evaluates "
+          "its part of the split, as validation during training\ndoes, and "
+          "rank 0 prints. Speech: every utterance of --data (default: the\n"
+          "run's data.val_path, or data.path with --split train); "
+          "--batch-size is then\npadded frames per forward.\n\n"
           "  --split S        val (default) or train\n"
           "  --data FILE      HDF5 dataset (default: the checkpoint's "
           "data.path; required\n                   for an export "
@@ -86,6 +96,114 @@ static int is_export_dir(const char *zPath) {
   if (!bt_path_exists(z)) return 0;
   snprintf(z, sizeof z, "%s/model.safetensors", zPath);
   return bt_path_exists(z);
+}
+
+/* ---- speech (model.type = speech) -------------------------------------- */
+
+/* The vocabulary the model was trained with (its data.path) must be the
+ * evaluated file's: ids would otherwise name other characters and the
+ * CER would be wrong without any error. When the training file is no
+ * longer readable, the check is skipped with a warning. */
+static int speech_vocab(const bt_export_model *x, const char *zData,
+                        int32_t **paCp, int *pn) {
+  if (bt_audio_vocab_read(zData, paCp, pn) != BT_OK) return BT_ERR;
+  if (*pn + 1 != x->m.V)
+    return bt_err_set("%s: vocabulary of %d characters + blank, but the "
+                      "model has %d outputs (model.vocab_size)",
+                      zData, *pn, x->m.V);
+  int32_t *aTrain = NULL;
+  int nTrain = 0;
+  if (bt_audio_vocab_read(x->cfg.data_path, &aTrain, &nTrain) != BT_OK) {
+    bt_log_warn("cannot read the training data %s (%s): the vocabulary of "
+                "%s is not checked against it", x->cfg.data_path,
+                bt_err_msg(), zData);
+    bt_err_clear();
+    return BT_OK;
+  }
+  int bSame = nTrain == *pn &&
+              memcmp(aTrain, *paCp, (size_t)nTrain * sizeof *aTrain) == 0;
+  free(aTrain);
+  if (bSame) return BT_OK;
+  return bt_err_set("%s: its vocabulary differs from the training data %s's "
+                    "(prepare it with `baton prepare audio --vocab %s`)",
+                    zData, x->cfg.data_path, x->cfg.data_path);
+}
+
+static void print_speech(const eval_opts *o, const bt_export_model *x,
+                         const char *zData, int world,
+                         const bt_eval_result *r) {
+  if (!o->json) {
+    printf("eval %s (step %ld) on %s: %.0f utterances, loss %.6f, cer "
+           "%.6f, wer %.6f\n",
+           x->zSource, x->step, zData, r->count, r->loss, r->metric, r->wer);
+    return;
+  }
+  char zSrc[4096], zDat[4096];
+  bt_json_escape(zSrc, sizeof zSrc, x->zSource, strlen(x->zSource));
+  bt_json_escape(zDat, sizeof zDat, zData, strlen(zData));
+  printf("{\"source\": \"%s\", \"step\": %ld, \"data\": \"%s\", "
+         "\"model\": \"speech\", \"world\": %d, \"utterances\": %.0f, "
+         "\"loss_sum\": %.17g, \"loss\": %.17g, \"cer\": %.17g, "
+         "\"wer\": %.17g}\n",
+         zSrc, x->step, zDat, world, r->count, r->lossSum, r->loss, r->metric,
+         r->wer);
+}
+
+/* The audio file to evaluate: --data, or the run's data.val_path
+ * (--split val) or data.path (--split train). */
+static int speech_data(const eval_opts *o, const bt_export_model *x,
+                       int isExport, char *zData, size_t nData) {
+  if (isExport)
+    return bt_err_set("%s: `baton eval` of a speech export directory is not "
+                      "supported yet; give its checkpoint or run directory",
+                      o->zPath);
+  if (o->maxSamples)
+    return bt_err_set("--max-samples: a speech model is evaluated over "
+                      "every utterance of its data file");
+  bt_snprintf(zData, nData, "%s",
+              o->zData                    ? o->zData
+              : !strcmp(o->zSplit, "val") ? x->cfg.val_path
+                                          : x->cfg.data_path);
+  if (!zData[0])
+    return bt_err_set("%s: the run has no data.val_path: give --data FILE",
+                      o->zPath);
+  return BT_OK;
+}
+
+/* A speech checkpoint over every utterance of an audio HDF5: the numbers
+ * of validation during training (bt_eval_speech). x, loaded for a few
+ * utterances, is rebuilt for the largest batch the file gives at the
+ * frame budget (--batch-size, default the run's data.max_frames). */
+static int eval_speech(const eval_opts *o, bt_export_model *x, bt_comm *pComm,
+                       int isExport, int rank, int world) {
+  char zData[BT_CFG_STR_MAX + 1];
+  if (speech_data(o, x, isExport, zData, sizeof zData) != BT_OK) return BT_ERR;
+  int32_t *aCp = NULL;
+  int nCp = 0;
+  bt_audio_loader_config ac = {.zPath = zData,
+                               .maxFrames = o->batch > 0 ? o->batch
+                                                         : x->cfg.max_frames,
+                               .window = x->cfg.sort_window,
+                               .accum = 1,
+                               .rank = rank,
+                               .world = world,
+                               .seed = 1,
+                               .shuffle = 0};
+  bt_audio_loader *pA = NULL;
+  bt_eval_result r;
+  int rc = speech_vocab(x, zData, &aCp, &nCp);
+  if (rc == BT_OK) rc = bt_audio_loader_open(&pA, &ac);
+  if (rc == BT_OK) {
+    int maxB = (int)bt_audio_loader_max_batch(pA);
+    bt_export_model_free(x); /* x owned its backend: a new one */
+    bt_backend *be = bt_backend_create(BT_BACKEND_CPU, o->threads, 0);
+    rc = be ? bt_export_load_ckpt(x, o->zPath, maxB, be) : BT_ERR;
+  }
+  if (rc == BT_OK) rc = bt_eval_speech(&x->m, pA, pComm, world, aCp, nCp, &r);
+  if (rc == BT_OK && rank == 0) print_speech(o, x, zData, world, &r);
+  if (pA) bt_audio_loader_free(pA);
+  free(aCp);
+  return rc;
 }
 
 static void print_result(const eval_opts *o, const bt_export_model *x,
@@ -131,6 +249,11 @@ static int eval_run(const eval_opts *o, bt_comm *pComm) {
   if (rc != BT_OK) {
     bt_export_model_free(&x);
     return BT_ERR;
+  }
+  if (x.m.eKind == BT_MODEL_SPEECH) {
+    rc = eval_speech(o, &x, pComm, isExport, rank, world);
+    bt_export_model_free(&x);
+    return rc;
   }
   int gpt = x.m.eKind == BT_MODEL_GPT;
   const char *zData = o->zData ? o->zData : x.cfg.data_path;

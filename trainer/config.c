@@ -112,6 +112,11 @@ const bt_cfg_key bt_config_keys[] = {
      BT_CFG_SAFE, "Batches the loader thread prepares ahead."},
     {"data", "val_every", BT_CFG_INT, OFF(val_every), "0", NULL, 0, 1 << 30,
      BT_CFG_SAFE, "Run a validation pass every N steps (0: never)."},
+    {"data", "val_path", BT_CFG_STR, OFF(val_path), "", NULL, NOLIM,
+     BT_CFG_SAFE,
+     "speech: the validation HDF5 (`baton prepare audio --vocab TRAIN.h5`: "
+     "the training file's vocabulary); every utterance of it is "
+     "validated. Other models use the val split of data.path."},
     {"data", "val_samples", BT_CFG_INT, OFF(val_samples), "64", NULL, 0,
      1 << 30, BT_CFG_SAFE,
      "Samples in the fixed validation subset: the first N of the val "

@@ -69,6 +69,7 @@ typedef struct bt_config {
   int n_mel, conv_channels, max_utt_frames; /* speech */
   /* [data] */
   char data_path[BT_CFG_STR_MAX];
+  char val_path[BT_CFG_STR_MAX]; /* speech: validation HDF5 ("": none) */
   int data_check; /* scan the file at start-up (data/check.h) */
   int shuffle, prefetch;
   int val_every, val_samples;

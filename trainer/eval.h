@@ -13,6 +13,12 @@
  *      perplexity exp(loss). MLP items are samples: loss is the mean
  *      cross-entropy per sample and accuracy the fraction whose arg-max
  *      logit (first one on ties) is the label.
+ *   3. Speech items are utterances (bt_eval_speech): loss is the CTC
+ *      'mean' of training (per-utterance loss over its label count,
+ *      averaged); metric is the CER and wer the WER of greedy decoding
+ *      (ctc_decode.h), edits and reference lengths summed over every
+ *      utterance of the file exactly once (the audio loader's validation
+ *      protocol: each plan batch goes to one rank) and reduced in double.
  */
 #ifndef BATON_EVAL_H
 #define BATON_EVAL_H
@@ -20,6 +26,7 @@
 #include <stdint.h>
 
 #include "comm/comm.h"
+#include "data/audio_loader.h"
 #include "data/loader.h"
 #include "trainer/model.h"
 
@@ -28,6 +35,7 @@ typedef struct bt_eval_result {
   double count;    /* items (GPT: tokens, MLP: samples), all ranks */
   double correct;  /* MLP: samples predicted right; GPT: 0 */
   double loss;     /* lossSum / count (NAN when count is 0) */
+  double wer;      /* speech: word error rate (metric is the CER) */
   double metric;   /* GPT: perplexity exp(loss); MLP: accuracy */
 } bt_eval_result;
 
@@ -40,6 +48,14 @@ int bt_eval_pass(bt_model *m, bt_loader *pVal, bt_comm *pComm,
 
 /* "perplexity" for GPT, "accuracy" for MLP: the metric's name in the val
  * line, metrics.jsonl (val_<name>), TensorBoard and `baton eval --json`. */
+/* Speech: one pass over every utterance of pVal (opened with shuffle = 0,
+ * accum = 1, this rank and world), from its start. aCp[0..nCp) are the
+ * code points of ids 1..nCp (bt_audio_vocab_read) for the transcripts. */
+int bt_eval_speech(bt_model *m, bt_audio_loader *pVal, bt_comm *pComm,
+                   int world, const int32_t *aCp, int nCp,
+                   bt_eval_result *pOut);
+
+/* "perplexity" (GPT), "accuracy" (MLP), "cer" (speech). */
 const char *bt_eval_metric_name(const bt_model *m);
 
 #endif /* BATON_EVAL_H */

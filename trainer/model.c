@@ -243,9 +243,8 @@ static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
   if (!m->pActs) return BT_ERR;
   int rc;
   if (c->model_type == BT_MODEL_SPEECH) {
-    if (inferOnly)
-      return bt_err_set("model.type = speech: no inference build yet "
-                        "(export and infer are not wired, issue 15)");
+    /* An inference build (`baton eval`) runs bt_speech_forward only: it
+     * has no gradients, and bt_speech_backward must not be called. */
     rc = bt_speech_build(m, c);
   } else if (c->model_type == BT_MODEL_GPT) {
     m->eKind = BT_MODEL_GPT;

@@ -77,6 +77,7 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
   p->rank = s->rank;
   p->world = s->world;
   p->isGpt = c->model_type == BT_MODEL_GPT;
+  p->isSpeech = c->model_type == BT_MODEL_SPEECH;
   p->logEvery = c->log_every;
   p->total = c->steps;
   p->firstStep = s->startStep + 1;
@@ -100,7 +101,7 @@ int bt_outputs_open(bt_outputs *p, const bt_outputs_spec *s) {
    * neither (it printed anyway: it never asked the log level). */
   p->bQuiet = bt_log_level() < 1;
   p->tOpen = bt_time_now();
-  p->lastVal = NAN;
+  p->lastVal = p->lastCer = p->lastWer = NAN;
   bt_straggler_init(&p->strag, c->straggler_factor, c->straggler_intervals,
                     c->straggler_min_ms / 1000.0);
   bt_straggler_init(&p->link, c->straggler_factor, c->straggler_intervals,
@@ -235,6 +236,8 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
   bt_metrics_scalar(pM, step,
                     p->isGpt ? "perf/tokens_per_s" : "perf/samples_per_s",
                     r->items / r->secondsToReport);
+  if (!isnan(r->padFraction))
+    bt_metrics_scalar(pM, step, "data/pad_fraction", r->padFraction);
   bt_metrics_scalar(pM, step, "time/step_ms", 1e3 * r->secondsToReport);
   bt_metrics_scalar(pM, step, "time/data_ms", 1e3 * r->t.data);
   bt_metrics_scalar(pM, step, "time/compute_ms", 1e3 * r->t.compute);
@@ -243,8 +246,12 @@ void bt_outputs_step(bt_outputs *p, const bt_step_report *r) {
   bt_metrics_scalar(pM, step, "time/ckpt_ms", 1e3 * p->prevCkpt);
   if (!isnan(r->val)) {
     bt_metrics_scalar(pM, step, "val/loss", r->val);
-    bt_metrics_scalar(pM, step, p->isGpt ? "val/perplexity" : "val/accuracy",
+    bt_metrics_scalar(pM, step,
+                      p->isGpt      ? "val/perplexity"
+                      : p->isSpeech ? "val/cer"
+                                    : "val/accuracy",
                       r->valMetric);
+    if (!isnan(r->valWer)) bt_metrics_scalar(pM, step, "val/wer", r->valWer);
   }
   if (p->srStep == step) {
     bt_metrics_scalar(pM, step, "time/rank_busy_max_ms", 1e3 * p->sr.busyMax);
@@ -295,12 +302,17 @@ static void progress_print(bt_outputs *p, const bt_step_report *r) {
   g.loss = r->loss;
   /* The latest validation loss stays on the line until the next one: on a
    * terminal it would otherwise flash by on the validation step only. */
-  if (!isnan(r->val)) p->lastVal = r->val;
+  if (!isnan(r->val)) {
+    p->lastVal = r->val;
+    if (p->isSpeech) p->lastCer = r->valMetric, p->lastWer = r->valWer;
+  }
   g.val_loss = p->lastVal;
+  g.val_cer = p->lastCer;
+  g.val_wer = p->lastWer;
   g.lr = r->lr;
   g.grad_norm = r->gradNorm;
   g.throughput = r->items * n / p->acc.total;
-  g.zUnit = p->isGpt ? "tok/s" : "samples/s";
+  g.zUnit = p->isGpt ? "tok/s" : p->isSpeech ? "utt/s" : "samples/s";
   /* MFU on GPU: model FLOPs per second over the device's dense bf16 peak
    * (BATON_PEAK_TFLOPS, default 989: H100 SXM). */
   g.mfu = NAN;
@@ -319,6 +331,7 @@ static void progress_print(bt_outputs *p, const bt_step_report *r) {
   g.eta_s = (double)(p->total - r->step) * p->acc.total / n;
   g.elapsed_s = bt_time_now() - p->tOpen;
   if (p->zStragLine[0]) g.zStraggler = p->zStragLine;
+  g.pad_frac = r->padFraction;
   bt_progress_print(stdout, &g, p->ttyWidth);
 }
 

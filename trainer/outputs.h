@@ -66,13 +66,16 @@ typedef struct bt_step_report {
   long step;
   double loss;            /* global mean training loss */
   double val;             /* validation loss; NaN unless validated now */
-  double valMetric;       /* with val: GPT perplexity, MLP accuracy */
+  double valMetric;       /* with val: GPT perplexity, MLP accuracy,
+                             speech CER */
+  double valWer;          /* with val, speech: WER; NaN otherwise */
   double lr;
   double gradNorm;        /* global, before clipping */
   double items;           /* tokens (GPT) or samples (MLP), all ranks */
   double secondsToReport; /* from the step's start to bt_outputs_step */
   bt_step_times t;        /* ckpt and total: for bt_outputs_step_end */
   int stopNow;            /* pre-emption: this process's last step */
+  double padFraction;     /* speech: padding waste so far; NaN otherwise */
 } bt_step_report;
 
 typedef struct bt_outputs_spec {
@@ -95,12 +98,13 @@ typedef struct bt_outputs {
   int bStopOnError;   /* checkpoint.on_error = stop (outputs.c) */
   int bStopRequested; /* a sink failed under stop: checkpoint and exit */
   bt_metrics *pMet; /* rank 0 only */
-  int rank, world, isGpt, logEvery, ttyWidth;
+  int rank, world, isGpt, isSpeech, logEvery, ttyWidth;
   long total, firstStep;
   double gpuFlopsPerItem;
   double tOpen;      /* bt_time_now() at open: the progress line's elapsed */
   int bQuiet;        /* --quiet (log level 0): no progress line */
   double lastVal;    /* the latest validation loss (NaN: none yet) */
+  double lastCer, lastWer; /* speech: with lastVal */
   double prevCkpt;   /* checkpoint seconds of the previous step */
   bt_step_times acc; /* summed since the last progress line */
   int nAcc;

@@ -70,13 +70,26 @@ void bt_state_commit_load(bt_trainer *tr) {
   bt_model_refresh_work(&tr->model);
 }
 
+/* The speech model's audio stream has the token stream's state shape
+ * (audio_loader.h: epoch, consumed in plan batches), so both go through
+ * the same "loader" meta entry and the same resume path. */
+bt_loader_state bt_state_loader_get(const bt_trainer *tr) {
+  if (tr->pAudio) return bt_audio_loader_get_state(tr->pAudio);
+  return bt_loader_get_state(tr->pLoader);
+}
+
+int bt_state_loader_seek(bt_trainer *tr, const bt_loader_state *pState) {
+  if (tr->pAudio) return bt_audio_loader_seek(tr->pAudio, pState);
+  return bt_loader_seek(tr->pLoader, pState);
+}
+
 char *bt_state_meta_json(bt_trainer *tr) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "step", (double)tr->step);
   cJSON_AddStringToObject(o, "baton_version", BATON_VERSION);
   cJSON_AddNumberToObject(o, "world_size", tr->world);
   cJSON_AddBoolToObject(o, "zero", tr->sync.zero);
-  bt_loader_state ls = bt_loader_get_state(tr->pLoader);
+  bt_loader_state ls = bt_state_loader_get(tr);
   cJSON *pL = cJSON_AddObjectToObject(o, "loader");
   cJSON_AddNumberToObject(pL, "epoch", (double)ls.epoch);
   cJSON_AddNumberToObject(pL, "consumed", (double)ls.consumed);
@@ -197,7 +210,7 @@ int bt_state_apply_meta(bt_trainer *tr, const char *zJson, const char *zDir) {
   }
   bt_loader_state ls = {.epoch = (int64_t)pE->valuedouble,
                         .consumed = (int64_t)pC->valuedouble};
-  if (bt_loader_seek(tr->pLoader, &ls) != BT_OK) {
+  if (bt_state_loader_seek(tr, &ls) != BT_OK) {
     bt_err_prefix("%s: restoring the data stream: ", zDir);
     goto done;
   }

@@ -14,6 +14,12 @@
  *   step_report      validation -> loss log and metrics (bt_outputs_step)
  *   step_checkpoint  poll the save in flight; start one when due (async)
  *   bt_outputs_step_end  progress line; then step_preempt if asked to stop
+ * model.type = speech swaps the data source (setup_audio): the audio
+ * loader over data.path (tr->pAudio; pLoader stays NULL), its micro-step
+ * is step_micro_speech (bt_speech_forward on a bt_speech_batch, loss the
+ * CTC mean over the step's global utterance count), its validation
+ * bt_eval_speech over data.val_path (CER/WER); its (epoch, consumed)
+ * state goes through the same checkpoint entry (bt_state_loader_get).
  * train_loop opens the run's outputs (outputs.h) once, runs train_step
  * until train.steps or a pre-emption, then train_finish waits for the last
  * checkpoint. trainer_setup and trainer_resume come before it,
@@ -38,6 +44,7 @@
 #include "trainer/eval.h"
 #include "trainer/init.h"
 #include "trainer/outputs.h"
+#include "trainer/speech_model.h"
 #include "trainer/trainer.h"
 #ifdef BATON_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
@@ -280,8 +287,100 @@ static int check_gather(void *pComm, const void *pSend, void *pRecv,
  * a key the model does not use keeps the value it had before these keys
  * defaulted to 0 (256, 16, 4), so the config text saved in checkpoints
  * and compared on resume is unchanged for configs that never set them. */
+/* model.type = speech: the audio loader over data.path (audio_loader.h),
+ * batches filled to data.max_frames padded frames per rank; the model's
+ * vocabulary is the file's (characters + blank). */
+/* A clear error before HDF5's own when data.path is not an HDF5 file at
+ * all (a manifest or WAV given by mistake). The signature sits at offset
+ * 0, or 512, 1024, ... after a user block (the HDF5 format spec). */
+static int audio_check_hdf5(const char *zPath) {
+  static const unsigned char aSig[8] = {0x89, 'H', 'D', 'F', '\r', '\n',
+                                        0x1a, '\n'};
+  FILE *f = fopen(zPath, "rb");
+  if (!f)
+    return bt_err_set("data.path = %s: cannot open: %s", zPath,
+                      strerror(errno));
+  int bFound = 0;
+  unsigned char a[8];
+  for (long off = 0; !bFound && off <= (1L << 30); off = off ? off * 2 : 512) {
+    if (fseek(f, off, SEEK_SET) != 0 || fread(a, 1, 8, f) != 8) break;
+    bFound = memcmp(a, aSig, 8) == 0;
+  }
+  fclose(f);
+  if (bFound) return BT_OK;
+  return bt_err_set("data.path = %s: not an HDF5 file (model.type = speech "
+                    "reads the output of `baton prepare audio`, docs/data.md "
+                    "\"Audio data\")", zPath);
+}
+
+/* The validation file of a speech run: data.val_path, in file order, with
+ * the training file's vocabulary (the same ids mean the same characters,
+ * or CER/WER would compare the wrong letters). */
+static int setup_audio_val(bt_trainer *tr, bt_audio_loader_config *pAc) {
+  const bt_config *c = &tr->cfg;
+  if (!c->val_path[0])
+    return bt_err_set("data.val_every = %d with model.type = speech needs "
+                      "data.val_path: an HDF5 of `baton prepare audio "
+                      "--vocab %s`", c->val_every, c->data_path);
+  if (audio_check_hdf5(c->val_path) != BT_OK) return BT_ERR;
+  int32_t *aCp = NULL;
+  int n = 0;
+  if (bt_audio_vocab_read(c->val_path, &aCp, &n) != BT_OK)
+    return bt_err_prefix("data.val_path = %s: ", c->val_path);
+  int bSame = n == tr->nVocabCp &&
+              memcmp(aCp, tr->aVocabCp, (size_t)n * sizeof *aCp) == 0;
+  free(aCp);
+  if (!bSame)
+    return bt_err_set("data.val_path = %s: its vocabulary (%d characters) "
+                      "differs from data.path %s's (%d): prepare it with "
+                      "`baton prepare audio --vocab %s`", c->val_path, n,
+                      c->data_path, tr->nVocabCp, c->data_path);
+  pAc->zPath = c->val_path;
+  pAc->shuffle = 0;
+  pAc->accum = 1;
+  if (bt_audio_loader_open(&tr->pAudioVal, pAc) != BT_OK)
+    return bt_err_prefix("data.val_path = %s: ", c->val_path);
+  return BT_OK;
+}
+
+static int setup_audio(bt_trainer *tr) {
+  bt_config *c = &tr->cfg;
+  if (audio_check_hdf5(c->data_path) != BT_OK) return BT_ERR;
+  bt_audio_loader_config ac = {
+      .zPath = c->data_path,
+      .maxFrames = c->max_frames,
+      .window = c->sort_window,
+      .accum = c->grad_accum,
+      .rank = tr->rank,
+      .world = tr->world,
+      .seed = (uint64_t)c->seed,
+      .shuffle = c->shuffle,
+  };
+  if (bt_audio_loader_open(&tr->pAudio, &ac) != BT_OK)
+    return bt_err_prefix("data.path = %s: ", c->data_path);
+  int V = bt_audio_loader_vocab(tr->pAudio);
+  if (c->vocab_size && c->vocab_size != V)
+    return bt_err_set("model.vocab_size = %d but %s has %d characters + the "
+                      "CTC blank = %d: leave model.vocab_size at 0 to take "
+                      "the file's", c->vocab_size, c->data_path, V - 1, V);
+  c->vocab_size = V;
+  if (bt_audio_vocab_read(c->data_path, &tr->aVocabCp, &tr->nVocabCp) !=
+      BT_OK)
+    return BT_ERR;
+  if (c->val_every > 0 && setup_audio_val(tr, &ac) != BT_OK) return BT_ERR;
+  /* Activations for the largest batch either file can give (the bound of
+   * bt_audio_loader_max_batch: data.max_frames over the shortest
+   * utterance). */
+  int64_t maxB = bt_audio_loader_max_batch(tr->pAudio);
+  if (tr->pAudioVal && bt_audio_loader_max_batch(tr->pAudioVal) > maxB)
+    maxB = bt_audio_loader_max_batch(tr->pAudioVal);
+  tr->maxMicro = (int)maxB;
+  return BT_OK;
+}
+
 static int setup_data(bt_trainer *tr) {
   bt_config *c = &tr->cfg;
+  if (c->model_type == BT_MODEL_SPEECH) return setup_audio(tr);
   int isGpt = c->model_type == BT_MODEL_GPT;
   bt_loader_config lc = {
       .zPath = c->data_path,
@@ -364,11 +463,22 @@ static void setup_log(const bt_trainer *tr) {
               bt_backend_name(tr->be),
               bt_act_dtype_name(bt_backend_act_dtype(tr->be)), tr->world, tr->world > 1 ? "s" : "",
               bt_comm_name(tr->pComm), tr->zRunDir);
-  bt_log_info("batch %d samples/step (micro-batch <= %d per rank, %d "
-              "micro-step%s), %d buckets of %.3g MB, overlap %s, ZeRO-1 %s: "
+  char zBatch[160];
+  if (tr->pAudio)
+    bt_snprintf(zBatch, sizeof zBatch,
+                "batches of <= %d padded frames (data.max_frames, <= %d "
+                "utterances) per rank and micro-step, %d plan batch%s/step",
+                c->max_frames, tr->maxMicro, tr->world * c->grad_accum,
+                tr->world * c->grad_accum > 1 ? "es" : "");
+  else
+    bt_snprintf(zBatch, sizeof zBatch,
+                "batch %d samples/step (micro-batch <= %d per rank, %d "
+                "micro-step%s)",
+                c->batch_size, tr->maxMicro, c->grad_accum,
+                c->grad_accum > 1 ? "s" : "");
+  bt_log_info("%s, %d buckets of %.3g MB, overlap %s, ZeRO-1 %s: "
               "optimizer state %s per rank",
-              c->batch_size, tr->maxMicro, c->grad_accum,
-              c->grad_accum > 1 ? "s" : "", tr->sync.nBucket, c->bucket_mb,
+              zBatch, tr->sync.nBucket, c->bucket_mb,
               c->overlap ? "on" : "off", tr->sync.zero ? "on" : "off",
               bt_fmt_bytes(8.0 * (double)nMom, zB2, sizeof zB2));
 }
@@ -442,6 +552,9 @@ static int resume_check_saved_config(const char *zMeta, const char *zDir) {
  * last of an epoch, which takes the rest. A saved state that disagrees
  * would resume the data stream somewhere else. */
 static int resume_check_loader(bt_trainer *tr, const char *zDir) {
+  /* Speech: a step takes world * accum plan batches, so the state is not
+   * a function of the step alone once the world size changed. */
+  if (tr->pAudio) return BT_OK;
   int64_t n = bt_loader_size(tr->pLoader), nB = tr->cfg.batch_size;
   if (n <= 0 || nB <= 0) return BT_OK;
   int64_t nPerEpoch = (n + nB - 1) / nB;
@@ -495,7 +608,7 @@ static int resume_reset(bt_trainer *tr) {
   tr->run = (bt_running){.bestVal = INFINITY};
   bt_loader_state ls = {0, 0};
   if (bt_model_init_weights(&tr->model, (uint64_t)tr->cfg.seed) != BT_OK ||
-      bt_loader_seek(tr->pLoader, &ls) != BT_OK)
+      bt_state_loader_seek(tr, &ls) != BT_OK)
     return BT_ERR;
   size_t nMom = tr->optim.hi - tr->optim.lo;
   if (nMom) {
@@ -638,6 +751,9 @@ enum { RED_LOSS, RED_COUNT, RED_STOP, RED_OUTPUT_STOP, RED_N };
 static int run_validation(bt_trainer *tr, bt_eval_result *pRes) {
   bt_config *c = &tr->cfg;
   bt_comm_set_context(tr->pComm, tr->step, "validation");
+  if (tr->pAudioVal)
+    return bt_eval_speech(&tr->model, tr->pAudioVal, tr->pComm, tr->world,
+                          tr->aVocabCp, tr->nVocabCp, pRes);
   return bt_eval_pass(&tr->model, tr->pVal, tr->pComm, c->val_samples,
                       tr->maxMicro * tr->world, pRes);
 }
@@ -744,8 +860,11 @@ static int debug_dump_samples(const bt_trainer *tr, long step,
 
 /* One micro-batch: data, forward, backward. On the last micro-step the
  * grad-ready hook launches bucket reductions during backward. */
+static int step_micro_speech(loop_ctx *L, step_ctx *s, int micro);
+
 static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
   bt_trainer *tr = L->tr;
+  if (tr->pAudio) return step_micro_speech(L, s, micro);
   bt_model *m = &tr->model;
   bt_trace *pTrace = L->out.pTrace;
   bt_comm_set_context(tr->pComm, s->step, "data");
@@ -768,6 +887,49 @@ static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
     double sum = 0;
     int64_t n = 0;
     if (bt_model_forward(m, b.n, b.inputs, b.x, b.targets, &sum, &n) != BT_OK)
+      return bt_err_prefix("step %ld, micro-step %d: ", s->step, micro);
+    bt_trace_end(pTrace);
+    s->lossSum += sum;
+    s->count += (double)n;
+    bt_comm_set_context(tr->pComm, s->step, "backward");
+    bt_trace_begin(pTrace, "backward", "train");
+    bt_model_backward(m, (float)scale, last ? bt_grad_sync_ready : NULL,
+                      &tr->sync);
+    bt_trace_end(pTrace);
+  } else if (last) {
+    bt_grad_sync_ready(&tr->sync, 0); /* nothing computed: all final */
+  }
+  s->r.t.compute += bt_time_now() - tc;
+  return BT_OK;
+}
+
+/* step_micro for model.type = speech: one audio batch. The loss is
+ * torch's CTC 'mean' over the step's GLOBAL utterance count (the
+ * loader's step_global_B, the same on every rank without a collective),
+ * so the gradient does not depend on the world size or accumulation. */
+static int step_micro_speech(loop_ctx *L, step_ctx *s, int micro) {
+  bt_trainer *tr = L->tr;
+  bt_model *m = &tr->model;
+  bt_trace *pTrace = L->out.pTrace;
+  bt_comm_set_context(tr->pComm, s->step, "data");
+  bt_trace_begin(pTrace, "data", "train");
+  double td = bt_time_now();
+  bt_speech_batch b;
+  if (bt_audio_loader_next(tr->pAudio, &b) != BT_OK)
+    return bt_err_prefix("step %ld: ", s->step);
+  bt_trace_end(pTrace);
+  s->r.t.data += bt_time_now() - td;
+  s->nGlobal = b.step_global_B;
+  double scale = b.step_global_B > 0 ? 1.0 / (double)b.step_global_B : 0.0;
+  int last = micro == tr->cfg.grad_accum - 1;
+  if (last) bt_grad_sync_begin(&tr->sync, s->step);
+  double tc = bt_time_now();
+  if (b.B > 0) {
+    bt_comm_set_context(tr->pComm, s->step, "forward");
+    bt_trace_begin(pTrace, "forward", "train");
+    double sum = 0;
+    int64_t n = 0;
+    if (bt_speech_forward(m, &b, &sum, &n) != BT_OK)
       return bt_err_prefix("step %ld, micro-step %d: ", s->step, micro);
     bt_trace_end(pTrace);
     s->lossSum += sum;
@@ -903,11 +1065,16 @@ static void step_val_progress(loop_ctx *L, step_ctx *s,
   bt_trainer *tr = L->tr;
   const bt_config *c = &tr->cfg;
   int improved = pEv->loss < tr->run.bestVal;
+  char zWer[48] = "";
+  if (!isnan(pEv->wer)) bt_snprintf(zWer, sizeof zWer, ", wer = %.6f", pEv->wer);
   if (tr->rank == 0)
-    bt_log_info("validation at step %ld: loss = %.6f, %s = %.6f over %.0f %s%s",
+    bt_log_info("validation at step %ld: loss = %.6f, %s = %.6f%s over %.0f "
+                "%s%s",
                 s->step, pEv->loss, bt_eval_metric_name(&tr->model),
-                pEv->metric, pEv->count,
-                tr->model.eKind == BT_MODEL_GPT ? "tokens" : "samples",
+                pEv->metric, zWer, pEv->count,
+                tr->model.eKind == BT_MODEL_GPT      ? "tokens"
+                : tr->model.eKind == BT_MODEL_SPEECH ? "utterances"
+                                                     : "samples",
                 improved ? " (best so far)" : "");
   if (improved) {
     tr->run.bestVal = pEv->loss;
@@ -961,12 +1128,17 @@ static int step_report(loop_ctx *L, step_ctx *s) {
   bt_trainer *tr = L->tr;
   const bt_config *c = &tr->cfg;
   s->r.val = s->r.valMetric = NAN;
-  if (tr->pVal && (s->step % c->val_every == 0 || s->step == c->steps)) {
+  s->r.padFraction =
+      tr->pAudio ? bt_audio_loader_pad_fraction(tr->pAudio) : NAN;
+  s->r.valWer = NAN;
+  if ((tr->pVal || tr->pAudioVal) &&
+      (s->step % c->val_every == 0 || s->step == c->steps)) {
     bt_eval_result ev;
     if (run_validation(tr, &ev) != BT_OK)
       return bt_err_prefix("step %ld: validation: ", s->step);
     s->r.val = ev.loss;
     s->r.valMetric = ev.metric;
+    s->r.valWer = ev.wer;
     step_val_progress(L, s, &ev);
   }
   s->r.secondsToReport = bt_time_now() - s->tStart;
@@ -1135,6 +1307,9 @@ static void trainer_free(bt_trainer *tr) {
   if (tr->be) bt_model_free(&tr->model);
   if (tr->pLoader) bt_loader_free(tr->pLoader);
   if (tr->pVal) bt_loader_free(tr->pVal);
+  if (tr->pAudio) bt_audio_loader_free(tr->pAudio);
+  if (tr->pAudioVal) bt_audio_loader_free(tr->pAudioVal);
+  free(tr->aVocabCp);
   if (tr->be) bt_backend_free(tr->be);
   free(tr->hostStage);
   free(tr->hostStageM);

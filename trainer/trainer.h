@@ -19,6 +19,7 @@
 #include "base/lock.h"
 #include "checkpoints/ckpt.h"
 #include "comm/comm.h"
+#include "data/audio_loader.h"
 #include "data/loader.h"
 #include "trainer/config.h"
 #include "trainer/grad_sync.h"
@@ -63,6 +64,11 @@ typedef struct bt_trainer {
   bt_backend *be;
   bt_model model;
   bt_loader *pLoader, *pVal;
+  bt_audio_loader *pAudio; /* model.type = speech: the training stream
+                              (pLoader is then NULL) */
+  bt_audio_loader *pAudioVal; /* speech validation (data.val_path) */
+  int32_t *aVocabCp;          /* speech: code points of ids 1..nVocabCp */
+  int nVocabCp;
   bt_grad_sync sync;
   bt_optim optim;
   bt_ckpt_writer *pCkw;
@@ -79,6 +85,10 @@ typedef struct bt_trainer {
  * backend. Returns the item count (<= nMax). */
 int bt_state_items(bt_trainer *tr, bt_ckpt_item *aItem, int nMax, int forSave);
 void bt_state_commit_load(bt_trainer *tr);
+/* The training stream's state, whichever loader it is (token/feature or
+ * audio: the same (epoch, consumed) shape, one checkpoint path). */
+bt_loader_state bt_state_loader_get(const bt_trainer *tr);
+int bt_state_loader_seek(bt_trainer *tr, const bt_loader_state *pState);
 /* Trainer scalars (step, loader, running metrics, config) as JSON. */
 char *bt_state_meta_json(bt_trainer *tr);
 /* Restores scalars from a checkpoint's meta; checks the model shape.

@@ -66,6 +66,16 @@ int main(void) {
   CHECK(!strcmp(z, "step 7/10 (70.0%) | loss 1.5000 | 12.5 samples/s"),
         "CPU line without MFU: '%s'", z);
   CHECK(!strstr(z, "nan") && !strstr(z, "MFU"), "no nan, no MFU");
+  /* Speech (issue 15): padding waste, validation CER and WER. */
+  q.pad_frac = 0.125;
+  q.val_loss = 1.25;
+  q.val_cer = 0.0625;
+  q.val_wer = 0.5;
+  q.zUnit = "utt/s";
+  bt_progress_format(z, sizeof z, &q, 0);
+  CHECK(!strcmp(z, "step 7/10 (70.0%) | loss 1.5000 | val 1.2500 | CER 6.2% "
+                   "WER 50.0% | pad 12.5% | 12.5 utt/s"),
+        "speech line: '%s'", z);
 
   /* Terminal form: fits every width; counter always present. */
   for (int w = 1; w <= 240; w++) {

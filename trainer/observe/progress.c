@@ -54,6 +54,7 @@ void bt_progress_init(bt_progress *p) {
   p->step_s = p->data_s = p->compute_s = p->comm_s = p->optim_s = p->ckpt_s = NAN;
   p->eta_s = NAN;
   p->elapsed_s = NAN;
+  p->pad_frac = p->val_cer = p->val_wer = NAN;
 }
 
 const char *bt_progress_fmt_eta(double seconds, char *zBuf, size_t n) {
@@ -110,7 +111,12 @@ static int build_segments(seg *aSeg, const bt_progress *p, int bTty) {
    * for the order (PRIO_BAR: the bar goes after ETA, before elapsed). */
   if (isfinite(p->loss)) seg_add(aSeg, &nSeg, 1, "loss %.4f", p->loss);
   if (isfinite(p->val_loss)) seg_add(aSeg, &nSeg, 2, "val %.4f", p->val_loss);
+  if (isfinite(p->val_cer) && isfinite(p->val_wer))
+    seg_add(aSeg, &nSeg, 2, "CER %.1f%% WER %.1f%%", 100.0 * p->val_cer,
+            100.0 * p->val_wer);
   if (p->zStraggler) seg_add(aSeg, &nSeg, 2, "%s", p->zStraggler);
+  if (isfinite(p->pad_frac))
+    seg_add(aSeg, &nSeg, 5, "pad %.1f%%", 100.0 * p->pad_frac);
   if (isfinite(p->lr)) seg_add(aSeg, &nSeg, 3, "lr %.2e", p->lr);
   if (isfinite(p->grad_norm))
     seg_add(aSeg, &nSeg, 8, "gnorm %.3f", p->grad_norm);

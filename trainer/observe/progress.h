@@ -65,6 +65,11 @@ typedef struct bt_progress {
    * (straggler.h); NULL: none. Kept after loss on a terminal: the line
    * exists to say why the run is slow. */
   const char *zStraggler;
+  /* Speech: padded frames over B*T of every batch so far (all ranks;
+   * audio_loader.h bt_audio_loader_pad_fraction); NaN: not shown. */
+  double pad_frac;
+  /* Speech: the latest validation CER and WER in [0, ...); NaN: none. */
+  double val_cer, val_wer;
 } bt_progress;
 
 /* Sets every optional field to "unknown" (NaN, 0, NULL). */
