@@ -6,7 +6,9 @@ Both directories hold the files of BATON_DUMP_SAMPLES (trainer/train.c):
 samples.s<S>.w<W>.r<R>.txt, lines "step epoch index", one file per rank of
 each start (S: the step it resumed from, W: its world size). Checks:
   1. every start's every step has BATCH samples over its ranks (two starts
-     with the same S and W would merge and fail here, never pass);
+     with the same S and W would merge and fail here, never pass), except
+     the last step of a start cut off mid-step, which must be a subset of
+     that step's complete re-run;
   2. a step run by several starts (re-run after a restart from an older
      checkpoint) took the same samples each time;
   3. steps 1..STEPS are all there, and each equals the same step of the
@@ -43,16 +45,32 @@ def load(d):
 
 
 def merge(starts, batch, d):
-    steps = {}
+    """{step: samples}, every step complete. The last step of a start may
+    be short when that start was cut off mid-step (a rank dies after its
+    peers logged the step, before it did: ranks are at most one step
+    apart, held together by the step's all-reduce); such a step must be
+    re-run in full by another start and hold a subset of its samples."""
+    steps, partial = {}, []
     for (s0, w), per in sorted(starts.items()):
         for s, got in per.items():
             if len(got) != batch:
+                if len(got) < batch and s == max(per):
+                    partial.append((s0, w, s, got))
+                    continue
                 sys.exit("%s: start at step %d on %d ranks: step %d has %d "
                          "samples, expected %d" % (d, s0, w, s, len(got), batch))
             if s in steps and steps[s] != got:
                 sys.exit("%s: step %d took different samples in two starts "
                          "(the second at step %d on %d ranks)" % (d, s, s0, w))
             steps[s] = got
+    for s0, w, s, got in partial:
+        full = collections.Counter(steps.get(s, []))
+        if s not in steps or collections.Counter(got) - full:
+            sys.exit("%s: start at step %d on %d ranks: its cut-off step %d "
+                     "(%d of %d samples) is not a part of a complete re-run "
+                     "of that step" % (d, s0, w, s, len(got), batch))
+        print("start at step %d on %d ranks: cut off in step %d (%d of %d "
+              "samples logged), re-run in full later" % (s0, w, s, len(got), batch))
     return steps
 
 
