@@ -32,6 +32,7 @@
 #define BATON_CUDA_COMMON_H
 
 #include <cublasLt.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <math.h>
@@ -186,6 +187,45 @@ __device__ __forceinline__ float bt_block_max(float v, float *sh) {
   __syncthreads();
   return t;
 }
+
+/* ---- activation storage: [act] arguments (kernels/ops.def) ------------- */
+
+/* The backend stores every [act] tensor in one dtype, fixed when the model
+ * is built (be->eActDtype): float, or __nv_bfloat16 in train.precision =
+ * bf16. The op table's pointers are typed float * either way; a kernel that
+ * touches an [act] argument is a template over its storage type T (float or
+ * __nv_bfloat16, one instantiation each) and reads and writes it only
+ * through bt_ld / bt_st, so that all arithmetic is fp32 and a bf16 store
+ * rounds to nearest even exactly like the CPU reference (base/bf16.h).
+ * The host wrapper picks the instantiation with BT_CUDA_ACT. fp32
+ * arguments (parameter gradients, statistics, losses) stay float *.
+ *
+ * Convention for extraction into the CPU emulator (tests/gpu/emu/
+ * extract.py): `template <typename T>` on its own line, directly above the
+ * line that starts with __global__ or __device__. */
+__device__ __forceinline__ float bt_ld(const float *p) { return *p; }
+__device__ __forceinline__ float bt_ld(const __nv_bfloat16 *p) {
+  return __bfloat162float(*p);
+}
+__device__ __forceinline__ void bt_st(float *p, float v) { *p = v; }
+__device__ __forceinline__ void bt_st(__nv_bfloat16 *p, float v) {
+  *p = __float2bfloat16_rn(v);
+}
+
+/* Runs the statements with `act_t` naming the backend's [act] storage type:
+ *   BT_CUDA_ACT(be, bt_k_gelu_fwd<act_t><<<g, 256, 0, s>>>(
+ *                       (act_t *)out, (const act_t *)inp, n));
+ * Both branches compile, so every kernel exists in both dtypes. */
+#define BT_CUDA_ACT(be, ...)                                                   \
+  do {                                                                         \
+    if ((be)->eActDtype == BT_ACT_BF16) {                                      \
+      typedef __nv_bfloat16 act_t;                                             \
+      __VA_ARGS__;                                                             \
+    } else {                                                                   \
+      typedef float act_t;                                                     \
+      __VA_ARGS__;                                                             \
+    }                                                                          \
+  } while (0)
 
 /* ---- functions shared between the backend's files ---------------------- */
 

@@ -372,33 +372,37 @@ void bt_cuda_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
-__global__ void bt_k_gelu_fwd(float *out, const float *inp, size_t n) {
+template <typename T>
+__global__ void bt_k_gelu_fwd(T *out, const T *inp, size_t n) {
   GRID_STRIDE(i, n) {
-    const float x = inp[i];
+    const float x = bt_ld(inp + i);
     const float u = GELU_K * (x + 0.044715f * x * x * x);
-    out[i] = 0.5f * x * (1.0f + tanhf(u));
+    bt_st(out + i, 0.5f * x * (1.0f + tanhf(u)));
   }
 }
 
 /* d/dx = 0.5 (1 + tanh u) + 0.5 x sech^2(u) du/dx; sech^2 = 1 - tanh^2
  * (no cosh overflow for large |u|). */
-__global__ void bt_k_gelu_bwd(float *dinp, const float *inp,
-                              const float *dout, size_t n) {
+template <typename T>
+__global__ void bt_k_gelu_bwd(T *dinp, const T *inp, const T *dout,
+                              size_t n) {
   GRID_STRIDE(i, n) {
-    const float x = inp[i];
+    const float x = bt_ld(inp + i);
     const float u = GELU_K * (x + 0.044715f * x * x * x);
     const float th = tanhf(u);
     const float sech2 = 1.0f - th * th;
     const float g = 0.5f * (1.0f + th) +
                     0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-    dinp[i] += g * dout[i];
+    bt_st(dinp + i, bt_ld(dinp + i) + g * bt_ld(dout + i));
   }
 }
 
 void bt_cuda_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
   bt_cuda *cu = bt_cuda_of(be);
   if (n == 0) return;
-  bt_k_gelu_fwd<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(out, inp, n);
+  BT_CUDA_ACT(be, bt_k_gelu_fwd<act_t><<<bt_cuda_grid(n, 256), 256, 0,
+                                          cu->stream>>>(
+                      (act_t *)out, (const act_t *)inp, n));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -406,8 +410,10 @@ void bt_cuda_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
                       const float *dout, size_t n) {
   bt_cuda *cu = bt_cuda_of(be);
   if (n == 0) return;
-  bt_k_gelu_bwd<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(dinp, inp, dout,
-                                                              n);
+  BT_CUDA_ACT(be, bt_k_gelu_bwd<act_t><<<bt_cuda_grid(n, 256), 256, 0,
+                                          cu->stream>>>(
+                      (act_t *)dinp, (const act_t *)inp, (const act_t *)dout,
+                      n));
   BT_CUDA_LAUNCHED(cu);
 }
 

@@ -109,6 +109,13 @@ inline __nv_bfloat16 __float2bfloat16(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);
   return {(uint16_t)(u >> 16)};
 }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
+inline float __bfloat162float(__nv_bfloat16 h) {
+  uint32_t u = (uint32_t)h.bits << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
 
 #define EMU_RESIDENT 2                      /* blocks in flight at once */
 #define EMU_STACK ((size_t)64 << 10)        /* bytes per fiber stack */

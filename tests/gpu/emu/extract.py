@@ -5,7 +5,9 @@ that test_gpu_emu can compile it with the host C++ compiler.
 Usage: extract.py KERNELS_CUDA_DIR OUT_FILE
 
 Copied: every `#define` (except the op-list macros of SKIP_DEFINES), every
-function that starts a line with `__global__` or `__device__`, and the
+function that starts a line with `__global__` or `__device__` (with the
+`template <typename T>` line directly above it, for kernels templated over
+the [act] storage type: cuda_common.h), and the
 attention kernels' shared-memory size helpers (`static size_t fa_*`), each
 preceded by a `#line` marker, so that __LINE__ / __FILE__ (which the
 emulator's barrier and shuffle matching reports) name the kernel source.
@@ -45,7 +47,11 @@ def extract(path, name):
             out.append('#line %d "kernels/cuda/%s"\n' % (i + 1, name)
                        + "\n".join(block))
         elif (line.startswith("__global__") or line.startswith("__device__")
-              or line.startswith("static size_t fa_")):
+              or line.startswith("static size_t fa_")
+              or (line.startswith("template <") and i + 1 < len(lines)
+                  and (lines[i + 1].startswith("__global__")
+                       or lines[i + 1].startswith("__device__")))):
+            tmpl = line if line.startswith("template <") else None
             text, depth, started, j = "", 0, False, i
             while True:
                 text += lines[j] + "\n"
@@ -64,9 +70,17 @@ def extract(path, name):
             m = re.search(r"(\w+)\s*\(", head)
             if m is None or m.group(1) not in SKIP:
                 text = '#line %d "kernels/cuda/%s"\n' % (i + 1, name) + text
-                if bounds and line.startswith("__global__"):
+                isKernel = ("__global__" in first.split("(")[0])
+                if bounds and isKernel and tmpl is None:
                     text += "static EmuBoundsReg emu_lb_%s(%s, %s);\n" % (
                         m.group(1), m.group(1), bounds.group(1))
+                elif bounds and isKernel:
+                    # A template over the [act] storage type (cuda_common.h):
+                    # the bound holds for both instantiations.
+                    for k, t in (("f", "float"), ("h", "__nv_bfloat16")):
+                        text += ("static EmuBoundsReg emu_lb_%s_%s(%s<%s>, %s);\n"
+                                 % (m.group(1), k, m.group(1), t,
+                                    bounds.group(1)))
                 out.append(text)
             i = j
         i += 1

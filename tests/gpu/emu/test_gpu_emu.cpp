@@ -383,16 +383,64 @@ static void t_embed(int B, int T, int C, int V) {
   snprintf(z, sizeof z, "embed dwpe"); check(z, dwpeG, dwpeC, 1e-6);
 }
 
+/* ---- [act] kernels in bf16 storage (cuda_common.h BT_CUDA_ACT) --------
+ * Against the CPU backend in bf16 mode (cpu16), which computes in fp32 on
+ * the same bf16 inputs and rounds each [act] output to nearest even
+ * (ops.def, "ELEMENT TYPES"); the kernel reads bf16, computes in fp32 and
+ * stores with __float2bfloat16_rn. Inputs are bf16-rounded first, as they
+ * would be in a bf16 run. Limit: one bf16 rounding step (2^-8 relative)
+ * per element, for the rare element whose fp32 result lies within an fp32
+ * ulp of a rounding boundary, where the two fp32 evaluation orders
+ * (host tanhf vs the CPU backend's loop) may round differently; measured
+ * relerr is printed (0 when every element is identical). */
+static bt_backend *cpu16;
+static std::vector<float> round16(std::vector<float> v) {
+  for (float &x : v) x = __bfloat162float(__float2bfloat16_rn(x));
+  return v;
+}
+static std::vector<__nv_bfloat16> to16(const std::vector<float> &v) {
+  std::vector<__nv_bfloat16> h(v.size());
+  for (size_t i = 0; i < v.size(); i++) h[i] = __float2bfloat16_rn(v[i]);
+  return h;
+}
+static std::vector<float> from16(const std::vector<__nv_bfloat16> &h) {
+  std::vector<float> v(h.size());
+  for (size_t i = 0; i < h.size(); i++) v[i] = __bfloat162float(h[i]);
+  return v;
+}
+static std::vector<__nv_bfloat16> nan16(size_t n) {
+  return std::vector<__nv_bfloat16>(n, __float2bfloat16_rn(NAN));
+}
+#define BF16_TOL 3.9e-3 /* 2^-8 */
+
+static void t_gelu_bf16(size_t n) {
+  auto a = round16(rnd(n, -4, 4)), b = round16(rnd(n, -1, 1));
+  auto d0 = round16(rnd(n, -1, 1));
+  std::vector<float> oC(n);
+  bt_op_gelu_fwd(cpu16, oC.data(), a.data(), n);
+  auto a16 = to16(a), b16 = to16(b), oG = nan16(n);
+  launch(bt_k_gelu_fwd<__nv_bfloat16>, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(),
+         (const __nv_bfloat16 *)a16.data(), n);
+  check("gelu fwd bf16", from16(oG), oC, BF16_TOL);
+  auto dC = d0;
+  auto dG = to16(d0);
+  bt_op_gelu_bwd(cpu16, dC.data(), a.data(), b.data(), n);
+  launch(bt_k_gelu_bwd<__nv_bfloat16>, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(),
+         (const __nv_bfloat16 *)a16.data(), (const __nv_bfloat16 *)b16.data(), n);
+  check("gelu bwd bf16", from16(dG), dC, BF16_TOL);
+}
+
 static void t_misc(size_t n) {
   auto a = rnd(n, -4, 4), b = rnd(n, -1, 1), d0 = rnd(n, -1, 1);
   std::vector<float> oC(n); auto oG = nanv(n);
   bt_op_gelu_fwd(cpu, oC.data(), a.data(), n);
-  launch(bt_k_gelu_fwd, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(), (const float *)a.data(), n);
+  launch(bt_k_gelu_fwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(), (const float *)a.data(), n);
   check("gelu fwd", oG, oC, 1e-5);
   auto dC = d0, dG = d0;
   bt_op_gelu_bwd(cpu, dC.data(), a.data(), b.data(), n);
-  launch(bt_k_gelu_bwd, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(), (const float *)a.data(), (const float *)b.data(), n);
+  launch(bt_k_gelu_bwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(), (const float *)a.data(), (const float *)b.data(), n);
   check("gelu bwd", dG, dC, 1e-5);
+  t_gelu_bf16(n);
   auto p0 = rnd(n, -1, 1), m0 = rnd(n, -.1f, .1f), v0 = rnd(n, 0, .01f);
   auto pC = p0, mC = m0, vC = v0, pG = p0, mG = m0, vG = v0;
   bt_adamw_hparams hp = {1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3};
@@ -515,7 +563,12 @@ int main(int argc, char **argv) {
   emu_func_set_max_dyn_smem(bt_k_flash_bwd_dq, fa_dq_smem(FA_HS_MAX) * sizeof(float));
   emu_func_set_max_dyn_smem(bt_k_flash_bwd_dkv, fa_dkv_smem(FA_HS_MAX) * sizeof(float));
   cpu = bt_backend_create(BT_BACKEND_CPU, 0, 0);
-  if (!cpu) {
+  cpu16 = bt_backend_create(BT_BACKEND_CPU, 0, 0);
+  if (cpu16 && bt_backend_set_act_dtype(cpu16, BT_ACT_BF16) != BT_OK) {
+    bt_backend_free(cpu16);
+    cpu16 = NULL;
+  }
+  if (!cpu || !cpu16) {
     fprintf(stderr, "test_gpu_emu: %s\n", bt_err_msg());
     return 1;
   }
@@ -556,6 +609,7 @@ int main(int argc, char **argv) {
   t_elementwise(1003);
   t_elementwise(70000); /* grid-stride: more elements than one pass */
   t_bf16();
+  bt_backend_free(cpu16);
   bt_backend_free(cpu);
   printf("%d passed, %d failed, %d failed launches\n", nPass, nFail, emu_nFail);
   return (nFail == 0 && emu_nFail == 0 && nPass > 0) ? 0 : 1;
