@@ -32,10 +32,11 @@
  * [batch, enc_frames, vocab_size], raw logits before the log-softmax):
  *   Transpose to [B, n_mel, T]; Conv(k 3, s 2, p 1) + GELU twice (ONNX's
  *   Conv weight layout is torch's [Cout, Cin, K], baton's); Transpose
- *   back; + positions[:T2] (an initializer of max_utterance_frames / 4
- *   rows); the GPT blocks with no mask; ln_f; MatMul(head.weight^T) +
- *   head.bias. No padding mask: every input frame counts, so a batch
- *   holds utterances of equal length (docs/export.md).
+ *   back; + positions[:T2] (an initializer for up to 60 s of audio, or
+ *   max_utterance_frames if more); the GPT blocks with no mask; ln_f;
+ *   MatMul(head.weight^T) + head.bias. No padding mask: every input
+ *   frame counts, so a batch holds utterances of equal length
+ *   (docs/export.md).
  *
  * Initializers carry raw_data: little-endian fp32/int64, the host layout
  * on every platform baton builds for (checked at run time). Weights are
@@ -594,11 +595,22 @@ static const char *mlp_graph(onnx_b *b, const bt_export_model *x) {
   return h;
 }
 
+/* The positions initializer covers at least 60 s of audio (6000 feature
+ * frames, 1500 encoder frames; C * 6 KB), or max_utterance_frames if
+ * that is more: an export is not bound to the training length, as
+ * `baton infer` is not. */
+#define SPEECH_ONNX_MIN_FRAMES 6000
+
+static int speech_pos_rows(const bt_model *m) {
+  int t = (SPEECH_ONNX_MIN_FRAMES - 1) / 2 / 2 + 1;
+  return m->T > t ? m->T : t;
+}
+
 /* Whisper's sinusoids [T, C] as speech_model.c computes them (double,
  * stored as float): channel i < C/2 is sin(t w_i), C/2 + i cos(t w_i),
  * w_i = exp(-i ln(10000) / (C/2 - 1)). */
 static float *speech_host_positions(const bt_model *m) {
-  int T = m->T, C = m->C, h = C / 2;
+  int T = speech_pos_rows(m), C = m->C, h = C / 2;
   float *pe = bt_malloc((size_t)T * C * sizeof(float), "ONNX positions");
   if (!pe) return NULL;
   for (int t = 0; t < T; t++)
@@ -623,12 +635,13 @@ static const char *speech_conv(onnx_b *b, const char *zIn,
 }
 
 /* The encoder input: features -> conv.0, GELU -> conv.1, GELU -> + the
- * positions of the first T2 frames (Slice of a [max encoder frames, C]
+ * positions of the first T2 frames (Slice of the [speech_pos_rows, C]
  * initializer; a longer input fails in the Add, never silently). */
 static const char *speech_front(onnx_b *b, const bt_export_model *x,
                                 const float *pe, const gelu_k *g) {
   const bt_model *m = &x->m;
-  int64_t p021[3] = {0, 2, 1}, dTC[2] = {m->T, m->C}, one = 1, zero = 0,
+  int64_t p021[3] = {0, 2, 1}, dTC[2] = {speech_pos_rows(m), m->C}, one = 1,
+          zero = 0,
           d1[1] = {1};
   const char *h = transpose_n(b, "features", 3, p021); /* [B, n_mel, T] */
   h = gelu(b, speech_conv(b, h, x, 0), g);
