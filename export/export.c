@@ -236,6 +236,18 @@ static int write_safetensors(const bt_export_model *x, const char *zDir,
   return rc;
 }
 
+static int write_onnx(const bt_export_model *x, const char *zOut,
+                      int withPast) {
+  char zPath[4096];
+  snprintf(zPath, sizeof zPath, "%s/model.onnx", zOut);
+  if (bt_onnx_export(x, zPath, 0) != BT_OK) return BT_ERR;
+  if (!withPast) return BT_OK;
+  if (x->m.eKind != BT_MODEL_GPT)
+    return bt_err_set("--with-past applies to GPT models only");
+  snprintf(zPath, sizeof zPath, "%s/model_with_past.onnx", zOut);
+  return bt_onnx_export(x, zPath, 1);
+}
+
 int bt_export_main(int argc, char **argv) {
   const char *zCkpt = NULL, *zFormat = "safetensors", *zOut = NULL,
              *zDtype = "fp32", *zVocab = NULL;
@@ -298,17 +310,7 @@ int bt_export_main(int argc, char **argv) {
   if (write_tokenizer(&x, zOut, &eot) != BT_OK) goto done;
   if (write_config_json(&x, zOut, eType, eot) != BT_OK) goto done;
   if (onnx) {
-    char zPath[4096];
-    snprintf(zPath, sizeof zPath, "%s/model.onnx", zOut);
-    if (bt_onnx_export(&x, zPath, 0) != BT_OK) goto done;
-    if (withPast) {
-      if (x.m.eKind != BT_MODEL_GPT) {
-        bt_err_set("--with-past applies to GPT models only");
-        goto done;
-      }
-      snprintf(zPath, sizeof zPath, "%s/model_with_past.onnx", zOut);
-      if (bt_onnx_export(&x, zPath, 1) != BT_OK) goto done;
-    }
+    if (write_onnx(&x, zOut, withPast) != BT_OK) goto done;
     fprintf(stderr, "exported %s (step %ld) -> %s/model.onnx%s (ONNX opset "
                     "17, fp32) in %.2f s\n",
             x.zSource, x.step, zOut, withPast ? " + model_with_past.onnx" : "",

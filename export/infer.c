@@ -562,6 +562,31 @@ static int check_inputs(const bt_export_model *x, const infer_opts *o) {
   return BT_OK;
 }
 
+/* Loads DIR on a backend of kind eKind and runs what the options ask. */
+static int infer_run(const infer_opts *o, bt_backend_kind eKind) {
+  bt_backend *be = bt_backend_create(eKind, o->threads, 0);
+  if (!be) return BT_ERR;
+  if (o->nWav)
+    return bt_infer_speech(o->zDir, o->fromCkpt, be, o->azWav, o->nWav,
+                           o->zLogitsOut);
+  bt_export_model x;
+  bt_tok *pTok = NULL;
+  /* maxB 0: one sample for GPT, 256-row batches for MLP classification */
+  int rc = o->fromCkpt ? bt_export_load_ckpt(&x, o->zDir, 0, be)
+                       : bt_export_load_dir(&x, o->zDir, 0, be);
+  if (rc == BT_OK) {
+    int gpt = x.m.eKind == BT_MODEL_GPT;
+    if (check_inputs(&x, o) != BT_OK)
+      rc = BT_ERR;
+    else if (gpt && load_tokenizer(&x, o, &pTok) != BT_OK)
+      rc = BT_ERR;
+    else rc = gpt ? infer_gpt(&x, o, pTok) : infer_mlp(&x, o);
+  }
+  bt_tok_free(pTok);
+  bt_export_model_free(&x);
+  return rc;
+}
+
 static int infer_main(int argc, char **argv, infer_opts *pO) {
   infer_opts o = *pO;
   int bad = 0;
@@ -638,33 +663,8 @@ static int infer_main(int argc, char **argv, infer_opts *pO) {
             o.zBackend);
     return BT_EXIT_USAGE;
   }
-  bt_backend *be = bt_backend_create(eKind, o.threads, 0);
-  if (!be) {
-    fprintf(stderr, "baton infer: %s\n", bt_err_msg());
-    return BT_EXIT_ERROR;
-  }
-  if (o.nWav) {
-    int rcS = bt_infer_speech(o.zDir, o.fromCkpt, be, o.azWav, o.nWav,
-                              o.zLogitsOut);
-    if (rcS != BT_OK) fprintf(stderr, "baton infer: %s\n", bt_err_msg());
-    return rcS == BT_OK ? BT_EXIT_OK : BT_EXIT_ERROR;
-  }
-  bt_export_model x;
-  bt_tok *pTok = NULL;
-  /* maxB 0: one sample for GPT, 256-row batches for MLP classification */
-  int rc = o.fromCkpt ? bt_export_load_ckpt(&x, o.zDir, 0, be)
-                      : bt_export_load_dir(&x, o.zDir, 0, be);
-  if (rc == BT_OK) {
-    int gpt = x.m.eKind == BT_MODEL_GPT;
-    if (check_inputs(&x, &o) != BT_OK)
-      rc = BT_ERR;
-    else if (gpt && load_tokenizer(&x, &o, &pTok) != BT_OK)
-      rc = BT_ERR;
-    else rc = gpt ? infer_gpt(&x, &o, pTok) : infer_mlp(&x, &o);
-  }
-  bt_tok_free(pTok);
+  int rc = infer_run(&o, eKind);
   if (rc != BT_OK) fprintf(stderr, "baton infer: %s\n", bt_err_msg());
-  bt_export_model_free(&x);
   return rc == BT_OK ? BT_EXIT_OK : BT_EXIT_ERROR;
 }
 
