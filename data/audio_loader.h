@@ -135,6 +135,13 @@ uint64_t bt_audio_loader_bytes_read(const bt_audio_loader *pLoader);
  * 1..V-1 of /audio/vocab (*pn = V - 1, strictly increasing), malloc'ed. */
 int bt_audio_vocab_read(const char *zPath, int32_t **paCp, int *pn);
 
+/* Reads the audio file zPath (libsndfile) into *paSample (malloc'ed,
+ * *pnSample samples) with the checks of `prepare audio`: 16 kHz, mono,
+ * not truncated, at least one 25 ms window. Errors start with zWhere
+ * (which names the file). Shared with `baton infer` (prepare_audio.c). */
+int bt_audio_read(const char *zPath, const char *zWhere, float **paSample,
+                  int64_t *pnSample);
+
 /* `baton prepare audio ...` (prepare_audio.c): returns the exit code. */
 int bt_prepare_audio_main(int argc, char **argv);
 

@@ -277,17 +277,14 @@ static int sf_truncated(SNDFILE *pSf) {
   return 0;
 }
 
-/* Reads zResolved into *paSample (malloc'ed) after checking rate,
- * channels and length. Errors name the manifest line and the audio. */
-static int audio_read(const manifest *m, const utt *u, float **paSample,
-                      int64_t *pnSample) {
+/* audio_loader.h: also what `baton infer` reads WAV files with, so a
+ * file it accepts is one `prepare audio` would accept. */
+int bt_audio_read(const char *zPath, const char *zWhere, float **paSample,
+                  int64_t *pnSample) {
   *paSample = NULL;
   SF_INFO info;
   memset(&info, 0, sizeof info);
-  SNDFILE *pSf = sf_open(u->zResolved, SFM_READ, &info);
-  char zWhere[4400];
-  snprintf(zWhere, sizeof zWhere, "%s:%lld: audio '%s'", m->zPath,
-           (long long)u->line, u->zResolved);
+  SNDFILE *pSf = sf_open(zPath, SFM_READ, &info);
   if (!pSf)
     return bt_err_set("%s: cannot read: %s", zWhere, sf_strerror(NULL));
   int rc = BT_OK;
@@ -330,6 +327,15 @@ static int audio_read(const manifest *m, const utt *u, float **paSample,
   *paSample = a;
   *pnSample = info.frames;
   return BT_OK;
+}
+
+/* Reads an utterance's audio; errors name the manifest line and the file. */
+static int audio_read(const manifest *m, const utt *u, float **paSample,
+                      int64_t *pnSample) {
+  char zWhere[4400];
+  snprintf(zWhere, sizeof zWhere, "%s:%lld: audio '%s'", m->zPath,
+           (long long)u->line, u->zResolved);
+  return bt_audio_read(u->zResolved, zWhere, paSample, pnSample);
 }
 
 /* ---- the output file -------------------------------------------------------

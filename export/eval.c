@@ -26,6 +26,9 @@
  *      validation of training: loss, CER, WER; the file's vocabulary
  *      must be the training file's. --batch-size is then the padded
  *      frame budget per forward (default: the run's data.max_frames).
+ *      A speech export directory takes --data (required) and checks the
+ *      file's vocabulary against the characters of its config.json; its
+ *      frame budget defaults to data.max_frames' default.
  */
 #include "base/cli.h"
 #include "base/json.h"
@@ -111,6 +114,12 @@ static int speech_vocab(const bt_export_model *x, const char *zData,
     return bt_err_set("%s: vocabulary of %d characters + blank, but the "
                       "model has %d outputs (model.vocab_size)",
                       zData, *pn, x->m.V);
+  if (x->aVocab) /* an export: its config.json's characters */
+    return memcmp(x->aVocab, *paCp, (size_t)*pn * sizeof **paCp) == 0
+               ? BT_OK
+               : bt_err_set("%s: its vocabulary differs from the characters "
+                            "of %s/config.json",
+                            zData, x->zSource);
   int32_t *aTrain = NULL;
   int nTrain = 0;
   if (bt_audio_vocab_read(x->cfg.data_path, &aTrain, &nTrain) != BT_OK) {
@@ -153,9 +162,9 @@ static void print_speech(const eval_opts *o, const bt_export_model *x,
  * (--split val) or data.path (--split train). */
 static int speech_data(const eval_opts *o, const bt_export_model *x,
                        int isExport, char *zData, size_t nData) {
-  if (isExport)
-    return bt_err_set("%s: `baton eval` of a speech export directory is not "
-                      "supported yet; give its checkpoint or run directory",
+  if (isExport && !o->zData)
+    return bt_err_set("%s is an export directory, which names no dataset: "
+                      "give --data FILE (an audio file of `prepare audio`)",
                       o->zPath);
   if (o->maxSamples)
     return bt_err_set("--max-samples: a speech model is evaluated over "
@@ -197,7 +206,7 @@ static int eval_speech(const eval_opts *o, bt_export_model *x, bt_comm *pComm,
     int maxB = (int)bt_audio_loader_max_batch(pA);
     bt_export_model_free(x); /* x owned its backend: a new one */
     bt_backend *be = bt_backend_create(BT_BACKEND_CPU, o->threads, 0);
-    rc = be ? bt_export_load_ckpt(x, o->zPath, maxB, be) : BT_ERR;
+    rc = be ? bt_export_load(x, o->zPath, !isExport, maxB, 0, be) : BT_ERR;
   }
   if (rc == BT_OK) rc = bt_eval_speech(&x->m, pA, pComm, world, aCp, nCp, &r);
   if (rc == BT_OK && rank == 0) print_speech(o, x, zData, world, &r);

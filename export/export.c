@@ -1,5 +1,5 @@
 /*
- * export.c: `baton export CHECKPOINT --format safetensors|onnx -o DIR`.
+ * export.c: `baton export CHECKPOINT [--format safetensors|onnx] -o DIR`.
  *
  * Safetensors exports are laid out for Hugging Face: GPT tensors carry
  * GPT2LMHeadModel's names ("transformer.h.0.attn.c_attn.weight"), wte
@@ -19,6 +19,12 @@
  * tokenizer_config.json, so AutoTokenizer.from_pretrained(DIR) and
  * `baton infer DIR --prompt` use the tokenizer the model was trained
  * with; config.json's bos/eos ids are then its <|endoftext|>, if any.
+ *
+ * Speech (model.type = speech): baton's tensor names as they are
+ * (conv.0.weight, h.N.*, ln_f.*, head.*; speech_model.h), and a
+ * config.json of model_type "baton_speech" that carries the character
+ * vocabulary, read from the run's audio file (or --vocab), so the
+ * directory alone transcribes (speech_export.c).
  */
 #include "base/cli.h"
 #include "base/util.h"
@@ -33,17 +39,20 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: baton export CHECKPOINT --format safetensors|onnx -o DIR "
+          "usage: baton export CHECKPOINT -o DIR [--format safetensors|onnx] "
           "[--dtype fp32|bf16|fp16]\n"
           "\n"
           "Exports the weights of a checkpoint for inference.\n"
           "  CHECKPOINT        a checkpoint directory (RUN/ckpt-00000100) or "
           "a run directory\n"
           "                    (its newest checkpoint that verifies)\n"
-          "  --format F        safetensors: DIR/model.safetensors + "
-          "DIR/config.json (Hugging Face\n"
-          "                    GPT2LMHeadModel layout for GPT; "
-          "layers.N.weight/bias for MLP)\n"
+          "  --format F        safetensors (default): DIR/model.safetensors + "
+          "DIR/config.json\n"
+          "                    (Hugging Face GPT2LMHeadModel layout for GPT; "
+          "layers.N.weight/bias\n"
+          "                    for MLP; conv.N.*, h.N.*, ln_f.*, head.* for "
+          "speech, with the\n"
+          "                    characters in config.json)\n"
           "                    onnx: DIR/model.onnx (opset 17, dynamic "
           "batch and sequence) + config.json\n"
           "  -o, --out DIR     output directory (created if needed)\n"
@@ -54,6 +63,9 @@ static void usage(FILE *f) {
           "with KV-cache\n"
           "                    inputs/outputs (past_key_values.N.key/value -> "
           "present.N.*)\n"
+          "  --vocab FILE.h5   speech: take the characters from this audio "
+          "file of `prepare\n"
+          "                    audio` (default: the run's data.path)\n"
           "\n"
           "docs/export.md describes the formats and what loads them.\n");
 }
@@ -64,7 +76,12 @@ static int write_config_json(const bt_export_model *x, const char *zDir,
   const bt_model *m = &x->m;
   cJSON *o = cJSON_CreateObject();
   if (!o) return bt_err_set("out of memory");
-  if (m->eKind == BT_MODEL_GPT) {
+  if (m->eKind == BT_MODEL_SPEECH) {
+    if (bt_speech_config_to_json(x, o) != BT_OK) {
+      cJSON_Delete(o);
+      return BT_ERR;
+    }
+  } else if (m->eKind == BT_MODEL_GPT) {
     cJSON *pA = cJSON_AddArrayToObject(o, "architectures");
     cJSON_AddItemToArray(pA, cJSON_CreateString("GPT2LMHeadModel"));
     cJSON_AddStringToObject(o, "model_type", "gpt2");
@@ -207,7 +224,9 @@ static int write_safetensors(const bt_export_model *x, const char *zDir,
                           "source",          x->zSource,
                           "config_xxh64",    zHash,
                           "baton_model",     m->eKind == BT_MODEL_GPT ? "gpt"
-                                                                      : "mlp"};
+                                             : m->eKind == BT_MODEL_MLP
+                                                 ? "mlp"
+                                                 : "speech"};
   char zPath[4096];
   snprintf(zPath, sizeof zPath, "%s/model.safetensors", zDir);
   int rc = bt_st_write(zPath, aT, m->nTensor, eType, azMeta,
@@ -217,13 +236,27 @@ static int write_safetensors(const bt_export_model *x, const char *zDir,
   return rc;
 }
 
+static int write_onnx(const bt_export_model *x, const char *zOut,
+                      int withPast) {
+  char zPath[4096];
+  snprintf(zPath, sizeof zPath, "%s/model.onnx", zOut);
+  if (bt_onnx_export(x, zPath, 0) != BT_OK) return BT_ERR;
+  if (!withPast) return BT_OK;
+  if (x->m.eKind != BT_MODEL_GPT)
+    return bt_err_set("--with-past applies to GPT models only");
+  snprintf(zPath, sizeof zPath, "%s/model_with_past.onnx", zOut);
+  return bt_onnx_export(x, zPath, 1);
+}
+
 int bt_export_main(int argc, char **argv) {
-  const char *zCkpt = NULL, *zFormat = NULL, *zOut = NULL, *zDtype = "fp32";
+  const char *zCkpt = NULL, *zFormat = "safetensors", *zOut = NULL,
+             *zDtype = "fp32", *zVocab = NULL;
   int withPast = 0;
   static const struct option aOpt[] = {{"format", required_argument, 0, 'f'},
                                        {"out", required_argument, 0, 'o'},
                                        {"dtype", required_argument, 0, 'd'},
                                        {"with-past", no_argument, 0, 'p'},
+                                       {"vocab", required_argument, 0, 'v'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   bt_cli c;
@@ -235,6 +268,7 @@ int bt_export_main(int argc, char **argv) {
     case 'o': zOut = c.zArg; break;
     case 'd': zDtype = c.zArg; break;
     case 'p': withPast = 1; break;
+    case 'v': zVocab = c.zArg; break;
     case BT_CLI_ARG:
       if (zCkpt) return bt_cli_fail(&c, "unexpected argument '%s'", c.zArg);
       zCkpt = c.zArg;
@@ -242,8 +276,8 @@ int bt_export_main(int argc, char **argv) {
     default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
-  if (!zCkpt || !zFormat || !zOut)
-    return bt_cli_fail(&c, "CHECKPOINT, --format and -o are required");
+  if (!zCkpt || !zOut)
+    return bt_cli_fail(&c, "CHECKPOINT and -o are required");
   int onnx = 0;
   if (!strcmp(zFormat, "onnx")) onnx = 1;
   else if (strcmp(zFormat, "safetensors")) {
@@ -265,22 +299,18 @@ int bt_export_main(int argc, char **argv) {
   int rc = BT_EXIT_ERROR;
   double t0 = bt_time_now();
   if (bt_export_load_ckpt(&x, zCkpt, 1, NULL) != BT_OK) goto done;
+  if (x.m.eKind == BT_MODEL_SPEECH) {
+    if (bt_speech_export_vocab(&x, zVocab) != BT_OK) goto done;
+  } else if (zVocab) {
+    bt_err_set("--vocab applies to speech models only");
+    goto done;
+  }
   if (bt_mkdir_p(zOut) != BT_OK) goto done;
   int eot = -1;
   if (write_tokenizer(&x, zOut, &eot) != BT_OK) goto done;
   if (write_config_json(&x, zOut, eType, eot) != BT_OK) goto done;
   if (onnx) {
-    char zPath[4096];
-    snprintf(zPath, sizeof zPath, "%s/model.onnx", zOut);
-    if (bt_onnx_export(&x, zPath, 0) != BT_OK) goto done;
-    if (withPast) {
-      if (x.m.eKind != BT_MODEL_GPT) {
-        bt_err_set("--with-past applies to GPT models only");
-        goto done;
-      }
-      snprintf(zPath, sizeof zPath, "%s/model_with_past.onnx", zOut);
-      if (bt_onnx_export(&x, zPath, 1) != BT_OK) goto done;
-    }
+    if (write_onnx(&x, zOut, withPast) != BT_OK) goto done;
     fprintf(stderr, "exported %s (step %ld) -> %s/model.onnx%s (ONNX opset "
                     "17, fp32) in %.2f s\n",
             x.zSource, x.step, zOut, withPast ? " + model_with_past.onnx" : "",

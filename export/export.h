@@ -1,6 +1,7 @@
 /*
- * export.h: pieces shared by `baton export` (export.c, onnx_export.c) and
- * `baton infer` (infer.c, export_kv.c).
+ * export.h: pieces shared by `baton export` (export.c, onnx_export.c,
+ * speech_export.c) and `baton infer` (infer.c, infer_speech.c,
+ * export_kv.c).
  *
  * An export directory holds model.safetensors + config.json (Hugging Face
  * layout; docs/export.md) and optionally model.onnx. It is self-contained:
@@ -34,6 +35,12 @@ typedef struct bt_export_model {
   long step;         /* checkpoint step (-1 if unknown) */
   char zSource[1024];
   char *zCfgText;    /* canonical config text (checkpoint) or NULL */
+  /* Speech (model.type = speech): the code points of character ids
+   * 1..nVocab (id 0 is the CTC blank; nVocab + 1 = m.V), from config.json
+   * "characters" (export directory) or the run's data file (checkpoint;
+   * see bt_speech_export_vocab). NULL otherwise. */
+  int32_t *aVocab;
+  int nVocab;
 } bt_export_model;
 
 /* Resolves zPath (a checkpoint directory, or a run directory: its newest
@@ -50,6 +57,12 @@ int bt_export_load_ckpt(bt_export_model *x, const char *zPath, int maxB,
 /* Loads an export directory (config.json + model.safetensors). */
 int bt_export_load_dir(bt_export_model *x, const char *zDir, int maxB,
                        bt_backend *be);
+/* Either of the two (isCkpt), a speech model sized for utterances of up
+ * to maxFrames feature frames (0: its model.max_utterance_frames): the
+ * positions are computed, not learnt, so inference is not bound to the
+ * training length. maxFrames is ignored for other models. */
+int bt_export_load(bt_export_model *x, const char *zPath, int isCkpt,
+                   int maxB, int maxFrames, bt_backend *be);
 void bt_export_model_free(bt_export_model *x);
 
 /* Hugging Face tensor name of model tensor t ("transformer.h.0.ln_1.weight")
@@ -63,6 +76,37 @@ int bt_export_tensor_info(const bt_model *m, const bt_tensor *t, char *zName,
  * head_size] and returns present.N.{key,value} with the new tokens
  * appended (transformers/optimum naming), for cached generation. */
 int bt_onnx_export(const bt_export_model *x, const char *zPath, int withPast);
+
+/* ---- speech (speech_export.c) ------------------------------------------ */
+
+struct cJSON;
+
+/* x->aVocab from the audio HDF5 zH5 (NULL: the run's data.path), which
+ * must hold m.V - 1 characters; errors name the file. */
+int bt_speech_export_vocab(bt_export_model *x, const char *zH5);
+/* Adds the speech model's keys (model_type "baton_speech", shapes, the
+ * characters, the feature parameters) to config.json's object o. */
+int bt_speech_config_to_json(const bt_export_model *x, struct cJSON *o);
+/* 1 if config.json object o describes a speech model. */
+int bt_speech_config_is(const struct cJSON *o);
+/* config.json object o (from zFile) of a speech export -> pCfg (defaults,
+ * then the model keys) and its characters (*paVocab, malloc'ed). */
+int bt_speech_config_from_json(bt_config *pCfg, const struct cJSON *o,
+                               const char *zFile, int32_t **paVocab,
+                               int *pnVocab);
+/* Character ids (1..nVocab) -> UTF-8 into z (room for 4 n + 1 bytes). */
+void bt_speech_ids_to_utf8(const int32_t *aId, int n, const int32_t *aVocab,
+                           int nVocab, char *z);
+
+/* `baton infer DIR --wav FILE ...` (infer_speech.c): transcribes nWav
+ * audio files with the speech model of zPath (an export directory, or a
+ * checkpoint or run directory with isCkpt), one line `path<TAB>text` per
+ * file on stdout; zLogitsOut (or NULL) gets the raw fp32 logits of every
+ * file, [encoder frames, V] each, concatenated. Backend be is owned from
+ * the call on. BT_ERR names the file or the directory. */
+int bt_infer_speech(const char *zPath, int isCkpt, bt_backend *be,
+                    const char *const *azWav, int nWav,
+                    const char *zLogitsOut);
 
 /* ---- KV-cache incremental decoder (GPT, CPU, host memory) ------------- */
 

@@ -5,6 +5,9 @@
  * The config.json mapping and the safetensors tensor reader live in
  * trainer/init.c, shared with `train.init_from`.
  *
+ * A speech export's config.json ("baton_speech") is read by
+ * speech_export.c, which also gives back its characters (x->aVocab).
+ *
  * Both paths end in the same place: a bt_model built from a bt_config with
  * every parameter set, so `baton infer` on an export and the trainer on the
  * checkpoint run the same forward code on the same bits (fp32 exports).
@@ -45,17 +48,22 @@ void bt_export_model_free(bt_export_model *x) {
   bt_model_free(&x->m);
   if (x->be) bt_backend_free(x->be);
   free(x->zCfgText);
+  free(x->aVocab);
   memset(x, 0, sizeof *x);
 }
 
-/* Builds x->m from x->cfg on be (or a new CPU backend). */
-static int build(bt_export_model *x, int maxB) {
+/* Builds x->m from x->cfg on be (or a new CPU backend); a speech model
+ * for utterances of up to maxFrames frames if that is above its own
+ * bound (bt_export_load). */
+static int build(bt_export_model *x, int maxB, int maxFrames) {
   if (!x->be) {
     x->be = bt_backend_create(BT_BACKEND_CPU, 0, 0);
     if (!x->be) return BT_ERR;
   }
   bt_backend *be = x->be;
-  if (maxB <= 0) maxB = x->cfg.model_type == BT_MODEL_GPT ? 1 : 256;
+  if (maxB <= 0) maxB = x->cfg.model_type == BT_MODEL_MLP ? 256 : 1;
+  if (x->cfg.model_type == BT_MODEL_SPEECH && maxFrames > x->cfg.max_utt_frames)
+    x->cfg.max_utt_frames = maxFrames;
   if (bt_model_build_infer(&x->m, &x->cfg, be, maxB) != BT_OK) return BT_ERR;
   if (bt_backend_kind_of(be) == BT_BACKEND_CPU) {
     x->hostParams = x->m.params;
@@ -72,8 +80,8 @@ static int upload(bt_export_model *x) {
   return BT_OK;
 }
 
-int bt_export_load_ckpt(bt_export_model *x, const char *zPath, int maxB,
-                        bt_backend *be) {
+static int load_ckpt(bt_export_model *x, const char *zPath, int maxB,
+                     int maxFrames, bt_backend *be) {
   memset(x, 0, sizeof *x);
   x->be = be; /* owned from here on */
   x->step = -1;
@@ -95,7 +103,7 @@ int bt_export_load_ckpt(bt_export_model *x, const char *zPath, int maxB,
   if (!x->zCfgText) goto done;
   if (bt_config_from_text(&x->cfg, x->zCfgText, x->zSource) != BT_OK)
     goto done;
-  if (build(x, maxB) != BT_OK) goto done;
+  if (build(x, maxB, maxFrames) != BT_OK) goto done;
   uint64_t n = bt_ckpt_item_total(pC, "params");
   if (n != x->m.nParam) {
     bt_err_set("%s: params item has %llu elements but the model described by "
@@ -118,8 +126,25 @@ int bt_export_tensor_info(const bt_model *m, const bt_tensor *t, char *zName,
 
 /* ---- export directory ------------------------------------------------- */
 
-int bt_export_load_dir(bt_export_model *x, const char *zDir, int maxB,
-                       bt_backend *be) {
+/* config.json -> x->cfg: a speech export here (speech_export.c), GPT and
+ * MLP by the mapping train.init_from shares (trainer/init.c). */
+static int dir_config(bt_export_model *x, const char *zCfg) {
+  size_t n = 0;
+  char *z = bt_file_read_all(zCfg, &n);
+  if (!z) return BT_ERR;
+  cJSON *o = cJSON_ParseWithLength(z, n);
+  free(z);
+  int rc = !cJSON_IsObject(o) ? bt_err_set("%s: not a JSON object", zCfg)
+           : bt_speech_config_is(o)
+               ? bt_speech_config_from_json(&x->cfg, o, zCfg, &x->aVocab,
+                                            &x->nVocab)
+               : bt_init_config_from_json(&x->cfg, zCfg);
+  cJSON_Delete(o);
+  return rc;
+}
+
+static int load_dir(bt_export_model *x, const char *zDir, int maxB,
+                    int maxFrames, bt_backend *be) {
   memset(x, 0, sizeof *x);
   x->be = be; /* owned from here on */
   x->step = -1;
@@ -127,9 +152,25 @@ int bt_export_load_dir(bt_export_model *x, const char *zDir, int maxB,
   char zCfg[4096], zSt[4096];
   snprintf(zCfg, sizeof zCfg, "%s/config.json", zDir);
   snprintf(zSt, sizeof zSt, "%s/model.safetensors", zDir);
-  if (bt_init_config_from_json(&x->cfg, zCfg) != BT_OK) return BT_ERR;
-  if (build(x, maxB) != BT_OK) return BT_ERR;
+  if (dir_config(x, zCfg) != BT_OK) return BT_ERR;
+  if (build(x, maxB, maxFrames) != BT_OK) return BT_ERR;
   if (bt_init_read_safetensors(&x->m, zSt, x->hostParams, &x->step) != BT_OK)
     return BT_ERR;
   return upload(x);
+}
+
+int bt_export_load_ckpt(bt_export_model *x, const char *zPath, int maxB,
+                        bt_backend *be) {
+  return load_ckpt(x, zPath, maxB, 0, be);
+}
+
+int bt_export_load_dir(bt_export_model *x, const char *zDir, int maxB,
+                       bt_backend *be) {
+  return load_dir(x, zDir, maxB, 0, be);
+}
+
+int bt_export_load(bt_export_model *x, const char *zPath, int isCkpt,
+                   int maxB, int maxFrames, bt_backend *be) {
+  return isCkpt ? load_ckpt(x, zPath, maxB, maxFrames, be)
+                : load_dir(x, zPath, maxB, maxFrames, be);
 }

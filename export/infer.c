@@ -18,6 +18,10 @@
  * MLP: rows of features from CSV, .npy or HDF5 (data/features.h) ->
  * predicted class per row.
  *
+ * Speech: --wav FILE [FILE ...] -> `path<TAB>transcript` per file
+ * (infer_speech.c). Positional arguments after DIR are accepted only as
+ * more WAV files, once --wav has been given.
+ *
  * `--checkpoint` accepts a checkpoint (or run) directory instead of an
  * export, so tests can run the same code on the trainer's own weights.
  */
@@ -52,6 +56,9 @@ typedef struct infer_opts {
   int threads;
   const char *zBackend;
   int noCache;
+  const char **azWav; /* speech: --wav files and the positionals after DIR */
+  int nWav, bWavOpt;
+  const char *zExtra; /* the first positional after DIR */
 } infer_opts;
 
 static void usage(FILE *f) {
@@ -84,11 +91,19 @@ static void usage(FILE *f) {
           "or .h5/.hdf5\n"
           "  --dataset NAME        HDF5 dataset (default /val/x, else "
           "/train/x)\n"
-          "Both:\n"
+          "Speech (transcription; DIR from `baton export` of a speech run):\n"
+          "  --wav FILE [FILE ...] 16 kHz mono audio files (as `prepare "
+          "audio` takes them;\n"
+          "                        --wav may repeat): one line "
+          "`FILE<TAB>transcript` each,\n"
+          "                        greedy CTC decoding\n"
+          "All:\n"
           "  --logits-out FILE     write raw little-endian fp32 logits: GPT "
           "[prompt tokens,\n"
           "                        vocab] from a full forward of the prompt; "
-          "MLP [rows, classes]\n"
+          "MLP [rows, classes];\n"
+          "                        speech [encoder frames, vocab] of each "
+          "file, concatenated\n"
           "  --checkpoint          DIR is a checkpoint or run directory, not "
           "an export\n"
           "  --threads N           CPU threads (default: OMP_NUM_THREADS)\n"
@@ -527,8 +542,53 @@ static int check_ids(const char *z) {
   return 0;
 }
 
-int bt_infer_main(int argc, char **argv) {
-  infer_opts o = {.maxNew = 64, .seed = 1, .temperature = 0};
+/* The model kind decides which inputs make sense; anything else is an
+ * error naming DIR and what to give instead. */
+static int check_inputs(const bt_export_model *x, const infer_opts *o) {
+  const char *zDir = o->zDir;
+  bt_model_kind e = x->m.eKind;
+  int text = o->zPrompt || o->zPromptIds, rows = o->zInput || o->zDataset;
+  if (e == BT_MODEL_SPEECH)
+    return bt_err_set("%s is a speech model: give --wav FILE.wav (16 kHz "
+                      "mono)%s",
+                      zDir, text ? ", not --prompt" : rows ? ", not --input"
+                                                           : "");
+  if (e == BT_MODEL_GPT && rows)
+    return bt_err_set("%s is a GPT model: give --prompt, not --input", zDir);
+  if (e == BT_MODEL_MLP && text)
+    return bt_err_set("%s is an MLP classifier: give --input FILE, not "
+                      "--prompt",
+                      zDir);
+  return BT_OK;
+}
+
+/* Loads DIR on a backend of kind eKind and runs what the options ask. */
+static int infer_run(const infer_opts *o, bt_backend_kind eKind) {
+  bt_backend *be = bt_backend_create(eKind, o->threads, 0);
+  if (!be) return BT_ERR;
+  if (o->nWav)
+    return bt_infer_speech(o->zDir, o->fromCkpt, be, o->azWav, o->nWav,
+                           o->zLogitsOut);
+  bt_export_model x;
+  bt_tok *pTok = NULL;
+  /* maxB 0: one sample for GPT, 256-row batches for MLP classification */
+  int rc = o->fromCkpt ? bt_export_load_ckpt(&x, o->zDir, 0, be)
+                       : bt_export_load_dir(&x, o->zDir, 0, be);
+  if (rc == BT_OK) {
+    int gpt = x.m.eKind == BT_MODEL_GPT;
+    if (check_inputs(&x, o) != BT_OK)
+      rc = BT_ERR;
+    else if (gpt && load_tokenizer(&x, o, &pTok) != BT_OK)
+      rc = BT_ERR;
+    else rc = gpt ? infer_gpt(&x, o, pTok) : infer_mlp(&x, o);
+  }
+  bt_tok_free(pTok);
+  bt_export_model_free(&x);
+  return rc;
+}
+
+static int infer_main(int argc, char **argv, infer_opts *pO) {
+  infer_opts o = *pO;
   int bad = 0;
   static const struct option aOpt[] = {
       {"prompt", required_argument, 0, 'p'},
@@ -545,6 +605,7 @@ int bt_infer_main(int argc, char **argv) {
       {"ids", no_argument, 0, 'I'},
       {"no-cache", no_argument, 0, 'N'},
       {"checkpoint", no_argument, 0, 'c'},
+      {"wav", required_argument, 0, 'w'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   bt_cli c;
@@ -571,15 +632,25 @@ int bt_infer_main(int argc, char **argv) {
     case 'I': o.printIds = 1; break;
     case 'N': o.noCache = 1; break;
     case 'c': o.fromCkpt = 1; break;
+    case 'w':
+      o.azWav[o.nWav++] = c.zArg;
+      o.bWavOpt = 1;
+      break;
     case BT_CLI_ARG:
-      if (o.zDir) return bt_cli_fail(&c, "unexpected argument '%s'", c.zArg);
-      o.zDir = c.zArg;
+      if (o.zDir) {
+        if (!o.zExtra) o.zExtra = c.zArg;
+        o.azWav[o.nWav++] = c.zArg; /* WAV files, if --wav comes */
+      } else {
+        o.zDir = c.zArg;
+      }
       break;
     default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
   if (bad) return BT_EXIT_USAGE;
   if (!o.zDir) return bt_cli_fail(&c, "DIR is required");
+  if (o.zExtra && !o.bWavOpt)
+    return bt_cli_fail(&c, "unexpected argument '%s'", o.zExtra);
   if (o.maxNew < 0 || o.topK < 0 || o.temperature < 0 || o.threads < 0) {
     fprintf(stderr, "baton infer: --max-new-tokens, --top-k, --temperature "
                     "and --threads must not be negative\n");
@@ -592,31 +663,21 @@ int bt_infer_main(int argc, char **argv) {
             o.zBackend);
     return BT_EXIT_USAGE;
   }
-  bt_backend *be = bt_backend_create(eKind, o.threads, 0);
-  if (!be) {
+  int rc = infer_run(&o, eKind);
+  if (rc != BT_OK) fprintf(stderr, "baton infer: %s\n", bt_err_msg());
+  return rc == BT_OK ? BT_EXIT_OK : BT_EXIT_ERROR;
+}
+
+int bt_infer_main(int argc, char **argv) {
+  infer_opts o = {.maxNew = 64, .seed = 1, .temperature = 0};
+  /* at most one WAV path per argument; freed here whatever the exit */
+  o.azWav = bt_calloc((size_t)(argc > 0 ? argc : 1), sizeof *o.azWav,
+                      "WAV paths");
+  if (!o.azWav) {
     fprintf(stderr, "baton infer: %s\n", bt_err_msg());
     return BT_EXIT_ERROR;
   }
-  bt_export_model x;
-  bt_tok *pTok = NULL;
-  /* maxB 0: one sample for GPT, 256-row batches for MLP classification */
-  int rc = o.fromCkpt ? bt_export_load_ckpt(&x, o.zDir, 0, be)
-                      : bt_export_load_dir(&x, o.zDir, 0, be);
-  if (rc == BT_OK) {
-    int gpt = x.m.eKind == BT_MODEL_GPT;
-    if (gpt && (o.zInput || o.zDataset))
-      rc = bt_err_set("%s is a GPT model: give --prompt, not --input",
-                      o.zDir);
-    else if (!gpt && (o.zPrompt || o.zPromptIds))
-      rc = bt_err_set("%s is an MLP classifier: give --input FILE, not "
-                      "--prompt",
-                      o.zDir);
-    else if (gpt && load_tokenizer(&x, &o, &pTok) != BT_OK)
-      rc = BT_ERR;
-    else rc = gpt ? infer_gpt(&x, &o, pTok) : infer_mlp(&x, &o);
-  }
-  bt_tok_free(pTok);
-  if (rc != BT_OK) fprintf(stderr, "baton infer: %s\n", bt_err_msg());
-  bt_export_model_free(&x);
-  return rc == BT_OK ? BT_EXIT_OK : BT_EXIT_ERROR;
+  int rc = infer_main(argc, argv, &o);
+  free(o.azWav);
+  return rc;
 }

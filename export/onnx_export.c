@@ -28,6 +28,16 @@
  *   Gemm(transB=1) per layer (weights stay in torch Linear [out, in]
  *   layout), GELU(tanh) between layers.
  *
+ * Speech graph (features float [batch, frames, n_mel] -> logits float
+ * [batch, enc_frames, vocab_size], raw logits before the log-softmax):
+ *   Transpose to [B, n_mel, T]; Conv(k 3, s 2, p 1) + GELU twice (ONNX's
+ *   Conv weight layout is torch's [Cout, Cin, K], baton's); Transpose
+ *   back; + positions[:T2] (an initializer for up to 60 s of audio, or
+ *   max_utterance_frames if more); the GPT blocks with no mask; ln_f;
+ *   MatMul(head.weight^T) + head.bias. No padding mask: every input
+ *   frame counts, so a batch holds utterances of equal length
+ *   (docs/export.md).
+ *
  * Initializers carry raw_data: little-endian fp32/int64, the host layout
  * on every platform baton builds for (checked at run time). Weights are
  * referenced, not copied, except wte^T which is built once.
@@ -283,12 +293,17 @@ static const char *op2(onnx_b *b, const char *zOp, const char *a,
   return n ? n->output[0] : NULL;
 }
 
+static const char *transpose_n(onnx_b *b, const char *a, int nPerm,
+                               const int64_t *aPerm) {
+  Onnx__NodeProto *n = node(b, "Transpose", "Transpose", 1, &a, 1);
+  attr_ints(b, n, "perm", nPerm, aPerm);
+  return n ? n->output[0] : NULL;
+}
+
 static const char *transpose(onnx_b *b, const char *a, int64_t p0, int64_t p1,
                              int64_t p2, int64_t p3) {
-  Onnx__NodeProto *n = node(b, "Transpose", "Transpose", 1, &a, 1);
   int64_t perm[4] = {p0, p1, p2, p3};
-  attr_ints(b, n, "perm", 4, perm);
-  return n ? n->output[0] : NULL;
+  return transpose_n(b, a, 4, perm);
 }
 
 static const char *layernorm(onnx_b *b, const char *x, const char *w,
@@ -391,6 +406,7 @@ static const char *init_param(onnx_b *b, const bt_export_model *x, int i) {
  * positions and the sliced mask (gpt_positions). */
 typedef struct gpt_k {
   int withPast;
+  int nonCausal; /* the speech encoder: no mask at all (zMaskS unused) */
   const char *zWte, *zWpe, *zWteT, *zMask, *zIdx1, *zI0, *zSplit, *zShp4,
       *zShp3, *zAxes, *zStarts, *zScale;
   gelu_k g;
@@ -527,8 +543,8 @@ static const char *gpt_block(onnx_b *b, const bt_export_model *x,
                             2, 1, 3);
   const char *kk, *v;
   if (gpt_kv(b, k, nSp, l, &kk, &v) != BT_OK) return NULL;
-  const char *s = op2(
-      b, "Add", op2(b, "Mul", op2(b, "MatMul", q, kk), k->zScale), k->zMaskS);
+  const char *s = op2(b, "Mul", op2(b, "MatMul", q, kk), k->zScale);
+  if (!k->nonCausal) s = op2(b, "Add", s, k->zMaskS);
   Onnx__NodeProto *nSm = node(b, "Softmax", "Softmax", 1, &s, 1);
   attr_i(b, nSm, "axis", -1);
   if (!nSm) return NULL;
@@ -579,6 +595,103 @@ static const char *mlp_graph(onnx_b *b, const bt_export_model *x) {
   return h;
 }
 
+/* The positions initializer covers at least 60 s of audio (6000 feature
+ * frames, 1500 encoder frames; C * 6 KB), or max_utterance_frames if
+ * that is more: an export is not bound to the training length, as
+ * `baton infer` is not. */
+#define SPEECH_ONNX_MIN_FRAMES 6000
+
+static int speech_pos_rows(const bt_model *m) {
+  int t = (SPEECH_ONNX_MIN_FRAMES - 1) / 2 / 2 + 1;
+  return m->T > t ? m->T : t;
+}
+
+/* Whisper's sinusoids [T, C] as speech_model.c computes them (double,
+ * stored as float): channel i < C/2 is sin(t w_i), C/2 + i cos(t w_i),
+ * w_i = exp(-i ln(10000) / (C/2 - 1)). */
+static float *speech_host_positions(const bt_model *m) {
+  int T = speech_pos_rows(m), C = m->C, h = C / 2;
+  float *pe = bt_malloc((size_t)T * C * sizeof(float), "ONNX positions");
+  if (!pe) return NULL;
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < h; i++) {
+      double w = exp(-(double)i * log(10000.0) / (h - 1));
+      pe[(size_t)t * C + i] = (float)sin(t * w);
+      pe[(size_t)t * C + h + i] = (float)cos(t * w);
+    }
+  return pe;
+}
+
+/* Conv (NCW) with the front end's kernel 3, stride 2, padding 1. */
+static const char *speech_conv(onnx_b *b, const char *zIn,
+                               const bt_export_model *x, int iW) {
+  const char *az[3] = {zIn, init_param(b, x, iW), init_param(b, x, iW + 1)};
+  Onnx__NodeProto *n = node(b, "Conv", "Conv", 3, az, 1);
+  int64_t k = 3, st = 2, pads[2] = {1, 1};
+  attr_ints(b, n, "kernel_shape", 1, &k);
+  attr_ints(b, n, "strides", 1, &st);
+  attr_ints(b, n, "pads", 2, pads);
+  return n ? n->output[0] : NULL;
+}
+
+/* The encoder input: features -> conv.0, GELU -> conv.1, GELU -> + the
+ * positions of the first T2 frames (Slice of the [speech_pos_rows, C]
+ * initializer; a longer input fails in the Add, never silently). */
+static const char *speech_front(onnx_b *b, const bt_export_model *x,
+                                const float *pe, const gelu_k *g) {
+  const bt_model *m = &x->m;
+  int64_t p021[3] = {0, 2, 1}, dTC[2] = {speech_pos_rows(m), m->C}, one = 1,
+          zero = 0,
+          d1[1] = {1};
+  const char *h = transpose_n(b, "features", 3, p021); /* [B, n_mel, T] */
+  h = gelu(b, speech_conv(b, h, x, 0), g);
+  h = gelu(b, speech_conv(b, h, x, 2), g);
+  h = transpose_n(b, h, 3, p021); /* [B, T2, C] */
+  const char *zPe = init_f32(b, "positions", 2, dTC, pe);
+  const char *zIdx1 = init_i64(b, "const_i64_1", 0, NULL, &one, 1);
+  const char *zAxis0 = init_i64(b, "axes_0", 1, d1, &zero, 1);
+  const char *zT2 = op2(b, "Unsqueeze",
+                        op2(b, "Gather", op1(b, "Shape", h), zIdx1), zAxis0);
+  const char *azSl[4] = {zPe, init_i64(b, "starts_0", 1, d1, &zero, 1), zT2,
+                         zAxis0};
+  Onnx__NodeProto *nS = node(b, "Slice", "positions", 4, azSl, 1);
+  return op2(b, "Add", h, nS ? nS->output[0] : NULL);
+}
+
+/* Speech graph (features float [batch, frames, n_mel] -> logits float
+ * [batch, enc_frames, vocab_size], enc_frames = conv_len(conv_len(frames))
+ * with conv_len(n) = (n - 1) / 2 + 1): the front end above, the GPT block
+ * stack without a mask (every frame of the input is valid: no padding, so
+ * a batch holds utterances of one length), ln_f, then head.weight^T +
+ * head.bias. The positions are built here; the caller frees them. */
+static const char *speech_graph(onnx_b *b, const bt_export_model *x,
+                                float **ppOwned) {
+  const bt_model *m = &x->m;
+  float *pe = speech_host_positions(m);
+  if (!pe) return NULL;
+  *ppOwned = pe;
+  const int C = m->C, NH = m->NH, hs = C / NH;
+  gpt_k k = {.nonCausal = 1};
+  int64_t d3[1] = {3}, d4[1] = {4}, split[3] = {C, C, C},
+          shp4[4] = {0, 0, NH, hs}, shp3[3] = {0, 0, C}, p10[2] = {1, 0};
+  k.zSplit = init_i64(b, "qkv_split", 1, d3, split, 3);
+  k.zShp4 = init_i64(b, "shape_heads", 1, d4, shp4, 4);
+  k.zShp3 = init_i64(b, "shape_merge", 1, d3, shp3, 3);
+  k.zScale = init_scalar(b, "attn_scale", 1.0f / sqrtf((float)hs));
+  k.g = gelu_init(b);
+  const char *zx = speech_front(b, x, pe, &k.g);
+  for (int l = 0; zx && l < m->L; l++) zx = gpt_block(b, x, &k, zx, l);
+  if (!zx) return NULL;
+  const bt_tensor *tf = bt_model_find(m, "ln_f.weight");
+  BT_ASSERT(tf && tf - m->aTensor == m->nTensor - 4);
+  int iF = (int)(tf - m->aTensor);
+  const char *zF = layernorm(b, zx, init_param(b, x, iF),
+                             init_param(b, x, iF + 1));
+  const char *zHeadT = transpose_n(b, init_param(b, x, iF + 2), 2, p10);
+  return op2(b, "Add", op2(b, "MatMul", zF, zHeadT),
+             init_param(b, x, iF + 3));
+}
+
 /* The graph's inputs and outputs: [0] is input_ids (or x) and logits, then
  * past_key_values.N.{key,value} and present.N.{key,value}. */
 typedef struct onnx_io {
@@ -615,6 +728,16 @@ static void gpt_io(onnx_b *b, const bt_model *m, int withPast, onnx_io *io) {
   }
 }
 
+static void speech_io(onnx_b *b, const bt_model *m, onnx_io *io) {
+  io_alloc(b, io, 1);
+  if (b->oom) return;
+  const char *azIn[3] = {"batch", "frames", NULL};
+  const char *azOut[3] = {"batch", "enc_frames", NULL};
+  int64_t dIn[3] = {-1, -1, m->nMel}, dOut[3] = {-1, -1, m->V};
+  io->apIn[0] = value_info(b, "features", ONNX_FLOAT, 3, dIn, azIn);
+  io->apOut[0] = value_info(b, "logits", ONNX_FLOAT, 3, dOut, azOut);
+}
+
 static void mlp_io(onnx_b *b, const bt_model *m, onnx_io *io) {
   io_alloc(b, io, 1);
   if (b->oom) return;
@@ -629,7 +752,12 @@ static int onnx_build(onnx_b *b, const bt_export_model *x, const char *zPath,
                       int withPast, float **ppOwned, onnx_io *io) {
   const bt_model *m = &x->m;
   const char *zLogits;
-  if (m->eKind == BT_MODEL_GPT) {
+  if (m->eKind == BT_MODEL_SPEECH) {
+    if (withPast)
+      return bt_err_set("%s: --with-past applies to GPT models only", zPath);
+    zLogits = speech_graph(b, x, ppOwned);
+    speech_io(b, m, io);
+  } else if (m->eKind == BT_MODEL_GPT) {
     if (m->C % m->NH)
       return bt_err_set("%s: n_head %d does not divide n_embd %d", zPath,
                         m->NH, m->C);
@@ -657,7 +785,9 @@ static int onnx_write(onnx_b *b, const bt_export_model *x, const onnx_io *io,
                       const char *zPath) {
   Onnx__GraphProto g;
   onnx__graph_proto__init(&g);
-  g.name = x->m.eKind == BT_MODEL_GPT ? "baton_gpt" : "baton_mlp";
+  g.name = x->m.eKind == BT_MODEL_GPT   ? "baton_gpt"
+           : x->m.eKind == BT_MODEL_MLP ? "baton_mlp"
+                                        : "baton_speech";
   g.n_node = b->nNode;
   g.node = b->apNode;
   g.n_initializer = b->nInit;

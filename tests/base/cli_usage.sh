@@ -48,7 +48,7 @@ expect 2 "baton config: unexpected argument 'b.ini'" config a.ini b.ini
 expect 2 "baton inspect: unexpected argument 'b'" inspect a b
 expect 2 "baton inspect: CHECKPOINT_DIR or RUN_DIR is required" inspect
 expect 2 "baton export: unexpected argument 'b'" export a b --format onnx -o d
-expect 2 "baton export: CHECKPOINT, --format and -o are required" export a
+expect 2 "baton export: CHECKPOINT and -o are required" export a
 expect 2 "baton infer: unexpected argument 'b'" infer a b
 expect 2 "baton infer: DIR is required" infer --prompt x
 expect 2 "baton prepare: -o OUT.h5 is required" prepare text f.txt
