@@ -285,6 +285,8 @@ static void usage(FILE *f) {
           "       baton prepare arrays -o OUT.h5 --csv FILE.csv "
           "--label-column K\n"
           "                          [--val-fraction F] [--seed S] [--gzip L]\n"
+          "       baton prepare audio -o OUT.h5 [--vocab VOCAB.h5] [--gzip L] "
+          "MANIFEST\n"
           "\n"
           "Writes an HDF5 dataset in the layout of docs/data.md.\n"
           "  text    byte-level tokens (vocab 256): files are concatenated,\n"
@@ -296,6 +298,9 @@ static void usage(FILE *f) {
           "          integer labels Y (.npy), or a CSV of numbers whose\n"
           "          label column K is a 0-based index or a header name.\n"
           "          A seeded choice of round(F * rows) rows goes to /val.\n"
+          "  audio   log-mel features and character labels of the WAV files\n"
+          "          of a manifest (PATH<TAB>TRANSCRIPT lines, or JSON\n"
+          "          Lines); `baton prepare audio --help` lists its options.\n"
           "  -o OUT.h5            output (written to OUT.h5.tmp.<pid>, fsync'ed\n"
           "                       and renamed: never left half-written)\n"
           "  --val-fraction F     fraction for /val (default 0.1)\n"
@@ -373,7 +378,8 @@ static int parse_opts(int argc, char **argv, prep_opts *o) {
     default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
-  if (!o->zMode) return bt_cli_fail(&c, "give a mode: text or arrays");
+  if (!o->zMode)
+    return bt_cli_fail(&c, "give a mode: text, arrays or audio");
   if (!o->zOut) return bt_cli_fail(&c, "-o OUT.h5 is required");
   if (o->zTok && strcmp(o->zMode, "text"))
     return bt_cli_fail(&c, "--tokenizer applies to `prepare text` only");
@@ -878,7 +884,7 @@ static int prepare_check_usage(const prep_opts *o) {
     return BT_OK;
   }
   if (strcmp(o->zMode, "arrays"))
-    return bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
+    return bt_err_set("prepare: unknown mode '%s' (text, arrays or audio; see "
                       "--help)",
                       o->zMode);
   if (o->nFile > 0)
