@@ -817,7 +817,10 @@ static int inspect_scan(insp *p, bt_sample_kind eKind, int limit) {
   return BT_OK;
 }
 
-int bt_data_inspect_main(int argc, char **argv) {
+/* Parses inspect's command line: -1 to go on, or the exit code to return
+ * now (0 after --help, BT_EXIT_USAGE after a usage error). */
+static int inspect_parse(int argc, char **argv, const char **pzPath,
+                         int *pVocab, int *pnClass) {
   static const struct option aOpt[] = {
       {"vocab", required_argument, 0, 'v'},
       {"num-classes", required_argument, 0, 'k'},
@@ -852,6 +855,17 @@ int bt_data_inspect_main(int argc, char **argv) {
     }
   }
   if (!zPath) return bt_cli_fail(&cli, "DATA.h5 is required");
+  *pzPath = zPath;
+  *pVocab = vocab;
+  *pnClass = nClass;
+  return -1;
+}
+
+int bt_data_inspect_main(int argc, char **argv) {
+  const char *zPath = NULL;
+  int vocab = 0, nClass = 0;
+  int code = inspect_parse(argc, argv, &zPath, &vocab, &nClass);
+  if (code >= 0) return code;
   struct stat st;
   if (stat(zPath, &st) != 0) {
     bt_log_error("%s: cannot open dataset file: %s", zPath, strerror(errno));
