@@ -65,7 +65,8 @@ else
   echo "$n" >"$corpus/.demo-n"
 fi
 echo "held out (val.h5, never trained on):"
-"$baton" inspect "$corpus/val.h5" | grep -E '^audio:|^  utterances:|^  vocabulary:'
+"$baton" inspect "$corpus/val.h5" >"$corpus/val.inspect.txt"
+grep -E '^audio:|^  utterances:|^  vocabulary:' "$corpus/val.inspect.txt" || true
 
 step "2. train: 2 ranks under the supervisor; rank 1 is killed at its step $kill_at"
 rm -rf "$run"

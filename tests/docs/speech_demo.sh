@@ -12,9 +12,9 @@ build="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 out="$work/out"
-# 240 utterances (217 train, 23 held out), 90 steps, a checkpoint every 30, the kill at
-# step 45: the resume starts at step 30.
-export SPEECH_DEMO_N=240 SPEECH_DEMO_STEPS=90 SPEECH_DEMO_EVERY=30 SPEECH_DEMO_KILL=45
+# 240 utterances (217 train, 23 held out), 150 steps, a checkpoint every
+# 50, the kill at step 75: the resume starts at step 50.
+export SPEECH_DEMO_N=240 SPEECH_DEMO_STEPS=150 SPEECH_DEMO_EVERY=50 SPEECH_DEMO_KILL=75
 export SPEECH_DEMO_RUN="$work/run" SPEECH_DEMO_CORPUS="$work/corpus"
 start=$(date +%s)
 set +e
@@ -37,10 +37,10 @@ case $rc in
 esac
 need "speech-corpus: 240 utterances .*(217 train, 23 validation)"
 need "prepare audio: wrote $work/corpus/val.h5: 23 utterances"
-need "demo: attempt 1 -- rank 1 will be killed (SIGKILL) at its step 45"
+need "demo: attempt 1 -- rank 1 will be killed (SIGKILL) at its step 75"
 need "attempt 1: FAILED .*SIGKILL"
-need "resumed from .*ckpt-00000030 at step 30"
-need "training complete: 90 steps"
+need "resumed from .*ckpt-00000050 at step 50"
+need "training complete: 150 steps"
 need "on $work/corpus/val.h5: 23 utterances, loss [0-9.]*, cer [0-9.]*, wer [0-9.]*"
 need "held-out CER [0-9.]*%, WER [0-9.]*%"
 grep -m1 "held-out CER" "$out"
