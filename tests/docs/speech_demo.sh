@@ -49,7 +49,8 @@ if [ "$rc" = 0 ]; then
   grep -qP "^\Q$work/run/new.wav\E\t" "$out" ||
     { tail -20 "$out"; echo "FAIL: baton infer printed no 'path<TAB>transcript' line"; exit 1; }
   pass=$((pass + 1))
-  grep -A1 "^said:" "$out"
+  grep "^said:" "$out"
+  grep -P "^\Q$work/run/new.wav\E\t" "$out"
 else
   echo "NOT CHECKED: export and infer (this build's baton export has no speech models yet)"
 fi
