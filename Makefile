@@ -1,6 +1,7 @@
 # baton: the two commands of the quick start, and the steps they share.
 #
 #   make demo   install what is missing, build, run the demo
+#   make speech-demo   the same for the speech demo (launch/speech-demo.sh)
 #   make test   install what is missing, build (release + ASan/UBSan),
 #               run every test through ctest
 #
@@ -12,7 +13,7 @@ JOBS    ?= $(shell nproc)
 PYENV   ?= $(abspath $(BUILD))/pyenv
 CTEST_J ?= 2
 
-.PHONY: all deps build build-asan pyenv test test-fast demo docs-check clean
+.PHONY: all deps build build-asan pyenv test test-fast demo speech-demo docs-check clean
 
 all: build
 
@@ -41,6 +42,11 @@ test-fast: build
 
 demo: build
 	@bash launch/demo.sh $(BUILD)
+
+# Speech recognition end to end (a few minutes on 2 cores; exit status 3
+# when this build cannot export speech models yet).
+speech-demo: build
+	@bash launch/speech-demo.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN)

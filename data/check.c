@@ -27,6 +27,8 @@
 
 #include "base/cli.h"
 #include "base/util.h"
+#include "data/audio_features.h"
+#include "data/audio_loader.h"
 #include "data/h5_impl.h"
 #include "data/loader_impl.h"
 
@@ -617,6 +619,134 @@ static void scan_print(const char *zPath, const bt_data_part *pPart,
   p->nProblem++;
 }
 
+/* ---- audio files ----------------------------------------------------------
+ * A file of `baton prepare audio` (docs/data.md, "Audio data") is read
+ * through the audio loader itself: its open validates the layout
+ * (attributes, offsets, vocabulary) and each batch it returns has every
+ * feature checked finite and every label in 1..V-1, so inspect reports a
+ * bad file in the words training would (invariant 1). One epoch of
+ * length-sorted batches, unshuffled, reads every utterance once. */
+
+/* The longest utterance in frames from /audio/frame_offsets (called with
+ * bt_h5_lock() held), so that the loader's frame budget fits every
+ * utterance; 0 when the offsets cannot be read (the loader says why). */
+static int64_t audio_longest(hid_t hFile) {
+  int64_t longest = 0;
+  hid_t d = H5Dopen2(hFile, BT_AUDIO_DS_FRAME_OFFSETS, H5P_DEFAULT);
+  hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
+  hsize_t n = 0;
+  if (sp >= 0 && H5Sget_simple_extent_ndims(sp) == 1 &&
+      H5Sget_simple_extent_dims(sp, &n, NULL) == 1 && n >= 2 &&
+      n < ((hsize_t)1 << 40)) {
+    int64_t *a = malloc((size_t)n * sizeof *a);
+    if (a && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                     a) >= 0) {
+      for (hsize_t i = 0; i + 1 < n; i++)
+        if (a[i + 1] - a[i] > longest) longest = a[i + 1] - a[i];
+    }
+    free(a);
+  }
+  if (sp >= 0) H5Sclose(sp);
+  if (d >= 0) H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  return longest;
+}
+
+typedef struct audio_sum {
+  int64_t nUtt, nFrame, nLabel, nEmpty; /* nEmpty: no transcript */
+  int64_t fMin, fMax;                   /* frames of an utterance */
+  int V;                                /* vocabulary with the blank */
+  uint64_t nByte;
+  double seconds;
+} audio_sum;
+
+/* Reads every utterance once; BT_ERR with the loader's message. */
+static int audio_scan(const char *zPath, int64_t longest, audio_sum *pS) {
+  memset(pS, 0, sizeof *pS);
+  pS->fMin = INT64_MAX;
+  bt_audio_loader_config c;
+  memset(&c, 0, sizeof c);
+  c.zPath = zPath;
+  c.maxFrames = longest > (1 << 16) ? longest : (1 << 16); /* ~21 MB */
+  c.world = 1;
+  c.seed = 1;
+  double t0 = bt_time_now();
+  bt_audio_loader *pL = NULL;
+  if (bt_audio_loader_open(&pL, &c) != BT_OK) return BT_ERR;
+  pS->V = bt_audio_loader_vocab(pL);
+  int rc = BT_OK;
+  int64_t nBatch = bt_audio_loader_epoch_batches(pL);
+  for (int64_t b = 0; b < nBatch && rc == BT_OK; b++) {
+    bt_speech_batch sb;
+    rc = bt_audio_loader_next(pL, &sb);
+    for (int i = 0; rc == BT_OK && i < sb.B; i++) {
+      int64_t f = sb.aFrames[i];
+      pS->nUtt++;
+      pS->nFrame += f;
+      pS->nLabel += sb.aLabelLen[i];
+      pS->nEmpty += sb.aLabelLen[i] == 0;
+      if (f < pS->fMin) pS->fMin = f;
+      if (f > pS->fMax) pS->fMax = f;
+    }
+  }
+  pS->nByte = bt_audio_loader_bytes_read(pL);
+  pS->seconds = bt_time_now() - t0;
+  /* The plan holds every utterance exactly once (audio_loader.h). */
+  BT_ASSERT(rc != BT_OK || pS->nUtt == bt_audio_loader_size(pL));
+  bt_audio_loader_free(pL);
+  return rc;
+}
+
+/* "vocabulary: 28 (blank + 27 characters): " abc..."": the characters as
+ * UTF-8, a control character as U+XXXX. */
+static void audio_vocab_print(const char *zPath) {
+  int32_t *aCp = NULL;
+  int n = 0;
+  if (bt_audio_vocab_read(zPath, &aCp, &n) != BT_OK) return;
+  printf("  vocabulary: %d (blank + %d characters): \"", n + 1, n);
+  for (int i = 0; i < n; i++) {
+    int32_t cp = aCp[i];
+    if (cp < 0x20 || cp == 0x7f) printf("U+%04X", (unsigned)cp);
+    else if (cp < 0x80) putchar((int)cp);
+    else if (cp < 0x800)
+      printf("%c%c", 0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
+    else if (cp < 0x10000)
+      printf("%c%c%c", 0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f),
+             0x80 | (cp & 0x3f));
+    else
+      printf("%c%c%c%c", 0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 0x3f),
+             0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+  }
+  printf("\"\n");
+  free(aCp);
+}
+
+/* The summary of an audio file and the verdict of reading all of it. */
+static void inspect_audio(insp *p, int64_t longest) {
+  audio_sum s;
+  const double frameS = (double)BT_AUDIO_HOP / BT_AUDIO_SAMPLE_RATE;
+  if (audio_scan(p->zPath, longest, &s) != BT_OK) {
+    printf("audio: BAD\n    %s\n", bt_err_msg());
+    p->nProblem++;
+    return;
+  }
+  printf("audio: %lld utterances, %lld frames (%.1f s), %lld labels\n",
+         (long long)s.nUtt, (long long)s.nFrame, (double)s.nFrame * frameS,
+         (long long)s.nLabel);
+  if (s.nUtt > 0)
+    printf("  utterances: %.2f s .. %.2f s, mean %.2f s; %lld without a "
+           "transcript\n",
+           (double)s.fMin * frameS, (double)s.fMax * frameS,
+           (double)s.nFrame * frameS / (double)s.nUtt, (long long)s.nEmpty);
+  audio_vocab_print(p->zPath);
+  printf("  /audio: every feature finite, every label in 1..%d: OK\n",
+         s.V - 1);
+  char zB[32];
+  printf("  read %s in %.2f s (%.0f MB/s)\n",
+         bt_fmt_bytes((double)s.nByte, zB, sizeof zB), s.seconds,
+         s.seconds > 0 ? (double)s.nByte / s.seconds / 1e6 : 0.0);
+}
+
 static void inspect_usage(FILE *f) {
   fprintf(f,
           "usage: baton inspect DATA.h5 [--vocab V] [--num-classes K]\n"
@@ -626,6 +756,8 @@ static void inspect_usage(FILE *f) {
           "and reports the first token id outside [0, V) (V: --vocab, else\n"
           "the file's vocab_size), the first non-finite feature (row,\n"
           "column) and the first label outside [0, K), each with its index.\n"
+          "A file of `baton prepare audio`: utterances, frames, duration,\n"
+          "vocabulary, and every feature and label read once.\n"
           "(`baton inspect CHECKPOINT_DIR` inspects a checkpoint instead.)\n"
           "Exit status: 0 no problem found, 1 a problem, 2 usage error.\n");
 }
@@ -685,7 +817,10 @@ static int inspect_scan(insp *p, bt_sample_kind eKind, int limit) {
   return BT_OK;
 }
 
-int bt_data_inspect_main(int argc, char **argv) {
+/* Parses inspect's command line: -1 to go on, or the exit code to return
+ * now (0 after --help, BT_EXIT_USAGE after a usage error). */
+static int inspect_parse(int argc, char **argv, const char **pzPath,
+                         int *pVocab, int *pnClass) {
   static const struct option aOpt[] = {
       {"vocab", required_argument, 0, 'v'},
       {"num-classes", required_argument, 0, 'k'},
@@ -720,6 +855,17 @@ int bt_data_inspect_main(int argc, char **argv) {
     }
   }
   if (!zPath) return bt_cli_fail(&cli, "DATA.h5 is required");
+  *pzPath = zPath;
+  *pVocab = vocab;
+  *pnClass = nClass;
+  return -1;
+}
+
+int bt_data_inspect_main(int argc, char **argv) {
+  const char *zPath = NULL;
+  int vocab = 0, nClass = 0;
+  int code = inspect_parse(argc, argv, &zPath, &vocab, &nClass);
+  if (code >= 0) return code;
   struct stat st;
   if (stat(zPath, &st) != 0) {
     bt_log_error("%s: cannot open dataset file: %s", zPath, strerror(errno));
@@ -750,13 +896,17 @@ int bt_data_inspect_main(int argc, char **argv) {
   H5Aiterate2(in.hFile, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_print, &al);
   int64_t ver = -1;
   bt_h5_attr_int(in.hFile, zPath, "baton_format_version", &ver);
+  /* An audio file keeps its version on /audio (the loader checks it). */
+  int bAudio = dset_exists(in.hFile, BT_AUDIO_DS_FEATURES);
   printf("%s%s\n", al.n ? "" : "attributes: none",
-         ver < 0 ? " (no baton_format_version: read as version 1)" : "");
+         ver < 0 && !bAudio ? " (no baton_format_version: read as version 1)"
+                            : "");
   printf("datasets:\n");
   group_walk(&in, "/", 0);
   int bTok = dset_exists(in.hFile, "/train/tokens") ||
              dset_exists(in.hFile, "/val/tokens");
   int bX = dset_exists(in.hFile, "/train/x") || dset_exists(in.hFile, "/val/x");
+  int64_t longest = bAudio ? audio_longest(in.hFile) : 0;
   H5Fclose(in.hFile);
   bt_h5_unlock();
   if (ver >= 0 && ver != 1) {
@@ -764,13 +914,15 @@ int bt_data_inspect_main(int argc, char **argv) {
            (long long)ver);
     in.nProblem++;
   }
-  if (!bTok && !bX) {
-    printf("no /train/tokens, /val/tokens, /train/x or /val/x: not a "
-           "dataset baton trains on (docs/data.md, \"HDF5 layouts\")\n");
+  if (!bTok && !bX && !bAudio) {
+    printf("no /train/tokens, /val/tokens, /train/x, /val/x or "
+           "/audio/features: not a dataset baton trains on (docs/data.md, "
+           "\"HDF5 layouts\" and \"Audio data\")\n");
     in.nProblem++;
   }
   if (bTok) inspect_scan(&in, BT_SAMPLE_TOKENS, vocab);
   if (bX) inspect_scan(&in, BT_SAMPLE_FEATURES, nClass);
+  if (bAudio) inspect_audio(&in, longest);
   if (in.nProblem) printf("result: %d problem%s found\n", in.nProblem,
                           in.nProblem > 1 ? "s" : "");
   else printf("result: OK\n");

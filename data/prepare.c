@@ -28,9 +28,10 @@
  * arrays: rows of X (any trailing shape, flattened) and labels Y; the same
  * rule with rows instead of blocks picks the val rows.
  *
- * Crash safety (docs/design.md, decision 7: crash-safe files): everything
- * is written to OUT.h5.tmp.<pid>, closed, fsync'ed, renamed to OUT.h5 and
- * the directory fsync'ed. An error removes the temporary file; SIGINT/SIGTERM remove it
+ * Crash safety (docs/design.md, decision 7: crash-safe files; the code is
+ * prepare_common.c, shared with prepare_audio.c): everything is written to
+ * OUT.h5.tmp.<pid>, closed, fsync'ed, renamed to OUT.h5 and the directory
+ * fsync'ed. An error removes the temporary file; SIGINT/SIGTERM remove it
  * and then die with the signal; SIGKILL leaves only the .tmp.<pid> file.
  * So OUT.h5 is either absent (or the previous version) or complete.
  * Fault points: prepare.block (fail the Nth block/split write with an
@@ -43,7 +44,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
-#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -57,17 +57,11 @@
 #include "data/features.h"
 #include "data/loader.h"
 #include "data/loader_impl.h"
+#include "data/prepare_common.h"
 #include "data/tokenizer.h"
 
-/* ---- temporary file and signals ------------------------------------------ */
-
-static char g_zTmp[4200]; /* the temporary file being written, or "" */
-
-static void on_signal(int sig) {
-  if (g_zTmp[0]) unlink(g_zTmp); /* async-signal-safe */
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
+/* ---- fault points --------------------------------------------------------
+ * The temporary file and its signal handlers: prepare_common.h. */
 
 static void fault_points(void) {
   if (bt_fault_hit("prepare.kill")) raise(SIGKILL);
@@ -98,7 +92,7 @@ typedef struct out_ds {
 #define H5_TRY(call, zDsetName)                                                \
   do {                                                                         \
     if ((call) < 0) {                                                          \
-      rc = bt_h5_fail(g_zTmp, (zDsetName), #call, __LINE__);                   \
+      rc = bt_h5_fail(bt_prep_tmp_path(), (zDsetName), #call, __LINE__);       \
       goto out;                                                                \
     }                                                                          \
   } while (0)
@@ -108,31 +102,16 @@ static int out_open(out_file *o, const char *zOut, int gzip) {
   o->hFile = -1;
   o->gzip = gzip;
   snprintf(o->zOut, sizeof o->zOut, "%s", zOut);
-  snprintf(g_zTmp, sizeof g_zTmp, "%s.tmp.%d", zOut, (int)getpid());
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  /* Probe with open(2) first: for a missing or read-only directory HDF5's
-   * own message is a line of its internals naming only the temporary file. */
-  int fd = open(g_zTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    int e = errno;
-    g_zTmp[0] = 0;
-    return bt_err_set("cannot create the output '%s' (written as '%s.tmp.%d' "
-                      "first): %s",
-                      zOut, zOut, (int)getpid(), strerror(e));
-  }
-  close(fd);
+  if (bt_prep_tmp_begin(zOut) != BT_OK) return BT_ERR;
   int rc = BT_OK;
   bt_h5_lock();
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  o->hFile = H5Fcreate(g_zTmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  o->hFile =
+      H5Fcreate(bt_prep_tmp_path(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   H5_TRY(o->hFile, "/");
 out:
   bt_h5_unlock();
-  if (rc != BT_OK) {
-    unlink(g_zTmp); /* the probe's empty file */
-    g_zTmp[0] = 0;
-  }
+  if (rc != BT_OK) bt_prep_tmp_end(zOut, 0); /* the probe's empty file */
   return rc;
 }
 
@@ -218,13 +197,13 @@ static int ds_append(out_ds *d, const void *pBuf, hid_t memType, int64_t nRow) {
   if (bt_fault_hit("prepare.block"))
     return bt_err_set("%s:%s: injected write fault (BATON_FAULT "
                       "prepare.block)",
-                      g_zTmp, d->zName);
+                      bt_prep_tmp_path(), d->zName);
   fault_points();
   int rc = BT_OK;
   hid_t fs = -1, ms = -1;
   if (d->n + nRow > d->nTotal)
     return bt_err_set("%s:%s: internal: %lld rows do not fit in %lld",
-                      g_zTmp, d->zName, (long long)(d->n + nRow),
+                      bt_prep_tmp_path(), d->zName, (long long)(d->n + nRow),
                       (long long)d->nTotal);
   hsize_t start[2] = {(hsize_t)d->n, 0}, count[2] = {(hsize_t)nRow, d->D};
   bt_h5_lock();
@@ -249,7 +228,7 @@ static int ds_close(out_ds *d) {
   if (d->hDset >= 0) {
     bt_h5_lock();
     if (H5Dclose(d->hDset) < 0)
-      rc = bt_h5_fail(g_zTmp, d->zName, "H5Dclose", __LINE__);
+      rc = bt_h5_fail(bt_prep_tmp_path(), d->zName, "H5Dclose", __LINE__);
     bt_h5_unlock();
   }
   d->hDset = -1;
@@ -263,30 +242,11 @@ static int out_finish(out_file *o, int ok) {
   if (o->hFile >= 0) {
     bt_h5_lock();
     if (H5Fclose(o->hFile) < 0 && ok)
-      rc = bt_h5_fail(g_zTmp, "/", "H5Fclose", __LINE__);
+      rc = bt_h5_fail(bt_prep_tmp_path(), "/", "H5Fclose", __LINE__);
     bt_h5_unlock();
     o->hFile = -1;
   }
-  if (rc == BT_OK) {
-    int fd = open(g_zTmp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0)
-      rc = bt_err_set("%s: fsync failed: %s", g_zTmp, strerror(errno));
-    if (fd >= 0) close(fd);
-  }
-  if (rc == BT_OK && rename(g_zTmp, o->zOut) != 0)
-    rc = bt_err_set("cannot rename '%s' to '%s': %s", g_zTmp, o->zOut,
-                    strerror(errno));
-  if (rc == BT_OK) {
-    char zDir[4096];
-    snprintf(zDir, sizeof zDir, "%s", o->zOut);
-    rc = bt_fsync_dir(dirname(zDir));
-  } else if (g_zTmp[0]) {
-    unlink(g_zTmp);
-  }
-  g_zTmp[0] = 0;
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  return rc;
+  return bt_prep_tmp_end(o->zOut, rc == BT_OK);
 }
 
 /* ---- split rule ----------------------------------------------------------- */
@@ -325,6 +285,8 @@ static void usage(FILE *f) {
           "       baton prepare arrays -o OUT.h5 --csv FILE.csv "
           "--label-column K\n"
           "                          [--val-fraction F] [--seed S] [--gzip L]\n"
+          "       baton prepare audio -o OUT.h5 [--vocab VOCAB.h5] [--gzip L] "
+          "MANIFEST\n"
           "\n"
           "Writes an HDF5 dataset in the layout of docs/data.md.\n"
           "  text    byte-level tokens (vocab 256): files are concatenated,\n"
@@ -336,6 +298,9 @@ static void usage(FILE *f) {
           "          integer labels Y (.npy), or a CSV of numbers whose\n"
           "          label column K is a 0-based index or a header name.\n"
           "          A seeded choice of round(F * rows) rows goes to /val.\n"
+          "  audio   log-mel features and character labels of the WAV files\n"
+          "          of a manifest (PATH<TAB>TRANSCRIPT lines, or JSON\n"
+          "          Lines); `baton prepare audio --help` lists its options.\n"
           "  -o OUT.h5            output (written to OUT.h5.tmp.<pid>, fsync'ed\n"
           "                       and renamed: never left half-written)\n"
           "  --val-fraction F     fraction for /val (default 0.1)\n"
@@ -413,7 +378,8 @@ static int parse_opts(int argc, char **argv, prep_opts *o) {
     default: return BT_EXIT_USAGE; /* bt_cli_next said why */
     }
   }
-  if (!o->zMode) return bt_cli_fail(&c, "give a mode: text or arrays");
+  if (!o->zMode)
+    return bt_cli_fail(&c, "give a mode: text, arrays or audio");
   if (!o->zOut) return bt_cli_fail(&c, "-o OUT.h5 is required");
   if (o->zTok && strcmp(o->zMode, "text"))
     return bt_cli_fail(&c, "--tokenizer applies to `prepare text` only");
@@ -918,7 +884,7 @@ static int prepare_check_usage(const prep_opts *o) {
     return BT_OK;
   }
   if (strcmp(o->zMode, "arrays"))
-    return bt_err_set("prepare: unknown mode '%s' (text or arrays; see "
+    return bt_err_set("prepare: unknown mode '%s' (text, arrays or audio; see "
                       "--help)",
                       o->zMode);
   if (o->nFile > 0)

@@ -25,7 +25,8 @@
  * the audio path, and stops the command with exit code 1 (BT_EXIT_ERROR,
  * as `prepare text` does for bad data); nothing is skipped silently.
  *
- * Crash safety (docs/design.md, decision 7), as prepare.c: the file is
+ * Crash safety (docs/design.md, decision 7), as prepare.c and with the
+ * same code (prepare_common.h): the file is
  * written as OUT.h5.tmp.<pid>, fsync'ed, renamed, and the directory
  * fsync'ed; an error or SIGINT/SIGTERM removes the temporary file; SIGKILL
  * leaves only the .tmp.<pid> file. Fault point: prepare_audio.kill
@@ -33,8 +34,6 @@
  *
  * Threads: single-threaded; HDF5 calls hold bt_h5_lock().
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <libgen.h>
 #include <signal.h>
@@ -52,6 +51,7 @@
 #include "data/audio_loader.h"
 #include "data/loader.h"
 #include "data/loader_impl.h"
+#include "data/prepare_common.h"
 
 /* ---- the manifest ---------------------------------------------------------- */
 
@@ -342,14 +342,6 @@ static int audio_read(const manifest *m, const utt *u, float **paSample,
  * As prepare.c: every HDF5 call that can lose data is checked (AO_TRY);
  * closing ids on cleanup paths is not (an earlier error is being reported). */
 
-static char g_zTmp[4200]; /* the temporary file being written, or "" */
-
-static void on_signal(int sig) {
-  if (g_zTmp[0]) unlink(g_zTmp); /* async-signal-safe */
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-
 typedef struct aout {
   char zOut[4096];
   hid_t hFile, hGroup, hFeat;
@@ -360,7 +352,7 @@ typedef struct aout {
 #define AO_TRY(call, zDsetName)                                                \
   do {                                                                         \
     if ((call) < 0) {                                                          \
-      rc = bt_h5_fail(g_zTmp, (zDsetName), #call, __LINE__);                   \
+      rc = bt_h5_fail(bt_prep_tmp_path(), (zDsetName), #call, __LINE__);       \
       goto out;                                                                \
     }                                                                          \
   } while (0)
@@ -388,18 +380,7 @@ static int ao_open(aout *o, const char *zOut, int gzip) {
   o->hFile = o->hGroup = o->hFeat = -1;
   o->gzip = gzip;
   snprintf(o->zOut, sizeof o->zOut, "%s", zOut);
-  snprintf(g_zTmp, sizeof g_zTmp, "%s.tmp.%d", zOut, (int)getpid());
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  int fd = open(g_zTmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    int e = errno;
-    g_zTmp[0] = 0;
-    return bt_err_set("cannot create the output '%s' (written as '%s.tmp.%d' "
-                      "first): %s",
-                      zOut, zOut, (int)getpid(), strerror(e));
-  }
-  close(fd);
+  if (bt_prep_tmp_begin(zOut) != BT_OK) return BT_ERR;
   int rc = BT_OK;
   hid_t sp = -1, dcpl = -1, gcpl = -1;
   hsize_t aDim[2] = {0, BT_AUDIO_N_MEL}, aMax[2] = {H5S_UNLIMITED,
@@ -407,7 +388,8 @@ static int ao_open(aout *o, const char *zOut, int gzip) {
   hsize_t aChunk[2] = {256, BT_AUDIO_N_MEL}; /* 80 KiB */
   bt_h5_lock();
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  o->hFile = H5Fcreate(g_zTmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  o->hFile =
+      H5Fcreate(bt_prep_tmp_path(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   AO_TRY(o->hFile, "/");
   gcpl = H5Pcreate(H5P_GROUP_CREATE);
   AO_TRY(gcpl, "/audio");
@@ -564,32 +546,14 @@ static int ao_finish(aout *o, int ok) {
   int rc = ok ? BT_OK : BT_ERR;
   bt_h5_lock();
   if (o->hFeat >= 0 && H5Dclose(o->hFeat) < 0 && rc == BT_OK)
-    rc = bt_h5_fail(g_zTmp, BT_AUDIO_DS_FEATURES, "H5Dclose", __LINE__);
+    rc = bt_h5_fail(bt_prep_tmp_path(), BT_AUDIO_DS_FEATURES, "H5Dclose",
+                    __LINE__);
   if (o->hGroup >= 0) H5Gclose(o->hGroup);
   if (o->hFile >= 0 && H5Fclose(o->hFile) < 0 && rc == BT_OK)
-    rc = bt_h5_fail(g_zTmp, "/", "H5Fclose", __LINE__);
+    rc = bt_h5_fail(bt_prep_tmp_path(), "/", "H5Fclose", __LINE__);
   bt_h5_unlock();
   o->hFeat = o->hGroup = o->hFile = -1;
-  if (rc == BT_OK) {
-    int fd = open(g_zTmp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) != 0)
-      rc = bt_err_set("%s: fsync failed: %s", g_zTmp, strerror(errno));
-    if (fd >= 0) close(fd);
-  }
-  if (rc == BT_OK && rename(g_zTmp, o->zOut) != 0)
-    rc = bt_err_set("cannot rename '%s' to '%s': %s", g_zTmp, o->zOut,
-                    strerror(errno));
-  if (rc == BT_OK) {
-    char zDir[4096];
-    snprintf(zDir, sizeof zDir, "%s", o->zOut);
-    rc = bt_fsync_dir(dirname(zDir));
-  } else if (g_zTmp[0]) {
-    unlink(g_zTmp);
-  }
-  g_zTmp[0] = 0;
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  return rc;
+  return bt_prep_tmp_end(o->zOut, rc == BT_OK);
 }
 
 /* ---- the command ----------------------------------------------------------- */
@@ -706,7 +670,7 @@ static int write_all(const audio_opts *opt, const manifest *m,
     aLabOff[u] = u < m->nUtt ? m->aUtt[u].cpLo : m->nCp;
   aout o;
   int rc = ao_open(&o, opt->zOut, opt->gzip);
-  int bOpen = g_zTmp[0] != 0; /* the temporary file exists */
+  int bOpen = bt_prep_tmp_path()[0] != 0; /* the temporary file exists */
   if (rc == BT_OK) rc = write_features(m, &o, aFrameOff);
   if (rc == BT_OK)
     rc = ao_write_1d(&o, BT_AUDIO_DS_FRAME_OFFSETS, H5T_STD_I64LE,

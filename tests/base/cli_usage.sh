@@ -31,6 +31,11 @@ for cmd in train config prepare inspect export infer; do
   # The usage follows the message, so the user sees the options.
   grep -q "^usage: baton $cmd" "$t/err" || { echo "FAIL: no usage after the error of baton $cmd"; fails=$((fails + 1)); }
 done
+# `prepare audio` has its own parser (data/prepare_audio.c); the shared
+# `prepare --help` must still list it among the modes.
+n=$((n + 1))
+"$baton" prepare --help 2>&1 | grep -q "^ *baton prepare audio -o OUT.h5" ||
+  { echo "FAIL: baton prepare --help does not list 'prepare audio'"; fails=$((fails + 1)); }
 
 # A value-taking option at the end of the line.
 expect 2 "baton config: option '--set' needs a value" config --set
