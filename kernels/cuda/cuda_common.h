@@ -227,6 +227,13 @@ __device__ __forceinline__ void bt_st(__nv_bfloat16 *p, float v) {
     }                                                                          \
   } while (0)
 
+/* First line of a wrapper whose kernels are fp32 only so far (conv1d, CTC,
+ * masked attention: the speech model refuses train.precision = bf16, so a
+ * bf16 call is a bug, caught here rather than read as garbage). */
+#define BT_CUDA_F32_ONLY(be)                                                   \
+  BT_ASSERT((be)->eActDtype == BT_ACT_F32 &&                                   \
+            "fp32 [act] storage only: this op has no bf16 kernel yet")
+
 /* ---- 16-byte vector access (issue 12 item 3) -------------------------- */
 
 /* Element-wise kernels move BT_VEC = 8 elements per thread and step where

@@ -821,7 +821,7 @@ static const char *aCovered[] = {
     "bt_k_flash_fwd", "bt_k_flash_bwd_dq", "bt_k_flash_bwd_dkv",
     "bt_k_attn_decode", "bt_k_ref_fwd", "bt_k_ref_bwd_rows",
     "bt_k_ref_bwd_cols", "bt_k_to_bf16", "bt_k_add_bias_cm",
-    "bt_k_gemm_fallback", "bt_k_bias_fwd", "bt_k_add_inplace",
+    "bt_k_gemm_fallback", "bt_k_bias_fwd", "bt_k_add_inplace", "bt_k_to_act",
     "bt_k_colsum_part", "bt_k_colsum_final", "bt_k_embed_fwd",
     "bt_k_embed_dwpe", "bt_k_embed_dwte", "bt_k_embed_keys", "bt_k_sort_step",
     "bt_k_sort_local", "bt_k_ln_fwd", "bt_k_ln_bwd_dinp",
