@@ -391,49 +391,52 @@ void bt_cuda_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
-template <typename T>
-__global__ void bt_k_gelu_fwd(T *out, const T *inp, size_t n) {
-  GRID_STRIDE(i, n) {
-    const float x = bt_ld(inp + i);
-    const float u = GELU_K * (x + 0.044715f * x * x * x);
-    bt_st(out + i, 0.5f * x * (1.0f + tanhf(u)));
-  }
+__device__ __forceinline__ float bt_gelu(float x) {
+  const float u = GELU_K * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(u));
 }
 
 /* d/dx = 0.5 (1 + tanh u) + 0.5 x sech^2(u) du/dx; sech^2 = 1 - tanh^2
  * (no cosh overflow for large |u|). */
+__device__ __forceinline__ float bt_gelu_grad(float x) {
+  const float u = GELU_K * (x + 0.044715f * x * x * x);
+  const float th = tanhf(u);
+  const float sech2 = 1.0f - th * th;
+  return 0.5f * (1.0f + th) +
+         0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+/* Vector path for the first nVec groups of BT_VEC, scalar for the rest
+ * (the residual kernels below say how the wrapper picks nVec). */
 template <typename T>
-__global__ void bt_k_gelu_bwd(T *dinp, const T *inp, const T *dout,
-                              size_t n) {
-  GRID_STRIDE(i, n) {
-    const float x = bt_ld(inp + i);
-    const float u = GELU_K * (x + 0.044715f * x * x * x);
-    const float th = tanhf(u);
-    const float sech2 = 1.0f - th * th;
-    const float g = 0.5f * (1.0f + th) +
-                    0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-    bt_st(dinp + i, bt_ld(dinp + i) + g * bt_ld(dout + i));
+__global__ void bt_k_gelu_fwd(T *out, const T *inp, size_t n, size_t nVec) {
+  GRID_STRIDE(g, nVec) {
+    float x[BT_VEC];
+    bt_ld8(inp + BT_VEC * g, x);
+    for (int k = 0; k < BT_VEC; k++) x[k] = bt_gelu(x[k]);
+    bt_st8(out + BT_VEC * g, x);
   }
+  const size_t i0 = BT_VEC * nVec;
+  GRID_STRIDE(j, n - i0) bt_st(out + i0 + j, bt_gelu(bt_ld(inp + i0 + j)));
 }
 
-void bt_cuda_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
-  bt_cuda *cu = bt_cuda_of(be);
-  if (n == 0) return;
-  BT_CUDA_ACT(be, bt_k_gelu_fwd<act_t><<<bt_cuda_grid(n, 256), 256, 0,
-                                          cu->stream>>>(
-                      (act_t *)out, (const act_t *)inp, n));
-  BT_CUDA_LAUNCHED(cu);
-}
-
-void bt_cuda_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
-                      const float *dout, size_t n) {
-  bt_cuda *cu = bt_cuda_of(be);
-  if (n == 0) return;
-  BT_CUDA_ACT(be, bt_k_gelu_bwd<act_t><<<bt_cuda_grid(n, 256), 256, 0,
-                                          cu->stream>>>(
-                      (act_t *)dinp, (const act_t *)inp, (const act_t *)dout,
-                      n));
-  BT_CUDA_LAUNCHED(cu);
+template <typename T>
+__global__ void bt_k_gelu_bwd(T *dinp, const T *inp, const T *dout, size_t n,
+                              size_t nVec) {
+  GRID_STRIDE(g, nVec) {
+    float x[BT_VEC], d[BT_VEC], y[BT_VEC];
+    bt_ld8(inp + BT_VEC * g, x);
+    bt_ld8(dout + BT_VEC * g, d);
+    bt_ld8(dinp + BT_VEC * g, y);
+    for (int k = 0; k < BT_VEC; k++) y[k] += bt_gelu_grad(x[k]) * d[k];
+    bt_st8(dinp + BT_VEC * g, y);
+  }
+  const size_t i0 = BT_VEC * nVec;
+  GRID_STRIDE(j, n - i0) {
+    const size_t i = i0 + j;
+    bt_st(dinp + i, bt_ld(dinp + i) + bt_gelu_grad(bt_ld(inp + i)) *
+                                          bt_ld(dout + i));
+  }
 }
 
 /* The element-wise kernels below take the vector path (cuda_common.h,
@@ -497,6 +500,28 @@ static size_t ew_nvec(size_t n, const void *p0, const void *p1,
 static unsigned ew_grid(size_t n, size_t nVec) {
   const size_t nTail = n - BT_VEC * nVec;
   return bt_cuda_grid(nVec > nTail ? nVec : nTail, 256);
+}
+
+void bt_cuda_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0) return;
+  const size_t nVec = ew_nvec(n, out, inp, NULL);
+  BT_CUDA_ACT(be, bt_k_gelu_fwd<act_t><<<ew_grid(n, nVec), 256, 0,
+                                          cu->stream>>>(
+                      (act_t *)out, (const act_t *)inp, n, nVec));
+  BT_CUDA_LAUNCHED(cu);
+}
+
+void bt_cuda_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
+                      const float *dout, size_t n) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (n == 0) return;
+  const size_t nVec = ew_nvec(n, dinp, inp, dout);
+  BT_CUDA_ACT(be, bt_k_gelu_bwd<act_t><<<ew_grid(n, nVec), 256, 0,
+                                          cu->stream>>>(
+                      (act_t *)dinp, (const act_t *)inp, (const act_t *)dout,
+                      n, nVec));
+  BT_CUDA_LAUNCHED(cu);
 }
 
 void bt_cuda_residual_fwd(bt_backend *be, float *out, const float *a,

@@ -428,13 +428,13 @@ static void t_gelu_bf16(size_t n) {
   bt_op_gelu_fwd(cpu16, oC.data(), a.data(), n);
   auto a16 = to16(a), b16 = to16(b), oG = nan16(n);
   launch(bt_k_gelu_fwd<__nv_bfloat16>, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(),
-         (const __nv_bfloat16 *)a16.data(), n);
+         (const __nv_bfloat16 *)a16.data(), n, (size_t)0);
   check("gelu fwd bf16", from16(oG), oC, BF16_TOL);
   auto dC = d0;
   auto dG = to16(d0);
   bt_op_gelu_bwd(cpu16, dC.data(), a.data(), b.data(), n);
   launch(bt_k_gelu_bwd<__nv_bfloat16>, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(),
-         (const __nv_bfloat16 *)a16.data(), (const __nv_bfloat16 *)b16.data(), n);
+         (const __nv_bfloat16 *)a16.data(), (const __nv_bfloat16 *)b16.data(), n, (size_t)0);
   check("gelu bwd bf16", from16(dG), dC, BF16_TOL);
 }
 
@@ -524,6 +524,32 @@ template <typename T> static void t_ew_act(size_t n, size_t off) {
   launch(bt_k_add_inplace<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, iG.data() + off,
          (const T *)dG.data() + off, n, nVec);
   snprintf(z, sizeof z, "add_inplace %s %s n=%zu", zT, zPath, n); check(z, view(iG, off, n), iC, 0.0);
+  /* GELU: against the CPU within the limits of t_misc / t_gelu_bf16, and
+   * against the kernel's own scalar path (nVec = 0) bit for bit. */
+  const double tolG = is16<T>() ? BF16_TOL : 1e-5;
+  auto gC = oC, gbC = a;
+  bt_op_gelu_fwd(be, gC.data(), a.data(), n);
+  bt_op_gelu_bwd(be, gbC.data(), b.data(), d.data(), n);
+  auto gG = stv<T>(std::vector<float>(n + off, NAN)), gS = gG;
+  auto gbG = aG, gbS = aG;
+  nVec = nvec_of(n, {gG.data() + off, aG.data() + off});
+  launch(bt_k_gelu_fwd<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, gG.data() + off, (const T *)aG.data() + off,
+         n, nVec);
+  launch(bt_k_gelu_fwd<T>, dim3(grid_of(n, 256)), dim3(256), 0, gS.data() + off, (const T *)aG.data() + off, n,
+         (size_t)0);
+  nVec = nvec_of(n, {gbG.data() + off, bG.data() + off, dG.data() + off});
+  launch(bt_k_gelu_bwd<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, gbG.data() + off, (const T *)bG.data() + off,
+         (const T *)dG.data() + off, n, nVec);
+  launch(bt_k_gelu_bwd<T>, dim3(grid_of(n, 256)), dim3(256), 0, gbS.data() + off, (const T *)bG.data() + off,
+         (const T *)dG.data() + off, n, (size_t)0);
+  snprintf(z, sizeof z, "gelu fwd %s %s n=%zu", zT, zPath, n); check(z, view(gG, off, n), gC, tolG);
+  snprintf(z, sizeof z, "gelu bwd %s %s n=%zu", zT, zPath, n); check(z, view(gbG, off, n), gbC, tolG);
+  if (nVec) { /* the vector path gives the scalar path's bits */
+    snprintf(z, sizeof z, "gelu fwd %s vector == scalar n=%zu", zT, n);
+    check(z, view(gG, off, n), view(gS, off, n), 0.0);
+    snprintf(z, sizeof z, "gelu bwd %s vector == scalar n=%zu", zT, n);
+    check(z, view(gbG, off, n), view(gbS, off, n), 0.0);
+  }
   /* to_act: fp32 in (not rounded: the master weights), [act] out */
   auto x = rnd(n, -3, 3);
   x[0] = 1.00390625f; /* 1 + 2^-8: a tie, rounds to even (1.0) in bf16 */
@@ -716,11 +742,11 @@ static void t_misc(size_t n) {
   auto a = rnd(n, -4, 4), b = rnd(n, -1, 1), d0 = rnd(n, -1, 1);
   std::vector<float> oC(n); auto oG = nanv(n);
   bt_op_gelu_fwd(cpu, oC.data(), a.data(), n);
-  launch(bt_k_gelu_fwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(), (const float *)a.data(), n);
+  launch(bt_k_gelu_fwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(), (const float *)a.data(), n, (size_t)0);
   check("gelu fwd", oG, oC, 1e-5);
   auto dC = d0, dG = d0;
   bt_op_gelu_bwd(cpu, dC.data(), a.data(), b.data(), n);
-  launch(bt_k_gelu_bwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(), (const float *)a.data(), (const float *)b.data(), n);
+  launch(bt_k_gelu_bwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(), (const float *)a.data(), (const float *)b.data(), n, (size_t)0);
   check("gelu bwd", dG, dC, 1e-5);
   t_gelu_bf16(n);
   auto p0 = rnd(n, -1, 1), m0 = rnd(n, -.1f, .1f), v0 = rnd(n, 0, .01f);
