@@ -6,7 +6,7 @@
  *   cuda_backend.cu    lifetime, memory, scratch, the function table
  *   cuda_gemm.cu       matmul fwd/bwd (cuBLASLt), bias fwd/bwd, column sums
  *   cuda_ops.cu        embedding, layernorm, GELU, residual, cross-entropy,
- *                      AdamW, sumsq, scale
+ *                      AdamW, sumsq, scale, to_act
  *   cuda_attention.cu  flash attention fwd/bwd, the one-query decode step,
  *                      and the reference kernels
  *

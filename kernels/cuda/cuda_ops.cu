@@ -1,7 +1,17 @@
 /*
  * cuda_ops.cu: the fused and element-wise ops of the CUDA backend:
  * embedding, layernorm, GELU, residual, softmax cross-entropy, AdamW,
- * sumsq and scale. Contracts: kernels/ops.h; invariants: cuda_common.h.
+ * sumsq, scale and to_act. Contracts: kernels/ops.h; invariants:
+ * cuda_common.h.
+ *
+ * Storage: every kernel that touches an [act] argument (kernels/ops.def)
+ * is a template over its storage type (float, or __nv_bfloat16 in
+ * train.precision = bf16), picked per call by BT_CUDA_ACT; it reads and
+ * writes [act] data only through bt_ld / bt_st / bt_ld8 / bt_st8, computes
+ * in fp32 and rounds each [act] output once (after any accumulation), as
+ * the CPU reference does. fp32 arguments (parameter gradients, mean,
+ * rstd, losses, AdamW state) stay float. The element-wise kernels use
+ * 16-byte vector accesses where the pointers allow (cuda_common.h BT_VEC).
  *
  * Every reduction here is deterministic (no atomics; fixed decomposition
  * and order):
