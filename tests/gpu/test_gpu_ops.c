@@ -964,7 +964,8 @@ static void run_case16(const char *zCase, op_fn fn, void *ctx, btens **aOut,
   }
 }
 
-/* One context for every bf16 case: x, y, z inputs, o outputs. */
+/* One context for every bf16 case: up to 6 inputs, 4 outputs, the ids
+ * (tokens or targets), the shape a and a scale. */
 typedef struct c16 {
   btens in[6], out[4];
   itens ids;
