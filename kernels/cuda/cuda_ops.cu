@@ -244,11 +244,23 @@ void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
 
 #define LN_WARPS 8 /* rows per 256-thread block: one warp per row */
 
+/* Row kernels and 16-byte vectors: the row sums keep their lane-strided
+ * order (a vector split would change which lane sums which element, hence
+ * the bits); the per-element loops that write the output (and read
+ * inputs for it) move 8 elements per lane and step when bVec, i.e. when
+ * the row length is a multiple of 8 and every pointer 16-byte aligned
+ * (row_vec), with the same per-element arithmetic: same bits. */
+static int row_vec(int C, const void *p0, const void *p1, const void *p2,
+                   const void *p3) {
+  return C % BT_VEC == 0 && bt_cuda_al16(p0) && bt_cuda_al16(p1) &&
+         bt_cuda_al16(p2) && bt_cuda_al16(p3);
+}
+
 /* out, inp, w, b are [act]; mean, rstd fp32. Statistics in fp32 from the
  * stored (bf16 or fp32) inputs; each output is rounded once. */
 template <typename T>
 __global__ void bt_k_ln_fwd(T *out, float *mean, float *rstd, const T *inp,
-                            const T *w, const T *b, int N, int C) {
+                            const T *w, const T *b, int N, int C, int bVec) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
   if (row >= N) return; /* whole warp: no block barrier below */
@@ -265,8 +277,17 @@ __global__ void bt_k_ln_fwd(T *out, float *mean, float *rstd, const T *inp,
   const float var = bt_warp_sum(v) / (float)C;
   const float r = 1.0f / sqrtf(var + 1e-5f);
   T *o = out + (size_t)row * C;
-  for (int c = lane; c < C; c += 32)
-    bt_st(o + c, (bt_ld(x + c) - m) * r * bt_ld(w + c) + bt_ld(b + c));
+  if (bVec) {
+    for (int c = BT_VEC * lane; c < C; c += BT_VEC * 32) {
+      float xv[BT_VEC], wv[BT_VEC], bv[BT_VEC];
+      bt_ld8(x + c, xv), bt_ld8(w + c, wv), bt_ld8(b + c, bv);
+      for (int k = 0; k < BT_VEC; k++) xv[k] = (xv[k] - m) * r * wv[k] + bv[k];
+      bt_st8(o + c, xv);
+    }
+  } else {
+    for (int c = lane; c < C; c += 32)
+      bt_st(o + c, (bt_ld(x + c) - m) * r * bt_ld(w + c) + bt_ld(b + c));
+  }
   if (lane == 0) {
     if (mean) mean[row] = m;
     if (rstd) rstd[row] = r;
@@ -281,7 +302,8 @@ void bt_cuda_layernorm_fwd(bt_backend *be, float *out, float *mean,
   BT_CUDA_ACT(be, bt_k_ln_fwd<act_t><<<(N + LN_WARPS - 1) / LN_WARPS,
                                         32 * LN_WARPS, 0, cu->stream>>>(
                       (act_t *)out, mean, rstd, (const act_t *)inp,
-                      (const act_t *)w, (const act_t *)b, N, C));
+                      (const act_t *)w, (const act_t *)b, N, C,
+                      row_vec(C, out, inp, w, b)));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -290,7 +312,7 @@ void bt_cuda_layernorm_fwd(bt_backend *be, float *out, float *mean,
 template <typename T>
 __global__ void bt_k_ln_bwd_dinp(T *dinp, const T *dout, const T *inp,
                                  const T *w, const float *mean,
-                                 const float *rstd, int N, int C) {
+                                 const float *rstd, int N, int C, int bVec) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -307,6 +329,20 @@ __global__ void bt_k_ln_bwd_dinp(T *dinp, const T *dout, const T *inp,
   s1 = bt_warp_sum(s1) / (float)C;
   s2 = bt_warp_sum(s2) / (float)C;
   T *dx = dinp + (size_t)row * C;
+  if (bVec) {
+    for (int c = BT_VEC * lane; c < C; c += BT_VEC * 32) {
+      float xv[BT_VEC], wv[BT_VEC], yv[BT_VEC], dv[BT_VEC];
+      bt_ld8(x + c, xv), bt_ld8(w + c, wv), bt_ld8(dy + c, yv);
+      bt_ld8(dx + c, dv);
+      for (int k = 0; k < BT_VEC; k++) {
+        const float xhat = (xv[k] - m) * r;
+        const float dn = wv[k] * yv[k];
+        dv[k] = dv[k] + (dn - s1 - xhat * s2) * r;
+      }
+      bt_st8(dx + c, dv);
+    }
+    return;
+  }
   for (int c = lane; c < C; c += 32) {
     const float xhat = (bt_ld(x + c) - m) * r;
     const float dn = bt_ld(w + c) * bt_ld(dy + c);
@@ -390,7 +426,7 @@ void bt_cuda_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
                                                32 * LN_WARPS, 0, cu->stream>>>(
                         (act_t *)dinp, (const act_t *)dout,
                         (const act_t *)inp, (const act_t *)w, mean, rstd, N,
-                        C));
+                        C, row_vec(C, dinp, dout, inp, w)));
     BT_CUDA_LAUNCHED(cu);
   }
 }
@@ -618,7 +654,7 @@ __global__ void bt_k_xent_fwd(float *losses, const T *logits,
 template <typename T>
 __global__ void bt_k_xent_bwd(T *dlogits, const T *logits,
                               const int32_t *targets, float scale, int V,
-                              int Vp) {
+                              int Vp, int bVec) {
   __shared__ float sh[32];
   const int row = blockIdx.x;
   const int t = targets[row];
@@ -631,6 +667,19 @@ __global__ void bt_k_xent_bwd(T *dlogits, const T *logits,
   float M, S;
   bt_xent_row_stats(x, V, sh, &M, &S);
   const float bad = (t < V) ? 0.0f : NAN; /* see the forward */
+  if (bVec) { /* row_vec: 8 columns per thread and step, same arithmetic */
+    for (int v0 = BT_VEC * threadIdx.x; v0 < Vp; v0 += BT_VEC * blockDim.x) {
+      float xv[BT_VEC];
+      bt_ld8(x + v0, xv);
+      for (int k = 0; k < BT_VEC; k++) {
+        const int v = v0 + k;
+        const float p = expf(xv[k] - M) / S;
+        xv[k] = v < V ? (p - (v == t ? 1.0f : 0.0f)) * scale + bad : 0.0f;
+      }
+      bt_st8(dx + v0, xv);
+    }
+    return;
+  }
   for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
     if (v < V) {
       const float p = expf(bt_ld(x + v) - M) / S;
@@ -659,7 +708,7 @@ void bt_cuda_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
   BT_ASSERT(V > 0 && V <= Vp);
   BT_CUDA_ACT(be, bt_k_xent_bwd<act_t><<<N, XENT_THREADS, 0, cu->stream>>>(
                       (act_t *)dlogits, (const act_t *)logits, targets, scale,
-                      V, Vp));
+                      V, Vp, row_vec(Vp, dlogits, logits, NULL, NULL)));
   BT_CUDA_LAUNCHED(cu);
 }
 

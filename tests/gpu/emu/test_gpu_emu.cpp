@@ -217,7 +217,7 @@ static void t_layernorm(int N, int C) {
   bt_op_layernorm_fwd(cpu, oC.data(), mC.data(), rC.data(), x.data(), w.data(), b.data(), N, C);
   auto oG = nanv((size_t)N * C), mG = nanv(N), rG = nanv(N);
   launch(bt_k_ln_fwd<float>, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, oG.data(), mG.data(), rG.data(),
-         (const float *)x.data(), (const float *)w.data(), (const float *)b.data(), N, C);
+         (const float *)x.data(), (const float *)w.data(), (const float *)b.data(), N, C, 0);
   snprintf(z, sizeof z, "layernorm fwd out %dx%d", N, C); check(z, oG, oC, 1e-5);
   snprintf(z, sizeof z, "layernorm fwd mean %dx%d", N, C); check(z, mG, mC, 1e-5);
   snprintf(z, sizeof z, "layernorm fwd rstd %dx%d", N, C); check(z, rG, rC, 1e-5);
@@ -233,7 +233,7 @@ static void t_layernorm(int N, int C) {
          (const float *)(part.data() + (size_t)nChunk * C), nChunk, C);
   launch(bt_k_ln_bwd_dinp<float>, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, diG.data(),
          (const float *)dout.data(), (const float *)x.data(), (const float *)w.data(), (const float *)mC.data(),
-         (const float *)rC.data(), N, C);
+         (const float *)rC.data(), N, C, 0);
   snprintf(z, sizeof z, "layernorm bwd dinp %dx%d", N, C); check(z, diG, diC, 1e-5);
   snprintf(z, sizeof z, "layernorm bwd dw %dx%d", N, C); check(z, dwG, dwC, 1e-5);
   snprintf(z, sizeof z, "layernorm bwd db %dx%d", N, C); check(z, dbG, dbC, 1e-5);
@@ -311,10 +311,10 @@ static void t_xent(int N, int V, int Vp) {
   std::vector<float> dC((size_t)N * Vp);
   bt_op_xent_bwd(cpu, dC.data(), x.data(), t.data(), 0.5f, N, V, Vp);
   auto dG = nanv((size_t)N * Vp);
-  launch(bt_k_xent_bwd<float>, dim3(N), dim3(XENT_THREADS), 0, dG.data(), (const float *)x.data(), (const int32_t *)t.data(), 0.5f, V, Vp);
+  launch(bt_k_xent_bwd<float>, dim3(N), dim3(XENT_THREADS), 0, dG.data(), (const float *)x.data(), (const int32_t *)t.data(), 0.5f, V, Vp, 0);
   snprintf(z, sizeof z, "xent bwd N=%d V=%d Vp=%d", N, V, Vp); check(z, dG, dC, 1e-5);
   auto xi = x;
-  launch(bt_k_xent_bwd<float>, dim3(N), dim3(XENT_THREADS), 0, xi.data(), (const float *)xi.data(), (const int32_t *)t.data(), 0.5f, V, Vp);
+  launch(bt_k_xent_bwd<float>, dim3(N), dim3(XENT_THREADS), 0, xi.data(), (const float *)xi.data(), (const int32_t *)t.data(), 0.5f, V, Vp, 0);
   snprintf(z, sizeof z, "xent bwd in place N=%d V=%d Vp=%d", N, V, Vp); check(z, xi, dC, 1e-5);
 }
 
@@ -630,11 +630,19 @@ static void t_layernorm_bf16(int N, int C) {
   auto x = round16(rnd(n, -1.5f, 2.5f)), w = round16(rnd(C, 0.5f, 1.5f)), b = round16(rnd(C, -.5f, .5f));
   std::vector<float> oC(n), mC(N), rC(N);
   bt_op_layernorm_fwd(cpu16, oC.data(), mC.data(), rC.data(), x.data(), w.data(), b.data(), N, C);
-  auto xG = to16(x), wG = to16(w), bG = to16(b), oG = nan16(n);
+  auto xG = to16(x), wG = to16(w), bG = to16(b), oG = nan16(n), oS = oG;
   auto mG = nanv(N), rG = nanv(N);
-  launch(bt_k_ln_fwd<__nv_bfloat16>, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, oG.data(),
-         mG.data(), rG.data(), (const __nv_bfloat16 *)xG.data(), (const __nv_bfloat16 *)wG.data(),
-         (const __nv_bfloat16 *)bG.data(), N, C);
+  /* the row kernels' vector path where the wrapper takes it (row_vec) */
+  const int bVec = nvec_of((size_t)C, {oG.data(), xG.data(), wG.data(), bG.data()}) > 0 && C % BT_VEC == 0;
+  const dim3 gLn((N + LN_WARPS - 1) / LN_WARPS), bLn(32 * LN_WARPS);
+  launch(bt_k_ln_fwd<__nv_bfloat16>, gLn, bLn, 0, oG.data(), mG.data(), rG.data(), (const __nv_bfloat16 *)xG.data(),
+         (const __nv_bfloat16 *)wG.data(), (const __nv_bfloat16 *)bG.data(), N, C, bVec);
+  if (bVec) { /* the vector path gives the scalar path's bits */
+    launch(bt_k_ln_fwd<__nv_bfloat16>, gLn, bLn, 0, oS.data(), (float *)NULL, (float *)NULL,
+           (const __nv_bfloat16 *)xG.data(), (const __nv_bfloat16 *)wG.data(), (const __nv_bfloat16 *)bG.data(), N, C,
+           0);
+    snprintf(z, sizeof z, "layernorm fwd bf16 vector == scalar %dx%d", N, C); check(z, from16(oG), from16(oS), 0.0);
+  }
   snprintf(z, sizeof z, "layernorm fwd out bf16 %dx%d", N, C); check(z, from16(oG), oC, BF16_TOL);
   snprintf(z, sizeof z, "layernorm fwd mean (fp32) bf16 %dx%d", N, C); check(z, mG, mC, 1e-5);
   snprintf(z, sizeof z, "layernorm fwd rstd (fp32) bf16 %dx%d", N, C); check(z, rG, rC, 1e-5);
@@ -643,7 +651,7 @@ static void t_layernorm_bf16(int N, int C) {
   auto diC = di0, dwC = dw0, dbC = db0, dwG = dw0, dbG = db0;
   bt_op_layernorm_bwd(cpu16, diC.data(), dwC.data(), dbC.data(), dout.data(), x.data(), w.data(), mC.data(),
                       rC.data(), N, C);
-  auto doutG = to16(dout), diG = to16(di0);
+  auto doutG = to16(dout), diG = to16(di0), diS = diG;
   int nChunk = (N + LN_ROWS - 1) / LN_ROWS;
   std::vector<float> part(2 * (size_t)nChunk * C, NAN);
   launch(bt_k_ln_dwdb_part<__nv_bfloat16>, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(),
@@ -651,9 +659,15 @@ static void t_layernorm_bf16(int N, int C) {
          (const float *)mC.data(), (const float *)rC.data(), N, C);
   launch(bt_k_ln_dwdb_final, dim3((C + 255) / 256), dim3(256), 0, dwG.data(), dbG.data(), (const float *)part.data(),
          (const float *)(part.data() + (size_t)nChunk * C), nChunk, C);
-  launch(bt_k_ln_bwd_dinp<__nv_bfloat16>, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, diG.data(),
-         (const __nv_bfloat16 *)doutG.data(), (const __nv_bfloat16 *)xG.data(), (const __nv_bfloat16 *)wG.data(),
-         (const float *)mC.data(), (const float *)rC.data(), N, C);
+  launch(bt_k_ln_bwd_dinp<__nv_bfloat16>, gLn, bLn, 0, diG.data(), (const __nv_bfloat16 *)doutG.data(),
+         (const __nv_bfloat16 *)xG.data(), (const __nv_bfloat16 *)wG.data(), (const float *)mC.data(),
+         (const float *)rC.data(), N, C, bVec);
+  if (bVec) {
+    launch(bt_k_ln_bwd_dinp<__nv_bfloat16>, gLn, bLn, 0, diS.data(), (const __nv_bfloat16 *)doutG.data(),
+           (const __nv_bfloat16 *)xG.data(), (const __nv_bfloat16 *)wG.data(), (const float *)mC.data(),
+           (const float *)rC.data(), N, C, 0);
+    snprintf(z, sizeof z, "layernorm bwd bf16 vector == scalar %dx%d", N, C); check(z, from16(diG), from16(diS), 0.0);
+  }
   snprintf(z, sizeof z, "layernorm bwd dinp bf16 %dx%d", N, C); check(z, from16(diG), diC, BF16_TOL);
   snprintf(z, sizeof z, "layernorm bwd dw (fp32) bf16 %dx%d", N, C); check(z, dwG, dwC, 1e-5);
   snprintf(z, sizeof z, "layernorm bwd db (fp32) bf16 %dx%d", N, C); check(z, dbG, dbC, 1e-5);
@@ -677,13 +691,19 @@ static void t_xent_bf16(int N, int V, int Vp) {
   snprintf(z, sizeof z, "xent fwd losses (fp32) bf16 N=%d V=%d Vp=%d", N, V, Vp); check(z, lG, lC, 1e-5);
   std::vector<float> dC((size_t)N * Vp);
   bt_op_xent_bwd(cpu16, dC.data(), x.data(), t.data(), 0.5f, N, V, Vp);
-  auto dG = nan16((size_t)N * Vp);
+  auto dG = nan16((size_t)N * Vp), dS = dG;
+  const int bVec = Vp % BT_VEC == 0 && nvec_of(8, {dG.data(), xG.data()}) > 0; /* row_vec */
   launch(bt_k_xent_bwd<__nv_bfloat16>, dim3(N), dim3(XENT_THREADS), 0, dG.data(), (const __nv_bfloat16 *)xG.data(),
-         (const int32_t *)t.data(), 0.5f, V, Vp);
+         (const int32_t *)t.data(), 0.5f, V, Vp, bVec);
+  if (bVec) {
+    launch(bt_k_xent_bwd<__nv_bfloat16>, dim3(N), dim3(XENT_THREADS), 0, dS.data(), (const __nv_bfloat16 *)xG.data(),
+           (const int32_t *)t.data(), 0.5f, V, Vp, 0);
+    snprintf(z, sizeof z, "xent bwd bf16 vector == scalar N=%d Vp=%d", N, Vp); check(z, from16(dG), from16(dS), 0.0);
+  }
   snprintf(z, sizeof z, "xent bwd bf16 N=%d V=%d Vp=%d", N, V, Vp); check(z, from16(dG), dC, BF16_TOL);
   auto xi = xG;
   launch(bt_k_xent_bwd<__nv_bfloat16>, dim3(N), dim3(XENT_THREADS), 0, xi.data(), (const __nv_bfloat16 *)xi.data(),
-         (const int32_t *)t.data(), 0.5f, V, Vp);
+         (const int32_t *)t.data(), 0.5f, V, Vp, bVec);
   snprintf(z, sizeof z, "xent bwd in place bf16 N=%d V=%d Vp=%d", N, V, Vp); check(z, from16(xi), dC, BF16_TOL);
   /* in place must equal out of place bit for bit */
   snprintf(z, sizeof z, "xent bwd in place == out of place bf16 N=%d", N); check(z, from16(xi), from16(dG), 0.0);
@@ -929,8 +949,10 @@ int main(int argc, char **argv) {
   t_embed_bf16(3, 700, 4, 50);
   t_layernorm_bf16(5, 9);
   t_layernorm_bf16(300, 100);
+  t_layernorm_bf16(37, 264); /* C % 8 == 0: the vector path, 1+ steps */
   t_xent_bf16(7, 5, 8);
   t_xent_bf16(9, 300, 320);
+  t_xent_bf16(5, 2051, 2056); /* vector path over > 256 x 8 columns */
   t_gemm_plans_bf16(7, 5, 6, BT_W_IN_OUT);
   t_gemm_plans_bf16(37, 70, 67, BT_W_IN_OUT);
   t_gemm_plans_bf16(37, 70, 67, BT_W_OUT_IN);
