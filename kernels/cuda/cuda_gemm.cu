@@ -282,6 +282,21 @@ static void lt_cache_put(bt_cuda *cu, const bt_cuda_lt_key *key, int bFound,
   e->algo = *algo;
 }
 
+/* The bias of a plan whose GEMM ran without the epilogue, in D's type. */
+static void gemm_add_bias(bt_cuda *cu, const bt_gemm_call *g) {
+  const size_t total = (size_t)g->m * g->n;
+  if (g->bD16)
+    bt_k_add_bias_cm<__nv_bfloat16>
+        <<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
+            (__nv_bfloat16 *)g->D, (const __nv_bfloat16 *)g->bias, g->m,
+            g->n, g->ldd);
+  else
+    bt_k_add_bias_cm<float><<<bt_cuda_grid(total, 256), 256, 0,
+                               cu->stream>>>(g->D, g->bias, g->m, g->n,
+                                             g->ldd);
+  BT_CUDA_LAUNCHED(cu);
+}
+
 /* One attempt at a plan with operands A, B of type abType (the originals,
  * or their bf16 copies) and C = D of type dType (g->bD16). Returns 0
  * without queuing anything if cuBLASLt has no algorithm for it; otherwise
@@ -376,19 +391,7 @@ static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
   BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
   BT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
 
-  if (bFound && g->bias && !bFused) {
-    size_t total = (size_t)g->m * g->n;
-    if (g->bD16)
-      bt_k_add_bias_cm<__nv_bfloat16>
-          <<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
-              (__nv_bfloat16 *)g->D, (const __nv_bfloat16 *)g->bias, g->m,
-              g->n, g->ldd);
-    else
-      bt_k_add_bias_cm<float><<<bt_cuda_grid(total, 256), 256, 0,
-                                 cu->stream>>>(g->D, g->bias, g->m, g->n,
-                                               g->ldd);
-    BT_CUDA_LAUNCHED(cu);
-  }
+  if (bFound && g->bias && !bFused) gemm_add_bias(cu, g);
   return bFound;
 }
 

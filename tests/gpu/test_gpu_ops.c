@@ -1432,6 +1432,8 @@ static const TestCase aCase[] = {
     {EW16, "bf16 residual, gelu, to_act, bias 300x70", run_elementwise16, {300, 70}, 0},
     {"embed_fwd embed_bwd", "bf16 embed B=3 T=17 C=40 V=29", run_embed16, {3, 17, 40, 29}, 0},
     {"layernorm_fwd layernorm_bwd", "bf16 layernorm 300x100", run_layernorm16, {300, 100}, 0},
+    /* C % 8 == 0: the vector path of the row kernels */
+    {"layernorm_fwd layernorm_bwd", "bf16 layernorm 37x264", run_layernorm16, {37, 264}, 0},
     {"xent_fwd xent_bwd", "bf16 xent N=9 V=300 Vp=320", run_xent16, {9, 300, 320}, 0},
     {MM, "bf16 matmul 512x768x2304 in_out (c_attn)", run_matmul16, {512, 768, 2304, IN_OUT}, CASE_LARGE},
     {EW16, "bf16 residual, gelu, to_act, bias 512x3072", run_elementwise16, {512, 3072}, CASE_LARGE},
