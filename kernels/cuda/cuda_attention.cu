@@ -422,6 +422,7 @@ void bt_cuda_attention_fwd(bt_backend *be, float *out, float *att,
 void bt_cuda_attention_masked_fwd(bt_backend *be, float *out, float *att,
                                   const float *qkv, const int32_t *keyLen,
                                   int causal, int B, int T, int C, int NH) {
+  BT_CUDA_F32_ONLY(be); /* the speech model refuses train.precision = bf16 */
   flash_fwd(be, out, att, qkv, keyLen, causal, B, T, C, NH);
 }
 
@@ -457,6 +458,7 @@ void bt_cuda_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
                                   const float *dout, const float *qkv,
                                   const float *att, const int32_t *keyLen,
                                   int causal, int B, int T, int C, int NH) {
+  BT_CUDA_F32_ONLY(be); /* the speech model refuses train.precision = bf16 */
   flash_bwd(be, dqkv, scratch, dout, qkv, att, keyLen, causal, B, T, C, NH);
 }
 

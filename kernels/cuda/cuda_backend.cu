@@ -159,20 +159,24 @@ static void cuda_sync(bt_backend *be) {
   BT_CUDA_CHECK(cudaStreamSynchronize(bt_cuda_of(be)->stream));
 }
 
-/* fp32 only, for now. bf16 storage needs every [act] argument of every
- * kernel in __nv_bfloat16 (ops.def), bf16-input GEMMs with fp32
- * accumulation, and conversion kernels; until they exist a bf16 run is
- * refused here, before any buffer is allocated (docs/design.md,
- * "Precision"). BATON_CUDA_GEMM=bf16 (converting per GEMM call) is a
- * separate, older switch and is unaffected. */
+/* Both dtypes. bf16 is stored as __nv_bfloat16, 2 bytes per [act]
+ * element (kernels/ops.def "ELEMENT TYPES"): every kernel with an [act]
+ * argument is instantiated for both types and picks one with BT_CUDA_ACT
+ * (cuda_common.h), the GEMMs take bf16 operands as they are (cuda_gemm.cu),
+ * and buffers are sized by bytes (backend.c). Logged once, as the second
+ * half of create's start-up line, because create runs before the model
+ * has chosen. BATON_CUDA_GEMM=bf16 (converting fp32 operands per GEMM
+ * call) only matters with fp32 storage. */
 static int cuda_set_act_dtype(bt_backend *be, bt_act_dtype e, size_t *pnByte) {
-  if (e == BT_ACT_BF16)
-    return bt_err_set("train.precision = bf16: the CUDA backend (device %d) "
-                      "does not store bf16 activations yet; use "
-                      "train.precision = fp32 on CUDA, or the cpu backend "
-                      "for bf16",
-                      bt_cuda_of(be)->device);
-  *pnByte = sizeof(float);
+  bt_cuda *cu = bt_cuda_of(be);
+  *pnByte = e == BT_ACT_BF16 ? sizeof(__nv_bfloat16) : sizeof(float);
+  bt_log_debug("CUDA backend: device %d stores activations as %s (%zu "
+               "bytes each)%s",
+               cu->device, bt_act_dtype_name(e), *pnByte,
+               e == BT_ACT_BF16 && cu->bGemmBf16
+                   ? "; BATON_CUDA_GEMM=bf16 has no effect (the GEMM "
+                     "operands are bf16 already)"
+                   : "");
   return BT_OK;
 }
 
@@ -282,7 +286,8 @@ bt_backend *bt_backend_cuda_create(int device) {
   {
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, device) == cudaSuccess)
-      bt_log_debug("CUDA backend: device %d (%s, sm_%d%d, %d SMs), GEMM %s",
+      bt_log_debug("CUDA backend: device %d (%s, sm_%d%d, %d SMs), GEMM %s, "
+                   "activations fp32 until train.precision sets them",
                    device, prop.name, prop.major, prop.minor,
                    prop.multiProcessorCount, bBf16 ? "bf16" : "fp32");
   }

@@ -6,7 +6,7 @@
  *   cuda_backend.cu    lifetime, memory, scratch, the function table
  *   cuda_gemm.cu       matmul fwd/bwd (cuBLASLt), bias fwd/bwd, column sums
  *   cuda_ops.cu        embedding, layernorm, GELU, residual, cross-entropy,
- *                      AdamW, sumsq, scale
+ *                      AdamW, sumsq, scale, to_act
  *   cuda_attention.cu  flash attention fwd/bwd, the one-query decode step,
  *                      and the reference kernels
  *
@@ -49,7 +49,7 @@ extern "C" {
  * everything the heuristic sees: shapes, transposes, leading dimensions,
  * operand type, the requested epilogue and the pointer alignments. */
 typedef struct bt_cuda_lt_key {
-  int m, n, k, opA, opB, lda, ldb, ldd, bBf16, bBias;
+  int m, n, k, opA, opB, lda, ldb, ldd, bBf16, bD16, bBias;
   uint32_t alA, alB, alD, alBias;
 } bt_cuda_lt_key;
 typedef struct bt_cuda_lt_entry {
@@ -226,6 +226,57 @@ __device__ __forceinline__ void bt_st(__nv_bfloat16 *p, float v) {
       __VA_ARGS__;                                                             \
     }                                                                          \
   } while (0)
+
+/* First line of a wrapper whose kernels are fp32 only so far (conv1d, CTC,
+ * masked attention: the speech model refuses train.precision = bf16, so a
+ * bf16 call is a bug, caught here rather than read as garbage). */
+#define BT_CUDA_F32_ONLY(be)                                                   \
+  BT_ASSERT((be)->eActDtype == BT_ACT_F32 &&                                   \
+            "fp32 [act] storage only: this op has no bf16 kernel yet")
+
+/* ---- 16-byte vector access (issue 12 item 3) -------------------------- */
+
+/* Element-wise kernels move BT_VEC = 8 elements per thread and step where
+ * every pointer they touch is 16-byte aligned: two float4 in fp32, one
+ * uint4 holding 8 bf16 in bf16 (one 16-byte transaction per thread instead
+ * of eight 2-byte ones). Per element the arithmetic is the scalar loop's,
+ * so the vector path gives the same bits; the n % 8 tail, and views at an
+ * unaligned offset (the trainer's flat buffers), take the scalar path.
+ * The host wrapper decides (bt_cuda_al16) and passes the kernel the number
+ * of 8-element groups to do vectorised, nVec (0: all scalar). */
+#define BT_VEC 8
+__device__ __forceinline__ void bt_unpack2(uint32_t u, float *v) {
+  v[0] = __uint_as_float(u << 16); /* bf16 -> fp32 is exact: the top half */
+  v[1] = __uint_as_float(u & 0xffff0000u);
+}
+__device__ __forceinline__ uint32_t bt_pack2(float a, float b) {
+  return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(a)) |
+         ((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(b)) << 16);
+}
+__device__ __forceinline__ void bt_ld8(const float *p, float *v) {
+  const float4 a = ((const float4 *)p)[0], b = ((const float4 *)p)[1];
+  v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+  v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ __forceinline__ void bt_ld8(const __nv_bfloat16 *p, float *v) {
+  const uint4 q = *(const uint4 *)p;
+  bt_unpack2(q.x, v), bt_unpack2(q.y, v + 2);
+  bt_unpack2(q.z, v + 4), bt_unpack2(q.w, v + 6);
+}
+__device__ __forceinline__ void bt_st8(float *p, const float *v) {
+  ((float4 *)p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  ((float4 *)p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void bt_st8(__nv_bfloat16 *p, const float *v) {
+  *(uint4 *)p = make_uint4(bt_pack2(v[0], v[1]), bt_pack2(v[2], v[3]),
+                           bt_pack2(v[4], v[5]), bt_pack2(v[6], v[7]));
+}
+
+/* 1 if p is NULL or 16-byte aligned (host side: may the vector path be
+ * used for this pointer?). */
+static inline int bt_cuda_al16(const void *p) {
+  return ((uintptr_t)p & 15u) == 0;
+}
 
 /* ---- functions shared between the backend's files ---------------------- */
 

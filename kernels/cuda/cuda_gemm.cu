@@ -8,14 +8,22 @@
  * executes those plans with cuBLASLt.
  *
  * Precision (docs/gpu.md):
- *   fp32 (default): A, B, C, D all CUDA_R_32F, compute CUBLAS_COMPUTE_32F.
- *     That is true IEEE fp32 FMA: TF32 tensor cores are used only with
- *     CUBLAS_COMPUTE_32F_FAST_TF32, which we never request, and we set no
- *     emulation descriptor.
- *   bf16 (BATON_CUDA_GEMM=bf16): A and B are rounded (nearest-even) to bf16
- *     into scratch just before the call; accumulation, C, D and the bias
- *     stay fp32 (CUBLAS_COMPUTE_32F with bf16 inputs = tensor cores with
- *     fp32 accumulate).
+ *   fp32 storage (train.precision = fp32, the default): A, B, C, D all
+ *     CUDA_R_32F, compute CUBLAS_COMPUTE_32F. That is true IEEE fp32 FMA:
+ *     TF32 tensor cores are used only with CUBLAS_COMPUTE_32F_FAST_TF32,
+ *     which we never request, and we set no emulation descriptor.
+ *   fp32 storage with BATON_CUDA_GEMM=bf16: A and B are rounded
+ *     (nearest-even) to bf16 into scratch just before the call;
+ *     accumulation, C, D and the bias stay fp32 (CUBLAS_COMPUTE_32F with
+ *     bf16 inputs = tensor cores with fp32 accumulate).
+ *   bf16 storage (train.precision = bf16, be->eActDtype): the operands are
+ *     already bf16 ([act] inputs and the bf16 working copy of the
+ *     weights), so nothing is converted: A, B CUDA_R_16BF, compute
+ *     CUBLAS_COMPUTE_32F, scale type fp32; C = D CUDA_R_16BF for the
+ *     [act] outputs (out; dinp, accumulated with beta = 1 on the bf16 C,
+ *     so each element is rounded once, after the add), CUDA_R_32F for the
+ *     fp32 weight gradient dw. The bias (bf16) follows D's type, the
+ *     epilogue's default. BATON_CUDA_GEMM has no effect then.
  *
  * Bias: fused with CUBLASLT_EPILOGUE_BIAS when the heuristic offers an
  * algorithm for it; otherwise a plain GEMM followed by a bias kernel. The
@@ -39,26 +47,34 @@ __global__ void bt_k_to_bf16(__nv_bfloat16 *y, const float *x, size_t n) {
 }
 
 /* D (column-major m x n, leading dimension ldd) += bias[row]: the fallback
- * when no fused-bias algorithm exists. */
-__global__ void bt_k_add_bias_cm(float *d, const float *bias, int m, int n,
+ * when no fused-bias algorithm exists. D and bias have one type (fp32, or
+ * bf16 in bf16 storage: then the GEMM's output is rounded, the sum
+ * rounded again). */
+template <typename T>
+__global__ void bt_k_add_bias_cm(T *d, const T *bias, int m, int n,
                                  int ldd) {
   size_t total = (size_t)m * n;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
        i += (size_t)gridDim.x * blockDim.x) {
     size_t col = i / (size_t)m, row = i % (size_t)m;
-    d[col * (size_t)ldd + row] += bias[row];
+    T *p = d + col * (size_t)ldd + row;
+    bt_st(p, bt_ld(p) + bt_ld(bias + row));
   }
 }
 
-/* Last-resort GEMM for a plan cuBLASLt has no fp32 algorithm for (never
+/* Last-resort GEMM for a plan cuBLASLt has no algorithm for (never
  * expected; it keeps an unusual shape or alignment from aborting a run).
  * Plain shared-memory tiling, 16 x 16 outputs per block, one output per
- * thread, k summed in increasing order: slow but simple, deterministic,
- * and checked against a reference GEMM in the CPU emulator. Semantics of
- * cuda_gemm_plan.h; with beta = 0 the old D is not read (it may be NaN). */
+ * thread, k summed in increasing order in fp32: slow but simple,
+ * deterministic, and checked against a reference GEMM in the CPU
+ * emulator. Semantics of cuda_gemm_plan.h; with beta = 0 the old D is not
+ * read (it may be NaN). T: the type of A, B and bias; TD: of D (the three
+ * instantiations: fp32/fp32, bf16/bf16, and bf16 operands with the fp32
+ * dw). */
 #define BT_FB_TILE 16
-__global__ void bt_k_gemm_fallback(float *D, const float *A, const float *B,
-                                   const float *bias, int m, int n, int k,
+template <typename T, typename TD>
+__global__ void bt_k_gemm_fallback(TD *D, const T *A, const T *B,
+                                   const T *bias, int m, int n, int k,
                                    int lda, int ldb, int ldd, int bTransA,
                                    int bTransB, float beta) {
   __shared__ float As[BT_FB_TILE][BT_FB_TILE + 1]; /* op(A)[i0+ty][l0+tx] */
@@ -69,13 +85,13 @@ __global__ void bt_k_gemm_fallback(float *D, const float *A, const float *B,
   for (int l0 = 0; l0 < k; l0 += BT_FB_TILE) {
     const int ai = i0 + ty, al = l0 + tx;
     As[ty][tx] = (ai < m && al < k)
-                     ? (bTransA ? A[al + (size_t)ai * lda]
-                                : A[ai + (size_t)al * lda])
+                     ? bt_ld(bTransA ? A + al + (size_t)ai * lda
+                                     : A + ai + (size_t)al * lda)
                      : 0.0f;
     const int bl = l0 + ty, bj = j0 + tx;
     Bs[ty][tx] = (bl < k && bj < n)
-                     ? (bTransB ? B[bj + (size_t)bl * ldb]
-                                : B[bl + (size_t)bj * ldb])
+                     ? bt_ld(bTransB ? B + bj + (size_t)bl * ldb
+                                     : B + bl + (size_t)bj * ldb)
                      : 0.0f;
     __syncthreads();
     for (int l = 0; l < BT_FB_TILE; l++) acc += As[ty][l] * Bs[l][tx];
@@ -83,27 +99,61 @@ __global__ void bt_k_gemm_fallback(float *D, const float *A, const float *B,
   }
   const int i = i0 + ty, j = j0 + tx;
   if (i < m && j < n) {
-    float *d = D + i + (size_t)j * ldd;
+    TD *d = D + i + (size_t)j * ldd;
     float v = acc;
-    if (beta != 0.0f) v += beta * *d;
-    if (bias) v += bias[i];
-    *d = v;
+    if (beta != 0.0f) v += beta * bt_ld(d);
+    if (bias) v += bt_ld(bias + i);
+    bt_st(d, v);
   }
 }
 
+/* The two element-wise kernels take the 16-byte vector path for the
+ * first nVec groups of BT_VEC elements (cuda_common.h; the wrapper sets
+ * nVec = total / 8 when the pointers are 16-byte aligned, else 0), the
+ * scalar loop for the rest. All arguments [act]. */
+#define BT_EW_LOOP(i, n)                                                      \
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);     \
+       i += (size_t)gridDim.x * blockDim.x)
+
 /* out[N, C] = inp + bias[c]; out may alias inp (read, then write, same
  * element, same thread). */
-__global__ void bt_k_bias_fwd(float *out, const float *inp, const float *bias,
-                              size_t total, int C) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-       i += (size_t)gridDim.x * blockDim.x)
-    out[i] = inp[i] + bias[i % (size_t)C];
+template <typename T>
+__global__ void bt_k_bias_fwd(T *out, const T *inp, const T *bias,
+                              size_t total, int C, size_t nVec) {
+  BT_EW_LOOP(g, nVec) {
+    float x[BT_VEC];
+    bt_ld8(inp + BT_VEC * g, x);
+    for (int k = 0; k < BT_VEC; k++)
+      x[k] += bt_ld(bias + (BT_VEC * g + k) % (size_t)C);
+    bt_st8(out + BT_VEC * g, x);
+  }
+  const size_t i0 = BT_VEC * nVec;
+  BT_EW_LOOP(j, total - i0) {
+    const size_t i = i0 + j;
+    bt_st(out + i, bt_ld(inp + i) + bt_ld(bias + i % (size_t)C));
+  }
 }
 
-__global__ void bt_k_add_inplace(float *y, const float *x, size_t n) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-       i += (size_t)gridDim.x * blockDim.x)
-    y[i] += x[i];
+template <typename T>
+__global__ void bt_k_add_inplace(T *y, const T *x, size_t n, size_t nVec) {
+  BT_EW_LOOP(g, nVec) {
+    float a[BT_VEC], b[BT_VEC];
+    bt_ld8(y + BT_VEC * g, a);
+    bt_ld8(x + BT_VEC * g, b);
+    for (int k = 0; k < BT_VEC; k++) a[k] += b[k];
+    bt_st8(y + BT_VEC * g, a);
+  }
+  const size_t i0 = BT_VEC * nVec;
+  BT_EW_LOOP(j, n - i0) bt_st(y + i0 + j, bt_ld(y + i0 + j) + bt_ld(x + i0 + j));
+}
+
+/* nVec and the grid of the two kernels above (as cuda_ops.cu's). */
+static size_t gemm_ew_nvec(size_t n, const void *p0, const void *p1) {
+  return bt_cuda_al16(p0) && bt_cuda_al16(p1) ? n / BT_VEC : 0;
+}
+static unsigned gemm_ew_grid(size_t n, size_t nVec) {
+  const size_t nTail = n - BT_VEC * nVec;
+  return bt_cuda_grid(nVec > nTail ? nVec : nTail, 256);
 }
 
 /* Column sums of x[N, C] (row-major), pass 1: block (32, 8) owns 32
@@ -112,7 +162,8 @@ __global__ void bt_k_add_inplace(float *y, const float *x, size_t n) {
  * added in ty order. part[chunk, c] receives the chunk's sum. The
  * decomposition depends only on (N, C): deterministic (invariant 2). */
 #define BT_CS_ROWS 256
-__global__ void bt_k_colsum_part(float *part, const float *x, int N, int C) {
+template <typename T>
+__global__ void bt_k_colsum_part(float *part, const T *x, int N, int C) {
   __shared__ float sh[8][33];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int c = blockIdx.x * 32 + tx;
@@ -121,7 +172,7 @@ __global__ void bt_k_colsum_part(float *part, const float *x, int N, int C) {
   const int r1 = min(N, r0 + BT_CS_ROWS);
   float acc = 0.0f;
   if (c < C)
-    for (int r = r0 + ty; r < r1; r += 8) acc += x[(size_t)r * C + c];
+    for (int r = r0 + ty; r < r1; r += 8) acc += bt_ld(x + (size_t)r * C + c);
   sh[ty][tx] = acc;
   __syncthreads();
   if (ty == 0 && c < C) {
@@ -141,15 +192,19 @@ __global__ void bt_k_colsum_final(float *out, const float *part, int nChunk,
   out[c] += s;
 }
 
-/* out[c] += sum_n x[n, c], deterministic. Uses scratch. */
-static void cuda_colsum_acc(bt_cuda *cu, float *out, const float *x, int N,
+/* out[c] += sum_n x[n, c], deterministic. x is [act] (a dout), out fp32
+ * (a bias gradient). Uses scratch. */
+static void cuda_colsum_acc(bt_backend *be, float *out, const float *x, int N,
                             int C) {
+  bt_cuda *cu = bt_cuda_of(be);
   if (N <= 0 || C <= 0) return;
   const int nChunk = (N + BT_CS_ROWS - 1) / BT_CS_ROWS;
   BT_ASSERT(nChunk <= 65535); /* gridDim.y limit: N <= 16.7M rows */
   float *part = (float *)bt_cuda_scratch(cu, (size_t)nChunk * C * sizeof(float));
   dim3 grid((unsigned)((C + 31) / 32), (unsigned)nChunk);
-  bt_k_colsum_part<<<grid, dim3(32, 8), 0, cu->stream>>>(part, x, N, C);
+  BT_CUDA_ACT(be, bt_k_colsum_part<act_t><<<grid, dim3(32, 8), 0,
+                                             cu->stream>>>(
+                      part, (const act_t *)x, N, C));
   BT_CUDA_LAUNCHED(cu);
   bt_k_colsum_final<<<(C + 255) / 256, 256, 0, cu->stream>>>(out, part, nChunk,
                                                              C);
@@ -227,12 +282,29 @@ static void lt_cache_put(bt_cuda *cu, const bt_cuda_lt_key *key, int bFound,
   e->algo = *algo;
 }
 
+/* The bias of a plan whose GEMM ran without the epilogue, in D's type. */
+static void gemm_add_bias(bt_cuda *cu, const bt_gemm_call *g) {
+  const size_t total = (size_t)g->m * g->n;
+  if (g->bD16)
+    bt_k_add_bias_cm<__nv_bfloat16>
+        <<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
+            (__nv_bfloat16 *)g->D, (const __nv_bfloat16 *)g->bias, g->m,
+            g->n, g->ldd);
+  else
+    bt_k_add_bias_cm<float><<<bt_cuda_grid(total, 256), 256, 0,
+                               cu->stream>>>(g->D, g->bias, g->m, g->n,
+                                             g->ldd);
+  BT_CUDA_LAUNCHED(cu);
+}
+
 /* One attempt at a plan with operands A, B of type abType (the originals,
- * or their bf16 copies). Returns 0 without queuing anything if cuBLASLt
- * has no algorithm for it; otherwise queues the GEMM (and the bias kernel
- * when the bias could not be fused) and returns 1. */
+ * or their bf16 copies) and C = D of type dType (g->bD16). Returns 0
+ * without queuing anything if cuBLASLt has no algorithm for it; otherwise
+ * queues the GEMM (and the bias kernel when the bias could not be fused)
+ * and returns 1. */
 static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
                     const void *B, cudaDataType_t abType) {
+  const cudaDataType_t dType = g->bD16 ? CUDA_R_16BF : CUDA_R_32F;
   const cublasOperation_t opA = g->bTransA ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t opB = g->bTransB ? CUBLAS_OP_T : CUBLAS_OP_N;
   const uint64_t aRows = g->bTransA ? g->k : g->m;
@@ -250,7 +322,7 @@ static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
   BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, abType, aRows, aCols, g->lda));
   BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, abType, bRows, bCols, g->ldb));
   BT_CUBLAS_CHECK(
-      cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, g->m, g->n, g->ldd));
+      cublasLtMatrixLayoutCreate(&ld, dType, g->m, g->n, g->ldd));
   if (g->bias) {
     cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
     BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
@@ -270,6 +342,7 @@ static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
   key.ldb = g->ldb;
   key.ldd = g->ldd;
   key.bBf16 = abType == CUDA_R_16BF;
+  key.bD16 = g->bD16;
   key.bBias = g->bias != NULL;
   key.alA = ptr_align(A);
   key.alB = ptr_align(B);
@@ -318,20 +391,41 @@ static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
   BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
   BT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
 
-  if (bFound && g->bias && !bFused) {
-    size_t total = (size_t)g->m * g->n;
-    bt_k_add_bias_cm<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
-        g->D, g->bias, g->m, g->n, g->ldd);
-    BT_CUDA_LAUNCHED(cu);
-  }
+  if (bFound && g->bias && !bFused) gemm_add_bias(cu, g);
   return bFound;
 }
 
-/* Executes one plan (cuda_gemm_plan.h) on the compute stream: in bf16 mode
- * with bf16 copies of both operands, falling back to fp32 for a shape
- * cuBLASLt has no bf16 algorithm for; if cuBLASLt has no fp32 algorithm
- * either, with bt_k_gemm_fallback. Each fallback is warned once per
- * backend. */
+/* The last resort: bt_k_gemm_fallback in the plan's types. */
+static void gemm_fallback(bt_cuda *cu, const bt_gemm_call *g) {
+  typedef __nv_bfloat16 bf16;
+  BT_ASSERT((g->m + BT_FB_TILE - 1) / BT_FB_TILE <= 65535); /* gridDim.y */
+  BT_ASSERT(g->bAB16 || !g->bD16);
+  dim3 grid((unsigned)((g->n + BT_FB_TILE - 1) / BT_FB_TILE),
+            (unsigned)((g->m + BT_FB_TILE - 1) / BT_FB_TILE));
+  dim3 block(BT_FB_TILE, BT_FB_TILE);
+  if (!g->bAB16)
+    bt_k_gemm_fallback<float, float><<<grid, block, 0, cu->stream>>>(
+        g->D, g->A, g->B, g->bias, g->m, g->n, g->k, g->lda, g->ldb, g->ldd,
+        g->bTransA, g->bTransB, g->beta);
+  else if (g->bD16)
+    bt_k_gemm_fallback<bf16, bf16><<<grid, block, 0, cu->stream>>>(
+        (bf16 *)g->D, (const bf16 *)g->A, (const bf16 *)g->B,
+        (const bf16 *)g->bias, g->m, g->n, g->k, g->lda, g->ldb, g->ldd,
+        g->bTransA, g->bTransB, g->beta);
+  else
+    bt_k_gemm_fallback<bf16, float><<<grid, block, 0, cu->stream>>>(
+        g->D, (const bf16 *)g->A, (const bf16 *)g->B, (const bf16 *)g->bias,
+        g->m, g->n, g->k, g->lda, g->ldb, g->ldd, g->bTransA, g->bTransB,
+        g->beta);
+  BT_CUDA_LAUNCHED(cu);
+}
+
+/* Executes one plan (cuda_gemm_plan.h) on the compute stream. bf16
+ * storage (g->bAB16): on the bf16 operands as they are, else with
+ * bt_k_gemm_fallback. fp32 storage with BATON_CUDA_GEMM=bf16: with bf16
+ * copies of both operands, falling back to fp32 for a shape cuBLASLt has
+ * no bf16 algorithm for; if cuBLASLt has no fp32 algorithm either, with
+ * bt_k_gemm_fallback. Each fallback is warned once per backend. */
 static void cuda_gemm(bt_cuda *cu, const bt_gemm_call *g) {
   if (g->m <= 0 || g->n <= 0) return;
   const size_t aRows = g->bTransA ? g->k : g->m;
@@ -346,7 +440,9 @@ static void cuda_gemm(bt_cuda *cu, const bt_gemm_call *g) {
     return;
   }
 
-  if (cu->bGemmBf16) {
+  if (g->bAB16) {
+    if (gemm_try(cu, g, g->A, g->B, CUDA_R_16BF)) return;
+  } else if (cu->bGemmBf16) {
     /* Both operands in one scratch request (invariant 3), B at a 256-byte
      * boundary after A. */
     const size_t nA = aRows * aCols, nB = bRows * bCols;
@@ -366,22 +462,17 @@ static void cuda_gemm(bt_cuda *cu, const bt_gemm_call *g) {
                   g->m, g->n, g->k, g->lda, g->ldb);
     }
   }
-  if (gemm_try(cu, g, g->A, g->B, CUDA_R_32F)) return;
+  if (!g->bAB16 && gemm_try(cu, g, g->A, g->B, CUDA_R_32F)) return;
   if (!cu->bWarnedFallback) {
     cu->bWarnedFallback = 1;
-    bt_log_warn("CUDA backend: cuBLASLt offers no fp32 algorithm for m=%d "
+    bt_log_warn("CUDA backend: cuBLASLt offers no %s algorithm for m=%d "
                 "n=%d k=%d transA=%d transB=%d lda=%d ldb=%d ldd=%d; using "
                 "the (slow) fallback GEMM kernel for such shapes",
+                g->bAB16 ? (g->bD16 ? "bf16" : "bf16 -> fp32") : "fp32",
                 g->m, g->n, g->k, g->bTransA, g->bTransB, g->lda, g->ldb,
                 g->ldd);
   }
-  BT_ASSERT((g->m + BT_FB_TILE - 1) / BT_FB_TILE <= 65535); /* gridDim.y */
-  dim3 grid((unsigned)((g->n + BT_FB_TILE - 1) / BT_FB_TILE),
-            (unsigned)((g->m + BT_FB_TILE - 1) / BT_FB_TILE));
-  bt_k_gemm_fallback<<<grid, dim3(BT_FB_TILE, BT_FB_TILE), 0, cu->stream>>>(
-      g->D, g->A, g->B, g->bias, g->m, g->n, g->k, g->lda, g->ldb, g->ldd,
-      g->bTransA, g->bTransB, g->beta);
-  BT_CUDA_LAUNCHED(cu);
+  gemm_fallback(cu, g);
 }
 
 /* ---- ops ----------------------------------------------------------------- */
@@ -392,13 +483,13 @@ void bt_cuda_matmul_fwd(bt_backend *be, float *out, const float *inp,
   bt_cuda *cu = bt_cuda_of(be);
   if (C == 0) {
     /* out = bias (or 0): no product to compute. */
-    BT_CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)N * OC * sizeof(float),
+    BT_CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)N * OC * be->nActByte,
                                   cu->stream));
     if (bias) bt_cuda_bias_fwd(be, out, out, bias, N, OC);
     return;
   }
   const bt_gemm_call g =
-      bt_gemm_plan_fwd(out, inp, w, bias, N, C, OC, eLayout);
+      bt_gemm_plan_fwd(out, inp, w, bias, N, C, OC, eLayout, be->eActDtype);
   cuda_gemm(cu, &g);
 }
 
@@ -407,14 +498,16 @@ void bt_cuda_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
                         int N, int C, int OC, bt_wlayout eLayout) {
   bt_cuda *cu = bt_cuda_of(be);
   if (dinp && OC > 0) {
-    const bt_gemm_call g = bt_gemm_plan_dinp(dinp, dout, w, N, C, OC, eLayout);
+    const bt_gemm_call g =
+        bt_gemm_plan_dinp(dinp, dout, w, N, C, OC, eLayout, be->eActDtype);
     cuda_gemm(cu, &g);
   }
   if (dw && N > 0) {
-    const bt_gemm_call g = bt_gemm_plan_dw(dw, dout, inp, N, C, OC, eLayout);
+    const bt_gemm_call g =
+        bt_gemm_plan_dw(dw, dout, inp, N, C, OC, eLayout, be->eActDtype);
     cuda_gemm(cu, &g);
   }
-  if (dbias) cuda_colsum_acc(cu, dbias, dout, N, OC);
+  if (dbias) cuda_colsum_acc(be, dbias, dout, N, OC);
 }
 
 void bt_cuda_bias_fwd(bt_backend *be, float *out, const float *inp,
@@ -422,8 +515,11 @@ void bt_cuda_bias_fwd(bt_backend *be, float *out, const float *inp,
   bt_cuda *cu = bt_cuda_of(be);
   size_t total = (size_t)N * C;
   if (total == 0) return;
-  bt_k_bias_fwd<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(out, inp,
-                                                                  bias, total, C);
+  const size_t nVec = gemm_ew_nvec(total, out, inp);
+  BT_CUDA_ACT(be, bt_k_bias_fwd<act_t><<<gemm_ew_grid(total, nVec), 256, 0,
+                                          cu->stream>>>(
+                      (act_t *)out, (const act_t *)inp, (const act_t *)bias,
+                      total, C, nVec));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -432,12 +528,14 @@ void bt_cuda_bias_bwd(bt_backend *be, float *dinp, float *dbias,
   bt_cuda *cu = bt_cuda_of(be);
   size_t total = (size_t)N * C;
   if (total == 0) return;
-  if (dbias) cuda_colsum_acc(cu, dbias, dout, N, C);
+  if (dbias) cuda_colsum_acc(be, dbias, dout, N, C);
   /* After the column sum: if dinp aliases dout, the sum must read the
    * incoming gradient, not the accumulated one. */
   if (dinp) {
-    bt_k_add_inplace<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
-        dinp, dout, total);
+    const size_t nVec = gemm_ew_nvec(total, dinp, dout);
+    BT_CUDA_ACT(be, bt_k_add_inplace<act_t><<<gemm_ew_grid(total, nVec), 256,
+                                               0, cu->stream>>>(
+                        (act_t *)dinp, (const act_t *)dout, total, nVec));
     BT_CUDA_LAUNCHED(cu);
   }
 }

@@ -12,6 +12,15 @@
  *   B stored (bTransB ? n x k : k x n) with leading dimension ldb,
  *   element (r, c) of a stored matrix X is X[r + c * ld].
  *
+ * Element types (kernels/ops.def "ELEMENT TYPES"): with the backend's
+ * activation dtype eAct = BT_ACT_BF16 the operands A and B and the bias
+ * are [act], stored as bf16, and so is D for the forward output and the
+ * accumulated dinp (bAB16 = bD16 = 1); the weight gradient dw is a
+ * parameter gradient, fp32 (bAB16 = 1, bD16 = 0). With BT_ACT_F32 every
+ * matrix is fp32. The pointers stay typed float * (as in the op table);
+ * bAB16 / bD16 say what they point at, and no plan does arithmetic on
+ * them.
+ *
  * The identity used throughout: a row-major [R, K] buffer is, byte for
  * byte, the column-major K x R matrix with leading dimension K (its
  * transpose). So a row-major product Y = X W is computed as the
@@ -34,7 +43,9 @@ typedef struct bt_gemm_call {
   float *D;
   int ldd;
   float beta;
-  const float *bias; /* length m, or NULL */
+  const float *bias; /* length m, or NULL; the type of A and B */
+  int bAB16;         /* A, B (and bias) are bf16 */
+  int bD16;          /* D (C) is bf16; else fp32 */
 } bt_gemm_call;
 
 /* out[N,OC] = inp[N,C] Wm (+ bias), Wm = W (IN_OUT) or W^T (OUT_IN).
@@ -47,8 +58,10 @@ typedef struct bt_gemm_call {
 static inline bt_gemm_call bt_gemm_plan_fwd(float *out, const float *inp,
                                             const float *w, const float *bias,
                                             int N, int C, int OC,
-                                            bt_wlayout eLayout) {
+                                            bt_wlayout eLayout,
+                                            bt_act_dtype eAct) {
   bt_gemm_call g;
+  g.bAB16 = g.bD16 = eAct == BT_ACT_BF16; /* out is [act] */
   g.m = OC;
   g.n = N;
   g.k = C;
@@ -72,8 +85,10 @@ static inline bt_gemm_call bt_gemm_plan_fwd(float *out, const float *inp,
  *   dout row-major [N,OC] = column-major OC x N, ld OC   -> B, no trans */
 static inline bt_gemm_call bt_gemm_plan_dinp(float *dinp, const float *dout,
                                              const float *w, int N, int C,
-                                             int OC, bt_wlayout eLayout) {
+                                             int OC, bt_wlayout eLayout,
+                                             bt_act_dtype eAct) {
   bt_gemm_call g;
+  g.bAB16 = g.bD16 = eAct == BT_ACT_BF16; /* dinp is [act] */
   g.m = C;
   g.n = N;
   g.k = OC;
@@ -97,8 +112,11 @@ static inline bt_gemm_call bt_gemm_plan_dinp(float *dinp, const float *dout,
  *     A = inp (stored C x N, no trans), B = dout (stored OC x N, trans) */
 static inline bt_gemm_call bt_gemm_plan_dw(float *dw, const float *dout,
                                            const float *inp, int N, int C,
-                                           int OC, bt_wlayout eLayout) {
+                                           int OC, bt_wlayout eLayout,
+                                           bt_act_dtype eAct) {
   bt_gemm_call g;
+  g.bAB16 = eAct == BT_ACT_BF16;
+  g.bD16 = 0; /* dw is a parameter gradient: fp32 */
   g.k = N;
   g.bTransA = 0;
   g.bTransB = 1;

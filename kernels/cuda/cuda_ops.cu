@@ -1,7 +1,17 @@
 /*
  * cuda_ops.cu: the fused and element-wise ops of the CUDA backend:
  * embedding, layernorm, GELU, residual, softmax cross-entropy, AdamW,
- * sumsq and scale. Contracts: kernels/ops.h; invariants: cuda_common.h.
+ * sumsq, scale and to_act. Contracts: kernels/ops.h; invariants:
+ * cuda_common.h.
+ *
+ * Storage: every kernel that touches an [act] argument (kernels/ops.def)
+ * is a template over its storage type (float, or __nv_bfloat16 in
+ * train.precision = bf16), picked per call by BT_CUDA_ACT; it reads and
+ * writes [act] data only through bt_ld / bt_st / bt_ld8 / bt_st8, computes
+ * in fp32 and rounds each [act] output once (after any accumulation), as
+ * the CPU reference does. fp32 arguments (parameter gradients, mean,
+ * rstd, losses, AdamW state) stay float. The element-wise kernels use
+ * 16-byte vector accesses where the pointers allow (cuda_common.h BT_VEC).
  *
  * Every reduction here is deterministic (no atomics; fixed decomposition
  * and order):
@@ -27,19 +37,21 @@
  * embedding
  * ====================================================================== */
 
-__global__ void bt_k_embed_fwd(float *out, const int32_t *tok,
-                               const float *wte, const float *wpe, int T,
-                               int C, size_t total) {
+/* out, wte, wpe are [act] (the working copy of the embeddings): the sum
+ * is formed in fp32 and stored once, as the CPU reference rounds it. */
+template <typename T>
+__global__ void bt_k_embed_fwd(T *out, const int32_t *tok, const T *wte,
+                               const T *wpe, int nT, int C, size_t total) {
   GRID_STRIDE(i, total) {
     const size_t bt = i / (size_t)C;
     const int c = (int)(i % (size_t)C);
-    const int t = (int)(bt % (size_t)T);
+    const int t = (int)(bt % (size_t)nT);
     const int32_t id = tok[bt];
     /* A negative id (a loader bug) gives NaN rather than a wild read; the
      * upper bound is not known here (the backward poisons dwte for it). */
-    float v = id >= 0 ? wte[(size_t)id * C + c] : NAN;
-    if (wpe) v += wpe[(size_t)t * C + c];
-    out[i] = v;
+    float v = id >= 0 ? bt_ld(wte + (size_t)id * C + c) : NAN;
+    if (wpe) v += bt_ld(wpe + (size_t)t * C + c);
+    bt_st(out + i, v);
   }
 }
 
@@ -51,19 +63,23 @@ void bt_cuda_embed_fwd(bt_backend *be, float *out, const int32_t *tok,
   if (total == 0) return;
   /* Token ids are trusted to be < V here (the loader validates them
    * against the vocabulary; the backward turns one that is not into NaN). */
-  bt_k_embed_fwd<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
-      out, tok, wte, wpe, T, C, total);
+  BT_CUDA_ACT(be, bt_k_embed_fwd<act_t><<<bt_cuda_grid(total, 256), 256, 0,
+                                           cu->stream>>>(
+                      (act_t *)out, tok, (const act_t *)wte,
+                      (const act_t *)wpe, T, C, total));
   BT_CUDA_LAUNCHED(cu);
 }
 
 /* dwpe[t, c] += dout[0, t, c] + dout[1, t, c] + ... in b order, starting
- * from the current value (the CPU reference's order). */
-__global__ void bt_k_embed_dwpe(float *dwpe, const float *dout, int B, int T,
+ * from the current value (the CPU reference's order). dout is [act],
+ * dwpe fp32 (a parameter gradient). */
+template <typename T>
+__global__ void bt_k_embed_dwpe(float *dwpe, const T *dout, int B, int nT,
                                 int C) {
-  const size_t total = (size_t)T * C;
+  const size_t total = (size_t)nT * C;
   GRID_STRIDE(i, total) {
     float acc = dwpe[i];
-    for (int b = 0; b < B; b++) acc += dout[(size_t)b * total + i];
+    for (int b = 0; b < B; b++) acc += bt_ld(dout + (size_t)b * total + i);
     dwpe[i] = acc;
   }
 }
@@ -143,7 +159,8 @@ __global__ void __launch_bounds__(SORT_TILE / 2)
  * race, no atomic. A token outside the vocabulary cannot be checked on
  * the host any more: its run poisons row 0 with NaN, which the step's
  * non-finite gradient check reports (the forward gives NaN for it too). */
-__global__ void bt_k_embed_dwte(float *dwte, const float *dout,
+template <typename T>
+__global__ void bt_k_embed_dwte(float *dwte, const T *dout,
                                 const uint64_t *key, int nTok, int C) {
   const int u = blockIdx.x;
   const uint32_t tok = (uint32_t)(key[u] >> 32);
@@ -157,7 +174,7 @@ __global__ void bt_k_embed_dwte(float *dwte, const float *dout,
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     float acc = dwte[row * C + c];
     for (int p = u; p < nTok && (uint32_t)(key[p] >> 32) == tok; p++)
-      acc += dout[(size_t)(uint32_t)key[p] * C + c];
+      acc += bt_ld(dout + (size_t)(uint32_t)key[p] * C + c);
     dwte[row * C + c] = acc;
   }
 }
@@ -193,8 +210,9 @@ void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
   if (nTok <= 0 || C <= 0) return;
   if (dwpe) {
     size_t total = (size_t)T * C;
-    bt_k_embed_dwpe<<<bt_cuda_grid(total, 256), 256, 0, cu->stream>>>(
-        dwpe, dout, B, T, C);
+    BT_CUDA_ACT(be, bt_k_embed_dwpe<act_t><<<bt_cuda_grid(total, 256), 256,
+                                              0, cu->stream>>>(
+                        dwpe, (const act_t *)dout, B, T, C));
     BT_CUDA_LAUNCHED(cu);
   }
   if (!dwte) return;
@@ -215,7 +233,8 @@ void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
       key, tok, nTok, nPad, V);
   BT_CUDA_LAUNCHED(cu);
   embed_sort(cu, key, nPad);
-  bt_k_embed_dwte<<<nTok, 256, 0, cu->stream>>>(dwte, dout, key, nTok, C);
+  BT_CUDA_ACT(be, bt_k_embed_dwte<act_t><<<nTok, 256, 0, cu->stream>>>(
+                      dwte, (const act_t *)dout, key, nTok, C));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -225,26 +244,50 @@ void bt_cuda_embed_bwd(bt_backend *be, float *dwte, float *dwpe,
 
 #define LN_WARPS 8 /* rows per 256-thread block: one warp per row */
 
-__global__ void bt_k_ln_fwd(float *out, float *mean, float *rstd,
-                            const float *inp, const float *w, const float *b,
-                            int N, int C) {
+/* Row kernels and 16-byte vectors: the row sums keep their lane-strided
+ * order (a vector split would change which lane sums which element, hence
+ * the bits); the per-element loops that write the output (and read
+ * inputs for it) move 8 elements per lane and step when bVec, i.e. when
+ * the row length is a multiple of 8 and every pointer 16-byte aligned
+ * (row_vec), with the same per-element arithmetic: same bits. */
+static int row_vec(int C, const void *p0, const void *p1, const void *p2,
+                   const void *p3) {
+  return C % BT_VEC == 0 && bt_cuda_al16(p0) && bt_cuda_al16(p1) &&
+         bt_cuda_al16(p2) && bt_cuda_al16(p3);
+}
+
+/* out, inp, w, b are [act]; mean, rstd fp32. Statistics in fp32 from the
+ * stored (bf16 or fp32) inputs; each output is rounded once. */
+template <typename T>
+__global__ void bt_k_ln_fwd(T *out, float *mean, float *rstd, const T *inp,
+                            const T *w, const T *b, int N, int C, int bVec) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
   if (row >= N) return; /* whole warp: no block barrier below */
-  const float *x = inp + (size_t)row * C;
+  const T *x = inp + (size_t)row * C;
   float s = 0.0f;
-  for (int c = lane; c < C; c += 32) s += x[c];
+  for (int c = lane; c < C; c += 32) s += bt_ld(x + c);
   const float m = bt_warp_sum(s) / (float)C;
   /* Two passes (mean first) rather than E[x^2] - m^2: no cancellation. */
   float v = 0.0f;
   for (int c = lane; c < C; c += 32) {
-    const float d = x[c] - m;
+    const float d = bt_ld(x + c) - m;
     v += d * d;
   }
   const float var = bt_warp_sum(v) / (float)C;
   const float r = 1.0f / sqrtf(var + 1e-5f);
-  float *o = out + (size_t)row * C;
-  for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * r * w[c] + b[c];
+  T *o = out + (size_t)row * C;
+  if (bVec) {
+    for (int c = BT_VEC * lane; c < C; c += BT_VEC * 32) {
+      float xv[BT_VEC], wv[BT_VEC], bv[BT_VEC];
+      bt_ld8(x + c, xv), bt_ld8(w + c, wv), bt_ld8(b + c, bv);
+      for (int k = 0; k < BT_VEC; k++) xv[k] = (xv[k] - m) * r * wv[k] + bv[k];
+      bt_st8(o + c, xv);
+    }
+  } else {
+    for (int c = lane; c < C; c += 32)
+      bt_st(o + c, (bt_ld(x + c) - m) * r * bt_ld(w + c) + bt_ld(b + c));
+  }
   if (lane == 0) {
     if (mean) mean[row] = m;
     if (rstd) rstd[row] = r;
@@ -256,47 +299,64 @@ void bt_cuda_layernorm_fwd(bt_backend *be, float *out, float *mean,
                            const float *b, int N, int C) {
   bt_cuda *cu = bt_cuda_of(be);
   if (N <= 0 || C <= 0) return;
-  bt_k_ln_fwd<<<(N + LN_WARPS - 1) / LN_WARPS, 32 * LN_WARPS, 0, cu->stream>>>(
-      out, mean, rstd, inp, w, b, N, C);
+  BT_CUDA_ACT(be, bt_k_ln_fwd<act_t><<<(N + LN_WARPS - 1) / LN_WARPS,
+                                        32 * LN_WARPS, 0, cu->stream>>>(
+                      (act_t *)out, mean, rstd, (const act_t *)inp,
+                      (const act_t *)w, (const act_t *)b, N, C,
+                      row_vec(C, out, inp, w, b)));
   BT_CUDA_LAUNCHED(cu);
 }
 
 /* dinp += (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)) * rstd with
- * dnorm = w * dout; one warp per row. */
-__global__ void bt_k_ln_bwd_dinp(float *dinp, const float *dout,
-                                 const float *inp, const float *w,
-                                 const float *mean, const float *rstd, int N,
-                                 int C) {
+ * dnorm = w * dout; one warp per row. dinp, dout, inp, w [act]. */
+template <typename T>
+__global__ void bt_k_ln_bwd_dinp(T *dinp, const T *dout, const T *inp,
+                                 const T *w, const float *mean,
+                                 const float *rstd, int N, int C, int bVec) {
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * LN_WARPS + (threadIdx.x >> 5);
   if (row >= N) return;
-  const float *dy = dout + (size_t)row * C;
-  const float *x = inp + (size_t)row * C;
+  const T *dy = dout + (size_t)row * C;
+  const T *x = inp + (size_t)row * C;
   const float m = mean[row], r = rstd[row];
   float s1 = 0.0f, s2 = 0.0f;
   for (int c = lane; c < C; c += 32) {
-    const float xhat = (x[c] - m) * r;
-    const float dn = w[c] * dy[c];
+    const float xhat = (bt_ld(x + c) - m) * r;
+    const float dn = bt_ld(w + c) * bt_ld(dy + c);
     s1 += dn;
     s2 += dn * xhat;
   }
   s1 = bt_warp_sum(s1) / (float)C;
   s2 = bt_warp_sum(s2) / (float)C;
-  float *dx = dinp + (size_t)row * C;
+  T *dx = dinp + (size_t)row * C;
+  if (bVec) {
+    for (int c = BT_VEC * lane; c < C; c += BT_VEC * 32) {
+      float xv[BT_VEC], wv[BT_VEC], yv[BT_VEC], dv[BT_VEC];
+      bt_ld8(x + c, xv), bt_ld8(w + c, wv), bt_ld8(dy + c, yv);
+      bt_ld8(dx + c, dv);
+      for (int k = 0; k < BT_VEC; k++) {
+        const float xhat = (xv[k] - m) * r;
+        const float dn = wv[k] * yv[k];
+        dv[k] = dv[k] + (dn - s1 - xhat * s2) * r;
+      }
+      bt_st8(dx + c, dv);
+    }
+    return;
+  }
   for (int c = lane; c < C; c += 32) {
-    const float xhat = (x[c] - m) * r;
-    const float dn = w[c] * dy[c];
-    dx[c] += (dn - s1 - xhat * s2) * r;
+    const float xhat = (bt_ld(x + c) - m) * r;
+    const float dn = bt_ld(w + c) * bt_ld(dy + c);
+    bt_st(dx + c, bt_ld(dx + c) + (dn - s1 - xhat * s2) * r);
   }
 }
 
 /* dw, db partial column sums: same decomposition as the bias column sum in
  * cuda_gemm.cu (block (32, 8) per 32 columns x LN_ROWS rows). */
 #define LN_ROWS 256
-__global__ void bt_k_ln_dwdb_part(float *partW, float *partB,
-                                  const float *dout, const float *inp,
-                                  const float *mean, const float *rstd, int N,
-                                  int C) {
+template <typename T>
+__global__ void bt_k_ln_dwdb_part(float *partW, float *partB, const T *dout,
+                                  const T *inp, const float *mean,
+                                  const float *rstd, int N, int C) {
   __shared__ float shW[8][33], shB[8][33];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int c = blockIdx.x * 32 + tx;
@@ -305,8 +365,8 @@ __global__ void bt_k_ln_dwdb_part(float *partW, float *partB,
   float aw = 0.0f, ab = 0.0f;
   if (c < C) {
     for (int r = r0 + ty; r < r1; r += 8) {
-      const float dy = dout[(size_t)r * C + c];
-      const float xhat = (inp[(size_t)r * C + c] - mean[r]) * rstd[r];
+      const float dy = bt_ld(dout + (size_t)r * C + c);
+      const float xhat = (bt_ld(inp + (size_t)r * C + c) - mean[r]) * rstd[r];
       aw += dy * xhat;
       ab += dy;
     }
@@ -352,16 +412,21 @@ void bt_cuda_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
         cu, 2 * (size_t)nChunk * C * sizeof(float));
     float *partB = partW + (size_t)nChunk * C;
     dim3 grid((unsigned)((C + 31) / 32), (unsigned)nChunk);
-    bt_k_ln_dwdb_part<<<grid, dim3(32, 8), 0, cu->stream>>>(
-        partW, partB, dout, inp, mean, rstd, N, C);
+    BT_CUDA_ACT(be, bt_k_ln_dwdb_part<act_t><<<grid, dim3(32, 8), 0,
+                                                cu->stream>>>(
+                        partW, partB, (const act_t *)dout,
+                        (const act_t *)inp, mean, rstd, N, C));
     BT_CUDA_LAUNCHED(cu);
     bt_k_ln_dwdb_final<<<(C + 255) / 256, 256, 0, cu->stream>>>(
         dw, db, partW, partB, nChunk, C);
     BT_CUDA_LAUNCHED(cu);
   }
   if (dinp) {
-    bt_k_ln_bwd_dinp<<<(N + LN_WARPS - 1) / LN_WARPS, 32 * LN_WARPS, 0,
-                       cu->stream>>>(dinp, dout, inp, w, mean, rstd, N, C);
+    BT_CUDA_ACT(be, bt_k_ln_bwd_dinp<act_t><<<(N + LN_WARPS - 1) / LN_WARPS,
+                                               32 * LN_WARPS, 0, cu->stream>>>(
+                        (act_t *)dinp, (const act_t *)dout,
+                        (const act_t *)inp, (const act_t *)w, mean, rstd, N,
+                        C, row_vec(C, dinp, dout, inp, w)));
     BT_CUDA_LAUNCHED(cu);
   }
 }
@@ -372,37 +437,124 @@ void bt_cuda_layernorm_bwd(bt_backend *be, float *dinp, float *dw, float *db,
 
 #define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
 
-template <typename T>
-__global__ void bt_k_gelu_fwd(T *out, const T *inp, size_t n) {
-  GRID_STRIDE(i, n) {
-    const float x = bt_ld(inp + i);
-    const float u = GELU_K * (x + 0.044715f * x * x * x);
-    bt_st(out + i, 0.5f * x * (1.0f + tanhf(u)));
-  }
+__device__ __forceinline__ float bt_gelu(float x) {
+  const float u = GELU_K * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(u));
 }
 
 /* d/dx = 0.5 (1 + tanh u) + 0.5 x sech^2(u) du/dx; sech^2 = 1 - tanh^2
  * (no cosh overflow for large |u|). */
+__device__ __forceinline__ float bt_gelu_grad(float x) {
+  const float u = GELU_K * (x + 0.044715f * x * x * x);
+  const float th = tanhf(u);
+  const float sech2 = 1.0f - th * th;
+  return 0.5f * (1.0f + th) +
+         0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+/* Vector path for the first nVec groups of BT_VEC, scalar for the rest
+ * (the residual kernels below say how the wrapper picks nVec). */
 template <typename T>
-__global__ void bt_k_gelu_bwd(T *dinp, const T *inp, const T *dout,
-                              size_t n) {
-  GRID_STRIDE(i, n) {
-    const float x = bt_ld(inp + i);
-    const float u = GELU_K * (x + 0.044715f * x * x * x);
-    const float th = tanhf(u);
-    const float sech2 = 1.0f - th * th;
-    const float g = 0.5f * (1.0f + th) +
-                    0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-    bt_st(dinp + i, bt_ld(dinp + i) + g * bt_ld(dout + i));
+__global__ void bt_k_gelu_fwd(T *out, const T *inp, size_t n, size_t nVec) {
+  GRID_STRIDE(g, nVec) {
+    float x[BT_VEC];
+    bt_ld8(inp + BT_VEC * g, x);
+    for (int k = 0; k < BT_VEC; k++) x[k] = bt_gelu(x[k]);
+    bt_st8(out + BT_VEC * g, x);
   }
+  const size_t i0 = BT_VEC * nVec;
+  GRID_STRIDE(j, n - i0) bt_st(out + i0 + j, bt_gelu(bt_ld(inp + i0 + j)));
+}
+
+template <typename T>
+__global__ void bt_k_gelu_bwd(T *dinp, const T *inp, const T *dout, size_t n,
+                              size_t nVec) {
+  GRID_STRIDE(g, nVec) {
+    float x[BT_VEC], d[BT_VEC], y[BT_VEC];
+    bt_ld8(inp + BT_VEC * g, x);
+    bt_ld8(dout + BT_VEC * g, d);
+    bt_ld8(dinp + BT_VEC * g, y);
+    for (int k = 0; k < BT_VEC; k++) y[k] += bt_gelu_grad(x[k]) * d[k];
+    bt_st8(dinp + BT_VEC * g, y);
+  }
+  const size_t i0 = BT_VEC * nVec;
+  GRID_STRIDE(j, n - i0) {
+    const size_t i = i0 + j;
+    bt_st(dinp + i, bt_ld(dinp + i) + bt_gelu_grad(bt_ld(inp + i)) *
+                                          bt_ld(dout + i));
+  }
+}
+
+/* The element-wise kernels below take the vector path (cuda_common.h,
+ * BT_VEC) for the first nVec groups of 8 elements and the scalar loop for
+ * elements 8 nVec .. n-1; the wrapper sets nVec = n / 8 when every
+ * pointer is 16-byte aligned, else 0. Launch: bt_cuda_grid of the larger
+ * of the two loops' counts (ew_grid). All [act]. */
+template <typename T>
+__global__ void bt_k_residual_fwd(T *out, const T *a, const T *b, size_t n,
+                                  size_t nVec) {
+  GRID_STRIDE(g, nVec) {
+    float x[BT_VEC], y[BT_VEC];
+    bt_ld8(a + BT_VEC * g, x);
+    bt_ld8(b + BT_VEC * g, y);
+    for (int k = 0; k < BT_VEC; k++) x[k] += y[k];
+    bt_st8(out + BT_VEC * g, x);
+  }
+  const size_t i0 = BT_VEC * nVec;
+  GRID_STRIDE(j, n - i0) {
+    const size_t i = i0 + j;
+    bt_st(out + i, bt_ld(a + i) + bt_ld(b + i));
+  }
+}
+
+/* da and db may be the same buffer: the two updates are sequential in one
+ * thread, so it then receives 2 * dout (in bf16: rounded after each add,
+ * as the CPU reference does), as the contract implies. */
+template <typename T>
+__global__ void bt_k_residual_bwd(T *da, T *db, const T *dout, size_t n,
+                                  size_t nVec) {
+  GRID_STRIDE(g, nVec) {
+    float d[BT_VEC], x[BT_VEC];
+    bt_ld8(dout + BT_VEC * g, d);
+    if (da) {
+      bt_ld8(da + BT_VEC * g, x);
+      for (int k = 0; k < BT_VEC; k++) x[k] += d[k];
+      bt_st8(da + BT_VEC * g, x);
+    }
+    if (db) {
+      bt_ld8(db + BT_VEC * g, x);
+      for (int k = 0; k < BT_VEC; k++) x[k] += d[k];
+      bt_st8(db + BT_VEC * g, x);
+    }
+  }
+  const size_t i0 = BT_VEC * nVec;
+  GRID_STRIDE(j, n - i0) {
+    const size_t i = i0 + j;
+    const float d = bt_ld(dout + i);
+    if (da) bt_st(da + i, bt_ld(da + i) + d);
+    if (db) bt_st(db + i, bt_ld(db + i) + d);
+  }
+}
+
+/* nVec for n elements at these pointers (NULL counts as aligned). */
+static size_t ew_nvec(size_t n, const void *p0, const void *p1,
+                      const void *p2) {
+  return bt_cuda_al16(p0) && bt_cuda_al16(p1) && bt_cuda_al16(p2)
+             ? n / BT_VEC
+             : 0;
+}
+static unsigned ew_grid(size_t n, size_t nVec) {
+  const size_t nTail = n - BT_VEC * nVec;
+  return bt_cuda_grid(nVec > nTail ? nVec : nTail, 256);
 }
 
 void bt_cuda_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
   bt_cuda *cu = bt_cuda_of(be);
   if (n == 0) return;
-  BT_CUDA_ACT(be, bt_k_gelu_fwd<act_t><<<bt_cuda_grid(n, 256), 256, 0,
+  const size_t nVec = ew_nvec(n, out, inp, NULL);
+  BT_CUDA_ACT(be, bt_k_gelu_fwd<act_t><<<ew_grid(n, nVec), 256, 0,
                                           cu->stream>>>(
-                      (act_t *)out, (const act_t *)inp, n));
+                      (act_t *)out, (const act_t *)inp, n, nVec));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -410,34 +562,23 @@ void bt_cuda_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
                       const float *dout, size_t n) {
   bt_cuda *cu = bt_cuda_of(be);
   if (n == 0) return;
-  BT_CUDA_ACT(be, bt_k_gelu_bwd<act_t><<<bt_cuda_grid(n, 256), 256, 0,
+  const size_t nVec = ew_nvec(n, dinp, inp, dout);
+  BT_CUDA_ACT(be, bt_k_gelu_bwd<act_t><<<ew_grid(n, nVec), 256, 0,
                                           cu->stream>>>(
                       (act_t *)dinp, (const act_t *)inp, (const act_t *)dout,
-                      n));
+                      n, nVec));
   BT_CUDA_LAUNCHED(cu);
-}
-
-__global__ void bt_k_residual_fwd(float *out, const float *a, const float *b,
-                                  size_t n) {
-  GRID_STRIDE(i, n) out[i] = a[i] + b[i];
-}
-
-/* da and db may be the same buffer: the two updates are sequential in one
- * thread, so it then receives 2 * dout, as the contract implies. */
-__global__ void bt_k_residual_bwd(float *da, float *db, const float *dout,
-                                  size_t n) {
-  GRID_STRIDE(i, n) {
-    const float d = dout[i];
-    if (da) da[i] += d;
-    if (db) db[i] += d;
-  }
 }
 
 void bt_cuda_residual_fwd(bt_backend *be, float *out, const float *a,
                           const float *b, size_t n) {
   bt_cuda *cu = bt_cuda_of(be);
   if (n == 0) return;
-  bt_k_residual_fwd<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(out, a, b, n);
+  const size_t nVec = ew_nvec(n, out, a, b);
+  BT_CUDA_ACT(be, bt_k_residual_fwd<act_t><<<ew_grid(n, nVec), 256, 0,
+                                              cu->stream>>>(
+                      (act_t *)out, (const act_t *)a, (const act_t *)b, n,
+                      nVec));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -445,8 +586,11 @@ void bt_cuda_residual_bwd(bt_backend *be, float *da, float *db,
                           const float *dout, size_t n) {
   bt_cuda *cu = bt_cuda_of(be);
   if (n == 0 || (!da && !db)) return;
-  bt_k_residual_bwd<<<bt_cuda_grid(n, 256), 256, 0, cu->stream>>>(da, db, dout,
-                                                                  n);
+  const size_t nVec = ew_nvec(n, da, db, dout);
+  BT_CUDA_ACT(be, bt_k_residual_bwd<act_t><<<ew_grid(n, nVec), 256, 0,
+                                              cu->stream>>>(
+                      (act_t *)da, (act_t *)db, (const act_t *)dout, n,
+                      nVec));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -462,11 +606,12 @@ void bt_cuda_residual_bwd(bt_backend *be, float *da, float *db,
  * NaN logits propagate into S. Every thread returns the same M and S, and
  * every thread has finished reading x when this returns (the reductions
  * end in barriers), which is what lets the backward overwrite x. */
-__device__ void bt_xent_row_stats(const float *x, int V, float *sh, float *pM,
+template <typename T>
+__device__ void bt_xent_row_stats(const T *x, int V, float *sh, float *pM,
                                   float *pS) {
   float m = -INFINITY, s = 0.0f;
   for (int v = threadIdx.x; v < V; v += blockDim.x) {
-    const float xv = x[v];
+    const float xv = bt_ld(x + v);
     if (xv > m) {
       s = s * expf(m - xv) + 1.0f; /* first value: s = 0 * 0 + 1 */
       m = xv;
@@ -481,7 +626,9 @@ __device__ void bt_xent_row_stats(const float *x, int V, float *sh, float *pM,
   *pM = M;
 }
 
-__global__ void bt_k_xent_fwd(float *losses, const float *logits,
+/* logits [act], losses fp32 (the row statistics are fp32 throughout). */
+template <typename T>
+__global__ void bt_k_xent_fwd(float *losses, const T *logits,
                               const int32_t *targets, int V, int Vp) {
   __shared__ float sh[32];
   const int row = blockIdx.x;
@@ -490,39 +637,55 @@ __global__ void bt_k_xent_fwd(float *losses, const float *logits,
     if (threadIdx.x == 0) losses[row] = 0.0f;
     return;
   }
-  const float *x = logits + (size_t)row * Vp;
+  const T *x = logits + (size_t)row * Vp;
   float M, S;
   bt_xent_row_stats(x, V, sh, &M, &S);
   if (threadIdx.x == 0) {
     /* -log p_t = log S - (x_t - M); a target >= V is a loader bug: NaN
      * makes it visible in the loss instead of reading padding. */
-    losses[row] = (t < V) ? logf(S) - (x[t] - M) : NAN;
+    losses[row] = (t < V) ? logf(S) - (bt_ld(x + t) - M) : NAN;
   }
 }
 
 /* dlogits may alias logits: each element is read and then written by the
- * same thread, after every thread has finished the statistics pass. */
-__global__ void bt_k_xent_bwd(float *dlogits, const float *logits,
+ * same thread, after every thread has finished the statistics pass (both
+ * have the [act] type, so an element's bytes are its own in either
+ * dtype). */
+template <typename T>
+__global__ void bt_k_xent_bwd(T *dlogits, const T *logits,
                               const int32_t *targets, float scale, int V,
-                              int Vp) {
+                              int Vp, int bVec) {
   __shared__ float sh[32];
   const int row = blockIdx.x;
   const int t = targets[row];
-  const float *x = logits + (size_t)row * Vp;
-  float *dx = dlogits + (size_t)row * Vp;
+  const T *x = logits + (size_t)row * Vp;
+  T *dx = dlogits + (size_t)row * Vp;
   if (t < 0) {
-    for (int v = threadIdx.x; v < Vp; v += blockDim.x) dx[v] = 0.0f;
+    for (int v = threadIdx.x; v < Vp; v += blockDim.x) bt_st(dx + v, 0.0f);
     return;
   }
   float M, S;
   bt_xent_row_stats(x, V, sh, &M, &S);
   const float bad = (t < V) ? 0.0f : NAN; /* see the forward */
+  if (bVec) { /* row_vec: 8 columns per thread and step, same arithmetic */
+    for (int v0 = BT_VEC * threadIdx.x; v0 < Vp; v0 += BT_VEC * blockDim.x) {
+      float xv[BT_VEC];
+      bt_ld8(x + v0, xv);
+      for (int k = 0; k < BT_VEC; k++) {
+        const int v = v0 + k;
+        const float p = expf(xv[k] - M) / S;
+        xv[k] = v < V ? (p - (v == t ? 1.0f : 0.0f)) * scale + bad : 0.0f;
+      }
+      bt_st8(dx + v0, xv);
+    }
+    return;
+  }
   for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
     if (v < V) {
-      const float p = expf(x[v] - M) / S;
-      dx[v] = (p - (v == t ? 1.0f : 0.0f)) * scale + bad;
+      const float p = expf(bt_ld(x + v) - M) / S;
+      bt_st(dx + v, (p - (v == t ? 1.0f : 0.0f)) * scale + bad);
     } else {
-      dx[v] = 0.0f;
+      bt_st(dx + v, 0.0f);
     }
   }
 }
@@ -532,8 +695,8 @@ void bt_cuda_xent_fwd(bt_backend *be, float *losses, const float *logits,
   bt_cuda *cu = bt_cuda_of(be);
   if (N <= 0) return;
   BT_ASSERT(V > 0 && V <= Vp);
-  bt_k_xent_fwd<<<N, XENT_THREADS, 0, cu->stream>>>(losses, logits, targets,
-                                                    V, Vp);
+  BT_CUDA_ACT(be, bt_k_xent_fwd<act_t><<<N, XENT_THREADS, 0, cu->stream>>>(
+                      losses, (const act_t *)logits, targets, V, Vp));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -543,8 +706,9 @@ void bt_cuda_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
   bt_cuda *cu = bt_cuda_of(be);
   if (N <= 0) return;
   BT_ASSERT(V > 0 && V <= Vp);
-  bt_k_xent_bwd<<<N, XENT_THREADS, 0, cu->stream>>>(dlogits, logits, targets,
-                                                    scale, V, Vp);
+  BT_CUDA_ACT(be, bt_k_xent_bwd<act_t><<<N, XENT_THREADS, 0, cu->stream>>>(
+                      (act_t *)dlogits, (const act_t *)logits, targets, scale,
+                      V, Vp, row_vec(Vp, dlogits, logits, NULL, NULL)));
   BT_CUDA_LAUNCHED(cu);
 }
 
@@ -640,12 +804,37 @@ void bt_cuda_scale(bt_backend *be, float *x, float s, size_t n) {
   BT_CUDA_LAUNCHED(cu);
 }
 
-/* fp32 activations only (cuda_set_act_dtype refuses bf16): the working
- * copy is a device-to-device copy, nothing when out == in. */
+/* out[i] = in[i] rounded to the [act] type (nearest even, as base/bf16.h):
+ * the bf16 working copy of the fp32 master weights, or fp32 input data
+ * entering a bf16 model. in is fp32 whatever the storage; vector path as
+ * the element-wise kernels above. */
+template <typename T>
+__global__ void bt_k_to_act(T *out, const float *in, size_t n, size_t nVec) {
+  GRID_STRIDE(g, nVec) {
+    float x[BT_VEC];
+    bt_ld8(in + BT_VEC * g, x);
+    bt_st8(out + BT_VEC * g, x);
+  }
+  const size_t i0 = BT_VEC * nVec;
+  GRID_STRIDE(j, n - i0) bt_st(out + i0 + j, in[i0 + j]);
+}
+
+/* fp32 storage: a device-to-device copy, nothing when out == in. bf16: the
+ * conversion kernel; out must be its own buffer there (a bf16 element and
+ * the float it comes from do not share their bytes: in place, threads
+ * would overwrite floats other threads have yet to read). */
 void bt_cuda_to_act(bt_backend *be, float *out, const float *in, size_t n) {
   bt_cuda *cu = bt_cuda_of(be);
-  BT_ASSERT(be->eActDtype == BT_ACT_F32);
-  if (n == 0 || out == in) return;
-  BT_CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float),
-                                cudaMemcpyDeviceToDevice, cu->stream));
+  if (n == 0) return;
+  if (be->eActDtype == BT_ACT_F32) {
+    if (out == in) return;
+    BT_CUDA_CHECK(cudaMemcpyAsync(out, in, n * sizeof(float),
+                                  cudaMemcpyDeviceToDevice, cu->stream));
+    return;
+  }
+  BT_ASSERT((const void *)out != (const void *)in);
+  const size_t nVec = ew_nvec(n, out, in, NULL);
+  bt_k_to_act<__nv_bfloat16><<<ew_grid(n, nVec), 256, 0, cu->stream>>>(
+      (__nv_bfloat16 *)out, in, n, nVec);
+  BT_CUDA_LAUNCHED(cu);
 }

@@ -129,6 +129,7 @@ void bt_cuda_conv1d_fwd(bt_backend *be, float *out, float *scratch,
                         const float *inp, const float *w, const float *bias,
                         int B, int T, int Cin, int Cout, int K, int S,
                         int P) {
+  BT_CUDA_F32_ONLY(be); /* the speech model refuses train.precision = bf16 */
   if (B <= 0 || T <= 0) return;
   bt_cuda *cu = bt_cuda_of(be);
   cudnnHandle_t h = conv_handle(cu);
@@ -150,6 +151,7 @@ void bt_cuda_conv1d_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
                         float *scratch, const float *dout, const float *inp,
                         const float *w, int B, int T, int Cin, int Cout, int K,
                         int S, int P) {
+  BT_CUDA_F32_ONLY(be); /* the speech model refuses train.precision = bf16 */
   if (B <= 0 || T <= 0) return;
   bt_cuda *cu = bt_cuda_of(be);
   cudnnHandle_t h = conv_handle(cu);
@@ -317,6 +319,7 @@ void bt_cuda_ctc_loss_fwd(bt_backend *be, float *losses, float *scratch,
                           const float *logits, const int32_t *inLen,
                           const int32_t *targets, const int32_t *tgtLen,
                           int B, int T, int V, int L) {
+  BT_CUDA_F32_ONLY(be); /* the speech model refuses train.precision = bf16 */
   bt_cuda *cu = bt_cuda_of(be);
   if (B <= 0 || T <= 0) return;
   BT_ASSERT(V >= 1 && L >= 0 && B <= 65535);
@@ -335,6 +338,7 @@ void bt_cuda_ctc_loss_bwd(bt_backend *be, float *dlogits, float *scratch,
                           const float *dloss, const int32_t *inLen,
                           const int32_t *targets, const int32_t *tgtLen,
                           int B, int T, int V, int L) {
+  BT_CUDA_F32_ONLY(be); /* the speech model refuses train.precision = bf16 */
   bt_cuda *cu = bt_cuda_of(be);
   if (B <= 0 || T <= 0) return;
   BT_ASSERT(V >= 1 && L >= 0 && B <= 65535);

@@ -16,8 +16,9 @@
 # the most one device call should take; the benchmark is last):
 #   gpu           nvidia-smi: device, driver, memory; glibc; PREPARED; the
 #                 cuDNN version the binaries load vs the one built against
-#   ops           test_gpu_ops: every op vs the CPU backend, fp32 and the
-#                 bf16 GEMM mode (BATON_CUDA_GEMM=bf16, inside the test)
+#   ops           test_gpu_ops: every op vs the CPU backend, fp32, the
+#                 bf16 GEMM mode (BATON_CUDA_GEMM=bf16, inside the test) and
+#                 bf16 storage (train.precision = bf16) vs the CPU's bf16 mode
 #   ops_contract  test_ops cuda: the op contract (fp64 refs, finite diffs)
 #   cudnn         test_gpu_cudnn: cuDNN fused attention (bf16) vs the flash
 #                 kernels, forward, backward, determinism, graph cache

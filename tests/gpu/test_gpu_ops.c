@@ -56,7 +56,13 @@
  *     fp32; the product's relative norm error is ~3e-3.
  *   TOL_SUMSQ 1e-10: sumsq accumulates in double on both sides (each term
  *     x*x is exact in double); only summation order differs.
+ *   bf16 storage (train.precision = bf16; the "bf16 <op>" cases): a CUDA
+ *     backend storing [act] tensors as bf16 against the CPU backend in
+ *     bf16 mode; bit for bit where the arithmetic is the CPU's, TOL_ACT16
+ *     = 2^-8 for other [act] outputs, the fp32 limits for fp32 outputs
+ *     (derivation above run_case16).
  */
+#include "base/bf16.h"
 #include "base/util.h"
 #include "kernels/ops.h"
 
@@ -823,6 +829,434 @@ static void test_sumsq(size_t n) {
   t_free(&x);
 }
 
+/* ---- bf16 storage (train.precision = bf16) ------------------------------
+ * The CUDA backend storing every [act] tensor as bf16 (g_gpuA) against the
+ * CPU reference in bf16 mode (g_cpuA: float storage, rounded to nearest
+ * even at every [act] output; kernels/ops.def "ELEMENT TYPES"), op by op.
+ * Inputs are bf16-rounded on the host, so both sides start from the same
+ * values; [act] tensors travel as bf16 bits, fp32 ones as floats. Limits,
+ * per output:
+ *   0 (bit for bit): the kernel's fp32 arithmetic is the CPU's, in the
+ *     same order, rounded once: residual, bias add, bias_bwd's dinp,
+ *     embed_fwd, to_act;
+ *   TOL_ACT16 = 2^-8 for the other [act] outputs (GEMM summation order,
+ *     tanhf vs the CPU's expf, layernorm in fp32 vs double, the softmax):
+ *     their fp32 values differ by ~1e-6 relative (TOL_FP32's argument),
+ *     which moves an element across a bf16 rounding boundary with
+ *     probability ~1e-6 / 2^-8 and then by one bf16 step (2^-8..2^-7
+ *     relative), so the norm-wise error is ~sqrt(4e-4) * 2^-8 = 8e-5;
+ *     2^-8 holds even if every element were a step off, while an indexing
+ *     or type error is O(1). The CPU emulator measures 0..4e-7 for the
+ *     same kernel source (tests/gpu/emu);
+ *   fp32 outputs (dw, dbias, layernorm's dw, db, mean, rstd, losses, dwte,
+ *     dwpe): the fp32 limits, since only their inputs are bf16.
+ * Attention is not here: in bf16 it goes through cuDNN (test_gpu_cudnn).
+ */
+#define TOL_ACT16 3.9e-3
+
+static bt_backend *g_cpuA; /* CPU reference, train.precision = bf16 */
+static bt_backend *g_gpuA; /* CUDA, bf16 storage (NULL: not created) */
+
+typedef struct btens {
+  const char *zName;
+  size_t n;
+  int bAct;     /* [act]: bf16 on g_gpuA */
+  float *p[2];  /* on g_cpuA, on g_gpuA */
+  float *init;  /* host values; NULL: an overwritten output */
+} btens;
+
+static void b_reset(btens *t, int k);
+/* n+1 elements on the GPU: the transfers move bf16 pairs as floats. init
+ * (owned by t from now on) is loaded on both sides. */
+static void b_make(btens *t, const char *zName, size_t n, int bAct,
+                   float *init) {
+  t->zName = zName;
+  t->n = n;
+  t->bAct = bAct;
+  t->init = init;
+  t->p[0] = bt_mem_alloc(g_cpuA, n, zName);
+  t->p[1] = bAct ? bt_mem_alloc_act(g_gpuA, n + 1, zName)
+                 : bt_mem_alloc(g_gpuA, n, zName);
+  BT_ASSERT(t->p[0] && t->p[1]);
+  if (init) b_reset(t, 0), b_reset(t, 1);
+}
+/* Uniform in [lo, hi), rounded to bf16 where [act]. */
+static void b_rand(btens *t, const char *zName, size_t n, int bAct, float lo,
+                   float hi) {
+  float *x = rnd(n, lo, hi);
+  if (bAct)
+    for (size_t i = 0; i < n; i++) x[i] = bt_round_bf16(x[i]);
+  b_make(t, zName, n, bAct, x);
+}
+static void b_free(btens *t) {
+  bt_mem_free(g_cpuA, t->p[0]);
+  bt_mem_free(g_gpuA, t->p[1]);
+  free(t->init);
+  memset(t, 0, sizeof *t);
+}
+
+static void b_to_gpu(btens *t, const float *x) {
+  if (!t->bAct) {
+    bt_mem_from_host(g_gpuA, t->p[1], x, t->n);
+    return;
+  }
+  uint16_t *h = xmalloc((t->n + 1) * sizeof(uint16_t));
+  for (size_t i = 0; i < t->n; i++) h[i] = bt_f32_to_bf16(x[i]);
+  h[t->n] = 0;
+  bt_mem_from_host(g_gpuA, t->p[1], (const float *)h, (t->n + 1) / 2);
+  free(h);
+}
+static float *b_fetch(btens *t, int k) {
+  float *y = xmalloc(t->n * sizeof(float));
+  if (k == 0 || !t->bAct) {
+    bt_mem_to_host(k ? g_gpuA : g_cpuA, y, t->p[k], t->n);
+    return y;
+  }
+  uint16_t *h = xmalloc((t->n + 1) * sizeof(uint16_t));
+  bt_mem_to_host(g_gpuA, (float *)h, t->p[1], (t->n + 1) / 2);
+  for (size_t i = 0; i < t->n; i++) y[i] = bt_bf16_to_f32(h[i]);
+  free(h);
+  return y;
+}
+/* Pre-run state: init on both sides, or 0 (CPU) / NaN (GPU). */
+static void b_reset(btens *t, int k) {
+  float *x = t->init;
+  if (!x) {
+    x = xmalloc(t->n * sizeof(float));
+    for (size_t i = 0; i < t->n; i++) x[i] = k ? NAN : 0.0f;
+  }
+  if (k) b_to_gpu(t, x);
+  else bt_mem_from_host(g_cpuA, t->p[0], x, t->n);
+  if (x != t->init) free(x);
+}
+
+/* run_case for the bf16 pair, with a limit per output. */
+static void run_case16(const char *zCase, op_fn fn, void *ctx, btens **aOut,
+                       const double *aTol, int nOut) {
+  float *ref[8], *res[2][8];
+  BT_ASSERT(nOut <= 8);
+  for (int o = 0; o < nOut; o++) b_reset(aOut[o], 0);
+  fn(g_cpuA, 0, ctx);
+  for (int o = 0; o < nOut; o++) ref[o] = b_fetch(aOut[o], 0);
+  for (int rep = 0; rep < 2; rep++) {
+    for (int o = 0; o < nOut; o++) b_reset(aOut[o], 1);
+    fn(g_gpuA, 1, ctx);
+    bt_backend_sync(g_gpuA);
+    for (int o = 0; o < nOut; o++) res[rep][o] = b_fetch(aOut[o], 1);
+  }
+  for (int o = 0; o < nOut; o++) {
+    const btens *t = aOut[o];
+    size_t nNan = count_nan(res[0][o], t->n);
+    double e = relerr(res[0][o], ref[o], t->n);
+    int bSame = memcmp(res[0][o], res[1][o], t->n * sizeof(float)) == 0;
+    printf("  %-44s %-7s relerr %9.2e (limit %.1e, %s)%s%s\n", zCase,
+           t->zName, e, aTol[o], t->bAct ? "bf16" : "fp32",
+           bSame ? "" : "  NOT DETERMINISTIC", nNan ? "  NaN LEFT" : "");
+    CHECK(nNan == 0, "%s: %s has %zu NaN of %zu", zCase, t->zName, nNan,
+          t->n);
+    CHECK(e <= aTol[o], "%s: %s relative error %.3e > %.1e", zCase,
+          t->zName, e, aTol[o]);
+    CHECK(bSame, "%s: %s differs between two identical GPU runs", zCase,
+          t->zName);
+    free(ref[o]);
+    free(res[0][o]);
+    free(res[1][o]);
+  }
+}
+
+/* One context for every bf16 case: up to 6 inputs, 4 outputs, the ids
+ * (tokens or targets), the shape a and a scale. */
+typedef struct c16 {
+  btens in[6], out[4];
+  itens ids;
+  int a[6];
+  float s;
+} c16;
+
+static void c16_free(c16 *c) {
+  for (int i = 0; i < 6; i++)
+    if (c->in[i].p[0]) b_free(&c->in[i]);
+  for (int i = 0; i < 4; i++)
+    if (c->out[i].p[0]) b_free(&c->out[i]);
+  if (c->ids.host) {
+    bt_mem_free_i32(g_cpuA, c->ids.p[0]);
+    bt_mem_free_i32(g_gpuA, c->ids.p[1]);
+    free(c->ids.host);
+  }
+}
+static void c16_ids(c16 *c, const int32_t *host, size_t n) {
+  c->ids.n = n;
+  c->ids.host = xmalloc(n * sizeof(int32_t));
+  memcpy(c->ids.host, host, n * sizeof(int32_t));
+  c->ids.p[0] = bt_mem_alloc_i32(g_cpuA, n, "ids");
+  c->ids.p[1] = bt_mem_alloc_i32(g_gpuA, n, "ids");
+  BT_ASSERT(c->ids.p[0] && c->ids.p[1]);
+  bt_mem_from_host_i32(g_cpuA, c->ids.p[0], host, n);
+  bt_mem_from_host_i32(g_gpuA, c->ids.p[1], host, n);
+}
+#define P16(i) c->in[i].p[k]
+#define O16(i) c->out[i].p[k]
+
+/* matmul: in = inp, w, bias, dout; out = out | dinp, dw, dbias. */
+static void mm16_fwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_matmul_fwd(be, O16(0), P16(0), P16(1), P16(2), c->a[0], c->a[1],
+                   c->a[2], (bt_wlayout)c->a[3]);
+}
+static void mm16_bwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_matmul_bwd(be, O16(1), O16(2), O16(3), P16(3), P16(0), P16(1),
+                   c->a[0], c->a[1], c->a[2], (bt_wlayout)c->a[3]);
+}
+static void test_matmul16(const int *a) {
+  c16 cc, *c = &cc;
+  char z[96];
+  memset(c, 0, sizeof *c);
+  memcpy(c->a, a, sizeof c->a);
+  const size_t N = a[0], C = a[1], OC = a[2];
+  b_rand(&c->in[0], "inp", N * C, 1, -1, 1);
+  b_rand(&c->in[1], "w", C * OC, 1, -0.1f, 0.1f);
+  b_rand(&c->in[2], "bias", OC, 1, -1, 1);
+  b_rand(&c->in[3], "dout", N * OC, 1, -1, 1);
+  b_make(&c->out[0], "out", N * OC, 1, NULL);
+  b_rand(&c->out[1], "dinp", N * C, 1, -1, 1);
+  b_rand(&c->out[2], "dw", C * OC, 0, -1, 1);
+  b_rand(&c->out[3], "dbias", OC, 0, -1, 1);
+  const char *zL = a[3] == BT_W_IN_OUT ? "in_out" : "out_in";
+  btens *fo[] = {&c->out[0]}, *bo[] = {&c->out[1], &c->out[2], &c->out[3]};
+  const double tf[] = {TOL_ACT16}, tb[] = {TOL_ACT16, TOL_GEMM, TOL_FP32};
+  bt_snprintf(z, sizeof z, "bf16 matmul_fwd %dx%dx%d %s", a[0], a[1], a[2],
+              zL);
+  run_case16(z, mm16_fwd, c, fo, tf, 1);
+  bt_snprintf(z, sizeof z, "bf16 matmul_bwd %dx%dx%d %s", a[0], a[1], a[2],
+              zL);
+  run_case16(z, mm16_bwd, c, bo, tb, 3);
+  c16_free(c);
+}
+
+/* element-wise: in = a, b, x (fp32 for to_act); out = out, da, db. */
+static void ew16_res_fwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_residual_fwd(be, O16(0), P16(0), P16(1), c->out[0].n);
+}
+static void ew16_res_bwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_residual_bwd(be, O16(1), O16(2), P16(1), c->out[0].n);
+}
+static void ew16_gelu_fwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_gelu_fwd(be, O16(0), P16(0), c->out[0].n);
+}
+static void ew16_gelu_bwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_gelu_bwd(be, O16(1), P16(0), P16(1), c->out[0].n);
+}
+static void ew16_to_act(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_to_act(be, O16(0), P16(2), c->out[0].n);
+}
+static void ew16_bias_fwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_bias_fwd(be, O16(0), P16(0), P16(3), c->a[0], c->a[1]);
+}
+static void ew16_bias_bwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_bias_bwd(be, O16(1), O16(3), P16(1), c->a[0], c->a[1]);
+}
+/* a[0] x a[1] elements (also the bias shape). The buffers are aligned, so
+ * the kernels take their vector paths, with a scalar tail when n % 8 != 0;
+ * the unaligned (scalar) paths are checked in the emulator. */
+static void test_elementwise16(const int *a) {
+  c16 cc, *c = &cc;
+  char z[96];
+  memset(c, 0, sizeof *c);
+  memcpy(c->a, a, sizeof c->a);
+  const size_t n = (size_t)a[0] * a[1];
+  b_rand(&c->in[0], "a", n, 1, -4, 4);
+  b_rand(&c->in[1], "b", n, 1, -1, 1);
+  b_rand(&c->in[2], "x", n, 0, -3, 3); /* fp32 master for to_act */
+  b_rand(&c->in[3], "bias", (size_t)a[1], 1, -1, 1);
+  b_make(&c->out[0], "out", n, 1, NULL);
+  b_rand(&c->out[1], "da", n, 1, -1, 1);
+  b_rand(&c->out[2], "db", n, 1, -1, 1);
+  b_rand(&c->out[3], "dbias", (size_t)a[1], 0, -1, 1);
+  btens *o0[] = {&c->out[0]}, *o12[] = {&c->out[1], &c->out[2]};
+  btens *o1[] = {&c->out[1]}, *o13[] = {&c->out[1], &c->out[3]};
+  const double t0[] = {0.0, 0.0}, tA[] = {TOL_ACT16}, tB[] = {0.0, TOL_FP32};
+  static const struct {
+    const char *zOp;
+    op_fn fn;
+    int iOut; /* 0: out; 1: da; 12: da, db; 13: da, dbias */
+    int eTol; /* 0 exact, 1 TOL_ACT16, 2 exact + fp32 */
+  } aRun[] = {{"residual_fwd", ew16_res_fwd, 0, 0},
+              {"residual_bwd", ew16_res_bwd, 12, 0},
+              {"gelu_fwd", ew16_gelu_fwd, 0, 1},
+              {"gelu_bwd", ew16_gelu_bwd, 1, 1},
+              {"to_act", ew16_to_act, 0, 0},
+              {"bias_fwd", ew16_bias_fwd, 0, 0},
+              {"bias_bwd", ew16_bias_bwd, 13, 2}};
+  for (size_t r = 0; r < sizeof aRun / sizeof aRun[0]; r++) {
+    btens **ao = aRun[r].iOut == 0 ? o0 : aRun[r].iOut == 1 ? o1
+                 : aRun[r].iOut == 12 ? o12 : o13;
+    const int nO = aRun[r].iOut >= 12 ? 2 : 1;
+    const double *tol = aRun[r].eTol == 1 ? tA : aRun[r].eTol == 2 ? tB : t0;
+    bt_snprintf(z, sizeof z, "bf16 %s %dx%d", aRun[r].zOp, a[0], a[1]);
+    run_case16(z, aRun[r].fn, c, ao, tol, nO);
+  }
+  c16_free(c);
+}
+
+
+/* embedding: in = wte, wpe, dout; out = out, dwte, dwpe. a = B T C V. */
+static void emb16_fwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_embed_fwd(be, O16(0), c->ids.p[k], P16(0), P16(1), c->a[0], c->a[1],
+                  c->a[2]);
+}
+static void emb16_bwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_embed_bwd(be, O16(1), O16(2), P16(2), c->ids.p[k], c->a[0], c->a[1],
+                  c->a[2], c->a[3]);
+}
+static void test_embed16(const int *a) {
+  c16 cc, *c = &cc;
+  char z[96];
+  memset(c, 0, sizeof *c);
+  memcpy(c->a, a, sizeof c->a);
+  const size_t nTok = (size_t)a[0] * a[1], C = a[2], V = a[3];
+  int32_t *tok = xmalloc(nTok * sizeof(int32_t));
+  uint64_t key = bt_rng_key(2024, 11, g_salt++, 0);
+  for (size_t i = 0; i < nTok; i++)
+    tok[i] = (int32_t)(bt_rng_u64(key, (uint64_t)i) % (uint64_t)V);
+  c16_ids(c, tok, nTok);
+  free(tok);
+  b_rand(&c->in[0], "wte", V * C, 1, -1, 1);
+  b_rand(&c->in[1], "wpe", (size_t)a[1] * C, 1, -1, 1);
+  b_rand(&c->in[2], "dout", nTok * C, 1, -1, 1);
+  b_make(&c->out[0], "out", nTok * C, 1, NULL);
+  b_rand(&c->out[1], "dwte", V * C, 0, -1, 1);
+  b_rand(&c->out[2], "dwpe", (size_t)a[1] * C, 0, -1, 1);
+  btens *fo[] = {&c->out[0]}, *bo[] = {&c->out[1], &c->out[2]};
+  const double tf[] = {0.0}, tb[] = {TOL_FP32, TOL_FP32};
+  bt_snprintf(z, sizeof z, "bf16 embed_fwd B=%d T=%d C=%d V=%d", a[0], a[1],
+              a[2], a[3]);
+  run_case16(z, emb16_fwd, c, fo, tf, 1);
+  bt_snprintf(z, sizeof z, "bf16 embed_bwd B=%d T=%d C=%d V=%d", a[0], a[1],
+              a[2], a[3]);
+  run_case16(z, emb16_bwd, c, bo, tb, 2);
+  c16_free(c);
+}
+
+/* layernorm: in = inp, w, b, dout, then the CPU's mean and rstd (fp32,
+ * read by the backward on both sides); out = out, mean, rstd, then
+ * dinp, dw, db. a = N C. */
+static void ln16_fwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_layernorm_fwd(be, O16(0), O16(1), O16(2), P16(0), P16(1), P16(2),
+                      c->a[0], c->a[1]);
+}
+static void ln16_bwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_layernorm_bwd(be, O16(3), O16(1), O16(2), P16(3), P16(0), P16(1),
+                      P16(4), P16(5), c->a[0], c->a[1]);
+}
+static void test_layernorm16(const int *a) {
+  c16 cc, *c = &cc;
+  char z[96];
+  memset(c, 0, sizeof *c);
+  memcpy(c->a, a, sizeof c->a);
+  const size_t N = a[0], C = a[1];
+  b_rand(&c->in[0], "inp", N * C, 1, -1.5f, 2.5f);
+  b_rand(&c->in[1], "w", C, 1, 0.5f, 1.5f);
+  b_rand(&c->in[2], "b", C, 1, -0.5f, 0.5f);
+  b_rand(&c->in[3], "dout", N * C, 1, -1, 1);
+  b_make(&c->out[0], "out", N * C, 1, NULL);
+  b_make(&c->out[1], "mean", N, 0, NULL);
+  b_make(&c->out[2], "rstd", N, 0, NULL);
+  btens *fo[] = {&c->out[0], &c->out[1], &c->out[2]};
+  const double tf[] = {TOL_ACT16, TOL_FP32, TOL_FP32};
+  bt_snprintf(z, sizeof z, "bf16 layernorm_fwd %dx%d", a[0], a[1]);
+  run_case16(z, ln16_fwd, c, fo, tf, 3);
+  for (int i = 1; i <= 2; i++) {
+    float *h = b_fetch(&c->out[i], 0);
+    b_make(&c->in[3 + i], i == 1 ? "mean" : "rstd", N, 0, h);
+    b_free(&c->out[i]);
+  }
+  b_rand(&c->out[1], "dw", C, 0, -1, 1);
+  b_rand(&c->out[2], "db", C, 0, -1, 1);
+  b_rand(&c->out[3], "dinp", N * C, 1, -1, 1);
+  btens *bo[] = {&c->out[3], &c->out[1], &c->out[2]};
+  const double tb[] = {TOL_ACT16, TOL_FP32, TOL_FP32};
+  bt_snprintf(z, sizeof z, "bf16 layernorm_bwd %dx%d", a[0], a[1]);
+  run_case16(z, ln16_bwd, c, bo, tb, 3);
+  c16_free(c);
+}
+
+/* cross-entropy: in = logits; out = losses, dlogits, and logits again
+ * for the in-place backward (dlogits == logits). a = N V Vp. */
+static void xe16_fwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_xent_fwd(be, O16(0), P16(0), c->ids.p[k], c->a[0], c->a[1], c->a[2]);
+}
+static void xe16_bwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_xent_bwd(be, O16(1), P16(0), c->ids.p[k], c->s, c->a[0], c->a[1],
+                 c->a[2]);
+}
+static void xe16_bwd_inplace(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_xent_bwd(be, O16(2), O16(2), c->ids.p[k], c->s, c->a[0], c->a[1],
+                 c->a[2]);
+}
+static void test_xent16(const int *a) {
+  c16 cc, *c = &cc;
+  char z[96];
+  memset(c, 0, sizeof *c);
+  memcpy(c->a, a, sizeof c->a);
+  const int N = a[0], V = a[1], Vp = a[2];
+  c->s = 1.0f / (float)N;
+  int32_t *tgt = xmalloc((size_t)N * sizeof(int32_t));
+  uint64_t key = bt_rng_key(2024, 12, g_salt++, 0);
+  for (int i = 0; i < N; i++)
+    tgt[i] = (int32_t)(bt_rng_u64(key, (uint64_t)i) % (uint64_t)V);
+  tgt[0] = V - 1;
+  if (N > 2) tgt[2] = -1; /* a masked row */
+  c16_ids(c, tgt, (size_t)N);
+  free(tgt);
+  const size_t n = (size_t)N * Vp;
+  float *x = rnd(n, -4, 4);
+  for (int r = 0; r < N; r++) /* junk padding: must not enter the softmax */
+    for (int v = V; v < Vp; v++) x[(size_t)r * Vp + v] = 1e4f;
+  for (size_t i = 0; i < n; i++) x[i] = bt_round_bf16(x[i]);
+  float *x2 = xmalloc(n * sizeof(float));
+  memcpy(x2, x, n * sizeof(float));
+  b_make(&c->in[0], "logits", n, 1, x);
+  b_make(&c->out[0], "losses", (size_t)N, 0, NULL);
+  b_make(&c->out[1], "dlogits", n, 1, NULL);
+  b_make(&c->out[2], "dlogits", n, 1, x2);
+  btens *fo[] = {&c->out[0]}, *bo[] = {&c->out[1]}, *io[] = {&c->out[2]};
+  const double tf[] = {TOL_FP32}, tb[] = {TOL_ACT16};
+  bt_snprintf(z, sizeof z, "bf16 xent_fwd N=%d V=%d Vp=%d", N, V, Vp);
+  run_case16(z, xe16_fwd, c, fo, tf, 1);
+  bt_snprintf(z, sizeof z, "bf16 xent_bwd N=%d V=%d Vp=%d", N, V, Vp);
+  run_case16(z, xe16_bwd, c, bo, tb, 1);
+  bt_snprintf(z, sizeof z, "bf16 xent_bwd in-place N=%d V=%d Vp=%d", N, V,
+              Vp);
+  run_case16(z, xe16_bwd_inplace, c, io, tb, 1);
+  c16_free(c);
+}
+
+/* The bf16 cases need the bf16 CUDA backend (created in main). */
+static void run16(void (*x)(const int *), const int *a) {
+  CHECK(g_gpuA != NULL, "no CUDA backend with bf16 storage");
+  if (g_gpuA) x(a);
+}
+static void run_matmul16(const int *a) { run16(test_matmul16, a); }
+static void run_elementwise16(const int *a) { run16(test_elementwise16, a); }
+static void run_embed16(const int *a) { run16(test_embed16, a); }
+static void run_layernorm16(const int *a) { run16(test_layernorm16, a); }
+static void run_xent16(const int *a) { run16(test_xent16, a); }
+
 /* ---- backend-level checks ----------------------------------------------- */
 
 static void test_backend_misc(void) {
@@ -851,15 +1285,23 @@ static void test_backend_misc(void) {
   CHECK(nz == 0, "fresh GPU memory has %zu non-zero floats", nz);
   bt_mem_free(g_gpu, d);
   free(h);
-  /* train.precision = bf16 is refused (no bf16 storage on CUDA yet), with
-   * the key named; fp32 is accepted. */
+  /* train.precision = bf16 is stored as bf16 (2 bytes per [act]
+   * element); once fixed, the other dtype is refused with the key named.
+   * fp32 is accepted (4 bytes). */
   bt_backend *fresh = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
   CHECK(fresh != NULL, "second CUDA backend: %s", bt_err_msg());
   if (fresh) {
-    CHECK(bt_backend_set_act_dtype(fresh, BT_ACT_BF16) == BT_ERR &&
+    CHECK(bt_backend_set_act_dtype(fresh, BT_ACT_BF16) == BT_OK &&
+              bt_backend_act_bytes(fresh) == 2,
+          "bf16 activations refused or not 2 bytes: %s", bt_err_msg());
+    CHECK(bt_backend_set_act_dtype(fresh, BT_ACT_F32) == BT_ERR &&
               strstr(bt_err_msg(), "train.precision") != NULL,
-          "bf16 activations accepted or refused without naming the key "
-          "(%s)", bt_err_msg());
+          "act dtype changed after it was fixed (%s)", bt_err_msg());
+    bt_backend_free(fresh);
+  }
+  fresh = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  CHECK(fresh != NULL, "third CUDA backend: %s", bt_err_msg());
+  if (fresh) {
     CHECK(bt_backend_set_act_dtype(fresh, BT_ACT_F32) == BT_OK &&
               bt_backend_act_bytes(fresh) == sizeof(float),
           "fp32 activations refused: %s", bt_err_msg());
@@ -920,6 +1362,7 @@ static void run_sumsq(const int *a) { test_sumsq((size_t)a[0]); }
 
 #define MM "matmul_fwd matmul_bwd"
 #define EW "residual_fwd residual_bwd gelu_fwd gelu_bwd scale to_act"
+#define EW16 "residual_fwd residual_bwd gelu_fwd gelu_bwd to_act bias_fwd bias_bwd"
 #define ATT "attention_fwd attention_bwd attention_att_size attention_scratch_size"
 #define IN_OUT BT_W_IN_OUT
 #define OUT_IN BT_W_OUT_IN
@@ -982,6 +1425,20 @@ static const TestCase aCase[] = {
     {"attention_decode", "attention_decode nPos=1024 C=768 NH=12", run_attention_decode, {1024, 768, 12}, CASE_LARGE},
     {"xent_fwd xent_bwd", "xent N=64 V=50257 Vp=50304", run_xent, {64, 50257, 50304}, CASE_LARGE},
     {"adamw", "adamw n=2^22", run_adamw, {1 << 11, 1 << 11}, CASE_LARGE},
+    /* bf16 storage (train.precision = bf16) against the CPU in bf16 mode */
+    {MM, "bf16 matmul 37x70x67 in_out", run_matmul16, {37, 70, 67, IN_OUT}, 0},
+    {MM, "bf16 matmul 64x96x128 out_in", run_matmul16, {64, 96, 128, OUT_IN}, 0},
+    {EW16, "bf16 residual, gelu, to_act, bias 10007x1", run_elementwise16, {10007, 1}, 0},
+    {EW16, "bf16 residual, gelu, to_act, bias 300x70", run_elementwise16, {300, 70}, 0},
+    {"embed_fwd embed_bwd", "bf16 embed B=3 T=17 C=40 V=29", run_embed16, {3, 17, 40, 29}, 0},
+    {"layernorm_fwd layernorm_bwd", "bf16 layernorm 300x100", run_layernorm16, {300, 100}, 0},
+    /* C % 8 == 0: the vector path of the row kernels */
+    {"layernorm_fwd layernorm_bwd", "bf16 layernorm 37x264", run_layernorm16, {37, 264}, 0},
+    {"xent_fwd xent_bwd", "bf16 xent N=9 V=300 Vp=320", run_xent16, {9, 300, 320}, 0},
+    {MM, "bf16 matmul 512x768x2304 in_out (c_attn)", run_matmul16, {512, 768, 2304, IN_OUT}, CASE_LARGE},
+    {EW16, "bf16 residual, gelu, to_act, bias 512x3072", run_elementwise16, {512, 3072}, CASE_LARGE},
+    {"layernorm_fwd layernorm_bwd", "bf16 layernorm 1024x768", run_layernorm16, {1024, 768}, CASE_LARGE},
+    {"xent_fwd xent_bwd", "bf16 xent N=64 V=50257 Vp=50304", run_xent16, {64, 50257, 50304}, CASE_LARGE},
 };
 #define N_CASE ((int)(sizeof aCase / sizeof aCase[0]))
 
@@ -1044,6 +1501,17 @@ int main(int argc, char **argv) {
   unsetenv("BATON_CUDA_GEMM");
   if (!g_gpu16)
     fprintf(stderr, "test_gpu_ops: bf16 backend: %s\n", bt_err_msg());
+  /* bf16 storage: a CUDA backend and the CPU reference in bf16 mode. */
+  g_cpuA = bt_backend_create(BT_BACKEND_CPU, 0, 0);
+  g_gpuA = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  if (!g_cpuA || bt_backend_set_act_dtype(g_cpuA, BT_ACT_BF16) != BT_OK) {
+    fprintf(stderr, "test_gpu_ops: CPU bf16 backend: %s\n", bt_err_msg());
+    return 1;
+  }
+  if (g_gpuA && bt_backend_set_act_dtype(g_gpuA, BT_ACT_BF16) != BT_OK) {
+    bt_backend_free(g_gpuA); /* run16 fails the bf16 cases */
+    g_gpuA = NULL;
+  }
   {
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
@@ -1063,6 +1531,8 @@ int main(int argc, char **argv) {
   }
   opc_report(&filter, nRan, N_CASE);
 
+  bt_backend_free(g_gpuA);
+  bt_backend_free(g_cpuA);
   bt_backend_free(g_gpu16);
   bt_backend_free(g_gpu);
   bt_backend_free(g_cpu);

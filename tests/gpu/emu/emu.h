@@ -117,6 +117,30 @@ inline float __bfloat162float(__nv_bfloat16 h) {
   return f;
 }
 
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.bits; }
+inline float __uint_as_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t __float_as_uint(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+/* The 16-byte vector types of the kernels' vector paths (cuda_common.h
+ * bt_ld8 / bt_st8). may_alias: the kernels read float and bf16 arrays
+ * through them, as CUDA code does; aligned(16) as on the device, so that
+ * UBSan's alignment check catches a vector access to an unaligned view. */
+struct __attribute__((may_alias, aligned(16))) float4 {
+  float x, y, z, w;
+};
+struct __attribute__((may_alias, aligned(16))) uint4 {
+  uint32_t x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline uint4 make_uint4(uint32_t x, uint32_t y, uint32_t z, uint32_t w) { return {x, y, z, w}; }
+
 #define EMU_RESIDENT 2                      /* blocks in flight at once */
 #define EMU_STACK ((size_t)64 << 10)        /* bytes per fiber stack */
 #define EMU_SMEM_DEFAULT (48u << 10)        /* without opt-in */

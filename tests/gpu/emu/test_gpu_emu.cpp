@@ -153,18 +153,25 @@ static void t_attention(int B, int T, int C, int NH, int causal = 1,
 
 /* What cublasLtMatmul computes for a plan (column-major, element (r, c) of
  * a stored matrix at r + c * ld), in double. */
+static double gemm_rd(const float *p, int b16, size_t i) {
+  return b16 ? __bfloat162float(((const __nv_bfloat16 *)p)[i]) : p[i];
+}
+/* Element types as the plan says (bAB16: A, B, bias bf16; bD16: D bf16,
+ * stored rounded to nearest even). */
 static void ref_gemm(const bt_gemm_call &g) {
   for (int j = 0; j < g.n; j++)
     for (int i = 0; i < g.m; i++) {
       double acc = 0;
       for (int l = 0; l < g.k; l++) {
-        double a = g.bTransA ? g.A[l + (size_t)i * g.lda] : g.A[i + (size_t)l * g.lda];
-        double b = g.bTransB ? g.B[j + (size_t)l * g.ldb] : g.B[l + (size_t)j * g.ldb];
+        double a = gemm_rd(g.A, g.bAB16, g.bTransA ? l + (size_t)i * g.lda : i + (size_t)l * g.lda);
+        double b = gemm_rd(g.B, g.bAB16, g.bTransB ? j + (size_t)l * g.ldb : l + (size_t)j * g.ldb);
         acc += a * b;
       }
-      float &d = g.D[i + (size_t)j * g.ldd];
-      d = (float)(acc + (g.beta != 0.0f ? (double)g.beta * d : 0.0) +
-                  (g.bias ? g.bias[i] : 0.0));
+      const size_t iD = i + (size_t)j * g.ldd;
+      const float v = (float)(acc + (g.beta != 0.0f ? (double)g.beta * gemm_rd(g.D, g.bD16, iD) : 0.0) +
+                              (g.bias ? gemm_rd(g.bias, g.bAB16, i) : 0.0));
+      if (g.bD16) ((__nv_bfloat16 *)g.D)[iD] = __float2bfloat16_rn(v);
+      else g.D[iD] = v;
     }
 }
 
@@ -177,26 +184,27 @@ static void t_gemm_plans(int N, int C, int OC, bt_wlayout L) {
   std::vector<float> oC((size_t)N * OC);
   auto oG = nanv((size_t)N * OC);
   bt_op_matmul_fwd(cpu, oC.data(), inp.data(), w.data(), bias.data(), N, C, OC, L);
-  ref_gemm(bt_gemm_plan_fwd(oG.data(), inp.data(), w.data(), bias.data(), N, C, OC, L));
+  ref_gemm(bt_gemm_plan_fwd(oG.data(), inp.data(), w.data(), bias.data(), N, C, OC, L, BT_ACT_F32));
   snprintf(z, sizeof z, "gemm plan fwd %dx%dx%d %s", N, C, OC, zL); check(z, oG, oC, 1e-5);
   auto diC = di0, dwC = dw0, diG = di0, dwG = dw0;
   bt_op_matmul_bwd(cpu, diC.data(), dwC.data(), NULL, dout.data(), inp.data(), w.data(), N, C, OC, L);
-  ref_gemm(bt_gemm_plan_dinp(diG.data(), dout.data(), w.data(), N, C, OC, L));
-  ref_gemm(bt_gemm_plan_dw(dwG.data(), dout.data(), inp.data(), N, C, OC, L));
+  ref_gemm(bt_gemm_plan_dinp(diG.data(), dout.data(), w.data(), N, C, OC, L, BT_ACT_F32));
+  ref_gemm(bt_gemm_plan_dw(dwG.data(), dout.data(), inp.data(), N, C, OC, L, BT_ACT_F32));
   snprintf(z, sizeof z, "gemm plan dinp %dx%dx%d %s", N, C, OC, zL); check(z, diG, diC, 1e-5);
   snprintf(z, sizeof z, "gemm plan dw %dx%dx%d %s", N, C, OC, zL); check(z, dwG, dwC, 1e-5);
   /* The same plans through the fallback GEMM kernel (launch as in
    * cuda_gemm). */
   auto run_fb = [](const bt_gemm_call &g) {
     dim3 grid((g.n + BT_FB_TILE - 1) / BT_FB_TILE, (g.m + BT_FB_TILE - 1) / BT_FB_TILE);
-    launch(bt_k_gemm_fallback, grid, dim3(BT_FB_TILE, BT_FB_TILE), 0, g.D, g.A, g.B, g.bias, g.m, g.n,
+    auto *fb = bt_k_gemm_fallback<float, float>;
+    launch(fb, grid, dim3(BT_FB_TILE, BT_FB_TILE), 0, g.D, g.A, g.B, g.bias, g.m, g.n,
            g.k, g.lda, g.ldb, g.ldd, g.bTransA, g.bTransB, g.beta);
   };
   auto oF = nanv((size_t)N * OC);
   auto diF = di0, dwF = dw0;
-  run_fb(bt_gemm_plan_fwd(oF.data(), inp.data(), w.data(), bias.data(), N, C, OC, L));
-  run_fb(bt_gemm_plan_dinp(diF.data(), dout.data(), w.data(), N, C, OC, L));
-  run_fb(bt_gemm_plan_dw(dwF.data(), dout.data(), inp.data(), N, C, OC, L));
+  run_fb(bt_gemm_plan_fwd(oF.data(), inp.data(), w.data(), bias.data(), N, C, OC, L, BT_ACT_F32));
+  run_fb(bt_gemm_plan_dinp(diF.data(), dout.data(), w.data(), N, C, OC, L, BT_ACT_F32));
+  run_fb(bt_gemm_plan_dw(dwF.data(), dout.data(), inp.data(), N, C, OC, L, BT_ACT_F32));
   snprintf(z, sizeof z, "fallback gemm fwd %dx%dx%d %s", N, C, OC, zL); check(z, oF, oC, 1e-5);
   snprintf(z, sizeof z, "fallback gemm dinp %dx%dx%d %s", N, C, OC, zL); check(z, diF, diC, 1e-5);
   snprintf(z, sizeof z, "fallback gemm dw %dx%dx%d %s", N, C, OC, zL); check(z, dwF, dwC, 1e-5);
@@ -208,8 +216,8 @@ static void t_layernorm(int N, int C) {
   std::vector<float> oC((size_t)N * C), mC(N), rC(N);
   bt_op_layernorm_fwd(cpu, oC.data(), mC.data(), rC.data(), x.data(), w.data(), b.data(), N, C);
   auto oG = nanv((size_t)N * C), mG = nanv(N), rG = nanv(N);
-  launch(bt_k_ln_fwd, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, oG.data(), mG.data(), rG.data(),
-         (const float *)x.data(), (const float *)w.data(), (const float *)b.data(), N, C);
+  launch(bt_k_ln_fwd<float>, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, oG.data(), mG.data(), rG.data(),
+         (const float *)x.data(), (const float *)w.data(), (const float *)b.data(), N, C, 0);
   snprintf(z, sizeof z, "layernorm fwd out %dx%d", N, C); check(z, oG, oC, 1e-5);
   snprintf(z, sizeof z, "layernorm fwd mean %dx%d", N, C); check(z, mG, mC, 1e-5);
   snprintf(z, sizeof z, "layernorm fwd rstd %dx%d", N, C); check(z, rG, rC, 1e-5);
@@ -219,13 +227,13 @@ static void t_layernorm(int N, int C) {
   bt_op_layernorm_bwd(cpu, diC.data(), dwC.data(), dbC.data(), dout.data(), x.data(), w.data(), mC.data(), rC.data(), N, C);
   int nChunk = (N + LN_ROWS - 1) / LN_ROWS;
   std::vector<float> part(2 * (size_t)nChunk * C, NAN);
-  launch(bt_k_ln_dwdb_part, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(), part.data() + (size_t)nChunk * C,
+  launch(bt_k_ln_dwdb_part<float>, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(), part.data() + (size_t)nChunk * C,
          (const float *)dout.data(), (const float *)x.data(), (const float *)mC.data(), (const float *)rC.data(), N, C);
   launch(bt_k_ln_dwdb_final, dim3((C + 255) / 256), dim3(256), 0, dwG.data(), dbG.data(), (const float *)part.data(),
          (const float *)(part.data() + (size_t)nChunk * C), nChunk, C);
-  launch(bt_k_ln_bwd_dinp, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, diG.data(),
+  launch(bt_k_ln_bwd_dinp<float>, dim3((N + LN_WARPS - 1) / LN_WARPS), dim3(32 * LN_WARPS), 0, diG.data(),
          (const float *)dout.data(), (const float *)x.data(), (const float *)w.data(), (const float *)mC.data(),
-         (const float *)rC.data(), N, C);
+         (const float *)rC.data(), N, C, 0);
   snprintf(z, sizeof z, "layernorm bwd dinp %dx%d", N, C); check(z, diG, diC, 1e-5);
   snprintf(z, sizeof z, "layernorm bwd dw %dx%d", N, C); check(z, dwG, dwC, 1e-5);
   snprintf(z, sizeof z, "layernorm bwd db %dx%d", N, C); check(z, dbG, dbC, 1e-5);
@@ -238,19 +246,19 @@ static void t_bias(int N, int C) {
   auto oG = nanv((size_t)N * C);
   bt_op_bias_fwd(cpu, oC.data(), x.data(), b.data(), N, C);
   size_t total = (size_t)N * C;
-  launch(bt_k_bias_fwd, dim3(grid_of(total, 256)), dim3(256), 0, oG.data(), (const float *)x.data(),
-         (const float *)b.data(), total, C);
+  launch(bt_k_bias_fwd<float>, dim3(grid_of(total, 256)), dim3(256), 0, oG.data(), (const float *)x.data(),
+         (const float *)b.data(), total, C, (size_t)0);
   snprintf(z, sizeof z, "bias fwd %dx%d", N, C); check(z, oG, oC, 1e-6);
   auto dbC = db0, dbG = db0;
   bt_op_bias_bwd(cpu, NULL, dbC.data(), x.data(), N, C);
   int nChunk = (N + BT_CS_ROWS - 1) / BT_CS_ROWS;
   std::vector<float> part((size_t)nChunk * C, NAN);
-  launch(bt_k_colsum_part, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(), (const float *)x.data(), N, C);
+  launch(bt_k_colsum_part<float>, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(), (const float *)x.data(), N, C);
   launch(bt_k_colsum_final, dim3((C + 255) / 256), dim3(256), 0, dbG.data(), (const float *)part.data(), nChunk, C);
   snprintf(z, sizeof z, "colsum dbias %dx%d", N, C); check(z, dbG, dbC, 1e-5);
   // column-major bias add: D (m x n, ld m) += bias[row]  <=> row-major [n, m] + bias
   auto oG2 = x;
-  launch(bt_k_add_bias_cm, dim3(grid_of(total, 256)), dim3(256), 0, oG2.data(), (const float *)b.data(), C, N, C);
+  launch(bt_k_add_bias_cm<float>, dim3(grid_of(total, 256)), dim3(256), 0, oG2.data(), (const float *)b.data(), C, N, C);
   snprintf(z, sizeof z, "add_bias_cm %dx%d", N, C); check(z, oG2, oC, 1e-6);
 }
 
@@ -298,15 +306,15 @@ static void t_xent(int N, int V, int Vp) {
   std::vector<float> lC(N);
   bt_op_xent_fwd(cpu, lC.data(), x.data(), t.data(), N, V, Vp);
   auto lG = nanv(N);
-  launch(bt_k_xent_fwd, dim3(N), dim3(XENT_THREADS), 0, lG.data(), (const float *)x.data(), (const int32_t *)t.data(), V, Vp);
+  launch(bt_k_xent_fwd<float>, dim3(N), dim3(XENT_THREADS), 0, lG.data(), (const float *)x.data(), (const int32_t *)t.data(), V, Vp);
   snprintf(z, sizeof z, "xent fwd N=%d V=%d Vp=%d", N, V, Vp); check(z, lG, lC, 1e-5);
   std::vector<float> dC((size_t)N * Vp);
   bt_op_xent_bwd(cpu, dC.data(), x.data(), t.data(), 0.5f, N, V, Vp);
   auto dG = nanv((size_t)N * Vp);
-  launch(bt_k_xent_bwd, dim3(N), dim3(XENT_THREADS), 0, dG.data(), (const float *)x.data(), (const int32_t *)t.data(), 0.5f, V, Vp);
+  launch(bt_k_xent_bwd<float>, dim3(N), dim3(XENT_THREADS), 0, dG.data(), (const float *)x.data(), (const int32_t *)t.data(), 0.5f, V, Vp, 0);
   snprintf(z, sizeof z, "xent bwd N=%d V=%d Vp=%d", N, V, Vp); check(z, dG, dC, 1e-5);
   auto xi = x;
-  launch(bt_k_xent_bwd, dim3(N), dim3(XENT_THREADS), 0, xi.data(), (const float *)xi.data(), (const int32_t *)t.data(), 0.5f, V, Vp);
+  launch(bt_k_xent_bwd<float>, dim3(N), dim3(XENT_THREADS), 0, xi.data(), (const float *)xi.data(), (const int32_t *)t.data(), 0.5f, V, Vp, 0);
   snprintf(z, sizeof z, "xent bwd in place N=%d V=%d Vp=%d", N, V, Vp); check(z, xi, dC, 1e-5);
 }
 
@@ -338,7 +346,7 @@ static void t_embed_bad_token(void) {
   auto dout = rnd((size_t)nTok * C, -1, 1);
   std::vector<float> dwteG((size_t)V * C, 0.0f);
   std::vector<uint64_t> keys = embed_plan(tok, V);
-  launch(bt_k_embed_dwte, dim3(nTok), dim3(256), 0, dwteG.data(), (const float *)dout.data(), (const uint64_t *)keys.data(), nTok, C);
+  launch(bt_k_embed_dwte<float>, dim3(nTok), dim3(256), 0, dwteG.data(), (const float *)dout.data(), (const uint64_t *)keys.data(), nTok, C);
   bool ok = true;
   for (int c = 0; c < C; c++) ok = ok && std::isnan(dwteG[c]);
   for (int v = 1; v < V; v++)
@@ -362,14 +370,14 @@ static void t_embed(int B, int T, int C, int V) {
   bt_op_embed_fwd(cpu, oC.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
   auto oG = nanv((size_t)nTok * C);
   size_t total = (size_t)nTok * C;
-  launch(bt_k_embed_fwd, dim3(grid_of(total, 256)), dim3(256), 0, oG.data(), (const int32_t *)tok.data(),
+  launch(bt_k_embed_fwd<float>, dim3(grid_of(total, 256)), dim3(256), 0, oG.data(), (const int32_t *)tok.data(),
          (const float *)wte.data(), (const float *)wpe.data(), T, C, total);
   snprintf(z, sizeof z, "embed fwd"); check(z, oG, oC, 1e-6);
   auto dout = rnd(total, -1, 1);
   auto dwte0 = rnd((size_t)V * C, -1, 1), dwpe0 = rnd((size_t)T * C, -1, 1);
   auto dwteC = dwte0, dwpeC = dwpe0, dwteG = dwte0, dwpeG = dwpe0;
   bt_op_embed_bwd(cpu, dwteC.data(), dwpeC.data(), dout.data(), tok.data(), B, T, C, V);
-  launch(bt_k_embed_dwpe, dim3(grid_of((size_t)T * C, 256)), dim3(256), 0, dwpeG.data(), (const float *)dout.data(), B, T, C);
+  launch(bt_k_embed_dwpe<float>, dim3(grid_of((size_t)T * C, 256)), dim3(256), 0, dwpeG.data(), (const float *)dout.data(), B, T, C);
   std::vector<uint64_t> keys = embed_plan(tok, V);
   size_t nPad = keys.size();
   std::vector<uint64_t> want(nPad, 0xffffffffffffffffull);
@@ -378,7 +386,7 @@ static void t_embed(int B, int T, int C, int V) {
   snprintf(z, sizeof z, "embed plan (bitonic sort of %zu keys)", nPad);
   printf("%-5s %s\n", keys == want ? "ok" : "FAIL", z);
   keys == want ? nPass++ : nFail++;
-  launch(bt_k_embed_dwte, dim3(nTok), dim3(256), 0, dwteG.data(), (const float *)dout.data(), (const uint64_t *)keys.data(), nTok, C);
+  launch(bt_k_embed_dwte<float>, dim3(nTok), dim3(256), 0, dwteG.data(), (const float *)dout.data(), (const uint64_t *)keys.data(), nTok, C);
   snprintf(z, sizeof z, "embed dwte B=%d T=%d C=%d V=%d", B, T, C, V); check(z, dwteG, dwteC, 1e-6);
   snprintf(z, sizeof z, "embed dwpe"); check(z, dwpeG, dwpeC, 1e-6);
 }
@@ -420,25 +428,345 @@ static void t_gelu_bf16(size_t n) {
   bt_op_gelu_fwd(cpu16, oC.data(), a.data(), n);
   auto a16 = to16(a), b16 = to16(b), oG = nan16(n);
   launch(bt_k_gelu_fwd<__nv_bfloat16>, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(),
-         (const __nv_bfloat16 *)a16.data(), n);
+         (const __nv_bfloat16 *)a16.data(), n, (size_t)0);
   check("gelu fwd bf16", from16(oG), oC, BF16_TOL);
   auto dC = d0;
   auto dG = to16(d0);
   bt_op_gelu_bwd(cpu16, dC.data(), a.data(), b.data(), n);
   launch(bt_k_gelu_bwd<__nv_bfloat16>, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(),
-         (const __nv_bfloat16 *)a16.data(), (const __nv_bfloat16 *)b16.data(), n);
+         (const __nv_bfloat16 *)a16.data(), (const __nv_bfloat16 *)b16.data(), n, (size_t)0);
   check("gelu bwd bf16", from16(dG), dC, BF16_TOL);
+}
+
+/* ---- the other [act] kernels, both storage types ----------------------
+ * cpu (fp32) or cpu16 (bf16) as the reference; inputs bf16-rounded in bf16
+ * (helpers above). Limits, per output:
+ *   exact (tol 0): the kernel does the CPU reference's fp32 arithmetic, in
+ *     the same order, on the same inputs and rounds once: embedding fwd
+ *     (wte + wpe), dwte and dwpe (fp32 sums in position order), residual,
+ *     bias add, the in-place add, to_act, add_bias_cm (in both dtypes);
+ *   BF16_TOL (bf16 [act] outputs whose fp32 arithmetic differs from the
+ *     CPU's: layernorm (CPU in double), cross-entropy's gradient (CPU's
+ *     bt_cpu_expf and double sums), GEMMs (summation order)): derived as
+ *     in t_gelu_bf16, one bf16 step for the elements near a boundary;
+ *   fp32 outputs (mean, rstd, losses, dw, db, dbias, a GEMM's dw) keep the
+ *     fp32 cases' limits: the kernel's arithmetic on them is unchanged.
+ * The element-wise kernels run their 16-byte vector path (nVec > 0, as
+ * the wrappers choose for aligned pointers) and, on views one element off
+ * the allocation's alignment, the scalar path (nVec = 0); both must give
+ * the CPU's bits. */
+static std::vector<float> ldv(const std::vector<float> &v) { return v; }
+static std::vector<float> ldv(const std::vector<__nv_bfloat16> &v) { return from16(v); }
+template <typename T> static std::vector<T> stv(const std::vector<float> &v);
+template <> std::vector<float> stv<float>(const std::vector<float> &v) { return v; }
+template <> std::vector<__nv_bfloat16> stv<__nv_bfloat16>(const std::vector<float> &v) { return to16(v); }
+template <typename T> static bool is16() { return sizeof(T) == 2; }
+/* The reference backend and the input rounding of storage type T. */
+template <typename T> static bt_backend *ref_of() { return is16<T>() ? cpu16 : cpu; }
+template <typename T> static std::vector<float> in_of(std::vector<float> v) {
+  return is16<T>() ? round16(v) : v;
+}
+/* nVec as the wrappers compute it (cuda_ops.cu ew_nvec, cuda_gemm.cu
+ * gemm_ew_nvec) and their grid. */
+static size_t nvec_of(size_t n, std::initializer_list<const void *> ap) {
+  for (const void *p : ap)
+    if ((uintptr_t)p & 15u) return 0;
+  return n / BT_VEC;
+}
+static unsigned ew_grid_of(size_t n, size_t nVec) {
+  const size_t nTail = n - BT_VEC * nVec;
+  return grid_of(nVec > nTail ? nVec : nTail, 256);
+}
+/* Elements [off, off + n) of a GPU buffer, as floats. */
+template <typename T> static std::vector<float> view(const std::vector<T> &v, size_t off, size_t n) {
+  auto f = ldv(v);
+  return std::vector<float>(f.begin() + off, f.begin() + off + n);
+}
+
+/* residual fwd/bwd (also da == db), the in-place add of bias_bwd, to_act. */
+template <typename T> static void t_ew_act(size_t n, size_t off) {
+  char z[128];
+  const char *zT = is16<T>() ? "bf16" : "fp32";
+  bt_backend *be = ref_of<T>();
+  std::vector<float> pad(off, 0.0f);
+  auto cat = [&](const std::vector<float> &v) { auto r = pad; r.insert(r.end(), v.begin(), v.end()); return r; };
+  auto a = in_of<T>(rnd(n, -1, 1)), b = in_of<T>(rnd(n, -1, 1)), d = in_of<T>(rnd(n, -1, 1));
+  auto aG = stv<T>(cat(a)), bG = stv<T>(cat(b)), dG = stv<T>(cat(d));
+  std::vector<float> oC(n);
+  auto oG = stv<T>(std::vector<float>(n + off, NAN));
+  bt_op_residual_fwd(be, oC.data(), a.data(), b.data(), n);
+  size_t nVec = nvec_of(n, {oG.data() + off, aG.data() + off, bG.data() + off});
+  const char *zPath = nVec ? "vector" : "scalar";
+  if ((off == 0) != (nVec > 0)) { /* the path the case means to run */
+    printf("FAIL  %s n=%zu off=%zu took the %s path\n", zT, n, off, zPath);
+    nFail++;
+  }
+  launch(bt_k_residual_fwd<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, oG.data() + off,
+         (const T *)aG.data() + off, (const T *)bG.data() + off, n, nVec);
+  snprintf(z, sizeof z, "residual fwd %s %s n=%zu", zT, zPath, n); check(z, view(oG, off, n), oC, 0.0);
+  auto daC = a, dbC = b;
+  auto daG = aG, dbG = bG;
+  bt_op_residual_bwd(be, daC.data(), dbC.data(), d.data(), n);
+  nVec = nvec_of(n, {daG.data() + off, dbG.data() + off, dG.data() + off});
+  launch(bt_k_residual_bwd<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, daG.data() + off, dbG.data() + off,
+         (const T *)dG.data() + off, n, nVec);
+  snprintf(z, sizeof z, "residual bwd da %s %s n=%zu", zT, zPath, n); check(z, view(daG, off, n), daC, 0.0);
+  snprintf(z, sizeof z, "residual bwd db %s %s n=%zu", zT, zPath, n); check(z, view(dbG, off, n), dbC, 0.0);
+  auto sC = a;
+  auto sG = aG; /* da == db: rounded after each of the two adds */
+  bt_op_residual_bwd(be, sC.data(), sC.data(), d.data(), n);
+  launch(bt_k_residual_bwd<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, sG.data() + off, sG.data() + off,
+         (const T *)dG.data() + off, n, nVec);
+  snprintf(z, sizeof z, "residual bwd da == db %s %s n=%zu", zT, zPath, n); check(z, view(sG, off, n), sC, 0.0);
+  auto iC = a;
+  auto iG = aG;
+  bt_op_bias_bwd(be, iC.data(), NULL, d.data(), 1, (int)n);
+  launch(bt_k_add_inplace<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, iG.data() + off,
+         (const T *)dG.data() + off, n, nVec);
+  snprintf(z, sizeof z, "add_inplace %s %s n=%zu", zT, zPath, n); check(z, view(iG, off, n), iC, 0.0);
+  /* GELU: against the CPU within the limits of t_misc / t_gelu_bf16, and
+   * against the kernel's own scalar path (nVec = 0) bit for bit. */
+  const double tolG = is16<T>() ? BF16_TOL : 1e-5;
+  auto gC = oC, gbC = a;
+  bt_op_gelu_fwd(be, gC.data(), a.data(), n);
+  bt_op_gelu_bwd(be, gbC.data(), b.data(), d.data(), n);
+  auto gG = stv<T>(std::vector<float>(n + off, NAN)), gS = gG;
+  auto gbG = aG, gbS = aG;
+  nVec = nvec_of(n, {gG.data() + off, aG.data() + off});
+  launch(bt_k_gelu_fwd<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, gG.data() + off, (const T *)aG.data() + off,
+         n, nVec);
+  launch(bt_k_gelu_fwd<T>, dim3(grid_of(n, 256)), dim3(256), 0, gS.data() + off, (const T *)aG.data() + off, n,
+         (size_t)0);
+  nVec = nvec_of(n, {gbG.data() + off, bG.data() + off, dG.data() + off});
+  launch(bt_k_gelu_bwd<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, gbG.data() + off, (const T *)bG.data() + off,
+         (const T *)dG.data() + off, n, nVec);
+  launch(bt_k_gelu_bwd<T>, dim3(grid_of(n, 256)), dim3(256), 0, gbS.data() + off, (const T *)bG.data() + off,
+         (const T *)dG.data() + off, n, (size_t)0);
+  snprintf(z, sizeof z, "gelu fwd %s %s n=%zu", zT, zPath, n); check(z, view(gG, off, n), gC, tolG);
+  snprintf(z, sizeof z, "gelu bwd %s %s n=%zu", zT, zPath, n); check(z, view(gbG, off, n), gbC, tolG);
+  if (nVec) { /* the vector path gives the scalar path's bits */
+    snprintf(z, sizeof z, "gelu fwd %s vector == scalar n=%zu", zT, n);
+    check(z, view(gG, off, n), view(gS, off, n), 0.0);
+    snprintf(z, sizeof z, "gelu bwd %s vector == scalar n=%zu", zT, n);
+    check(z, view(gbG, off, n), view(gbS, off, n), 0.0);
+  }
+  /* to_act: fp32 in (not rounded: the master weights), [act] out */
+  auto x = rnd(n, -3, 3);
+  x[0] = 1.00390625f; /* 1 + 2^-8: a tie, rounds to even (1.0) in bf16 */
+  auto xG = cat(x);
+  std::vector<float> tC(n);
+  bt_op_to_act(be, tC.data(), x.data(), n);
+  auto tG = stv<T>(std::vector<float>(n + off, NAN));
+  nVec = nvec_of(n, {tG.data() + off, xG.data() + off});
+  launch(bt_k_to_act<T>, dim3(ew_grid_of(n, nVec)), dim3(256), 0, tG.data() + off, (const float *)xG.data() + off,
+         n, nVec);
+  snprintf(z, sizeof z, "to_act %s %s n=%zu", zT, zPath, n); check(z, view(tG, off, n), tC, 0.0);
+}
+
+/* bias_fwd, the column sum of bias_bwd / matmul_bwd, add_bias_cm. */
+template <typename T> static void t_bias_act(int N, int C, size_t off) {
+  char z[128];
+  const char *zT = is16<T>() ? "bf16" : "fp32";
+  bt_backend *be = ref_of<T>();
+  size_t total = (size_t)N * C;
+  auto x = in_of<T>(rnd(total, -1, 1)), b = in_of<T>(rnd(C, -1, 1));
+  auto db0 = rnd(C, -1, 1);
+  std::vector<float> xp(off, 0.0f);
+  xp.insert(xp.end(), x.begin(), x.end());
+  auto xG = stv<T>(xp), bG = stv<T>(b);
+  std::vector<float> oC(total);
+  bt_op_bias_fwd(be, oC.data(), x.data(), b.data(), N, C);
+  auto oG = stv<T>(std::vector<float>(total + off, NAN));
+  size_t nVec = nvec_of(total, {oG.data() + off, xG.data() + off});
+  launch(bt_k_bias_fwd<T>, dim3(ew_grid_of(total, nVec)), dim3(256), 0, oG.data() + off,
+         (const T *)xG.data() + off, (const T *)bG.data(), total, C, nVec);
+  snprintf(z, sizeof z, "bias fwd %s %s %dx%d", zT, nVec ? "vector" : "scalar", N, C);
+  check(z, view(oG, off, total), oC, 0.0);
+  auto dbC = db0, dbG = db0;
+  bt_op_bias_bwd(be, NULL, dbC.data(), x.data(), N, C);
+  int nChunk = (N + BT_CS_ROWS - 1) / BT_CS_ROWS;
+  std::vector<float> part((size_t)nChunk * C, NAN);
+  launch(bt_k_colsum_part<T>, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(), (const T *)xG.data() + off,
+         N, C);
+  launch(bt_k_colsum_final, dim3((C + 255) / 256), dim3(256), 0, dbG.data(), (const float *)part.data(), nChunk, C);
+  snprintf(z, sizeof z, "colsum dbias %s %dx%d", zT, N, C); check(z, dbG, dbC, 1e-5);
+  auto cG = stv<T>(x); /* D (C x N column-major) = x, += bias[row] */
+  launch(bt_k_add_bias_cm<T>, dim3(grid_of(total, 256)), dim3(256), 0, cG.data(), (const T *)bG.data(), C, N, C);
+  snprintf(z, sizeof z, "add_bias_cm %s %dx%d", zT, N, C); check(z, ldv(cG), oC, 0.0);
+}
+
+static void t_embed_bf16(int B, int T, int C, int V) {
+  char z[128];
+  int nTok = B * T;
+  size_t total = (size_t)nTok * C;
+  std::vector<int32_t> tok(nTok);
+  uint64_t key = bt_rng_key(5, 6, salt++, 0);
+  for (int i = 0; i < nTok; i++) tok[i] = (int32_t)(bt_rng_u64(key, i) % V);
+  auto wte = round16(rnd((size_t)V * C, -1, 1)), wpe = round16(rnd((size_t)T * C, -1, 1));
+  std::vector<float> oC(total);
+  bt_op_embed_fwd(cpu16, oC.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
+  auto wteG = to16(wte), wpeG = to16(wpe), oG = nan16(total);
+  launch(bt_k_embed_fwd<__nv_bfloat16>, dim3(grid_of(total, 256)), dim3(256), 0, oG.data(),
+         (const int32_t *)tok.data(), (const __nv_bfloat16 *)wteG.data(), (const __nv_bfloat16 *)wpeG.data(), T, C,
+         total);
+  snprintf(z, sizeof z, "embed fwd bf16 B=%d T=%d C=%d V=%d", B, T, C, V); check(z, from16(oG), oC, 0.0);
+  auto dout = round16(rnd(total, -1, 1));
+  auto dwte0 = rnd((size_t)V * C, -1, 1), dwpe0 = rnd((size_t)T * C, -1, 1);
+  auto dwteC = dwte0, dwpeC = dwpe0, dwteG = dwte0, dwpeG = dwpe0;
+  bt_op_embed_bwd(cpu16, dwteC.data(), dwpeC.data(), dout.data(), tok.data(), B, T, C, V);
+  auto doutG = to16(dout);
+  launch(bt_k_embed_dwpe<__nv_bfloat16>, dim3(grid_of((size_t)T * C, 256)), dim3(256), 0, dwpeG.data(),
+         (const __nv_bfloat16 *)doutG.data(), B, T, C);
+  std::vector<uint64_t> keys = embed_plan(tok, V);
+  launch(bt_k_embed_dwte<__nv_bfloat16>, dim3(nTok), dim3(256), 0, dwteG.data(), (const __nv_bfloat16 *)doutG.data(),
+         (const uint64_t *)keys.data(), nTok, C);
+  snprintf(z, sizeof z, "embed dwte (fp32) from bf16 dout B=%d T=%d", B, T); check(z, dwteG, dwteC, 0.0);
+  snprintf(z, sizeof z, "embed dwpe (fp32) from bf16 dout B=%d T=%d", B, T); check(z, dwpeG, dwpeC, 0.0);
+}
+
+static void t_layernorm_bf16(int N, int C) {
+  char z[128];
+  size_t n = (size_t)N * C;
+  auto x = round16(rnd(n, -1.5f, 2.5f)), w = round16(rnd(C, 0.5f, 1.5f)), b = round16(rnd(C, -.5f, .5f));
+  std::vector<float> oC(n), mC(N), rC(N);
+  bt_op_layernorm_fwd(cpu16, oC.data(), mC.data(), rC.data(), x.data(), w.data(), b.data(), N, C);
+  auto xG = to16(x), wG = to16(w), bG = to16(b), oG = nan16(n), oS = oG;
+  auto mG = nanv(N), rG = nanv(N);
+  /* the row kernels' vector path where the wrapper takes it (row_vec) */
+  const int bVec = nvec_of((size_t)C, {oG.data(), xG.data(), wG.data(), bG.data()}) > 0 && C % BT_VEC == 0;
+  const dim3 gLn((N + LN_WARPS - 1) / LN_WARPS), bLn(32 * LN_WARPS);
+  launch(bt_k_ln_fwd<__nv_bfloat16>, gLn, bLn, 0, oG.data(), mG.data(), rG.data(), (const __nv_bfloat16 *)xG.data(),
+         (const __nv_bfloat16 *)wG.data(), (const __nv_bfloat16 *)bG.data(), N, C, bVec);
+  if (bVec) { /* the vector path gives the scalar path's bits */
+    launch(bt_k_ln_fwd<__nv_bfloat16>, gLn, bLn, 0, oS.data(), (float *)NULL, (float *)NULL,
+           (const __nv_bfloat16 *)xG.data(), (const __nv_bfloat16 *)wG.data(), (const __nv_bfloat16 *)bG.data(), N, C,
+           0);
+    snprintf(z, sizeof z, "layernorm fwd bf16 vector == scalar %dx%d", N, C); check(z, from16(oG), from16(oS), 0.0);
+  }
+  snprintf(z, sizeof z, "layernorm fwd out bf16 %dx%d", N, C); check(z, from16(oG), oC, BF16_TOL);
+  snprintf(z, sizeof z, "layernorm fwd mean (fp32) bf16 %dx%d", N, C); check(z, mG, mC, 1e-5);
+  snprintf(z, sizeof z, "layernorm fwd rstd (fp32) bf16 %dx%d", N, C); check(z, rG, rC, 1e-5);
+  auto dout = round16(rnd(n, -1, 1)), di0 = round16(rnd(n, -1, 1));
+  auto dw0 = rnd(C, -1, 1), db0 = rnd(C, -1, 1);
+  auto diC = di0, dwC = dw0, dbC = db0, dwG = dw0, dbG = db0;
+  bt_op_layernorm_bwd(cpu16, diC.data(), dwC.data(), dbC.data(), dout.data(), x.data(), w.data(), mC.data(),
+                      rC.data(), N, C);
+  auto doutG = to16(dout), diG = to16(di0), diS = diG;
+  int nChunk = (N + LN_ROWS - 1) / LN_ROWS;
+  std::vector<float> part(2 * (size_t)nChunk * C, NAN);
+  launch(bt_k_ln_dwdb_part<__nv_bfloat16>, dim3((C + 31) / 32, nChunk), dim3(32, 8), 0, part.data(),
+         part.data() + (size_t)nChunk * C, (const __nv_bfloat16 *)doutG.data(), (const __nv_bfloat16 *)xG.data(),
+         (const float *)mC.data(), (const float *)rC.data(), N, C);
+  launch(bt_k_ln_dwdb_final, dim3((C + 255) / 256), dim3(256), 0, dwG.data(), dbG.data(), (const float *)part.data(),
+         (const float *)(part.data() + (size_t)nChunk * C), nChunk, C);
+  launch(bt_k_ln_bwd_dinp<__nv_bfloat16>, gLn, bLn, 0, diG.data(), (const __nv_bfloat16 *)doutG.data(),
+         (const __nv_bfloat16 *)xG.data(), (const __nv_bfloat16 *)wG.data(), (const float *)mC.data(),
+         (const float *)rC.data(), N, C, bVec);
+  if (bVec) {
+    launch(bt_k_ln_bwd_dinp<__nv_bfloat16>, gLn, bLn, 0, diS.data(), (const __nv_bfloat16 *)doutG.data(),
+           (const __nv_bfloat16 *)xG.data(), (const __nv_bfloat16 *)wG.data(), (const float *)mC.data(),
+           (const float *)rC.data(), N, C, 0);
+    snprintf(z, sizeof z, "layernorm bwd bf16 vector == scalar %dx%d", N, C); check(z, from16(diG), from16(diS), 0.0);
+  }
+  snprintf(z, sizeof z, "layernorm bwd dinp bf16 %dx%d", N, C); check(z, from16(diG), diC, BF16_TOL);
+  snprintf(z, sizeof z, "layernorm bwd dw (fp32) bf16 %dx%d", N, C); check(z, dwG, dwC, 1e-5);
+  snprintf(z, sizeof z, "layernorm bwd db (fp32) bf16 %dx%d", N, C); check(z, dbG, dbC, 1e-5);
+}
+
+static void t_xent_bf16(int N, int V, int Vp) {
+  char z[128];
+  auto x = rnd((size_t)N * Vp, -4, 4);
+  for (int n = 0; n < N; n++) for (int v = V; v < Vp; v++) x[(size_t)n * Vp + v] = 1e4f;
+  x = round16(x);
+  std::vector<int32_t> t(N);
+  for (int n = 0; n < N; n++) t[n] = (n * 7 + 3) % V;
+  t[0] = V - 1;
+  if (N > 2) t[2] = -1;
+  std::vector<float> lC(N);
+  bt_op_xent_fwd(cpu16, lC.data(), x.data(), t.data(), N, V, Vp);
+  auto xG = to16(x);
+  auto lG = nanv(N);
+  launch(bt_k_xent_fwd<__nv_bfloat16>, dim3(N), dim3(XENT_THREADS), 0, lG.data(), (const __nv_bfloat16 *)xG.data(),
+         (const int32_t *)t.data(), V, Vp);
+  snprintf(z, sizeof z, "xent fwd losses (fp32) bf16 N=%d V=%d Vp=%d", N, V, Vp); check(z, lG, lC, 1e-5);
+  std::vector<float> dC((size_t)N * Vp);
+  bt_op_xent_bwd(cpu16, dC.data(), x.data(), t.data(), 0.5f, N, V, Vp);
+  auto dG = nan16((size_t)N * Vp), dS = dG;
+  const int bVec = Vp % BT_VEC == 0 && nvec_of(8, {dG.data(), xG.data()}) > 0; /* row_vec */
+  launch(bt_k_xent_bwd<__nv_bfloat16>, dim3(N), dim3(XENT_THREADS), 0, dG.data(), (const __nv_bfloat16 *)xG.data(),
+         (const int32_t *)t.data(), 0.5f, V, Vp, bVec);
+  if (bVec) {
+    launch(bt_k_xent_bwd<__nv_bfloat16>, dim3(N), dim3(XENT_THREADS), 0, dS.data(), (const __nv_bfloat16 *)xG.data(),
+           (const int32_t *)t.data(), 0.5f, V, Vp, 0);
+    snprintf(z, sizeof z, "xent bwd bf16 vector == scalar N=%d Vp=%d", N, Vp); check(z, from16(dG), from16(dS), 0.0);
+  }
+  snprintf(z, sizeof z, "xent bwd bf16 N=%d V=%d Vp=%d", N, V, Vp); check(z, from16(dG), dC, BF16_TOL);
+  auto xi = xG;
+  launch(bt_k_xent_bwd<__nv_bfloat16>, dim3(N), dim3(XENT_THREADS), 0, xi.data(), (const __nv_bfloat16 *)xi.data(),
+         (const int32_t *)t.data(), 0.5f, V, Vp, bVec);
+  snprintf(z, sizeof z, "xent bwd in place bf16 N=%d V=%d Vp=%d", N, V, Vp); check(z, from16(xi), dC, BF16_TOL);
+  /* in place must equal out of place bit for bit */
+  snprintf(z, sizeof z, "xent bwd in place == out of place bf16 N=%d", N); check(z, from16(xi), from16(dG), 0.0);
+}
+
+/* The GEMM plans with bf16 operands (train.precision = bf16): out and dinp
+ * bf16, dw fp32, against cpu16; the reference GEMM and the fallback
+ * kernel's two bf16 instantiations execute them. */
+static void t_gemm_plans_bf16(int N, int C, int OC, bt_wlayout L) {
+  char z[128];
+  typedef __nv_bfloat16 bf16;
+  const char *zL = L == BT_W_IN_OUT ? "in_out" : "out_in";
+  auto inp = round16(rnd((size_t)N * C, -1, 1)), w = round16(rnd((size_t)C * OC, -1, 1));
+  auto bias = round16(rnd(OC, -1, 1)), dout = round16(rnd((size_t)N * OC, -1, 1));
+  auto di0 = round16(rnd((size_t)N * C, -1, 1)), dw0 = rnd((size_t)C * OC, -1, 1);
+  std::vector<float> oC((size_t)N * OC);
+  bt_op_matmul_fwd(cpu16, oC.data(), inp.data(), w.data(), bias.data(), N, C, OC, L);
+  auto diC = di0, dwC = dw0;
+  bt_op_matmul_bwd(cpu16, diC.data(), dwC.data(), NULL, dout.data(), inp.data(), w.data(), N, C, OC, L);
+  auto inpG = to16(inp), wG = to16(w), biasG = to16(bias), doutG = to16(dout);
+  const float *pI = (const float *)inpG.data(), *pW = (const float *)wG.data();
+  const float *pB = (const float *)biasG.data(), *pD = (const float *)doutG.data();
+  for (int bFb = 0; bFb < 2; bFb++) {
+    auto oG = nan16((size_t)N * OC), diG = to16(di0);
+    auto dwG = dw0;
+    bt_gemm_call gf = bt_gemm_plan_fwd((float *)oG.data(), pI, pW, pB, N, C, OC, L, BT_ACT_BF16);
+    bt_gemm_call gi = bt_gemm_plan_dinp((float *)diG.data(), pD, pW, N, C, OC, L, BT_ACT_BF16);
+    bt_gemm_call gw = bt_gemm_plan_dw(dwG.data(), pD, pI, N, C, OC, L, BT_ACT_BF16);
+    bool bTypes = gf.bAB16 && gf.bD16 && gi.bAB16 && gi.bD16 && gw.bAB16 && !gw.bD16;
+    printf("%-5s gemm plan bf16 element types (out, dinp bf16; dw fp32)\n", bTypes ? "ok" : "FAIL");
+    bTypes ? nPass++ : nFail++;
+    if (!bFb) {
+      ref_gemm(gf), ref_gemm(gi), ref_gemm(gw);
+    } else { /* launch as cuda_gemm.cu gemm_fallback */
+      auto *f16 = bt_k_gemm_fallback<bf16, bf16>;
+      auto *f32 = bt_k_gemm_fallback<bf16, float>;
+      for (const bt_gemm_call *g : {&gf, &gi, &gw}) {
+        dim3 grid((g->n + BT_FB_TILE - 1) / BT_FB_TILE, (g->m + BT_FB_TILE - 1) / BT_FB_TILE);
+        if (g->bD16)
+          launch(f16, grid, dim3(BT_FB_TILE, BT_FB_TILE), 0, (bf16 *)g->D, (const bf16 *)g->A,
+                 (const bf16 *)g->B, (const bf16 *)g->bias, g->m, g->n, g->k, g->lda, g->ldb, g->ldd, g->bTransA,
+                 g->bTransB, g->beta);
+        else
+          launch(f32, grid, dim3(BT_FB_TILE, BT_FB_TILE), 0, g->D, (const bf16 *)g->A, (const bf16 *)g->B,
+                 (const bf16 *)g->bias, g->m, g->n, g->k, g->lda, g->ldb, g->ldd, g->bTransA, g->bTransB, g->beta);
+      }
+    }
+    const char *zW = bFb ? "fallback gemm" : "gemm plan";
+    snprintf(z, sizeof z, "%s fwd bf16 %dx%dx%d %s", zW, N, C, OC, zL); check(z, from16(oG), oC, BF16_TOL);
+    snprintf(z, sizeof z, "%s dinp bf16 %dx%dx%d %s", zW, N, C, OC, zL); check(z, from16(diG), diC, BF16_TOL);
+    snprintf(z, sizeof z, "%s dw (fp32) bf16 %dx%dx%d %s", zW, N, C, OC, zL); check(z, dwG, dwC, 1e-5);
+  }
 }
 
 static void t_misc(size_t n) {
   auto a = rnd(n, -4, 4), b = rnd(n, -1, 1), d0 = rnd(n, -1, 1);
   std::vector<float> oC(n); auto oG = nanv(n);
   bt_op_gelu_fwd(cpu, oC.data(), a.data(), n);
-  launch(bt_k_gelu_fwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(), (const float *)a.data(), n);
+  launch(bt_k_gelu_fwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, oG.data(), (const float *)a.data(), n, (size_t)0);
   check("gelu fwd", oG, oC, 1e-5);
   auto dC = d0, dG = d0;
   bt_op_gelu_bwd(cpu, dC.data(), a.data(), b.data(), n);
-  launch(bt_k_gelu_bwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(), (const float *)a.data(), (const float *)b.data(), n);
+  launch(bt_k_gelu_bwd<float>, dim3(grid_of(n, 256)), dim3(256), 0, dG.data(), (const float *)a.data(), (const float *)b.data(), n, (size_t)0);
   check("gelu bwd", dG, dC, 1e-5);
   t_gelu_bf16(n);
   auto p0 = rnd(n, -1, 1), m0 = rnd(n, -.1f, .1f), v0 = rnd(n, 0, .01f);
@@ -468,16 +796,16 @@ static void t_elementwise(size_t n) {
   std::vector<float> oC(n);
   auto oG = nanv(n);
   bt_op_residual_fwd(cpu, oC.data(), a.data(), b.data(), n);
-  launch(bt_k_residual_fwd, g, blk, 0, oG.data(), (const float *)a.data(), (const float *)b.data(), n);
+  launch(bt_k_residual_fwd<float>, g, blk, 0, oG.data(), (const float *)a.data(), (const float *)b.data(), n, (size_t)0);
   snprintf(z, sizeof z, "residual fwd n=%zu", n); check(z, oG, oC, 1e-6);
   auto daC = a, dbC = b, daG = a, dbG = b;
   bt_op_residual_bwd(cpu, daC.data(), dbC.data(), d.data(), n);
-  launch(bt_k_residual_bwd, g, blk, 0, daG.data(), dbG.data(), (const float *)d.data(), n);
+  launch(bt_k_residual_bwd<float>, g, blk, 0, daG.data(), dbG.data(), (const float *)d.data(), n, (size_t)0);
   snprintf(z, sizeof z, "residual bwd da n=%zu", n); check(z, daG, daC, 1e-6);
   snprintf(z, sizeof z, "residual bwd db n=%zu", n); check(z, dbG, dbC, 1e-6);
   auto sC = a, sG = a; /* da == db: both updates land, 2 * dout */
   bt_op_residual_bwd(cpu, sC.data(), sC.data(), d.data(), n);
-  launch(bt_k_residual_bwd, g, blk, 0, sG.data(), sG.data(), (const float *)d.data(), n);
+  launch(bt_k_residual_bwd<float>, g, blk, 0, sG.data(), sG.data(), (const float *)d.data(), n, (size_t)0);
   snprintf(z, sizeof z, "residual bwd da == db n=%zu", n); check(z, sG, sC, 1e-6);
   auto xC = a, xG = a;
   bt_op_scale(cpu, xC.data(), 0.37f, n);
@@ -486,7 +814,7 @@ static void t_elementwise(size_t n) {
   /* bias_bwd's dinp += dout: the CPU bias_bwd with dbias = NULL */
   auto iC = a, iG = a;
   bt_op_bias_bwd(cpu, iC.data(), NULL, d.data(), 1, (int)n);
-  launch(bt_k_add_inplace, g, blk, 0, iG.data(), (const float *)d.data(), n);
+  launch(bt_k_add_inplace<float>, g, blk, 0, iG.data(), (const float *)d.data(), n, (size_t)0);
   snprintf(z, sizeof z, "add_inplace (bias_bwd dinp) n=%zu", n); check(z, iG, iC, 1e-6);
 }
 
@@ -539,7 +867,7 @@ static const char *aCovered[] = {
     "bt_k_flash_fwd", "bt_k_flash_bwd_dq", "bt_k_flash_bwd_dkv",
     "bt_k_attn_decode", "bt_k_ref_fwd", "bt_k_ref_bwd_rows",
     "bt_k_ref_bwd_cols", "bt_k_to_bf16", "bt_k_add_bias_cm",
-    "bt_k_gemm_fallback", "bt_k_bias_fwd", "bt_k_add_inplace",
+    "bt_k_gemm_fallback", "bt_k_bias_fwd", "bt_k_add_inplace", "bt_k_to_act",
     "bt_k_colsum_part", "bt_k_colsum_final", "bt_k_embed_fwd",
     "bt_k_embed_dwpe", "bt_k_embed_dwte", "bt_k_embed_keys", "bt_k_sort_step",
     "bt_k_sort_local", "bt_k_ln_fwd", "bt_k_ln_bwd_dinp",
@@ -609,6 +937,25 @@ int main(int argc, char **argv) {
   t_elementwise(1003);
   t_elementwise(70000); /* grid-stride: more elements than one pass */
   t_bf16();
+  t_ew_act<float>(1003, 0);
+  t_ew_act<float>(1003, 1);
+  t_ew_act<__nv_bfloat16>(1003, 0);
+  t_ew_act<__nv_bfloat16>(1003, 1);
+  t_ew_act<__nv_bfloat16>(70000, 0);
+  t_bias_act<float>(300, 70, 0);
+  t_bias_act<__nv_bfloat16>(300, 70, 0);
+  t_bias_act<__nv_bfloat16>(5, 7, 1);
+  t_embed_bf16(3, 17, 40, 29);
+  t_embed_bf16(3, 700, 4, 50);
+  t_layernorm_bf16(5, 9);
+  t_layernorm_bf16(300, 100);
+  t_layernorm_bf16(37, 264); /* C % 8 == 0: the vector path, 1+ steps */
+  t_xent_bf16(7, 5, 8);
+  t_xent_bf16(9, 300, 320);
+  t_xent_bf16(5, 2051, 2056); /* vector path over > 256 x 8 columns */
+  t_gemm_plans_bf16(7, 5, 6, BT_W_IN_OUT);
+  t_gemm_plans_bf16(37, 70, 67, BT_W_IN_OUT);
+  t_gemm_plans_bf16(37, 70, 67, BT_W_OUT_IN);
   bt_backend_free(cpu16);
   bt_backend_free(cpu);
   printf("%d passed, %d failed, %d failed launches\n", nPass, nFail, emu_nFail);
