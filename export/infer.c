@@ -208,7 +208,7 @@ static int full_forward(bt_export_model *x, const int32_t *tok, int n,
   memcpy(in, tok, (size_t)n * sizeof(int32_t));
   int rc = bt_model_forward(m, 1, in, NULL, NULL, NULL, NULL);
   if (rc == BT_OK) {
-    bt_mem_to_host(m->be, lg, bt_model_logits(m), (size_t)m->T * m->Vp);
+    bt_act_to_host(m->be, lg, bt_model_logits(m), (size_t)m->T * m->Vp);
     for (int t = 0; t < n; t++)
       memcpy(out + (size_t)t * m->V, lg + (size_t)t * m->Vp,
              (size_t)m->V * sizeof(float));
@@ -445,7 +445,7 @@ static int infer_mlp(bt_export_model *x, const infer_opts *o) {
     rc = bt_features_read(f, i, b, X);
     if (rc == BT_OK) rc = bt_model_forward(m, b, NULL, X, NULL, NULL, NULL);
     if (rc == BT_OK)
-      bt_mem_to_host(m->be, L + (size_t)i * K, bt_model_logits(m),
+      bt_act_to_host(m->be, L + (size_t)i * K, bt_model_logits(m),
                      (size_t)b * K);
   }
   if (rc == BT_OK) {

@@ -110,7 +110,7 @@ static int transcribe(bt_export_model *x, const speech_inputs *in, int i,
   const int32_t *aLen;
   int T2 = bt_speech_frames(m, &aLen), V = m->V;
   BT_ASSERT(bt_model_logits_stride(m) == V && aLen[0] == T2);
-  bt_mem_to_host(m->be, o->logits, bt_model_logits(m), (size_t)T2 * V);
+  bt_act_to_host(m->be, o->logits, bt_model_logits(m), (size_t)T2 * V);
   int nHyp = bt_ctc_greedy(o->logits, T2, V, o->aHyp);
   bt_speech_ids_to_utf8(o->aHyp, nHyp, x->aVocab, x->nVocab, o->zText);
   printf("%s\t%s\n", zWav, o->zText);

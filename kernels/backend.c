@@ -8,6 +8,7 @@
  */
 #include "base/util.h"
 #include "kernels/backend_impl.h"
+#include "base/bf16.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -111,6 +112,22 @@ float *bt_act_at(const bt_backend *be, const float *p, size_t n) {
 }
 void bt_mem_to_host(bt_backend *be, float *pHost, const float *pDev, size_t n) {
   be->pVtab->mem_to_host(be, pHost, pDev, n * sizeof(float));
+}
+void bt_act_to_host(bt_backend *be, float *pHost, const float *pDevAct,
+                    size_t n) {
+  if (!n) return;
+  if (be->nActByte == sizeof(float)) {
+    be->pVtab->mem_to_host(be, pHost, pDevAct, n * sizeof(float));
+    return;
+  }
+  BT_ASSERT(be->nActByte == sizeof(uint16_t));
+  /* The 2-byte values land in the upper half of pHost (bytes 2n..4n) and
+   * widen front to back: float i (bytes 4i..4i+3) never reaches a value not
+   * yet read (half j > i, from byte 2n + 2j >= 2n + 2i + 2 > 4i + 3 for
+   * i < n), so no scratch is needed, in any order the compiler picks. */
+  uint16_t *pHalf = (uint16_t *)(void *)pHost + n;
+  be->pVtab->mem_to_host(be, pHalf, pDevAct, n * sizeof(uint16_t));
+  for (size_t i = 0; i < n; i++) pHost[i] = bt_bf16_to_f32(pHalf[i]);
 }
 void bt_mem_from_host(bt_backend *be, float *pDev, const float *pHost,
                       size_t n) {

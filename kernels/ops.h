@@ -121,6 +121,11 @@ void bt_mem_zero_act(bt_backend *be, float *p, size_t n);
  * must go through this function, never through float arithmetic. */
 float *bt_act_at(const bt_backend *be, const float *p, size_t n);
 void bt_mem_to_host(bt_backend *be, float *pHost, const float *pDev, size_t n);
+/* n elements of an activation-typed buffer to n host floats: a plain copy
+ * where the storage is float, bf16 widened exactly where it is 2 bytes
+ * (read-backs of logits on a bf16 CUDA backend: eval, infer). */
+void bt_act_to_host(bt_backend *be, float *pHost, const float *pDevAct,
+                    size_t n);
 void bt_mem_from_host(bt_backend *be, float *pDev, const float *pHost,
                       size_t n);
 /* Integer buffers for token ids / targets (int32). */

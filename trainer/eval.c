@@ -60,7 +60,7 @@ int bt_eval_pass(bt_model *m, bt_loader *pVal, bt_comm *pComm,
     red[0] += s;
     red[1] += (double)n;
     if (isMlp) {
-      bt_mem_to_host(m->be, pHost, bt_model_logits(m),
+      bt_act_to_host(m->be, pHost, bt_model_logits(m),
                      (size_t)b.n * (size_t)nClass);
       red[2] += count_correct(pHost, b.n, nClass, b.targets);
     }
@@ -122,7 +122,7 @@ static int speech_score(bt_model *m, const bt_speech_batch *pb,
   const int32_t *aLen;
   int T2 = bt_speech_frames(m, &aLen), V = m->V;
   BT_ASSERT(bt_model_logits_stride(m) == V);
-  bt_mem_to_host(m->be, x->logits, bt_model_logits(m),
+  bt_act_to_host(m->be, x->logits, bt_model_logits(m),
                  (size_t)pb->B * (size_t)T2 * (size_t)V);
   for (int b = 0; b < pb->B; b++) {
     int nHyp = bt_ctc_greedy(x->logits + (size_t)b * T2 * V, aLen[b], V,
