@@ -9,6 +9,8 @@
  *                      AdamW, sumsq, scale
  *   cuda_attention.cu  flash attention fwd/bwd, the one-query decode step,
  *                      and the reference kernels
+ *   cuda_fused.cu      residual + layernorm, cross-entropy loss and
+ *                      gradient in place (the fused ops)
  *
  * Invariants every op of this backend keeps:
  *   1. Stream order. Every kernel, cuBLASLt call and async copy goes on the
@@ -237,6 +239,7 @@ __device__ __forceinline__ void bt_st(__nv_bfloat16 *p, float v) {
  *   cuda_attention.cu  attention_fwd/bwd/att_size/scratch_size/decode,
  *                      attention_masked_fwd/bwd
  *   cuda_speech.cu     conv1d (cuDNN), ctc_loss
+ *   cuda_fused.cu      residual_layernorm_fwd, xent_fwd_bwd
  * (tests/gpu/emu/extract.py leaves this op-list macro out of the
  * emulator's copy.) */
 #define BT_OP_RET(ret, name, params, args) ret bt_cuda_##name params;

@@ -91,6 +91,12 @@ struct dim3 {
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 inline float *g_dyn_smem;
 
+/* CUDA's 16-byte vector type, for kernels that move 16-byte packs
+ * (cuda_fused.cu); the same size and alignment as on the device. */
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+
 #define __global__
 #define __device__
 #define __forceinline__ inline
