@@ -35,6 +35,8 @@
  */
 #include "kernels/cuda/cuda_common.h"
 
+#include <string.h>
+
 /* ======================================================================
  * residual + layernorm
  * ====================================================================== */
@@ -51,8 +53,13 @@ __device__ __forceinline__ float bt_fz_round(float v) {
   return bt_ld(&t);
 }
 
-/* E consecutive elements at p into f[0..E): one 16-byte load when E > 1
- * (p is then 16-byte aligned: the host wrapper checks), else one scalar. */
+/* E consecutive elements at p into f[0..E): E = 1, one scalar, or E =
+ * 16 / sizeof(T), one 16-byte load (p is then 16-byte aligned: the host
+ * wrapper checks; the pack loops run to the constant so that the compiler
+ * sees every element written).
+ * The pack moves between the uint4 and the element array by memcpy, the
+ * one aliasing-safe way in C++ (a cast of &u would let the compiler drop
+ * the stores: it did in the emulator); nvcc turns it into register moves. */
 template <typename T>
 __device__ __forceinline__ void bt_fz_ld(const T *p, int E, float *f) {
   if (E == 1) {
@@ -60,8 +67,9 @@ __device__ __forceinline__ void bt_fz_ld(const T *p, int E, float *f) {
     return;
   }
   const uint4 u = *reinterpret_cast<const uint4 *>(p);
-  const T *e = reinterpret_cast<const T *>(&u);
-  for (int k = 0; k < E; k++) f[k] = bt_ld(e + k);
+  T e[16 / sizeof(T)];
+  memcpy(e, &u, sizeof u);
+  for (int k = 0; k < (int)(16 / sizeof(T)); k++) f[k] = bt_ld(e + k);
 }
 
 template <typename T>
@@ -70,9 +78,10 @@ __device__ __forceinline__ void bt_fz_st(T *p, int E, const float *f) {
     bt_st(p, f[0]);
     return;
   }
+  T e[16 / sizeof(T)];
+  for (int k = 0; k < (int)(16 / sizeof(T)); k++) bt_st(e + k, f[k]);
   uint4 u;
-  T *e = reinterpret_cast<T *>(&u);
-  for (int k = 0; k < E; k++) bt_st(e + k, f[k]);
+  memcpy(&u, e, sizeof u);
   *reinterpret_cast<uint4 *>(p) = u;
 }
 
