@@ -441,6 +441,14 @@ static void t_gelu_bf16(size_t n) {
  * layernorm_fwd (the fused CPU op has the same bits), bf16 against the
  * CPU backend in bf16 mode (its layernorm reads the rounded sum, as the
  * kernel does). */
+/* bf16 outputs of the fused kernels vs the CPU in bf16 mode: the kernel
+ * and the CPU round the same fp32 formula and differ only where their
+ * fp32 values (float vs double statistics) straddle a bf16 rounding
+ * boundary, by one bf16 ulp (2^-8 relative) each; a fraction f of such
+ * elements gives relerr ~2^-8 sqrt(f), so 5e-4 admits f < 1.6% (measured:
+ * 0). A layernorm fed the unrounded sum (a mutation tried) gives 9e-4. */
+#define FZ_BF16_TOL 5e-4
+
 static int fz_pack(size_t nElem, int C, std::initializer_list<const void *> ap) {
   int E = (int)(16 / nElem);
   if (C % E) return 1;
@@ -491,7 +499,7 @@ static void t_residual_ln(int N, int C, int bVec) {
          N, C, E16);
   /* the sum is one fp32 add rounded once on both sides: exact */
   snprintf(z, sizeof z, "residual_ln fwd bf16 res N=%d C=%d E=%d", N, C, E16); check(z, from16(rH), rC16, 0.0);
-  snprintf(z, sizeof z, "residual_ln fwd bf16 ln N=%d C=%d E=%d", N, C, E16); check(z, from16(oH), oC16, BF16_TOL);
+  snprintf(z, sizeof z, "residual_ln fwd bf16 ln N=%d C=%d E=%d", N, C, E16); check(z, from16(oH), oC16, FZ_BF16_TOL);
   snprintf(z, sizeof z, "residual_ln fwd bf16 mean N=%d C=%d", N, C); check(z, mH, mC16, 1e-5);
   snprintf(z, sizeof z, "residual_ln fwd bf16 rstd N=%d C=%d", N, C); check(z, sH, sC16, 1e-5);
 }
@@ -524,7 +532,7 @@ static void t_xent_fwd_bwd(int N, int V, int Vp) {
          (const int32_t *)t.data(), 0.5f, V, Vp);
   snprintf(z, sizeof z, "xent_fwd_bwd bf16 loss N=%d V=%d Vp=%d", N, V, Vp); check(z, lH, lC16, 1e-5);
   snprintf(z, sizeof z, "xent_fwd_bwd bf16 dlogits N=%d V=%d Vp=%d", N, V, Vp);
-  check(z, from16(h), dC16, BF16_TOL);
+  check(z, from16(h), dC16, FZ_BF16_TOL);
 }
 
 static void t_misc(size_t n) {
