@@ -22,6 +22,13 @@
  * exactly the ops and order it ran before the stack was shared, so its
  * numbers are bit-identical; the encoder passes its frame lengths and
  * causal = 0 (attention_masked_fwd/bwd).
+ *
+ * Fusions (issue 12 item 3; docs/gpu.md "Fused kernels"): the stack
+ * fuses each residual add with the layernorm that reads it
+ * (residual_layernorm_fwd), and the GPT's classifier and cross-entropy
+ * run in chunks of rows ("GPT loss in chunks" below), so that only one
+ * chunk's logits exist. Both keep the CPU reference's bits (one chunk:
+ * all of them; several: all but wte's gradient).
  */
 #include "base/util.h"
 #include "trainer/model.h"

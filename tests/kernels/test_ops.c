@@ -21,7 +21,8 @@
  *      odd shapes (T = 7, NH = 2 and 3, padded Vp > V,
  *      masked targets, both weight layouts, bias NULL);
  *   3. the accumulate convention: a second backward call adds the same
- *      gradient again (result = 2x), except xent_bwd which writes;
+ *      gradient again (result = 2x), except xent_bwd and xent_fwd_bwd,
+ *      which write;
  *   4. determinism: the same call twice gives the same bits; on the CPU
  *      backend also 1 vs 2 vs 3 threads, bit for bit, at shapes large
  *      enough to take every parallel path;
