@@ -76,6 +76,14 @@ const bt_cfg_key bt_config_keys[] = {
      "GPT: the embedding/logit rows are padded to a multiple of this "
      "(50257 -> 50304 with 64) for faster matrix products; padding is never "
      "a target and is dropped on export."},
+    {"model", "loss_chunk_rows", BT_CFG_INT, OFF(loss_chunk_rows), "0", NULL,
+     0, 1 << 24, BT_CFG_SAFE,
+     "GPT: the classifier and cross-entropy run over this many rows "
+     "(tokens) at a time, so only one chunk's logits [rows, padded vocab] "
+     "exist; a multiple of 32. 0: as many as fit in 512 MiB of fp32 "
+     "logits (2656 rows at 50304), at most the batch's B*T. One chunk "
+     "gives the unchunked bits; more change wte's gradient by rounding "
+     "only (docs/gpu.md, \"Fused kernels\")."},
     {"model", "mlp_hidden", BT_CFG_STR, OFF(mlp_hidden), "64,64", NULL, NOLIM,
      BT_CFG_SHAPE, "MLP: comma-separated hidden layer widths (GELU between)."},
     {"model", "n_features", BT_CFG_INT, OFF(n_features), "0", NULL, 0,
@@ -470,6 +478,10 @@ static int config_check(const bt_config *c, const char *zSource) {
     if (bt_config_mlp_hidden(c, a, 64) < 0)
       return bt_err_prefix("%s: ", zSource);
   }
+  if (c->loss_chunk_rows % 32 != 0)
+    return bt_err_set("%s: model.loss_chunk_rows (%d) must be a multiple of "
+                      "32 (0: derived from the vocabulary)",
+                      zSource, c->loss_chunk_rows);
   if (c->batch_size < c->grad_accum)
     return bt_err_set("%s: train.batch_size (%d) must be at least "
                       "train.grad_accum (%d)",

@@ -67,6 +67,7 @@ typedef struct bt_config {
   char mlp_hidden[BT_CFG_STR_MAX]; /* "64,64" */
   int n_features, n_classes;   /* mlp */
   int n_mel, conv_channels, max_utt_frames; /* speech */
+  int loss_chunk_rows; /* GPT: logits rows at once (0: derived) */
   /* [data] */
   char data_path[BT_CFG_STR_MAX];
   char val_path[BT_CFG_STR_MAX]; /* speech: validation HDF5 ("": none) */

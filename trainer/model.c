@@ -22,6 +22,13 @@
  * exactly the ops and order it ran before the stack was shared, so its
  * numbers are bit-identical; the encoder passes its frame lengths and
  * causal = 0 (attention_masked_fwd/bwd).
+ *
+ * Fusions (issue 12 item 3; docs/gpu.md "Fused kernels"): the stack
+ * fuses each residual add with the layernorm that reads it
+ * (residual_layernorm_fwd), and the GPT's classifier and cross-entropy
+ * run in chunks of rows ("GPT loss in chunks" below), so that only one
+ * chunk's logits exist. Both keep the CPU reference's bits (one chunk:
+ * all of them; several: all but wte's gradient).
  */
 #include "base/util.h"
 #include "trainer/model.h"
@@ -46,6 +53,12 @@ struct bt_model_acts {
   float *ln2, *ln2_mean, *ln2_rstd, *fch, *fch_gelu, *fcproj, *res3;
   float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
   size_t attPerLayer;
+  /* GPT loss in chunks (see "loss" below): logits holds logitsRows rows
+   * [., Vp]; the loss loops take chunkRows rows at a time. bLossBwd: the
+   * last forward (bt_model_forward_train) already ran the loss's backward
+   * through the classifier with scale lossScale. */
+  int logitsRows, chunkRows, bLossBwd;
+  float lossScale;
   /* GPT gradient scratch */
   float *dres, *dbuf, *dqkv, *dfch, *dfch_gelu, *attScratch;
   /* MLP: pre[l] and act[l] per layer, two gradient buffers */
@@ -180,7 +193,15 @@ int bt_model_stack_alloc(bt_model *m) {
   a->lnf = act_alloc(m, BT * C, "lnf", &rc);
   a->lnf_mean = f32_alloc(m, BT, "lnf mean", &rc);
   a->lnf_rstd = f32_alloc(m, BT, "lnf rstd", &rc);
-  a->logits = act_alloc(m, BT * (size_t)m->Vp, "logits", &rc);
+  a->logitsRows = (int)BT;
+  if (m->eKind == BT_MODEL_GPT) {
+    /* one chunk of rows (an inference build: at least one sequence, so
+     * that `baton infer` and the KV-cache check read a full forward) */
+    size_t R = (size_t)a->chunkRows;
+    if (m->inferOnly && R < T) R = T;
+    a->logitsRows = (int)(R < BT ? R : BT);
+  }
+  a->logits = act_alloc(m, (size_t)a->logitsRows * m->Vp, "logits", &rc);
   a->losses = f32_alloc(m, BT, "losses", &rc);
   if (m->inferOnly) goto inputs; /* no backward buffers */
   a->dres = act_alloc(m, BT * C, "dresidual", &rc);
@@ -228,6 +249,20 @@ static int mlp_alloc_acts(bt_model *m) {
   return BT_OK;
 }
 
+/* Rows of one loss chunk: model.loss_chunk_rows, or (0) as many as fit in
+ * BT_LOSS_CHUNK_BYTES of fp32 logits, a multiple of 32, at least 32. The
+ * bound is in fp32 bytes whatever the precision, so fp32 and bf16 runs
+ * chunk alike. Why a multiple of 32: the CPU reference splits a GEMM's
+ * rows in slabs aligned to 32 (cpu_ops.c), so a row's logits and its
+ * d(lnf) come out with the same bits in any chunk. */
+#define BT_LOSS_CHUNK_BYTES ((size_t)512 << 20)
+static int gpt_chunk_rows(int nCfg, int Vp) {
+  if (nCfg > 0) return nCfg;
+  size_t r = BT_LOSS_CHUNK_BYTES / ((size_t)Vp * sizeof(float)) / 32 * 32;
+  if (r < 32) r = 32;
+  return r > (1u << 24) ? (1 << 24) : (int)r;
+}
+
 static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
                        int maxB, size_t padMultiple, int inferOnly) {
   memset(m, 0, sizeof *m);
@@ -255,6 +290,7 @@ static int model_build(bt_model *m, const bt_config *c, bt_backend *be,
     m->V = c->vocab_size;
     m->Vp = bt_config_vocab_padded(c);
     if (m->L > 1024) return bt_err_set("model.n_layer: at most 1024 layers");
+    m->pActs->chunkRows = gpt_chunk_rows(c->loss_chunk_rows, m->Vp);
     rc = gpt_tensors(m);
   } else {
     m->eKind = BT_MODEL_MLP;
@@ -387,23 +423,78 @@ static double host_loss_sum(bt_model *m, size_t N, const int32_t *targets,
   return sum;
 }
 
-/* The loss of a forward pass over N rows of logits [N, Vp] (V real
- * columns): the targets (checked by the caller) go to the device and to
- * the host copy backward reads; *pLossSum and *pnCount cover the rows
- * whose target is not ignored (< 0). */
+/* The targets of N rows (checked by the caller) to the device and to the
+ * host copy. */
+static void upload_targets(bt_model *m, int N, const int32_t *targets) {
+  bt_model_acts *a = m->pActs;
+  memcpy(a->hostTargets, targets, (size_t)N * sizeof(int32_t));
+  bt_mem_from_host_i32(m->be, a->targets, targets, (size_t)N);
+}
+
+/* The MLP's loss over N rows of logits [N, K]; *pLossSum and *pnCount
+ * cover the rows whose target is not ignored (< 0). */
 static void forward_loss(bt_model *m, const float *logits, int N, int V,
                          int Vp, const int32_t *targets, double *pLossSum,
                          int64_t *pnCount) {
   bt_model_acts *a = m->pActs;
-  memcpy(a->hostTargets, targets, (size_t)N * sizeof(int32_t));
-  bt_mem_from_host_i32(m->be, a->targets, targets, (size_t)N);
+  upload_targets(m, N, targets);
   bt_op_xent_fwd(m->be, a->losses, logits, a->targets, N, V, Vp);
   *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
 }
 
+/* ---- GPT loss in chunks ------------------------------------------------
+ * The logits of all N = B*T rows would take N x Vp values (B=64, T=1024,
+ * Vp=50304: 13 GB in fp32), so the classifier and the cross-entropy run
+ * over chunks of at most chunkRows rows, and the logits buffer holds one
+ * chunk. Per chunk [r0, r0 + n):
+ *   logits = lnf[r0..] wte^T                      (matmul_fwd)
+ *   without a backward:  losses[r0..]             (xent_fwd)
+ *   with one:            losses[r0..], and logits overwritten in place by
+ *                        dlogits (xent_fwd_bwd); d(lnf)[r0..] = dlogits
+ *                        wte, dwte += dlogits^T lnf[r0..]  (matmul_bwd)
+ * Every op is row-wise except the dwte accumulation, so losses and d(lnf)
+ * have the unchunked bits (chunk starts are multiples of 32: see
+ * gpt_chunk_rows), and with ONE chunk (N <= chunkRows: every test model
+ * and any vocabulary small enough) the op sequence is exactly the
+ * unchunked one. With several, dwte sums its chunks' products in chunk
+ * order, a different rounding of the same sum (measured in
+ * tests/train/test_loss_chunks.c), deterministic run to run. */
+
+/* Loss only (evaluation, validation, a forward without a backward). */
+static void gpt_loss_fwd(bt_model *m, int N) {
+  bt_model_acts *a = m->pActs;
+  int C = m->C;
+  for (int r0 = 0; r0 < N; r0 += a->chunkRows) {
+    int n = N - r0 < a->chunkRows ? N - r0 : a->chunkRows;
+    bt_op_matmul_fwd(m->be, a->logits, AT(a->lnf, (size_t)r0 * C), P(0),
+                     NULL, n, C, m->Vp, BT_W_OUT_IN);
+    bt_op_xent_fwd(m->be, a->losses + r0, a->logits, a->targets + r0, n,
+                   m->V, m->Vp);
+  }
+}
+
+/* Loss and its backward through the classifier: losses, d(lnf) in dbuf
+ * (written), wte's first gradient (accumulated). */
+static void gpt_loss_fwd_bwd(bt_model *m, int N, float scale) {
+  bt_model_acts *a = m->pActs;
+  int C = m->C;
+  bt_mem_zero_act(m->be, a->dbuf, (size_t)N * C);
+  for (int r0 = 0; r0 < N; r0 += a->chunkRows) {
+    int n = N - r0 < a->chunkRows ? N - r0 : a->chunkRows;
+    const float *lnf = AT(a->lnf, (size_t)r0 * C);
+    bt_op_matmul_fwd(m->be, a->logits, lnf, P(0), NULL, n, C, m->Vp,
+                     BT_W_OUT_IN);
+    bt_op_xent_fwd_bwd(m->be, a->losses + r0, a->logits, a->targets + r0,
+                       scale, n, m->V, m->Vp);
+    bt_op_matmul_bwd(m->be, AT(a->dbuf, (size_t)r0 * C), G(0), NULL,
+                     a->logits, lnf, P(0), n, C, m->Vp, BT_W_OUT_IN);
+  }
+}
+
+/* bLossBwd: also the loss's backward through the classifier (scale). */
 static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
-                       const int32_t *targets, double *pLossSum,
-                       int64_t *pnCount) {
+                       const int32_t *targets, int bLossBwd, float scale,
+                       double *pLossSum, int64_t *pnCount) {
   bt_model_acts *a = m->pActs;
   bt_backend *be = m->be;
   int T = m->T, C = m->C, N = B * T;
@@ -414,17 +505,29 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
                         inputs[i], i, m->V);
   bt_mem_from_host_i32(be, a->inputs, inputs, (size_t)N);
   bt_op_embed_fwd(be, a->encoded, a->inputs, P(0), P(1), B, T, C);
-  bt_model_stack_fwd(m, a->encoded, B, T, NULL, 1);
-  bt_op_matmul_fwd(be, a->logits, a->lnf, P(0), NULL, N, C, m->Vp,
-                   BT_W_OUT_IN);
-  if (targets) {
+  if (!targets && N > a->logitsRows)
+    return bt_err_set("a forward without targets keeps the logits of every "
+                      "row: %d rows, but the logits buffer holds %d "
+                      "(model.loss_chunk_rows)",
+                      N, a->logitsRows);
+  if (targets)
     for (int i = 0; i < N; i++)
       if (targets[i] >= m->V)
         return bt_err_set("target id %d at position %d is outside the "
                           "vocabulary [0, %d)",
                           targets[i], i, m->V);
-    forward_loss(m, a->logits, N, m->V, m->Vp, targets, pLossSum, pnCount);
+  bt_model_stack_fwd(m, a->encoded, B, T, NULL, 1);
+  if (!targets) {
+    bt_op_matmul_fwd(be, a->logits, a->lnf, P(0), NULL, N, C, m->Vp,
+                     BT_W_OUT_IN);
+    return BT_OK;
   }
+  upload_targets(m, N, targets);
+  if (bLossBwd) gpt_loss_fwd_bwd(m, N, scale);
+  else gpt_loss_fwd(m, N);
+  a->bLossBwd = bLossBwd;
+  a->lossScale = scale;
+  *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
   return BT_OK;
 }
 
@@ -449,36 +552,54 @@ const float *bt_model_stack_fwd(bt_model *m, const float *x, int B, int T,
   /* Activation slice of block l: its own for training (backward needs
    * them all), the single shared one for inference. */
 #define SLICE(l) ((size_t)(m->inferOnly ? 0 : (l)))
+  int tf = a->firstTensorOfLayer[L];
+  /* Each residual add is fused with the layernorm that reads it
+   * (residual_layernorm_fwd: the same bits as the two ops): res2 with
+   * ln_2, res3 with the next block's ln_1 or, after the last block, ln_f.
+   * Only block 0's ln_1 reads x, which no add produces. */
+  if (L == 0)
+    bt_op_layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd, x, P(tf),
+                        P(tf + 1), N, C);
+  else
+    bt_op_layernorm_fwd(be, a->ln1, a->ln1_mean, a->ln1_rstd, x,
+                        P(a->firstTensorOfLayer[0]),
+                        P(a->firstTensorOfLayer[0] + 1), N, C);
   for (int l = 0; l < L; l++) {
     int t0 = a->firstTensorOfLayer[l];
     size_t li = SLICE(l);
     const float *res = l == 0 ? x : AT(a->res3, SLICE(l - 1) * sC);
-    float *ln1 = AT(a->ln1, li * sC), *ln1m = a->ln1_mean + li * sBT,
-          *ln1r = a->ln1_rstd + li * sBT, *qkv = AT(a->qkv, li * 3 * sC),
+    float *ln1 = AT(a->ln1, li * sC), *qkv = AT(a->qkv, li * 3 * sC),
           *atty = AT(a->atty, li * sC), *att = a->att + li * a->attPerLayer,
           *attproj = AT(a->attproj, li * sC), *res2 = AT(a->res2, li * sC),
           *ln2 = AT(a->ln2, li * sC), *ln2m = a->ln2_mean + li * sBT,
           *ln2r = a->ln2_rstd + li * sBT, *fch = AT(a->fch, li * 4 * sC),
           *fchg = AT(a->fch_gelu, li * 4 * sC),
           *fcproj = AT(a->fcproj, li * sC), *res3 = AT(a->res3, li * sC);
-    bt_op_layernorm_fwd(be, ln1, ln1m, ln1r, res, P(t0), P(t0 + 1), N, C);
     bt_op_matmul_fwd(be, qkv, ln1, P(t0 + 2), P(t0 + 3), N, C, 3 * C,
                      BT_W_IN_OUT);
     stack_attention_fwd(m, atty, att, qkv, B, T, keyLen, causal);
     bt_op_matmul_fwd(be, attproj, atty, P(t0 + 4), P(t0 + 5), N, C, C,
                      BT_W_IN_OUT);
-    bt_op_residual_fwd(be, res2, res, attproj, (size_t)N * C);
-    bt_op_layernorm_fwd(be, ln2, ln2m, ln2r, res2, P(t0 + 6), P(t0 + 7), N, C);
+    bt_op_residual_layernorm_fwd(be, res2, ln2, ln2m, ln2r, res, attproj,
+                                 P(t0 + 6), P(t0 + 7), N, C);
     bt_op_matmul_fwd(be, fch, ln2, P(t0 + 8), P(t0 + 9), N, C, 4 * C,
                      BT_W_IN_OUT);
     bt_op_gelu_fwd(be, fchg, fch, (size_t)N * 4 * C);
     bt_op_matmul_fwd(be, fcproj, fchg, P(t0 + 10), P(t0 + 11), N, 4 * C, C,
                      BT_W_IN_OUT);
-    bt_op_residual_fwd(be, res3, res2, fcproj, (size_t)N * C);
+    if (l + 1 < L) { /* the next block's ln_1 (its own slice) */
+      size_t ln = SLICE(l + 1);
+      int tn = a->firstTensorOfLayer[l + 1];
+      bt_op_residual_layernorm_fwd(be, res3, AT(a->ln1, ln * sC),
+                                   a->ln1_mean + ln * sBT,
+                                   a->ln1_rstd + ln * sBT, res2, fcproj,
+                                   P(tn), P(tn + 1), N, C);
+    } else {
+      bt_op_residual_layernorm_fwd(be, res3, a->lnf, a->lnf_mean,
+                                   a->lnf_rstd, res2, fcproj, P(tf),
+                                   P(tf + 1), N, C);
+    }
   }
-  int tf = a->firstTensorOfLayer[L];
-  bt_op_layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd,
-                      AT(a->res3, SLICE(L - 1) * sC), P(tf), P(tf + 1), N, C);
 #undef SLICE
   return a->lnf;
 }
@@ -523,9 +644,9 @@ static int mlp_forward(bt_model *m, int B, const float *x,
   return BT_OK;
 }
 
-int bt_model_forward(bt_model *m, int n, const int32_t *inputs, const float *x,
-                     const int32_t *targets, double *pLossSum,
-                     int64_t *pnCount) {
+static int model_forward(bt_model *m, int n, const int32_t *inputs,
+                         const float *x, const int32_t *targets, int bLossBwd,
+                         float scale, double *pLossSum, int64_t *pnCount) {
   if (n < 1 || n > m->maxB)
     return bt_err_set("internal: forward of %d samples (model sized for %d)",
                       n, m->maxB);
@@ -536,12 +657,27 @@ int bt_model_forward(bt_model *m, int n, const int32_t *inputs, const float *x,
     return bt_err_set("model.type = speech: the forward takes a speech batch "
                       "(bt_speech_forward); the training loop is not wired "
                       "to the audio loader yet (issue 15)");
+  m->pActs->bLossBwd = 0;
   int rc = m->eKind == BT_MODEL_GPT
-               ? gpt_forward(m, n, inputs, targets, &s, &c)
+               ? gpt_forward(m, n, inputs, targets, bLossBwd, scale, &s, &c)
                : mlp_forward(m, n, x, targets, &s, &c);
   if (pLossSum) *pLossSum = s;
   if (pnCount) *pnCount = c;
   return rc;
+}
+
+int bt_model_forward(bt_model *m, int n, const int32_t *inputs, const float *x,
+                     const int32_t *targets, double *pLossSum,
+                     int64_t *pnCount) {
+  return model_forward(m, n, inputs, x, targets, 0, 0.0f, pLossSum, pnCount);
+}
+
+int bt_model_forward_train(bt_model *m, int n, const int32_t *inputs,
+                           const float *x, const int32_t *targets,
+                           float scale, double *pLossSum, int64_t *pnCount) {
+  BT_ASSERT(targets && !m->inferOnly);
+  return model_forward(m, n, inputs, x, targets, 1, scale, pLossSum,
+                       pnCount);
 }
 
 /* ---- backward --------------------------------------------------------- */
@@ -555,13 +691,14 @@ static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
   bt_model_acts *a = m->pActs;
   bt_backend *be = m->be;
   int B = m->curB, T = m->T, C = m->C, N = B * T;
-  size_t nC = (size_t)N * C;
 
-  /* loss -> logits (in place) -> lnf (tied wte gets its first gradient) */
-  bt_op_xent_bwd(be, a->logits, a->logits, a->targets, scale, N, m->V, m->Vp);
-  bt_mem_zero_act(be, a->dbuf, nC);
-  bt_op_matmul_bwd(be, a->dbuf, G(0), NULL, a->logits, a->lnf, P(0), N, C,
-                   m->Vp, BT_W_OUT_IN);
+  /* loss -> logits (in place) -> lnf (tied wte gets its first gradient),
+   * chunk by chunk; already done by bt_model_forward_train, else here,
+   * recomputing each chunk's logits (the logits of only one chunk are
+   * kept). Either way the same ops on the same rows: the same bits. */
+  if (a->bLossBwd) BT_ASSERT(a->lossScale == scale);
+  else gpt_loss_fwd_bwd(m, N, scale);
+  a->bLossBwd = 0;
   const float *dx = bt_model_stack_bwd(m, a->encoded, B, T, NULL, 1, fn, ctx);
   bt_op_embed_bwd(be, G(0), G(1), dx, a->inputs, B, T, C, m->V);
   ready(fn, ctx, 0);

@@ -117,6 +117,15 @@ const bt_tensor *bt_model_find(const bt_model *m, const char *zName);
 int bt_model_forward(bt_model *m, int n, const int32_t *inputs, const float *x,
                      const int32_t *targets, double *pLossSum,
                      int64_t *pnCount);
+/* bt_model_forward with targets whose backward follows (training): the
+ * GPT also runs the loss's backward through the classifier here, chunk
+ * by chunk (model.loss_chunk_rows; model.c, "GPT loss in chunks"), so
+ * that no chunk's logits are computed twice; bt_model_backward must then
+ * be called with the same scale. Other models: bt_model_forward. Not on
+ * an inference build. */
+int bt_model_forward_train(bt_model *m, int n, const int32_t *inputs,
+                           const float *x, const int32_t *targets,
+                           float scale, double *pLossSum, int64_t *pnCount);
 /* Backward of the last forward (which must have had targets). The loss
  * being differentiated is scale * sum of losses, so scale = 1 / (global
  * token count) gives the mean over the global batch when rank gradients are
@@ -127,7 +136,12 @@ void bt_model_backward(bt_model *m, float scale, bt_grad_ready_fn fnReady,
 
 /* Logits of the last forward in backend memory: GPT [n, T, Vp], MLP
  * [n, classes]. Activation-typed: float on the CPU backend in either
- * precision (bf16-rounded values in bf16 mode). */
+ * precision (bf16-rounded values in bf16 mode). GPT: the buffer holds one
+ * loss chunk of rows (model.loss_chunk_rows; an inference build at least
+ * one sequence), so it has the logits of every row after a forward
+ * without targets (which refuses more rows than that) or a
+ * bt_model_forward whose rows fit in one chunk; after
+ * bt_model_forward_train or bt_model_backward it holds gradients. */
 const float *bt_model_logits(const bt_model *m);
 int bt_model_logits_stride(const bt_model *m); /* Vp or classes */
 
@@ -144,7 +158,8 @@ int bt_model_tensor_add(bt_model *m, int cap, const char *zName, int decay,
                         int ndim, int d0, int d1);
 /* Appends the stack's 12 L + 2 tensors; cap = capacity of m->aTensor. */
 int bt_model_stack_tensors(bt_model *m, int cap);
-/* Allocates the stack's activations (and logits [maxB*T, Vp]). */
+/* Allocates the stack's activations and the logits: [maxB*T, Vp] for the
+ * speech model, one loss chunk of rows for the GPT. */
 int bt_model_stack_alloc(bt_model *m);
 /* Forward; returns ln_f's output [B*T, C]. */
 const float *bt_model_stack_fwd(bt_model *m, const float *x, int B, int T,

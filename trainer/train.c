@@ -886,7 +886,8 @@ static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
     bt_trace_begin(pTrace, "forward", "train");
     double sum = 0;
     int64_t n = 0;
-    if (bt_model_forward(m, b.n, b.inputs, b.x, b.targets, &sum, &n) != BT_OK)
+    if (bt_model_forward_train(m, b.n, b.inputs, b.x, b.targets,
+                               (float)scale, &sum, &n) != BT_OK)
       return bt_err_prefix("step %ld, micro-step %d: ", s->step, micro);
     bt_trace_end(pTrace);
     s->lossSum += sum;

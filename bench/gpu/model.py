@@ -200,8 +200,12 @@ def ops_after(cfg):
     h = 2
     o = []
     o.append(Op("embed fwd", 0, h * 3 * C, "fp32", 1, "embedding"))
-    # residual + layernorm: read a, b; write the sum and the normalised row
-    o.append(Op("residual + layernorm fwd (fused)", 9 * C, h * 4 * C + 8, "fp32", 2 * L + 1, "layernorm"))
+    # residual + layernorm (residual_layernorm_fwd, kernels/cuda/
+    # cuda_fused.cu): read a, b; write the sum and the normalised row. Two
+    # per block (res2 + ln_2; res3 + the next ln_1 or ln_f); block 0's ln_1
+    # reads the embedding, which no add produces: a plain layernorm.
+    o.append(Op("layernorm fwd (block 0 ln_1)", 8 * C, h * 2 * C + 8, "fp32", 1, "layernorm"))
+    o.append(Op("residual + layernorm fwd (fused)", 9 * C, h * 4 * C + 8, "fp32", 2 * L, "layernorm"))
     o.append(gemm(cfg, "qkv fwd (+bias epilogue)", C, 3 * C, "bf16", "GEMM qkv"))
     o.append(Op("attention fwd (cuDNN SDPA)", 2.0 * T * C,
                 h * (3 * C + C) + 4 * NH, "bf16", L, "attention"))
@@ -210,6 +214,10 @@ def ops_after(cfg):
                   extra_out=4 * C))
     o.append(gemm(cfg, "fcproj fwd", 4 * C, C, "bf16", "GEMM fcproj"))
     o.append(gemm(cfg, "classifier fwd", C, V, "bf16", "classifier", count=1))
+    # xent_fwd_bwd (cuda_fused.cu), over chunks of model.loss_chunk_rows
+    # rows (trainer/model.c): per token the same traffic as unchunked, the
+    # logits read (the statistics pass; the gradient pass's re-read
+    # assumed in L2, as for every row kernel here) and overwritten once.
     o.append(Op("fused softmax-xent fwd+bwd (in place)", 8 * V, h * 2 * V + 8, "fp32", 1, "cross-entropy"))
     o.append(gemm(cfg, "classifier bwd dinp", V, C, "bf16", "classifier", count=1))
     o.append(gemm_dw(cfg, "classifier bwd dW", C, V, "bf16", "classifier", count=1))
@@ -315,6 +323,20 @@ def summary(cfg, cols):
     return "\n".join(rows), res
 
 
+# Rows of one loss chunk as trainer/model.c derives them (model.loss_chunk_rows
+# = 0): as many as fit in 512 MiB of fp32 logits, a multiple of 32.
+LOSS_CHUNK_BYTES = 512 << 20
+
+
+def logits_memory(cfg):
+    """Bytes of logits alive at once: before, all B*T rows in fp32; after,
+    one chunk of rows (gpt_chunk_rows in trainer/model.c) in bf16."""
+    rows = max(32, LOSS_CHUNK_BYTES // (cfg.Vp * 4) // 32 * 32)
+    rows = min(rows, cfg.BT)
+    return {"before": cfg.BT * cfg.Vp * 4, "after": rows * cfg.Vp * 2,
+            "chunk_rows": rows}
+
+
 def columns(cfg):
     return {
         "before": ops_before(cfg, "fp32"),
@@ -344,6 +366,11 @@ def main(argv=None):
         print(text + "\n")
     text, res = summary(cfg, cols)
     print(text + "\n")
+    lm = logits_memory(cfg)
+    print("logits in memory: before %.2f GB (all %d rows, fp32); after %.3f GB "
+          "(one chunk of %d rows, bf16)\n" % (lm["before"] / 1e9, cfg.BT,
+                                              lm["after"] / 1e9, lm["chunk_rows"]))
+    result["logits_bytes"] = lm
     print("derated: peaks times %s (assumed, see EFFICIENCY)\n" % EFFICIENCY)
     result.update(res)
     ok = result["H100"]["after"]["mfu"] >= TARGET_MFU

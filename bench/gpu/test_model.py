@@ -63,6 +63,14 @@ def main():
     check(a.bound(h100) == "memory", "cuDNN attention fwd is memory bound")
     check(close(a.time(h100) * 1e9, 12 * 6192 / 3.35e12 * 1e9),
           "cuDNN attention fwd x12 on H100 %.3f ns (hand: 22.180)" % (a.time(h100) * 1e9))
+    # logits memory: all rows in fp32 before, one 2656-row bf16 chunk after
+    #   64 * 1024 * 50304 * 4 = 13,186,891,776; 536,870,912 // 201,216 =
+    #   2668 -> 2656 (multiple of 32); 2656 * 50304 * 2 = 267,214,848
+    lm = model.logits_memory(cfg)
+    check(lm["before"] == 13186891776 and lm["chunk_rows"] == 2656 and
+          lm["after"] == 267214848,
+          "logits memory %d -> %d bytes, %d-row chunks (hand: 13,186,891,776 "
+          "-> 267,214,848, 2656)" % (lm["before"], lm["after"], lm["chunk_rows"]))
     # totals: the sum of the op times, and MFU from it
     for name, ops in model.columns(cfg).items():
         t = sum(o.count * max(o.flops / h100[o.unit], o.bytes / h100["hbm"]) for o in ops)

@@ -1,6 +1,8 @@
 /*
  * cpu_ops.c: the CPU reference for every op in kernels/ops.h except
- * attention (cpu_attention.c).
+ * attention (cpu_attention.c) and the speech ops (cpu_speech.c). The two
+ * fused ops (residual_layernorm_fwd, xent_fwd_bwd) are built from the
+ * same row helpers as the ops they fuse, so they give the same bits.
  *
  * Why it is written this way:
  *   - Matrix products go to OpenBLAS cblas_sgemm, forward and backward; the
@@ -434,6 +436,32 @@ void bt_cpu_residual_bwd(bt_backend *be, float *da, float *db,
   }
 }
 
+/* outRes = a + b, then layernorm of each row of it, one row at a time
+ * (the row is still in cache when the layernorm reads it). In bf16 mode
+ * the row is rounded before the layernorm reads it, as residual_fwd
+ * rounds its output before layernorm_fwd would read it: bit-identical to
+ * the two ops (tests/kernels/test_ops.c compares them). */
+void bt_cpu_residual_layernorm_fwd(bt_backend *be, float *outRes,
+                                   float *outLn, float *mean, float *rstd,
+                                   const float *a, const float *b,
+                                   const float *w, const float *bias, int N,
+                                   int C) {
+  const int nt = bt_cpu_nthread(be);
+  const int bRound = be->eActDtype == BT_ACT_BF16;
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * C >= BT_CPU_PAR_MIN)
+  for (int n = 0; n < N; n++) {
+    size_t o = (size_t)n * C;
+    float *r = outRes + o;
+    for (int c = 0; c < C; c++) r[c] = a[o + c] + b[o + c];
+    if (bRound) bt_cpu_round_act_range(r, (size_t)C);
+    float m, rs;
+    cpu_ln_fwd_row(outLn + o, &m, &rs, r, w, bias, C);
+    if (mean) mean[n] = m;
+    if (rstd) rstd[n] = rs;
+  }
+  bt_cpu_round_act(be, outLn, (size_t)N * C);
+}
+
 /* ---- softmax cross-entropy --------------------------------------------- */
 
 /* Row max and sum_v exp(l_v - max) over the V real columns. The exps are
@@ -503,6 +531,35 @@ void bt_cpu_xent_bwd(bt_backend *be, float *dlogits, const float *logits,
     for (int v = V; v < Vp; v++) d[v] = 0.0f;
   }
   bt_cpu_round_act(be, dlogits, (size_t)N * Vp);
+}
+
+/* xent_fwd then xent_bwd in place, row by row: the loss is taken from the
+ * row's statistics and its target logit before the row is overwritten
+ * with the gradient. The same helpers, in the same order, as the two ops,
+ * so the losses and the gradient are bit-identical to theirs. */
+void bt_cpu_xent_fwd_bwd(bt_backend *be, float *losses, float *logits,
+                         const int32_t *targets, float scale, int N, int V,
+                         int Vp) {
+  const int nt = bt_cpu_nthread(be);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * V >= BT_CPU_PAR_MIN / 4)
+  for (int n = 0; n < N; n++) {
+    float *l = logits + (size_t)n * Vp;
+    int tgt = targets[n];
+    if (tgt < 0) {
+      losses[n] = 0.0f;
+      memset(l, 0, (size_t)Vp * sizeof(float));
+      continue;
+    }
+    BT_ASSERT(tgt < V);
+    float mx;
+    double s;
+    cpu_row_lse(l, V, &mx, &s);
+    losses[n] = (float)(log(s) + mx - l[tgt]);
+    cpu_xent_row_grad(l, l, mx, (float)(1.0 / s), scale, V);
+    l[tgt] -= scale;
+    for (int v = V; v < Vp; v++) l[v] = 0.0f;
+  }
+  bt_cpu_round_act(be, logits, (size_t)N * Vp);
 }
 
 /* ---- optimizer and helpers --------------------------------------------- */

@@ -9,6 +9,8 @@
  *                      AdamW, sumsq, scale, to_act
  *   cuda_attention.cu  flash attention fwd/bwd, the one-query decode step,
  *                      and the reference kernels
+ *   cuda_fused.cu      residual + layernorm, cross-entropy loss and
+ *                      gradient in place (the fused ops)
  *
  * Invariants every op of this backend keeps:
  *   1. Stream order. Every kernel, cuBLASLt call and async copy goes on the
@@ -288,6 +290,7 @@ static inline int bt_cuda_al16(const void *p) {
  *   cuda_attention.cu  attention_fwd/bwd/att_size/scratch_size/decode,
  *                      attention_masked_fwd/bwd
  *   cuda_speech.cu     conv1d (cuDNN), ctc_loss
+ *   cuda_fused.cu      residual_layernorm_fwd, xent_fwd_bwd
  * (tests/gpu/emu/extract.py leaves this op-list macro out of the
  * emulator's copy.) */
 #define BT_OP_RET(ret, name, params, args) ret bt_cuda_##name params;

@@ -776,6 +776,84 @@ static void test_xent(int N, int V, int Vp) {
   t_free(&c.dlogits);
 }
 
+/* ---- fused ops (cuda_fused.cu) -----------------------------------------
+ * residual_layernorm_fwd against the CPU's (bit-identical to its
+ * residual_fwd + layernorm_fwd), with rows the kernel moves in 16-byte
+ * packs (C a multiple of 4, aligned views) and with views shifted by one
+ * float (scalar path); xent_fwd_bwd in place, as the trainer calls it.
+ * fp32 only: the CUDA backend refuses bf16 activations until the other
+ * kernels store them; the bf16 instantiations are checked in the CPU
+ * emulator (tests/gpu/emu, against the CPU backend in bf16 mode). */
+
+typedef struct rln_ctx {
+  tens a, b, w, bias, res, ln, mean, rstd;
+  int N, C;
+} rln_ctx;
+
+static void rln_fwd(bt_backend *be, int k, void *v) {
+  rln_ctx *c = v;
+  bt_op_residual_layernorm_fwd(be, c->res.p[k], c->ln.p[k], c->mean.p[k],
+                               c->rstd.p[k], c->a.p[k], c->b.p[k], c->w.p[k],
+                               c->bias.p[k], c->N, c->C);
+}
+
+static void test_residual_layernorm(int N, int C, int off) {
+  rln_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.N = N;
+  c.C = C;
+  t_make(&c.a, "a", (size_t)N * C, rnd((size_t)N * C, -1.5f, 2.5f), off);
+  t_make(&c.b, "b", (size_t)N * C, rnd((size_t)N * C, -1, 1), off);
+  t_make(&c.w, "w", (size_t)C, rnd((size_t)C, 0.5f, 1.5f), off);
+  t_make(&c.bias, "bias", (size_t)C, rnd((size_t)C, -0.5f, 0.5f), off);
+  t_make(&c.res, "res", (size_t)N * C, NULL, off);
+  t_make(&c.ln, "ln", (size_t)N * C, NULL, off);
+  t_make(&c.mean, "mean", (size_t)N, NULL, 0);
+  t_make(&c.rstd, "rstd", (size_t)N, NULL, 0);
+  tens *fo[] = {&c.res, &c.ln, &c.mean, &c.rstd};
+  bt_snprintf(z, sizeof z, "residual_layernorm_fwd %dx%d%s", N, C,
+              off ? " unaligned" : "");
+  run_case(z, g_gpu, rln_fwd, &c, fo, 4, TOL_FP32);
+  tens *all[] = {&c.a, &c.b, &c.w, &c.bias, &c.res, &c.ln, &c.mean, &c.rstd};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) t_free(all[i]);
+}
+
+static void xfb_op(bt_backend *be, int k, void *v) {
+  xe_ctx *c = v;
+  bt_op_xent_fwd_bwd(be, c->losses.p[k], c->inplace.p[k], c->tgt.p[k],
+                     c->scale, c->N, c->V, c->Vp);
+}
+
+static void test_xent_fwd_bwd(int N, int V, int Vp) {
+  xe_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.N = N;
+  c.V = V;
+  c.Vp = Vp;
+  c.scale = 1.0f / (float)N;
+  int32_t *tgt = xmalloc((size_t)N * sizeof(int32_t));
+  uint64_t key = bt_rng_key(2024, 10, g_salt++, 0);
+  for (int i = 0; i < N; i++)
+    tgt[i] = (int32_t)(bt_rng_u64(key, (uint64_t)i) % (uint64_t)V);
+  tgt[0] = V - 1;
+  if (N > 2) tgt[2] = -1;
+  it_make(&c.tgt, tgt, (size_t)N);
+  free(tgt);
+  float *x = rnd((size_t)N * Vp, -4, 4);
+  for (int n = 0; n < N; n++)
+    for (int v = V; v < Vp; v++) x[(size_t)n * Vp + v] = 1e4f;
+  t_make(&c.inplace, "dlogits", (size_t)N * Vp, x, 0);
+  t_make(&c.losses, "losses", (size_t)N, NULL, 0);
+  tens *fo[] = {&c.losses, &c.inplace};
+  bt_snprintf(z, sizeof z, "xent_fwd_bwd in-place N=%d V=%d Vp=%d", N, V, Vp);
+  run_case(z, g_gpu, xfb_op, &c, fo, 2, TOL_FP32);
+  it_free(&c.tgt);
+  t_free(&c.inplace);
+  t_free(&c.losses);
+}
+
 /* ---- AdamW, sumsq ------------------------------------------------------- */
 
 typedef struct adam_ctx {
@@ -1359,6 +1437,12 @@ static void run_adamw(const int *a) {
   test_adamw((size_t)a[0] * (size_t)a[1]);
 }
 static void run_sumsq(const int *a) { test_sumsq((size_t)a[0]); }
+static void run_residual_layernorm(const int *a) {
+  test_residual_layernorm(a[0], a[1], a[2]);
+}
+static void run_xent_fwd_bwd(const int *a) {
+  test_xent_fwd_bwd(a[0], a[1], a[2]);
+}
 
 #define MM "matmul_fwd matmul_bwd"
 #define EW "residual_fwd residual_bwd gelu_fwd gelu_bwd scale to_act"
@@ -1409,6 +1493,11 @@ static const TestCase aCase[] = {
     {"ctc_loss_fwd ctc_loss_bwd ctc_scratch_size", "ctc_loss B=3 T=300 V=40 L=100 (> 256 states)", test_ctc, {3, 300, 40, 100}, 0},
     {"xent_fwd xent_bwd", "xent N=7 V=5 Vp=8", run_xent, {7, 5, 8}, 0},
     {"xent_fwd xent_bwd", "xent N=9 V=300 Vp=320", run_xent, {9, 300, 320}, 0},
+    {"residual_layernorm_fwd", "residual_layernorm 5x9 (scalar)", run_residual_layernorm, {5, 9, 0}, 0},
+    {"residual_layernorm_fwd", "residual_layernorm 37x128 (16-byte packs)", run_residual_layernorm, {37, 128, 0}, 0},
+    {"residual_layernorm_fwd", "residual_layernorm 37x128 unaligned (scalar)", run_residual_layernorm, {37, 128, 1}, 0},
+    {"xent_fwd_bwd", "xent_fwd_bwd N=7 V=5 Vp=8", run_xent_fwd_bwd, {7, 5, 8}, 0},
+    {"xent_fwd_bwd", "xent_fwd_bwd N=9 V=300 Vp=320", run_xent_fwd_bwd, {9, 300, 320}, 0},
     {"adamw", "adamw n=10001", run_adamw, {10001, 1}, 0},
     {"sumsq", "sumsq n=1000003", run_sumsq, {1000003}, 0},
     {"sumsq", "sumsq n=5", run_sumsq, {5}, 0},
@@ -1424,6 +1513,8 @@ static const TestCase aCase[] = {
     {ATT, "attention B=1 T=1024 C=768 NH=12", run_attention, {1, 1024, 768, 12}, CASE_LARGE},
     {"attention_decode", "attention_decode nPos=1024 C=768 NH=12", run_attention_decode, {1024, 768, 12}, CASE_LARGE},
     {"xent_fwd xent_bwd", "xent N=64 V=50257 Vp=50304", run_xent, {64, 50257, 50304}, CASE_LARGE},
+    {"xent_fwd_bwd", "xent_fwd_bwd N=64 V=50257 Vp=50304", run_xent_fwd_bwd, {64, 50257, 50304}, CASE_LARGE},
+    {"residual_layernorm_fwd", "residual_layernorm 1024x768", run_residual_layernorm, {1024, 768, 0}, CASE_LARGE},
     {"adamw", "adamw n=2^22", run_adamw, {1 << 11, 1 << 11}, CASE_LARGE},
     /* bf16 storage (train.precision = bf16) against the CPU in bf16 mode */
     {MM, "bf16 matmul 37x70x67 in_out", run_matmul16, {37, 70, 67, IN_OUT}, 0},

@@ -23,8 +23,8 @@ rc=$?
 [ $rc -eq 77 ] && skip
 [ $rc -eq 0 ] || fail "-l exited $rc"
 nAll=$(wc -l <"$out")
-nLn=$(grep -c 'layernorm_fwd' "$out")
-nGelu=$(grep -c 'gelu_fwd' "$out")
+nLn=$(grep -cw 'layernorm_fwd' "$out")  # -w: not residual_layernorm_fwd
+nGelu=$(grep -cw 'gelu_fwd' "$out")
 [ "$nAll" -gt 10 ] && [ "$nLn" -ge 1 ] && [ "$nGelu" -ge 1 ] ||
   fail "-l lists $nAll cases, $nLn layernorm, $nGelu gelu"
 echo "ok: -l lists $nAll cases ($nLn layernorm, $nGelu gelu)"

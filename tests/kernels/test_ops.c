@@ -21,7 +21,8 @@
  *      odd shapes (T = 7, NH = 2 and 3, padded Vp > V,
  *      masked targets, both weight layouts, bias NULL);
  *   3. the accumulate convention: a second backward call adds the same
- *      gradient again (result = 2x), except xent_bwd which writes;
+ *      gradient again (result = 2x), except xent_bwd and xent_fwd_bwd,
+ *      which write;
  *   4. determinism: the same call twice gives the same bits; on the CPU
  *      backend also 1 vs 2 vs 3 threads, bit for bit, at shapes large
  *      enough to take every parallel path;
@@ -60,6 +61,7 @@
  *     few ulps of reordering.
  */
 #include "base/util.h"
+#include "base/bf16.h"
 #include "kernels/ops.h"
 #include "tests/check.h"
 #include "tests/kernels/op_cases.h"
@@ -1025,6 +1027,279 @@ static void test_xent(int N, int V, int Vp, int bAlias) {
   free(a.tgt);
 }
 
+/* ---- fused ops (issue 12 item 3) -------------------------------------------
+ * xent_fwd_bwd is xent_fwd + xent_bwd in place, residual_layernorm_fwd is
+ * residual_fwd + layernorm_fwd. Each is held (1) to the generic checks
+ * through the OpCase machinery where it has a gradient (loss vs fp64,
+ * finite differences of its gradient output, determinism) and (2) to the
+ * pair of ops it replaces: bit for bit on the CPU reference (the same row
+ * helpers in the same order; the model's losses and gradients depend on
+ * it), to FWD_LIMIT on another backend. */
+
+/* The fused op on a fresh copy of the logits: losses into out. */
+static void xfb_fwd(OpCase *c, float *out) {
+  XentArg *a = c->pArg;
+  float *dL = dev_from(c->aIn[0], c->anIn[0]);
+  int32_t *dT = dev_from_i32(a->tgt, (size_t)a->N);
+  float *dOut = bt_mem_alloc(g_be, c->nOut, "losses");
+  bt_op_xent_fwd_bwd(g_be, dOut, dL, dT, a->scale, a->N, a->V, a->Vp);
+  fetch_free(out, dOut, c->nOut);
+  bt_mem_free(g_be, dL);
+  bt_mem_free_i32(g_be, dT);
+}
+
+/* The gradient is what the op leaves in the logits buffer (bWrites). */
+static void xfb_bwd(OpCase *c, float **g) {
+  XentArg *a = c->pArg;
+  float *dL = dev_from(c->aIn[0], c->anIn[0]);
+  int32_t *dT = dev_from_i32(a->tgt, (size_t)a->N);
+  float *dLoss = bt_mem_alloc(g_be, (size_t)a->N, "losses");
+  bt_op_xent_fwd_bwd(g_be, dLoss, dL, dT, a->scale, a->N, a->V, a->Vp);
+  fetch_free(g[0], dL, c->anIn[0]);
+  bt_mem_free(g_be, dLoss);
+  bt_mem_free_i32(g_be, dT);
+}
+
+/* Bits of the fused op vs xent_fwd then xent_bwd in place, on be. */
+static void xfb_vs_pair(bt_backend *be, const char *zWhat, const float *hL,
+                        const int32_t *tgt, float scale, int N, int V,
+                        int Vp) {
+  bt_backend *saved = g_be;
+  g_be = be;
+  size_t n = (size_t)N * Vp;
+  float *d1 = dev_from(hL, n), *d2 = dev_from(hL, n);
+  int32_t *dT = dev_from_i32(tgt, (size_t)N);
+  float *l1 = bt_mem_alloc(be, (size_t)N, "l1");
+  float *l2 = bt_mem_alloc(be, (size_t)N, "l2");
+  bt_op_xent_fwd(be, l1, d1, dT, N, V, Vp);
+  bt_op_xent_bwd(be, d1, d1, dT, scale, N, V, Vp);
+  bt_op_xent_fwd_bwd(be, l2, d2, dT, scale, N, V, Vp);
+  float *h[4] = {xmalloc(N * 4), xmalloc(N * 4), xmalloc(n * 4),
+                 xmalloc(n * 4)};
+  fetch_free(h[0], l1, (size_t)N);
+  fetch_free(h[1], l2, (size_t)N);
+  fetch_free(h[2], d1, n);
+  fetch_free(h[3], d2, n);
+  int bSame = !memcmp(h[0], h[1], (size_t)N * 4) && !memcmp(h[2], h[3], n * 4);
+  double *r = xmalloc(n * sizeof(double));
+  for (size_t i = 0; i < n; i++) r[i] = h[2][i];
+  double eG = maxrel(h[3], r, n, 1e-2);
+  for (int i = 0; i < N; i++) r[i] = h[0][i];
+  double eL = maxrel(h[1], r, (size_t)N, 1e-2);
+  printf("  xent_fwd_bwd vs xent_fwd + xent_bwd (%s): %s (loss maxrel %.2e, "
+         "dlogits %.2e)\n", zWhat, bSame ? "bitwise equal" : "differ", eL, eG);
+  if (bt_backend_kind_of(be) == BT_BACKEND_CPU)
+    CHECK(bSame, "xent_fwd_bwd (%s) is not bit-identical to the two ops",
+          zWhat);
+  else
+    CHECK(eL <= FWD_LIMIT && eG <= FWD_LIMIT,
+          "xent_fwd_bwd (%s) vs the two ops: %.3e, %.3e", zWhat, eL, eG);
+  bt_mem_free_i32(be, dT);
+  for (int i = 0; i < 4; i++) free(h[i]);
+  free(r);
+  g_be = saved;
+}
+
+static void test_xent_fwd_bwd(int N, int V, int Vp) {
+  XentArg a = {N, V, Vp, NULL, 0.37f, 1};
+  a.tgt = xmalloc(sizeof(int32_t) * N);
+  uint64_t key = bt_rng_key(5, 6, g_salt++, 0);
+  for (int n = 0; n < N; n++)
+    a.tgt[n] = (n % 3 == 1) ? -1 : (int32_t)(bt_rng_u64(key, n) % V);
+  a.tgt[N - 1] = V - 1;
+  OpCase c = {0};
+  snprintf(c.zName, sizeof c.zName, "xent_fwd_bwd N%d V%d Vp%d masked", N, V,
+           Vp);
+  c.nIn = 1;
+  c.azIn[0] = "logit";
+  c.anIn[0] = (size_t)N * Vp;
+  c.aIn[0] = rand_vec(c.anIn[0], -3, 3);
+  for (int n = 0; n < N; n++) /* padding the op must not read */
+    for (int v = V; v < Vp; v++) c.aIn[0][(size_t)n * Vp + v] = 50.0f;
+  c.nOut = (size_t)N;
+  c.R = xmalloc(sizeof(float) * N);
+  for (int n = 0; n < N; n++) c.R[n] = a.scale;
+  c.bWrites = 1;
+  c.fwd = xfb_fwd;
+  c.bwd = xfb_bwd;
+  c.ref = xent_ref;
+  c.pArg = &a;
+  case_run(&c);
+  xfb_vs_pair(g_be, "fp32", c.aIn[0], a.tgt, a.scale, N, V, Vp);
+  /* bf16 mode (CPU reference): the same comparison on bf16 logits. */
+  if (g_eKind == BT_BACKEND_CPU) {
+    bt_backend *be16 = bt_backend_create(BT_BACKEND_CPU, 0, 0);
+    CHECK(be16 && bt_backend_set_act_dtype(be16, BT_ACT_BF16) == BT_OK,
+          "bf16 CPU backend: %s", bt_err_msg());
+    float *h16 = xmalloc(c.anIn[0] * sizeof(float));
+    for (size_t i = 0; i < c.anIn[0]; i++) h16[i] = bt_round_bf16(c.aIn[0][i]);
+    if (be16) xfb_vs_pair(be16, "bf16", h16, a.tgt, a.scale, N, V, Vp);
+    free(h16);
+    bt_backend_free(be16);
+  }
+  case_free(&c);
+  free(a.tgt);
+}
+
+/* residual_layernorm_fwd on be from host a, b, w, bias: outRes, outLn,
+ * mean, rstd into h[0..3]; with bPair the two ops instead. */
+static void rln_run(bt_backend *be, int bPair, const float *const *in, int N,
+                    int C, float **h) {
+  bt_backend *saved = g_be;
+  g_be = be;
+  size_t n = (size_t)N * C;
+  float *a = dev_from(in[0], n), *b = dev_from(in[1], n);
+  float *w = dev_from(in[2], (size_t)C), *bias = dev_from(in[3], (size_t)C);
+  float *res = bt_mem_alloc(be, n, "res"), *ln = bt_mem_alloc(be, n, "ln");
+  float *mean = bt_mem_alloc(be, (size_t)N, "mean");
+  float *rstd = bt_mem_alloc(be, (size_t)N, "rstd");
+  if (bPair) {
+    bt_op_residual_fwd(be, res, a, b, n);
+    bt_op_layernorm_fwd(be, ln, mean, rstd, res, w, bias, N, C);
+  } else {
+    bt_op_residual_layernorm_fwd(be, res, ln, mean, rstd, a, b, w, bias, N,
+                                 C);
+  }
+  fetch_free(h[0], res, n);
+  fetch_free(h[1], ln, n);
+  fetch_free(h[2], mean, (size_t)N);
+  fetch_free(h[3], rstd, (size_t)N);
+  bt_mem_free(be, a);
+  bt_mem_free(be, b);
+  bt_mem_free(be, w);
+  bt_mem_free(be, bias);
+  g_be = saved;
+}
+
+/* Fused vs pair on be: bit for bit on the CPU, FWD_LIMIT elsewhere.
+ * Returns the fused outputs in hF (4 buffers the caller frees). */
+static void rln_vs_pair(bt_backend *be, const char *zWhat,
+                        const float *const *in, int N, int C, float **hF) {
+  size_t n = (size_t)N * C, an[4] = {n, n, (size_t)N, (size_t)N};
+  float *hP[4];
+  for (int k = 0; k < 4; k++) {
+    hF[k] = xmalloc(an[k] * sizeof(float));
+    hP[k] = xmalloc(an[k] * sizeof(float));
+  }
+  rln_run(be, 0, in, N, C, hF);
+  rln_run(be, 1, in, N, C, hP);
+  static const char *azOut[4] = {"outRes", "outLn", "mean", "rstd"};
+  for (int k = 0; k < 4; k++) {
+    int bSame = !memcmp(hF[k], hP[k], an[k] * sizeof(float));
+    double *r = xmalloc(an[k] * sizeof(double));
+    for (size_t i = 0; i < an[k]; i++) r[i] = hP[k][i];
+    double e = maxrel(hF[k], r, an[k], 1e-2);
+    printf("  residual_layernorm_fwd N%d C%d %s %-6s vs the two ops: %s "
+           "(maxrel %.2e)\n", N, C, zWhat, azOut[k],
+           bSame ? "bitwise equal" : "differ", e);
+    if (bt_backend_kind_of(be) == BT_BACKEND_CPU)
+      CHECK(bSame, "residual_layernorm_fwd (%s) %s not bit-identical to "
+            "residual_fwd + layernorm_fwd", zWhat, azOut[k]);
+    else
+      CHECK(e <= FWD_LIMIT, "residual_layernorm_fwd (%s) %s maxrel %.3e",
+            zWhat, azOut[k], e);
+    free(r);
+    free(hP[k]);
+  }
+}
+
+static void test_residual_layernorm(int N, int C) {
+  size_t n = (size_t)N * C;
+  /* The residual stream: growing row offsets (|mean| > std) as in
+   * test_layernorm, plus a branch output of ordinary size. */
+  float *a = rand_vec(n, -1, 1), *b = rand_vec(n, -0.5, 0.5);
+  for (int r = 0; r < N; r++)
+    for (int k = 0; k < C; k++) a[(size_t)r * C + k] += 0.5f * r;
+  float *w = rand_vec((size_t)C, 0.5, 1.5), *bias = rand_vec((size_t)C, -0.5, 0.5);
+  const float *in[4] = {a, b, w, bias};
+  float *hF[4];
+  rln_vs_pair(g_be, "fp32", in, N, C, hF);
+  /* against fp64: the fp32 sum exactly, the layernorm of that sum (the
+   * contract: the layernorm reads the sum as stored) to FWD_LIMIT */
+  double *ref = xmalloc(n * sizeof(double));
+  int nSumBad = 0;
+  for (int r = 0; r < N; r++) {
+    const size_t o = (size_t)r * C;
+    double m = 0, v = 0;
+    for (int k = 0; k < C; k++) {
+      float sum = a[o + k] + b[o + k];
+      nSumBad += hF[0][o + k] != sum;
+      m += sum;
+    }
+    m /= C;
+    for (int k = 0; k < C; k++) {
+      double d = (double)(a[o + k] + b[o + k]) - m;
+      v += d * d;
+    }
+    double rs = 1.0 / sqrt(v / C + 1e-5);
+    for (int k = 0; k < C; k++)
+      ref[o + k] = ((double)(a[o + k] + b[o + k]) - m) * rs * w[k] + bias[k];
+  }
+  double e = maxrel(hF[1], ref, n, 1e-2);
+  printf("  residual_layernorm_fwd N%d C%d fp32 outLn vs fp64: maxrel %.2e "
+         "(limit %.0e); outRes: %d sums not exact\n", N, C, e, FWD_LIMIT,
+         nSumBad);
+  CHECK(e <= FWD_LIMIT, "residual_layernorm_fwd vs fp64: maxrel %.3e", e);
+  CHECK(nSumBad == 0, "residual_layernorm_fwd: %d sums a + b wrong", nSumBad);
+  for (int k = 0; k < 4; k++) free(hF[k]);
+  /* NULL mean/rstd (inference) writes the same outputs */
+  {
+    float *dA = dev_from(a, n), *dB = dev_from(b, n);
+    float *dW = dev_from(w, (size_t)C), *dBi = dev_from(bias, (size_t)C);
+    float *dR = bt_mem_alloc(g_be, n, "res"), *dL = bt_mem_alloc(g_be, n, "ln");
+    bt_op_residual_layernorm_fwd(g_be, dR, dL, NULL, NULL, dA, dB, dW, dBi, N,
+                                 C);
+    float *h1 = xmalloc(n * 4), *h2[4];
+    for (int k = 0; k < 4; k++) h2[k] = xmalloc((k < 2 ? n : (size_t)N) * 4);
+    to_host(h1, dL, n);
+    rln_run(g_be, 0, in, N, C, h2);
+    CHECK(!memcmp(h1, h2[1], n * 4),
+          "residual_layernorm_fwd with mean = rstd = NULL differs");
+    free(h1);
+    for (int k = 0; k < 4; k++) free(h2[k]);
+    bt_mem_free(g_be, dA), bt_mem_free(g_be, dB), bt_mem_free(g_be, dW);
+    bt_mem_free(g_be, dBi), bt_mem_free(g_be, dR), bt_mem_free(g_be, dL);
+  }
+  if (g_eKind == BT_BACKEND_CPU) {
+    /* bf16 mode: the layernorm reads the ROUNDED sum, as the pair does */
+    bt_backend *be16 = bt_backend_create(BT_BACKEND_CPU, 0, 0);
+    CHECK(be16 && bt_backend_set_act_dtype(be16, BT_ACT_BF16) == BT_OK,
+          "bf16 CPU backend: %s", bt_err_msg());
+    float *in16[4];
+    size_t an[4] = {n, n, (size_t)C, (size_t)C};
+    for (int k = 0; k < 4; k++) {
+      in16[k] = xmalloc(an[k] * sizeof(float));
+      for (size_t i = 0; i < an[k]; i++) in16[k][i] = bt_round_bf16(in[k][i]);
+    }
+    if (be16) {
+      rln_vs_pair(be16, "bf16", (const float *const *)in16, N, C, hF);
+      for (int k = 0; k < 4; k++) free(hF[k]);
+    }
+    /* 1 vs 3 threads, bit for bit (rows split across threads) */
+    bt_backend *be1 = bt_backend_create(BT_BACKEND_CPU, 1, 0);
+    bt_backend *be3 = bt_backend_create(BT_BACKEND_CPU, 3, 0);
+    float *h1[4], *h3[4];
+    size_t ao[4] = {n, n, (size_t)N, (size_t)N};
+    for (int k = 0; k < 4; k++) {
+      h1[k] = xmalloc(ao[k] * 4);
+      h3[k] = xmalloc(ao[k] * 4);
+    }
+    rln_run(be1, 0, in, N, C, h1);
+    rln_run(be3, 0, in, N, C, h3);
+    int nDiff = 0;
+    for (int k = 0; k < 4; k++) nDiff += memcmp(h1[k], h3[k], ao[k] * 4) != 0;
+    printf("  residual_layernorm_fwd N%d C%d: %d outputs differ 1 vs 3 "
+           "threads\n", N, C, nDiff);
+    CHECK(nDiff == 0, "residual_layernorm_fwd depends on the thread count");
+    for (int k = 0; k < 4; k++) free(h1[k]), free(h3[k]), free(in16[k]);
+    bt_backend_free(be1);
+    bt_backend_free(be3);
+    bt_backend_free(be16);
+  }
+  free(ref);
+  free(a), free(b), free(w), free(bias);
+}
+
 /* Logit spreads far beyond exp's range (|l| up to 1e4) must give the
  * exact log-sum-exp, and a NaN logit must give a NaN loss. */
 static void test_xent_extremes(void) {
@@ -1248,6 +1523,8 @@ static void test_empty_shapes(void) {
   bt_op_attention_decode(g_be, g, g, d, d, d, 1, 0, 1);
   bt_op_xent_fwd(g_be, g, d, dz, 0, 2, 2);
   bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
+  bt_op_xent_fwd_bwd(g_be, g, g, dz, 1.0f, 0, 2, 2);
+  bt_op_residual_layernorm_fwd(g_be, g, g, g, g, d, d, d, d, 0, 2);
   bt_op_conv1d_fwd(g_be, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
   bt_op_conv1d_bwd(g_be, g, g, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
   bt_op_attention_masked_fwd(g_be, g, g, d, NULL, 0, 0, 2, 2, 1);
@@ -1453,6 +1730,12 @@ static void run_attention_decode(const int *a) {
 }
 static void run_xent(const int *a) { test_xent(a[0], a[1], a[2], a[3]); }
 static void run_xent_extremes(const int *a) { (void)a, test_xent_extremes(); }
+static void run_xent_fwd_bwd(const int *a) {
+  test_xent_fwd_bwd(a[0], a[1], a[2]);
+}
+static void run_residual_layernorm(const int *a) {
+  test_residual_layernorm(a[0], a[1]);
+}
 static void run_adamw(const int *a) { (void)a, test_adamw(); }
 static void run_sumsq_scale(const int *a) { (void)a, test_sumsq_scale(); }
 static void run_to_act(const int *a) { (void)a, test_to_act(); }
@@ -1479,6 +1762,9 @@ static const TestCase aCase[] = {
     {"gelu_fwd gelu_bwd", "gelu n301", run_gelu, {301}, 0},
     {"gelu_fwd gelu_bwd", "gelu extremes (saturation, NaN)", run_gelu_extremes, {0}, 0},
     {"residual_fwd residual_bwd", "residual n101", run_residual, {101}, 0},
+    {"residual_layernorm_fwd", "residual_layernorm N5 C9 (vs the pair, fp32 and bf16)", run_residual_layernorm, {5, 9}, 0},
+    /* > BT_CPU_PAR_MIN elements: rows split across threads */
+    {"residual_layernorm_fwd", "residual_layernorm N300 C128", run_residual_layernorm, {300, 128}, 0},
     {ATT, "attention B2 T7 C6 NH2", run_attention, {2, 7, 6, 2}, 0},
     {ATT, "attention B2 T7 C6 NH3", run_attention, {2, 7, 6, 3}, 0},
     {ATT, "attention B1 T5 C12 NH3", run_attention, {1, 5, 12, 3}, 0},
@@ -1505,6 +1791,9 @@ static const TestCase aCase[] = {
     /* no padding */
     {"xent_fwd xent_bwd", "xent N4 V9 Vp9", run_xent, {4, 9, 9, 0}, 0},
     {"xent_fwd", "xent extremes (spread 1e4, NaN)", run_xent_extremes, {0}, 0},
+    {"xent_fwd_bwd", "xent_fwd_bwd N7 V5 Vp8 (vs the pair, fp32 and bf16)", run_xent_fwd_bwd, {7, 5, 8}, 0},
+    /* rows > the CPU's parallel threshold (N * V >= 8192) */
+    {"xent_fwd_bwd", "xent_fwd_bwd N40 V300 Vp320", run_xent_fwd_bwd, {40, 300, 320}, 0},
     {"adamw", "adamw: hand-computed step, fp64 formula", run_adamw, {0}, 0},
     {"sumsq scale", "sumsq n100003, scale", run_sumsq_scale, {0}, 0},
     {"to_act", "to_act fp32: exact copy, in place", run_to_act, {0}, 0},

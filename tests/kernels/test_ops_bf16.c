@@ -235,6 +235,46 @@ static void op_xent(Run *r, const int *a) {
   bt_op_xent_fwd(r->be, losses, logits, tgt, N, V, Vp);
   bt_op_xent_bwd(r->be, dl, logits, tgt, 1.0f / N, N, V, Vp);
 }
+/* The fused cross-entropy: in place, so the logits slot is an [act]
+ * output whose initial contents are the (bf16) logits. */
+static void op_xent_fwd_bwd(Run *r, const int *a) {
+  int N = a[0], V = a[1], Vp = a[2];
+  float *losses = S(r, "losses", OUT_F32, (size_t)N, -1, 1);
+  float *logits = S(r, "logits -> dlogits", OUT_ACT, (size_t)N * Vp, -4, 4);
+  const int32_t *tgt = ids(r, (size_t)N, V, 1);
+  bt_op_xent_fwd_bwd(r->be, losses, logits, tgt, 1.0f / N, N, V, Vp);
+}
+/* The fused residual + layernorm reads its sum AS STORED (rounded in bf16
+ * mode), which "the fp32 op on bf16 inputs, outputs rounded" does not do
+ * when a + b needs more than bf16's 8 bits. So a and b are multiples of
+ * 1/16 in [-4, 4) (7 bits each): every sum has at most 8 significant bits
+ * and is exact in bf16, both runs feed the layernorm the same values, and
+ * the case checks the layernorm half and the kinds of all six outputs.
+ * (tests/kernels/test_ops.c checks general inputs in bf16 mode against
+ * residual_fwd + layernorm_fwd, bit for bit.) */
+static float *S16th(Run *r, const char *zName, size_t n) {
+  float *d = S(r, zName, IN_ACT, n, -4, 4);
+  float *h = xmalloc(n * sizeof(float));
+  bt_mem_to_host(r->be, h, d, n);
+  for (size_t j = 0; j < n; j++) h[j] = floorf(h[j] * 16.0f) / 16.0f;
+  bt_mem_from_host(r->be, d, h, n);
+  free(h);
+  return d;
+}
+static void op_residual_layernorm(Run *r, const int *a) {
+  int N = a[0], C = a[1];
+  size_t n = (size_t)N * C;
+  float *res = S(r, "outRes", OUT_ACT, n, -1, 1);
+  float *ln = S(r, "outLn", OUT_ACT, n, -1, 1);
+  float *mean = S(r, "mean", OUT_F32, (size_t)N, -1, 1);
+  float *rstd = S(r, "rstd", OUT_F32, (size_t)N, -1, 1);
+  float *x = S16th(r, "a", n);
+  float *y = S16th(r, "b", n);
+  float *w = S(r, "w", IN_ACT, (size_t)C, 0.5f, 1.5f);
+  float *bias = S(r, "bias", IN_ACT, (size_t)C, -1, 1);
+  bt_op_residual_layernorm_fwd(r->be, res, ln, mean, rstd, x, y, w, bias, N,
+                               C);
+}
 /* Speech ops (issue 15): conv1d B2 T9 Cin3 Cout4 K3 S2 P1 and the like. */
 static void op_conv1d(Run *r, const int *a) {
   int B = a[0], T = a[1], Cin = a[2], Cout = a[3], K = 3, St = 2, Pd = 1;
@@ -496,10 +536,10 @@ static const OpFn aFn[] = {op_matmul_fwd, op_matmul_bwd,       op_bias,
                            op_residual,   op_attention,        op_attention_decode,
                            op_xent,       op_adamw,            op_sumsq_scale,
                            op_to_act,     op_conv1d,           op_attention_masked,
-                           op_ctc};
+                           op_ctc,        op_xent_fwd_bwd,     op_residual_layernorm};
 enum { F_MMF, F_MMB, F_BIAS, F_EMB, F_LN, F_GELU, F_RES, F_ATT, F_DEC, F_XENT,
-       F_ADAM, F_SUMSQ, F_TOACT, F_CONV, F_MATT, F_CTC, F_ROUND = 100,
-       F_DTYPE };
+       F_ADAM, F_SUMSQ, F_TOACT, F_CONV, F_MATT, F_CTC, F_XFB, F_RLN,
+       F_ROUND = 100, F_DTYPE };
 
 static int g_iCase;
 static void run_case(const int *a);
@@ -524,6 +564,8 @@ static const TestCase aCase[] = {
     {ATT, "attention B1 T70 C8 NH2", run_case, {1, 70, 8, 2, 0, F_ATT}, 0},
     {"attention_decode", "attention_decode T9 C12 NH3", run_case, {9, 12, 3, 0, 0, F_DEC}, 0},
     {"xent_fwd xent_bwd", "xent N7 V5 Vp8 (masked rows)", run_case, {7, 5, 8, 0, 0, F_XENT}, 0},
+    {"xent_fwd_bwd", "xent_fwd_bwd N7 V5 Vp8 (in place, masked rows)", run_case, {7, 5, 8, 0, 0, F_XFB}, 0},
+    {"residual_layernorm_fwd", "residual_layernorm_fwd N5 C70 (exact sums)", run_case, {5, 70, 0, 0, 0, F_RLN}, 0},
     {"adamw", "adamw n1001 (fp32 in both modes)", run_case, {1001, 0, 0, 0, 0, F_ADAM}, 0},
     {"sumsq scale", "sumsq, scale n40001 (fp32)", run_case, {40001, 0, 0, 0, 0, F_SUMSQ}, 0},
     {"to_act", "to_act n40001, and in place", run_case, {40001, 0, 0, 0, 0, F_TOACT}, 0},

@@ -20,7 +20,9 @@
  * in-place add behind bias_bwd's dinp, the bf16 conversion (against
  * hand-rounded values: ties to even, overflow to inf, NaN kept); the
  * masked flash attention (key lengths, causal or not) and the CTC kernels
- * (log-softmax, alpha, beta, gradient); and the GEMM plans of
+ * (log-softmax, alpha, beta, gradient); the fused kernels (residual +
+ * layernorm with and without 16-byte packs, cross-entropy loss and
+ * gradient in place), fp32 and bf16; and the GEMM plans of
  * cuda_gemm_plan.h (every matmul
  * product, both weight layouts) executed by a reference column-major GEMM
  * with cuBLASLt's conventions, and by the fallback GEMM kernel. Not
@@ -758,6 +760,109 @@ static void t_gemm_plans_bf16(int N, int C, int OC, bt_wlayout L) {
   }
 }
 
+/* ---- the fused kernels of cuda_fused.cu ------------------------------
+ * Launched as bt_cuda_residual_layernorm_fwd / bt_cuda_xent_fwd_bwd launch
+ * them. E: 16-byte packs when the wrapper's bt_fz_vec would take them
+ * (every pointer 16-byte aligned, C a whole number of packs), else 1; a
+ * case asks for E and fails if the vectors it got cannot use it, so both
+ * paths are covered. fp32 against the CPU pair residual_fwd +
+ * layernorm_fwd (the fused CPU op has the same bits), bf16 against the
+ * CPU backend in bf16 mode (its layernorm reads the rounded sum, as the
+ * kernel does). */
+/* bf16 outputs of the fused kernels vs the CPU in bf16 mode: the kernel
+ * and the CPU round the same fp32 formula and differ only where their
+ * fp32 values (float vs double statistics) straddle a bf16 rounding
+ * boundary, by one bf16 ulp (2^-8 relative) each; a fraction f of such
+ * elements gives relerr ~2^-8 sqrt(f), so 5e-4 admits f < 1.6% (measured:
+ * 0). A layernorm fed the unrounded sum (a mutation tried) gives 9e-4. */
+#define FZ_BF16_TOL 5e-4
+
+static int fz_pack(size_t nElem, int C, std::initializer_list<const void *> ap) {
+  int E = (int)(16 / nElem);
+  if (C % E) return 1;
+  for (const void *p : ap)
+    if ((uintptr_t)p % 16) return 1;
+  return E;
+}
+
+static void t_residual_ln(int N, int C, int bVec) {
+  char z[128];
+  size_t n = (size_t)N * C;
+  auto a = rnd(n, -1, 1), b = rnd(n, -0.5f, 0.5f);
+  for (int r = 0; r < N; r++)
+    for (int k = 0; k < C; k++) a[(size_t)r * C + k] += 0.25f * (r % 7);
+  auto w = rnd(C, 0.5f, 1.5f), bias = rnd(C, -0.5f, 0.5f);
+  std::vector<float> rC(n), oC(n), mC(N), sC(N);
+  bt_op_residual_fwd(cpu, rC.data(), a.data(), b.data(), n);
+  bt_op_layernorm_fwd(cpu, oC.data(), mC.data(), sC.data(), rC.data(), w.data(), bias.data(), N, C);
+  auto rG = nanv(n), oG = nanv(n), mG = nanv(N), sG = nanv(N);
+  int E = bVec ? fz_pack(sizeof(float), C, {rG.data(), oG.data(), a.data(), b.data(), w.data(), bias.data()}) : 1;
+  if (bVec && E == 1) {
+    printf("FAIL  residual_ln N=%d C=%d: the buffers do not allow 16-byte packs\n", N, C);
+    nFail++;
+  }
+  launch(bt_k_residual_ln_fwd<float>, dim3((N + FZ_LN_WARPS - 1) / FZ_LN_WARPS), dim3(32 * FZ_LN_WARPS), 0,
+         rG.data(), oG.data(), mG.data(), sG.data(), (const float *)a.data(), (const float *)b.data(),
+         (const float *)w.data(), (const float *)bias.data(), N, C, E);
+  snprintf(z, sizeof z, "residual_ln fwd res N=%d C=%d E=%d", N, C, E); check(z, rG, rC, 1e-6);
+  snprintf(z, sizeof z, "residual_ln fwd ln N=%d C=%d E=%d", N, C, E); check(z, oG, oC, 1e-5);
+  snprintf(z, sizeof z, "residual_ln fwd mean N=%d C=%d E=%d", N, C, E); check(z, mG, mC, 1e-5);
+  snprintf(z, sizeof z, "residual_ln fwd rstd N=%d C=%d E=%d", N, C, E); check(z, sG, sC, 1e-5);
+  /* bf16 storage */
+  auto a16 = round16(a), b16 = round16(b), w16 = round16(w), bi16 = round16(bias);
+  std::vector<float> rC16(n), oC16(n), mC16(N), sC16(N);
+  bt_op_residual_layernorm_fwd(cpu16, rC16.data(), oC16.data(), mC16.data(), sC16.data(), a16.data(),
+                               b16.data(), w16.data(), bi16.data(), N, C);
+  auto ha = to16(a16), hb = to16(b16), hw = to16(w16), hbi = to16(bi16);
+  auto rH = nan16(n), oH = nan16(n);
+  auto mH = nanv(N), sH = nanv(N);
+  int E16 = bVec ? fz_pack(2, C, {rH.data(), oH.data(), ha.data(), hb.data(), hw.data(), hbi.data()}) : 1;
+  if (bVec && E16 == 1) {
+    printf("FAIL  residual_ln bf16 N=%d C=%d: the buffers do not allow 16-byte packs\n", N, C);
+    nFail++;
+  }
+  launch(bt_k_residual_ln_fwd<__nv_bfloat16>, dim3((N + FZ_LN_WARPS - 1) / FZ_LN_WARPS), dim3(32 * FZ_LN_WARPS), 0,
+         rH.data(), oH.data(), mH.data(), sH.data(), (const __nv_bfloat16 *)ha.data(),
+         (const __nv_bfloat16 *)hb.data(), (const __nv_bfloat16 *)hw.data(), (const __nv_bfloat16 *)hbi.data(),
+         N, C, E16);
+  /* the sum is one fp32 add rounded once on both sides: exact */
+  snprintf(z, sizeof z, "residual_ln fwd bf16 res N=%d C=%d E=%d", N, C, E16); check(z, from16(rH), rC16, 0.0);
+  snprintf(z, sizeof z, "residual_ln fwd bf16 ln N=%d C=%d E=%d", N, C, E16); check(z, from16(oH), oC16, FZ_BF16_TOL);
+  snprintf(z, sizeof z, "residual_ln fwd bf16 mean N=%d C=%d", N, C); check(z, mH, mC16, 1e-5);
+  snprintf(z, sizeof z, "residual_ln fwd bf16 rstd N=%d C=%d", N, C); check(z, sH, sC16, 1e-5);
+}
+
+static void t_xent_fwd_bwd(int N, int V, int Vp) {
+  char z[128];
+  auto x = rnd((size_t)N * Vp, -4, 4);
+  for (int r = 0; r < N; r++) for (int v = V; v < Vp; v++) x[(size_t)r * Vp + v] = 1e4f;
+  std::vector<int32_t> t(N);
+  for (int r = 0; r < N; r++) t[r] = (r * 7 + 3) % V;
+  t[0] = V - 1;
+  if (N > 2) t[2] = -1;
+  std::vector<float> lC(N), dC((size_t)N * Vp);
+  bt_op_xent_fwd(cpu, lC.data(), x.data(), t.data(), N, V, Vp);
+  bt_op_xent_bwd(cpu, dC.data(), x.data(), t.data(), 0.5f, N, V, Vp);
+  auto lG = nanv(N);
+  auto xG = x;
+  launch(bt_k_xent_fwd_bwd<float>, dim3(N), dim3(FZ_XENT_THREADS), 0, lG.data(), xG.data(),
+         (const int32_t *)t.data(), 0.5f, V, Vp);
+  snprintf(z, sizeof z, "xent_fwd_bwd loss N=%d V=%d Vp=%d", N, V, Vp); check(z, lG, lC, 1e-5);
+  snprintf(z, sizeof z, "xent_fwd_bwd dlogits N=%d V=%d Vp=%d", N, V, Vp); check(z, xG, dC, 1e-5);
+  /* bf16 logits, in place */
+  auto x16 = round16(x);
+  std::vector<float> lC16(N);
+  auto dC16 = x16;
+  bt_op_xent_fwd_bwd(cpu16, lC16.data(), dC16.data(), t.data(), 0.5f, N, V, Vp);
+  auto h = to16(x16);
+  auto lH = nanv(N);
+  launch(bt_k_xent_fwd_bwd<__nv_bfloat16>, dim3(N), dim3(FZ_XENT_THREADS), 0, lH.data(), h.data(),
+         (const int32_t *)t.data(), 0.5f, V, Vp);
+  snprintf(z, sizeof z, "xent_fwd_bwd bf16 loss N=%d V=%d Vp=%d", N, V, Vp); check(z, lH, lC16, 1e-5);
+  snprintf(z, sizeof z, "xent_fwd_bwd bf16 dlogits N=%d V=%d Vp=%d", N, V, Vp);
+  check(z, from16(h), dC16, FZ_BF16_TOL);
+}
+
 static void t_misc(size_t n) {
   auto a = rnd(n, -4, 4), b = rnd(n, -1, 1), d0 = rnd(n, -1, 1);
   std::vector<float> oC(n); auto oG = nanv(n);
@@ -875,7 +980,8 @@ static const char *aCovered[] = {
     "bt_k_gelu_bwd", "bt_k_residual_fwd", "bt_k_residual_bwd",
     "bt_k_xent_fwd", "bt_k_xent_bwd", "bt_k_adamw", "bt_k_sumsq_part",
     "bt_k_sumsq_final", "bt_k_scale", "bt_k_ctc_logsoftmax", "bt_k_ctc_alpha",
-    "bt_k_ctc_beta", "bt_k_ctc_grad"};
+    "bt_k_ctc_beta", "bt_k_ctc_grad", "bt_k_residual_ln_fwd",
+    "bt_k_xent_fwd_bwd"};
 
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--list-covered")) {
@@ -956,6 +1062,11 @@ int main(int argc, char **argv) {
   t_gemm_plans_bf16(7, 5, 6, BT_W_IN_OUT);
   t_gemm_plans_bf16(37, 70, 67, BT_W_IN_OUT);
   t_gemm_plans_bf16(37, 70, 67, BT_W_OUT_IN);
+  t_residual_ln(5, 9, 0);    /* scalar: C not a whole number of packs */
+  t_residual_ln(37, 128, 1); /* 16-byte packs, C = 4 packs per lane step */
+  t_residual_ln(9, 96, 0);   /* scalar on aligned rows */
+  t_xent_fwd_bwd(7, 5, 8);
+  t_xent_fwd_bwd(9, 300, 320); /* columns > threads: strided */
   bt_backend_free(cpu16);
   bt_backend_free(cpu);
   printf("%d passed, %d failed, %d failed launches\n", nPass, nFail, emu_nFail);
