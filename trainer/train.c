@@ -428,25 +428,31 @@ static int setup_data(bt_trainer *tr) {
  * non-CPU backend. */
 static int setup_model(bt_trainer *tr) {
   const bt_config *c = &tr->cfg;
-  /* The flat buffer is padded to a multiple of world * 16 so ZeRO shards
-   * are equal and 64-byte aligned, whatever the tensor sizes. */
+  /* The flat buffer is padded to a multiple of world * 16 so every
+   * gradient bucket cuts into equal, 64-byte aligned ZeRO slices,
+   * whatever the tensor sizes (grad_sync.h, invariant 1). */
   if (bt_model_build(&tr->model, c, tr->be, tr->maxMicro,
-                     (size_t)tr->world * 16) != BT_OK)
+                     bt_grad_sync_unit(tr->world)) != BT_OK)
     return BT_ERR;
   if (bt_model_init_weights(&tr->model, (uint64_t)c->seed) != BT_OK)
     return BT_ERR;
   if (bt_grad_sync_init(&tr->sync, tr->pComm, &tr->model, c->zero, c->overlap,
                         c->bucket_mb) != BT_OK)
     return BT_ERR;
-  if (bt_optim_init(&tr->optim, tr->be, tr->sync.shardLo, tr->sync.shardHi) !=
-      BT_OK)
+  if (bt_optim_init(&tr->optim, tr->be, tr->sync.nShard) != BT_OK)
     return BT_ERR;
   if (bt_backend_kind_of(tr->be) != BT_BACKEND_CPU) {
-    size_t nMom = tr->optim.hi - tr->optim.lo;
+    size_t nMom = tr->optim.nMom;
     tr->hostStage = bt_calloc(tr->model.nFlat, sizeof(float), "host stage");
     tr->hostStageM = bt_calloc(nMom, sizeof(float), "host stage m");
     tr->hostStageV = bt_calloc(nMom, sizeof(float), "host stage v");
     if (!tr->hostStage || !tr->hostStageM || !tr->hostStageV) return BT_ERR;
+  }
+  if (tr->sync.zero) {
+    size_t C = tr->model.nFlat / (size_t)tr->world;
+    tr->hostZeroM = bt_calloc(C, sizeof(float), "ZeRO checkpoint range m");
+    tr->hostZeroV = bt_calloc(C, sizeof(float), "ZeRO checkpoint range v");
+    if (!tr->hostZeroM || !tr->hostZeroV) return BT_ERR;
   }
   return BT_OK;
 }
@@ -454,7 +460,7 @@ static int setup_model(bt_trainer *tr) {
 static void setup_log(const bt_trainer *tr) {
   const bt_config *c = &tr->cfg;
   char zB1[32], zB2[32];
-  size_t nMom = tr->optim.hi - tr->optim.lo;
+  size_t nMom = tr->optim.nMom;
   bt_log_info("baton %s: %s model, %zu parameters (%s), backend %s (%s), "
               "%d rank%s (%s), run dir %s",
               BATON_VERSION, bt_config_model_name(c->model_type),
@@ -584,7 +590,7 @@ static int resume_load(bt_trainer *tr, const char *zDir, int *pWorld) {
   if (rc == BT_OK) {
     bt_ckpt_item aItem[8];
     int nItem = bt_state_items(tr, aItem, 8, 0);
-    rc = bt_ckpt_load_items(pC, aItem, nItem);
+    rc = nItem < 0 ? BT_ERR : bt_ckpt_load_items(pC, aItem, nItem);
   }
   *pWorld = bt_ckpt_world(pC);
   bt_ckpt_close(pC);
@@ -610,7 +616,7 @@ static int resume_reset(bt_trainer *tr) {
   if (bt_model_init_weights(&tr->model, (uint64_t)tr->cfg.seed) != BT_OK ||
       bt_state_loader_seek(tr, &ls) != BT_OK)
     return BT_ERR;
-  size_t nMom = tr->optim.hi - tr->optim.lo;
+  size_t nMom = tr->optim.nMom;
   if (nMom) {
     bt_mem_zero(tr->be, tr->optim.m, nMom);
     bt_mem_zero(tr->be, tr->optim.v, nMom);
@@ -668,7 +674,7 @@ static int resume_auto(bt_trainer *tr, const bt_train_opts *o) {
     bLoaded = 1;
     if (v < 0) return BT_ERR;
     if (v == 0) {
-      bt_state_commit_load(tr);
+      if (bt_state_commit_load(tr) != BT_OK) return BT_ERR;
       bt_log_info("resumed from %s at step %ld (saved by %d rank%s) in "
                   "%.2f s",
                   zDir, tr->step, world, world > 1 ? "s" : "",
@@ -702,7 +708,8 @@ static int trainer_resume(bt_trainer *tr, const bt_train_opts *o) {
   int world = 0;
   if (resume_load(tr, zDir, &world) != BT_OK)
     return bt_err_prefix("resuming from %s: ", zDir);
-  bt_state_commit_load(tr);
+  if (bt_state_commit_load(tr) != BT_OK)
+    return bt_err_prefix("resuming from %s: ", zDir);
   bt_log_info("resumed from %s at step %ld (saved by %d rank%s) in %.2f s",
               zDir, tr->step, world, world > 1 ? "s" : "",
               bt_time_now() - t0);
@@ -773,6 +780,7 @@ static int save_checkpoint(bt_trainer *tr, int wait) {
   bt_comm_set_context(tr->pComm, tr->step, "checkpoint save");
   bt_ckpt_item aItem[8];
   int nItem = bt_state_items(tr, aItem, 8, 1);
+  if (nItem < 0) return BT_ERR;
   char *zMeta = bt_state_meta_json(tr);
   if (!zMeta) return bt_err_set("out of memory building checkpoint meta");
   int rc = bt_ckpt_save_begin(tr->pCkw, tr->step, zMeta, aItem, nItem);
@@ -1004,15 +1012,22 @@ static int step_reduce(loop_ctx *L, step_ctx *s) {
 
   bt_comm_set_context(tr->pComm, s->step, "optimizer");
   bt_trace_begin(L->out.pTrace, "optimizer", "train");
-  size_t lo = tr->optim.lo;
-  size_t hi = tr->optim.hi < m->nParam ? tr->optim.hi : m->nParam;
-  double sumsq = hi > lo ? bt_op_sumsq(tr->be,
-                                       bt_grad_sync_grad_at(&tr->sync, lo),
-                                       hi - lo)
-                         : 0.0;
-  if (tr->sync.zero &&
-      bt_comm_host_allreduce(tr->pComm, &sumsq, 1, BT_F64, BT_SUM) != BT_OK)
-    return BT_ERR;
+  /* Plain: one sumsq over every real parameter (as before ZeRO's slices,
+   * so the fp32 numbers stay bit for bit); ZeRO: over this rank's slice of
+   * each bucket, then summed over ranks. */
+  double sumsq = 0;
+  if (!tr->sync.zero) {
+    sumsq = bt_op_sumsq(tr->be, m->grads, m->nParam);
+  } else {
+    for (int b = 0; b < tr->sync.nBucket; b++) {
+      const bt_bucket *pB = &tr->sync.aBucket[b];
+      size_t hi = pB->sliceHi < m->nParam ? pB->sliceHi : m->nParam;
+      if (hi > pB->sliceLo)
+        sumsq += bt_op_sumsq(tr->be, m->grads + pB->sliceLo, hi - pB->sliceLo);
+    }
+    if (bt_comm_host_allreduce(tr->pComm, &sumsq, 1, BT_F64, BT_SUM) != BT_OK)
+      return BT_ERR;
+  }
   s->r.gradNorm = sqrt(sumsq);
   s->r.lr = bt_optim_lr(&tr->cfg, s->step, tr->cfg.steps);
   return step_nan_policy(L, s);
@@ -1028,19 +1043,17 @@ static int step_update(loop_ctx *L, step_ctx *s) {
     float gscale = 1.0f;
     if (c->grad_clip > 0 && s->r.gradNorm > c->grad_clip)
       gscale = (float)(c->grad_clip / s->r.gradNorm);
-    if (tr->optim.hi > tr->optim.lo)
-      bt_optim_step(&tr->optim, m,
-                    bt_grad_sync_grad_at(&tr->sync, tr->optim.lo), s->r.lr, c,
-                    gscale, s->step);
-    if (tr->sync.zero) {
-      /* Every rank contributes its updated shard, in place (the send
-       * block is the rank's own block of the receive buffer). */
-      size_t S = tr->sync.shardHi - tr->sync.shardLo;
-      bt_comm_set_context(tr->pComm, s->step, "ZeRO parameter all-gather");
-      if (bt_comm_all_gather(tr->pComm, m->params + tr->sync.shardLo,
-                             m->params, S, BT_F32, NULL) != BT_OK)
-        return BT_ERR;
+    /* Bucket by bucket, in the order backward finished them: AdamW on
+     * this rank's slice, then (ZeRO) the bucket's in-place all-gather,
+     * so the next bucket's update overlaps this bucket's gather. */
+    bt_grad_sync *pS = &tr->sync;
+    for (int b = 0; b < pS->nBucket; b++) {
+      const bt_bucket *pB = &pS->aBucket[b];
+      bt_optim_step_range(&tr->optim, m, pB->sliceLo, pB->sliceHi, pB->momOff,
+                          s->r.lr, c, gscale, s->step);
+      if (bt_grad_sync_gather_launch(pS, b) != BT_OK) return BT_ERR;
     }
+    if (bt_grad_sync_gather_wait(pS) != BT_OK) return BT_ERR;
     /* bf16: the working copy of the updated fp32 master (model.h). */
     bt_model_refresh_work(m);
   }
@@ -1314,6 +1327,8 @@ static void trainer_free(bt_trainer *tr) {
   free(tr->hostStage);
   free(tr->hostStageM);
   free(tr->hostStageV);
+  free(tr->hostZeroM);
+  free(tr->hostZeroV);
   free(tr->zCfgText);
   bt_lock_release(&tr->runLock); /* last: after the final checkpoint */
 }
