@@ -102,6 +102,13 @@ int bt_comm_device(const bt_comm *pComm);
  * set per rank) leaves one visible: device 0 whatever the local rank;
  * one process per node that sees all 8 gets device local_rank. */
 int bt_comm_pick_device(int localRank, int nVisible);
+/* The node-local rank the launcher put in the environment
+ * (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, MPI_LOCALRANKID,
+ * MV2_COMM_WORLD_LOCAL_RANK, first one set to a non-negative integer;
+ * *pzVar, if not NULL, gets its name), or -1. bt_comm_init only compares
+ * it with MPI's shared-memory split and warns when they differ: MPI's
+ * is the one used. */
+int bt_comm_launcher_local_rank(const char **pzVar);
 const char *bt_comm_name(const bt_comm *pComm); /* "mpi", "nccl", "single" */
 
 /* Watchdog settings. seconds <= 0 disables it. */
