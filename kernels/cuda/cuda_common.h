@@ -197,6 +197,7 @@ __device__ __forceinline__ float bt_block_max(float v, float *sh) {
  *   cuda_attention.cu  attention_fwd/bwd/att_size/scratch_size/decode,
  *                      attention_masked_fwd/bwd
  *   cuda_speech.cu     conv1d (cuDNN), ctc_loss
+ *   cuda_step.cu       sumsq_acc, loss_sum_acc, clip_grads (issue 12)
  * (tests/gpu/emu/extract.py leaves this op-list macro out of the
  * emulator's copy.) */
 #define BT_OP_RET(ret, name, params, args) ret bt_cuda_##name params;
