@@ -778,6 +778,18 @@ int bt_comm_wait(bt_comm *pComm, bt_comm_req *req) {
   return rc;
 }
 
+int bt_comm_wait_stream(bt_comm *pComm, bt_comm_req *req) {
+  if (!req) return BT_OK;
+  BT_ASSERT(pComm && req->bInFlight);
+  /* A request with a host copy to finish (MPI's in-place reduce-scatter)
+   * or without a stream (MPI) is waited for on the host. */
+  if (!pComm->pOps->xWaitStream || req->nCopy) return bt_comm_wait(pComm, req);
+  int rc = pComm->pOps->xWaitStream(pComm, req);
+  if (rc) req_error(req, "ordering the compute stream after");
+  req_put(pComm, req);
+  return rc;
+}
+
 int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone) {
   *pDone = 1;
   if (!req) return BT_OK;

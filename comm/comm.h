@@ -159,6 +159,13 @@ int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq);
 /* Completes and frees a request (NULL is a no-op). On error (BT_ERR) the
  * request is freed as well: never wait for it again. */
 int bt_comm_wait(bt_comm *pComm, bt_comm_req *req);
+/* Completes a request in STREAM order and frees it: with NCCL the
+ * backend's compute stream waits for the operation (cudaStreamWaitEvent)
+ * and the host does not, so a training step can queue its collectives
+ * and its update without a host synchronisation (issue 12 item 4); a
+ * hang then shows at the step's read-back, where the whole-step watchdog
+ * catches it. MPI (host memory): the same as bt_comm_wait. */
+int bt_comm_wait_stream(bt_comm *pComm, bt_comm_req *req);
 /* Non-blocking completion check: 1 done (req freed), 0 pending. On error
  * the request is freed and *pDone is 1. */
 int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone);

@@ -151,7 +151,7 @@ int bt_grad_sync_finish(bt_grad_sync *s) {
       bt_snprintf(zOp, sizeof zOp, "waiting for grad bucket %d/%d", b + 1,
                   s->nBucket);
       bt_comm_set_context(s->pComm, s->step, zOp);
-      if (bt_comm_wait(s->pComm, pB->req) != BT_OK) return BT_ERR;
+      if (bt_comm_wait_stream(s->pComm, pB->req) != BT_OK) return BT_ERR;
       pB->req = NULL;
       pB->tDone = bt_time_now();
     }
@@ -192,7 +192,7 @@ int bt_grad_sync_gather_wait(bt_grad_sync *s) {
     bt_snprintf(zOp, sizeof zOp, "waiting for parameter all-gather %d/%d",
                 b + 1, s->nBucket);
     bt_comm_set_context(s->pComm, s->step, zOp);
-    int rc = bt_comm_wait(s->pComm, pB->gatherReq);
+    int rc = bt_comm_wait_stream(s->pComm, pB->gatherReq);
     pB->gatherReq = NULL; /* freed, even on error (comm.h) */
     if (rc != BT_OK) return BT_ERR; /* the caller stops the job */
   }

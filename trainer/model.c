@@ -398,7 +398,16 @@ static void forward_loss(bt_model *m, const float *logits, int N, int V,
   memcpy(a->hostTargets, targets, (size_t)N * sizeof(int32_t));
   bt_mem_from_host_i32(m->be, a->targets, targets, (size_t)N);
   bt_op_xent_fwd(m->be, a->losses, logits, a->targets, N, V, Vp);
-  *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
+  if (!m->pLossAcc) {
+    *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
+    return;
+  }
+  /* The sum stays on the device until the step's read-back (model.h). */
+  bt_op_loss_sum_acc(m->be, m->pLossAcc, a->losses, a->targets, (size_t)N);
+  int64_t cnt = 0;
+  for (int i = 0; i < N; i++) cnt += targets[i] >= 0;
+  *pLossSum = 0;
+  *pnCount = cnt;
 }
 
 static int gpt_forward(bt_model *m, int B, const int32_t *inputs,

@@ -78,6 +78,7 @@ typedef struct bt_trainer {
   int maxMicro; /* largest per-rank micro-batch */
   float *hostStage; /* host staging for non-CPU backends (nFlat floats) */
   float *hostStageM, *hostStageV;
+  double *pStats; /* backend memory: the step's statistics (train.c) */
   float *hostZeroM, *hostZeroV; /* ZeRO-1: the moments in checkpoint order
                                    (state.c), nFlat / world floats each */
 } bt_trainer;
