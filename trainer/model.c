@@ -396,7 +396,8 @@ static void forward_loss(bt_model *m, const float *logits, int N, int V,
                          int64_t *pnCount) {
   bt_model_acts *a = m->pActs;
   memcpy(a->hostTargets, targets, (size_t)N * sizeof(int32_t));
-  bt_mem_from_host_i32(m->be, a->targets, targets, (size_t)N);
+  bt_backend_upload_async(m->be, a->targets, targets,
+                          (size_t)N * sizeof(int32_t));
   bt_op_xent_fwd(m->be, a->losses, logits, a->targets, N, V, Vp);
   if (!m->pLossAcc) {
     *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
@@ -421,7 +422,9 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
       return bt_err_set("token id %d at position %d is outside the "
                         "vocabulary [0, %d)",
                         inputs[i], i, m->V);
-  bt_mem_from_host_i32(be, a->inputs, inputs, (size_t)N);
+  /* a copy stream from pinned staging: the host does not wait for the
+   * device (ops.h bt_backend_upload_async) */
+  bt_backend_upload_async(be, a->inputs, inputs, (size_t)N * sizeof(int32_t));
   bt_op_embed_fwd(be, a->encoded, a->inputs, P(0), P(1), B, T, C);
   bt_model_stack_fwd(m, a->encoded, B, T, NULL, 1);
   bt_op_matmul_fwd(be, a->logits, a->lnf, P(0), NULL, N, C, m->Vp,
@@ -503,10 +506,10 @@ static int mlp_forward(bt_model *m, int B, const float *x,
   bt_backend *be = m->be;
   size_t nX = (size_t)B * m->aWidth[0];
   if (a->xIn) { /* bf16: fp32 features -> the activation dtype */
-    bt_mem_from_host(be, a->xIn, x, nX);
+    bt_backend_upload_async(be, a->xIn, x, nX * sizeof(float));
     bt_op_to_act(be, a->x, a->xIn, nX);
   } else {
-    bt_mem_from_host(be, a->x, x, nX);
+    bt_backend_upload_async(be, a->x, x, nX * sizeof(float));
   }
   const float *in = a->x;
   for (int l = 0; l < m->nLayer; l++) {

@@ -1279,6 +1279,44 @@ static void test_to_act(void) {
   free(y);
 }
 
+/* bt_backend_upload_async (issue 12 item 4): 11 rounds (more than the
+ * CUDA backend's 4 staging slots, with growing sizes so slots are
+ * re-allocated) of: upload A into d, scale d by 2 (an op that reads d),
+ * upload B into d again (the copy must wait for the scale), upload into a
+ * second buffer; the host buffers are overwritten at once after each call
+ * (the contract allows it). Reads back B in d and the last value in e. */
+static void test_upload(void) {
+  size_t nMax = 5000;
+  float *d = bt_mem_alloc(g_be, nMax, "upload d");
+  int32_t *e = bt_mem_alloc_i32(g_be, nMax, "upload e");
+  float *h = xmalloc(nMax * sizeof(float)), *y = xmalloc(nMax * sizeof(float));
+  int32_t *hi = xmalloc(nMax * sizeof(int32_t)), *yi = xmalloc(nMax * sizeof(int32_t));
+  int nBad = 0;
+  for (int r = 0; r < 11; r++) {
+    size_t n = 100 + (size_t)r * 450;
+    for (size_t i = 0; i < n; i++) h[i] = (float)(r * 10000 + i);
+    bt_backend_upload_async(g_be, d, h, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = -1; /* reused at once */
+    bt_op_scale(g_be, d, 2.0f, n);
+    for (size_t i = 0; i < n; i++) h[i] = (float)(7 + r + i);
+    bt_backend_upload_async(g_be, d, h, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) hi[i] = (int32_t)(r - (int)i);
+    bt_backend_upload_async(g_be, e, hi, n * sizeof(int32_t));
+    for (size_t i = 0; i < n; i++) h[i] = -2, hi[i] = -2;
+    bt_op_scale(g_be, d, 3.0f, n); /* reads the second upload */
+    to_host(y, d, n);
+    bt_mem_to_host(g_be, (float *)yi, (const float *)e, n);
+    for (size_t i = 0; i < n; i++) {
+      nBad += y[i] != (float)(7 + r + i) * 3.0f;
+      nBad += yi[i] != (int32_t)(r - (int)i);
+    }
+  }
+  CHECK(nBad == 0, "upload_async: %d elements wrong", nBad);
+  bt_mem_free(g_be, d);
+  bt_mem_free_i32(g_be, e);
+  free(h), free(y), free(hi), free(yi);
+}
+
 static void test_memory(void) {
   size_t n = 1001;
   float *d = bt_mem_alloc(g_be, n, "mem test");
@@ -1541,6 +1579,7 @@ static void run_adamw(const int *a) { (void)a, test_adamw(); }
 static void run_sumsq_scale(const int *a) { (void)a, test_sumsq_scale(); }
 static void run_to_act(const int *a) { (void)a, test_to_act(); }
 static void run_step_stats(const int *a) { (void)a, test_step_stats(); }
+static void run_upload(const int *a) { (void)a, test_upload(); }
 static void run_empty(const int *a) { (void)a, test_empty_shapes(); }
 static void run_threads(const int *a) { (void)a, test_thread_independence(); }
 
@@ -1549,6 +1588,7 @@ static void run_threads(const int *a) { (void)a, test_thread_independence(); }
 /* Odd sizes throughout: nothing divides by a vector width or a block. */
 static const TestCase aCase[] = {
     {"memory", "memory: zeroed, aligned, round trip", run_memory, {0}, 0},
+    {"memory scale", "upload_async: ordered after ops, host buffer reusable", run_upload, {0}, 0},
     {MM, "matmul N7 C5 OC6 IN_OUT bias", run_matmul, {7, 5, 6, BT_W_IN_OUT, 1}, 0},
     {MM, "matmul N7 C5 OC6 OUT_IN bias", run_matmul, {7, 5, 6, BT_W_OUT_IN, 1}, 0},
     {MM, "matmul N9 C6 OC3 IN_OUT nobias", run_matmul, {9, 6, 3, BT_W_IN_OUT, 0}, 0},
