@@ -48,6 +48,7 @@
  *     rank is itself stuck.
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -527,6 +528,17 @@ static int comm_init_mpi(bt_comm *p, int *pargc, char ***pargv) {
     return BT_ERR;
   if (!BT_MPI_OK(p, MPI_Comm_size(p->commLocal, &p->localWorld)))
     return BT_ERR;
+  /* MPI's node-local rank decides the GPU; the launcher's own variable is
+   * a cross-check: a container that hides shared memory makes every rank
+   * "alone on its node" (local rank 0, all on GPU 0 when all are visible),
+   * which this names instead of leaving it to a slow run to reveal. */
+  const char *zVar = NULL;
+  int envLocal = bt_comm_launcher_local_rank(&zVar);
+  if (envLocal >= 0 && envLocal != p->localRank)
+    bt_log_warn("comm: rank %d: the launcher's %s says local rank %d, MPI's "
+                "shared-memory split says %d (used to pick the GPU); do the "
+                "ranks of a node share /dev/shm?",
+                p->rank, zVar, envLocal, p->localRank);
   if (bt_comm_mpi_setup(p) || hb_setup(p)) return BT_ERR;
   p->pOps = &bt_comm_mpi_ops;
   return BT_OK;
@@ -666,6 +678,25 @@ int bt_comm_local_rank(const bt_comm *pComm) { return pComm->localRank; }
 int bt_comm_local_world(const bt_comm *pComm) { return pComm->localWorld; }
 int bt_comm_device(const bt_comm *pComm) { return pComm->cudaDevice; }
 
+int bt_comm_launcher_local_rank(const char **pzVar) {
+  static const char *azVar[] = {
+      "OMPI_COMM_WORLD_LOCAL_RANK", /* Open MPI mpirun */
+      "SLURM_LOCALID",              /* srun */
+      "MPI_LOCALRANKID",            /* MPICH / Intel hydra */
+      "MV2_COMM_WORLD_LOCAL_RANK",  /* MVAPICH2 */
+  };
+  for (size_t i = 0; i < sizeof azVar / sizeof azVar[0]; i++) {
+    const char *z = getenv(azVar[i]);
+    if (!z || !*z) continue;
+    char *zEnd = NULL;
+    long v = strtol(z, &zEnd, 10);
+    if (*zEnd || v < 0 || v > INT_MAX) continue; /* not a local rank */
+    if (pzVar) *pzVar = azVar[i];
+    return (int)v;
+  }
+  return -1;
+}
+
 int bt_comm_pick_device(int localRank, int nVisible) {
   if (nVisible <= 0) return -1;
   BT_ASSERT(localRank >= 0);
@@ -743,6 +774,18 @@ int bt_comm_wait(bt_comm *pComm, bt_comm_req *req) {
   int rc = bt_comm_wait_poll(pComm, req);
   if (rc) req_error(req, "waiting for");
   else req_complete(req);
+  req_put(pComm, req);
+  return rc;
+}
+
+int bt_comm_wait_stream(bt_comm *pComm, bt_comm_req *req) {
+  if (!req) return BT_OK;
+  BT_ASSERT(pComm && req->bInFlight);
+  /* A request with a host copy to finish (MPI's in-place reduce-scatter)
+   * or without a stream (MPI) is waited for on the host. */
+  if (!pComm->pOps->xWaitStream || req->nCopy) return bt_comm_wait(pComm, req);
+  int rc = pComm->pOps->xWaitStream(pComm, req);
+  if (rc) req_error(req, "ordering the compute stream after");
   req_put(pComm, req);
   return rc;
 }

@@ -102,6 +102,13 @@ int bt_comm_device(const bt_comm *pComm);
  * set per rank) leaves one visible: device 0 whatever the local rank;
  * one process per node that sees all 8 gets device local_rank. */
 int bt_comm_pick_device(int localRank, int nVisible);
+/* The node-local rank the launcher put in the environment
+ * (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, MPI_LOCALRANKID,
+ * MV2_COMM_WORLD_LOCAL_RANK, first one set to a non-negative integer;
+ * *pzVar, if not NULL, gets its name), or -1. bt_comm_init only compares
+ * it with MPI's shared-memory split and warns when they differ: MPI's
+ * is the one used. */
+int bt_comm_launcher_local_rank(const char **pzVar);
 const char *bt_comm_name(const bt_comm *pComm); /* "mpi", "nccl", "single" */
 
 /* Watchdog settings. seconds <= 0 disables it. */
@@ -152,6 +159,13 @@ int bt_comm_barrier(bt_comm *pComm, bt_comm_req **pReq);
 /* Completes and frees a request (NULL is a no-op). On error (BT_ERR) the
  * request is freed as well: never wait for it again. */
 int bt_comm_wait(bt_comm *pComm, bt_comm_req *req);
+/* Completes a request in STREAM order and frees it: with NCCL the
+ * backend's compute stream waits for the operation (cudaStreamWaitEvent)
+ * and the host does not, so a training step can queue its collectives
+ * and its update without a host synchronisation (issue 12 item 4); a
+ * hang then shows at the step's read-back, where the whole-step watchdog
+ * catches it. MPI (host memory): the same as bt_comm_wait. */
+int bt_comm_wait_stream(bt_comm *pComm, bt_comm_req *req);
 /* Non-blocking completion check: 1 done (req freed), 0 pending. On error
  * the request is freed and *pDone is 1. */
 int bt_comm_test(bt_comm *pComm, bt_comm_req *req, int *pDone);

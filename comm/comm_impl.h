@@ -82,6 +82,9 @@ typedef struct bt_comm_ops {
                     bt_comm_req *);
   int (*xBarrier)(bt_comm *, bt_comm_req *);
   int (*xTest)(bt_comm *, bt_comm_req *, int *pDone);
+  /* bt_comm_wait_stream: orders the compute stream after the operation
+   * without blocking the host. NULL (MPI): a host wait instead. */
+  int (*xWaitStream)(bt_comm *, bt_comm_req *);
   /* Called once by the wait loop when the watchdog fires, before the job
    * is aborted (NCCL: ncclCommAbort so the GPU kernels stop). May be NULL. */
   void (*xOnWatchdog)(bt_comm *);

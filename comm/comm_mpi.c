@@ -195,6 +195,7 @@ const bt_comm_ops bt_comm_mpi_ops = {
     .xBroadcast = mpi_broadcast,
     .xBarrier = mpi_barrier,
     .xTest = mpi_test,
+    .xWaitStream = NULL, /* host memory: bt_comm_wait_stream waits */
     .xOnWatchdog = NULL,
     .xReqFree = NULL,
     .xFree = NULL,

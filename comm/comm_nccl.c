@@ -295,6 +295,18 @@ static int nccl_test(bt_comm *pComm, bt_comm_req *req, int *pDone) {
   return BT_OK;
 }
 
+/* Stream order only: the compute stream waits for the request's event.
+ * The host goes on; an operation that never completes stalls the step's
+ * read-back, which the whole-step watchdog (comm.h) turns into an abort,
+ * and an asynchronous NCCL error shows at the next test or wait. */
+static int nccl_wait_stream(bt_comm *pComm, bt_comm_req *req) {
+  nccl_state *s = pComm->pImpl;
+  if (!BT_CUDA_OK(pComm, cudaStreamWaitEvent(s->compute,
+                                             (cudaEvent_t)req->pEvent, 0)))
+    return BT_ERR;
+  return BT_OK;
+}
+
 static void nccl_on_watchdog(bt_comm *pComm) {
   /* Stops the kernels that wait for the missing peer so that the process
    * can die cleanly (and the GPU is usable by the next job at once). */
@@ -337,6 +349,7 @@ const bt_comm_ops bt_comm_nccl_ops = {
     .xBroadcast = nccl_broadcast,
     .xBarrier = nccl_barrier,
     .xTest = nccl_test,
+    .xWaitStream = nccl_wait_stream,
     .xOnWatchdog = nccl_on_watchdog,
     .xReqFree = nccl_req_free,
     .xFree = nccl_free,

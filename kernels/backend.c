@@ -144,6 +144,10 @@ void bt_mem_from_host_i32(bt_backend *be, int32_t *pDev, const int32_t *pHost,
   be->pVtab->mem_from_host(be, pDev, pHost, n * sizeof(int32_t));
 }
 void bt_backend_sync(bt_backend *be) { be->pVtab->sync(be); }
+void bt_backend_upload_async(bt_backend *be, void *pDev, const void *pHost,
+                             size_t nByte) {
+  if (nByte) be->pVtab->upload_async(be, pDev, pHost, nByte);
+}
 
 /* One wrapper per op of kernels/ops.def: forwards its arguments to the
  * backend's table. Two macros because C forbids `return f();` in a void

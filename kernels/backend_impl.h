@@ -26,6 +26,9 @@ typedef struct bt_backend_vtab {
   void (*mem_from_host)(bt_backend *be, void *pDev, const void *pHost,
                         size_t nByte);
   void (*sync)(bt_backend *be);
+  /* bt_backend_upload_async (ops.h). */
+  void (*upload_async)(bt_backend *be, void *pDev, const void *pHost,
+                       size_t nByte);
   /* Accepts activation dtype e (BT_OK, *pnByte = bytes of storage per
    * element) or refuses it (BT_ERR + bt_err_set naming train.precision).
    * backend.c keeps the result in bt_backend; ops read be->eActDtype. */

@@ -135,6 +135,16 @@ void bt_mem_from_host_i32(bt_backend *be, int32_t *pDev, const int32_t *pHost,
                           size_t n);
 /* Waits until all queued work on the backend has finished. */
 void bt_backend_sync(bt_backend *be);
+/* Host -> device copy that does not make the host wait for the device
+ * (issue 12 item 4): the bytes are copied into one of the backend's
+ * pinned staging buffers, then on a second (copy) stream to pDev, after
+ * the compute work queued so far (which may still read pDev); the compute
+ * stream waits for the copy (an event) before any op queued after this
+ * call. pHost may be reused when it returns. The host waits only for the
+ * copy that used the same staging buffer (BT_CUDA_UPLOAD_SLOTS uploads
+ * ago). CPU backend: memcpy. */
+void bt_backend_upload_async(bt_backend *be, void *pDev, const void *pHost,
+                             size_t nByte);
 
 /* ---- ops -------------------------------------------------------------- */
 

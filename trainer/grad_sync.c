@@ -7,6 +7,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+size_t bt_grad_sync_unit(int world) {
+  BT_ASSERT(world >= 1);
+  return (size_t)world * 16;
+}
+
+size_t bt_grad_sync_bucket_elems(double bucketMb, int world) {
+  size_t unit = bt_grad_sync_unit(world);
+  double want = bucketMb * 1e6 / sizeof(float);
+  size_t per = want >= 1 ? (size_t)want : 1;
+  /* MPI counts are int: keep every bucket below 2^30 elements. */
+  if (per > ((size_t)1 << 30)) per = (size_t)1 << 30;
+  per = (per + unit - 1) / unit * unit;
+  if (per > ((size_t)1 << 30)) per -= unit;
+  return per;
+}
+
+int bt_grad_sync_nbucket(size_t nFlat, size_t per) {
+  return (int)((nFlat + per - 1) / per);
+}
+
+void bt_grad_sync_bucket_range(size_t nFlat, size_t per, int b, size_t *pLo,
+                               size_t *pHi) {
+  *pHi = nFlat - (size_t)b * per;
+  *pLo = *pHi > per ? *pHi - per : 0;
+}
+
+void bt_grad_sync_slice(size_t lo, size_t hi, int world, int r,
+                        size_t *pSliceLo, size_t *pSliceHi) {
+  BT_ASSERT((hi - lo) % (size_t)world == 0 && r >= 0 && r < world);
+  size_t q = (hi - lo) / (size_t)world;
+  *pSliceLo = lo + (size_t)r * q;
+  *pSliceHi = *pSliceLo + q;
+}
+
 int bt_grad_sync_init(bt_grad_sync *s, bt_comm *pComm, bt_model *pModel,
                       int zero, int overlap, double bucketMb) {
   memset(s, 0, sizeof *s);
@@ -17,49 +51,32 @@ int bt_grad_sync_init(bt_grad_sync *s, bt_comm *pComm, bt_model *pModel,
   s->zero = zero && s->world > 1;
   s->overlap = overlap;
   size_t nFlat = pModel->nFlat;
-  if (s->zero) {
-    BT_ASSERT(nFlat % (size_t)s->world == 0);
-    size_t S = nFlat / (size_t)s->world;
-    s->shardLo = (size_t)s->rank * S;
-    s->shardHi = s->shardLo + S;
-    s->shardGrad = bt_mem_alloc(pModel->be, S, "ZeRO shard gradients");
-    if (!s->shardGrad) return BT_ERR;
-  } else {
-    s->shardLo = 0;
-    s->shardHi = nFlat;
-  }
-  size_t per = (size_t)(bucketMb * 1e6 / sizeof(float));
-  if (per < 1) per = 1;
-  /* MPI counts are int: keep every bucket below 2^30 elements. */
-  if (per > ((size_t)1 << 30)) per = (size_t)1 << 30;
-  s->nBucket = (int)((nFlat + per - 1) / per);
+  /* Invariant 1: the trainer builds the model padded to the unit. */
+  BT_ASSERT(nFlat % bt_grad_sync_unit(s->world) == 0);
+  size_t per = bt_grad_sync_bucket_elems(bucketMb, s->world);
+  s->nBucket = bt_grad_sync_nbucket(nFlat, per);
   s->aBucket = bt_calloc((size_t)s->nBucket, sizeof(bt_bucket), "buckets");
   if (!s->aBucket) return BT_ERR;
-  for (int b = 0; b < s->nBucket; b++) {
+  /* Moments are laid out in flat order: walk from the lowest bucket (the
+   * last one) up, so plain data parallelism keeps momOff == lo. */
+  size_t momOff = 0;
+  for (int b = s->nBucket - 1; b >= 0; b--) {
     bt_bucket *pB = &s->aBucket[b];
-    pB->hi = nFlat - (size_t)b * per;
-    pB->lo = pB->hi > per ? pB->hi - per : 0;
-    if (s->zero) {
-      pB->aCount = bt_calloc((size_t)s->world, sizeof(size_t), "bucket counts");
-      if (!pB->aCount) return BT_ERR;
-      size_t S = nFlat / (size_t)s->world;
-      for (int r = 0; r < s->world; r++) {
-        size_t a = pB->lo > (size_t)r * S ? pB->lo : (size_t)r * S;
-        size_t e = pB->hi < (size_t)(r + 1) * S ? pB->hi : (size_t)(r + 1) * S;
-        pB->aCount[r] = e > a ? e - a : 0;
-      }
-      size_t a = pB->lo > s->shardLo ? pB->lo : s->shardLo;
-      pB->recvOff = a - s->shardLo;
-    }
+    bt_grad_sync_bucket_range(nFlat, per, b, &pB->lo, &pB->hi);
+    if (s->zero)
+      bt_grad_sync_slice(pB->lo, pB->hi, s->world, s->rank, &pB->sliceLo,
+                         &pB->sliceHi);
+    else
+      pB->sliceLo = pB->lo, pB->sliceHi = pB->hi;
+    pB->momOff = momOff;
+    momOff += pB->sliceHi - pB->sliceLo;
   }
+  s->nShard = momOff;
   return BT_OK;
 }
 
 void bt_grad_sync_free(bt_grad_sync *s) {
-  if (s->aBucket)
-    for (int b = 0; b < s->nBucket; b++) free(s->aBucket[b].aCount);
   free(s->aBucket);
-  if (s->shardGrad) bt_mem_free(s->pModel->be, s->shardGrad);
   memset(s, 0, sizeof *s);
 }
 
@@ -86,9 +103,10 @@ static int bucket_launch(bt_grad_sync *s, int b) {
     rc = BT_OK;
     pB->req = NULL;
   } else if (s->zero) {
-    rc = bt_comm_reduce_scatter_v(s->pComm, g + pB->lo,
-                                  s->shardGrad + pB->recvOff, pB->aCount,
-                                  BT_F32, BT_SUM, &pB->req);
+    /* In place (NCCL's rule): the rank's slice is its receive block. */
+    rc = bt_comm_reduce_scatter(s->pComm, g + pB->lo, g + pB->sliceLo,
+                                pB->sliceHi - pB->sliceLo, BT_F32, BT_SUM,
+                                &pB->req);
   } else {
     rc = bt_comm_allreduce(s->pComm, g + pB->lo, pB->hi - pB->lo, BT_F32,
                            BT_SUM, &pB->req);
@@ -133,7 +151,7 @@ int bt_grad_sync_finish(bt_grad_sync *s) {
       bt_snprintf(zOp, sizeof zOp, "waiting for grad bucket %d/%d", b + 1,
                   s->nBucket);
       bt_comm_set_context(s->pComm, s->step, zOp);
-      if (bt_comm_wait(s->pComm, pB->req) != BT_OK) return BT_ERR;
+      if (bt_comm_wait_stream(s->pComm, pB->req) != BT_OK) return BT_ERR;
       pB->req = NULL;
       pB->tDone = bt_time_now();
     }
@@ -151,8 +169,32 @@ int bt_grad_sync_finish(bt_grad_sync *s) {
   return BT_OK;
 }
 
-float *bt_grad_sync_grad_at(bt_grad_sync *s, size_t x) {
-  BT_ASSERT(x >= s->shardLo && x <= s->shardHi);
-  if (s->zero) return s->shardGrad + (x - s->shardLo);
-  return s->pModel->grads + x;
+int bt_grad_sync_gather_launch(bt_grad_sync *s, int b) {
+  if (!s->zero) return BT_OK;
+  BT_ASSERT(b >= 0 && b < s->nBucket && !s->aBucket[b].gatherReq);
+  bt_bucket *pB = &s->aBucket[b];
+  float *p = s->pModel->params;
+  char zOp[64];
+  bt_snprintf(zOp, sizeof zOp, "ZeRO parameter all-gather %d/%d", b + 1,
+              s->nBucket);
+  bt_comm_set_context(s->pComm, s->step, zOp);
+  /* In place: this rank's slice is its send block. */
+  return bt_comm_all_gather(s->pComm, p + pB->sliceLo, p + pB->lo,
+                            pB->sliceHi - pB->sliceLo, BT_F32,
+                            &pB->gatherReq);
+}
+
+int bt_grad_sync_gather_wait(bt_grad_sync *s) {
+  for (int b = 0; b < s->nBucket; b++) {
+    bt_bucket *pB = &s->aBucket[b];
+    if (!pB->gatherReq) continue;
+    char zOp[64];
+    bt_snprintf(zOp, sizeof zOp, "waiting for parameter all-gather %d/%d",
+                b + 1, s->nBucket);
+    bt_comm_set_context(s->pComm, s->step, zOp);
+    int rc = bt_comm_wait_stream(s->pComm, pB->gatherReq);
+    pB->gatherReq = NULL; /* freed, even on error (comm.h) */
+    if (rc != BT_OK) return BT_ERR; /* the caller stops the job */
+  }
+  return BT_OK;
 }

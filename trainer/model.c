@@ -428,7 +428,26 @@ static double host_loss_sum(bt_model *m, size_t N, const int32_t *targets,
 static void upload_targets(bt_model *m, int N, const int32_t *targets) {
   bt_model_acts *a = m->pActs;
   memcpy(a->hostTargets, targets, (size_t)N * sizeof(int32_t));
-  bt_mem_from_host_i32(m->be, a->targets, targets, (size_t)N);
+  bt_backend_upload_async(m->be, a->targets, targets,
+                          (size_t)N * sizeof(int32_t));
+}
+
+/* The per-row losses of N rows, once written: *pnCount counts the rows
+ * whose target is not ignored (< 0); *pLossSum is their sum read back now,
+ * or 0 where the trainer keeps the sum on the device until the step's one
+ * read-back (m->pLossAcc, model.h). */
+static void collect_loss(bt_model *m, int N, const int32_t *targets,
+                         double *pLossSum, int64_t *pnCount) {
+  bt_model_acts *a = m->pActs;
+  if (!m->pLossAcc) {
+    *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
+    return;
+  }
+  bt_op_loss_sum_acc(m->be, m->pLossAcc, a->losses, a->targets, (size_t)N);
+  int64_t cnt = 0;
+  for (int i = 0; i < N; i++) cnt += targets[i] >= 0;
+  *pLossSum = 0;
+  *pnCount = cnt;
 }
 
 /* The MLP's loss over N rows of logits [N, K]; *pLossSum and *pnCount
@@ -439,7 +458,7 @@ static void forward_loss(bt_model *m, const float *logits, int N, int V,
   bt_model_acts *a = m->pActs;
   upload_targets(m, N, targets);
   bt_op_xent_fwd(m->be, a->losses, logits, a->targets, N, V, Vp);
-  *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
+  collect_loss(m, N, targets, pLossSum, pnCount);
 }
 
 /* ---- GPT loss in chunks ------------------------------------------------
@@ -503,7 +522,9 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
       return bt_err_set("token id %d at position %d is outside the "
                         "vocabulary [0, %d)",
                         inputs[i], i, m->V);
-  bt_mem_from_host_i32(be, a->inputs, inputs, (size_t)N);
+  /* a copy stream from pinned staging: the host does not wait for the
+   * device (ops.h bt_backend_upload_async) */
+  bt_backend_upload_async(be, a->inputs, inputs, (size_t)N * sizeof(int32_t));
   bt_op_embed_fwd(be, a->encoded, a->inputs, P(0), P(1), B, T, C);
   if (!targets && N > a->logitsRows)
     return bt_err_set("a forward without targets keeps the logits of every "
@@ -527,7 +548,7 @@ static int gpt_forward(bt_model *m, int B, const int32_t *inputs,
   else gpt_loss_fwd(m, N);
   a->bLossBwd = bLossBwd;
   a->lossScale = scale;
-  *pLossSum = host_loss_sum(m, (size_t)N, targets, pnCount);
+  collect_loss(m, N, targets, pLossSum, pnCount);
   return BT_OK;
 }
 
@@ -615,10 +636,10 @@ static int mlp_forward(bt_model *m, int B, const float *x,
   bt_backend *be = m->be;
   size_t nX = (size_t)B * m->aWidth[0];
   if (a->xIn) { /* bf16: fp32 features -> the activation dtype */
-    bt_mem_from_host(be, a->xIn, x, nX);
+    bt_backend_upload_async(be, a->xIn, x, nX * sizeof(float));
     bt_op_to_act(be, a->x, a->xIn, nX);
   } else {
-    bt_mem_from_host(be, a->x, x, nX);
+    bt_backend_upload_async(be, a->x, x, nX * sizeof(float));
   }
   const float *in = a->x;
   for (int l = 0; l < m->nLayer; l++) {

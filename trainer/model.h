@@ -79,6 +79,12 @@ typedef struct bt_model {
   int maxB;      /* activations sized for this many samples */
   int curB;      /* samples of the last forward */
   bt_model_acts *pActs;
+  /* Training (issue 12 item 4): when set, a GPT or MLP forward with
+   * targets adds its loss sum to pLossAcc[0] (one double in backend
+   * memory, bt_op_loss_sum_acc) instead of reading the losses back, and
+   * *pLossSum is 0; the count still comes from the host's targets. The
+   * speech model reads its losses back either way. */
+  double *pLossAcc;
 } bt_model;
 
 /* Builds the model described by pCfg (shape only; weights zero). nFlat is

@@ -17,12 +17,11 @@
 #include <math.h>
 #include <string.h>
 
-int bt_optim_init(bt_optim *o, bt_backend *be, size_t lo, size_t hi) {
+int bt_optim_init(bt_optim *o, bt_backend *be, size_t nMom) {
   memset(o, 0, sizeof *o);
-  o->lo = lo;
-  o->hi = hi;
-  o->m = bt_mem_alloc(be, hi - lo, "AdamW first moment");
-  o->v = o->m ? bt_mem_alloc(be, hi - lo, "AdamW second moment") : NULL;
+  o->nMom = nMom;
+  o->m = bt_mem_alloc(be, nMom, "AdamW first moment");
+  o->v = o->m ? bt_mem_alloc(be, nMom, "AdamW second moment") : NULL;
   return o->v ? BT_OK : BT_ERR;
 }
 
@@ -60,12 +59,14 @@ double bt_optim_lr(const bt_config *c, long step, long total) {
   return floor_ + 0.5 * (1.0 + cos(M_PI * p)) * (peak - floor_);
 }
 
-void bt_optim_step(bt_optim *o, bt_model *pModel, float *pGradLo, double lr,
-                   const bt_config *c, float gradScale, long step) {
+void bt_optim_step_range(bt_optim *o, bt_model *pModel, size_t lo, size_t hi,
+                         size_t momOff, double lr, const bt_config *c,
+                         float gradScale, long step) {
+  BT_ASSERT(lo <= hi && momOff + (hi - lo) <= o->nMom);
   for (int i = 0; i < pModel->nTensor; i++) {
     const bt_tensor *t = &pModel->aTensor[i];
-    size_t a = t->offset > o->lo ? t->offset : o->lo;
-    size_t e = t->offset + t->numel < o->hi ? t->offset + t->numel : o->hi;
+    size_t a = t->offset > lo ? t->offset : lo;
+    size_t e = t->offset + t->numel < hi ? t->offset + t->numel : hi;
     if (e <= a) continue;
     bt_adamw_hparams hp = {
         .lr = (float)lr,
@@ -76,8 +77,9 @@ void bt_optim_step(bt_optim *o, bt_model *pModel, float *pGradLo, double lr,
         .grad_scale = gradScale,
         .t = (int)step,
     };
-    bt_op_adamw(pModel->be, pModel->params + a, pGradLo + (a - o->lo),
-                o->m + (a - o->lo), o->v + (a - o->lo), e - a, &hp);
+    size_t k = momOff + (a - lo);
+    bt_op_adamw(pModel->be, pModel->params + a, pModel->grads + a, o->m + k,
+                o->v + k, e - a, &hp);
   }
 }
 

@@ -2,9 +2,21 @@
  * state.c: what a checkpoint holds, listed once for save and load.
  *
  * Tensors: "params" (fp32 master weights, replicated: rank 0 writes all
- * nParam elements), "adam_m" and "adam_v" (replicated, or with ZeRO-1 each
- * rank writes its own shard's range). Padding beyond nParam is never
- * saved, so a checkpoint does not depend on the world size that wrote it.
+ * nParam elements), "adam_m" and "adam_v" (replicated, or with ZeRO-1
+ * sharded: rank r writes the contiguous range [r C, (r+1) C) ∩ [0, nParam),
+ * C = nFlat / world). Padding beyond nParam is never saved, so a
+ * checkpoint does not depend on the world size that wrote it.
+ *
+ * ZeRO-1 moments live in memory as the rank's slices of every gradient
+ * bucket (grad_sync.h), not as one range, while the checkpoint format
+ * wants one contiguous range per rank (what any world size can reshard).
+ * zero_exchange converts between the two, bucket by bucket, with one
+ * host all-reduce per bucket: each rank puts the elements it has into a
+ * zeroed copy of the bucket and the SUM over ranks, done on the bit
+ * patterns as int32 (x + 0 == x exactly, -0.0 and NaN payloads included),
+ * leaves every element with its one owner's bits. Save: slices -> range;
+ * load (bt_state_commit_load): range -> slices. Checkpoints written before
+ * the slices (one contiguous shard per rank) are the same format.
  * Scalars go into the manifest's meta JSON: step, loader (epoch, consumed),
  * running metrics and the full config text. There is no random-number
  * state: every random draw is a pure function of (seed, purpose, index).
@@ -36,31 +48,99 @@ static bt_ckpt_item f32_item(const char *zName, float *pData, size_t total,
                         .sharded = sharded};
 }
 
+/* ZeRO-1: this rank's contiguous checkpoint range of the moments. */
+static void zero_ckpt_range(const bt_trainer *tr, size_t *pLo, size_t *pHi) {
+  size_t C = tr->model.nFlat / (size_t)tr->world, nParam = tr->model.nParam;
+  size_t lo = (size_t)tr->rank * C, hi = lo + C;
+  *pLo = lo < nParam ? lo : nParam;
+  *pHi = hi < nParam ? hi : nParam;
+}
+
+/* See the file's comment. pSlices: nMom host floats in slice layout;
+ * pRange: this rank's checkpoint range (zero_ckpt_range). Collective. */
+static int zero_exchange(bt_trainer *tr, float *pSlices, float *pRange,
+                         int toRange) {
+  const bt_grad_sync *pS = &tr->sync;
+  size_t cLo, cHi, nMax = 0;
+  zero_ckpt_range(tr, &cLo, &cHi);
+  for (int b = 0; b < pS->nBucket; b++)
+    if (pS->aBucket[b].hi - pS->aBucket[b].lo > nMax)
+      nMax = pS->aBucket[b].hi - pS->aBucket[b].lo;
+  float *pScratch = bt_malloc(nMax * sizeof(float), "ZeRO moment exchange");
+  if (!pScratch) return BT_ERR;
+  int rc = BT_OK;
+  for (int b = 0; b < pS->nBucket && rc == BT_OK; b++) {
+    const bt_bucket *pB = &pS->aBucket[b];
+    size_t q = pB->sliceHi - pB->sliceLo;
+    size_t a = pB->lo > cLo ? pB->lo : cLo, e = pB->hi < cHi ? pB->hi : cHi;
+    memset(pScratch, 0, (pB->hi - pB->lo) * sizeof(float));
+    if (toRange)
+      memcpy(pScratch + (pB->sliceLo - pB->lo), pSlices + pB->momOff,
+             q * sizeof(float));
+    else if (e > a)
+      memcpy(pScratch + (a - pB->lo), pRange + (a - cLo),
+             (e - a) * sizeof(float));
+    rc = bt_comm_host_allreduce(tr->pComm, pScratch, pB->hi - pB->lo, BT_I32,
+                                BT_SUM);
+    if (rc != BT_OK) break;
+    if (!toRange)
+      memcpy(pSlices + pB->momOff, pScratch + (pB->sliceLo - pB->lo),
+             q * sizeof(float));
+    else if (e > a)
+      memcpy(pRange + (a - cLo), pScratch + (a - pB->lo),
+             (e - a) * sizeof(float));
+  }
+  free(pScratch);
+  return rc;
+}
+
+/* The moments in host memory in slice layout: the backend's own on CPU,
+ * else the staging copies (filled from the device for a save). */
+static void moments_host(bt_trainer *tr, float **ppM, float **ppV,
+                         int forSave) {
+  size_t n = tr->optim.nMom;
+  *ppM = host_of(tr, tr->optim.m, tr->hostStageM, n, forSave);
+  *ppV = host_of(tr, tr->optim.v, tr->hostStageV, n, forSave);
+}
+
 int bt_state_items(bt_trainer *tr, bt_ckpt_item *a, int nMax, int forSave) {
   BT_ASSERT(nMax >= 3);
   bt_model *m = &tr->model;
   size_t nParam = m->nParam;
-  size_t lo = tr->optim.lo < nParam ? tr->optim.lo : nParam;
-  size_t hi = tr->optim.hi < nParam ? tr->optim.hi : nParam;
+  float *pM, *pV;
+  moments_host(tr, &pM, &pV, forSave);
+  size_t lo = 0, hi = nParam;
   int sharded = tr->sync.zero;
-  size_t nMom = tr->optim.hi - tr->optim.lo;
-  /* params: replicated, rank 0 writes all nParam elements; the moments
-   * cover the optimizer range, which with ZeRO-1 is this rank's shard. */
+  if (sharded) {
+    /* The checkpoint's contiguous range, converted from the slices for a
+     * save; filled by the load and converted in bt_state_commit_load. */
+    zero_ckpt_range(tr, &lo, &hi);
+    if (forSave &&
+        (zero_exchange(tr, pM, tr->hostZeroM, 1) != BT_OK ||
+         zero_exchange(tr, pV, tr->hostZeroV, 1) != BT_OK))
+      return BT_ERR;
+    pM = tr->hostZeroM;
+    pV = tr->hostZeroV;
+  }
+  /* params: replicated, rank 0 writes all nParam elements. */
   a[0] = f32_item("params",
                   host_of(tr, m->params, tr->hostStage, m->nFlat, forSave),
                   nParam, 0, nParam, 0);
-  a[1] = f32_item("adam_m",
-                  host_of(tr, tr->optim.m, tr->hostStageM, nMom, forSave),
-                  nParam, lo, hi, sharded);
-  a[2] = f32_item("adam_v",
-                  host_of(tr, tr->optim.v, tr->hostStageV, nMom, forSave),
-                  nParam, lo, hi, sharded);
+  a[1] = f32_item("adam_m", pM, nParam, lo, hi, sharded);
+  a[2] = f32_item("adam_v", pV, nParam, lo, hi, sharded);
   return 3;
 }
 
-void bt_state_commit_load(bt_trainer *tr) {
+int bt_state_commit_load(bt_trainer *tr) {
+  if (tr->sync.zero) {
+    float *pM, *pV;
+    moments_host(tr, &pM, &pV, 0);
+    if (zero_exchange(tr, pM, tr->hostZeroM, 0) != BT_OK ||
+        zero_exchange(tr, pV, tr->hostZeroV, 0) != BT_OK)
+      return bt_err_prefix("spreading the loaded ZeRO-1 moments: ");
+  }
   if (bt_backend_kind_of(tr->be) != BT_BACKEND_CPU) {
-    size_t nMom = tr->optim.hi - tr->optim.lo;
+    size_t nMom = tr->optim.nMom;
     bt_mem_from_host(tr->be, tr->model.params, tr->hostStage,
                      tr->model.nFlat);
     bt_mem_from_host(tr->be, tr->optim.m, tr->hostStageM, nMom);
@@ -68,6 +148,7 @@ void bt_state_commit_load(bt_trainer *tr) {
   }
   /* The checkpoint holds the fp32 master; bf16 derives its working copy. */
   bt_model_refresh_work(&tr->model);
+  return BT_OK;
 }
 
 /* The speech model's audio stream has the token stream's state shape

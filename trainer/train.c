@@ -7,10 +7,14 @@
  *                    item count of the step; on the last micro-step the
  *                    grad-ready hook launches bucket reductions during
  *                    backward; then wait for the buckets
- *   step_reduce      one small host all-reduce of [loss sum, item count,
- *                    stop request] -> global grad-norm -> step_nan_policy
- *   step_update      clip -> AdamW on this rank's range -> (ZeRO)
- *                    all-gather params
+ *   step_reduce      one small host all-reduce of [item count, host loss,
+ *                    stop request]; queued on the device: grad sum of
+ *                    squares, one all-reduce of [loss, sumsq]
+ *   step_update      per bucket: clip (factor on the device) -> AdamW on
+ *                    this rank's slice -> (ZeRO) all-gather the bucket;
+ *                    then the step's ONE read-back (step_readback: loss,
+ *                    grad norm) -> step_nan_policy (train.nan_policy =
+ *                    skip reads back before the update instead)
  *   step_report      validation -> loss log and metrics (bt_outputs_step)
  *   step_checkpoint  poll the save in flight; start one when due (async)
  *   bt_outputs_step_end  progress line; then step_preempt if asked to stop
@@ -428,25 +432,34 @@ static int setup_data(bt_trainer *tr) {
  * non-CPU backend. */
 static int setup_model(bt_trainer *tr) {
   const bt_config *c = &tr->cfg;
-  /* The flat buffer is padded to a multiple of world * 16 so ZeRO shards
-   * are equal and 64-byte aligned, whatever the tensor sizes. */
+  /* The flat buffer is padded to a multiple of world * 16 so every
+   * gradient bucket cuts into equal, 64-byte aligned ZeRO slices,
+   * whatever the tensor sizes (grad_sync.h, invariant 1). */
   if (bt_model_build(&tr->model, c, tr->be, tr->maxMicro,
-                     (size_t)tr->world * 16) != BT_OK)
+                     bt_grad_sync_unit(tr->world)) != BT_OK)
     return BT_ERR;
   if (bt_model_init_weights(&tr->model, (uint64_t)c->seed) != BT_OK)
     return BT_ERR;
   if (bt_grad_sync_init(&tr->sync, tr->pComm, &tr->model, c->zero, c->overlap,
                         c->bucket_mb) != BT_OK)
     return BT_ERR;
-  if (bt_optim_init(&tr->optim, tr->be, tr->sync.shardLo, tr->sync.shardHi) !=
-      BT_OK)
+  if (bt_optim_init(&tr->optim, tr->be, tr->sync.nShard) != BT_OK)
     return BT_ERR;
+  /* 4 doubles (8 floats): the step statistics (STAT_*, below) */
+  tr->pStats = (double *)bt_mem_alloc(tr->be, 2 * 4, "step statistics");
+  if (!tr->pStats) return BT_ERR;
   if (bt_backend_kind_of(tr->be) != BT_BACKEND_CPU) {
-    size_t nMom = tr->optim.hi - tr->optim.lo;
+    size_t nMom = tr->optim.nMom;
     tr->hostStage = bt_calloc(tr->model.nFlat, sizeof(float), "host stage");
     tr->hostStageM = bt_calloc(nMom, sizeof(float), "host stage m");
     tr->hostStageV = bt_calloc(nMom, sizeof(float), "host stage v");
     if (!tr->hostStage || !tr->hostStageM || !tr->hostStageV) return BT_ERR;
+  }
+  if (tr->sync.zero) {
+    size_t C = tr->model.nFlat / (size_t)tr->world;
+    tr->hostZeroM = bt_calloc(C, sizeof(float), "ZeRO checkpoint range m");
+    tr->hostZeroV = bt_calloc(C, sizeof(float), "ZeRO checkpoint range v");
+    if (!tr->hostZeroM || !tr->hostZeroV) return BT_ERR;
   }
   return BT_OK;
 }
@@ -454,7 +467,7 @@ static int setup_model(bt_trainer *tr) {
 static void setup_log(const bt_trainer *tr) {
   const bt_config *c = &tr->cfg;
   char zB1[32], zB2[32];
-  size_t nMom = tr->optim.hi - tr->optim.lo;
+  size_t nMom = tr->optim.nMom;
   bt_log_info("baton %s: %s model, %zu parameters (%s), backend %s (%s), "
               "%d rank%s (%s), run dir %s",
               BATON_VERSION, bt_config_model_name(c->model_type),
@@ -584,7 +597,7 @@ static int resume_load(bt_trainer *tr, const char *zDir, int *pWorld) {
   if (rc == BT_OK) {
     bt_ckpt_item aItem[8];
     int nItem = bt_state_items(tr, aItem, 8, 0);
-    rc = bt_ckpt_load_items(pC, aItem, nItem);
+    rc = nItem < 0 ? BT_ERR : bt_ckpt_load_items(pC, aItem, nItem);
   }
   *pWorld = bt_ckpt_world(pC);
   bt_ckpt_close(pC);
@@ -610,7 +623,7 @@ static int resume_reset(bt_trainer *tr) {
   if (bt_model_init_weights(&tr->model, (uint64_t)tr->cfg.seed) != BT_OK ||
       bt_state_loader_seek(tr, &ls) != BT_OK)
     return BT_ERR;
-  size_t nMom = tr->optim.hi - tr->optim.lo;
+  size_t nMom = tr->optim.nMom;
   if (nMom) {
     bt_mem_zero(tr->be, tr->optim.m, nMom);
     bt_mem_zero(tr->be, tr->optim.v, nMom);
@@ -668,7 +681,7 @@ static int resume_auto(bt_trainer *tr, const bt_train_opts *o) {
     bLoaded = 1;
     if (v < 0) return BT_ERR;
     if (v == 0) {
-      bt_state_commit_load(tr);
+      if (bt_state_commit_load(tr) != BT_OK) return BT_ERR;
       bt_log_info("resumed from %s at step %ld (saved by %d rank%s) in "
                   "%.2f s",
                   zDir, tr->step, world, world > 1 ? "s" : "",
@@ -702,7 +715,8 @@ static int trainer_resume(bt_trainer *tr, const bt_train_opts *o) {
   int world = 0;
   if (resume_load(tr, zDir, &world) != BT_OK)
     return bt_err_prefix("resuming from %s: ", zDir);
-  bt_state_commit_load(tr);
+  if (bt_state_commit_load(tr) != BT_OK)
+    return bt_err_prefix("resuming from %s: ", zDir);
   bt_log_info("resumed from %s at step %ld (saved by %d rank%s) in %.2f s",
               zDir, tr->step, world, world > 1 ? "s" : "",
               bt_time_now() - t0);
@@ -737,14 +751,22 @@ typedef struct step_ctx {
   int outputStop;     /* some rank's output failed: checkpoint, exit 1 */
   double tStart;      /* bt_time_now() at the start of the step */
   double tOptStart;   /* ... at the start of step_reduce */
-  double lossSum;     /* this rank's loss sum and item count */
-  double count;
+  double lossSum;     /* this rank's loss sum read on the host (speech,
+                         the train.nan fault), then the global sum */
+  double count;       /* this rank's item count, then the global count */
+  int bRead;          /* the step's statistics were read back */
   int64_t nGlobal;    /* samples in the step over all ranks */
   bt_step_report r;   /* what the step reports (outputs.h) */
 } step_ctx;
 
 /* Host all-reduce of the step's scalars. */
 enum { RED_LOSS, RED_COUNT, RED_STOP, RED_OUTPUT_STOP, RED_N };
+/* The step's statistics in backend memory (tr->pStats, doubles): the
+ * device's loss sum and gradient sum of squares, all-reduced on the data
+ * plane and read back once per step (step_readback). LOSS and SUMSQ are
+ * adjacent so that one all-reduce covers both under ZeRO-1. */
+enum { STAT_LOSS, STAT_SUMSQ, STAT_N };
+_Static_assert(STAT_N <= 4, "tr->pStats holds 4 doubles (setup_model)");
 
 /* The validation pass (eval.h: the same numbers as `baton eval`) over
  * the first data.val_samples samples of the val split (0: all of it). */
@@ -773,6 +795,7 @@ static int save_checkpoint(bt_trainer *tr, int wait) {
   bt_comm_set_context(tr->pComm, tr->step, "checkpoint save");
   bt_ckpt_item aItem[8];
   int nItem = bt_state_items(tr, aItem, 8, 1);
+  if (nItem < 0) return BT_ERR;
   char *zMeta = bt_state_meta_json(tr);
   if (!zMeta) return bt_err_set("out of memory building checkpoint meta");
   int rc = bt_ckpt_save_begin(tr->pCkw, tr->step, zMeta, aItem, nItem);
@@ -947,13 +970,21 @@ static int step_micro_speech(loop_ctx *L, step_ctx *s, int micro) {
   return BT_OK;
 }
 
-/* Every micro-step, then the wait for the gradient buckets. */
+/* Every micro-step, then the wait for the gradient buckets. The loss sum
+ * of GPT and MLP forwards accumulates in tr->pStats (model.h pLossAcc). */
 static int step_compute(loop_ctx *L, step_ctx *s) {
   bt_trainer *tr = L->tr;
   bt_mem_zero(tr->be, tr->model.grads, tr->model.nFlat);
-  for (int micro = 0; micro < tr->cfg.grad_accum; micro++)
-    if (step_micro(L, s, micro) != BT_OK) return BT_ERR;
-  bt_backend_sync(tr->be);
+  bt_mem_zero(tr->be, (float *)tr->pStats, 2 * STAT_N);
+  tr->model.pLossAcc = tr->pStats + STAT_LOSS;
+  int rc = BT_OK;
+  for (int micro = 0; micro < tr->cfg.grad_accum && rc == BT_OK; micro++)
+    rc = step_micro(L, s, micro);
+  tr->model.pLossAcc = NULL; /* validation reads its losses itself */
+  if (rc != BT_OK) return BT_ERR;
+  /* MPI reduces host memory, which must hold backward's results; NCCL
+   * orders its stream after the compute stream instead (comm.h). */
+  if (strcmp(bt_comm_name(tr->pComm), "nccl") != 0) bt_backend_sync(tr->be);
   if (bt_grad_sync_finish(&tr->sync) != BT_OK)
     return bt_err_prefix("step %ld: gradient reduction: ", s->step);
   s->r.t.commExposed = tr->sync.exposedSeconds;
@@ -977,16 +1008,33 @@ static int step_nan_policy(loop_ctx *L, step_ctx *s) {
     return BT_OK;
   }
   bt_err_set("step %ld: %s is %s; stopping before the weights are "
-             "corrupted (train.nan_policy = stop; the last checkpoint "
-             "is intact)",
+             "saved (train.nan_policy = stop; the last checkpoint is "
+             "intact)",
              s->step, zWhat, zBad);
   *L->pExit = BT_EXIT_NAN;
   return BT_ERR;
 }
 
-/* One small all-reduce of loss, count, and whether any rank was asked to
- * stop (pre-emption); then the global gradient norm over the real
- * parameters, the learning rate and the NaN policy. */
+/* The step's one read-back (issue 12 item 4): the statistics struct, after
+ * everything of the step is queued; it waits for the device, and so also
+ * ends the step's work on it. Then loss and gradient norm on the host. */
+static void step_readback(loop_ctx *L, step_ctx *s) {
+  bt_trainer *tr = L->tr;
+  if (s->bRead) return;
+  double a[STAT_N];
+  bt_comm_set_context(tr->pComm, s->step, "step statistics read-back");
+  bt_mem_to_host(tr->be, (float *)a, (const float *)tr->pStats, 2 * STAT_N);
+  s->bRead = 1;
+  s->r.loss = s->count > 0 ? (s->lossSum + a[STAT_LOSS]) / s->count : NAN;
+  s->r.gradNorm = sqrt(a[STAT_SUMSQ]);
+}
+
+/* One small host all-reduce of what the host knows (count, the host part
+ * of the loss, whether any rank was asked to stop); then, queued on the
+ * device: the gradient's sum of squares over this rank's slices and one
+ * data-plane all-reduce of the device's statistics. With
+ * train.nan_policy = skip the update depends on them, so they are read
+ * back here; otherwise after the update is queued (step_update). */
 static int step_reduce(loop_ctx *L, step_ctx *s) {
   bt_trainer *tr = L->tr;
   bt_model *m = &tr->model;
@@ -997,7 +1045,8 @@ static int step_reduce(loop_ctx *L, step_ctx *s) {
                        bt_outputs_stop_requested(&L->out) ? 1.0 : 0.0};
   if (bt_comm_host_allreduce(tr->pComm, red, RED_N, BT_F64, BT_SUM) != BT_OK)
     return BT_ERR;
-  s->r.loss = red[RED_COUNT] > 0 ? red[RED_LOSS] / red[RED_COUNT] : NAN;
+  s->lossSum = red[RED_LOSS];
+  s->count = red[RED_COUNT];
   /* a failed output under checkpoint.on_error = stop (outputs.h) stops
    * the run like a pre-emption, with its own exit code */
   s->outputStop = red[RED_OUTPUT_STOP] > 0;
@@ -1005,49 +1054,67 @@ static int step_reduce(loop_ctx *L, step_ctx *s) {
 
   bt_comm_set_context(tr->pComm, s->step, "optimizer");
   bt_trace_begin(L->out.pTrace, "optimizer", "train");
-  size_t lo = tr->optim.lo;
-  size_t hi = tr->optim.hi < m->nParam ? tr->optim.hi : m->nParam;
-  double sumsq = hi > lo ? bt_op_sumsq(tr->be,
-                                       bt_grad_sync_grad_at(&tr->sync, lo),
-                                       hi - lo)
-                         : 0.0;
-  if (tr->sync.zero &&
-      bt_comm_host_allreduce(tr->pComm, &sumsq, 1, BT_F64, BT_SUM) != BT_OK)
-    return BT_ERR;
-  s->r.gradNorm = sqrt(sumsq);
+  /* Plain: one sum over every real parameter (every rank holds them all
+   * reduced); ZeRO: over this rank's slice of each bucket, summed over
+   * ranks below. */
+  double *pSumsq = tr->pStats + STAT_SUMSQ;
+  if (!tr->sync.zero) {
+    bt_op_sumsq_acc(tr->be, pSumsq, m->grads, m->nParam);
+  } else {
+    for (int b = 0; b < tr->sync.nBucket; b++) {
+      const bt_bucket *pB = &tr->sync.aBucket[b];
+      size_t hi = pB->sliceHi < m->nParam ? pB->sliceHi : m->nParam;
+      if (hi > pB->sliceLo)
+        bt_op_sumsq_acc(tr->be, pSumsq, m->grads + pB->sliceLo,
+                        hi - pB->sliceLo);
+    }
+  }
+  if (tr->world > 1) {
+    bt_comm_req *pReq = NULL;
+    size_t n = tr->sync.zero ? 2 : 1; /* plain: the norm is already global */
+    if (bt_comm_allreduce(tr->pComm, tr->pStats + STAT_LOSS, n, BT_F64,
+                          BT_SUM, &pReq) != BT_OK ||
+        bt_comm_wait_stream(tr->pComm, pReq) != BT_OK)
+      return bt_err_prefix("step %ld: statistics all-reduce: ", s->step);
+  }
   s->r.lr = bt_optim_lr(&tr->cfg, s->step, tr->cfg.steps);
+  if (tr->cfg.nan_policy != BT_NAN_POLICY_SKIP) return BT_OK;
+  step_readback(L, s);
   return step_nan_policy(L, s);
 }
 
-/* Clip, AdamW on this rank's range, ZeRO all-gather; then the step counts
- * as done (tr->step and the running metrics move on). */
+/* Bucket by bucket, in the order backward finished them: clip (the factor
+ * computed on the device from the global norm) and AdamW on this rank's
+ * slice, then (ZeRO) the bucket's in-place all-gather, so the next
+ * bucket's update overlaps this bucket's gather; then the read-back, the
+ * NaN policy, and the step counts as done (tr->step and the running
+ * metrics move on). */
 static int step_update(loop_ctx *L, step_ctx *s) {
   bt_trainer *tr = L->tr;
   bt_model *m = &tr->model;
   const bt_config *c = &tr->cfg;
   if (!s->skip) {
-    float gscale = 1.0f;
-    if (c->grad_clip > 0 && s->r.gradNorm > c->grad_clip)
-      gscale = (float)(c->grad_clip / s->r.gradNorm);
-    if (tr->optim.hi > tr->optim.lo)
-      bt_optim_step(&tr->optim, m,
-                    bt_grad_sync_grad_at(&tr->sync, tr->optim.lo), s->r.lr, c,
-                    gscale, s->step);
-    if (tr->sync.zero) {
-      /* Every rank contributes its updated shard, in place (the send
-       * block is the rank's own block of the receive buffer). */
-      size_t S = tr->sync.shardHi - tr->sync.shardLo;
-      bt_comm_set_context(tr->pComm, s->step, "ZeRO parameter all-gather");
-      if (bt_comm_all_gather(tr->pComm, m->params + tr->sync.shardLo,
-                             m->params, S, BT_F32, NULL) != BT_OK)
-        return BT_ERR;
+    bt_grad_sync *pS = &tr->sync;
+    for (int b = 0; b < pS->nBucket; b++) {
+      const bt_bucket *pB = &pS->aBucket[b];
+      if (c->grad_clip > 0)
+        bt_op_clip_grads(tr->be, m->grads + pB->sliceLo,
+                         pB->sliceHi - pB->sliceLo, tr->pStats + STAT_SUMSQ,
+                         c->grad_clip);
+      bt_optim_step_range(&tr->optim, m, pB->sliceLo, pB->sliceHi, pB->momOff,
+                          s->r.lr, c, 1.0f, s->step);
+      if (bt_grad_sync_gather_launch(pS, b) != BT_OK) return BT_ERR;
     }
+    if (bt_grad_sync_gather_wait(pS) != BT_OK) return BT_ERR;
     /* bf16: the working copy of the updated fp32 master (model.h). */
     bt_model_refresh_work(m);
   }
-  bt_backend_sync(tr->be);
+  step_readback(L, s);
   bt_trace_end(L->out.pTrace); /* optimizer */
   s->r.t.optim = bt_time_now() - s->tOptStart;
+  /* train.nan_policy = stop: the update is in memory but is never saved
+   * (the run ends with BT_EXIT_NAN before any checkpoint). */
+  if (!s->skip && step_nan_policy(L, s) != BT_OK) return BT_ERR;
   tr->step = s->step;
   tr->run.itemsSeen += (int64_t)s->r.items;
   tr->run.lossEma = s->step == 1 || tr->run.lossEma == 0
@@ -1304,6 +1371,7 @@ static int train_loop(bt_trainer *tr, const bt_train_opts *o, int *pExit) {
 static void trainer_free(bt_trainer *tr) {
   if (tr->pCkw) bt_ckpt_writer_free(tr->pCkw);
   bt_optim_free(&tr->optim, tr->be);
+  if (tr->pStats) bt_mem_free(tr->be, (float *)tr->pStats);
   bt_grad_sync_free(&tr->sync);
   if (tr->be) bt_model_free(&tr->model);
   if (tr->pLoader) bt_loader_free(tr->pLoader);
@@ -1315,6 +1383,8 @@ static void trainer_free(bt_trainer *tr) {
   free(tr->hostStage);
   free(tr->hostStageM);
   free(tr->hostStageV);
+  free(tr->hostZeroM);
+  free(tr->hostZeroV);
   free(tr->zCfgText);
   bt_lock_release(&tr->runLock); /* last: after the final checkpoint */
 }

@@ -5,7 +5,8 @@
  * Between optimizer steps the following is true on every rank:
  *   - params are identical on all ranks (after the ZeRO all-gather);
  *   - grads are garbage (zeroed at the start of the next step);
- *   - the optimizer moments cover this rank's range [optim.lo, optim.hi);
+ *   - the optimizer moments cover this rank's optimizer shard (all of
+ *     the flat buffer, or its ZeRO-1 slices of every bucket: grad_sync.h);
  *   - `step` optimizer steps are complete and the loader is positioned at
  *     the first sample of step `step + 1`.
  * That is exactly the state a checkpoint captures (state.c).
@@ -77,14 +78,20 @@ typedef struct bt_trainer {
   int maxMicro; /* largest per-rank micro-batch */
   float *hostStage; /* host staging for non-CPU backends (nFlat floats) */
   float *hostStageM, *hostStageV;
+  double *pStats; /* backend memory: the step's statistics (train.c) */
+  float *hostZeroM, *hostZeroV; /* ZeRO-1: the moments in checkpoint order
+                                   (state.c), nFlat / world floats each */
 } bt_trainer;
 
 /* One function lists the state for both save and load (docs/design.md,
  * decision 6: one path for state). For save, pData holds current values (host); for load, pData is the
  * destination to fill, after which bt_state_commit_load copies it to the
- * backend. Returns the item count (<= nMax). */
+ * backend. Returns the item count (<= nMax), or BT_ERR. Under ZeRO-1 a
+ * save's call is collective (the moments' exchange, state.c). */
 int bt_state_items(bt_trainer *tr, bt_ckpt_item *aItem, int nMax, int forSave);
-void bt_state_commit_load(bt_trainer *tr);
+/* Collective under ZeRO-1 (on every rank after an agreed load): moves the
+ * loaded state into place. BT_ERR if the moments' exchange failed. */
+int bt_state_commit_load(bt_trainer *tr);
 /* The training stream's state, whichever loader it is (token/feature or
  * audio: the same (epoch, consumed) shape, one checkpoint path). */
 bt_loader_state bt_state_loader_get(const bt_trainer *tr);

@@ -11,9 +11,10 @@
  *
  * Copies: mem_to_host / mem_from_host are synchronous (queued on the
  * compute stream, then waited for), so a host buffer may be reused as soon
- * as they return and a D2H result is complete. They are for checkpoints,
- * metrics and batches, not for the inner loop; overlapping batch uploads
- * with compute is future work (docs/gpu.md).
+ * as they return and a D2H result is complete. They are for checkpoints
+ * and metrics; a training step's batch goes through upload_async (pinned
+ * staging, a copy stream, events: the host never waits for the compute
+ * stream), and its statistics come back in one small read.
  *
  * Environment (read once, at create):
  *   BATON_CUDA_GEMM=fp32|bf16  GEMM operand precision (default fp32)
@@ -76,6 +77,13 @@ static void cuda_state_free(bt_cuda *cu) {
   if (cu->pWorkspace) cudaFree(cu->pWorkspace);
   if (cu->pSumsqPart) cudaFree(cu->pSumsqPart);
   if (cu->pHostSumsq) cudaFreeHost(cu->pHostSumsq);
+  if (cu->copyStream) cudaStreamSynchronize(cu->copyStream);
+  for (int i = 0; i < BT_CUDA_UPLOAD_SLOTS; i++) {
+    if (cu->aUp[i].p) cudaFreeHost(cu->aUp[i].p);
+    if (cu->aUp[i].ev) cudaEventDestroy(cu->aUp[i].ev);
+  }
+  if (cu->evCompute) cudaEventDestroy(cu->evCompute);
+  if (cu->copyStream) cudaStreamDestroy(cu->copyStream);
   if (cu->lt) cublasLtDestroy(cu->lt);
   bt_cuda_speech_free(cu);
   if (cu->stream) cudaStreamDestroy(cu->stream);
@@ -154,6 +162,44 @@ static void cuda_mem_from_host(bt_backend *be, void *pDev, const void *pHost,
   BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
 }
 
+/* ops.h bt_backend_upload_async. Order of events: the host waits for the
+ * slot's previous copy (normally long done), fills the slot, the copy
+ * stream waits for the compute work queued so far (it may read pDev:
+ * the model has one token buffer), copies, and the compute stream waits
+ * for the copy. Neither stream's queue is waited for by the host. */
+static void cuda_upload_async(bt_backend *be, void *pDev, const void *pHost,
+                              size_t nByte) {
+  bt_cuda *cu = bt_cuda_of(be);
+  cuda_bind(cu);
+  if (!cu->copyStream) {
+    BT_CUDA_CHECK(cudaStreamCreateWithFlags(&cu->copyStream,
+                                            cudaStreamNonBlocking));
+    BT_CUDA_CHECK(cudaEventCreateWithFlags(&cu->evCompute,
+                                           cudaEventDisableTiming));
+    for (int i = 0; i < BT_CUDA_UPLOAD_SLOTS; i++)
+      BT_CUDA_CHECK(cudaEventCreateWithFlags(&cu->aUp[i].ev,
+                                             cudaEventDisableTiming));
+  }
+  int i = cu->iUp;
+  cu->iUp = (i + 1) % BT_CUDA_UPLOAD_SLOTS;
+  if (cu->aUp[i].bUsed) BT_CUDA_CHECK(cudaEventSynchronize(cu->aUp[i].ev));
+  if (cu->aUp[i].n < nByte) {
+    if (cu->aUp[i].p) BT_CUDA_CHECK(cudaFreeHost(cu->aUp[i].p));
+    cu->aUp[i].p = NULL;
+    cu->aUp[i].n = 0;
+    BT_CUDA_CHECK(cudaMallocHost(&cu->aUp[i].p, nByte));
+    cu->aUp[i].n = nByte;
+  }
+  memcpy(cu->aUp[i].p, pHost, nByte);
+  BT_CUDA_CHECK(cudaEventRecord(cu->evCompute, cu->stream));
+  BT_CUDA_CHECK(cudaStreamWaitEvent(cu->copyStream, cu->evCompute, 0));
+  BT_CUDA_CHECK(cudaMemcpyAsync(pDev, cu->aUp[i].p, nByte,
+                                cudaMemcpyHostToDevice, cu->copyStream));
+  BT_CUDA_CHECK(cudaEventRecord(cu->aUp[i].ev, cu->copyStream));
+  cu->aUp[i].bUsed = 1;
+  BT_CUDA_CHECK(cudaStreamWaitEvent(cu->stream, cu->aUp[i].ev, 0));
+}
+
 static void cuda_sync(bt_backend *be) {
   cuda_bind(bt_cuda_of(be));
   BT_CUDA_CHECK(cudaStreamSynchronize(bt_cuda_of(be)->stream));
@@ -200,6 +246,7 @@ static bt_backend_vtab cuda_vtab_make(void) {
   v.mem_to_host = cuda_mem_to_host;
   v.mem_from_host = cuda_mem_from_host;
   v.sync = cuda_sync;
+  v.upload_async = cuda_upload_async;
   v.set_act_dtype = cuda_set_act_dtype;
   /* v.<op> = bt_cuda_<op> for every op of kernels/ops.def */
 #define BT_OP_RET(ret, name, params, args) v.name = bt_cuda_##name;

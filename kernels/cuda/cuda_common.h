@@ -62,6 +62,11 @@ typedef struct bt_cuda_lt_entry {
 } bt_cuda_lt_entry;
 #define BT_CUDA_LT_CACHE 64
 
+/* Pinned staging buffers of bt_backend_upload_async, used in turn: a
+ * micro-step uploads its tokens and targets, so 4 let the host run two
+ * micro-steps ahead before it waits for a copy. */
+#define BT_CUDA_UPLOAD_SLOTS 4
+
 /* Private state behind bt_backend.pImpl. */
 typedef struct bt_cuda {
   int device;
@@ -82,6 +87,16 @@ typedef struct bt_cuda {
   double *pHostSumsq;           /* pinned host double for the result */
   void *pCudnn;                 /* cudnnHandle_t, created by the first conv1d
                                    (cuda_speech.cu), NULL until then */
+  /* bt_backend_upload_async: created by the first upload. */
+  cudaStream_t copyStream;      /* non-blocking; H2D copies only */
+  cudaEvent_t evCompute;        /* the compute work a copy waits for */
+  struct {
+    void *p;                    /* pinned staging (cudaMallocHost) */
+    size_t n;                   /* its bytes */
+    cudaEvent_t ev;             /* the last copy out of it */
+    int bUsed;                  /* ev has been recorded */
+  } aUp[BT_CUDA_UPLOAD_SLOTS];
+  int iUp;                      /* next staging slot */
   bt_cuda_lt_entry aLt[BT_CUDA_LT_CACHE]; /* heuristic answers, */
   int nLt;                      /*   entries in use */
   int iLtNext;                  /*   next slot to replace when full */
@@ -291,6 +306,7 @@ static inline int bt_cuda_al16(const void *p) {
  *                      attention_masked_fwd/bwd
  *   cuda_speech.cu     conv1d (cuDNN), ctc_loss
  *   cuda_fused.cu      residual_layernorm_fwd, xent_fwd_bwd
+ *   cuda_step.cu       sumsq_acc, loss_sum_acc, clip_grads (issue 12)
  * (tests/gpu/emu/extract.py leaves this op-list macro out of the
  * emulator's copy.) */
 #define BT_OP_RET(ret, name, params, args) ret bt_cuda_##name params;

@@ -313,6 +313,43 @@ static void test_round_trip(bt_comm *c) {
   free(pFull);
 }
 
+/* ZeRO-1 with equal slices (trainer/grad_sync.h): buckets of different
+ * lengths (multiples of the world size) in one buffer, each reduce-
+ * scattered in place into rank r's slice r, all launched before any is
+ * completed (bt_comm_wait_stream, the trainer's completion), then each
+ * all-gathered in place the same way: the buffer equals a plain
+ * allreduce. The in-place reduce-scatter's copy to the slice (MPI) must
+ * happen in wait_stream too. */
+static void test_bucket_round_trip(bt_comm *c) {
+  size_t W = (size_t)g_world;
+  const size_t aLen[] = {5 * W, 1 * W, 17 * W};
+  size_t n = 0, aLo[3];
+  for (int b = 0; b < 3; b++) aLo[b] = n, n += aLen[b];
+  float *p = malloc(n * sizeof *p);
+  for (size_t i = 0; i < n; i++) p[i] = (float)val(g_rank, i, BT_SUM);
+  bt_comm_req *aReq[3];
+  int rc = BT_OK;
+  for (int b = 0; b < 3; b++) {
+    size_t q = aLen[b] / W;
+    rc |= bt_comm_reduce_scatter(c, p + aLo[b], p + aLo[b] + (size_t)g_rank * q,
+                                 q, BT_F32, BT_SUM, &aReq[b]);
+  }
+  for (int b = 0; b < 3; b++) rc |= bt_comm_wait_stream(c, aReq[b]);
+  for (int b = 0; b < 3; b++) {
+    size_t q = aLen[b] / W;
+    rc |= bt_comm_all_gather(c, p + aLo[b] + (size_t)g_rank * q, p + aLo[b], q,
+                             BT_F32, &aReq[b]);
+  }
+  for (int b = 0; b < 3; b++) rc |= bt_comm_wait_stream(c, aReq[b]);
+  CHECK(rc == BT_OK, "bucket round trip: %s", bt_err_msg());
+  size_t first = 0;
+  size_t nBad = count_bad(p, BT_F32, n, 0, BT_SUM, &first);
+  CHECK(nBad == 0, "bucket round trip: %zu of %zu wrong, first %zu", nBad, n,
+        first);
+  CHECK(bt_comm_wait_stream(c, NULL) == BT_OK, "wait_stream(NULL)");
+  free(p);
+}
+
 static void test_host(bt_comm *c) {
   int64_t sum = g_rank + 1;
   CHECK(bt_comm_host_allreduce(c, &sum, 1, BT_I64, BT_SUM) == BT_OK, "%s",
@@ -421,6 +458,7 @@ int main(int argc, char **argv) {
   test_in_flight(c);
   bt_comm_set_context(c, 7, "round trip");
   test_round_trip(c);
+  test_bucket_round_trip(c);
   bt_comm_set_context(c, 8, "host");
   test_host(c);
   bt_comm_set_context(c, 9, "errors");

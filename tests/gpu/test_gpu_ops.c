@@ -1335,6 +1335,83 @@ static void run_embed16(const int *a) { run16(test_embed16, a); }
 static void run_layernorm16(const int *a) { run16(test_layernorm16, a); }
 static void run_xent16(const int *a) { run16(test_xent16, a); }
 
+/* The step statistics (cuda_step.cu, issue 12 item 4) against the CPU ops:
+ * accumulators start at 1.5 (added to, not overwritten), masked rows hold
+ * NaN losses (never read), clip_grads scales bit for bit like the CPU when
+ * the norm is above the limit and writes nothing when it is below. */
+static double *dbl_on(bt_backend *be, double v) {
+  double *d = (double *)bt_mem_alloc(be, 2, "test double");
+  BT_ASSERT(d != NULL);
+  bt_mem_from_host(be, (float *)d, (const float *)&v, 2);
+  return d;
+}
+static double dbl_get(bt_backend *be, const double *d) {
+  double v;
+  bt_backend_sync(be);
+  bt_mem_to_host(be, (float *)&v, (const float *)d, 2);
+  return v;
+}
+
+static void test_step_stats(size_t n) {
+  tens x, l;
+  t_rand(&x, "x", n, -2, 2);
+  t_rand(&l, "losses", n, 0, 5);
+  int32_t *h = xmalloc(n * sizeof(int32_t));
+  float *lh = t_fetch(&l, 0);
+  for (size_t i = 0; i < n; i++) {
+    h[i] = i % 7 == 3 ? -1 : (int32_t)(i % 50);
+    if (h[i] < 0) lh[i] = NAN;
+  }
+  bt_mem_from_host(g_cpu, l.p[0], lh, n);
+  bt_mem_from_host(g_gpu, l.p[1], lh, n);
+  itens t;
+  it_make(&t, h, n);
+  double r[2], q[2];
+  for (int k = 0; k < 2; k++) {
+    bt_backend *be = k ? g_gpu : g_cpu;
+    double *acc = dbl_on(be, 1.5), *la = dbl_on(be, 1.5);
+    bt_op_sumsq_acc(be, acc, x.p[k], n);
+    bt_op_loss_sum_acc(be, la, l.p[k], t.p[k], n);
+    r[k] = dbl_get(be, acc);
+    q[k] = dbl_get(be, la);
+    bt_mem_free(be, (float *)acc);
+    bt_mem_free(be, (float *)la);
+  }
+  double e1 = fabs(r[1] - r[0]) / r[0], e2 = fabs(q[1] - q[0]) / q[0];
+  printf("  %-44s %-7s relerr %9.2e (limit %.0e)\n", "sumsq_acc", "sum", e1,
+         TOL_SUMSQ);
+  printf("  %-44s %-7s relerr %9.2e (limit %.0e)\n", "loss_sum_acc", "sum",
+         e2, TOL_SUMSQ);
+  CHECK(isfinite(r[1]) && e1 <= TOL_SUMSQ, "sumsq_acc gpu %.17g cpu %.17g",
+        r[1], r[0]);
+  CHECK(isfinite(q[1]) && e2 <= TOL_SUMSQ, "loss_sum_acc gpu %.17g cpu %.17g",
+        q[1], q[0]);
+  const double aSs[] = {1e6, 1e-6};
+  for (int j = 0; j < 2; j++) {
+    float *o[2];
+    for (int k = 0; k < 2; k++) {
+      bt_backend *be = k ? g_gpu : g_cpu;
+      t_reset(&x, k);
+      double *ss = dbl_on(be, aSs[j]);
+      bt_op_clip_grads(be, x.p[k], n, ss, 1.0);
+      bt_backend_sync(be);
+      o[k] = t_fetch(&x, k);
+      bt_mem_free(be, (float *)ss);
+    }
+    CHECK(memcmp(o[0], o[1], n * sizeof(float)) == 0,
+          "clip_grads sumsq %g: GPU differs from the CPU", aSs[j]);
+    CHECK((memcmp(o[0], x.init, n * sizeof(float)) != 0) == (j == 0),
+          "clip_grads sumsq %g: clipped %s", aSs[j], j ? "below the limit" : "nothing");
+    free(o[0]);
+    free(o[1]);
+  }
+  it_free(&t);
+  free(h);
+  free(lh);
+  t_free(&x);
+  t_free(&l);
+}
+
 /* ---- backend-level checks ----------------------------------------------- */
 
 static void test_backend_misc(void) {
@@ -1443,6 +1520,7 @@ static void run_residual_layernorm(const int *a) {
 static void run_xent_fwd_bwd(const int *a) {
   test_xent_fwd_bwd(a[0], a[1], a[2]);
 }
+static void run_step_stats(const int *a) { test_step_stats((size_t)a[0]); }
 
 #define MM "matmul_fwd matmul_bwd"
 #define EW "residual_fwd residual_bwd gelu_fwd gelu_bwd scale to_act"
@@ -1501,6 +1579,7 @@ static const TestCase aCase[] = {
     {"adamw", "adamw n=10001", run_adamw, {10001, 1}, 0},
     {"sumsq", "sumsq n=1000003", run_sumsq, {1000003}, 0},
     {"sumsq", "sumsq n=5", run_sumsq, {5}, 0},
+    {"sumsq_acc loss_sum_acc clip_grads", "step statistics n=300001", run_step_stats, {300001}, 0},
     /* GPT-2 124M shapes (fewer rows). */
     {MM, "matmul 512x768x2304 in_out bias (c_attn)", run_matmul, {512, 768, 2304, IN_OUT, 1, 0}, CASE_LARGE},
     {MM, "matmul 512x3072x768 in_out bias (mlp c_proj)", run_matmul, {512, 3072, 768, IN_OUT, 1, 0}, CASE_LARGE},

@@ -27,6 +27,8 @@
  *      backend also 1 vs 2 vs 3 threads, bit for bit, at shapes large
  *      enough to take every parallel path;
  *   5. AdamW against a hand-computed step, sumsq against fp64, scale,
+ *      the step statistics (sumsq_acc, loss_sum_acc, clip_grads: results
+ *      in backend memory, accumulating, masked rows never read),
  *      memory (zeroed, aligned, round trip), GELU and cross-entropy at
  *      extreme inputs (saturation, NaN propagation), empty shapes.
  *
@@ -1442,6 +1444,88 @@ static void test_sumsq_scale(void) {
   free(y);
 }
 
+/* The step-statistics ops (issue 12 item 4): results in backend memory.
+ * sumsq_acc adds exactly sumsq's value (twice: it accumulates);
+ * loss_sum_acc skips rows with target < 0 even when their loss is NaN,
+ * against the fp64 row-order sum (CPU: bit for bit); clip_grads scales by
+ * exactly (float)(clip / norm) when the norm is above the limit, and
+ * touches nothing below it, with a NaN norm or with clipping off. */
+static double *dev_double(double v) {
+  double *d = (double *)bt_mem_alloc(g_be, 2, "test double");
+  if (!d) abort();
+  bt_mem_from_host(g_be, (float *)d, (const float *)&v, 2);
+  return d;
+}
+static double host_double(const double *d) {
+  double v;
+  to_host((float *)&v, (const float *)d, 2);
+  return v;
+}
+
+static void test_step_stats(void) {
+  size_t n = 100003;
+  float *x = rand_vec(n, -3, 3);
+  float *d = dev_from(x, n);
+  double s = bt_op_sumsq(g_be, d, n);
+  double *acc = dev_double(1.5);
+  bt_op_sumsq_acc(g_be, acc, d, n);
+  double got1 = host_double(acc);
+  bt_op_sumsq_acc(g_be, acc, d, n);
+  double got2 = host_double(acc);
+  CHECK(got1 == 1.5 + s && got2 == (1.5 + s) + s,
+        "sumsq_acc: %.17g then %.17g, want %.17g then %.17g", got1, got2,
+        1.5 + s, (1.5 + s) + s);
+  bt_op_sumsq_acc(g_be, acc, d, 0);
+  CHECK(host_double(acc) == got2, "sumsq_acc of nothing changed acc");
+
+  size_t nRow = 1001;
+  float *l = rand_vec(nRow, 0, 6);
+  int32_t *t = xmalloc(nRow * sizeof(int32_t));
+  double want = 0;
+  for (size_t i = 0; i < nRow; i++) {
+    t[i] = i % 5 == 2 ? -1 : (int32_t)(i % 17);
+    if (t[i] < 0) l[i] = NAN; /* masked rows must not be read into the sum */
+    else want += l[i];
+  }
+  float *dl = dev_from(l, nRow);
+  int32_t *dt = dev_from_i32(t, nRow);
+  double *la = dev_double(0.25);
+  bt_op_loss_sum_acc(g_be, la, dl, dt, nRow);
+  double got = host_double(la), e = fabs(got - (0.25 + want)) / (0.25 + want);
+  printf("  loss_sum_acc n=%zu: rel err %.2e vs fp64 row order (limit 1e-12; "
+         "CPU 0)\n", nRow, e);
+  CHECK(e < 1e-12, "loss_sum_acc %.17g want %.17g", got, 0.25 + want);
+  if (bt_backend_kind_of(g_be) == BT_BACKEND_CPU)
+    CHECK(got == 0.25 + want, "loss_sum_acc on the CPU is not the row-order sum");
+
+  /* sumsq 400: norm 20 > 1.5, factor (float)(1.5 / 20) */
+  const double aSs[] = {400.0, 0.25, NAN, 400.0};
+  const double aClip[] = {1.5, 1.5, 1.5, 0.0};
+  float *y = xmalloc(n * sizeof(float));
+  for (int k = 0; k < 4; k++) {
+    float *g = dev_from(x, n);
+    double *ss = dev_double(aSs[k]);
+    bt_op_clip_grads(g_be, g, n, ss, aClip[k]);
+    to_host(y, g, n);
+    float f = (float)(1.5 / 20.0);
+    int nBad = 0;
+    for (size_t i = 0; i < n; i++) {
+      float w = k == 0 ? x[i] * f : x[i];
+      nBad += memcmp(&y[i], &w, sizeof w) != 0;
+    }
+    CHECK(nBad == 0, "clip_grads sumsq %g clip %g: %d elements wrong", aSs[k],
+          aClip[k], nBad);
+    bt_mem_free(g_be, g);
+    bt_mem_free(g_be, (float *)ss);
+  }
+  bt_mem_free(g_be, d);
+  bt_mem_free(g_be, dl);
+  bt_mem_free_i32(g_be, dt);
+  bt_mem_free(g_be, (float *)acc);
+  bt_mem_free(g_be, (float *)la);
+  free(x), free(l), free(t), free(y);
+}
+
 /* to_act in the default fp32 mode: the working copy is the same bits
  * (copy), in place changes nothing, and the rest of out is untouched.
  * bf16 mode has its own test (tests/kernels/test_ops_bf16.c). */
@@ -1468,6 +1552,44 @@ static void test_to_act(void) {
   bt_mem_free(g_be, o);
   free(x);
   free(y);
+}
+
+/* bt_backend_upload_async (issue 12 item 4): 11 rounds (more than the
+ * CUDA backend's 4 staging slots, with growing sizes so slots are
+ * re-allocated) of: upload A into d, scale d by 2 (an op that reads d),
+ * upload B into d again (the copy must wait for the scale), upload into a
+ * second buffer; the host buffers are overwritten at once after each call
+ * (the contract allows it). Reads back B in d and the last value in e. */
+static void test_upload(void) {
+  size_t nMax = 5000;
+  float *d = bt_mem_alloc(g_be, nMax, "upload d");
+  int32_t *e = bt_mem_alloc_i32(g_be, nMax, "upload e");
+  float *h = xmalloc(nMax * sizeof(float)), *y = xmalloc(nMax * sizeof(float));
+  int32_t *hi = xmalloc(nMax * sizeof(int32_t)), *yi = xmalloc(nMax * sizeof(int32_t));
+  int nBad = 0;
+  for (int r = 0; r < 11; r++) {
+    size_t n = 100 + (size_t)r * 450;
+    for (size_t i = 0; i < n; i++) h[i] = (float)(r * 10000 + i);
+    bt_backend_upload_async(g_be, d, h, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = -1; /* reused at once */
+    bt_op_scale(g_be, d, 2.0f, n);
+    for (size_t i = 0; i < n; i++) h[i] = (float)(7 + r + i);
+    bt_backend_upload_async(g_be, d, h, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) hi[i] = (int32_t)(r - (int)i);
+    bt_backend_upload_async(g_be, e, hi, n * sizeof(int32_t));
+    for (size_t i = 0; i < n; i++) h[i] = -2, hi[i] = -2;
+    bt_op_scale(g_be, d, 3.0f, n); /* reads the second upload */
+    to_host(y, d, n);
+    bt_mem_to_host(g_be, (float *)yi, (const float *)e, n);
+    for (size_t i = 0; i < n; i++) {
+      nBad += y[i] != (float)(7 + r + i) * 3.0f;
+      nBad += yi[i] != (int32_t)(r - (int)i);
+    }
+  }
+  CHECK(nBad == 0, "upload_async: %d elements wrong", nBad);
+  bt_mem_free(g_be, d);
+  bt_mem_free_i32(g_be, e);
+  free(h), free(y), free(hi), free(yi);
 }
 
 static void test_memory(void) {
@@ -1739,6 +1861,8 @@ static void run_residual_layernorm(const int *a) {
 static void run_adamw(const int *a) { (void)a, test_adamw(); }
 static void run_sumsq_scale(const int *a) { (void)a, test_sumsq_scale(); }
 static void run_to_act(const int *a) { (void)a, test_to_act(); }
+static void run_step_stats(const int *a) { (void)a, test_step_stats(); }
+static void run_upload(const int *a) { (void)a, test_upload(); }
 static void run_empty(const int *a) { (void)a, test_empty_shapes(); }
 static void run_threads(const int *a) { (void)a, test_thread_independence(); }
 
@@ -1747,6 +1871,7 @@ static void run_threads(const int *a) { (void)a, test_thread_independence(); }
 /* Odd sizes throughout: nothing divides by a vector width or a block. */
 static const TestCase aCase[] = {
     {"memory", "memory: zeroed, aligned, round trip", run_memory, {0}, 0},
+    {"memory scale", "upload_async: ordered after ops, host buffer reusable", run_upload, {0}, 0},
     {MM, "matmul N7 C5 OC6 IN_OUT bias", run_matmul, {7, 5, 6, BT_W_IN_OUT, 1}, 0},
     {MM, "matmul N7 C5 OC6 OUT_IN bias", run_matmul, {7, 5, 6, BT_W_OUT_IN, 1}, 0},
     {MM, "matmul N9 C6 OC3 IN_OUT nobias", run_matmul, {9, 6, 3, BT_W_IN_OUT, 0}, 0},
@@ -1796,6 +1921,7 @@ static const TestCase aCase[] = {
     {"xent_fwd_bwd", "xent_fwd_bwd N40 V300 Vp320", run_xent_fwd_bwd, {40, 300, 320}, 0},
     {"adamw", "adamw: hand-computed step, fp64 formula", run_adamw, {0}, 0},
     {"sumsq scale", "sumsq n100003, scale", run_sumsq_scale, {0}, 0},
+    {"sumsq_acc loss_sum_acc clip_grads", "step statistics in backend memory", run_step_stats, {0}, 0},
     {"to_act", "to_act fp32: exact copy, in place", run_to_act, {0}, 0},
     {"empty_shapes", "every op with an empty shape is a no-op", run_empty, {0}, 0},
     {"threads", "every op: 1, 2, 3 threads bit for bit", run_threads, {0}, CASE_CPU_ONLY},

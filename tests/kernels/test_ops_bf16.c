@@ -342,6 +342,24 @@ static void op_sumsq_scale(Run *r, const int *a) {
   r->ret = bt_op_sumsq(r->be, x, n);
   bt_op_scale(r->be, x, 0.37f, n);
 }
+/* The step statistics (fp32 and double only, whatever the mode): the
+ * accumulators are two doubles in a 4-float slot, compared bit for bit. */
+static void op_step_stats(Run *r, const int *a) {
+  size_t n = (size_t)a[0];
+  float *x = S(r, "x (clipped)", OUT_F32, n, -3, 3);
+  float *acc = S(r, "sumsq_acc, loss_sum_acc (2 doubles)", OUT_F32, 4, 0.5f, 1);
+  float *l = S(r, "losses", IN_F32, n, 0, 5);
+  int32_t *h = xmalloc(n * sizeof(int32_t)), *t = bt_mem_alloc_i32(r->be, n, "targets");
+  BT_ASSERT(t != NULL);
+  for (size_t i = 0; i < n; i++) h[i] = i % 3 == 1 ? -1 : (int32_t)i;
+  bt_mem_from_host_i32(r->be, t, h, n);
+  bt_op_sumsq_acc(r->be, (double *)acc, x, n);
+  bt_op_loss_sum_acc(r->be, (double *)acc + 1, l, t, n);
+  bt_op_clip_grads(r->be, x, n, (const double *)acc, 1.0); /* norm >> 1 */
+  bt_backend_sync(r->be);
+  bt_mem_free_i32(r->be, t);
+  free(h);
+}
 static void op_to_act(Run *r, const int *a) {
   size_t n = (size_t)a[0];
   float *out = S(r, "out", OUT_ACT, n, -1, 1);
@@ -536,9 +554,10 @@ static const OpFn aFn[] = {op_matmul_fwd, op_matmul_bwd,       op_bias,
                            op_residual,   op_attention,        op_attention_decode,
                            op_xent,       op_adamw,            op_sumsq_scale,
                            op_to_act,     op_conv1d,           op_attention_masked,
-                           op_ctc,        op_xent_fwd_bwd,     op_residual_layernorm};
+                           op_ctc,        op_xent_fwd_bwd,     op_residual_layernorm,
+                           op_step_stats};
 enum { F_MMF, F_MMB, F_BIAS, F_EMB, F_LN, F_GELU, F_RES, F_ATT, F_DEC, F_XENT,
-       F_ADAM, F_SUMSQ, F_TOACT, F_CONV, F_MATT, F_CTC, F_XFB, F_RLN,
+       F_ADAM, F_SUMSQ, F_TOACT, F_CONV, F_MATT, F_CTC, F_XFB, F_RLN, F_STEP,
        F_ROUND = 100, F_DTYPE };
 
 static int g_iCase;
@@ -568,6 +587,7 @@ static const TestCase aCase[] = {
     {"residual_layernorm_fwd", "residual_layernorm_fwd N5 C70 (exact sums)", run_case, {5, 70, 0, 0, 0, F_RLN}, 0},
     {"adamw", "adamw n1001 (fp32 in both modes)", run_case, {1001, 0, 0, 0, 0, F_ADAM}, 0},
     {"sumsq scale", "sumsq, scale n40001 (fp32)", run_case, {40001, 0, 0, 0, 0, F_SUMSQ}, 0},
+    {"sumsq_acc loss_sum_acc clip_grads", "step statistics n40001 (fp32)", run_case, {40001, 0, 0, 0, 0, F_STEP}, 0},
     {"to_act", "to_act n40001, and in place", run_case, {40001, 0, 0, 0, 0, F_TOACT}, 0},
     {"conv1d_fwd conv1d_bwd conv1d_scratch_size", "conv1d B2 T9 Cin3 Cout4 K3 S2 P1", run_case, {2, 9, 3, 4, 0, F_CONV}, 0},
     {"attention_masked_fwd attention_masked_bwd", "attention_masked B2 T7 C6 NH3 lengths 7,4", run_case, {2, 7, 6, 3, 0, F_MATT}, 0},

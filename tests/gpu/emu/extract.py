@@ -23,7 +23,8 @@ import re
 import sys
 
 FILES = ["cuda_common.h", "cuda_gemm.cu", "cuda_ops.cu", "cuda_attention.cu",
-         "cuda_speech.cu", "cuda_fused.cu"]
+         "cuda_speech.cu", "cuda_fused.cu",
+         "cuda_step.cu"]
 SKIP = set()  # kernels left out (none: emu.h provides the bf16 type)
 # Host-side macros that expand kernels/ops.def into prototypes: not device
 # code, and the emulator does not include the op list after them.

@@ -16,7 +16,8 @@
  * the column sum behind every bias gradient, the bias kernels,
  * cross-entropy fwd/bwd (also in place), embedding fwd, dwpe and dwte (with
  * the device plan launched as bt_cuda_embed_bwd launches it), GELU, AdamW and the
- * two-pass sumsq, residual fwd/bwd (also with da == db), scale, the
+ * two-pass sumsq, the step statistics (sumsq_acc, loss_sum_acc,
+ * clip_grads of cuda_step.cu), residual fwd/bwd (also with da == db), scale, the
  * in-place add behind bias_bwd's dinp, the bf16 conversion (against
  * hand-rounded values: ties to even, overflow to inf, NaN kept); the
  * masked flash attention (key lengths, causal or not) and the CTC kernels
@@ -923,6 +924,48 @@ static void t_elementwise(size_t n) {
   snprintf(z, sizeof z, "add_inplace (bias_bwd dinp) n=%zu", n); check(z, iG, iC, 1e-6);
 }
 
+/* The step-statistics kernels of cuda_step.cu (issue 12 item 4), launched
+ * as their wrappers launch them, against the CPU ops: sumsq_acc and
+ * loss_sum_acc add to an accumulator that already holds a value (1.5),
+ * so a kernel that overwrites instead of adding fails; clip_grads with a
+ * norm above the limit (scaled, bit for bit the CPU product), below it
+ * and NaN (untouched). */
+static void t_step(size_t n) {
+  char z[128];
+  auto x = rnd(n, -2, 2), l = rnd(n, 0, 5);
+  std::vector<int32_t> tgt(n);
+  for (size_t i = 0; i < n; i++) tgt[i] = (i % 7 == 3) ? -1 : (int32_t)(i % 50);
+  double accC = 1.5, accG = 1.5;
+  bt_op_sumsq_acc(cpu, &accC, x.data(), n);
+  std::vector<double> part(BT_CUDA_SUMSQ_BLOCKS + 1, NAN);
+  launch(bt_k_sumsq_acc_part, dim3(BT_CUDA_SUMSQ_BLOCKS), dim3(BT_CUDA_SUMSQ_THREADS), 0, part.data(), (const float *)x.data(), n);
+  launch(bt_k_sumsq_acc_final, dim3(1), dim3(BT_CUDA_SUMSQ_BLOCKS), 0, &accG, (const double *)part.data());
+  bool ok = fabs(accG - accC) / accC < 1e-10;
+  snprintf(z, sizeof z, "sumsq_acc n=%zu", n);
+  printf("%-5s %-50s %.17g vs %.17g\n", ok ? "ok" : "FAIL", z, accG, accC);
+  ok ? nPass++ : nFail++;
+  accC = 1.5, accG = 1.5;
+  bt_op_loss_sum_acc(cpu, &accC, l.data(), tgt.data(), n);
+  launch(bt_k_loss_sum_acc, dim3(1), dim3(STEP_LOSS_THREADS), 0, &accG, (const float *)l.data(), (const int32_t *)tgt.data(), n);
+  ok = fabs(accG - accC) / accC < 1e-12;
+  snprintf(z, sizeof z, "loss_sum_acc n=%zu (every 7th row ignored)", n);
+  printf("%-5s %-50s %.17g vs %.17g\n", ok ? "ok" : "FAIL", z, accG, accC);
+  ok ? nPass++ : nFail++;
+  const double aSumsq[] = {400.0, 0.25, NAN}; /* norm 20 > 1.5; 0.5 < 1.5 */
+  for (double ss : aSumsq) {
+    auto gC = x, gG = x;
+    bt_op_clip_grads(cpu, gC.data(), n, &ss, 1.5);
+    launch(bt_k_clip_grads, dim3(grid_of(n, 256)), dim3(256), 0, gG.data(), n, (const double *)&ss, 1.5);
+    int nBad = 0;
+    for (size_t i = 0; i < n; i++) nBad += memcmp(&gG[i], &gC[i], sizeof(float)) != 0;
+    bool moved = memcmp(gC.data(), x.data(), n * sizeof(float)) != 0;
+    ok = nBad == 0 && moved == (ss == 400.0);
+    snprintf(z, sizeof z, "clip_grads n=%zu sumsq=%g limit 1.5", n, ss);
+    printf("%-5s %-50s %d differ from the CPU, %s\n", ok ? "ok" : "FAIL", z, nBad, moved ? "scaled" : "untouched");
+    ok ? nPass++ : nFail++;
+  }
+}
+
 /* bt_k_to_bf16 against values rounded by hand: bf16 keeps the top 16 bits
  * of the fp32 pattern, rounding the low 16 to nearest, ties to even. */
 static void t_bf16() {
@@ -981,7 +1024,8 @@ static const char *aCovered[] = {
     "bt_k_xent_fwd", "bt_k_xent_bwd", "bt_k_adamw", "bt_k_sumsq_part",
     "bt_k_sumsq_final", "bt_k_scale", "bt_k_ctc_logsoftmax", "bt_k_ctc_alpha",
     "bt_k_ctc_beta", "bt_k_ctc_grad", "bt_k_residual_ln_fwd",
-    "bt_k_xent_fwd_bwd"};
+    "bt_k_xent_fwd_bwd", "bt_k_sumsq_acc_part",
+    "bt_k_sumsq_acc_final", "bt_k_loss_sum_acc", "bt_k_clip_grads"};
 
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "--list-covered")) {
@@ -1067,6 +1111,8 @@ int main(int argc, char **argv) {
   t_residual_ln(9, 96, 0);   /* scalar on aligned rows */
   t_xent_fwd_bwd(7, 5, 8);
   t_xent_fwd_bwd(9, 300, 320); /* columns > threads: strided */
+  t_step(1003);
+  t_step(300001); /* loss rows > threads, sumsq grid-stride over 2 passes */
   bt_backend_free(cpu16);
   bt_backend_free(cpu);
   printf("%d passed, %d failed, %d failed launches\n", nPass, nFail, emu_nFail);
