@@ -619,7 +619,7 @@ const float *bt_model_stack_bwd(bt_model *m, const float *x, int B, int T,
     bt_mem_zero_act(be, a->dbuf, nC);
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 4), G(t0 + 5), a->dres, atty,
                      P(t0 + 4), N, C, C, BT_W_IN_OUT);
-    bt_mem_zero_act(be, a->dqkv, 3 * nC);
+    /* dqkv is WRITTEN by the attention backward (ops.def): no zeroing */
     stack_attention_bwd(m, a->dqkv, a->dbuf, qkv, att, B, T, keyLen, causal);
     bt_mem_zero_act(be, a->dbuf, nC);
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 2), G(t0 + 3), a->dqkv, ln1,

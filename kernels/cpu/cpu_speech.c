@@ -251,6 +251,8 @@ void bt_cpu_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
       const float *G = dout + (size_t)b * T * C + (size_t)h * hs;
       const float *Pm = att + ((size_t)b * NH + h) * T * T;
       float *dS = scratch + ((size_t)b * NH + h) * T * T;
+      /* WRITTEN (ops.def): all T rows, so padded rows and keys are 0 */
+      bt_cpu_att_zero_head(dq, T, C, hs);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs, 1.0f, G,
                   C, v, C3, 0.0f, dS, T);
       cpu_softmax_masked_bwd(dS, Pm, T, n, causal, scale);

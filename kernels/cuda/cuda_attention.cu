@@ -260,7 +260,7 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 #pragma unroll
     for (int i = 0; i < FA_DPL; i++) {
       const int d = lane + 32 * i;
-      if (d < hs) pd[d] += dq[rr][i];
+      if (d < hs) pd[d] = dq[rr][i]; /* WRITTEN (ops.def) */
     }
   }
 }
@@ -355,8 +355,8 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
     for (int i = 0; i < FA_DPL; i++) {
       const int d = lane + 32 * i;
       if (d < hs) {
-        pd[C + d] += dk[kk][i];
-        pd[2 * C + d] += dv[kk][i];
+        pd[C + d] = dk[kk][i]; /* WRITTEN; 0 for a padded key */
+        pd[2 * C + d] = dv[kk][i];
       }
     }
   }
@@ -610,7 +610,7 @@ __global__ void bt_k_ref_bwd_rows(float *dqkv, float *P, float *dS,
     float acc = 0.0f;
     for (int j = 0; j <= i; j++)
       acc += dpr[j] * qkv[((size_t)b * T + j) * C3 + C + (size_t)h * hs + d];
-    dqkv[((size_t)b * T + i) * C3 + (size_t)h * hs + d] += acc * scale;
+    dqkv[((size_t)b * T + i) * C3 + (size_t)h * hs + d] = acc * scale;
   }
 }
 
@@ -628,8 +628,8 @@ __global__ void bt_k_ref_bwd_cols(float *dqkv, const float *P, const float *dS,
       dk += dS[off] * qkv[((size_t)b * T + i) * C3 + (size_t)h * hs + d];
     }
     float *pd = dqkv + ((size_t)b * T + j) * C3 + (size_t)h * hs;
-    pd[C + d] += dk * scale;
-    pd[2 * C + d] += dv;
+    pd[C + d] = dk * scale;
+    pd[2 * C + d] = dv;
   }
 }
 

@@ -21,7 +21,11 @@
  *      odd shapes (T = 7, NH = 2 and 3, padded Vp > V,
  *      masked targets, both weight layouts, bias NULL);
  *   3. the accumulate convention: a second backward call adds the same
- *      gradient again (result = 2x), except xent_bwd which writes;
+ *      gradient again (result = 2x), except for the ops whose contract
+ *      says WRITTEN (xent_bwd, attention_bwd, attention_masked_bwd): their
+ *      second call starts from junk (values in [3, 7)) and must give the
+ *      first call's gradient, so an op that adds, or leaves an element
+ *      unwritten, fails;
  *   4. determinism: the same call twice gives the same bits; on the CPU
  *      backend also 1 vs 2 vs 3 threads, bit for bit, at shapes large
  *      enough to take every parallel path;
@@ -167,7 +171,8 @@ struct OpCase {
   size_t anIn[4];
   size_t nOut;
   float *R;
-  int bWrites;  /* backward overwrites (xent_bwd) instead of accumulating */
+  int bWrites;  /* backward overwrites (WRITTEN in ops.def) instead of
+                   accumulating */
   double fdEps; /* finite-difference step for 2a; 0 = FD_EPS */
   void (*fwd)(OpCase *, float *out);
   void (*bwd)(OpCase *, float **aGrad);
@@ -221,7 +226,14 @@ static void case_run(OpCase *c) {
   for (int k = 0; k < c->nIn; k++) {
     CHECK(memcmp(g1[k], g1b[k], c->anIn[k] * sizeof(float)) == 0,
           "%s: d%s not deterministic", c->zName, c->azIn[k]);
-    memcpy(g2[k], g1[k], c->anIn[k] * sizeof(float));
+    /* junk the op must replace, from a stream of its own (the other
+     * cases' inputs stay as they were) */
+    uint64_t jk = bt_rng_key(1234, 78, (uint64_t)k, 0);
+    if (c->bWrites)
+      for (size_t i = 0; i < c->anIn[k]; i++)
+        g2[k][i] = (float)(3.0 + 4.0 * bt_rng_uniform(jk, i));
+    else
+      memcpy(g2[k], g1[k], c->anIn[k] * sizeof(float));
   }
   c->bwd(c, g2);
   for (int k = 0; k < c->nIn; k++) {
@@ -820,6 +832,7 @@ static void test_attention(int B, int T, int C, int NH) {
   c.aIn[0] = rand_vec(c.anIn[0], -2, 2);
   c.nOut = (size_t)B * T * C;
   c.R = rand_vec(c.nOut, -1, 1);
+  c.bWrites = 1; /* dqkv is WRITTEN (ops.def) */
   c.fwd = attention_fwd;
   c.bwd = attention_bwd;
   c.ref = attention_ref;

@@ -205,17 +205,20 @@ static void test_attention_masked(const int *p) {
   c.aIn[0] = rand_vec(c.anIn[0], -2, 2);
   c.nOut = (size_t)a.B * a.T * a.C;
   c.R = rand_vec(c.nOut, -1, 1);
+  c.bWrites = 1; /* dqkv is WRITTEN (ops.def) */
   c.fwd = att_masked_fwd;
   c.bwd = att_masked_bwd;
   c.ref = att_masked_ref;
   c.pArg = &a;
   case_run(&c);
 
-  /* Padded query rows are exactly 0, and padded keys get exactly no
-   * gradient (not merely a small one). */
+  /* Padded query rows are exactly 0, and padded keys get exactly zero
+   * gradient (not merely a small one, nor what was there before). */
   if (a.keyLen) {
     float *out = xmalloc(c.nOut * sizeof(float));
     float *g = xmalloc(c.anIn[0] * sizeof(float));
+    /* junk first: the zeros must be written (dqkv is WRITTEN) */
+    for (size_t i = 0; i < c.anIn[0]; i++) g[i] = 5.0f;
     att_masked_fwd(&c, out);
     att_masked_bwd(&c, &g);
     int nBad = 0;

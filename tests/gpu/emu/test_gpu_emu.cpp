@@ -98,7 +98,7 @@ static void t_attention(int B, int T, int C, int NH, int causal = 1,
   size_t nOut = (size_t)B * T * C;
   auto qkv = rnd(3 * nOut, -1.5f, 1.5f);
   auto dout = rnd(nOut, -1, 1);
-  auto dq0 = rnd(3 * nOut, -1, 1);
+  auto dq0 = rnd(3 * nOut, -1, 1); /* junk: dqkv is WRITTEN (ops.def) */
   // CPU
   std::vector<float> outC(nOut), attC(bt_op_attention_att_size(cpu, B, T, NH)),
       scrC(bt_op_attention_scratch_size(cpu, B, T, NH)), dqC = dq0;
