@@ -159,7 +159,9 @@ void bt_cpu_att_zero_head(float *dq, int T, int C, int hs) {
  * forward output is not needed: D = rowsum(P * dP) comes with dP. */
 void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
                           const float *dout, const float *qkv,
-                          const float *att, int B, int T, int C, int NH) {
+                          const float *out, const float *att, int B, int T,
+                          int C, int NH) {
+  (void)out; /* D comes with dP (above); the saved P replaces the rest */
   const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
   if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */

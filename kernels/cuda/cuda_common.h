@@ -247,6 +247,9 @@ __device__ __forceinline__ void bt_st(__nv_bfloat16 *p, float v) {
  * attention kernels (their tiles need up to ~66 KB at head size 128).
  * Returns cudaSuccess or the failing call's error. */
 cudaError_t bt_cuda_attention_init(void);
+/* Called by destroy: frees cuDNN attention's handles, graphs and
+ * workspaces (cudnn_attention.h) when the last backend goes. */
+void bt_cuda_attention_release(void);
 
 /* cuda_speech.cu: releases the cuDNN handle (state free calls it). */
 void bt_cuda_speech_free(bt_cuda *cu);

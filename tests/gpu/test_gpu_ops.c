@@ -561,7 +561,8 @@ static void att_fwd(bt_backend *be, int k, void *v) {
 static void att_bwd(bt_backend *be, int k, void *v) {
   att_ctx *c = v;
   bt_op_attention_bwd(be, c->dqkv.p[k], c->scratch[k], c->dout.p[k],
-                      c->qkv.p[k], c->att[k], c->B, c->T, c->C, c->NH);
+                      c->qkv.p[k], c->out.p[k], c->att[k], c->B, c->T, c->C,
+                      c->NH);
 }
 
 /* Flash kernels vs the reference kernels, both on the GPU. */

@@ -103,8 +103,8 @@ static void am_bwd(bt_backend *be, int k, void *v) {
   am_ctx *c = v;
   am_fwd(be, k, v);
   bt_op_attention_masked_bwd(be, c->dqkv.p[k], c->scr.p[k], c->dout.p[k],
-                             c->qkv.p[k], c->att2.p[k], c->len.p[k],
-                             c->causal, c->B, c->T, c->C, c->NH);
+                             c->qkv.p[k], c->out.p[k], c->att2.p[k],
+                             c->len.p[k], c->causal, c->B, c->T, c->C, c->NH);
 }
 
 static void test_attention_masked(const int *a) {

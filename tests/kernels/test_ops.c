@@ -805,7 +805,7 @@ static void attention_bwd(OpCase *c, float **g) {
   bt_op_attention_fwd(g_be, dOut, dAtt, dQkv, a->B, a->T, a->C, a->NH);
   float *dR = dev_from(c->R, c->nOut);
   float *gQ = grad_up(g[0], c->anIn[0]);
-  bt_op_attention_bwd(g_be, gQ, dScr, dR, dQkv, dAtt, a->B, a->T, a->C,
+  bt_op_attention_bwd(g_be, gQ, dScr, dR, dQkv, dOut, dAtt, a->B, a->T, a->C,
                       a->NH);
   fetch_free(g[0], gQ, c->anIn[0]);
   bt_mem_free(g_be, dR);
@@ -1257,14 +1257,14 @@ static void test_empty_shapes(void) {
   bt_op_residual_fwd(g_be, g, d, d, 0);
   bt_op_residual_bwd(g_be, g, g, d, 0);
   bt_op_attention_fwd(g_be, g, g, d, 0, 2, 2, 1);
-  bt_op_attention_bwd(g_be, g, g, d, d, d, 1, 0, 2, 1);
+  bt_op_attention_bwd(g_be, g, g, d, d, d, d, 1, 0, 2, 1);
   bt_op_attention_decode(g_be, g, g, d, d, d, 1, 0, 1);
   bt_op_xent_fwd(g_be, g, d, dz, 0, 2, 2);
   bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
   bt_op_conv1d_fwd(g_be, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
   bt_op_conv1d_bwd(g_be, g, g, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
   bt_op_attention_masked_fwd(g_be, g, g, d, NULL, 0, 0, 2, 2, 1);
-  bt_op_attention_masked_bwd(g_be, g, g, d, d, d, NULL, 0, 0, 2, 2, 1);
+  bt_op_attention_masked_bwd(g_be, g, g, d, d, d, d, NULL, 0, 0, 2, 2, 1);
   bt_op_ctc_loss_fwd(g_be, g, g, d, dz, dz, dz, 0, 2, 2, 1);
   bt_op_ctc_loss_bwd(g_be, g, g, d, dz, dz, dz, 0, 2, 2, 1);
   bt_op_adamw(g_be, g, d, g, g, 0, &hp);
@@ -1343,7 +1343,7 @@ static void run_all_ops(RunAll *r) {
   bt_op_xent_fwd(g_be, losses, logits, dTgt, N, V, Vp);
   bt_op_xent_bwd(g_be, logits, logits, dTgt, 0.01f, N, V, Vp);
   bt_op_gelu_bwd(g_be, dge, qkv, R, (size_t)N * 3 * C);
-  bt_op_attention_bwd(g_be, dqkv, scr, R, qkv, att, B, T, C, NH);
+  bt_op_attention_bwd(g_be, dqkv, scr, R, qkv, ao, att, B, T, C, NH);
   bt_op_matmul_bwd(g_be, dln, dw, db, dqkv, ln, w, N, C, 3 * C, BT_W_IN_OUT);
   bt_op_matmul_bwd(g_be, dln, dw, db, dqkv, ln, w, N, C, 3 * C, BT_W_OUT_IN);
   bt_op_bias_bwd(g_be, dln, dlb, R, N, C);
