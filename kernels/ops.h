@@ -25,7 +25,10 @@
  *   - Backward ops ACCUMULATE (+=) into every gradient they produce, so a
  *     tensor used twice (tied embeddings, residual branches) and several
  *     micro-batches of gradient accumulation need no extra buffers. Callers
- *     zero gradients once per optimizer step.
+ *     zero gradients once per optimizer step. Exceptions, marked WRITTEN in
+ *     their contracts: gradients of activations used exactly once, which
+ *     the op overwrites (xent_bwd's dlogits, the attention backwards'
+ *     dqkv), so nobody zeroes a buffer only to add into it once.
  *   - Every op is deterministic: the same inputs give the same bits.
  *   - Weight layout: BT_W_IN_OUT is [C, OC] with y = x W (Hugging Face GPT-2
  *     Conv1D layout); BT_W_OUT_IN is [OC, C] with y = x W^T (torch Linear and

@@ -725,16 +725,19 @@ static void gpt_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
   ready(fn, ctx, 0);
 }
 
+/* out (atty) is the forward's output, kept for attproj's backward; the
+ * attention backward takes it too (ops.def). */
 static void stack_attention_bwd(bt_model *m, float *dqkv, const float *dout,
-                                const float *qkv, const float *att, int B,
-                                int T, const int32_t *keyLen, int causal) {
+                                const float *qkv, const float *out,
+                                const float *att, int B, int T,
+                                const int32_t *keyLen, int causal) {
   bt_model_acts *a = m->pActs;
   if (causal && !keyLen)
-    bt_op_attention_bwd(m->be, dqkv, a->attScratch, dout, qkv, att, B, T,
-                        m->C, m->NH);
+    bt_op_attention_bwd(m->be, dqkv, a->attScratch, dout, qkv, out, att, B,
+                        T, m->C, m->NH);
   else
-    bt_op_attention_masked_bwd(m->be, dqkv, a->attScratch, dout, qkv, att,
-                               keyLen, causal, B, T, m->C, m->NH);
+    bt_op_attention_masked_bwd(m->be, dqkv, a->attScratch, dout, qkv, out,
+                               att, keyLen, causal, B, T, m->C, m->NH);
 }
 
 const float *bt_model_stack_bwd(bt_model *m, const float *x, int B, int T,
@@ -777,8 +780,9 @@ const float *bt_model_stack_bwd(bt_model *m, const float *x, int B, int T,
     bt_mem_zero_act(be, a->dbuf, nC);
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 4), G(t0 + 5), a->dres, atty,
                      P(t0 + 4), N, C, C, BT_W_IN_OUT);
-    bt_mem_zero_act(be, a->dqkv, 3 * nC);
-    stack_attention_bwd(m, a->dqkv, a->dbuf, qkv, att, B, T, keyLen, causal);
+    /* dqkv is WRITTEN by the attention backward (ops.def): no zeroing */
+    stack_attention_bwd(m, a->dqkv, a->dbuf, qkv, atty, att, B, T, keyLen,
+                        causal);
     bt_mem_zero_act(be, a->dbuf, nC);
     bt_op_matmul_bwd(be, a->dbuf, G(t0 + 2), G(t0 + 3), a->dqkv, ln1,
                      P(t0 + 2), N, C, 3 * C, BT_W_IN_OUT);

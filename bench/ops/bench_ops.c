@@ -209,7 +209,7 @@ int main(int argc, char **argv) {
       bt_mem_zero(g_be, dao, NC);
       TIMED(OP_MATMUL_B, bt_op_matmul_bwd(g_be, dao, g->wproj, g->bproj, dres, ao[l], w->wproj, N, C, C, BT_W_IN_OUT));
       bt_mem_zero(g_be, dqkv, 3 * NC);
-      TIMED(OP_ATT_B, bt_op_attention_bwd(g_be, dqkv, scratch, dao, qkv[l], att[l], B, T, C, NH));
+      TIMED(OP_ATT_B, bt_op_attention_bwd(g_be, dqkv, scratch, dao, qkv[l], ao[l], att[l], B, T, C, NH));
       bt_mem_zero(g_be, dln, NC);
       TIMED(OP_MATMUL_B, bt_op_matmul_bwd(g_be, dln, g->wqkv, g->bqkv, dqkv, ln1[l], w->wqkv, N, C, 3 * C, BT_W_IN_OUT));
       TIMED(OP_LN_B, bt_op_layernorm_bwd(g_be, dres, g->ln1w, g->ln1b, dln, res[l], w->ln1w, m1[l], r1[l], N, C));

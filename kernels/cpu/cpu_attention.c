@@ -141,16 +141,27 @@ void bt_cpu_attention_fwd(bt_backend *be, float *out, float *att,
   bt_cpu_round_act(be, out, (size_t)B * T * C); /* att stays fp32 */
 }
 
+void bt_cpu_att_zero_head(float *dq, int T, int C, int hs) {
+  for (int t = 0; t < T; t++)
+    for (int j = 0; j < 3; j++)
+      memset(dq + (size_t)t * 3 * C + (size_t)j * C, 0,
+             (size_t)hs * sizeof(float));
+}
+
 /* Per (b,h), with P the saved probabilities and G = dout_h:
  *   dP  = G V^T
  *   dS  = P * (dP - rowsum(P * dP)) * scale     (softmax backward; 0 where
  *                                                P is 0, i.e. above the
  *                                                diagonal)
- *   dQ += dS K,   dK += dS^T Q,   dV += P^T G
- * The three products accumulate (beta = 1) into dqkv, as ops.h requires. */
+ *   dQ = dS K,   dK = dS^T Q,   dV = P^T G
+ * dqkv is WRITTEN (ops.def): the pair's slices are zeroed, then the
+ * products of the query blocks accumulate into them (beta = 1). The
+ * forward output is not needed: D = rowsum(P * dP) comes with dP. */
 void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
                           const float *dout, const float *qkv,
-                          const float *att, int B, int T, int C, int NH) {
+                          const float *out, const float *att, int B, int T,
+                          int C, int NH) {
+  (void)out; /* D comes with dP (above); the saved P replaces the rest */
   const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
   if (B <= 0 || T <= 0 || C <= 0) return; /* sgemm rejects ld = 0 */
@@ -165,6 +176,7 @@ void bt_cpu_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
       const float *G = dout + (size_t)b * T * C + (size_t)h * hs;
       const float *P = att + ((size_t)b * NH + h) * T * T;
       float *dS = scratch + ((size_t)b * NH + h) * T * T;
+      bt_cpu_att_zero_head(dq, T, C, hs);
       for (int r0 = 0; r0 < T; r0 += CPU_ATT_BLOCK) {
         int nr = T - r0 < CPU_ATT_BLOCK ? T - r0 : CPU_ATT_BLOCK;
         int nk = r0 + nr;

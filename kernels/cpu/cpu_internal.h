@@ -129,6 +129,13 @@ static inline float bt_cpu_expf(float x) {
 void bt_cpu_round_act(const bt_backend *be, float *p, size_t n);
 void bt_cpu_round_act_range(float *p, size_t n);
 
+/* cpu_attention.c: zeroes head h's q, k and v slices (hs columns each) in
+ * the T rows of one utterance's dqkv[T, 3C] (row stride 3C). The attention
+ * backwards WRITE dqkv (ops.def) but sum dK, dV over query blocks: each
+ * (b, h) clears its own slices first, then accumulates as before, so the
+ * bits are those of the former zeroed-buffer-then-add contract. */
+void bt_cpu_att_zero_head(float *dq, int T, int C, int hs);
+
 /* bt_cpu_<name> for every op of kernels/ops.def, with its signature:
  * cpu_ops.c (dense, element-wise, loss, optimizer) and cpu_attention.c. */
 #define BT_OP_RET(ret, name, params, args) ret bt_cpu_##name params;

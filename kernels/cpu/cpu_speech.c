@@ -234,8 +234,10 @@ void bt_cpu_attention_masked_fwd(bt_backend *be, float *out, float *att,
 
 void bt_cpu_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
                                  const float *dout, const float *qkv,
-                                 const float *att, const int32_t *keyLen,
-                                 int causal, int B, int T, int C, int NH) {
+                                 const float *out, const float *att,
+                                 const int32_t *keyLen, int causal, int B,
+                                 int T, int C, int NH) {
+  (void)out; /* as bt_cpu_attention_bwd: the saved P is enough */
   const int nt = bt_cpu_nthread(be);
   BT_ASSERT(NH > 0 && C % NH == 0);
   if (B <= 0 || T <= 0 || C <= 0) return;
@@ -251,6 +253,8 @@ void bt_cpu_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
       const float *G = dout + (size_t)b * T * C + (size_t)h * hs;
       const float *Pm = att + ((size_t)b * NH + h) * T * T;
       float *dS = scratch + ((size_t)b * NH + h) * T * T;
+      /* WRITTEN (ops.def): all T rows, so padded rows and keys are 0 */
+      bt_cpu_att_zero_head(dq, T, C, hs);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs, 1.0f, G,
                   C, v, C3, 0.0f, dS, T);
       cpu_softmax_masked_bwd(dS, Pm, T, n, causal, scale);

@@ -1,20 +1,37 @@
 /*
- * cuda_attention.cu: causal multi-head self-attention, fp32.
+ * cuda_attention.cu: multi-head self-attention of the CUDA backend:
+ * attention_fwd/bwd (the GPT), attention_masked_fwd/bwd (the speech
+ * encoder), attention_decode (`baton infer`).
+ *
+ * Which code runs (the backend's activation dtype, ops.h bt_act_dtype):
+ *   fp32  our flash kernels below, in fp32.
+ *   bf16  attention_fwd/bwd: cuDNN's fused flash attention on tensor cores
+ *         (cudnn_attention.h: bf16 q, k, v, out, dout, dqkv; fp32 stats in
+ *         `att`, the same log-sum-exp [B, NH, T] the flash forward saves;
+ *         deterministic backward taking the forward output), when
+ *         bt_cudnn_attention_available() says yes for this device and head
+ *         size (cuDNN >= 9, sm_80+, hs % 8 == 0, hs <= 128); otherwise the
+ *         same flash kernels instantiated for bf16 storage (cuda_common.h
+ *         BT_CUDA_ACT), with one warning per (device, head size). The
+ *         masked ops and the decode step are fp32 only (the speech model
+ *         refuses bf16, inference is fp32): in bf16 they stop with a
+ *         message (attn_require_fp32).
  *
  * Flash-style kernels (Dao et al., FlashAttention-2, arXiv:2307.08691),
- * written for clarity before speed:
+ * written for clarity before speed, templated over the [act] storage type
+ * (loads and stores through bt_ld / bt_st, arithmetic in fp32):
  *
  *   forward  (bt_k_flash_fwd)   one block per (query tile of 32 rows, b, h);
  *            K/V tiles of 32 keys through shared memory; online softmax
  *            per row; saves the row's log-sum-exp (att = B*NH*T floats).
- *   backward (two kernels, no atomics anywhere):
- *     bt_k_flash_bwd_dq   one block per (query tile, b, h): pass 1 over the
- *                         key tiles computes D_i = sum_j P_ij dP_ij (which
- *                         equals rowsum(dO_i * O_i); ops.h gives the
- *                         backward no O, so we compute it this way) and
- *                         stores it in scratch; pass 2 accumulates dQ_i.
+ *   backward (two kernels, no atomics anywhere; dqkv is WRITTEN, ops.def):
+ *     bt_k_flash_bwd_dq   one block per (query tile, b, h): D_i =
+ *                         rowsum(dO_i * O_i) from the forward output the
+ *                         op is given (one warp sum per row, stored in
+ *                         scratch), then one pass over the key tiles for
+ *                         dQ_i.
  *     bt_k_flash_bwd_dkv  one block per (key tile, b, h) looping over the
- *                         query tiles at or after it: dK_j, dV_j.
+ *                         query tiles at or after it: dK_j, dV_j (reads D).
  *   Every output row is owned by exactly one warp of one block, and each
  *   sum runs in a fixed order: deterministic (cuda_common.h invariant 2).
  *
@@ -45,6 +62,7 @@
  * log-sum-exp and the scratch D are [B, NH, T].
  */
 #include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cudnn_attention.h"
 
 #define FA_BR 32     /* query rows per block (forward, dQ) */
 #define FA_BC 32     /* keys per tile = lanes */
@@ -59,7 +77,7 @@ static size_t fa_fwd_smem(int hs) {
   return (size_t)FA_BR * hs + 2 * (size_t)FA_BC * (hs + 1);
 }
 static size_t fa_dq_smem(int hs) {
-  return 2 * (size_t)FA_BR * hs + 2 * (size_t)FA_BC * (hs + 1);
+  return 2 * (size_t)FA_BR * hs + 2 * (size_t)FA_BC * (hs + 1) + FA_BR;
 }
 static size_t fa_dkv_smem(int hs) {
   return 2 * (size_t)FA_BC * hs + 2 * (size_t)FA_BR * (hs + 1) + 2 * FA_BR;
@@ -69,20 +87,23 @@ static size_t fa_dkv_smem(int hs) {
  * memory (row stride ldk), zero past T. Every thread of the block takes
  * part; the caller puts the barriers around it. The forward and the dQ
  * backward stream K/V tiles the same way. */
+template <typename Act>
 __device__ __forceinline__ void fa_load_kv(float *Ks, float *Vs,
-                                           const float *base, int k0, int T,
+                                           const Act *base, int k0, int T,
                                            int C, int C3, int hs, int ldk) {
   for (int e = threadIdx.x; e < FA_BC * hs; e += blockDim.x) {
     const int j = e / hs, d = e % hs, t = k0 + j;
-    Ks[j * ldk + d] = (t < T) ? base[(size_t)t * C3 + C + d] : 0.0f;
-    Vs[j * ldk + d] = (t < T) ? base[(size_t)t * C3 + 2 * C + d] : 0.0f;
+    Ks[j * ldk + d] = (t < T) ? bt_ld(base + (size_t)t * C3 + C + d) : 0.0f;
+    Vs[j * ldk + d] =
+        (t < T) ? bt_ld(base + (size_t)t * C3 + 2 * C + d) : 0.0f;
   }
 }
 
 /* ---- forward ------------------------------------------------------------- */
 
+template <typename Act>
 __global__ void __launch_bounds__(32 * FA_WARPS)
-    bt_k_flash_fwd(float *out, float *lse, const float *qkv,
+    bt_k_flash_fwd(Act *out, float *lse, const Act *qkv,
                    const int32_t *keyLen, int causal, int T, int C, int NH,
                    int hs, float scale) {
   extern __shared__ float sm[];
@@ -94,12 +115,12 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   const int q0 = blockIdx.x * FA_BR;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const size_t C3 = 3 * (size_t)C;
-  const float *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+  const Act *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
   const int nValid = keyLen ? keyLen[b] : T;
 
   for (int e = threadIdx.x; e < FA_BR * hs; e += blockDim.x) {
     const int r = e / hs, d = e % hs, t = q0 + r;
-    Qs[e] = (t < T) ? base[(size_t)t * C3 + d] : 0.0f;
+    Qs[e] = (t < T) ? bt_ld(base + (size_t)t * C3 + d) : 0.0f;
   }
 
   float m[FA_RPW], l[FA_RPW], o[FA_RPW][FA_DPL];
@@ -159,11 +180,11 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
     if (qi >= T) continue;
     const bool pad = qi >= nValid; /* padded query row: 0, lse 0 */
     const float inv = pad ? 0.0f : 1.0f / l[rr];
-    float *po = out + ((size_t)b * T + qi) * C + (size_t)h * hs;
+    Act *po = out + ((size_t)b * T + qi) * C + (size_t)h * hs;
 #pragma unroll
     for (int i = 0; i < FA_DPL; i++) {
       const int d = lane + 32 * i;
-      if (d < hs) po[d] = pad ? 0.0f : o[rr][i] * inv;
+      if (d < hs) bt_st(po + d, pad ? 0.0f : o[rr][i] * inv);
     }
     if (lane == 0) lse[(size_t)bh * T + qi] = pad ? 0.0f : m[rr] + logf(l[rr]);
   }
@@ -171,9 +192,10 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
 
 /* ---- backward: D and dQ ------------------------------------------------- */
 
+template <typename Act>
 __global__ void __launch_bounds__(32 * FA_WARPS)
-    bt_k_flash_bwd_dq(float *dqkv, float *Dbuf, const float *dout,
-                      const float *qkv, const float *lse,
+    bt_k_flash_bwd_dq(Act *dqkv, float *Dbuf, const Act *dout,
+                      const Act *out, const Act *qkv, const float *lse,
                       const int32_t *keyLen, int causal, int T, int C,
                       int NH, int hs, float scale) {
   extern __shared__ float sm[];
@@ -182,72 +204,77 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   float *dOs = Qs + FA_BR * hs;     /* [FA_BR][hs] */
   float *Ks = dOs + FA_BR * hs;     /* [FA_BC][hs + 1] */
   float *Vs = Ks + FA_BC * ldk;     /* [FA_BC][hs + 1] */
+  float *Ds = Vs + FA_BC * ldk;     /* [FA_BR] D of the block's rows */
   const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
   const int q0 = blockIdx.x * FA_BR;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const size_t C3 = 3 * (size_t)C;
-  const float *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-  const float *obase = dout + (size_t)b * T * C + (size_t)h * hs;
+  const Act *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+  const size_t oOff = (size_t)b * T * C + (size_t)h * hs;
   const int nValid = keyLen ? keyLen[b] : T;
 
   for (int e = threadIdx.x; e < FA_BR * hs; e += blockDim.x) {
     const int r = e / hs, d = e % hs, t = q0 + r;
-    Qs[e] = (t < T) ? base[(size_t)t * C3 + d] : 0.0f;
-    dOs[e] = (t < T) ? obase[(size_t)t * C + d] : 0.0f;
+    Qs[e] = (t < T) ? bt_ld(base + (size_t)t * C3 + d) : 0.0f;
+    dOs[e] = (t < T) ? bt_ld(dout + oOff + (size_t)t * C + d) : 0.0f;
   }
-  float L[FA_RPW], Dacc[FA_RPW], dq[FA_RPW][FA_DPL];
+  __syncthreads(); /* dO visible */
+  /* D_i = rowsum(dO_i * O_i) (FlashAttention-2, Alg. 2 line 4) from the
+   * forward output: equal to sum_j P_ij dP_ij without a pass over the
+   * keys. A warp per row, lanes over head dims, one butterfly sum: fixed
+   * order. Into shared memory for the dQ loop (registers here spill) and
+   * Dbuf for the dK/dV kernel (stream order). A padded row's out is 0. */
+#pragma unroll 1
+  for (int rr = 0; rr < FA_RPW; rr++) {
+    const int r = warp * FA_RPW + rr, qi = q0 + r;
+    float part = 0.0f;
+    if (qi < T)
+      for (int d = lane; d < hs; d += 32)
+        part += dOs[r * hs + d] * bt_ld(out + oOff + (size_t)qi * C + d);
+    part = bt_warp_sum(part);
+    if (lane == 0) {
+      Ds[r] = part;
+      if (qi < T) Dbuf[(size_t)bh * T + qi] = part;
+    }
+  }
+  float L[FA_RPW], dq[FA_RPW][FA_DPL];
 #pragma unroll
   for (int rr = 0; rr < FA_RPW; rr++) {
     const int qi = q0 + warp * FA_RPW + rr;
     L[rr] = (qi < T) ? lse[(size_t)bh * T + qi] : 0.0f;
-    Dacc[rr] = 0.0f;
 #pragma unroll
     for (int i = 0; i < FA_DPL; i++) dq[rr][i] = 0.0f;
   }
   const int kEnd = causal ? min(nValid, q0 + FA_BR) : nValid;
 
-  /* pass 0 computes D, pass 1 accumulates dQ with the complete D */
-  for (int pass = 0; pass < 2; pass++) {
-    for (int k0 = 0; k0 < kEnd; k0 += FA_BC) {
-      __syncthreads();
-      fa_load_kv(Ks, Vs, base, k0, T, C, C3, hs, ldk);
-      __syncthreads();
+  for (int k0 = 0; k0 < kEnd; k0 += FA_BC) {
+    __syncthreads(); /* Q, D visible / previous tile no longer read */
+    fa_load_kv(Ks, Vs, base, k0, T, C, C3, hs, ldk);
+    __syncthreads();
 #pragma unroll
-      for (int rr = 0; rr < FA_RPW; rr++) {
-        const int r = warp * FA_RPW + rr, qi = q0 + r;
-        const int kLast = causal ? qi : nValid - 1;
-        if (qi >= nValid || k0 > kLast) continue; /* warp-uniform */
-        const int kj = k0 + lane;
-        float p = 0.0f, dp = 0.0f;
-        if (kj <= kLast) {
-          float s = 0.0f;
-          for (int d = 0; d < hs; d++) {
-            s += Qs[r * hs + d] * Ks[lane * ldk + d];
-            dp += dOs[r * hs + d] * Vs[lane * ldk + d];
-          }
-          p = expf(s * scale - L[rr]);
+    for (int rr = 0; rr < FA_RPW; rr++) {
+      const int r = warp * FA_RPW + rr, qi = q0 + r;
+      const int kLast = causal ? qi : nValid - 1;
+      if (qi >= nValid || k0 > kLast) continue; /* warp-uniform */
+      const int kj = k0 + lane;
+      float p = 0.0f, dp = 0.0f;
+      if (kj <= kLast) {
+        float s = 0.0f;
+        for (int d = 0; d < hs; d++) {
+          s += Qs[r * hs + d] * Ks[lane * ldk + d];
+          dp += dOs[r * hs + d] * Vs[lane * ldk + d];
         }
-        if (pass == 0) {
-          Dacc[rr] += bt_warp_sum(p * dp);
-        } else {
-          const float ds = p * (dp - Dacc[rr]) * scale; /* 0 when masked */
-#pragma unroll 4
-          for (int j = 0; j < FA_BC; j++) {
-            const float dsj = __shfl_sync(FULL, ds, j);
-#pragma unroll
-            for (int i = 0; i < FA_DPL; i++) {
-              const int d = lane + 32 * i;
-              if (d < hs) dq[rr][i] += dsj * Ks[j * ldk + d];
-            }
-          }
-        }
+        p = expf(s * scale - L[rr]);
       }
-    }
-    if (pass == 0) {
+      const float ds = p * (dp - Ds[r]) * scale; /* 0 when masked */
+#pragma unroll 4
+      for (int j = 0; j < FA_BC; j++) {
+        const float dsj = __shfl_sync(FULL, ds, j);
 #pragma unroll
-      for (int rr = 0; rr < FA_RPW; rr++) {
-        const int qi = q0 + warp * FA_RPW + rr;
-        if (qi < T && lane == 0) Dbuf[(size_t)bh * T + qi] = Dacc[rr];
+        for (int i = 0; i < FA_DPL; i++) {
+          const int d = lane + 32 * i;
+          if (d < hs) dq[rr][i] += dsj * Ks[j * ldk + d];
+        }
       }
     }
   }
@@ -256,20 +283,21 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   for (int rr = 0; rr < FA_RPW; rr++) {
     const int qi = q0 + warp * FA_RPW + rr;
     if (qi >= T) continue;
-    float *pd = dqkv + ((size_t)b * T + qi) * C3 + (size_t)h * hs;
+    Act *pd = dqkv + ((size_t)b * T + qi) * C3 + (size_t)h * hs;
 #pragma unroll
     for (int i = 0; i < FA_DPL; i++) {
       const int d = lane + 32 * i;
-      if (d < hs) pd[d] += dq[rr][i];
+      if (d < hs) bt_st(pd + d, dq[rr][i]); /* WRITTEN (ops.def) */
     }
   }
 }
 
 /* ---- backward: dK and dV ------------------------------------------------ */
 
+template <typename Act>
 __global__ void __launch_bounds__(32 * FA_WARPS)
-    bt_k_flash_bwd_dkv(float *dqkv, const float *Dbuf, const float *dout,
-                       const float *qkv, const float *lse,
+    bt_k_flash_bwd_dkv(Act *dqkv, const float *Dbuf, const Act *dout,
+                       const Act *qkv, const float *lse,
                        const int32_t *keyLen, int causal, int T, int C,
                        int NH, int hs, float scale) {
   extern __shared__ float sm[];
@@ -284,14 +312,14 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   const int j0 = blockIdx.x * FA_BC;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const size_t C3 = 3 * (size_t)C;
-  const float *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
-  const float *obase = dout + (size_t)b * T * C + (size_t)h * hs;
+  const Act *base = qkv + (size_t)b * T * C3 + (size_t)h * hs;
+  const Act *obase = dout + (size_t)b * T * C + (size_t)h * hs;
   const int nValid = keyLen ? keyLen[b] : T;
 
   for (int e = threadIdx.x; e < FA_BC * hs; e += blockDim.x) {
     const int j = e / hs, d = e % hs, t = j0 + j;
-    Kb[e] = (t < T) ? base[(size_t)t * C3 + C + d] : 0.0f;
-    Vb[e] = (t < T) ? base[(size_t)t * C3 + 2 * C + d] : 0.0f;
+    Kb[e] = (t < T) ? bt_ld(base + (size_t)t * C3 + C + d) : 0.0f;
+    Vb[e] = (t < T) ? bt_ld(base + (size_t)t * C3 + 2 * C + d) : 0.0f;
   }
   float dk[FA_RPW][FA_DPL], dv[FA_RPW][FA_DPL];
 #pragma unroll
@@ -306,8 +334,8 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
     __syncthreads(); /* K/V block visible / previous tile no longer read */
     for (int e = threadIdx.x; e < FA_BR * hs; e += blockDim.x) {
       const int x = e / hs, d = e % hs, t = i0 + x;
-      Qs[x * ldq + d] = (t < T) ? base[(size_t)t * C3 + d] : 0.0f;
-      dOs[x * ldq + d] = (t < T) ? obase[(size_t)t * C + d] : 0.0f;
+      Qs[x * ldq + d] = (t < T) ? bt_ld(base + (size_t)t * C3 + d) : 0.0f;
+      dOs[x * ldq + d] = (t < T) ? bt_ld(obase + (size_t)t * C + d) : 0.0f;
     }
     for (int x = threadIdx.x; x < FA_BR; x += blockDim.x) {
       const int t = i0 + x;
@@ -350,13 +378,13 @@ __global__ void __launch_bounds__(32 * FA_WARPS)
   for (int kk = 0; kk < FA_RPW; kk++) {
     const int kj = j0 + warp * FA_RPW + kk;
     if (kj >= T) continue;
-    float *pd = dqkv + ((size_t)b * T + kj) * C3 + (size_t)h * hs;
+    Act *pd = dqkv + ((size_t)b * T + kj) * C3 + (size_t)h * hs;
 #pragma unroll
     for (int i = 0; i < FA_DPL; i++) {
       const int d = lane + 32 * i;
       if (d < hs) {
-        pd[C + d] += dk[kk][i];
-        pd[2 * C + d] += dv[kk][i];
+        bt_st(pd + C + d, dk[kk][i]); /* WRITTEN; 0 for a padded key */
+        bt_st(pd + 2 * C + d, dv[kk][i]);
       }
     }
   }
@@ -371,95 +399,180 @@ static int attn_head_size(int C, int NH) {
   return hs;
 }
 
+/* Backends alive (create calls bt_cuda_attention_init, destroy
+ * bt_cuda_attention_release): cuDNN's handles, graphs and workspaces are
+ * process-wide (cudnn_attention.cpp) and are freed with the last backend.
+ * One thread drives the backends (cuda_common.h). */
+static int g_nLive = 0;
+
+/* Raises the dynamic shared-memory limit of one kernel to its largest
+ * tile's need. */
+template <typename K>
+static cudaError_t attn_opt_in(K kernel, size_t nFloat) {
+  return cudaFuncSetAttribute(kernel,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              (int)(nFloat * sizeof(float)));
+}
+
 cudaError_t bt_cuda_attention_init(void) {
   /* Tiles at hs = 128 need up to ~66 KB (above the 48 KB default); sm_80
-   * allows 163 KB and sm_90 227 KB per block once opted in. */
+   * allows 163 KB and sm_90 227 KB per block once opted in. Both storage
+   * types of each kernel. */
   cudaError_t e;
-  e = cudaFuncSetAttribute(bt_k_flash_fwd,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           (int)(fa_fwd_smem(FA_HS_MAX) * sizeof(float)));
-  if (e != cudaSuccess) return e;
-  e = cudaFuncSetAttribute(bt_k_flash_bwd_dq,
-                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           (int)(fa_dq_smem(FA_HS_MAX) * sizeof(float)));
-  if (e != cudaSuccess) return e;
-  return cudaFuncSetAttribute(bt_k_flash_bwd_dkv,
-                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              (int)(fa_dkv_smem(FA_HS_MAX) * sizeof(float)));
+  if ((e = attn_opt_in(bt_k_flash_fwd<float>, fa_fwd_smem(FA_HS_MAX))) ||
+      (e = attn_opt_in(bt_k_flash_fwd<__nv_bfloat16>,
+                       fa_fwd_smem(FA_HS_MAX))) ||
+      (e = attn_opt_in(bt_k_flash_bwd_dq<float>, fa_dq_smem(FA_HS_MAX))) ||
+      (e = attn_opt_in(bt_k_flash_bwd_dq<__nv_bfloat16>,
+                       fa_dq_smem(FA_HS_MAX))) ||
+      (e = attn_opt_in(bt_k_flash_bwd_dkv<float>, fa_dkv_smem(FA_HS_MAX))) ||
+      (e = attn_opt_in(bt_k_flash_bwd_dkv<__nv_bfloat16>,
+                       fa_dkv_smem(FA_HS_MAX))))
+    return e;
+  g_nLive++;
+  return cudaSuccess;
+}
+
+void bt_cuda_attention_release(void) {
+  if (g_nLive > 0 && --g_nLive == 0) bt_cudnn_attention_free();
 }
 
 size_t bt_cuda_attention_att_size(bt_backend *be, int B, int T, int NH) {
   (void)be;
-  return (size_t)B * NH * T; /* per-row log-sum-exp */
+  /* per-row log-sum-exp: the flash forward's, or cuDNN's stats (bf16) */
+  return (size_t)B * NH * T;
 }
 
 size_t bt_cuda_attention_scratch_size(bt_backend *be, int B, int T, int NH) {
   (void)be;
-  return (size_t)B * NH * T; /* D = rowsum(dO * O) */
+  return (size_t)B * NH * T; /* D = rowsum(dO * O) of the flash backward */
 }
 
-/* The forward of attention_fwd (keyLen NULL, causal 1) and of
- * attention_masked_fwd. */
+/* 1 if attention_fwd/bwd of head size hs run through cuDNN on this
+ * backend: bf16 activations and bt_cudnn_attention_available(hs). The
+ * answer is fixed per (device, hs), so forward and backward always agree
+ * (cuDNN's stats feed only cuDNN's backward); remembered, and a "no" is
+ * logged once with cuDNN's reason. */
+static int attn_use_cudnn(bt_backend *be, int hs) {
+  static signed char aKnown[64][FA_HS_MAX + 1]; /* 0 ?, 1 yes, -1 no */
+  if (be->eActDtype != BT_ACT_BF16) return 0;
+  const int dev = bt_cuda_of(be)->device;
+  BT_ASSERT(dev >= 0 && dev < 64 && hs >= 1 && hs <= FA_HS_MAX);
+  signed char *p = &aKnown[dev][hs];
+  if (*p == 0) {
+    *p = bt_cudnn_attention_available(hs) ? 1 : -1;
+    if (*p < 0)
+      bt_log_warn("CUDA device %d: bf16 attention with head size %d runs "
+                  "the flash kernels (CUDA cores), not cuDNN: %s",
+                  dev, hs, bt_err_msg());
+  }
+  return *p > 0;
+}
+
+/* The masked ops and the decode step have fp32 kernels only. */
+static void attn_require_fp32(bt_backend *be, const char *zOp) {
+  if (be->eActDtype == BT_ACT_F32) return;
+  bt_log_error("CUDA backend: %s stores fp32 activations only, and this "
+               "backend's activation dtype is %s (the speech model refuses "
+               "train.precision = bf16; inference runs fp32)",
+               zOp, bt_act_dtype_name(be->eActDtype));
+  bt_assert_fail("be->eActDtype == BT_ACT_F32", __FILE__, __LINE__);
+}
+
+/* The flash forward of attention_fwd (keyLen NULL, causal 1) and of
+ * attention_masked_fwd, in the backend's storage type. */
 static void flash_fwd(bt_backend *be, float *out, float *att,
                       const float *qkv, const int32_t *keyLen, int causal,
                       int B, int T, int C, int NH) {
   bt_cuda *cu = bt_cuda_of(be);
   const int hs = attn_head_size(C, NH);
-  if (B <= 0 || T <= 0) return;
   BT_ASSERT((long)B * NH <= 65535); /* gridDim.y */
   dim3 grid((unsigned)((T + FA_BR - 1) / FA_BR), (unsigned)(B * NH));
-  bt_k_flash_fwd<<<grid, 32 * FA_WARPS, fa_fwd_smem(hs) * sizeof(float),
-                   cu->stream>>>(out, att, qkv, keyLen, causal, T, C, NH, hs,
-                                 1.0f / sqrtf((float)hs));
+  const size_t nSmem = fa_fwd_smem(hs) * sizeof(float);
+  BT_CUDA_ACT(be, bt_k_flash_fwd<act_t><<<grid, 32 * FA_WARPS, nSmem,
+                                          cu->stream>>>(
+                      (act_t *)out, att, (const act_t *)qkv, keyLen, causal,
+                      T, C, NH, hs, 1.0f / sqrtf((float)hs)));
   BT_CUDA_LAUNCHED(cu);
 }
 
 void bt_cuda_attention_fwd(bt_backend *be, float *out, float *att,
                            const float *qkv, int B, int T, int C, int NH) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (B <= 0 || T <= 0) return;
+  if (attn_use_cudnn(be, attn_head_size(C, NH))) {
+    if (bt_cudnn_attention_fwd(out, att, qkv, B, T, C, NH, cu->stream))
+      bt_cuda_fatal("bt_cudnn_attention_fwd", bt_err_msg(), __FILE__,
+                    __LINE__);
+    if (cu->bSyncCheck) BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+    return;
+  }
   flash_fwd(be, out, att, qkv, NULL, 1, B, T, C, NH);
 }
 
 void bt_cuda_attention_masked_fwd(bt_backend *be, float *out, float *att,
                                   const float *qkv, const int32_t *keyLen,
                                   int causal, int B, int T, int C, int NH) {
-  BT_CUDA_F32_ONLY(be); /* the speech model refuses train.precision = bf16 */
+  attn_require_fp32(be, "attention_masked_fwd");
+  if (B <= 0 || T <= 0) return;
   flash_fwd(be, out, att, qkv, keyLen, causal, B, T, C, NH);
 }
 
+/* The flash backward: dQ (and D into scratch), then dK/dV, which reads D
+ * (stream order). */
 static void flash_bwd(bt_backend *be, float *dqkv, float *scratch,
-                      const float *dout, const float *qkv, const float *att,
-                      const int32_t *keyLen, int causal, int B, int T, int C,
-                      int NH) {
+                      const float *dout, const float *qkv, const float *out,
+                      const float *att, const int32_t *keyLen, int causal,
+                      int B, int T, int C, int NH) {
   bt_cuda *cu = bt_cuda_of(be);
   const int hs = attn_head_size(C, NH);
-  if (B <= 0 || T <= 0) return;
   BT_ASSERT((long)B * NH <= 65535);
   const float scale = 1.0f / sqrtf((float)hs);
   dim3 gq((unsigned)((T + FA_BR - 1) / FA_BR), (unsigned)(B * NH));
-  bt_k_flash_bwd_dq<<<gq, 32 * FA_WARPS, fa_dq_smem(hs) * sizeof(float),
-                      cu->stream>>>(dqkv, scratch, dout, qkv, att, keyLen,
-                                    causal, T, C, NH, hs, scale);
-  BT_CUDA_LAUNCHED(cu);
-  /* Stream order: the dK/dV kernel starts after D is complete. */
   dim3 gk((unsigned)((T + FA_BC - 1) / FA_BC), (unsigned)(B * NH));
-  bt_k_flash_bwd_dkv<<<gk, 32 * FA_WARPS, fa_dkv_smem(hs) * sizeof(float),
-                       cu->stream>>>(dqkv, scratch, dout, qkv, att, keyLen,
-                                     causal, T, C, NH, hs, scale);
+  const size_t nSmemQ = fa_dq_smem(hs) * sizeof(float);
+  const size_t nSmemK = fa_dkv_smem(hs) * sizeof(float);
+  BT_CUDA_ACT(be, bt_k_flash_bwd_dq<act_t><<<gq, 32 * FA_WARPS, nSmemQ,
+                                             cu->stream>>>(
+                      (act_t *)dqkv, scratch, (const act_t *)dout,
+                      (const act_t *)out, (const act_t *)qkv, att, keyLen,
+                      causal, T, C, NH, hs, scale));
+  BT_CUDA_LAUNCHED(cu);
+  BT_CUDA_ACT(be, bt_k_flash_bwd_dkv<act_t><<<gk, 32 * FA_WARPS, nSmemK,
+                                              cu->stream>>>(
+                      (act_t *)dqkv, scratch, (const act_t *)dout,
+                      (const act_t *)qkv, att, keyLen, causal, T, C, NH, hs,
+                      scale));
   BT_CUDA_LAUNCHED(cu);
 }
 
 void bt_cuda_attention_bwd(bt_backend *be, float *dqkv, float *scratch,
                            const float *dout, const float *qkv,
-                           const float *att, int B, int T, int C, int NH) {
-  flash_bwd(be, dqkv, scratch, dout, qkv, att, NULL, 1, B, T, C, NH);
+                           const float *out, const float *att, int B, int T,
+                           int C, int NH) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (B <= 0 || T <= 0) return;
+  if (attn_use_cudnn(be, attn_head_size(C, NH))) {
+    /* cuDNN writes dqkv, as the contract says (ops.def) */
+    if (bt_cudnn_attention_bwd(dqkv, dout, qkv, out, att, B, T, C, NH,
+                               cu->stream))
+      bt_cuda_fatal("bt_cudnn_attention_bwd", bt_err_msg(), __FILE__,
+                    __LINE__);
+    if (cu->bSyncCheck) BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+    return;
+  }
+  flash_bwd(be, dqkv, scratch, dout, qkv, out, att, NULL, 1, B, T, C, NH);
 }
 
 void bt_cuda_attention_masked_bwd(bt_backend *be, float *dqkv, float *scratch,
                                   const float *dout, const float *qkv,
-                                  const float *att, const int32_t *keyLen,
-                                  int causal, int B, int T, int C, int NH) {
-  BT_CUDA_F32_ONLY(be); /* the speech model refuses train.precision = bf16 */
-  flash_bwd(be, dqkv, scratch, dout, qkv, att, keyLen, causal, B, T, C, NH);
+                                  const float *out, const float *att,
+                                  const int32_t *keyLen, int causal, int B,
+                                  int T, int C, int NH) {
+  attn_require_fp32(be, "attention_masked_bwd");
+  if (B <= 0 || T <= 0) return;
+  flash_bwd(be, dqkv, scratch, dout, qkv, out, att, keyLen, causal, B, T, C,
+            NH);
 }
 
 /* ---- decode: one new query against a key/value cache -------------------
@@ -518,6 +631,7 @@ void bt_cuda_attention_decode(bt_backend *be, float *out, float *scratch,
                               const float *q, const float *kc,
                               const float *vc, int nPos, int C, int NH) {
   bt_cuda *cu = bt_cuda_of(be);
+  attn_require_fp32(be, "attention_decode");
   if (C <= 0) return;
   BT_ASSERT(NH > 0 && C % NH == 0 && nPos >= 1);
   const int hs = C / NH;
@@ -612,7 +726,7 @@ __global__ void bt_k_ref_bwd_rows(float *dqkv, float *P, float *dS,
     float acc = 0.0f;
     for (int j = 0; j <= i; j++)
       acc += dpr[j] * qkv[((size_t)b * T + j) * C3 + C + (size_t)h * hs + d];
-    dqkv[((size_t)b * T + i) * C3 + (size_t)h * hs + d] += acc * scale;
+    dqkv[((size_t)b * T + i) * C3 + (size_t)h * hs + d] = acc * scale;
   }
 }
 
@@ -630,8 +744,8 @@ __global__ void bt_k_ref_bwd_cols(float *dqkv, const float *P, const float *dS,
       dk += dS[off] * qkv[((size_t)b * T + i) * C3 + (size_t)h * hs + d];
     }
     float *pd = dqkv + ((size_t)b * T + j) * C3 + (size_t)h * hs;
-    pd[C + d] += dk * scale;
-    pd[2 * C + d] += dv;
+    pd[C + d] = dk * scale;
+    pd[2 * C + d] = dv;
   }
 }
 

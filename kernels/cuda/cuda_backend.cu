@@ -92,6 +92,7 @@ static void cuda_state_free(bt_cuda *cu) {
 
 static void cuda_destroy(bt_backend *be) {
   (void)cudaSetDevice(bt_cuda_of(be)->device);
+  bt_cuda_attention_release();
   cuda_state_free(bt_cuda_of(be));
   free(be);
 }

@@ -317,6 +317,9 @@ static inline int bt_cuda_al16(const void *p) {
  * attention kernels (their tiles need up to ~66 KB at head size 128).
  * Returns cudaSuccess or the failing call's error. */
 cudaError_t bt_cuda_attention_init(void);
+/* Called by destroy: frees cuDNN attention's handles, graphs and
+ * workspaces (cudnn_attention.h) when the last backend goes. */
+void bt_cuda_attention_release(void);
 
 /* cuda_speech.cu: releases the cuDNN handle (state free calls it). */
 void bt_cuda_speech_free(bt_cuda *cu);

@@ -40,25 +40,20 @@
  * Supported: sm_80 and newer (cuDNN's fused flash SDPA), cuDNN >= 9,
  * HS a multiple of 8 and <= 128, B * NH * T within int range.
  *
- * HOOK (not wired yet; it lands with the bf16 activation dtype of issue
- * 12 item 1). In cuda_attention.cu, when the backend's activation dtype is
- * bf16 and bt_cudnn_attention_available() returned 1 at create time:
+ * Wiring (kernels/cuda/cuda_attention.cu): when the backend's activation
+ * dtype is bf16 and bt_cudnn_attention_available(hs) said yes (asked once
+ * per device and head size),
  *   bt_cuda_attention_fwd(be, out, att, qkv, B, T, C, NH)
  *     -> bt_cudnn_attention_fwd(out, att, qkv, B, T, C, NH, cu->stream);
  *        `att` stays B*NH*T fp32 floats (attention_att_size unchanged);
- *   bt_cuda_attention_bwd(be, dqkv, scratch, dout, qkv, att, B, T, C, NH)
- *     -> needs the forward output: the bf16 interface must pass `out` to
- *        attention_bwd (issue 12 item 2, "pass the forward output"), then
- *        bt_cudnn_attention_bwd(dqkv, dout, qkv, out, att, ..., stream).
- *        cuDNN OVERWRITES dqkv, while ops.def's contract today is
- *        dqkv += d(qkv): either the bf16 contract becomes "write" (the
- *        model's dqkv is written once per micro-step; item 3 "write-once
- *        gradients"), or the hook writes into scratch and adds (one extra
- *        read+write of 3C per token, ~2% of the step at GPT-2 124M).
- *   A BT_ERR from either call is fatal inside an op (cuda_common.h
- *   invariant 4): the hook passes bt_err_msg() to bt_cuda_fatal().
- *   Available = 0 (no cuDNN >= 9, sm < 80, odd HS) -> the flash kernels
- *   on fp32 copies, as today.
+ *   bt_cuda_attention_bwd(be, dqkv, scratch, dout, qkv, out, att, ...)
+ *     -> bt_cudnn_attention_bwd(dqkv, dout, qkv, out, att, ..., stream);
+ *        ops.def's contract WRITES dqkv, as cuDNN does, and passes the
+ *        forward output `out`.
+ * A BT_ERR from either call is fatal inside an op (cuda_common.h
+ * invariant 4): the op passes bt_err_msg() to bt_cuda_fatal(). Available =
+ * 0 (no cuDNN >= 9, sm < 80, odd HS): the flash kernels in bf16 storage.
+ * The last CUDA backend's destroy calls bt_cudnn_attention_free().
  */
 #ifndef BATON_CUDNN_ATTENTION_H
 #define BATON_CUDNN_ATTENTION_H

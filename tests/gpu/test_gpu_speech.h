@@ -103,8 +103,8 @@ static void am_bwd(bt_backend *be, int k, void *v) {
   am_ctx *c = v;
   am_fwd(be, k, v);
   bt_op_attention_masked_bwd(be, c->dqkv.p[k], c->scr.p[k], c->dout.p[k],
-                             c->qkv.p[k], c->att2.p[k], c->len.p[k],
-                             c->causal, c->B, c->T, c->C, c->NH);
+                             c->qkv.p[k], c->out.p[k], c->att2.p[k],
+                             c->len.p[k], c->causal, c->B, c->T, c->C, c->NH);
 }
 
 static void test_attention_masked(const int *a) {
@@ -121,7 +121,7 @@ static void test_attention_masked(const int *a) {
   t_rand(&c.qkv, "qkv", 3 * nO, -1.5f, 1.5f);
   t_make(&c.out, "out", nO, NULL, 0);
   t_rand(&c.dout, "dout", nO, -1, 1);
-  t_rand(&c.dqkv, "dqkv", 3 * nO, -1, 1);
+  t_make(&c.dqkv, "dqkv", 3 * nO, NULL, 0); /* WRITTEN: NaN-poisoned */
   scr_make(&c.att2, bt_op_attention_att_size(g_cpu, c.B, c.T, c.NH),
            bt_op_attention_att_size(g_gpu, c.B, c.T, c.NH));
   scr_make(&c.scr, bt_op_attention_scratch_size(g_cpu, c.B, c.T, c.NH),

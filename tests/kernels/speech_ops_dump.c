@@ -89,8 +89,8 @@ static void attn(int causal) {
   float *scr =
       bt_mem_alloc(g_be, bt_op_attention_scratch_size(g_be, B, T, NH), "s");
   bt_op_attention_masked_fwd(g_be, out, att, dq, dl, causal, B, T, C, NH);
-  bt_op_attention_masked_bwd(g_be, g, scr, dr, dq, att, dl, causal, B, T, C,
-                             NH);
+  bt_op_attention_masked_bwd(g_be, g, scr, dr, dq, out, att, dl, causal, B, T,
+                             C, NH);
   char z[64];
   dump("att_qkv.f32", q, nQ * 4), dump("att_r.f32", r, nO * 4);
   dump("att_len.i32", aLen, sizeof aLen);

@@ -21,8 +21,12 @@
  *      odd shapes (T = 7, NH = 2 and 3, padded Vp > V,
  *      masked targets, both weight layouts, bias NULL);
  *   3. the accumulate convention: a second backward call adds the same
- *      gradient again (result = 2x), except xent_bwd and xent_fwd_bwd,
- *      which write;
+ *      gradient again (result = 2x), except for the ops whose contract
+ *      says WRITTEN (xent_bwd, xent_fwd_bwd,
+ *      attention_bwd, attention_masked_bwd): their
+ *      second call starts from junk (values in [3, 7)) and must give the
+ *      first call's gradient, so an op that adds, or leaves an element
+ *      unwritten, fails;
  *   4. determinism: the same call twice gives the same bits; on the CPU
  *      backend also 1 vs 2 vs 3 threads, bit for bit, at shapes large
  *      enough to take every parallel path;
@@ -171,7 +175,8 @@ struct OpCase {
   size_t anIn[4];
   size_t nOut;
   float *R;
-  int bWrites;  /* backward overwrites (xent_bwd) instead of accumulating */
+  int bWrites;  /* backward overwrites (WRITTEN in ops.def) instead of
+                   accumulating */
   double fdEps; /* finite-difference step for 2a; 0 = FD_EPS */
   void (*fwd)(OpCase *, float *out);
   void (*bwd)(OpCase *, float **aGrad);
@@ -225,7 +230,14 @@ static void case_run(OpCase *c) {
   for (int k = 0; k < c->nIn; k++) {
     CHECK(memcmp(g1[k], g1b[k], c->anIn[k] * sizeof(float)) == 0,
           "%s: d%s not deterministic", c->zName, c->azIn[k]);
-    memcpy(g2[k], g1[k], c->anIn[k] * sizeof(float));
+    /* junk the op must replace, from a stream of its own (the other
+     * cases' inputs stay as they were) */
+    uint64_t jk = bt_rng_key(1234, 78, (uint64_t)k, 0);
+    if (c->bWrites)
+      for (size_t i = 0; i < c->anIn[k]; i++)
+        g2[k][i] = (float)(3.0 + 4.0 * bt_rng_uniform(jk, i));
+    else
+      memcpy(g2[k], g1[k], c->anIn[k] * sizeof(float));
   }
   c->bwd(c, g2);
   for (int k = 0; k < c->nIn; k++) {
@@ -797,7 +809,7 @@ static void attention_bwd(OpCase *c, float **g) {
   bt_op_attention_fwd(g_be, dOut, dAtt, dQkv, a->B, a->T, a->C, a->NH);
   float *dR = dev_from(c->R, c->nOut);
   float *gQ = grad_up(g[0], c->anIn[0]);
-  bt_op_attention_bwd(g_be, gQ, dScr, dR, dQkv, dAtt, a->B, a->T, a->C,
+  bt_op_attention_bwd(g_be, gQ, dScr, dR, dQkv, dOut, dAtt, a->B, a->T, a->C,
                       a->NH);
   fetch_free(g[0], gQ, c->anIn[0]);
   bt_mem_free(g_be, dR);
@@ -824,6 +836,7 @@ static void test_attention(int B, int T, int C, int NH) {
   c.aIn[0] = rand_vec(c.anIn[0], -2, 2);
   c.nOut = (size_t)B * T * C;
   c.R = rand_vec(c.nOut, -1, 1);
+  c.bWrites = 1; /* dqkv is WRITTEN (ops.def) */
   c.fwd = attention_fwd;
   c.bwd = attention_bwd;
   c.ref = attention_ref;
@@ -1641,7 +1654,7 @@ static void test_empty_shapes(void) {
   bt_op_residual_fwd(g_be, g, d, d, 0);
   bt_op_residual_bwd(g_be, g, g, d, 0);
   bt_op_attention_fwd(g_be, g, g, d, 0, 2, 2, 1);
-  bt_op_attention_bwd(g_be, g, g, d, d, d, 1, 0, 2, 1);
+  bt_op_attention_bwd(g_be, g, g, d, d, d, d, 1, 0, 2, 1);
   bt_op_attention_decode(g_be, g, g, d, d, d, 1, 0, 1);
   bt_op_xent_fwd(g_be, g, d, dz, 0, 2, 2);
   bt_op_xent_bwd(g_be, g, d, dz, 1.0f, 0, 2, 2);
@@ -1650,7 +1663,7 @@ static void test_empty_shapes(void) {
   bt_op_conv1d_fwd(g_be, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
   bt_op_conv1d_bwd(g_be, g, g, g, g, d, d, d, 0, 2, 1, 1, 1, 1, 0);
   bt_op_attention_masked_fwd(g_be, g, g, d, NULL, 0, 0, 2, 2, 1);
-  bt_op_attention_masked_bwd(g_be, g, g, d, d, d, NULL, 0, 0, 2, 2, 1);
+  bt_op_attention_masked_bwd(g_be, g, g, d, d, d, d, NULL, 0, 0, 2, 2, 1);
   bt_op_ctc_loss_fwd(g_be, g, g, d, dz, dz, dz, 0, 2, 2, 1);
   bt_op_ctc_loss_bwd(g_be, g, g, d, dz, dz, dz, 0, 2, 2, 1);
   bt_op_adamw(g_be, g, d, g, g, 0, &hp);
@@ -1729,7 +1742,7 @@ static void run_all_ops(RunAll *r) {
   bt_op_xent_fwd(g_be, losses, logits, dTgt, N, V, Vp);
   bt_op_xent_bwd(g_be, logits, logits, dTgt, 0.01f, N, V, Vp);
   bt_op_gelu_bwd(g_be, dge, qkv, R, (size_t)N * 3 * C);
-  bt_op_attention_bwd(g_be, dqkv, scr, R, qkv, att, B, T, C, NH);
+  bt_op_attention_bwd(g_be, dqkv, scr, R, qkv, ao, att, B, T, C, NH);
   bt_op_matmul_bwd(g_be, dln, dw, db, dqkv, ln, w, N, C, 3 * C, BT_W_IN_OUT);
   bt_op_matmul_bwd(g_be, dln, dw, db, dqkv, ln, w, N, C, 3 * C, BT_W_OUT_IN);
   bt_op_bias_bwd(g_be, dln, dlb, R, N, C);

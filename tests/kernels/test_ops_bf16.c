@@ -215,7 +215,7 @@ static void op_attention(Run *r, const int *a) {
   float *qkv = S(r, "qkv", IN_ACT, 3 * n, -2, 2);
   float *dout = S(r, "dout", IN_ACT, n, -1, 1);
   bt_op_attention_fwd(r->be, out, att, qkv, B, T, C, NH);
-  bt_op_attention_bwd(r->be, dqkv, scr, dout, qkv, att, B, T, C, NH);
+  bt_op_attention_bwd(r->be, dqkv, scr, dout, qkv, out, att, B, T, C, NH);
 }
 static void op_attention_decode(Run *r, const int *a) {
   int nPos = a[0], C = a[1], NH = a[2];
@@ -307,8 +307,8 @@ static void op_attention_masked(Run *r, const int *a) {
   float *dout = S(r, "dout", IN_ACT, n, -1, 1);
   const int32_t *len = ivec(r, aLen, (size_t)B);
   bt_op_attention_masked_fwd(r->be, out, att, qkv, len, causal, B, T, C, NH);
-  bt_op_attention_masked_bwd(r->be, dqkv, scr, dout, qkv, att, len, causal,
-                             B, T, C, NH);
+  bt_op_attention_masked_bwd(r->be, dqkv, scr, dout, qkv, out, att, len,
+                             causal, B, T, C, NH);
 }
 static void op_ctc(Run *r, const int *a) {
   int B = 2, T = a[0], V = a[1], L = a[2];

@@ -142,8 +142,8 @@ static void att_masked_bwd(OpCase *c, float **g) {
                              a->T, a->C, a->NH);
   float *dR = dev_from(c->R, c->nOut);
   float *gQ = grad_up(g[0], c->anIn[0]);
-  bt_op_attention_masked_bwd(g_be, gQ, dScr, dR, dQkv, dAtt, dLen, a->causal,
-                             a->B, a->T, a->C, a->NH);
+  bt_op_attention_masked_bwd(g_be, gQ, dScr, dR, dQkv, dOut, dAtt, dLen,
+                             a->causal, a->B, a->T, a->C, a->NH);
   fetch_free(g[0], gQ, c->anIn[0]);
   bt_mem_free(g_be, dR);
   bt_mem_free(g_be, dOut);
@@ -205,17 +205,20 @@ static void test_attention_masked(const int *p) {
   c.aIn[0] = rand_vec(c.anIn[0], -2, 2);
   c.nOut = (size_t)a.B * a.T * a.C;
   c.R = rand_vec(c.nOut, -1, 1);
+  c.bWrites = 1; /* dqkv is WRITTEN (ops.def) */
   c.fwd = att_masked_fwd;
   c.bwd = att_masked_bwd;
   c.ref = att_masked_ref;
   c.pArg = &a;
   case_run(&c);
 
-  /* Padded query rows are exactly 0, and padded keys get exactly no
-   * gradient (not merely a small one). */
+  /* Padded query rows are exactly 0, and padded keys get exactly zero
+   * gradient (not merely a small one, nor what was there before). */
   if (a.keyLen) {
     float *out = xmalloc(c.nOut * sizeof(float));
     float *g = xmalloc(c.anIn[0] * sizeof(float));
+    /* junk first: the zeros must be written (dqkv is WRITTEN) */
+    for (size_t i = 0; i < c.anIn[0]; i++) g[i] = 5.0f;
     att_masked_fwd(&c, out);
     att_masked_bwd(&c, &g);
     int nBad = 0;
@@ -428,8 +431,8 @@ static void speech_run_all(float **aOut, size_t *anOut) {
   bt_op_conv1d_bwd(g_be, d[1], d[2], d[3], scr, dr, dx, dw, B, T, CI, CO, K,
                    2, 1);
   bt_op_attention_masked_fwd(g_be, d[4], att, dq, dLen, 0, B, TA, C, NH);
-  bt_op_attention_masked_bwd(g_be, d[5], scr, dra, dq, att, dLen, 0, B, TA,
-                             C, NH);
+  bt_op_attention_masked_bwd(g_be, d[5], scr, dra, dq, d[4], att, dLen, 0, B,
+                             TA, C, NH);
   bt_op_ctc_loss_fwd(g_be, d[6], scr, dlg, dIn, dTg, dTl, B, TC, V, L);
   bt_op_ctc_loss_bwd(g_be, d[7], scr, drl, dIn, dTg, dTl, B, TC, V, L);
   for (int i = 0; i < SP_NOUT - 1; i++) {

@@ -101,33 +101,35 @@ static void t_attention(int B, int T, int C, int NH, int causal = 1,
   size_t nOut = (size_t)B * T * C;
   auto qkv = rnd(3 * nOut, -1.5f, 1.5f);
   auto dout = rnd(nOut, -1, 1);
-  auto dq0 = rnd(3 * nOut, -1, 1);
+  auto dq0 = rnd(3 * nOut, -1, 1); /* junk: dqkv is WRITTEN (ops.def) */
   // CPU
   std::vector<float> outC(nOut), attC(bt_op_attention_att_size(cpu, B, T, NH)),
       scrC(bt_op_attention_scratch_size(cpu, B, T, NH)), dqC = dq0;
   const int32_t *kl = keyLen.empty() ? nullptr : keyLen.data();
   if (kl || !causal) {
     bt_op_attention_masked_fwd(cpu, outC.data(), attC.data(), qkv.data(), kl, causal, B, T, C, NH);
-    bt_op_attention_masked_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), kl,
-                               causal, B, T, C, NH);
+    bt_op_attention_masked_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), outC.data(),
+                               attC.data(), kl, causal, B, T, C, NH);
   } else {
     bt_op_attention_fwd(cpu, outC.data(), attC.data(), qkv.data(), B, T, C, NH);
-    bt_op_attention_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), attC.data(), B, T, C, NH);
+    bt_op_attention_bwd(cpu, dqC.data(), scrC.data(), dout.data(), qkv.data(), outC.data(), attC.data(), B, T,
+                        C, NH);
   }
   // flash (mirrors bt_cuda_attention_fwd/bwd)
   auto outG = nanv(nOut), lse = nanv((size_t)B * NH * T), D = nanv((size_t)B * NH * T);
   auto dqG = dq0;
   float scale = 1.0f / sqrtf((float)hs);
   dim3 grid((T + FA_BR - 1) / FA_BR, B * NH);
-  launch(bt_k_flash_fwd, grid, dim3(32 * FA_WARPS), fa_fwd_smem(hs) * 4, outG.data(), lse.data(),
+  launch(bt_k_flash_fwd<float>, grid, dim3(32 * FA_WARPS), fa_fwd_smem(hs) * 4, outG.data(), lse.data(),
          (const float *)qkv.data(), kl, causal, T, C, NH, hs, scale);
-  launch(bt_k_flash_bwd_dq, grid, dim3(32 * FA_WARPS), fa_dq_smem(hs) * 4, dqG.data(), D.data(),
-         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), kl, causal, T, C,
-         NH, hs, scale);
+  /* the backward takes the flash forward's own output (D from it) */
+  launch(bt_k_flash_bwd_dq<float>, grid, dim3(32 * FA_WARPS), fa_dq_smem(hs) * 4, dqG.data(), D.data(),
+         (const float *)dout.data(), (const float *)outG.data(), (const float *)qkv.data(),
+         (const float *)lse.data(), kl, causal, T, C, NH, hs, scale);
   dim3 gk((T + FA_BC - 1) / FA_BC, B * NH);
-  launch(bt_k_flash_bwd_dkv, gk, dim3(32 * FA_WARPS), fa_dkv_smem(hs) * 4, dqG.data(), (const float *)D.data(),
-         (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(), kl, causal, T, C,
-         NH, hs, scale);
+  launch(bt_k_flash_bwd_dkv<float>, gk, dim3(32 * FA_WARPS), fa_dkv_smem(hs) * 4, dqG.data(),
+         (const float *)D.data(), (const float *)dout.data(), (const float *)qkv.data(), (const float *)lse.data(),
+         kl, causal, T, C, NH, hs, scale);
   const char *zMask = kl ? (causal ? " causal+keyLen" : " keyLen") : (causal ? "" : " full");
   snprintf(z, sizeof z, "flash fwd B=%d T=%d C=%d NH=%d%s", B, T, C, NH, zMask);
   check(z, outG, outC, 1e-5);
@@ -864,6 +866,65 @@ static void t_xent_fwd_bwd(int N, int V, int Vp) {
   check(z, from16(h), dC16, FZ_BF16_TOL);
 }
 
+/* The flash attention kernels in bf16 storage: the fallback of bf16 mode
+ * where cuDNN's fused attention is unavailable (cuda_attention.cu).
+ *   - Forward, against the same kernels in fp32 on the same (bf16-exact)
+ *     inputs: bt_ld gives the same floats, so everything up to the store
+ *     is the same fp32 arithmetic; lse must be bit-identical and out the
+ *     bf16 rounding of the fp32 out, bit for bit.
+ *   - Forward and backward against the CPU backend in bf16 mode. out: one
+ *     bf16 step (BF16_TOL), as for every [act] output. dqkv: the kernel
+ *     takes D = rowsum(dO * O) from the bf16-stored O, where the CPU sums
+ *     P * dP in fp32; O's rounding (relative <= 2^-9, RMS 2^-9/sqrt(3) =
+ *     1.1e-3 per element) moves D by at most that fraction of
+ *     sum_d |dO_d O_d|, and dS = P (dP - D) carries it into dQ and dK: an
+ *     RMS error of order 1.1e-3 of the gradient where |dP - D| is of the
+ *     size of |dO||O|, plus the output rounding (another 1.1e-3): limit
+ *     BF16_ATT_TOL = 1e-2 (~6x margin), while a wrong index or a missing
+ *     term is O(1). dqkv starts as NaN: every element must be written. */
+#define BF16_ATT_TOL 1e-2
+static void t_attention_bf16(int B, int T, int C, int NH) {
+  char z[128];
+  const int hs = C / NH;
+  const size_t nOut = (size_t)B * T * C, nLse = (size_t)B * NH * T;
+  auto qkv = round16(rnd(3 * nOut, -1.5f, 1.5f));
+  auto dout = round16(rnd(nOut, -1, 1));
+  auto dq0 = rnd(3 * nOut, -1, 1); /* junk on the CPU side */
+  std::vector<float> outC(nOut), attC(bt_op_attention_att_size(cpu16, B, T, NH)),
+      scrC(bt_op_attention_scratch_size(cpu16, B, T, NH)), dqC = dq0;
+  bt_op_attention_fwd(cpu16, outC.data(), attC.data(), qkv.data(), B, T, C, NH);
+  bt_op_attention_bwd(cpu16, dqC.data(), scrC.data(), dout.data(), qkv.data(), outC.data(), attC.data(), B,
+                      T, C, NH);
+  const float scale = 1.0f / sqrtf((float)hs);
+  dim3 grid((T + FA_BR - 1) / FA_BR, B * NH), gk((T + FA_BC - 1) / FA_BC, B * NH);
+  /* fp32 kernels on the same values */
+  auto outF = nanv(nOut), lseF = nanv(nLse);
+  launch(bt_k_flash_fwd<float>, grid, dim3(32 * FA_WARPS), fa_fwd_smem(hs) * 4, outF.data(), lseF.data(),
+         (const float *)qkv.data(), (const int32_t *)nullptr, 1, T, C, NH, hs, scale);
+  /* bf16 kernels */
+  auto qkv16 = to16(qkv), dout16 = to16(dout), out16 = nan16(nOut), dq16 = nan16(3 * nOut);
+  auto lse = nanv(nLse), D = nanv(nLse);
+  launch(bt_k_flash_fwd<__nv_bfloat16>, grid, dim3(32 * FA_WARPS), fa_fwd_smem(hs) * 4, out16.data(),
+         lse.data(), (const __nv_bfloat16 *)qkv16.data(), (const int32_t *)nullptr, 1, T, C, NH, hs, scale);
+  launch(bt_k_flash_bwd_dq<__nv_bfloat16>, grid, dim3(32 * FA_WARPS), fa_dq_smem(hs) * 4, dq16.data(),
+         D.data(), (const __nv_bfloat16 *)dout16.data(), (const __nv_bfloat16 *)out16.data(),
+         (const __nv_bfloat16 *)qkv16.data(), (const float *)lse.data(), (const int32_t *)nullptr, 1, T, C,
+         NH, hs, scale);
+  launch(bt_k_flash_bwd_dkv<__nv_bfloat16>, gk, dim3(32 * FA_WARPS), fa_dkv_smem(hs) * 4, dq16.data(),
+         (const float *)D.data(), (const __nv_bfloat16 *)dout16.data(), (const __nv_bfloat16 *)qkv16.data(),
+         (const float *)lse.data(), (const int32_t *)nullptr, 1, T, C, NH, hs, scale);
+  const bool bLse = memcmp(lse.data(), lseF.data(), nLse * sizeof(float)) == 0;
+  const bool bOut = from16(out16) == round16(outF);
+  snprintf(z, sizeof z, "flash bf16 vs fp32 B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  printf("%-5s %-50s lse %s, out %s\n", bLse && bOut ? "ok" : "FAIL", z,
+         bLse ? "identical" : "DIFFERS", bOut ? "= round(fp32 out)" : "DIFFERS");
+  (bLse && bOut) ? nPass++ : nFail++;
+  snprintf(z, sizeof z, "flash fwd bf16 B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  check(z, from16(out16), outC, BF16_TOL);
+  snprintf(z, sizeof z, "flash bwd bf16 B=%d T=%d C=%d NH=%d", B, T, C, NH);
+  check(z, from16(dq16), dqC, BF16_ATT_TOL);
+}
+
 static void t_misc(size_t n) {
   auto a = rnd(n, -4, 4), b = rnd(n, -1, 1), d0 = rnd(n, -1, 1);
   std::vector<float> oC(n); auto oG = nanv(n);
@@ -1037,9 +1098,12 @@ int main(int argc, char **argv) {
   emu_seed(seed);
   /* As bt_cuda_attention_init: the flash kernels opt in to the shared
    * memory their largest head size needs. */
-  emu_func_set_max_dyn_smem(bt_k_flash_fwd, fa_fwd_smem(FA_HS_MAX) * sizeof(float));
-  emu_func_set_max_dyn_smem(bt_k_flash_bwd_dq, fa_dq_smem(FA_HS_MAX) * sizeof(float));
-  emu_func_set_max_dyn_smem(bt_k_flash_bwd_dkv, fa_dkv_smem(FA_HS_MAX) * sizeof(float));
+  emu_func_set_max_dyn_smem(bt_k_flash_fwd<float>, fa_fwd_smem(FA_HS_MAX) * sizeof(float));
+  emu_func_set_max_dyn_smem(bt_k_flash_bwd_dq<float>, fa_dq_smem(FA_HS_MAX) * sizeof(float));
+  emu_func_set_max_dyn_smem(bt_k_flash_bwd_dkv<float>, fa_dkv_smem(FA_HS_MAX) * sizeof(float));
+  emu_func_set_max_dyn_smem(bt_k_flash_fwd<__nv_bfloat16>, fa_fwd_smem(FA_HS_MAX) * sizeof(float));
+  emu_func_set_max_dyn_smem(bt_k_flash_bwd_dq<__nv_bfloat16>, fa_dq_smem(FA_HS_MAX) * sizeof(float));
+  emu_func_set_max_dyn_smem(bt_k_flash_bwd_dkv<__nv_bfloat16>, fa_dkv_smem(FA_HS_MAX) * sizeof(float));
   cpu = bt_backend_create(BT_BACKEND_CPU, 0, 0);
   cpu16 = bt_backend_create(BT_BACKEND_CPU, 0, 0);
   if (cpu16 && bt_backend_set_act_dtype(cpu16, BT_ACT_BF16) != BT_OK) {
@@ -1113,6 +1177,8 @@ int main(int argc, char **argv) {
   t_xent_fwd_bwd(9, 300, 320); /* columns > threads: strided */
   t_step(1003);
   t_step(300001); /* loss rows > threads, sumsq grid-stride over 2 passes */
+  t_attention_bf16(1, 7, 16, 2);   /* one tile, hs = 8 */
+  t_attention_bf16(2, 45, 128, 2); /* b > 0, two tiles, hs = 64 */
   bt_backend_free(cpu16);
   bt_backend_free(cpu);
   printf("%d passed, %d failed, %d failed launches\n", nPass, nFail, emu_nFail);
