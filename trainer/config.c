@@ -159,7 +159,8 @@ const bt_cfg_key bt_config_keys[] = {
      "GPU would store it); master weights, gradients, their all-reduce, "
      "AdamW moments, loss and norms stay fp32, so checkpoints are the same "
      "either way and a resume may change it (logged). The cuda backend "
-     "refuses bf16 for now (docs/design.md, Precision)."},
+     "stores bf16 (attention through cuDNN), not yet run on a GPU; the "
+     "speech model refuses bf16 (docs/design.md, Precision)."},
     {"train", "threads", BT_CFG_INT, OFF(threads), "0", NULL, 0, 1024,
      BT_CFG_SAFE, "CPU threads per rank (0: OMP_NUM_THREADS or all cores)."},
     {"train", "log_every", BT_CFG_INT, OFF(log_every), "10", NULL, 1, 1 << 30,
