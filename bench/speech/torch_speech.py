@@ -16,10 +16,11 @@ step: frames, padded frames, utterance indices), read from the same HDF5.
 Features are loaded before timing (baton reads them inside its step; that
 read is ~1-2% of its step time). Each step is timed from zero_grad to the
 end of opt.step(); frames/s = the valid input frames of the timed steps
-over their summed time (the same figure run.sh computes for baton).
+over their summed time (the same figure run.sh computes for baton), and
+frames per CPU-second (time.process_time, all threads of the process).
 
 usage: torch_speech.py --threads N --data TRAIN.h5 --plan PLAN --warmup W
-       --layers L --width C --heads NH --conv CC
+       --steps S --layers L --width C --heads NH --conv CC
 Prints one JSON line.
 """
 import argparse
@@ -128,7 +129,8 @@ def load_batches(path, plan):
 
 def main():
     ap = argparse.ArgumentParser()
-    for k in ("threads", "warmup", "layers", "width", "heads", "conv"):
+    for k in ("threads", "warmup", "steps", "layers", "width", "heads",
+              "conv"):
         ap.add_argument("--" + k, type=int, required=True)
     ap.add_argument("--data", required=True)
     ap.add_argument("--plan", required=True)
@@ -143,23 +145,24 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": rest, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
-    frames = secs = 0.0
+    frames = secs = cpu = 0.0
     losses = []
-    for s, (nf, x, fr, y, ll) in enumerate(batches):
-        t0 = time.perf_counter()
+    for s, (nf, x, fr, y, ll) in enumerate(batches[:a.warmup + a.steps]):
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = m(x, fr, y, ll)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         losses.append(loss.item())
         if s >= a.warmup:
             frames += nf
             secs += dt
+            cpu += dc
     print(json.dumps({"peer": "pytorch", "version": torch.__version__,
                       "threads": a.threads, "frames_per_s": frames / secs,
-                      "steps": len(batches) - a.warmup,
+                      "frames_per_cpu_s": frames / cpu, "steps": a.steps,
                       "first_loss": losses[0], "last_loss": losses[-1],
                       "params": sum(p.numel() for p in m.parameters())}))
 
