@@ -19,7 +19,8 @@
 # usage: bench/speech/cer_budget.sh [BUILD_DIR]
 #   env CONFIG   the model and schedule (default configs/speech-small.ini)
 #   env BUDGET   CPU seconds (default 900: 15 minutes)
-#   env THREADS  train.threads (default 2)
+#   env THREADS  train.threads (default 1: on an idle machine, BUDGET
+#                CPU seconds are then BUDGET seconds of wall time)
 #   env CORPUS   a directory with train.h5 and val.h5 (default: made by
 #                launch/speech-corpus.sh, 3000 utterances, in the run dir)
 #   env RUN_DIR  where the run goes (default: a new temporary directory)
@@ -30,7 +31,7 @@ build="${1:-$root/build}"
 shift || true
 config="${CONFIG:-$root/configs/speech-small.ini}"
 budget="${BUDGET:-900}"
-threads="${THREADS:-2}"
+threads="${THREADS:-1}"
 run="${RUN_DIR:-$(mktemp -d)/run}"
 baton="$build/baton"
 [ -x "$baton" ] || { echo "$0: $baton not built" >&2; exit 1; }
