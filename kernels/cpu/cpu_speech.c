@@ -113,7 +113,7 @@ static void conv_ftz_end(unsigned csr) {
  * Every output element is one call's, its inner sum sgemm's own order
  * over all of K. (The first version's weight gradient went 8 output
  * channels per call: each call re-packed the whole column matrix and
- * OpenBLAS's kernel ran at 8 rows; with the denormals below, that was 57%
+ * OpenBLAS's kernel ran at 8 rows; with the denormals above, that was 57%
  * of a speech step.) */
 static void conv_gemm(int nt, int nRow, int bTransA, int bTransB, int M,
                       int Nc, int K, const float *A, int lda, const float *B,
