@@ -7,9 +7,10 @@
  *   - conv1d is im2col + OpenBLAS sgemm (the backend's GEMM): the column
  *     matrix col[(b,o), ci*K + k] = inp[b, o*S - P + k, ci] makes the
  *     convolution one product with w viewed as [Cout, Cin*K], which is
- *     exactly torch's weight layout flattened. Rows go in chunks of
- *     CONV_ROWS, one single-threaded sgemm each, chunks in parallel: every
- *     output element is computed by one thread in one fixed order.
+ *     exactly torch's weight layout flattened. Each product's output rows
+ *     are cut into calls of a fixed number of rows (conv_gemm), one
+ *     single-threaded sgemm each, shared among the threads: every output
+ *     element is computed by one call in one fixed order.
  *   - Sums over rows (dbias, dw) are split by output column / output
  *     channel, never by row (cpu_internal.h rule 1); col2im of dinp is
  *     split by utterance, whose input rows no other utterance touches.
@@ -30,11 +31,26 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
 
 /* ---- conv1d -------------------------------------------------------------- */
 
-#define CONV_ROWS 64 /* output rows per sgemm call (a parallel work unit) */
+/* Output rows per sgemm call: a product is cut into calls of this many
+ * rows whatever the thread count, and the calls are shared among the
+ * threads, so every output element comes from the same call, with the
+ * same operands, on any number of threads (OpenBLAS picks its kernel, and
+ * with it the order of the inner sum, by the call's shape: slabs of one
+ * call per thread gave 1 and 3 threads different bits). 128 rows keep
+ * the re-packing of the shared operand per call small; the weight
+ * gradient's output channels go 32 per call. */
+#define CONV_ROWS 128
+#define CONV_DW_ROWS 32
+/* Below this many multiply-adds one sgemm call beats a fork/join. */
+#define CONV_PAR_MIN (1L << 20)
 
 static int conv_out_len(int T, int K, int S, int P) {
   return (T + 2 * P - K) / S + 1;
@@ -64,6 +80,61 @@ static void cpu_im2col(float *col, const float *inp, int B, int T, int Cin,
   }
 }
 
+/* Denormal floats (below FLT_MIN = 1.2e-38) read or made as 0 by this
+ * thread until conv_ftz_end: MXCSR's DAZ and FTZ bits on x86-64, nothing
+ * elsewhere. Why: the front end's gradients pass GELU's derivative, which
+ * for the unnormalised log-mel input (pre-activations below -10) is a
+ * denormal for ~20% of conv.0's output gradients; each product with one
+ * takes a microcode assist, and the weight-gradient sgemm ran 150x slower
+ * (60 ms instead of 0.4 ms per step, measured on the corpus of
+ * launch/speech-corpus.sh). Flushing changes a sum by less than 1e-38 per
+ * term, the same on every run and every thread count. */
+static unsigned conv_ftz_begin(void) {
+#if defined(__x86_64__) || defined(__SSE2__)
+  const unsigned csr = _mm_getcsr();
+  _mm_setcsr(csr | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
+  return csr;
+#else
+  return 0;
+#endif
+}
+
+static void conv_ftz_end(unsigned csr) {
+#if defined(__x86_64__) || defined(__SSE2__)
+  _mm_setcsr(csr);
+#else
+  (void)csr;
+#endif
+}
+
+/* C[M,Nc] = op(A)[M,K] op(B)[K,Nc] + beta C in calls of nRow rows of C
+ * (CONV_ROWS above), the calls shared among the threads. A is [M,K]
+ * (lda), or [K,M] with bTransA; B is [Nc,K] with bTransB, else [K,Nc].
+ * Every output element is one call's, its inner sum sgemm's own order
+ * over all of K. (The first version's weight gradient went 8 output
+ * channels per call: each call re-packed the whole column matrix and
+ * OpenBLAS's kernel ran at 8 rows; with the denormals above, that was 57%
+ * of a speech step.) */
+static void conv_gemm(int nt, int nRow, int bTransA, int bTransB, int M,
+                      int Nc, int K, const float *A, int lda, const float *B,
+                      int ldb, float beta, float *Cm, int ldc) {
+  if (M <= 0 || Nc <= 0 || K <= 0) return;
+  const int nCall = (M + nRow - 1) / nRow;
+#pragma omp parallel num_threads(nt) if ((long)M * Nc * K >= CONV_PAR_MIN && nCall > 1)
+  {
+    const unsigned csr = conv_ftz_begin();
+#pragma omp for schedule(static)
+    for (int i = 0; i < nCall; i++) {
+      const int r0 = i * nRow, nr = M - r0 < nRow ? M - r0 : nRow;
+      cblas_sgemm(CblasRowMajor, bTransA ? CblasTrans : CblasNoTrans,
+                  bTransB ? CblasTrans : CblasNoTrans, nr, Nc, K, 1.0f,
+                  bTransA ? A + r0 : A + (size_t)r0 * lda, lda, B, ldb, beta,
+                  Cm + (size_t)r0 * ldc, ldc);
+    }
+    conv_ftz_end(csr);
+  }
+}
+
 static void conv_check(int B, int T, int Cin, int Cout, int K, int S, int P) {
   BT_ASSERT(B >= 0 && T >= 0 && Cin > 0 && Cout > 0 && K > 0 && S > 0 &&
             P >= 0);
@@ -77,15 +148,12 @@ void bt_cpu_conv1d_fwd(bt_backend *be, float *out, float *scratch,
   if (B == 0 || To <= 0) return;
   const int N = B * To, CK = Cin * K;
   cpu_im2col(scratch, inp, B, T, Cin, K, S, P, To, nt);
-#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * CK * Cout >= BT_CPU_PAR_MIN)
-  for (int r0 = 0; r0 < N; r0 += CONV_ROWS) {
-    const int nr = N - r0 < CONV_ROWS ? N - r0 : CONV_ROWS;
-    float *o = out + (size_t)r0 * Cout;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, Cout, CK, 1.0f,
-                scratch + (size_t)r0 * CK, CK, w, CK, 0.0f, o, Cout);
-    if (bias)
-      for (int r = 0; r < nr; r++)
-        for (int co = 0; co < Cout; co++) o[(size_t)r * Cout + co] += bias[co];
+  conv_gemm(nt, CONV_ROWS, 0, 1, N, Cout, CK, scratch, CK, w, CK, 0.0f, out,
+            Cout);
+  if (bias) {
+#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * Cout >= BT_CPU_PAR_MIN)
+    for (int r = 0; r < N; r++)
+      for (int co = 0; co < Cout; co++) out[(size_t)r * Cout + co] += bias[co];
   }
   bt_cpu_round_act(be, out, (size_t)N * Cout);
 }
@@ -124,25 +192,14 @@ void bt_cpu_conv1d_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,
       dbias[co] += (float)s;
     }
   }
-  if (dw) {
-    /* dw[Cout, CK] += dout^T col: output channels split across threads,
-     * each summing over all N rows in sgemm's fixed order. */
+  if (dw) { /* dw[Cout, CK] += dout^T col, split by output channel */
     cpu_im2col(col, inp, B, T, Cin, K, S, P, To, nt);
-#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * CK * Cout >= BT_CPU_PAR_MIN)
-    for (int c0 = 0; c0 < Cout; c0 += 8) {
-      const int nc = Cout - c0 < 8 ? Cout - c0 : 8;
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nc, CK, N, 1.0f,
-                  dout + c0, Cout, col, CK, 1.0f, dw + (size_t)c0 * CK, CK);
-    }
+    conv_gemm(nt, CONV_DW_ROWS, 1, 0, Cout, CK, N, dout, Cout, col, CK, 1.0f,
+              dw, CK);
   }
-  if (dinp) {
-#pragma omp parallel for schedule(static) num_threads(nt) if ((size_t)N * CK * Cout >= BT_CPU_PAR_MIN)
-    for (int r0 = 0; r0 < N; r0 += CONV_ROWS) {
-      const int nr = N - r0 < CONV_ROWS ? N - r0 : CONV_ROWS;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, CK, Cout,
-                  1.0f, dout + (size_t)r0 * Cout, Cout, w, CK, 0.0f,
-                  dcol + (size_t)r0 * CK, CK);
-    }
+  if (dinp) { /* dcol[N, CK] = dout w, then scattered back */
+    conv_gemm(nt, CONV_ROWS, 0, 0, N, CK, Cout, dout, Cout, w, CK, 0.0f, dcol,
+              CK);
     cpu_col2im(dinp, dcol, B, T, Cin, K, S, P, To, nt);
     bt_cpu_round_act(be, dinp, (size_t)B * T * Cin);
   }
