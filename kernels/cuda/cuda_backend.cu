@@ -140,7 +140,10 @@ static void cuda_mem_free(bt_backend *be, void *p) {
   /* a later allocation at the same address starts without a release */
   bt_cuda *cu = bt_cuda_of(be);
   for (int i = 0; i < BT_CUDA_UPLOAD_DSTS; i++)
-    if (cu->aRel[i].p == p) cu->aRel[i].p = NULL, cu->aRel[i].bValid = 0;
+    if (cu->aRel[i].p == p) {
+      cu->aRel[i].p = NULL;
+      cu->aRel[i].bValid = 0;
+    }
 }
 
 static void cuda_mem_zero(bt_backend *be, void *p, size_t nByte) {
