@@ -148,6 +148,9 @@ void bt_backend_upload_async(bt_backend *be, void *pDev, const void *pHost,
                              size_t nByte) {
   if (nByte) be->pVtab->upload_async(be, pDev, pHost, nByte);
 }
+void bt_backend_upload_release(bt_backend *be, const void *pDev) {
+  if (pDev && be->pVtab->upload_release) be->pVtab->upload_release(be, pDev);
+}
 
 /* One wrapper per op of kernels/ops.def: forwards its arguments to the
  * backend's table. Two macros because C forbids `return f();` in a void

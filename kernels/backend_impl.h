@@ -29,6 +29,8 @@ typedef struct bt_backend_vtab {
   /* bt_backend_upload_async (ops.h). */
   void (*upload_async)(bt_backend *be, void *pDev, const void *pHost,
                        size_t nByte);
+  /* bt_backend_upload_release (ops.h); NULL: nothing to do. */
+  void (*upload_release)(bt_backend *be, const void *pDev);
   /* Accepts activation dtype e (BT_OK, *pnByte = bytes of storage per
    * element) or refuses it (BT_ERR + bt_err_set naming train.precision).
    * backend.c keeps the result in bt_backend; ops read be->eActDtype. */

@@ -148,6 +148,16 @@ void bt_backend_sync(bt_backend *be);
  * ago). CPU backend: memcpy. */
 void bt_backend_upload_async(bt_backend *be, void *pDev, const void *pHost,
                              size_t nByte);
+/* Says that every op reading pDev's uploaded bytes has been queued (the
+ * model calls it after a micro-step's backward). The next
+ * bt_backend_upload_async into pDev then waits (on the copy stream) only
+ * for the compute work queued up to this call, not for all work queued
+ * before the upload: with two batch buffers used in turn, the copy of
+ * micro-step k+1's batch overlaps micro-step k's forward and backward.
+ * Without a release (e.g. an evaluation forward) the next upload waits for
+ * everything queued so far, as before. An upload consumes the release.
+ * CPU backend: nothing to do (its upload is a memcpy). */
+void bt_backend_upload_release(bt_backend *be, const void *pDev);
 
 /* ---- ops -------------------------------------------------------------- */
 

@@ -41,12 +41,23 @@
 #define RNG_PURPOSE_INIT 1
 
 struct bt_model_acts {
-  /* inputs (backend memory) and host copies */
+  /* The batch in backend memory: the buffers of the current forward, one
+   * of each pair below (batch_buffers_next), and host copies. */
   int32_t *inputs, *targets;
   int32_t *hostTargets;
   float *hostLosses;
   float *x;   /* MLP inputs [act] */
   float *xIn; /* MLP inputs as fp32, staged for to_act (bf16 mode only) */
+  /* Two of each uploaded buffer, taken in turn by successive forwards, so
+   * that the upload of micro-step k+1's batch waits only for micro-step
+   * k-1's backward (bt_backend_upload_release), not for micro-step k's
+   * (issue 12 item 4). A backward always follows its own forward (the
+   * activations are single), so it reads its forward's pair member.
+   * aX[1] is NULL in bf16 mode: there x is written by to_act on the
+   * compute stream, not uploaded, and the pair is aXIn. */
+  int32_t *aInputs[2], *aTargets[2];
+  float *aX[2], *aXIn[2];
+  int iBuf; /* pair member of the current forward */
   /* GPT: per-layer activations, each kind one allocation of L slices */
   float *encoded;
   float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *res2;
@@ -168,6 +179,34 @@ static float *f32_alloc(bt_model *m, size_t n, const char *zWhat, int *pRc) {
   return p;
 }
 
+/* ---- batch buffers ----------------------------------------------------
+ * Pair member i becomes the current batch buffers (a->inputs, a->targets,
+ * a->x, a->xIn); members that do not exist (the GPT's x, the MLP's
+ * inputs, fp32's xIn) stay NULL, bf16's single x stays. */
+static void batch_buffers_select(bt_model_acts *a, int i) {
+  a->iBuf = i;
+  a->inputs = a->aInputs[i];
+  a->targets = a->aTargets[i];
+  a->x = a->aX[a->aX[1] ? i : 0];
+  a->xIn = a->aXIn[i];
+}
+
+/* Each forward takes the other member of each pair: its upload then
+ * waits only for the backward two forwards ago (batch_buffers_release). */
+static void batch_buffers_next(bt_model_acts *a) {
+  batch_buffers_select(a, a->iBuf ^ 1);
+}
+
+/* After a backward has been queued: every reader of this forward's
+ * uploaded buffers is queued (ops.h bt_backend_upload_release). */
+static void batch_buffers_release(bt_model *m) {
+  bt_model_acts *a = m->pActs;
+  bt_backend_upload_release(m->be, a->inputs);
+  bt_backend_upload_release(m->be, a->targets);
+  bt_backend_upload_release(m->be, a->xIn ? (const void *)a->xIn
+                                          : (const void *)a->x);
+}
+
 int bt_model_stack_alloc(bt_model *m) {
   bt_model_acts *a = m->pActs;
   size_t B = (size_t)m->maxB, T = (size_t)m->T, C = (size_t)m->C,
@@ -214,12 +253,15 @@ int bt_model_stack_alloc(bt_model *m) {
       "attention scratch", &rc);
 inputs:
   if (rc != BT_OK) return rc;
-  a->inputs = bt_mem_alloc_i32(m->be, BT, "inputs");
-  a->targets = bt_mem_alloc_i32(m->be, BT, "targets");
+  for (int i = 0; i < 2; i++) {
+    a->aInputs[i] = bt_mem_alloc_i32(m->be, BT, "inputs");
+    a->aTargets[i] = bt_mem_alloc_i32(m->be, BT, "targets");
+    if (!a->aInputs[i] || !a->aTargets[i]) return BT_ERR;
+  }
   a->hostTargets = bt_calloc(BT, sizeof(int32_t), "host targets");
   a->hostLosses = bt_calloc(BT, sizeof(float), "host losses");
-  if (!a->inputs || !a->targets || !a->hostTargets || !a->hostLosses)
-    return BT_ERR;
+  if (!a->hostTargets || !a->hostLosses) return BT_ERR;
+  batch_buffers_select(a, 0);
   return BT_OK;
 }
 
@@ -229,9 +271,13 @@ static int mlp_alloc_acts(bt_model *m) {
   int rc = BT_OK, wmax = 0;
   for (int l = 0; l <= m->nLayer; l++)
     if (m->aWidth[l] > wmax) wmax = m->aWidth[l];
-  a->x = act_alloc(m, B * (size_t)m->aWidth[0], "mlp inputs", &rc);
+  size_t nX = B * (size_t)m->aWidth[0];
+  a->aX[0] = act_alloc(m, nX, "mlp inputs", &rc);
   if (m->work != m->params)
-    a->xIn = f32_alloc(m, B * (size_t)m->aWidth[0], "mlp fp32 inputs", &rc);
+    for (int i = 0; i < 2; i++)
+      a->aXIn[i] = f32_alloc(m, nX, "mlp fp32 inputs", &rc);
+  else
+    a->aX[1] = act_alloc(m, nX, "mlp inputs", &rc);
   for (int l = 0; l < m->nLayer; l++) {
     a->aPre[l] = act_alloc(m, B * (size_t)m->aWidth[l + 1], "mlp pre", &rc);
     a->aAct[l] = act_alloc(m, B * (size_t)m->aWidth[l + 1], "mlp act", &rc);
@@ -242,10 +288,13 @@ static int mlp_alloc_acts(bt_model *m) {
     a->dP = act_alloc(m, B * (size_t)wmax, "mlp dP", &rc);
   }
   if (rc != BT_OK) return rc;
-  a->targets = bt_mem_alloc_i32(m->be, B, "targets");
+  for (int i = 0; i < 2; i++)
+    if (!(a->aTargets[i] = bt_mem_alloc_i32(m->be, B, "targets")))
+      return BT_ERR;
   a->hostTargets = bt_calloc(B, sizeof(int32_t), "host targets");
   a->hostLosses = bt_calloc(B, sizeof(float), "host losses");
-  if (!a->targets || !a->hostTargets || !a->hostLosses) return BT_ERR;
+  if (!a->hostTargets || !a->hostLosses) return BT_ERR;
+  batch_buffers_select(a, 0);
   return BT_OK;
 }
 
@@ -341,7 +390,8 @@ void bt_model_free(bt_model *m) {
   bt_model_acts *a = m->pActs;
   bt_backend *be = m->be;
   bt_speech_free(m);
-  float **apF[] = {&a->x, &a->xIn, &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd,
+  float **apF[] = {&a->aX[0], &a->aX[1], &a->aXIn[0], &a->aXIn[1],
+                   &a->encoded, &a->ln1, &a->ln1_mean, &a->ln1_rstd,
                    &a->qkv, &a->atty, &a->att, &a->attproj, &a->res2, &a->ln2,
                    &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fch_gelu,
                    &a->fcproj, &a->res3, &a->lnf, &a->lnf_mean, &a->lnf_rstd,
@@ -353,8 +403,10 @@ void bt_model_free(bt_model *m) {
     bt_mem_free(be, a->aPre[l]);
     bt_mem_free(be, a->aAct[l]);
   }
-  bt_mem_free_i32(be, a->inputs);
-  bt_mem_free_i32(be, a->targets);
+  for (int i = 0; i < 2; i++) {
+    bt_mem_free_i32(be, a->aInputs[i]);
+    bt_mem_free_i32(be, a->aTargets[i]);
+  }
   free(a->hostTargets);
   free(a->hostLosses);
   free(a);
@@ -672,6 +724,7 @@ static int model_forward(bt_model *m, int n, const int32_t *inputs,
     return bt_err_set("internal: forward of %d samples (model sized for %d)",
                       n, m->maxB);
   m->curB = n;
+  batch_buffers_next(m->pActs);
   double s = 0;
   int64_t c = 0;
   if (m->eKind == BT_MODEL_SPEECH)
@@ -823,6 +876,8 @@ void bt_model_backward(bt_model *m, float scale, bt_grad_ready_fn fn,
   if (m->eKind == BT_MODEL_GPT) gpt_backward(m, scale, fn, ctx);
   else if (m->eKind == BT_MODEL_SPEECH) bt_speech_backward(m, scale, fn, ctx);
   else mlp_backward(m, scale, fn, ctx);
+  /* the speech model's batch buffers are its own (speech_model.c) */
+  if (m->eKind != BT_MODEL_SPEECH) batch_buffers_release(m);
 }
 
 const float *bt_model_logits(const bt_model *m) {

@@ -116,6 +116,7 @@ static const bt_backend_vtab cpu_vtab = {
     .mem_from_host = cpu_mem_from_host,
     .sync = cpu_sync,
     .upload_async = cpu_mem_from_host, /* host memory: a copy, done */
+    .upload_release = NULL, /* the copy is done: nothing to wait for */
     .set_act_dtype = cpu_set_act_dtype,
     /* .<op> = bt_cpu_<op> for every op of kernels/ops.def */
 #define BT_OP_RET(ret, name, params, args) .name = bt_cpu_##name,

@@ -82,6 +82,8 @@ static void cuda_state_free(bt_cuda *cu) {
     if (cu->aUp[i].p) cudaFreeHost(cu->aUp[i].p);
     if (cu->aUp[i].ev) cudaEventDestroy(cu->aUp[i].ev);
   }
+  for (int i = 0; i < BT_CUDA_UPLOAD_DSTS; i++)
+    if (cu->aRel[i].ev) cudaEventDestroy(cu->aRel[i].ev);
   if (cu->evCompute) cudaEventDestroy(cu->evCompute);
   if (cu->copyStream) cudaStreamDestroy(cu->copyStream);
   if (cu->lt) cublasLtDestroy(cu->lt);
@@ -135,6 +137,13 @@ static void cuda_mem_free(bt_backend *be, void *p) {
   cuda_bind(bt_cuda_of(be));
   BT_CUDA_CHECK(cudaStreamSynchronize(bt_cuda_of(be)->stream));
   BT_CUDA_CHECK(cudaFree(p));
+  /* a later allocation at the same address starts without a release */
+  bt_cuda *cu = bt_cuda_of(be);
+  for (int i = 0; i < BT_CUDA_UPLOAD_DSTS; i++)
+    if (cu->aRel[i].p == p) {
+      cu->aRel[i].p = NULL;
+      cu->aRel[i].bValid = 0;
+    }
 }
 
 static void cuda_mem_zero(bt_backend *be, void *p, size_t nByte) {
@@ -163,11 +172,36 @@ static void cuda_mem_from_host(bt_backend *be, void *pDev, const void *pHost,
   BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
 }
 
+/* The release entry of pDev, or -1. */
+static int cuda_release_find(const bt_cuda *cu, const void *pDev) {
+  for (int i = 0; i < BT_CUDA_UPLOAD_DSTS; i++)
+    if (cu->aRel[i].p == pDev) return i;
+  return -1;
+}
+
+/* ops.h bt_backend_upload_release: an event on the compute stream after
+ * the last reader of pDev queued so far. */
+static void cuda_upload_release(bt_backend *be, const void *pDev) {
+  bt_cuda *cu = bt_cuda_of(be);
+  cuda_bind(cu);
+  int i = cuda_release_find(cu, pDev);
+  if (i < 0) i = cuda_release_find(cu, NULL);
+  if (i < 0) return; /* table full: the upload waits for everything */
+  if (!cu->aRel[i].ev)
+    BT_CUDA_CHECK(cudaEventCreateWithFlags(&cu->aRel[i].ev,
+                                           cudaEventDisableTiming));
+  cu->aRel[i].p = pDev;
+  BT_CUDA_CHECK(cudaEventRecord(cu->aRel[i].ev, cu->stream));
+  cu->aRel[i].bValid = 1;
+}
+
 /* ops.h bt_backend_upload_async. Order of events: the host waits for the
  * slot's previous copy (normally long done), fills the slot, the copy
- * stream waits for the compute work queued so far (it may read pDev:
- * the model has one token buffer), copies, and the compute stream waits
- * for the copy. Neither stream's queue is waited for by the host. */
+ * stream waits for the last readers of pDev (its release event, which
+ * with two batch buffers in turn is a micro-step older than the compute
+ * queued now) or, without a release, for all compute work queued so far;
+ * it copies, and the compute stream waits for the copy. Neither stream's
+ * queue is waited for by the host. */
 static void cuda_upload_async(bt_backend *be, void *pDev, const void *pHost,
                               size_t nByte) {
   bt_cuda *cu = bt_cuda_of(be);
@@ -192,8 +226,14 @@ static void cuda_upload_async(bt_backend *be, void *pDev, const void *pHost,
     cu->aUp[i].n = nByte;
   }
   memcpy(cu->aUp[i].p, pHost, nByte);
-  BT_CUDA_CHECK(cudaEventRecord(cu->evCompute, cu->stream));
-  BT_CUDA_CHECK(cudaStreamWaitEvent(cu->copyStream, cu->evCompute, 0));
+  int r = cuda_release_find(cu, pDev);
+  if (r >= 0 && cu->aRel[r].bValid) {
+    BT_CUDA_CHECK(cudaStreamWaitEvent(cu->copyStream, cu->aRel[r].ev, 0));
+    cu->aRel[r].bValid = 0; /* the ops queued after this upload read it */
+  } else {
+    BT_CUDA_CHECK(cudaEventRecord(cu->evCompute, cu->stream));
+    BT_CUDA_CHECK(cudaStreamWaitEvent(cu->copyStream, cu->evCompute, 0));
+  }
   BT_CUDA_CHECK(cudaMemcpyAsync(pDev, cu->aUp[i].p, nByte,
                                 cudaMemcpyHostToDevice, cu->copyStream));
   BT_CUDA_CHECK(cudaEventRecord(cu->aUp[i].ev, cu->copyStream));
@@ -248,6 +288,7 @@ static bt_backend_vtab cuda_vtab_make(void) {
   v.mem_from_host = cuda_mem_from_host;
   v.sync = cuda_sync;
   v.upload_async = cuda_upload_async;
+  v.upload_release = cuda_upload_release;
   v.set_act_dtype = cuda_set_act_dtype;
   /* v.<op> = bt_cuda_<op> for every op of kernels/ops.def */
 #define BT_OP_RET(ret, name, params, args) v.name = bt_cuda_##name;

@@ -66,6 +66,11 @@ typedef struct bt_cuda_lt_entry {
  * micro-step uploads its tokens and targets, so 4 let the host run two
  * micro-steps ahead before it waits for a copy. */
 #define BT_CUDA_UPLOAD_SLOTS 4
+/* Destination buffers whose readers bt_backend_upload_release can record
+ * (the model's two token, two target or two input buffers: 4 used). A
+ * release past that is dropped, and the upload then waits for all compute
+ * work queued before it: slower, never wrong. */
+#define BT_CUDA_UPLOAD_DSTS 8
 
 /* Private state behind bt_backend.pImpl. */
 typedef struct bt_cuda {
@@ -97,6 +102,11 @@ typedef struct bt_cuda {
     int bUsed;                  /* ev has been recorded */
   } aUp[BT_CUDA_UPLOAD_SLOTS];
   int iUp;                      /* next staging slot */
+  struct {
+    const void *p;              /* destination buffer, NULL = free entry */
+    cudaEvent_t ev;             /* on `stream`, after its last reader */
+    int bValid;                 /* released since its last upload */
+  } aRel[BT_CUDA_UPLOAD_DSTS];
   bt_cuda_lt_entry aLt[BT_CUDA_LT_CACHE]; /* heuristic answers, */
   int nLt;                      /*   entries in use */
   int iLtNext;                  /*   next slot to replace when full */

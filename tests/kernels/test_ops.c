@@ -1875,7 +1875,53 @@ static void run_adamw(const int *a) { (void)a, test_adamw(); }
 static void run_sumsq_scale(const int *a) { (void)a, test_sumsq_scale(); }
 static void run_to_act(const int *a) { (void)a, test_to_act(); }
 static void run_step_stats(const int *a) { (void)a, test_step_stats(); }
+/* bt_backend_upload_release: two buffers in turn as the model's batch
+ * buffers are (trainer/model.c). Round r uploads r+1 into p[r % 2], an op
+ * reads and rewrites it (x3), and p[r % 2] is released; round r + 2's
+ * upload into the same buffer must still wait for that op (the release
+ * event follows it), while it need not wait for round r + 1's op. Each
+ * round's result is added into sum on the compute stream, so a copy that
+ * overtook the x3 of its buffer changes the sum: expected
+ * sum_r 3 * (r + 1). A released buffer then uploaded without a new
+ * release falls back to waiting for everything (last check). */
+static void test_upload_release(void) {
+  enum { n = 4096, nRound = 12 };
+  float *p[2], *sum = bt_mem_alloc(g_be, n, "upload sum");
+  float *h = xmalloc(n * sizeof(float)), *y = xmalloc(n * sizeof(float));
+  for (int i = 0; i < 2; i++) p[i] = bt_mem_alloc(g_be, n, "upload pair");
+  bt_mem_zero(g_be, sum, n);
+  for (int r = 0; r < nRound; r++) {
+    float *d = p[r % 2];
+    for (size_t i = 0; i < n; i++) h[i] = (float)(r + 1);
+    bt_backend_upload_async(g_be, d, h, n * sizeof(float));
+    bt_op_scale(g_be, d, 3.0f, n);
+    bt_op_residual_fwd(g_be, sum, sum, d, n);
+    bt_backend_upload_release(g_be, d);
+  }
+  to_host(y, sum, n);
+  int nBad = 0;
+  for (size_t i = 0; i < n; i++)
+    nBad += y[i] != (float)(3 * nRound * (nRound + 1) / 2);
+  /* no release after this reader: the next upload waits for all work */
+  bt_op_scale(g_be, p[0], 5.0f, n);
+  bt_op_residual_fwd(g_be, sum, sum, p[0], n);
+  for (size_t i = 0; i < n; i++) h[i] = 1000.0f;
+  bt_backend_upload_async(g_be, p[0], h, n * sizeof(float));
+  to_host(y, sum, n);
+  float want = (float)(3 * nRound * (nRound + 1) / 2) + 5.0f * 3.0f * 11.0f;
+  for (size_t i = 0; i < n; i++) nBad += y[i] != want;
+  to_host(y, p[0], n);
+  for (size_t i = 0; i < n; i++) nBad += y[i] != 1000.0f;
+  CHECK(nBad == 0, "upload_release: %d elements wrong", nBad);
+  for (int i = 0; i < 2; i++) bt_mem_free(g_be, p[i]);
+  bt_mem_free(g_be, sum);
+  free(h), free(y);
+}
+
 static void run_upload(const int *a) { (void)a, test_upload(); }
+static void run_upload_release(const int *a) {
+  (void)a, test_upload_release();
+}
 static void run_empty(const int *a) { (void)a, test_empty_shapes(); }
 static void run_threads(const int *a) { (void)a, test_thread_independence(); }
 
@@ -1885,6 +1931,7 @@ static void run_threads(const int *a) { (void)a, test_thread_independence(); }
 static const TestCase aCase[] = {
     {"memory", "memory: zeroed, aligned, round trip", run_memory, {0}, 0},
     {"memory scale", "upload_async: ordered after ops, host buffer reusable", run_upload, {0}, 0},
+    {"memory scale residual_fwd", "upload_release: two buffers in turn, each copy after its buffer's readers", run_upload_release, {0}, 0},
     {MM, "matmul N7 C5 OC6 IN_OUT bias", run_matmul, {7, 5, 6, BT_W_IN_OUT, 1}, 0},
     {MM, "matmul N7 C5 OC6 OUT_IN bias", run_matmul, {7, 5, 6, BT_W_OUT_IN, 1}, 0},
     {MM, "matmul N9 C6 OC3 IN_OUT nobias", run_matmul, {9, 6, 3, BT_W_IN_OUT, 0}, 0},
