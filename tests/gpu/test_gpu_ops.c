@@ -1553,6 +1553,12 @@ static void test_backend_misc(void) {
         "BATON_CUDA_GEMM=fp16 accepted (%s)", bt_err_msg());
   bt_backend_free(bad);
   unsetenv("BATON_CUDA_GEMM");
+  setenv("BATON_CUDA_GELU_EPILOGUE", "yes", 1);
+  bad = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  CHECK(bad == NULL && strstr(bt_err_msg(), "BATON_CUDA_GELU_EPILOGUE"),
+        "BATON_CUDA_GELU_EPILOGUE=yes accepted (%s)", bt_err_msg());
+  bt_backend_free(bad);
+  unsetenv("BATON_CUDA_GELU_EPILOGUE");
   /* A device index that does not exist. */
   bt_backend *none = bt_backend_create(BT_BACKEND_CUDA, 0, 1 << 20);
   CHECK(none == NULL, "device 1<<20 accepted");
