@@ -655,9 +655,10 @@ const float *bt_model_stack_fwd(bt_model *m, const float *x, int B, int T,
                      BT_W_IN_OUT);
     bt_op_residual_layernorm_fwd(be, res2, ln2, ln2m, ln2r, res, attproj,
                                  P(t0 + 6), P(t0 + 7), N, C);
-    bt_op_matmul_fwd(be, fch, ln2, P(t0 + 8), P(t0 + 9), N, C, 4 * C,
-                     BT_W_IN_OUT);
-    bt_op_gelu_fwd(be, fchg, fch, (size_t)N * 4 * C);
+    /* fch keeps the pre-activation for gelu_bwd; one op so that CUDA can
+     * fuse bias and GELU into the GEMM's epilogue */
+    bt_op_matmul_gelu_fwd(be, fchg, fch, ln2, P(t0 + 8), P(t0 + 9), N, C,
+                          4 * C, BT_W_IN_OUT);
     bt_op_matmul_fwd(be, fcproj, fchg, P(t0 + 10), P(t0 + 11), N, 4 * C, C,
                      BT_W_IN_OUT);
     if (l + 1 < L) { /* the next block's ln_1 (its own slice) */

@@ -398,6 +398,19 @@ void bt_cpu_gelu_fwd(bt_backend *be, float *out, const float *inp, size_t n) {
   bt_cpu_round_act(be, out, n);
 }
 
+/* The pair itself, so the result is bit-identical to matmul_fwd then
+ * gelu_fwd by construction (ops.def), rounding included in bf16 mode: the
+ * GELU reads the rounded pre, as the unfused trainer did. The CPU has no
+ * epilogue to fuse into; sgemm dominates either way. */
+void bt_cpu_matmul_gelu_fwd(bt_backend *be, float *out, float *pre,
+                            const float *inp, const float *w,
+                            const float *bias, int N, int C, int OC,
+                            bt_wlayout eLayout) {
+  if (N <= 0 || OC <= 0) return;
+  bt_cpu_matmul_fwd(be, pre, inp, w, bias, N, C, OC, eLayout);
+  bt_cpu_gelu_fwd(be, out, pre, (size_t)N * OC);
+}
+
 void bt_cpu_gelu_bwd(bt_backend *be, float *dinp, const float *inp,
                      const float *dout, size_t n) {
   const int nt = bt_cpu_nthread(be);

@@ -317,6 +317,7 @@ bt_backend *bt_backend_cuda_create(int device) {
   int bBf16 = 0;
   const char *zGemm = getenv("BATON_CUDA_GEMM");
   const char *zSync = getenv("BATON_CUDA_SYNC");
+  const char *zGelu = getenv("BATON_CUDA_GELU_EPILOGUE");
   cudaError_t e;
   cublasStatus_t s;
 
@@ -327,6 +328,11 @@ bt_backend *bt_backend_cuda_create(int device) {
       bt_err_set("BATON_CUDA_GEMM=%s: expected fp32 or bf16", zGemm);
       return NULL;
     }
+  }
+  if (zGelu && zGelu[0] && strcmp(zGelu, "0") != 0 &&
+      strcmp(zGelu, "1") != 0) {
+    bt_err_set("BATON_CUDA_GELU_EPILOGUE=%s: expected 0 or 1", zGelu);
+    return NULL;
   }
   e = cudaGetDeviceCount(&nDev);
   if (e != cudaSuccess) {
@@ -346,6 +352,7 @@ bt_backend *bt_backend_cuda_create(int device) {
   if (!be || !cu) goto fail;
   cu->device = device;
   cu->bGemmBf16 = bBf16;
+  cu->bGeluEpi = zGelu && strcmp(zGelu, "1") == 0; /* default off: gpu.md */
   cu->bSyncCheck = zSync && zSync[0] == '1';
 
   CREATE_TRY(cudaSetDevice(device));

@@ -49,10 +49,12 @@ extern "C" {
 
 /* One remembered cuBLASLt heuristic answer (cuda_gemm.cu). The key holds
  * everything the heuristic sees: shapes, transposes, leading dimensions,
- * operand type, the requested epilogue and the pointer alignments. */
+ * operand type, the requested epilogue (eEpi, a cublasLtEpilogue_t: BIAS,
+ * DEFAULT, GELU_AUX or GELU_AUX_BIAS) and the pointer alignments (alAux:
+ * the GELU_AUX pre-activation buffer, 0 without it). */
 typedef struct bt_cuda_lt_key {
-  int m, n, k, opA, opB, lda, ldb, ldd, bBf16, bD16, bBias;
-  uint32_t alA, alB, alD, alBias;
+  int m, n, k, opA, opB, lda, ldb, ldd, bBf16, bD16, bBias, eEpi;
+  uint32_t alA, alB, alD, alBias, alAux;
 } bt_cuda_lt_key;
 typedef struct bt_cuda_lt_entry {
   bt_cuda_lt_key key;
@@ -81,6 +83,8 @@ typedef struct bt_cuda {
   size_t nWorkspace;            /* bytes (BT_CUDA_LT_WORKSPACE) */
   int bGemmBf16;                /* BATON_CUDA_GEMM=bf16 */
   int bSyncCheck;               /* BATON_CUDA_SYNC=1: sync after each launch */
+  int bGeluEpi;                 /* BATON_CUDA_GELU_EPILOGUE=1: matmul_gelu_fwd
+                                   tries cuBLASLt's GELU_AUX(_BIAS) epilogue */
   int bWarnedBf16;              /* warned once about a bf16 -> fp32 fallback */
   int bWarnedFallback;          /* warned once about the fallback GEMM kernel */
   void *pScratch;               /* general scratch, grown lazily */

@@ -30,6 +30,14 @@
  * bias gradient is always our column-sum kernel (two passes, fixed order),
  * not the BGRADB epilogue, so that it is deterministic and identical for
  * both weight layouts and both precisions.
+ *
+ * GELU (matmul_gelu_fwd): with BATON_CUDA_GELU_EPILOGUE=1, one GEMM with
+ * CUBLASLT_EPILOGUE_GELU_AUX_BIAS (GELU_AUX without a bias) writes
+ * out = GELU(pre) as D and pre into the epilogue's aux buffer; otherwise,
+ * or when cuBLASLt offers no algorithm for it, matmul_fwd then our GELU
+ * kernel, exactly the unfused pair. The aux has D's type and layout, and
+ * its leading dimension must be a multiple of 8 (cublasLt.h,
+ * CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD): OC % 8 != 0 takes the pair.
  */
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_gemm_plan.h"
@@ -344,6 +352,7 @@ static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
   key.bBf16 = abType == CUDA_R_16BF;
   key.bD16 = g->bD16;
   key.bBias = g->bias != NULL;
+  key.eEpi = g->bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
   key.alA = ptr_align(A);
   key.alB = ptr_align(B);
   key.alD = ptr_align(g->D);
@@ -392,6 +401,84 @@ static int gemm_try(bt_cuda *cu, const bt_gemm_call *g, const void *A,
   BT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
 
   if (bFound && g->bias && !bFused) gemm_add_bias(cu, g);
+  return bFound;
+}
+
+/* One attempt at the forward plan g (D = out) with the GELU epilogue,
+ * writing the pre-activation (+ bias) to pre (D's type and layout, ld =
+ * g->ldd) and GELU of it to D. Operands as they are (abType: fp32, or bf16
+ * in bf16 storage). Returns 0 without queuing anything when cuBLASLt has
+ * no algorithm for it (the answer is cached like gemm_try's). */
+static int gemm_try_gelu(bt_cuda *cu, const bt_gemm_call *g, float *pre,
+                         cudaDataType_t abType) {
+  const cudaDataType_t dType = g->bD16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasOperation_t opA = g->bTransA ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opB = CUBLAS_OP_N;
+  const cublasLtEpilogue_t epi =
+      g->bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+  const int64_t auxLd = g->ldd;
+  BT_ASSERT(!g->bTransB && g->beta == 0.0f && g->ldd % 8 == 0);
+
+  bt_cuda_lt_key key;
+  memset(&key, 0, sizeof key); /* padding too: keys are compared bytewise */
+  key.m = g->m, key.n = g->n, key.k = g->k;
+  key.opA = (int)opA, key.opB = (int)opB;
+  key.lda = g->lda, key.ldb = g->ldb, key.ldd = g->ldd;
+  key.bBf16 = abType == CUDA_R_16BF;
+  key.bD16 = g->bD16;
+  key.bBias = g->bias != NULL;
+  key.eEpi = (int)epi;
+  key.alA = ptr_align(g->A), key.alB = ptr_align(g->B);
+  key.alD = ptr_align(g->D);
+  key.alBias = g->bias ? ptr_align(g->bias) : 0;
+  key.alAux = ptr_align(pre);
+  const bt_cuda_lt_entry *hit = lt_cache_find(cu, &key);
+  if (hit && !hit->bFound) return 0; /* known: no fused algorithm */
+
+  cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, ld;
+  BT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA));
+  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB));
+  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+  if (g->bias)
+    BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias));
+  /* set before the heuristic: it reads the aux pointer's alignment */
+  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &pre, sizeof pre));
+  BT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &auxLd, sizeof auxLd));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(
+      &la, abType, g->bTransA ? g->k : g->m, g->bTransA ? g->m : g->k, g->lda));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, abType, g->k, g->n, g->ldb));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&ld, dType, g->m, g->n, g->ldd));
+
+  int bFound = hit != NULL;
+  cublasLtMatmulAlgo_t algo;
+  memset(&algo, 0, sizeof algo);
+  if (hit) {
+    algo = hit->algo;
+  } else {
+    cublasLtMatmulHeuristicResult_t heur;
+    bFound = lt_pick(cu, desc, la, lb, ld, g->A, g->B, g->D, &heur);
+    if (bFound) algo = heur.algo;
+    lt_cache_put(cu, &key, bFound, bFound, &algo);
+  }
+  if (bFound) {
+    const float alpha = 1.0f;
+    BT_CUBLAS_CHECK(cublasLtMatmul(cu->lt, desc, &alpha, g->A, la, g->B, lb,
+                                   &g->beta, g->D, ld, g->D, ld, &algo,
+                                   cu->pWorkspace, cu->nWorkspace, cu->stream));
+    if (cu->bSyncCheck) BT_CUDA_CHECK(cudaStreamSynchronize(cu->stream));
+  }
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(ld));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
+  BT_CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+  BT_CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
   return bFound;
 }
 
@@ -491,6 +578,27 @@ void bt_cuda_matmul_fwd(bt_backend *be, float *out, const float *inp,
   const bt_gemm_call g =
       bt_gemm_plan_fwd(out, inp, w, bias, N, C, OC, eLayout, be->eActDtype);
   cuda_gemm(cu, &g);
+}
+
+/* The fused epilogue only where it is requested (bGeluEpi, gpu.md: off by
+ * default until a GPU run measures it), the aux rule holds (OC % 8) and
+ * the operands need no conversion (not BATON_CUDA_GEMM=bf16 on fp32
+ * storage, whose per-call bf16 copies the pair handles); everything else,
+ * and a shape cuBLASLt has no fused algorithm for, runs the pair. */
+void bt_cuda_matmul_gelu_fwd(bt_backend *be, float *out, float *pre,
+                             const float *inp, const float *w,
+                             const float *bias, int N, int C, int OC,
+                             bt_wlayout eLayout) {
+  bt_cuda *cu = bt_cuda_of(be);
+  if (N <= 0 || OC <= 0) return;
+  const int b16 = be->eActDtype == BT_ACT_BF16;
+  if (cu->bGeluEpi && C > 0 && OC % 8 == 0 && (b16 || !cu->bGemmBf16)) {
+    const bt_gemm_call g =
+        bt_gemm_plan_fwd(out, inp, w, bias, N, C, OC, eLayout, be->eActDtype);
+    if (gemm_try_gelu(cu, &g, pre, b16 ? CUDA_R_16BF : CUDA_R_32F)) return;
+  }
+  bt_cuda_matmul_fwd(be, pre, inp, w, bias, N, C, OC, eLayout);
+  bt_cuda_gelu_fwd(be, out, pre, (size_t)N * OC);
 }
 
 void bt_cuda_matmul_bwd(bt_backend *be, float *dinp, float *dw, float *dbias,

@@ -54,7 +54,9 @@ typedef struct bt_gemm_call {
  *   W IN_OUT  [C,OC]    = column-major OC x C, ld OC = Wm^T -> A, no trans
  *   W OUT_IN  [OC,C]    = column-major C x OC, ld C  = Wm   -> A, trans
  * The bias (length OC = m) is per row of the column-major D: exactly the
- * CUBLASLT_EPILOGUE_BIAS broadcast. */
+ * CUBLASLT_EPILOGUE_BIAS broadcast. matmul_gelu_fwd runs this plan with
+ * D = out and the GELU_AUX epilogue's aux = pre, which has D's type and
+ * layout (column-major OC x N, ld OC). */
 static inline bt_gemm_call bt_gemm_plan_fwd(float *out, const float *inp,
                                             const float *w, const float *bias,
                                             int N, int C, int OC,

@@ -1342,6 +1342,130 @@ static void run_embed16(const int *a) { run16(test_embed16, a); }
 static void run_layernorm16(const int *a) { run16(test_layernorm16, a); }
 static void run_xent16(const int *a) { run16(test_xent16, a); }
 
+/* ---- matmul_gelu_fwd (issue 12 item 3) ----------------------------------
+ * The op on CUDA against the CPU op, fp32 and bf16 storage, each with the
+ * unfused pair (BATON_CUDA_GELU_EPILOGUE unset: matmul_fwd + our GELU
+ * kernel) and with cuBLASLt's GELU_AUX(_BIAS) epilogue (=1). Limits
+ * (norm-wise, relerr):
+ *   pre: the GEMM's, TOL_GEMM (fp32) / TOL_ACT16 (bf16), as matmul_fwd.
+ *   out, pair: TOL_GEMM + TOL_FP32 (gelu_fwd's limit; |GELU'| <= 1.13
+ *     carries pre's error through unamplified) / TOL_ACT16.
+ *   out, epilogue: cuBLASLt's GELU is its own tanh implementation. If it
+ *     is tanh.approx.f32 (max relative error 2^-11 of tanh), then
+ *     |dout| <= 0.5 |x| 2^-11 = 2.4e-4 |x| per element, and the norm
+ *     ratio ||x|| / ||GELU(x)|| of a symmetric pre is ~1.5: norm-wise
+ *     <= 3.7e-4, so TOL_GELU_EPI = 1e-3 (2.7x margin); a missing bias, an
+ *     unwritten aux or a ReLU instead of GELU is O(1e-1). In bf16 the
+ *     epilogue's GELU reads the fp32 pre before it is rounded, the CPU the
+ *     rounded one: one more 2^-9 relative step times GELU' <= 1.13, so
+ *     TOL_ACT16 + TOL_GELU_EPI. Known blind spot: the erf GELU differs
+ *     from the tanh one by ~1e-4 norm-wise, below this limit.
+ * Whether cuBLASLt offered a fused algorithm is not visible through the
+ * op (no algorithm = the pair, which passes the tighter limit anyway);
+ * the line "out bitwise equal to the pair" shows which ran (fp32). */
+#define TOL_GELU_EPI 1e-3
+
+typedef struct mg_ctx {
+  tens inp, w, bias, pre, out;
+  int N, C, OC, bBias;
+  bt_wlayout L;
+} mg_ctx;
+
+static void mg_fwd(bt_backend *be, int k, void *v) {
+  mg_ctx *c = v;
+  bt_op_matmul_gelu_fwd(be, c->out.p[k], c->pre.p[k], c->inp.p[k],
+                        c->w.p[k], c->bBias ? c->bias.p[k] : NULL, c->N,
+                        c->C, c->OC, c->L);
+}
+static void mg16_fwd(bt_backend *be, int k, void *v) {
+  c16 *c = v;
+  bt_op_matmul_gelu_fwd(be, O16(1), O16(0), P16(0), P16(1),
+                        c->a[4] ? P16(2) : NULL, c->a[0], c->a[1], c->a[2],
+                        (bt_wlayout)c->a[3]);
+}
+
+/* A CUDA backend with BATON_CUDA_GELU_EPILOGUE=1 (bf16 storage if b16). */
+static bt_backend *gelu_epi_backend(int b16) {
+  setenv("BATON_CUDA_GELU_EPILOGUE", "1", 1);
+  bt_backend *be = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  unsetenv("BATON_CUDA_GELU_EPILOGUE");
+  CHECK(be != NULL, "CUDA backend with the GELU epilogue: %s", bt_err_msg());
+  if (be && b16 && bt_backend_set_act_dtype(be, BT_ACT_BF16) != BT_OK) {
+    CHECK(0, "bf16 storage with the GELU epilogue: %s", bt_err_msg());
+    bt_backend_free(be);
+    be = NULL;
+  }
+  return be;
+}
+
+/* a = {N, C, OC, layout, bias} */
+static void test_matmul_gelu(const int *a) {
+  mg_ctx c;
+  char z[96];
+  memset(&c, 0, sizeof c);
+  c.N = a[0], c.C = a[1], c.OC = a[2], c.L = (bt_wlayout)a[3], c.bBias = a[4];
+  const size_t N = a[0], C = a[1], OC = a[2];
+  t_make(&c.inp, "inp", N * C, rnd(N * C, -1, 1), 0);
+  t_make(&c.w, "w", C * OC, rnd(C * OC, -0.2f, 0.2f), 0);
+  t_make(&c.bias, "bias", OC, rnd(OC, -1, 1), 0);
+  t_make(&c.pre, "pre", N * OC, NULL, 0);
+  t_make(&c.out, "out", N * OC, NULL, 0);
+  tens *fo[] = {&c.pre, &c.out};
+  const char *zL = a[3] == BT_W_IN_OUT ? "in_out" : "out_in";
+  bt_snprintf(z, sizeof z, "matmul_gelu_fwd %dx%dx%d %s%s pair", a[0], a[1],
+              a[2], zL, a[4] ? " bias" : "");
+  run_case(z, g_gpu, mg_fwd, &c, fo, 2, TOL_GEMM + TOL_FP32);
+  float *hPair = t_fetch(&c.out, 1);
+  bt_backend *epi = gelu_epi_backend(0);
+  if (epi) {
+    bt_snprintf(z, sizeof z, "matmul_gelu_fwd %dx%dx%d %s%s epilogue", a[0],
+                a[1], a[2], zL, a[4] ? " bias" : "");
+    tens *po[] = {&c.pre}, *oo[] = {&c.out};
+    run_case(z, epi, mg_fwd, &c, po, 1, TOL_GEMM);
+    run_case(z, epi, mg_fwd, &c, oo, 1, TOL_GELU_EPI);
+    float *hEpi = t_fetch(&c.out, 1);
+    printf("  %-44s out bitwise equal to the pair: %s\n", z,
+           memcmp(hEpi, hPair, N * OC * sizeof(float)) ? "no (fused)"
+                                                       : "yes");
+    free(hEpi);
+    bt_backend_free(epi);
+  }
+  free(hPair);
+  t_free(&c.inp), t_free(&c.w), t_free(&c.bias), t_free(&c.pre);
+  t_free(&c.out);
+}
+
+static void test_matmul_gelu16(const int *a) {
+  c16 cc, *c = &cc;
+  char z[96];
+  memset(c, 0, sizeof *c);
+  memcpy(c->a, a, sizeof c->a);
+  const size_t N = a[0], C = a[1], OC = a[2];
+  b_rand(&c->in[0], "inp", N * C, 1, -1, 1);
+  b_rand(&c->in[1], "w", C * OC, 1, -0.2f, 0.2f);
+  b_rand(&c->in[2], "bias", OC, 1, -1, 1);
+  b_make(&c->out[0], "pre", N * OC, 1, NULL);
+  b_make(&c->out[1], "out", N * OC, 1, NULL);
+  btens *fo[] = {&c->out[0], &c->out[1]};
+  const double tPair[] = {TOL_ACT16, TOL_ACT16},
+               tEpi[] = {TOL_ACT16, TOL_ACT16 + TOL_GELU_EPI};
+  const char *zL = a[3] == BT_W_IN_OUT ? "in_out" : "out_in";
+  bt_snprintf(z, sizeof z, "bf16 matmul_gelu_fwd %dx%dx%d %s%s pair", a[0],
+              a[1], a[2], zL, a[4] ? " bias" : "");
+  run_case16(z, mg16_fwd, c, fo, tPair, 2);
+  bt_backend *epi = gelu_epi_backend(1), *saved = g_gpuA;
+  if (epi) {
+    g_gpuA = epi; /* run_case16 runs on g_gpuA; the memory is the device's */
+    bt_snprintf(z, sizeof z, "bf16 matmul_gelu_fwd %dx%dx%d %s%s epilogue",
+                a[0], a[1], a[2], zL, a[4] ? " bias" : "");
+    run_case16(z, mg16_fwd, c, fo, tEpi, 2);
+    g_gpuA = saved;
+    bt_backend_free(epi);
+  }
+  c16_free(c);
+}
+static void run_matmul_gelu16(const int *a) { run16(test_matmul_gelu16, a); }
+
 /* The step statistics (cuda_step.cu, issue 12 item 4) against the CPU ops:
  * accumulators start at 1.5 (added to, not overwritten), masked rows hold
  * NaN losses (never read), clip_grads scales bit for bit like the CPU when
@@ -1429,6 +1553,12 @@ static void test_backend_misc(void) {
         "BATON_CUDA_GEMM=fp16 accepted (%s)", bt_err_msg());
   bt_backend_free(bad);
   unsetenv("BATON_CUDA_GEMM");
+  setenv("BATON_CUDA_GELU_EPILOGUE", "yes", 1);
+  bad = bt_backend_create(BT_BACKEND_CUDA, 0, 0);
+  CHECK(bad == NULL && strstr(bt_err_msg(), "BATON_CUDA_GELU_EPILOGUE"),
+        "BATON_CUDA_GELU_EPILOGUE=yes accepted (%s)", bt_err_msg());
+  bt_backend_free(bad);
+  unsetenv("BATON_CUDA_GELU_EPILOGUE");
   /* A device index that does not exist. */
   bt_backend *none = bt_backend_create(BT_BACKEND_CUDA, 0, 1 << 20);
   CHECK(none == NULL, "device 1<<20 accepted");
@@ -1603,6 +1733,13 @@ static const TestCase aCase[] = {
     {"residual_layernorm_fwd", "residual_layernorm 1024x768", run_residual_layernorm, {1024, 768, 0}, CASE_LARGE},
     {"adamw", "adamw n=2^22", run_adamw, {1 << 11, 1 << 11}, CASE_LARGE},
     /* bf16 storage (train.precision = bf16) against the CPU in bf16 mode */
+    /* OC % 8 == 0: the epilogue's aux rule holds; 67: always the pair */
+    {"matmul_gelu_fwd", "matmul_gelu 64x96x128 in_out bias", test_matmul_gelu, {64, 96, 128, IN_OUT, 1}, 0},
+    {"matmul_gelu_fwd", "matmul_gelu 37x70x64 out_in", test_matmul_gelu, {37, 70, 64, OUT_IN, 0}, 0},
+    {"matmul_gelu_fwd", "matmul_gelu 37x70x67 in_out bias", test_matmul_gelu, {37, 70, 67, IN_OUT, 1}, 0},
+    {"matmul_gelu_fwd", "bf16 matmul_gelu 64x96x128 in_out bias", run_matmul_gelu16, {64, 96, 128, IN_OUT, 1}, 0},
+    {"matmul_gelu_fwd", "bf16 matmul_gelu 37x70x64 out_in", run_matmul_gelu16, {37, 70, 64, OUT_IN, 0}, 0},
+    {"matmul_gelu_fwd", "bf16 matmul_gelu 512x768x3072 in_out bias (c_fc)", run_matmul_gelu16, {512, 768, 3072, IN_OUT, 1}, CASE_LARGE},
     {MM, "bf16 matmul 37x70x67 in_out", run_matmul16, {37, 70, 67, IN_OUT}, 0},
     {MM, "bf16 matmul 64x96x128 out_in", run_matmul16, {64, 96, 128, OUT_IN}, 0},
     {EW16, "bf16 residual, gelu, to_act, bias 10007x1", run_elementwise16, {10007, 1}, 0},

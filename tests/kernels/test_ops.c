@@ -387,6 +387,114 @@ static void test_matmul(int N, int C, int OC, bt_wlayout eLayout, int bBias) {
   case_free(&c);
 }
 
+/* ---- matmul_gelu_fwd ------------------------------------------------------ */
+
+/* matmul_gelu_fwd (bFused) or matmul_fwd + gelu_fwd on be; pre, out into
+ * h[0], h[1]. in = inp, w, bias (bias NULL: none). */
+static void mg_run(bt_backend *be, int bFused, const float *const *in, int N,
+                   int C, int OC, bt_wlayout eL, float **h) {
+  bt_backend *saved = g_be;
+  g_be = be;
+  size_t n = (size_t)N * OC;
+  float *x = dev_from(in[0], (size_t)N * C), *w = dev_from(in[1], (size_t)C * OC);
+  float *b = in[2] ? dev_from(in[2], (size_t)OC) : NULL;
+  float *pre = bt_mem_alloc(be, n, "pre"), *out = bt_mem_alloc(be, n, "out");
+  if (bFused) {
+    bt_op_matmul_gelu_fwd(be, out, pre, x, w, b, N, C, OC, eL);
+  } else {
+    bt_op_matmul_fwd(be, pre, x, w, b, N, C, OC, eL);
+    bt_op_gelu_fwd(be, out, pre, n);
+  }
+  fetch_free(h[0], pre, n);
+  fetch_free(h[1], out, n);
+  bt_mem_free(be, x);
+  bt_mem_free(be, w);
+  bt_mem_free(be, b);
+  g_be = saved;
+}
+
+/* Fused vs the pair on be: bit for bit on the CPU (the contract); on
+ * another backend pre to FWD_LIMIT and out to 1e-3 of max|out| (a fused
+ * cuBLASLt GELU is its own tanh: tests/gpu/test_gpu_ops.c derives it). */
+static void mg_vs_pair(bt_backend *be, const char *zWhat,
+                       const float *const *in, int N, int C, int OC,
+                       bt_wlayout eL, float **hF) {
+  size_t n = (size_t)N * OC;
+  float *hP[2];
+  for (int k = 0; k < 2; k++) {
+    hF[k] = xmalloc(n * sizeof(float));
+    hP[k] = xmalloc(n * sizeof(float));
+  }
+  mg_run(be, 1, in, N, C, OC, eL, hF);
+  mg_run(be, 0, in, N, C, OC, eL, hP);
+  static const char *azOut[2] = {"pre", "out"};
+  for (int k = 0; k < 2; k++) {
+    int bSame = !memcmp(hF[k], hP[k], n * sizeof(float));
+    double *r = xmalloc(n * sizeof(double));
+    for (size_t i = 0; i < n; i++) r[i] = hP[k][i];
+    double e = maxrel(hF[k], r, n, k ? 1.0 : 1e-2);
+    printf("  matmul_gelu_fwd N%d C%d OC%d %s %-3s vs the two ops: %s "
+           "(maxrel %.2e)\n", N, C, OC, zWhat, azOut[k],
+           bSame ? "bitwise equal" : "differ", e);
+    if (bt_backend_kind_of(be) == BT_BACKEND_CPU)
+      CHECK(bSame, "matmul_gelu_fwd (%s) %s not bit-identical to "
+            "matmul_fwd + gelu_fwd", zWhat, azOut[k]);
+    else
+      CHECK(e <= (k ? 1e-3 : FWD_LIMIT), "matmul_gelu_fwd (%s) %s maxrel "
+            "%.3e", zWhat, azOut[k], e);
+    free(r);
+    free(hP[k]);
+  }
+}
+
+static void test_matmul_gelu(int N, int C, int OC, bt_wlayout eL, int bBias) {
+  float *x = rand_vec((size_t)N * C, -1, 1);
+  float *w = rand_vec((size_t)C * OC, -0.5, 0.5), *b = rand_vec(OC, -1, 1);
+  const float *in[3] = {x, w, bBias ? b : NULL};
+  float *hF[2];
+  mg_vs_pair(g_be, "fp32", in, N, C, OC, eL, hF);
+  /* out against fp64 GELU(inp W + b): catches a pair that is wrong twice */
+  size_t n = (size_t)N * OC;
+  double *ref = xmalloc(n * sizeof(double));
+  const double s = sqrt(2.0 / M_PI);
+  for (int r = 0; r < N; r++)
+    for (int o = 0; o < OC; o++) {
+      double v = bBias ? b[o] : 0.0;
+      for (int k = 0; k < C; k++)
+        v += (double)x[(size_t)r * C + k] *
+             (eL == BT_W_IN_OUT ? w[(size_t)k * OC + o] : w[(size_t)o * C + k]);
+      ref[(size_t)r * OC + o] =
+          0.5 * v * (1.0 + tanh(s * (v + 0.044715 * v * v * v)));
+    }
+  double e = maxrel(hF[1], ref, n, 1e-2);
+  double lim = bt_backend_kind_of(g_be) == BT_BACKEND_CPU ? FWD_LIMIT : 1e-3;
+  printf("  matmul_gelu_fwd N%d C%d OC%d fp32 out vs fp64: maxrel %.2e "
+         "(limit %.0e)\n", N, C, OC, e, lim);
+  CHECK(e <= lim, "matmul_gelu_fwd vs fp64: maxrel %.3e", e);
+  free(ref);
+  free(hF[0]), free(hF[1]);
+  if (g_eKind == BT_BACKEND_CPU) {
+    /* bf16 mode: the GELU reads the ROUNDED pre, as the pair does */
+    bt_backend *be16 = bt_backend_create(BT_BACKEND_CPU, 0, 0);
+    CHECK(be16 && bt_backend_set_act_dtype(be16, BT_ACT_BF16) == BT_OK,
+          "bf16 CPU backend: %s", bt_err_msg());
+    float *in16[3] = {NULL, NULL, NULL};
+    size_t an[3] = {(size_t)N * C, (size_t)C * OC, (size_t)OC};
+    for (int k = 0; k < 3; k++) {
+      if (!in[k]) continue;
+      in16[k] = xmalloc(an[k] * sizeof(float));
+      for (size_t i = 0; i < an[k]; i++) in16[k][i] = bt_round_bf16(in[k][i]);
+    }
+    if (be16) {
+      mg_vs_pair(be16, "bf16", (const float *const *)in16, N, C, OC, eL, hF);
+      free(hF[0]), free(hF[1]);
+    }
+    for (int k = 0; k < 3; k++) free(in16[k]);
+    bt_backend_free(be16);
+  }
+  free(x), free(w), free(b);
+}
+
 /* ---- bias --------------------------------------------------------------- */
 
 typedef struct {
@@ -1650,6 +1758,7 @@ static void test_empty_shapes(void) {
   bt_op_layernorm_fwd(g_be, g, g, g, d, d, d, 0, 2);
   bt_op_layernorm_bwd(g_be, g, g, g, d, d, d, d, d, 0, 2);
   bt_op_gelu_fwd(g_be, g, d, 0);
+  bt_op_matmul_gelu_fwd(g_be, g, g + 4, d, d, d, 0, 2, 2, BT_W_IN_OUT);
   bt_op_gelu_bwd(g_be, g, d, d, 0);
   bt_op_residual_fwd(g_be, g, d, d, 0);
   bt_op_residual_bwd(g_be, g, g, d, 0);
@@ -1871,6 +1980,9 @@ static void run_xent_fwd_bwd(const int *a) {
 static void run_residual_layernorm(const int *a) {
   test_residual_layernorm(a[0], a[1]);
 }
+static void run_matmul_gelu(const int *a) {
+  test_matmul_gelu(a[0], a[1], a[2], (bt_wlayout)a[3], a[4]);
+}
 static void run_adamw(const int *a) { (void)a, test_adamw(); }
 static void run_sumsq_scale(const int *a) { (void)a, test_sumsq_scale(); }
 static void run_to_act(const int *a) { (void)a, test_to_act(); }
@@ -1938,6 +2050,10 @@ static const TestCase aCase[] = {
     {MM, "matmul N9 C6 OC3 OUT_IN nobias", run_matmul, {9, 6, 3, BT_W_OUT_IN, 0}, 0},
     /* > one 64-column block */
     {MM, "matmul N3 C70 OC67 OUT_IN bias", run_matmul, {3, 70, 67, BT_W_OUT_IN, 1}, 0},
+    {"matmul_gelu_fwd", "matmul_gelu N7 C5 OC6 IN_OUT bias (vs the pair, fp32 and bf16)", run_matmul_gelu, {7, 5, 6, BT_W_IN_OUT, 1}, 0},
+    {"matmul_gelu_fwd", "matmul_gelu N9 C6 OC8 OUT_IN nobias", run_matmul_gelu, {9, 6, 8, BT_W_OUT_IN, 0}, 0},
+    /* > BT_CPU_PAR_MIN elements: both ops split across threads */
+    {"matmul_gelu_fwd", "matmul_gelu N64 C40 OC256 IN_OUT bias", run_matmul_gelu, {64, 40, 256, BT_W_IN_OUT, 1}, 0},
     {"bias_fwd bias_bwd", "bias N5 C7", run_bias, {5, 7}, 0},
     {"bias_fwd bias_bwd", "bias N3 C70", run_bias, {3, 70}, 0},
     {"embed_fwd embed_bwd", "embed B2 T7 C5 V4", run_embed, {2, 7, 5, 4, 1}, 0},

@@ -275,6 +275,34 @@ static void op_residual_layernorm(Run *r, const int *a) {
   bt_op_residual_layernorm_fwd(r->be, res, ln, mean, rstd, x, y, w, bias, N,
                                C);
 }
+/* matmul_gelu_fwd: its GELU reads the ROUNDED pre in bf16 mode (as
+ * matmul_fwd then gelu_fwd do), the fp32 run the unrounded one, so as for
+ * residual_layernorm the inputs make pre exact in bf16: inp and w are
+ * multiples of 1/4 in [-1, 1), the bias of 1/16, so with C <= 8 every pre
+ * is a multiple of 1/16 of magnitude <= 9 (8 significant bits). The case
+ * then checks the GELU's rounding and both outputs' kinds.
+ * (tests/kernels/test_ops.c checks general inputs in bf16 mode against
+ * matmul_fwd + gelu_fwd, bit for bit.) */
+static float *SQuant(Run *r, const char *zName, size_t n, float q) {
+  float *d = S(r, zName, IN_ACT, n, -1, 1);
+  float *h = xmalloc(n * sizeof(float));
+  bt_mem_to_host(r->be, h, d, n);
+  for (size_t j = 0; j < n; j++) h[j] = floorf(h[j] * q) / q;
+  bt_mem_from_host(r->be, d, h, n);
+  free(h);
+  return d;
+}
+static void op_matmul_gelu(Run *r, const int *a) {
+  int N = a[0], C = a[1], OC = a[2];
+  BT_ASSERT(C <= 8); /* pre exact in bf16 (above) */
+  float *out = S(r, "out", OUT_ACT, (size_t)N * OC, -1, 1);
+  float *pre = S(r, "pre", OUT_ACT, (size_t)N * OC, -1, 1);
+  float *inp = SQuant(r, "inp", (size_t)N * C, 4.0f);
+  float *w = SQuant(r, "w", (size_t)C * OC, 4.0f);
+  float *b = SQuant(r, "bias", (size_t)OC, 16.0f);
+  bt_op_matmul_gelu_fwd(r->be, out, pre, inp, w, a[4] ? b : NULL, N, C, OC,
+                        (bt_wlayout)a[3]);
+}
 /* Speech ops (issue 15): conv1d B2 T9 Cin3 Cout4 K3 S2 P1 and the like. */
 static void op_conv1d(Run *r, const int *a) {
   int B = a[0], T = a[1], Cin = a[2], Cout = a[3], K = 3, St = 2, Pd = 1;
@@ -555,9 +583,10 @@ static const OpFn aFn[] = {op_matmul_fwd, op_matmul_bwd,       op_bias,
                            op_xent,       op_adamw,            op_sumsq_scale,
                            op_to_act,     op_conv1d,           op_attention_masked,
                            op_ctc,        op_xent_fwd_bwd,     op_residual_layernorm,
-                           op_step_stats};
+                           op_step_stats, op_matmul_gelu};
 enum { F_MMF, F_MMB, F_BIAS, F_EMB, F_LN, F_GELU, F_RES, F_ATT, F_DEC, F_XENT,
        F_ADAM, F_SUMSQ, F_TOACT, F_CONV, F_MATT, F_CTC, F_XFB, F_RLN, F_STEP,
+       F_MMG,
        F_ROUND = 100, F_DTYPE };
 
 static int g_iCase;
@@ -584,6 +613,9 @@ static const TestCase aCase[] = {
     {"attention_decode", "attention_decode T9 C12 NH3", run_case, {9, 12, 3, 0, 0, F_DEC}, 0},
     {"xent_fwd xent_bwd", "xent N7 V5 Vp8 (masked rows)", run_case, {7, 5, 8, 0, 0, F_XENT}, 0},
     {"xent_fwd_bwd", "xent_fwd_bwd N7 V5 Vp8 (in place, masked rows)", run_case, {7, 5, 8, 0, 0, F_XFB}, 0},
+    {"matmul_gelu_fwd", "matmul_gelu_fwd N7 C5 OC6 IN_OUT bias (exact pre)", run_case, {7, 5, 6, BT_W_IN_OUT, 1, F_MMG}, 0},
+    /* 64 x 600 outputs: the parallel rounding path (>= 32768 floats) */
+    {"matmul_gelu_fwd", "matmul_gelu_fwd N64 C8 OC600 OUT_IN (exact pre)", run_case, {64, 8, 600, BT_W_OUT_IN, 0, F_MMG}, 0},
     {"residual_layernorm_fwd", "residual_layernorm_fwd N5 C70 (exact sums)", run_case, {5, 70, 0, 0, 0, F_RLN}, 0},
     {"adamw", "adamw n1001 (fp32 in both modes)", run_case, {1001, 0, 0, 0, 0, F_ADAM}, 0},
     {"sumsq scale", "sumsq, scale n40001 (fp32)", run_case, {40001, 0, 0, 0, 0, F_SUMSQ}, 0},
