@@ -309,6 +309,33 @@ static inline int bt_cuda_al16(const void *p) {
   return ((uintptr_t)p & 15u) == 0;
 }
 
+/* Row max M and S = sum_v exp(x[v] - M) over the first V columns. Each
+ * thread keeps an online (max, sum) pair over its strided columns, the
+ * pairs are combined with a block max then a block sum of rescaled sums.
+ * NaN logits propagate into S. Every thread returns the same M and S, and
+ * every thread has finished reading x when this returns (the reductions
+ * end in barriers), which is what lets the backward overwrite x. Used by the
+ * cross-entropy kernels of cuda_ops.cu and cuda_fused.cu. */
+template <typename T>
+__device__ void bt_xent_row_stats(const T *x, int V, float *sh, float *pM,
+                                  float *pS) {
+  float m = -INFINITY, s = 0.0f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    const float xv = bt_ld(x + v);
+    if (xv > m) {
+      s = s * expf(m - xv) + 1.0f; /* first value: s = 0 * 0 + 1 */
+      m = xv;
+    } else if (!(xv == -INFINITY)) {
+      s += expf(xv - m); /* a NaN xv lands here and poisons s */
+    }
+  }
+  const float M = bt_block_max(m, sh);
+  /* s == 0 means "no finite values" (m may be -inf): contributes 0. */
+  const float sScaled = (s == 0.0f) ? 0.0f : s * expf(m - M);
+  *pS = bt_block_sum(sScaled, sh);
+  *pM = M;
+}
+
 /* ---- functions shared between the backend's files ---------------------- */
 
 /* bt_cuda_<name> for every op of kernels/ops.def, with its signature

@@ -171,31 +171,6 @@ void bt_cuda_residual_layernorm_fwd(bt_backend *be, float *outRes,
 
 #define FZ_XENT_THREADS 256
 
-/* Row max M and S = sum_v exp(x[v] - M) over the first V columns: each
- * thread keeps an online (max, sum) pair over its strided columns, the
- * pairs are combined by a block max and a block sum of rescaled sums, as
- * bt_xent_row_stats (cuda_ops.cu) does on fp32 rows. NaN logits poison
- * S. Every thread has finished reading the row when this returns (the
- * block reductions end in barriers): the caller may overwrite it. */
-template <typename T>
-__device__ void bt_fz_xent_stats(const T *x, int V, float *sh, float *pM,
-                                 float *pS) {
-  float m = -INFINITY, s = 0.0f;
-  for (int v = threadIdx.x; v < V; v += blockDim.x) {
-    const float xv = bt_ld(x + v);
-    if (xv > m) {
-      s = s * expf(m - xv) + 1.0f; /* first value: s = 0 * 0 + 1 */
-      m = xv;
-    } else if (!(xv == -INFINITY)) {
-      s += expf(xv - m); /* a NaN xv lands here and poisons s */
-    }
-  }
-  const float M = bt_block_max(m, sh);
-  const float sScaled = (s == 0.0f) ? 0.0f : s * expf(m - M);
-  *pS = bt_block_sum(sScaled, sh);
-  *pM = M;
-}
-
 /* losses[row] = log S - (x_t - M), written by the thread that owns column
  * t from the value it reads just before it overwrites it with the
  * gradient; x[v] = (softmax_v - [v == t]) * scale for v < V, 0 for the
@@ -215,7 +190,7 @@ __global__ void bt_k_xent_fwd_bwd(float *losses, T *logits,
     return;
   }
   float M, S;
-  bt_fz_xent_stats(x, V, sh, &M, &S);
+  bt_xent_row_stats(x, V, sh, &M, &S);
   if (t >= V) {
     if (threadIdx.x == 0) losses[row] = NAN;
     for (int v = threadIdx.x; v < Vp; v += blockDim.x) bt_st(x + v, NAN);
