@@ -881,6 +881,24 @@ static int debug_dump_samples(const bt_trainer *tr, long step,
   return BT_OK;
 }
 
+/* The part of a micro-step after a forward that computed rows (token or
+ * speech): its loss into the step's sums, then the backward, which hands
+ * the last micro-step's gradient buckets to the all-reduce as they become
+ * final. */
+static void micro_backward(loop_ctx *L, step_ctx *s, double sum, int64_t n,
+                           double scale, int last) {
+  bt_trainer *tr = L->tr;
+  bt_trace *pTrace = L->out.pTrace;
+  bt_trace_end(pTrace); /* the forward's span */
+  s->lossSum += sum;
+  s->count += (double)n;
+  bt_comm_set_context(tr->pComm, s->step, "backward");
+  bt_trace_begin(pTrace, "backward", "train");
+  bt_model_backward(&tr->model, (float)scale,
+                    last ? bt_grad_sync_ready : NULL, &tr->sync);
+  bt_trace_end(pTrace);
+}
+
 /* One micro-batch: data, forward, backward. On the last micro-step the
  * grad-ready hook launches bucket reductions during backward. */
 static int step_micro_speech(loop_ctx *L, step_ctx *s, int micro);
@@ -912,14 +930,7 @@ static int step_micro(loop_ctx *L, step_ctx *s, int micro) {
     if (bt_model_forward_train(m, b.n, b.inputs, b.x, b.targets,
                                (float)scale, &sum, &n) != BT_OK)
       return bt_err_prefix("step %ld, micro-step %d: ", s->step, micro);
-    bt_trace_end(pTrace);
-    s->lossSum += sum;
-    s->count += (double)n;
-    bt_comm_set_context(tr->pComm, s->step, "backward");
-    bt_trace_begin(pTrace, "backward", "train");
-    bt_model_backward(m, (float)scale, last ? bt_grad_sync_ready : NULL,
-                      &tr->sync);
-    bt_trace_end(pTrace);
+    micro_backward(L, s, sum, n, scale, last);
   } else if (last) {
     bt_grad_sync_ready(&tr->sync, 0); /* nothing computed: all final */
   }
@@ -955,14 +966,7 @@ static int step_micro_speech(loop_ctx *L, step_ctx *s, int micro) {
     int64_t n = 0;
     if (bt_speech_forward(m, &b, &sum, &n) != BT_OK)
       return bt_err_prefix("step %ld, micro-step %d: ", s->step, micro);
-    bt_trace_end(pTrace);
-    s->lossSum += sum;
-    s->count += (double)n;
-    bt_comm_set_context(tr->pComm, s->step, "backward");
-    bt_trace_begin(pTrace, "backward", "train");
-    bt_model_backward(m, (float)scale, last ? bt_grad_sync_ready : NULL,
-                      &tr->sync);
-    bt_trace_end(pTrace);
+    micro_backward(L, s, sum, n, scale, last);
   } else if (last) {
     bt_grad_sync_ready(&tr->sync, 0); /* nothing computed: all final */
   }
